@@ -1,0 +1,422 @@
+//! The configuration schema. Field names are a public contract: other tools
+//! (the installer, users' dotfiles) write them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize, Serializer};
+use tb_domain::{Protocol, ProviderKind};
+
+/// The whole effective configuration of the daemon.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The client-facing proxy plane.
+    pub proxy: ProxyConfig,
+    /// Outbound TLS.
+    pub tls: TlsConfig,
+    /// Manual ("bring your own key") providers, in preference order.
+    pub providers: Vec<ProviderConfig>,
+    /// Deadlines and, later, route ordering.
+    pub routing: RoutingConfig,
+    /// Model name resolution.
+    pub models: ModelsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[proxy]`: where the proxy plane listens and what it accepts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// TCP port; `0` asks the OS for an ephemeral one (tests).
+    pub port: u16,
+    /// Address to bind; anything but loopback needs `allow_remote`.
+    pub bind: IpAddr,
+    /// Whether the local access token is required (only loopback may turn it off).
+    pub require_auth: bool,
+    /// Permit binding a non-loopback address.
+    pub allow_remote: bool,
+    /// Largest accepted request body; larger gets `413`.
+    pub max_body_bytes: u64,
+    /// How long in-flight requests may run after SIGINT/SIGTERM.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            port: 7878,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            require_auth: true,
+            allow_remote: false,
+            max_body_bytes: 10 * 1024 * 1024,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+/// `[tls]`: outbound TLS trust.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// A PEM file of extra CA certificates trusted besides the system roots.
+    pub extra_ca_file: Option<PathBuf>,
+}
+
+/// One `[[providers]]` entry: an upstream the user pays with their own key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Unique id, shown in `x-tokenbuddy-upstream`, logs and the ledger.
+    pub id: String,
+    /// Which auth header the provider expects.
+    pub kind: ProviderKind,
+    /// Base URL; the protocol path minus its leading `/v1` is appended.
+    pub base_url: String,
+    /// The key inline (discouraged: prefer `api_key_env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    /// The environment variable holding the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Model ids this provider serves.
+    pub models: Vec<String>,
+    /// Protocols served; defaults by `kind`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocols: Option<Vec<Protocol>>,
+    /// Fraction (0–1) off the table price; used by routing and billing.
+    #[serde(default)]
+    pub discount: f64,
+    /// Extra headers sent upstream with every request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl ProviderConfig {
+    /// The protocols this provider serves: the listed ones, else its kind's defaults.
+    pub fn effective_protocols(&self) -> Vec<Protocol> {
+        match &self.protocols {
+            Some(list) => list.clone(),
+            None => self.kind.default_protocols(),
+        }
+    }
+}
+
+/// `[routing]`: deadlines for now; ordering and failover knobs join later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Deadline for the response head of a non-streaming request.
+    pub request_deadline_ms: u64,
+    /// Deadline for the response head of a streaming request.
+    pub stream_head_deadline_ms: u64,
+    /// Longest silence between two chunks of a stream.
+    pub stream_idle_timeout_ms: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            request_deadline_ms: 300_000,
+            stream_head_deadline_ms: 30_000,
+            stream_idle_timeout_ms: 120_000,
+        }
+    }
+}
+
+/// `[models]`: client-facing names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Client name → upstream model id.
+    pub aliases: BTreeMap<String, String>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter directive (`info`, `tb_proxy=debug`, …).
+    pub level: String,
+    /// Human or machine output.
+    pub format: LogFormat,
+    /// Log prompt and completion bodies (off: they are the user's data).
+    pub bodies: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), format: LogFormat::Pretty, bodies: false }
+    }
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A secret from config (an API key). `Debug`, `Display` and `Serialize`
+/// all print a mask, so a secret cannot leak through logging or `config
+/// show` by accident; [`Secret::expose`] is the one way to read it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The mask printed instead of a secret.
+    pub const MASK: &'static str = "********";
+
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it upstream.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Secret::MASK)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Secret::MASK)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(Secret::MASK)
+    }
+}
+
+/// One thing wrong with an otherwise well-formed configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ValidationError {
+    /// The offending key, e.g. `providers[1].api_key_env`.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl Config {
+    /// Parses a TOML document on top of the defaults (no env, no flags).
+    /// Handy for tests and examples; the daemon uses [`crate::load`].
+    pub fn from_toml_str(toml: &str) -> Result<Config, crate::ConfigError> {
+        use figment::Figment;
+        use figment::providers::{Format, Serialized, Toml};
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(crate::load::from_figment_error)
+    }
+
+    /// Checks what serde cannot: cross-field rules, ranges, uniqueness.
+    /// Returns every problem, not just the first.
+    pub fn validate(&self) -> Result<(), Vec<ValidationError>> {
+        let mut errs = Vec::new();
+        let mut push = |key: String, message: String| errs.push(ValidationError { key, message });
+
+        if !self.proxy.bind.is_loopback() && !self.proxy.allow_remote {
+            push(
+                "proxy.bind".into(),
+                format!(
+                    "{} is not a loopback address; set proxy.allow_remote = true to listen on the network",
+                    self.proxy.bind
+                ),
+            );
+        }
+        if !self.proxy.require_auth && !self.proxy.bind.is_loopback() {
+            push(
+                "proxy.require_auth".into(),
+                "may only be false when proxy.bind is a loopback address".into(),
+            );
+        }
+        if self.proxy.max_body_bytes == 0 {
+            push("proxy.max_body_bytes".into(), "must be greater than 0".into());
+        }
+        for (key, v) in [
+            ("routing.request_deadline_ms", self.routing.request_deadline_ms),
+            ("routing.stream_head_deadline_ms", self.routing.stream_head_deadline_ms),
+            ("routing.stream_idle_timeout_ms", self.routing.stream_idle_timeout_ms),
+        ] {
+            if v < 1_000 {
+                push(key.into(), format!("{v} is below the floor of 1000 ms"));
+            }
+        }
+
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let at = |field: &str| format!("providers[{i}].{field}");
+            if p.id.is_empty()
+                || !p.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                push(
+                    at("id"),
+                    format!("{:?} must be non-empty and use only letters, digits, '-', '_' or '.'", p.id),
+                );
+            } else if !seen.insert(p.id.as_str()) {
+                push(at("id"), format!("{:?} is used by more than one provider", p.id));
+            }
+            match (&p.api_key, &p.api_key_env) {
+                (Some(_), Some(_)) => push(
+                    at("api_key"),
+                    "give exactly one of api_key and api_key_env, not both".into(),
+                ),
+                (None, None) => push(
+                    at("api_key_env"),
+                    "give exactly one of api_key_env (preferred) and api_key".into(),
+                ),
+                (None, Some(var)) if var.is_empty() => {
+                    push(at("api_key_env"), "must name an environment variable".into())
+                }
+                _ => {}
+            }
+            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+                push(
+                    at("base_url"),
+                    format!("{:?} must start with http:// or https://", p.base_url),
+                );
+            } else if p.base_url.contains(['?', '#']) {
+                push(at("base_url"), "must not contain a query string or fragment".into());
+            }
+            if p.models.is_empty() {
+                push(at("models"), "must list at least one model id".into());
+            }
+            if p.models.iter().any(|m| m.is_empty()) {
+                push(at("models"), "model ids must be non-empty".into());
+            }
+            if matches!(&p.protocols, Some(list) if list.is_empty()) {
+                push(at("protocols"), "must list at least one protocol, or be left out".into());
+            }
+            if !(0.0..=1.0).contains(&p.discount) {
+                push(at("discount"), format!("{} is not a fraction between 0 and 1", p.discount));
+            }
+            for name in p.headers.keys() {
+                let lower = name.to_ascii_lowercase();
+                if ["authorization", "x-api-key", "host", "content-length"].contains(&lower.as_str())
+                {
+                    push(
+                        at("headers"),
+                        format!("{name:?} is set by tokenbuddy itself and cannot be overridden"),
+                    );
+                }
+            }
+        }
+        for (alias, target) in &self.models.aliases {
+            if alias.is_empty() || target.is_empty() {
+                push("models.aliases".into(), "alias names and targets must be non-empty".into());
+            }
+        }
+
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(extra: &str) -> String {
+        format!(
+            "[[providers]]\nid = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [\"m\"]\n{extra}\n"
+        )
+    }
+
+    fn problems(toml: &str) -> Vec<String> {
+        match Config::from_toml_str(toml).unwrap().validate() {
+            Ok(()) => vec![],
+            Err(errs) => errs.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = Config::default();
+        assert_eq!(c.proxy.port, 7878);
+        assert_eq!(c.proxy.bind.to_string(), "127.0.0.1");
+        assert!(c.proxy.require_auth);
+        assert_eq!(c.proxy.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.routing.stream_head_deadline_ms, 30_000);
+        assert_eq!(c.log.format, LogFormat::Pretty);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let c = Config::from_toml_str(
+            r#"
+[proxy]
+port = 7878
+[[providers]]
+id = "openrouter"
+kind = "openai"
+base_url = "https://openrouter.ai/api/v1"
+api_key_env = "OPENROUTER_API_KEY"
+models = ["deepseek-chat", "claude-sonnet-4-5"]
+protocols = ["chat_completions", "responses", "messages", "images_generations"]
+"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.providers[0].effective_protocols(), Protocol::ALL.to_vec());
+    }
+
+    #[test]
+    fn each_rule_names_its_key() {
+        let cases: &[(&str, &str)] = &[
+            ("[proxy]\nbind = \"0.0.0.0\"", "proxy.bind:"),
+            ("[routing]\nrequest_deadline_ms = 5", "routing.request_deadline_ms:"),
+            (&provider(""), "providers[0].api_key_env: give exactly one"),
+            (&provider("api_key = \"a\"\napi_key_env = \"B\""), "providers[0].api_key: give exactly one"),
+            (&provider("api_key = \"a\"\ndiscount = 1.5"), "providers[0].discount:"),
+            (&provider("api_key = \"a\"\nprotocols = []"), "providers[0].protocols:"),
+            (&provider("api_key = \"a\"\nheaders = { Authorization = \"x\" }"), "providers[0].headers:"),
+            (&format!("{}{}", provider("api_key = \"a\""), provider("api_key = \"b\"")), "providers[1].id:"),
+        ];
+        for (toml, want) in cases {
+            let got = problems(toml);
+            assert!(got.iter().any(|p| p.starts_with(want)), "{toml}\n=> {got:?}, want {want}");
+        }
+        assert!(problems(&provider("api_key = \"a\"")).is_empty());
+    }
+
+    #[test]
+    fn bad_base_url_and_id() {
+        let toml = "[[providers]]\nid = \"a b\"\nkind = \"anthropic\"\nbase_url = \"ftp://x\"\napi_key = \"k\"\nmodels = []\n";
+        let got = problems(toml);
+        assert_eq!(got.len(), 3, "{got:?}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Config::from_toml_str(&provider("api_key = \"sk-very-secret\"")).unwrap();
+        assert!(!format!("{c:?}").contains("sk-very-secret"));
+        assert!(!serde_json::to_string(&c).unwrap().contains("sk-very-secret"));
+        assert_eq!(c.providers[0].api_key.as_ref().unwrap().expose(), "sk-very-secret");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let err = Config::from_toml_str("[proxy]\nprot = 1\n").unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+        let err = Config::from_toml_str(&provider("api_kye = \"x\"")).unwrap_err().to_string();
+        assert!(err.contains("api_kye"), "{err}");
+        let err = Config::from_toml_str("[nonsense]\n").unwrap_err().to_string();
+        assert!(err.contains("nonsense"), "{err}");
+    }
+}

@@ -1,0 +1,59 @@
+//! The commented starter file written by `tokenbuddyd config init`.
+
+/// A commented starter configuration: every line is a valid setting or a
+/// comment, so the file loads as written.
+pub const STARTER_CONFIG: &str = r#"# tokenbuddy configuration.
+# Every setting has a working default; uncomment what you want to change.
+# Environment variables override this file: TB_<SECTION>__<KEY>, e.g. TB_PROXY__PORT=7000.
+
+[proxy]
+# port = 7878                 # 0 = pick a free port
+# bind = "127.0.0.1"          # non-loopback needs allow_remote = true
+# require_auth = true         # clients send the access token as Bearer or x-api-key
+# max_body_bytes = 10485760   # 10 MiB
+# shutdown_grace_ms = 30000   # in-flight requests may finish within this after SIGTERM
+
+[tls]
+# extra_ca_file = "/etc/ssl/private-ca.pem"   # trusted besides the system roots
+
+[routing]
+# request_deadline_ms = 300000      # response head deadline, non-streaming
+# stream_head_deadline_ms = 30000   # response head deadline, streaming
+# stream_idle_timeout_ms = 120000   # longest silence inside a stream
+
+[models.aliases]
+# "claude-sonnet" = "claude-sonnet-4-5"
+
+[log]
+# level = "info"
+# format = "pretty"           # or "json"
+
+# Manual providers: requests go to the first one that serves (model, protocol).
+# [[providers]]
+# id = "openrouter"
+# kind = "openai"             # "openai" (Bearer) | "anthropic" (x-api-key)
+# base_url = "https://openrouter.ai/api/v1"
+# api_key_env = "OPENROUTER_API_KEY"    # or api_key = "..." (keep the file private)
+# models = ["deepseek-chat", "claude-sonnet-4-5"]
+# protocols = ["chat_completions", "responses", "messages", "images_generations"]
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starter_loads_and_is_valid() {
+        let cfg = crate::Config::from_toml_str(STARTER_CONFIG).unwrap();
+        cfg.validate().unwrap();
+        // Uncommenting every setting must still be a valid file.
+        let uncommented: String = STARTER_CONFIG
+            .lines()
+            .map(|l| l.strip_prefix("# ").filter(|r| r.contains(" = ") || r.starts_with('[')).unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let cfg = crate::Config::from_toml_str(&uncommented).unwrap();
+        assert_eq!(cfg.providers.len(), 1);
+        assert_eq!(cfg.models.aliases["claude-sonnet"], "claude-sonnet-4-5");
+    }
+}

@@ -1,0 +1,217 @@
+//! The shared vocabulary of tokenbuddy.
+//!
+//! Every other crate speaks in these types: which API a request uses
+//! ([`Protocol`]), which wire family its errors take ([`ApiFamily`]), how an
+//! upstream authenticates ([`ProviderKind`]) and what it is called
+//! ([`UpstreamId`]). The crate does no I/O and has no dependencies beyond
+//! `serde`, so it can sit at the bottom of the dependency graph.
+//!
+//! ```
+//! use tb_domain::{Protocol, ApiFamily};
+//!
+//! let p = Protocol::from_path("/v1/messages").unwrap();
+//! assert_eq!(p, Protocol::Messages);
+//! assert_eq!(p.family(), ApiFamily::Anthropic);
+//! assert_eq!(p.upstream_suffix(), "/messages");
+//! ```
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// One of the four LLM APIs the proxy plane speaks.
+///
+/// There is no translation between protocols: a request only goes to
+/// upstreams that list its protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// OpenAI Chat Completions (`POST /v1/chat/completions`).
+    ChatCompletions,
+    /// OpenAI Responses (`POST /v1/responses`).
+    Responses,
+    /// Anthropic Messages (`POST /v1/messages`, also `/messages`).
+    Messages,
+    /// OpenAI Images (`POST /v1/images/generations`).
+    ImagesGenerations,
+}
+
+impl Protocol {
+    /// Every protocol, in a stable order.
+    pub const ALL: [Protocol; 4] = [
+        Protocol::ChatCompletions,
+        Protocol::Responses,
+        Protocol::Messages,
+        Protocol::ImagesGenerations,
+    ];
+
+    /// The config/ledger name (`chat_completions`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::ChatCompletions => "chat_completions",
+            Protocol::Responses => "responses",
+            Protocol::Messages => "messages",
+            Protocol::ImagesGenerations => "images_generations",
+        }
+    }
+
+    /// The protocol served at a client-facing path (query string excluded).
+    pub fn from_path(path: &str) -> Option<Protocol> {
+        match path {
+            "/v1/chat/completions" => Some(Protocol::ChatCompletions),
+            "/v1/responses" => Some(Protocol::Responses),
+            "/v1/messages" | "/messages" => Some(Protocol::Messages),
+            "/v1/images/generations" => Some(Protocol::ImagesGenerations),
+            _ => None,
+        }
+    }
+
+    /// The path appended to an upstream's `base_url`: the protocol path
+    /// minus its leading `/v1` (base URLs conventionally end in `/v1`).
+    pub fn upstream_suffix(self) -> &'static str {
+        match self {
+            Protocol::ChatCompletions => "/chat/completions",
+            Protocol::Responses => "/responses",
+            Protocol::Messages => "/messages",
+            Protocol::ImagesGenerations => "/images/generations",
+        }
+    }
+
+    /// Which wire family (error shape, auth habits) the protocol belongs to.
+    pub fn family(self) -> ApiFamily {
+        match self {
+            Protocol::Messages => ApiFamily::Anthropic,
+            _ => ApiFamily::OpenAi,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The wire family of an endpoint: decides the error body shape so SDKs
+/// raise their usual exception types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiFamily {
+    /// `{"error": {"message", "type", "code", "param"}}`
+    OpenAi,
+    /// `{"type": "error", "error": {"type", "message"}}`
+    Anthropic,
+}
+
+impl ApiFamily {
+    /// The family a client-facing path belongs to, also for paths that are
+    /// not endpoints (so a 404 on `/v1/messages/x` still looks Anthropic).
+    pub fn for_path(path: &str) -> ApiFamily {
+        if path == "/messages"
+            || path.starts_with("/messages/")
+            || path == "/v1/messages"
+            || path.starts_with("/v1/messages/")
+        {
+            ApiFamily::Anthropic
+        } else {
+            ApiFamily::OpenAi
+        }
+    }
+}
+
+/// How a manual provider authenticates. The kind only chooses the auth
+/// header; it never changes the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// `Authorization: Bearer <key>`.
+    Openai,
+    /// `x-api-key: <key>` plus `anthropic-version` when the client sent none.
+    Anthropic,
+}
+
+impl ProviderKind {
+    /// The protocols a provider of this kind serves when its config lists none.
+    pub fn default_protocols(self) -> Vec<Protocol> {
+        match self {
+            ProviderKind::Openai => vec![
+                Protocol::ChatCompletions,
+                Protocol::Responses,
+                Protocol::ImagesGenerations,
+            ],
+            ProviderKind::Anthropic => vec![Protocol::Messages],
+        }
+    }
+}
+
+/// The name of one upstream (a manual provider id or, later, a seller id).
+/// It is shown to users (`x-tokenbuddy-upstream`, ledger, metrics labels),
+/// so it only ever comes from config or the registry, never from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UpstreamId(String);
+
+impl UpstreamId {
+    /// Wraps an id taken from config or the registry.
+    pub fn new(id: impl Into<String>) -> UpstreamId {
+        UpstreamId(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UpstreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_protocols() {
+        let cases = [
+            ("/v1/chat/completions", Some(Protocol::ChatCompletions)),
+            ("/v1/responses", Some(Protocol::Responses)),
+            ("/v1/messages", Some(Protocol::Messages)),
+            ("/messages", Some(Protocol::Messages)),
+            ("/v1/images/generations", Some(Protocol::ImagesGenerations)),
+            ("/v1/models", None),
+            ("/v1/chat/completions/", None),
+            ("/chat/completions", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(Protocol::from_path(path), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn names_round_trip_through_serde() {
+        for p in Protocol::ALL {
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{}\"", p.as_str()));
+            let back: Protocol = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, p);
+        }
+    }
+
+    #[test]
+    fn families() {
+        assert_eq!(ApiFamily::for_path("/v1/messages"), ApiFamily::Anthropic);
+        assert_eq!(ApiFamily::for_path("/messages/count_tokens"), ApiFamily::Anthropic);
+        assert_eq!(ApiFamily::for_path("/v1/messagesx"), ApiFamily::OpenAi);
+        assert_eq!(ApiFamily::for_path("/nope"), ApiFamily::OpenAi);
+        assert_eq!(Protocol::Messages.family(), ApiFamily::Anthropic);
+        assert_eq!(Protocol::Responses.family(), ApiFamily::OpenAi);
+    }
+
+    #[test]
+    fn default_protocols_by_kind() {
+        assert_eq!(ProviderKind::Anthropic.default_protocols(), vec![Protocol::Messages]);
+        assert!(!ProviderKind::Openai.default_protocols().contains(&Protocol::Messages));
+    }
+}
