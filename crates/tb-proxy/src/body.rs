@@ -1,0 +1,215 @@
+//! Request bodies: bounded reading, the minimal JSON probe (model, stream),
+//! and the one edit the proxy makes (the `model` value), which keeps every
+//! other byte of the body as the client sent it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::ProxyBody;
+use crate::error::{ErrorCode, ProxyError};
+
+/// A complete in-memory body as a [`ProxyBody`].
+pub(crate) fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// Reads at most `limit` bytes. A `Content-Length` over the limit is
+/// refused before reading anything; a chunked body is cut at the limit.
+pub(crate) async fn read_limited(
+    body: Incoming,
+    content_length: Option<u64>,
+    limit: u64,
+) -> Result<Bytes, ProxyError> {
+    let too_large = || {
+        ProxyError::new(
+            ErrorCode::BodyTooLarge,
+            format!("request body is larger than the limit of {limit} bytes (proxy.max_body_bytes); send a smaller request or raise the limit"),
+        )
+    };
+    if content_length.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(ProxyError::new(
+            ErrorCode::InvalidJson,
+            format!("could not read the request body: {e}"),
+        )),
+    }
+}
+
+/// What the proxy needs to know about a request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RequestProbe {
+    /// The client's `model`.
+    pub model: String,
+    /// `"stream": true`.
+    pub stream: bool,
+}
+
+#[derive(Deserialize)]
+struct ProbeFields<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream: Option<&'a RawValue>,
+}
+
+/// Parses the body just enough to route it: it must be a JSON object with a
+/// string `model`. The whole document is validated (a truncated body is
+/// refused here, not by the upstream).
+pub(crate) fn probe(body: &[u8]) -> Result<RequestProbe, ProxyError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        let what = match first {
+            None => "the request body is empty",
+            Some(b'[') => "the request body is a JSON array",
+            Some(_) => "the request body is not a JSON object",
+        };
+        return Err(ProxyError::new(
+            ErrorCode::InvalidJson,
+            format!("{what}; send a JSON object like {{\"model\": \"…\", …}} with Content-Type: application/json"),
+        ));
+    }
+    let fields: ProbeFields<'_> = serde_json::from_slice(body).map_err(|e| {
+        ProxyError::new(
+            ErrorCode::InvalidJson,
+            format!("the request body is not valid JSON: {e}"),
+        )
+    })?;
+    let model = match fields.model {
+        None => {
+            return Err(ProxyError::new(
+                ErrorCode::MissingModel,
+                "the request body has no \"model\"; add the model id, e.g. \"model\": \"gpt-4o-mini\"",
+            ));
+        }
+        Some(raw) => match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
+            Ok(m) if !m.is_empty() => m.into_owned(),
+            _ => {
+                return Err(ProxyError::new(
+                    ErrorCode::MissingModel,
+                    format!("\"model\" must be a non-empty string, got {}", truncate(raw.get(), 64)),
+                ));
+            }
+        },
+    };
+    let stream = fields.stream.is_some_and(|raw| raw.get() == "true");
+    Ok(RequestProbe { model, stream })
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// The top-level members of a JSON object, values kept as raw text.
+struct RawMembers<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for RawMembers<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawMembers<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+                    out.push((k, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(RawMembers(out))
+            }
+        }
+        d.deserialize_map(V).map_err(de::Error::custom)
+    }
+}
+
+/// Replaces the top-level `model` value, keeping every other member's bytes
+/// (order, number formatting, nested whitespace) exactly as they were.
+pub(crate) fn replace_model(body: &[u8], model: &str) -> Result<Bytes, serde_json::Error> {
+    let members: RawMembers<'_> = serde_json::from_slice(body)?;
+    let mut out = Vec::with_capacity(body.len() + model.len());
+    out.push(b'{');
+    for (i, (key, raw)) in members.0.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, key.as_ref())?;
+        out.push(b':');
+        if key == "model" {
+            serde_json::to_writer(&mut out, model)?;
+        } else {
+            out.extend_from_slice(raw.get().as_bytes());
+        }
+    }
+    out.push(b'}');
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe_err(body: &str) -> ErrorCode {
+        probe(body.as_bytes()).unwrap_err().code
+    }
+
+    #[test]
+    fn probe_accepts_objects_with_a_model() {
+        let p = probe(br#" {"model":"m","stream":true,"messages":[]}"#).unwrap();
+        assert_eq!(p, RequestProbe { model: "m".into(), stream: true });
+        let p = probe(br#"{"stream":false,"model":"a\/b"}"#).unwrap();
+        assert_eq!(p, RequestProbe { model: "a/b".into(), stream: false });
+        assert!(!probe(br#"{"model":"m","stream":"true"}"#).unwrap().stream);
+    }
+
+    #[test]
+    fn probe_rejects_what_it_must() {
+        use ErrorCode::*;
+        let cases = [
+            ("", InvalidJson),
+            ("   ", InvalidJson),
+            ("not json", InvalidJson),
+            ("[1,2]", InvalidJson),
+            ("\"model\"", InvalidJson),
+            ("{\"model\":\"m\"", InvalidJson),
+            ("{\"model\":\"m\"} trailing", InvalidJson),
+            ("{\"model\":\"m\",\"model\":\"n\"}", InvalidJson),
+            ("{}", MissingModel),
+            ("{\"model\":null}", MissingModel),
+            ("{\"model\":42}", MissingModel),
+            ("{\"model\":\"\"}", MissingModel),
+            ("{\"messages\":[]}", MissingModel),
+        ];
+        for (body, want) in cases {
+            assert_eq!(probe_err(body), want, "{body:?}");
+        }
+        let msg = probe(b"{\"model\":\"m\"").unwrap_err().message;
+        assert!(msg.contains("line 1"), "{msg}");
+    }
+
+    #[test]
+    fn replace_model_keeps_everything_else() {
+        let body = br#"{"temperature":0.10000000000000001,"model":"alias","messages":[ {"role" : "user","content":"h\u00e9"} ],"n":1e2}"#;
+        let out = replace_model(body, "real-model").unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"temperature":0.10000000000000001,"model":"real-model","messages":[ {"role" : "user","content":"h\u00e9"} ],"n":1e2}"#
+        );
+        let quoted = replace_model(br#"{"model":"x"}"#, "we\"ird").unwrap();
+        assert_eq!(&quoted[..], br#"{"model":"we\"ird"}"#);
+    }
+}

@@ -1,0 +1,321 @@
+//! The request path, top to bottom: receive → authenticate → read and probe
+//! the body → resolve the model → plan routes → attempt loop → stream back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use tb_domain::{ApiFamily, Protocol, ProviderKind};
+use tracing::Instrument;
+
+use crate::body::{full, probe, read_limited, replace_model};
+use crate::error::{ErrorCode, ProxyError};
+use crate::headers::{client_response_headers, upstream_request_headers};
+use crate::plan::Route;
+use crate::stream::{OnBreak, PassThrough};
+use crate::{ProxyBody, ProxyState};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-tokenbuddy-request-id");
+const UPSTREAM: HeaderName = HeaderName::from_static("x-tokenbuddy-upstream");
+const ATTEMPTS: HeaderName = HeaderName::from_static("x-tokenbuddy-attempts");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+
+/// Entry point for every request on the proxy plane. Never fails: every
+/// error becomes a protocol-shaped response.
+pub(crate) async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let request_id = request_id(req.headers());
+    let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
+    async move {
+        let mut resp = dispatch(&state, req, &request_id).await;
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert(REQUEST_ID, v);
+        }
+        tracing::info!(
+            target: "request.completed",
+            status = resp.status().as_u16(),
+            upstream = resp.headers().get(UPSTREAM).and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            head_ms = started.elapsed().as_millis() as u64,
+            "request answered"
+        );
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+/// The client's `X-Request-Id` when it is sane, else a new UUIDv7.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+async fn dispatch(state: &ProxyState, req: Request<Incoming>, request_id: &str) -> Response<ProxyBody> {
+    let path = req.uri().path().to_string();
+    let family = ApiFamily::for_path(&path);
+    let method = req.method().clone();
+    let not_allowed = |allow: &'static str| {
+        let mut r = ProxyError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{method} is not allowed on {path}; use {allow}"),
+        )
+        .response(family);
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        r
+    };
+
+    match path.as_str() {
+        "/healthz" if method == Method::GET => return text(StatusCode::OK, "ok"),
+        "/managed-settings" if method == Method::GET => return json_response(Bytes::from_static(b"{}")),
+        "/healthz" | "/managed-settings" | "/v1/models" if method != Method::GET => {
+            return not_allowed("GET");
+        }
+        _ => {}
+    }
+    let protocol = Protocol::from_path(&path);
+    if protocol.is_some() && method != Method::POST {
+        return not_allowed("POST");
+    }
+    if protocol.is_none() && path != "/v1/models" {
+        return ProxyError::new(
+            ErrorCode::UnknownRoute,
+            format!("no endpoint {method} {path}; tokenbuddy serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/images/generations and GET /v1/models"),
+        )
+        .response(family);
+    }
+    if !state.authorized(req.headers()) {
+        return ProxyError::new(
+            ErrorCode::InvalidAccessToken,
+            format!(
+                "missing or wrong access token: send the token stored in {} as `Authorization: Bearer <token>` or `x-api-key: <token>`",
+                state.token_path.display()
+            ),
+        )
+        .response(family);
+    }
+    match protocol {
+        None => json_response(state.models_body.clone()),
+        Some(protocol) => match proxy_call(state, req, protocol, request_id).await {
+            Ok(resp) => resp,
+            Err(err) => err.response(family),
+        },
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(full(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn json_response(body: Bytes) -> Response<ProxyBody> {
+    let mut r = Response::new(full(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// How one attempt ended, for the `x-tokenbuddy-attempts` header and the
+/// final error message.
+struct AttemptRecord {
+    upstream: String,
+    status: Option<u16>,
+    class: &'static str,
+    detail: String,
+}
+
+impl AttemptRecord {
+    fn header_part(&self) -> String {
+        match self.status {
+            Some(s) => format!("{}:{s}|{}", self.upstream, self.class),
+            None => format!("{}:-|{}", self.upstream, self.class),
+        }
+    }
+}
+
+async fn proxy_call(
+    state: &ProxyState,
+    req: Request<Incoming>,
+    protocol: Protocol,
+    request_id: &str,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let (parts, body) = req.into_parts();
+    let content_length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let bytes = read_limited(body, content_length, state.settings.max_body_bytes).await?;
+    let probe = probe(&bytes)?;
+
+    let plan = state.plan(&probe.model, protocol);
+    tracing::info!(
+        target: "route.decision",
+        model = %probe.model,
+        upstream_model = %plan.model,
+        protocol = %protocol,
+        stream = probe.stream,
+        candidates = ?plan.routes.iter().map(|r| r.upstream.id.as_str()).collect::<Vec<_>>(),
+        "planned"
+    );
+    if plan.routes.is_empty() {
+        return Err(ProxyError::new(ErrorCode::ModelNotFound, plan.not_found_message(&probe.model, protocol)));
+    }
+    let body = if plan.model == probe.model {
+        bytes
+    } else {
+        replace_model(&bytes, &plan.model).map_err(|e| {
+            ProxyError::new(ErrorCode::InvalidJson, format!("the request body is not valid JSON: {e}"))
+        })?
+    };
+
+    let mut base_headers = upstream_request_headers(&parts.headers);
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        base_headers.insert(X_REQUEST_ID, v);
+    }
+    if !base_headers.contains_key(IDEMPOTENCY_KEY) {
+        if let Ok(v) = HeaderValue::from_str(&format!("tb-{request_id}")) {
+            base_headers.insert(IDEMPOTENCY_KEY, v);
+        }
+    }
+    let head_deadline = if probe.stream {
+        state.settings.stream_head_deadline
+    } else {
+        state.settings.request_deadline
+    };
+
+    let mut attempts: Vec<AttemptRecord> = Vec::with_capacity(plan.routes.len());
+    for route in &plan.routes {
+        let upstream = &route.upstream;
+        let uri = upstream.url(protocol, parts.uri.query()).map_err(|e| {
+            ProxyError::new(ErrorCode::UpstreamUnreachable, format!("upstream {}: cannot build the URL: {e}", upstream.id))
+        })?;
+        let mut headers = base_headers.clone();
+        let (auth_name, auth_value) = upstream.auth_header();
+        headers.insert(auth_name.clone(), auth_value.clone());
+        if upstream.kind == ProviderKind::Anthropic && !headers.contains_key(ANTHROPIC_VERSION) {
+            headers.insert(ANTHROPIC_VERSION, HeaderValue::from_static("2023-06-01"));
+        }
+        for (k, v) in upstream.extra_headers() {
+            headers.insert(k.clone(), v.clone());
+        }
+        let mut upstream_req = Request::new(Full::new(body.clone()));
+        *upstream_req.method_mut() = Method::POST;
+        *upstream_req.uri_mut() = uri;
+        *upstream_req.headers_mut() = headers;
+
+        let sent = Instant::now();
+        match tokio::time::timeout(head_deadline, state.client.request(upstream_req)).await {
+            Ok(Ok(resp)) => {
+                attempts.push(AttemptRecord {
+                    upstream: upstream.id.to_string(),
+                    status: Some(resp.status().as_u16()),
+                    class: if resp.status().is_success() { "ok" } else { "http_error" },
+                    detail: String::new(),
+                });
+                tracing::info!(target: "upstream.response", upstream = %upstream.id, status = resp.status().as_u16(), head_ms = sent.elapsed().as_millis() as u64, "upstream answered");
+                return Ok(client_response(state, resp, route, protocol, &attempts));
+            }
+            Ok(Err(e)) => {
+                let class = if e.is_connect() { "connect_failed" } else { "server_error" };
+                let detail = error_chain(&e);
+                tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class, error = %detail, "upstream attempt failed");
+                attempts.push(AttemptRecord { upstream: upstream.id.to_string(), status: None, class, detail });
+            }
+            Err(_) => {
+                let detail = format!("no response head within {} ms", head_deadline.as_millis());
+                tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class = "deadline", "upstream attempt failed");
+                attempts.push(AttemptRecord { upstream: upstream.id.to_string(), status: None, class: "deadline", detail });
+            }
+        }
+    }
+
+    let all_deadline = attempts.iter().all(|a| a.class == "deadline");
+    let code = if all_deadline { ErrorCode::UpstreamTimeout } else { ErrorCode::UpstreamUnreachable };
+    let tried: Vec<String> = attempts
+        .iter()
+        .zip(&plan.routes)
+        .map(|(a, r)| format!("{} ({}): {}", a.upstream, r.upstream.base_url(), a.detail))
+        .collect();
+    let message = format!(
+        "no upstream answered for model {:?} over {protocol}; tried {}",
+        probe.model,
+        tried.join("; ")
+    );
+    let mut resp = ProxyError::new(code, message).response(protocol.family());
+    if let Ok(v) = HeaderValue::from_str(&attempts_header(&attempts)) {
+        resp.headers_mut().insert(ATTEMPTS, v);
+    }
+    if let Some(last) = attempts.last() {
+        if let Ok(v) = HeaderValue::from_str(&last.upstream) {
+            resp.headers_mut().insert(UPSTREAM, v);
+        }
+    }
+    Ok(resp)
+}
+
+fn attempts_header(attempts: &[AttemptRecord]) -> String {
+    attempts.iter().map(AttemptRecord::header_part).collect::<Vec<_>>().join(",")
+}
+
+/// The error and its causes, e.g. "client error (Connect): tcp connect
+/// error: Connection refused (os error 111)".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+fn client_response(
+    state: &ProxyState,
+    resp: Response<Incoming>,
+    route: &Route,
+    protocol: Protocol,
+    attempts: &[AttemptRecord],
+) -> Response<ProxyBody> {
+    let (parts, body) = resp.into_parts();
+    let is_sse = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+    let on_break = if is_sse { OnBreak::ErrorEvent(protocol) } else { OnBreak::Abort };
+    let mut headers = client_response_headers(&parts.headers);
+    if is_sse {
+        // An error event may be appended, so a fixed length would be a lie.
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    if let Ok(v) = HeaderValue::from_str(route.upstream.id.as_str()) {
+        headers.insert(UPSTREAM, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&attempts_header(attempts)) {
+        headers.insert(ATTEMPTS, v);
+    }
+    let body = PassThrough::new(body, state.settings.stream_idle_timeout, on_break, route.upstream.id.to_string());
+    let mut out = Response::new(body.boxed());
+    *out.status_mut() = parts.status;
+    *out.headers_mut() = headers;
+    out
+}
+
+/// Keeps `Duration` in the signature of settings readable.
+pub(crate) fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}

@@ -1,0 +1,64 @@
+//! The seam where routing plugs in: a [`RoutePlan`] is the ordered list of
+//! routes the attempt loop walks. Today it is the model index's preference
+//! order (config order); the routing crate (pool, breakers, scorers) will
+//! produce it instead without the attempt loop changing.
+
+use std::sync::Arc;
+
+use tb_domain::Protocol;
+use tb_registry::Lookup;
+
+use crate::upstream::Upstream;
+
+/// One place the request can go, and the model id to send there.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The upstream.
+    pub upstream: Arc<Upstream>,
+}
+
+/// The ordered routes for one request, plus what the error message needs
+/// when there are none.
+#[derive(Debug)]
+pub struct RoutePlan {
+    /// The model id sent upstream (after alias/prefix resolution).
+    pub model: String,
+    /// Routes in the order they are tried.
+    pub routes: Vec<Route>,
+    lookup: Lookup,
+}
+
+impl RoutePlan {
+    /// Builds the plan from an index lookup and the upstream table (same order).
+    pub fn from_lookup(lookup: Lookup, upstreams: &[Arc<Upstream>]) -> RoutePlan {
+        let routes = lookup
+            .upstreams
+            .iter()
+            .filter_map(|&i| upstreams.get(i))
+            .map(|u| Route { upstream: Arc::clone(u) })
+            .collect();
+        RoutePlan { model: lookup.model.clone(), routes, lookup }
+    }
+
+    /// The `model_not_found` message: model, protocol, how many upstreams
+    /// were considered, and what to do.
+    pub fn not_found_message(&self, requested: &str, protocol: Protocol) -> String {
+        let mut msg = format!(
+            "model {requested:?} is not served over {protocol} by any of the {} upstream(s) considered",
+            self.lookup.considered
+        );
+        if requested != self.lookup.model {
+            msg.push_str(&format!(" (resolved to {:?})", self.lookup.model));
+        }
+        if self.lookup.other_protocols.is_empty() {
+            msg.push_str("; add it to the `models` of a [[providers]] entry that speaks this protocol, or check the spelling (GET /v1/models lists what is served)");
+        } else {
+            let others: Vec<&str> = self.lookup.other_protocols.iter().map(|p| p.as_str()).collect();
+            msg.push_str(&format!(
+                "; it is served over {}: use that endpoint, or add {protocol} to the provider's `protocols`",
+                others.join(", ")
+            ));
+        }
+        msg
+    }
+}

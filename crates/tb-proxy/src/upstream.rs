@@ -1,0 +1,252 @@
+//! Upstreams as the forwarder sees them: a base URL, a precomputed auth
+//! header, extra headers; and the pooled HTTP(S) client that reaches them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Uri};
+use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tb_config::ProviderConfig;
+use tb_domain::{Protocol, ProviderKind, UpstreamId};
+
+/// The pooled client used for every upstream call.
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// One upstream, ready to be called.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Its id.
+    pub id: UpstreamId,
+    /// Auth header family.
+    pub kind: ProviderKind,
+    base_url: String,
+    auth: (HeaderName, HeaderValue),
+    extra_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Why an upstream could not be set up from config.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// `api_key_env` names a variable that is not set.
+    #[error("providers[{index}] ({id}): environment variable {var} (api_key_env) is not set; export it or remove the provider")]
+    MissingKeyEnv {
+        /// Position in `[[providers]]`.
+        index: usize,
+        /// Provider id.
+        id: String,
+        /// The variable.
+        var: String,
+    },
+    /// A value cannot be used in an HTTP header or URL.
+    #[error("providers[{index}] ({id}).{field}: {problem}")]
+    Invalid {
+        /// Position in `[[providers]]`.
+        index: usize,
+        /// Provider id.
+        id: String,
+        /// The field.
+        field: &'static str,
+        /// What is wrong (never the secret itself).
+        problem: String,
+    },
+}
+
+impl Upstream {
+    /// Builds the runtime form of `[[providers]]` entry `index`. `env` reads
+    /// an environment variable (tests pass a map).
+    pub fn from_config(
+        index: usize,
+        p: &ProviderConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Upstream, UpstreamError> {
+        let invalid = |field: &'static str, problem: String| UpstreamError::Invalid {
+            index,
+            id: p.id.clone(),
+            field,
+            problem,
+        };
+        let key = match (&p.api_key, &p.api_key_env) {
+            (Some(k), _) => k.expose().to_string(),
+            (None, Some(var)) => env(var).ok_or_else(|| UpstreamError::MissingKeyEnv {
+                index,
+                id: p.id.clone(),
+                var: var.clone(),
+            })?,
+            (None, None) => return Err(invalid("api_key", "no key configured".into())),
+        };
+        let (name, value) = match p.kind {
+            ProviderKind::Openai => (http::header::AUTHORIZATION, format!("Bearer {key}")),
+            ProviderKind::Anthropic => (HeaderName::from_static("x-api-key"), key),
+        };
+        let mut value = HeaderValue::from_str(&value).map_err(|_| {
+            invalid("api_key", "contains characters not allowed in an HTTP header".into())
+        })?;
+        value.set_sensitive(true);
+
+        let base_url = p.base_url.trim_end_matches('/').to_string();
+        base_url
+            .parse::<Uri>()
+            .map_err(|e| invalid("base_url", format!("{:?} is not a valid URL: {e}", p.base_url)))?;
+
+        let mut extra_headers = Vec::new();
+        for (k, v) in &p.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| invalid("headers", format!("{k:?} is not a valid header name")))?;
+            let mut value = HeaderValue::from_str(v)
+                .map_err(|_| invalid("headers", format!("the value of {k:?} is not a valid header value")))?;
+            value.set_sensitive(true);
+            extra_headers.push((name, value));
+        }
+        Ok(Upstream { id: UpstreamId::new(p.id.clone()), kind: p.kind, base_url, auth: (name, value), extra_headers })
+    }
+
+    /// The URL for `protocol`: base URL + protocol path minus `/v1` + the
+    /// client's query string.
+    pub fn url(&self, protocol: Protocol, query: Option<&str>) -> Result<Uri, http::uri::InvalidUri> {
+        let mut s = format!("{}{}", self.base_url, protocol.upstream_suffix());
+        if let Some(q) = query {
+            s.push('?');
+            s.push_str(q);
+        }
+        s.parse()
+    }
+
+    /// The base URL (for messages; holds no secret).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The authentication header.
+    pub(crate) fn auth_header(&self) -> (&HeaderName, &HeaderValue) {
+        (&self.auth.0, &self.auth.1)
+    }
+
+    /// Extra configured headers.
+    pub(crate) fn extra_headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.extra_headers
+    }
+}
+
+/// Why the TLS client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// The extra CA file could not be read.
+    #[error("tls.extra_ca_file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file holds no usable certificate.
+    #[error("tls.extra_ca_file {path}: {problem}; it must contain PEM \"BEGIN CERTIFICATE\" blocks")]
+    BadPem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS setup failed: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Builds the pooled client: HTTP/1.1 over TCP or TLS (rustls with the
+/// system roots plus `extra_ca_file`), keep-alive, no Nagle delay.
+pub fn build_client(extra_ca_file: Option<&Path>) -> Result<UpstreamClient, TlsSetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    // A broken system store must not stop a daemon that only talks to
+    // loopback or to a private CA; unusable roots are skipped.
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = extra_ca_file {
+        let pem = std::fs::read(path).map_err(|source| TlsSetupError::Read { path: path.to_path_buf(), source })?;
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| TlsSetupError::BadPem { path: path.to_path_buf(), problem: e.to_string() })?;
+            roots.add(cert).map_err(|e| TlsSetupError::BadPem { path: path.to_path_buf(), problem: e.to_string() })?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(TlsSetupError::BadPem { path: path.to_path_buf(), problem: "no certificate found".into() });
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(64)
+        .build(https))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tb_config::Config;
+
+    fn provider(extra: &str) -> ProviderConfig {
+        let toml = format!("[[providers]]\nid = \"p\"\nbase_url = \"http://127.0.0.1:9/v1/\"\nmodels = [\"m\"]\n{extra}");
+        Config::from_toml_str(&toml).unwrap().providers.remove(0)
+    }
+
+    #[test]
+    fn auth_header_by_kind() {
+        let env = |v: &str| (v == "KEY").then(|| "sk-env".to_string());
+        let u = Upstream::from_config(0, &provider("kind = \"openai\"\napi_key_env = \"KEY\""), &env).unwrap();
+        let (n, v) = u.auth_header();
+        assert_eq!((n.as_str(), v.to_str().unwrap()), ("authorization", "Bearer sk-env"));
+        assert!(v.is_sensitive());
+        let u = Upstream::from_config(0, &provider("kind = \"anthropic\"\napi_key = \"sk-a\""), &env).unwrap();
+        let (n, v) = u.auth_header();
+        assert_eq!((n.as_str(), v.to_str().unwrap()), ("x-api-key", "sk-a"));
+        assert!(!format!("{u:?}").contains("sk-a"));
+    }
+
+    #[test]
+    fn missing_env_key_names_provider_and_variable() {
+        let err = Upstream::from_config(3, &provider("kind = \"openai\"\napi_key_env = \"NOPE\""), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("providers[3] (p)") && err.contains("NOPE"), "{err}");
+    }
+
+    #[test]
+    fn urls_append_the_protocol_path_without_v1() {
+        let u = Upstream::from_config(0, &provider("kind = \"openai\"\napi_key = \"k\""), &|_| None).unwrap();
+        assert_eq!(u.url(Protocol::ChatCompletions, None).unwrap().to_string(), "http://127.0.0.1:9/v1/chat/completions");
+        assert_eq!(u.url(Protocol::Messages, Some("beta=true")).unwrap().to_string(), "http://127.0.0.1:9/v1/messages?beta=true");
+    }
+
+    #[test]
+    fn extra_ca_file_errors_are_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.pem");
+        assert!(build_client(Some(&missing)).unwrap_err().to_string().contains("none.pem"));
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "hello").unwrap();
+        assert!(build_client(Some(&empty)).unwrap_err().to_string().contains("no certificate"));
+    }
+}

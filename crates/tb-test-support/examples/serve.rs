@@ -1,0 +1,17 @@
+//! Runs a [`MockUpstream`] until Ctrl-C, printing its URLs: handy for
+//! poking at the canned replies with curl or an SDK (see `sdk_smoke.py`).
+//!
+//! ```text
+//! cargo run -p tb-test-support --example serve
+//! ```
+
+use tb_test_support::MockUpstream;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let upstream = MockUpstream::start().await?;
+    println!("OPENAI_BASE_URL={}", upstream.base_url());
+    println!("ANTHROPIC_BASE_URL={}", upstream.root_url());
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
