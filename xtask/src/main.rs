@@ -13,7 +13,9 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some(other) => bail!("unknown task {other:?}; tasks: ci"),
         None => {
-            println!("usage: cargo xtask <task>\n\ntasks:\n  ci    fmt --check, clippy -D warnings, deny, tests");
+            println!(
+                "usage: cargo xtask <task>\n\ntasks:\n  ci    fmt --check, clippy -D warnings, deny, tests"
+            );
             Ok(())
         }
     }
@@ -33,7 +35,14 @@ fn cargo(args: &[&str]) -> Result<()> {
 
 fn ci() -> Result<()> {
     cargo(&["fmt", "--all", "--check"])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     cargo(&["deny", "check", "bans", "licenses", "sources"])?;
     cargo(&["test", "--workspace"])
 }

@@ -41,9 +41,7 @@ impl Paths {
     ) -> Result<Paths, ConfigError> {
         let var = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
         let tb_home = var("TB_HOME");
-        let home = || {
-            var("HOME").ok_or(ConfigError::NoHome)
-        };
+        let home = || var("HOME").ok_or(ConfigError::NoHome);
 
         let (config_file, config_file_explicit) = if let Some(f) = &flags.config_file {
             (f.clone(), true)
@@ -73,7 +71,11 @@ impl Paths {
             base.join("tokenbuddy")
         };
 
-        Ok(Paths { config_file, config_file_explicit, data_dir })
+        Ok(Paths {
+            config_file,
+            config_file_explicit,
+            data_dir,
+        })
     }
 }
 
@@ -141,10 +143,14 @@ pub struct LoadedConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Neither a tokenbuddy path variable nor `HOME` is set.
-    #[error("cannot find a home directory: set TB_HOME (or HOME, or XDG_CONFIG_HOME and XDG_DATA_HOME)")]
+    #[error(
+        "cannot find a home directory: set TB_HOME (or HOME, or XDG_CONFIG_HOME and XDG_DATA_HOME)"
+    )]
     NoHome,
     /// A config file named by flag or `TB_CONFIG` is missing.
-    #[error("config file {path} does not exist (named by --config or TB_CONFIG); create it with `tokenbuddyd config init` or fix the path")]
+    #[error(
+        "config file {path} does not exist (named by --config or TB_CONFIG); create it with `tokenbuddyd config init` or fix the path"
+    )]
     MissingFile {
         /// The file.
         path: PathBuf,
@@ -192,7 +198,11 @@ pub(crate) fn from_figment_error(err: figment::Error) -> ConfigError {
             None => md.name.to_string(),
         });
         let key = (!e.path.is_empty()).then(|| e.path.join("."));
-        out.push(InvalidKey { message: e.kind.to_string(), key, origin });
+        out.push(InvalidKey {
+            message: e.kind.to_string(),
+            key,
+            origin,
+        });
     }
     ConfigError::Invalid(out)
 }
@@ -201,7 +211,9 @@ pub(crate) fn from_figment_error(err: figment::Error) -> ConfigError {
 /// (`TB_HOME`, `TB_CONFIG`, `TB_DATA_DIR`, `TB_WARMUP_MODELS`) have no `__`
 /// and are therefore never read as keys.
 fn env_layer() -> Env {
-    Env::prefixed("TB_").filter(|k| k.as_str().contains("__")).split("__")
+    Env::prefixed("TB_")
+        .filter(|k| k.as_str().contains("__"))
+        .split("__")
 }
 
 pub(crate) fn figment_for(path: Option<&Path>, flags: &CliOverrides) -> Figment {
@@ -209,26 +221,40 @@ pub(crate) fn figment_for(path: Option<&Path>, flags: &CliOverrides) -> Figment 
     if let Some(path) = path {
         fig = fig.merge(Toml::file_exact(path));
     }
-    fig.merge(env_layer()).merge(Serialized::defaults(flags.clone()))
+    fig.merge(env_layer())
+        .merge(Serialized::defaults(flags.clone()))
 }
 
 /// Loads the configuration: defaults < file < env < flags, then validates.
 pub fn load(paths: Paths, flags: &CliOverrides) -> Result<LoadedConfig, ConfigError> {
     let file_found = paths.config_file.is_file();
     if !file_found && paths.config_file_explicit {
-        return Err(ConfigError::MissingFile { path: paths.config_file });
+        return Err(ConfigError::MissingFile {
+            path: paths.config_file,
+        });
     }
     let figment = figment_for(file_found.then_some(paths.config_file.as_path()), flags);
     let config: Config = figment.extract().map_err(from_figment_error)?;
     if let Err(errors) = config.validate() {
         let source_desc = if file_found {
-            format!("config file {} and environment", paths.config_file.display())
+            format!(
+                "config file {} and environment",
+                paths.config_file.display()
+            )
         } else {
             "defaults and environment; no config file".to_string()
         };
-        return Err(ConfigError::Rules { source_desc, errors });
+        return Err(ConfigError::Rules {
+            source_desc,
+            errors,
+        });
     }
-    Ok(LoadedConfig { config, paths, file_found, figment })
+    Ok(LoadedConfig {
+        config,
+        paths,
+        file_found,
+        figment,
+    })
 }
 
 #[cfg(test)]
@@ -237,8 +263,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
-        let map: HashMap<String, OsString> =
-            pairs.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+        let map: HashMap<String, OsString> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -246,13 +274,20 @@ mod tests {
     fn path_precedence() {
         let none = PathOverrides::default();
         let p = Paths::resolve(&none, env_of(&[("HOME", "/h")])).unwrap();
-        assert_eq!(p.config_file, PathBuf::from("/h/.config/tokenbuddy/config.toml"));
+        assert_eq!(
+            p.config_file,
+            PathBuf::from("/h/.config/tokenbuddy/config.toml")
+        );
         assert_eq!(p.data_dir, PathBuf::from("/h/.local/share/tokenbuddy"));
         assert!(!p.config_file_explicit);
 
         let p = Paths::resolve(
             &none,
-            env_of(&[("HOME", "/h"), ("XDG_CONFIG_HOME", "/xc"), ("XDG_DATA_HOME", "/xd")]),
+            env_of(&[
+                ("HOME", "/h"),
+                ("XDG_CONFIG_HOME", "/xc"),
+                ("XDG_DATA_HOME", "/xd"),
+            ]),
         )
         .unwrap();
         assert_eq!(p.config_file, PathBuf::from("/xc/tokenbuddy/config.toml"));
@@ -264,7 +299,11 @@ mod tests {
 
         let p = Paths::resolve(
             &none,
-            env_of(&[("TB_HOME", "/tb"), ("TB_CONFIG", "/c.toml"), ("TB_DATA_DIR", "/d")]),
+            env_of(&[
+                ("TB_HOME", "/tb"),
+                ("TB_CONFIG", "/c.toml"),
+                ("TB_DATA_DIR", "/d"),
+            ]),
         )
         .unwrap();
         assert_eq!(p.config_file, PathBuf::from("/c.toml"));
@@ -275,12 +314,18 @@ mod tests {
             config_file: Some("/f.toml".into()),
             data_dir: Some("/fd".into()),
         };
-        let p = Paths::resolve(&flags, env_of(&[("TB_CONFIG", "/c.toml"), ("TB_DATA_DIR", "/d")]))
-            .unwrap();
+        let p = Paths::resolve(
+            &flags,
+            env_of(&[("TB_CONFIG", "/c.toml"), ("TB_DATA_DIR", "/d")]),
+        )
+        .unwrap();
         assert_eq!(p.config_file, PathBuf::from("/f.toml"));
         assert_eq!(p.data_dir, PathBuf::from("/fd"));
 
-        assert!(matches!(Paths::resolve(&none, env_of(&[])), Err(ConfigError::NoHome)));
+        assert!(matches!(
+            Paths::resolve(&none, env_of(&[])),
+            Err(ConfigError::NoHome)
+        ));
     }
 
     fn paths_in(dir: &Path, explicit: bool) -> Paths {
@@ -295,11 +340,17 @@ mod tests {
     fn layers_override_in_order() {
         figment::Jail::expect_with(|jail| {
             let dir = jail.directory().to_path_buf();
-            jail.create_file("config.toml", "[proxy]\nport = 1111\nshutdown_grace_ms = 5000\n[log]\nlevel = \"debug\"\n")?;
+            jail.create_file(
+                "config.toml",
+                "[proxy]\nport = 1111\nshutdown_grace_ms = 5000\n[log]\nlevel = \"debug\"\n",
+            )?;
             jail.set_env("TB_PROXY__PORT", "2222");
             jail.set_env("TB_HOME", "/ignored-as-a-key");
             let flags = CliOverrides {
-                log: LogFlags { level: Some("warn".into()), format: None },
+                log: LogFlags {
+                    level: Some("warn".into()),
+                    format: None,
+                },
                 ..Default::default()
             };
             let loaded = load(paths_in(&dir, false), &flags).unwrap();
@@ -315,9 +366,14 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             let dir = jail.directory().to_path_buf();
             jail.create_file("config.toml", "[proxy]\nport = 1\nbogus_key = true\n")?;
-            let err = load(paths_in(&dir, false), &CliOverrides::default()).unwrap_err().to_string();
+            let err = load(paths_in(&dir, false), &CliOverrides::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("bogus_key"), "{err}");
-            assert!(err.contains(&dir.join("config.toml").display().to_string()), "{err}");
+            assert!(
+                err.contains(&dir.join("config.toml").display().to_string()),
+                "{err}"
+            );
             Ok(())
         });
     }
@@ -327,7 +383,9 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             let dir = jail.directory().to_path_buf();
             jail.set_env("TB_PROXY__NOPE", "1");
-            let err = load(paths_in(&dir, false), &CliOverrides::default()).unwrap_err().to_string();
+            let err = load(paths_in(&dir, false), &CliOverrides::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("nope"), "{err}");
             assert!(err.contains("environment"), "{err}");
             Ok(())
@@ -351,7 +409,9 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             let dir = jail.directory().to_path_buf();
             jail.create_file("config.toml", "[proxy\nport = ")?;
-            let err = load(paths_in(&dir, false), &CliOverrides::default()).unwrap_err().to_string();
+            let err = load(paths_in(&dir, false), &CliOverrides::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("config.toml"), "{err}");
             Ok(())
         });

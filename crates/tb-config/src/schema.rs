@@ -149,7 +149,11 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into(), format: LogFormat::Pretty, bodies: false }
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Pretty,
+            bodies: false,
+        }
     }
 }
 
@@ -247,12 +251,24 @@ impl Config {
             );
         }
         if self.proxy.max_body_bytes == 0 {
-            push("proxy.max_body_bytes".into(), "must be greater than 0".into());
+            push(
+                "proxy.max_body_bytes".into(),
+                "must be greater than 0".into(),
+            );
         }
         for (key, v) in [
-            ("routing.request_deadline_ms", self.routing.request_deadline_ms),
-            ("routing.stream_head_deadline_ms", self.routing.stream_head_deadline_ms),
-            ("routing.stream_idle_timeout_ms", self.routing.stream_idle_timeout_ms),
+            (
+                "routing.request_deadline_ms",
+                self.routing.request_deadline_ms,
+            ),
+            (
+                "routing.stream_head_deadline_ms",
+                self.routing.stream_head_deadline_ms,
+            ),
+            (
+                "routing.stream_idle_timeout_ms",
+                self.routing.stream_idle_timeout_ms,
+            ),
         ] {
             if v < 1_000 {
                 push(key.into(), format!("{v} is below the floor of 1000 ms"));
@@ -263,14 +279,23 @@ impl Config {
         for (i, p) in self.providers.iter().enumerate() {
             let at = |field: &str| format!("providers[{i}].{field}");
             if p.id.is_empty()
-                || !p.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                || !p
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             {
                 push(
                     at("id"),
-                    format!("{:?} must be non-empty and use only letters, digits, '-', '_' or '.'", p.id),
+                    format!(
+                        "{:?} must be non-empty and use only letters, digits, '-', '_' or '.'",
+                        p.id
+                    ),
                 );
             } else if !seen.insert(p.id.as_str()) {
-                push(at("id"), format!("{:?} is used by more than one provider", p.id));
+                push(
+                    at("id"),
+                    format!("{:?} is used by more than one provider", p.id),
+                );
             }
             match (&p.api_key, &p.api_key_env) {
                 (Some(_), Some(_)) => push(
@@ -281,9 +306,10 @@ impl Config {
                     at("api_key_env"),
                     "give exactly one of api_key_env (preferred) and api_key".into(),
                 ),
-                (None, Some(var)) if var.is_empty() => {
-                    push(at("api_key_env"), "must name an environment variable".into())
-                }
+                (None, Some(var)) if var.is_empty() => push(
+                    at("api_key_env"),
+                    "must name an environment variable".into(),
+                ),
                 _ => {}
             }
             if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
@@ -292,7 +318,10 @@ impl Config {
                     format!("{:?} must start with http:// or https://", p.base_url),
                 );
             } else if p.base_url.contains(['?', '#']) {
-                push(at("base_url"), "must not contain a query string or fragment".into());
+                push(
+                    at("base_url"),
+                    "must not contain a query string or fragment".into(),
+                );
             }
             if p.models.is_empty() {
                 push(at("models"), "must list at least one model id".into());
@@ -301,14 +330,21 @@ impl Config {
                 push(at("models"), "model ids must be non-empty".into());
             }
             if matches!(&p.protocols, Some(list) if list.is_empty()) {
-                push(at("protocols"), "must list at least one protocol, or be left out".into());
+                push(
+                    at("protocols"),
+                    "must list at least one protocol, or be left out".into(),
+                );
             }
             if !(0.0..=1.0).contains(&p.discount) {
-                push(at("discount"), format!("{} is not a fraction between 0 and 1", p.discount));
+                push(
+                    at("discount"),
+                    format!("{} is not a fraction between 0 and 1", p.discount),
+                );
             }
             for name in p.headers.keys() {
                 let lower = name.to_ascii_lowercase();
-                if ["authorization", "x-api-key", "host", "content-length"].contains(&lower.as_str())
+                if ["authorization", "x-api-key", "host", "content-length"]
+                    .contains(&lower.as_str())
                 {
                     push(
                         at("headers"),
@@ -319,7 +355,10 @@ impl Config {
         }
         for (alias, target) in &self.models.aliases {
             if alias.is_empty() || target.is_empty() {
-                push("models.aliases".into(), "alias names and targets must be non-empty".into());
+                push(
+                    "models.aliases".into(),
+                    "alias names and targets must be non-empty".into(),
+                );
             }
         }
 
@@ -380,17 +419,42 @@ protocols = ["chat_completions", "responses", "messages", "images_generations"]
     fn each_rule_names_its_key() {
         let cases: &[(&str, &str)] = &[
             ("[proxy]\nbind = \"0.0.0.0\"", "proxy.bind:"),
-            ("[routing]\nrequest_deadline_ms = 5", "routing.request_deadline_ms:"),
+            (
+                "[routing]\nrequest_deadline_ms = 5",
+                "routing.request_deadline_ms:",
+            ),
             (&provider(""), "providers[0].api_key_env: give exactly one"),
-            (&provider("api_key = \"a\"\napi_key_env = \"B\""), "providers[0].api_key: give exactly one"),
-            (&provider("api_key = \"a\"\ndiscount = 1.5"), "providers[0].discount:"),
-            (&provider("api_key = \"a\"\nprotocols = []"), "providers[0].protocols:"),
-            (&provider("api_key = \"a\"\nheaders = { Authorization = \"x\" }"), "providers[0].headers:"),
-            (&format!("{}{}", provider("api_key = \"a\""), provider("api_key = \"b\"")), "providers[1].id:"),
+            (
+                &provider("api_key = \"a\"\napi_key_env = \"B\""),
+                "providers[0].api_key: give exactly one",
+            ),
+            (
+                &provider("api_key = \"a\"\ndiscount = 1.5"),
+                "providers[0].discount:",
+            ),
+            (
+                &provider("api_key = \"a\"\nprotocols = []"),
+                "providers[0].protocols:",
+            ),
+            (
+                &provider("api_key = \"a\"\nheaders = { Authorization = \"x\" }"),
+                "providers[0].headers:",
+            ),
+            (
+                &format!(
+                    "{}{}",
+                    provider("api_key = \"a\""),
+                    provider("api_key = \"b\"")
+                ),
+                "providers[1].id:",
+            ),
         ];
         for (toml, want) in cases {
             let got = problems(toml);
-            assert!(got.iter().any(|p| p.starts_with(want)), "{toml}\n=> {got:?}, want {want}");
+            assert!(
+                got.iter().any(|p| p.starts_with(want)),
+                "{toml}\n=> {got:?}, want {want}"
+            );
         }
         assert!(problems(&provider("api_key = \"a\"")).is_empty());
     }
@@ -406,17 +470,30 @@ protocols = ["chat_completions", "responses", "messages", "images_generations"]
     fn secrets_never_print() {
         let c = Config::from_toml_str(&provider("api_key = \"sk-very-secret\"")).unwrap();
         assert!(!format!("{c:?}").contains("sk-very-secret"));
-        assert!(!serde_json::to_string(&c).unwrap().contains("sk-very-secret"));
-        assert_eq!(c.providers[0].api_key.as_ref().unwrap().expose(), "sk-very-secret");
+        assert!(
+            !serde_json::to_string(&c)
+                .unwrap()
+                .contains("sk-very-secret")
+        );
+        assert_eq!(
+            c.providers[0].api_key.as_ref().unwrap().expose(),
+            "sk-very-secret"
+        );
     }
 
     #[test]
     fn unknown_keys_are_rejected_with_their_name() {
-        let err = Config::from_toml_str("[proxy]\nprot = 1\n").unwrap_err().to_string();
+        let err = Config::from_toml_str("[proxy]\nprot = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("prot"), "{err}");
-        let err = Config::from_toml_str(&provider("api_kye = \"x\"")).unwrap_err().to_string();
+        let err = Config::from_toml_str(&provider("api_kye = \"x\""))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("api_kye"), "{err}");
-        let err = Config::from_toml_str("[nonsense]\n").unwrap_err().to_string();
+        let err = Config::from_toml_str("[nonsense]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nonsense"), "{err}");
     }
 }

@@ -20,7 +20,9 @@ pub struct ShownValue {
 /// Header names whose values are credentials and are masked in output.
 fn sensitive_header(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["auth", "key", "token", "secret", "cookie", "password"].iter().any(|s| n.contains(s))
+    ["auth", "key", "token", "secret", "cookie", "password"]
+        .iter()
+        .any(|s| n.contains(s))
 }
 
 /// Lists the effective configuration, leaf by leaf, with the source of each
@@ -54,7 +56,11 @@ fn walk(v: &Value, key: String, loaded: &LoadedConfig, out: &mut Vec<ShownValue>
     match v {
         Value::Object(map) if !map.is_empty() => {
             for (k, child) in map {
-                let child_key = if key.is_empty() { k.clone() } else { format!("{key}.{k}") };
+                let child_key = if key.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{key}.{k}")
+                };
                 walk(child, child_key, loaded, out);
             }
         }
@@ -66,7 +72,11 @@ fn walk(v: &Value, key: String, loaded: &LoadedConfig, out: &mut Vec<ShownValue>
         leaf => {
             let source_key = key.split('[').next().unwrap_or(&key);
             let source = source_of(loaded, source_key);
-            out.push(ShownValue { value: leaf.to_string(), source, key });
+            out.push(ShownValue {
+                value: leaf.to_string(),
+                source,
+                key,
+            });
         }
     }
 }
@@ -121,14 +131,25 @@ headers = { "X-Title" = "me", "X-Custom-Token" = "tok-secret" }
             };
             let loaded = load(paths, &flags).unwrap();
             let shown = describe(&loaded);
-            let get = |k: &str| shown.iter().find(|s| s.key == k).unwrap_or_else(|| panic!("{k} in {shown:?}"));
+            let get = |k: &str| {
+                shown
+                    .iter()
+                    .find(|s| s.key == k)
+                    .unwrap_or_else(|| panic!("{k} in {shown:?}"))
+            };
             assert_eq!(get("proxy.port").source, "flag");
             assert_eq!(get("proxy.port").value, "0");
             assert!(get("proxy.shutdown_grace_ms").source.starts_with("file "));
             assert_eq!(get("proxy.max_body_bytes").source, "default");
             assert_eq!(get("log.level").source, "env TB_LOG__LEVEL");
-            assert_eq!(get("providers[0].api_key").value, format!("\"{}\"", Secret::MASK));
-            assert_eq!(get("providers[0].headers.X-Custom-Token").value, format!("\"{}\"", Secret::MASK));
+            assert_eq!(
+                get("providers[0].api_key").value,
+                format!("\"{}\"", Secret::MASK)
+            );
+            assert_eq!(
+                get("providers[0].headers.X-Custom-Token").value,
+                format!("\"{}\"", Secret::MASK)
+            );
             assert_eq!(get("providers[0].headers.X-Title").value, "\"me\"");
             assert!(get("providers[0].id").source.starts_with("file "));
             let all = format!("{shown:?}");

@@ -49,7 +49,11 @@ mod tests {
         // Uncommenting every setting must still be a valid file.
         let uncommented: String = STARTER_CONFIG
             .lines()
-            .map(|l| l.strip_prefix("# ").filter(|r| r.contains(" = ") || r.starts_with('[')).unwrap_or(l))
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|r| r.contains(" = ") || r.starts_with('['))
+                    .unwrap_or(l)
+            })
             .collect::<Vec<_>>()
             .join("\n");
         let cfg = crate::Config::from_toml_str(&uncommented).unwrap();

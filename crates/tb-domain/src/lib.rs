@@ -202,7 +202,10 @@ mod tests {
     #[test]
     fn families() {
         assert_eq!(ApiFamily::for_path("/v1/messages"), ApiFamily::Anthropic);
-        assert_eq!(ApiFamily::for_path("/messages/count_tokens"), ApiFamily::Anthropic);
+        assert_eq!(
+            ApiFamily::for_path("/messages/count_tokens"),
+            ApiFamily::Anthropic
+        );
         assert_eq!(ApiFamily::for_path("/v1/messagesx"), ApiFamily::OpenAi);
         assert_eq!(ApiFamily::for_path("/nope"), ApiFamily::OpenAi);
         assert_eq!(Protocol::Messages.family(), ApiFamily::Anthropic);
@@ -211,7 +214,14 @@ mod tests {
 
     #[test]
     fn default_protocols_by_kind() {
-        assert_eq!(ProviderKind::Anthropic.default_protocols(), vec![Protocol::Messages]);
-        assert!(!ProviderKind::Openai.default_protocols().contains(&Protocol::Messages));
+        assert_eq!(
+            ProviderKind::Anthropic.default_protocols(),
+            vec![Protocol::Messages]
+        );
+        assert!(
+            !ProviderKind::Openai
+                .default_protocols()
+                .contains(&Protocol::Messages)
+        );
     }
 }

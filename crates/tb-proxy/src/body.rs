@@ -5,11 +5,11 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::ProxyBody;
@@ -17,34 +17,72 @@ use crate::error::{ErrorCode, ProxyError};
 
 /// A complete in-memory body as a [`ProxyBody`].
 pub(crate) fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
+/// How much of a refused body is read and thrown away so the client sees
+/// the 413 instead of a connection reset (closing a socket with unread data
+/// makes TCP send RST, which can destroy the answer in flight).
+const DRAIN_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// How long a refused body may be drained.
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Reads at most `limit` bytes. A `Content-Length` over the limit is
-/// refused before reading anything; a chunked body is cut at the limit.
+/// refused before reading anything; a chunked body is cut at the limit. The
+/// rest of a refused body is discarded in the background (bounded in bytes
+/// and time), never kept.
 pub(crate) async fn read_limited(
-    body: Incoming,
+    mut body: Incoming,
     content_length: Option<u64>,
     limit: u64,
 ) -> Result<Bytes, ProxyError> {
     let too_large = || {
         ProxyError::new(
             ErrorCode::BodyTooLarge,
-            format!("request body is larger than the limit of {limit} bytes (proxy.max_body_bytes); send a smaller request or raise the limit"),
+            format!(
+                "request body is larger than the limit of {limit} bytes (proxy.max_body_bytes); send a smaller request or raise the limit"
+            ),
         )
     };
     if content_length.is_some_and(|n| n > limit) {
+        discard_in_background(body);
         return Err(too_large());
     }
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(ProxyError::new(
-            ErrorCode::InvalidJson,
-            format!("could not read the request body: {e}"),
-        )),
+    let hint = content_length.unwrap_or(0).min(limit);
+    let mut buf = BytesMut::with_capacity(usize::try_from(hint).unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ProxyError::new(
+                ErrorCode::InvalidJson,
+                format!("could not read the request body: {e}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if (buf.len() + data.len()) as u64 > limit {
+                discard_in_background(body);
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&data);
+        }
     }
+    Ok(buf.freeze())
+}
+
+fn discard_in_background(mut body: Incoming) {
+    tokio::spawn(async move {
+        let drain = async {
+            let mut seen = 0u64;
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if seen > DRAIN_MAX_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_MAX_TIME, drain).await;
+    });
 }
 
 /// What the proxy needs to know about a request body.
@@ -77,7 +115,9 @@ pub(crate) fn probe(body: &[u8]) -> Result<RequestProbe, ProxyError> {
         };
         return Err(ProxyError::new(
             ErrorCode::InvalidJson,
-            format!("{what}; send a JSON object like {{\"model\": \"…\", …}} with Content-Type: application/json"),
+            format!(
+                "{what}; send a JSON object like {{\"model\": \"…\", …}} with Content-Type: application/json"
+            ),
         ));
     }
     let fields: ProbeFields<'_> = serde_json::from_slice(body).map_err(|e| {
@@ -98,7 +138,10 @@ pub(crate) fn probe(body: &[u8]) -> Result<RequestProbe, ProxyError> {
             _ => {
                 return Err(ProxyError::new(
                     ErrorCode::MissingModel,
-                    format!("\"model\" must be a non-empty string, got {}", truncate(raw.get(), 64)),
+                    format!(
+                        "\"model\" must be a non-empty string, got {}",
+                        truncate(raw.get(), 64)
+                    ),
                 ));
             }
         },
@@ -170,9 +213,21 @@ mod tests {
     #[test]
     fn probe_accepts_objects_with_a_model() {
         let p = probe(br#" {"model":"m","stream":true,"messages":[]}"#).unwrap();
-        assert_eq!(p, RequestProbe { model: "m".into(), stream: true });
+        assert_eq!(
+            p,
+            RequestProbe {
+                model: "m".into(),
+                stream: true
+            }
+        );
         let p = probe(br#"{"stream":false,"model":"a\/b"}"#).unwrap();
-        assert_eq!(p, RequestProbe { model: "a/b".into(), stream: false });
+        assert_eq!(
+            p,
+            RequestProbe {
+                model: "a/b".into(),
+                stream: false
+            }
+        );
         assert!(!probe(br#"{"model":"m","stream":"true"}"#).unwrap().stream);
     }
 

@@ -102,7 +102,10 @@ pub struct ProxyError {
 impl ProxyError {
     /// An error with a message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ProxyError {
-        ProxyError { code, message: message.into() }
+        ProxyError {
+            code,
+            message: message.into(),
+        }
     }
 
     /// The JSON body in `family`'s shape.
@@ -128,8 +131,10 @@ impl ProxyError {
     pub fn response(&self, family: ApiFamily) -> Response<ProxyBody> {
         let mut resp = Response::new(full(self.body(family)));
         *resp.status_mut() = self.code.status();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         resp
     }
 
@@ -138,7 +143,10 @@ impl ProxyError {
     pub fn sse_event(&self, family: ApiFamily, chat_style: bool) -> Bytes {
         let text = match (family, chat_style) {
             (ApiFamily::Anthropic, _) => {
-                format!("event: error\ndata: {}\n\n", String::from_utf8_lossy(&self.body(family)))
+                format!(
+                    "event: error\ndata: {}\n\n",
+                    String::from_utf8_lossy(&self.body(family))
+                )
             }
             (ApiFamily::OpenAi, true) => {
                 format!("data: {}\n\n", String::from_utf8_lossy(&self.body(family)))
@@ -164,13 +172,48 @@ mod tests {
     fn table_from_the_spec() {
         use ErrorCode::*;
         let rows = [
-            (InvalidJson, 400, "invalid_request_error", "invalid_request_error"),
-            (MissingModel, 400, "invalid_request_error", "invalid_request_error"),
-            (InvalidAccessToken, 401, "authentication_error", "authentication_error"),
-            (ModelNotFound, 404, "invalid_request_error", "not_found_error"),
-            (UnknownRoute, 404, "invalid_request_error", "not_found_error"),
-            (MethodNotAllowed, 405, "invalid_request_error", "invalid_request_error"),
-            (BodyTooLarge, 413, "invalid_request_error", "request_too_large"),
+            (
+                InvalidJson,
+                400,
+                "invalid_request_error",
+                "invalid_request_error",
+            ),
+            (
+                MissingModel,
+                400,
+                "invalid_request_error",
+                "invalid_request_error",
+            ),
+            (
+                InvalidAccessToken,
+                401,
+                "authentication_error",
+                "authentication_error",
+            ),
+            (
+                ModelNotFound,
+                404,
+                "invalid_request_error",
+                "not_found_error",
+            ),
+            (
+                UnknownRoute,
+                404,
+                "invalid_request_error",
+                "not_found_error",
+            ),
+            (
+                MethodNotAllowed,
+                405,
+                "invalid_request_error",
+                "invalid_request_error",
+            ),
+            (
+                BodyTooLarge,
+                413,
+                "invalid_request_error",
+                "request_too_large",
+            ),
             (UpstreamUnreachable, 502, "api_error", "api_error"),
             (NoRoute, 503, "api_error", "overloaded_error"),
             (UpstreamTimeout, 504, "api_error", "api_error"),

@@ -59,7 +59,11 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-async fn dispatch(state: &ProxyState, req: Request<Incoming>, request_id: &str) -> Response<ProxyBody> {
+async fn dispatch(
+    state: &ProxyState,
+    req: Request<Incoming>,
+    request_id: &str,
+) -> Response<ProxyBody> {
     let path = req.uri().path().to_string();
     let family = ApiFamily::for_path(&path);
     let method = req.method().clone();
@@ -69,13 +73,16 @@ async fn dispatch(state: &ProxyState, req: Request<Incoming>, request_id: &str) 
             format!("{method} is not allowed on {path}; use {allow}"),
         )
         .response(family);
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
         r
     };
 
     match path.as_str() {
         "/healthz" if method == Method::GET => return text(StatusCode::OK, "ok"),
-        "/managed-settings" if method == Method::GET => return json_response(Bytes::from_static(b"{}")),
+        "/managed-settings" if method == Method::GET => {
+            return json_response(Bytes::from_static(b"{}"));
+        }
         "/healthz" | "/managed-settings" | "/v1/models" if method != Method::GET => {
             return not_allowed("GET");
         }
@@ -114,13 +121,19 @@ async fn dispatch(state: &ProxyState, req: Request<Incoming>, request_id: &str) 
 fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
     let mut r = Response::new(full(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 fn json_response(body: Bytes) -> Response<ProxyBody> {
     let mut r = Response::new(full(body));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -168,13 +181,19 @@ async fn proxy_call(
         "planned"
     );
     if plan.routes.is_empty() {
-        return Err(ProxyError::new(ErrorCode::ModelNotFound, plan.not_found_message(&probe.model, protocol)));
+        return Err(ProxyError::new(
+            ErrorCode::ModelNotFound,
+            plan.not_found_message(&probe.model, protocol),
+        ));
     }
     let body = if plan.model == probe.model {
         bytes
     } else {
         replace_model(&bytes, &plan.model).map_err(|e| {
-            ProxyError::new(ErrorCode::InvalidJson, format!("the request body is not valid JSON: {e}"))
+            ProxyError::new(
+                ErrorCode::InvalidJson,
+                format!("the request body is not valid JSON: {e}"),
+            )
         })?
     };
 
@@ -197,7 +216,10 @@ async fn proxy_call(
     for route in &plan.routes {
         let upstream = &route.upstream;
         let uri = upstream.url(protocol, parts.uri.query()).map_err(|e| {
-            ProxyError::new(ErrorCode::UpstreamUnreachable, format!("upstream {}: cannot build the URL: {e}", upstream.id))
+            ProxyError::new(
+                ErrorCode::UpstreamUnreachable,
+                format!("upstream {}: cannot build the URL: {e}", upstream.id),
+            )
         })?;
         let mut headers = base_headers.clone();
         let (auth_name, auth_value) = upstream.auth_header();
@@ -219,28 +241,50 @@ async fn proxy_call(
                 attempts.push(AttemptRecord {
                     upstream: upstream.id.to_string(),
                     status: Some(resp.status().as_u16()),
-                    class: if resp.status().is_success() { "ok" } else { "http_error" },
+                    class: if resp.status().is_success() {
+                        "ok"
+                    } else {
+                        "http_error"
+                    },
                     detail: String::new(),
                 });
                 tracing::info!(target: "upstream.response", upstream = %upstream.id, status = resp.status().as_u16(), head_ms = sent.elapsed().as_millis() as u64, "upstream answered");
                 return Ok(client_response(state, resp, route, protocol, &attempts));
             }
             Ok(Err(e)) => {
-                let class = if e.is_connect() { "connect_failed" } else { "server_error" };
+                let class = if e.is_connect() {
+                    "connect_failed"
+                } else {
+                    "server_error"
+                };
                 let detail = error_chain(&e);
                 tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class, error = %detail, "upstream attempt failed");
-                attempts.push(AttemptRecord { upstream: upstream.id.to_string(), status: None, class, detail });
+                attempts.push(AttemptRecord {
+                    upstream: upstream.id.to_string(),
+                    status: None,
+                    class,
+                    detail,
+                });
             }
             Err(_) => {
                 let detail = format!("no response head within {} ms", head_deadline.as_millis());
                 tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class = "deadline", "upstream attempt failed");
-                attempts.push(AttemptRecord { upstream: upstream.id.to_string(), status: None, class: "deadline", detail });
+                attempts.push(AttemptRecord {
+                    upstream: upstream.id.to_string(),
+                    status: None,
+                    class: "deadline",
+                    detail,
+                });
             }
         }
     }
 
     let all_deadline = attempts.iter().all(|a| a.class == "deadline");
-    let code = if all_deadline { ErrorCode::UpstreamTimeout } else { ErrorCode::UpstreamUnreachable };
+    let code = if all_deadline {
+        ErrorCode::UpstreamTimeout
+    } else {
+        ErrorCode::UpstreamUnreachable
+    };
     let tried: Vec<String> = attempts
         .iter()
         .zip(&plan.routes)
@@ -264,7 +308,11 @@ async fn proxy_call(
 }
 
 fn attempts_header(attempts: &[AttemptRecord]) -> String {
-    attempts.iter().map(AttemptRecord::header_part).collect::<Vec<_>>().join(",")
+    attempts
+        .iter()
+        .map(AttemptRecord::header_part)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The error and its causes, e.g. "client error (Connect): tcp connect
@@ -295,8 +343,16 @@ fn client_response(
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
-    let on_break = if is_sse { OnBreak::ErrorEvent(protocol) } else { OnBreak::Abort };
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        });
+    let on_break = if is_sse {
+        OnBreak::ErrorEvent(protocol)
+    } else {
+        OnBreak::Abort
+    };
     let mut headers = client_response_headers(&parts.headers);
     if is_sse {
         // An error event may be appended, so a fixed length would be a lie.
@@ -308,7 +364,12 @@ fn client_response(
     if let Ok(v) = HeaderValue::from_str(&attempts_header(attempts)) {
         headers.insert(ATTEMPTS, v);
     }
-    let body = PassThrough::new(body, state.settings.stream_idle_timeout, on_break, route.upstream.id.to_string());
+    let body = PassThrough::new(
+        body,
+        state.settings.stream_idle_timeout,
+        on_break,
+        route.upstream.id.to_string(),
+    );
     let mut out = Response::new(body.boxed());
     *out.status_mut() = parts.status;
     *out.headers_mut() = headers;

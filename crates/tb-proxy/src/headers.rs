@@ -17,7 +17,14 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Client headers that never go upstream (credentials for the daemon, or
 /// values the client library recomputes).
-const CLIENT_ONLY: [&str; 6] = ["authorization", "x-api-key", "host", "content-length", "cookie", "accept-encoding"];
+const CLIENT_ONLY: [&str; 6] = [
+    "authorization",
+    "x-api-key",
+    "host",
+    "content-length",
+    "cookie",
+    "accept-encoding",
+];
 
 fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
     headers
@@ -45,7 +52,10 @@ pub(crate) fn upstream_request_headers(client: &HeaderMap) -> HeaderMap {
         }
         out.append(name.clone(), value.clone());
     }
-    out.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    out.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     out
 }
 
@@ -70,7 +80,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
-            m.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         m
     }
@@ -96,7 +109,15 @@ mod tests {
             ("user-agent", "sdk/1"),
         ]));
         let names: Vec<&str> = got.keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, vec!["anthropic-version", "anthropic-beta", "user-agent", "accept-encoding"]);
+        assert_eq!(
+            names,
+            vec![
+                "anthropic-version",
+                "anthropic-beta",
+                "user-agent",
+                "accept-encoding"
+            ]
+        );
         assert_eq!(got.get_all("anthropic-beta").iter().count(), 2);
         assert_eq!(got["accept-encoding"], "identity");
     }

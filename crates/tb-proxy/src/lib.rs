@@ -101,7 +101,8 @@ impl ProxyState {
             .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
             .map(|v| v[7..].trim_ascii());
         let api_key = headers.get("x-api-key").map(|v| v.as_bytes().trim_ascii());
-        bearer.is_some_and(|t| self.token.matches(t)) || api_key.is_some_and(|k| self.token.matches(k))
+        bearer.is_some_and(|t| self.token.matches(t))
+            || api_key.is_some_and(|k| self.token.matches(k))
     }
 
     fn plan(&self, model: &str, protocol: Protocol) -> RoutePlan {
@@ -153,7 +154,15 @@ impl Proxy {
             shutdown_grace: ms(config.proxy.shutdown_grace_ms),
         };
         Ok(Proxy {
-            state: Arc::new(ProxyState { settings, token, token_path, index, upstreams, client, models_body }),
+            state: Arc::new(ProxyState {
+                settings,
+                token,
+                token_path,
+                index,
+                upstreams,
+                client,
+                models_body,
+            }),
         })
     }
 
@@ -164,7 +173,11 @@ impl Proxy {
 
     /// Serves until `shutdown` resolves, then stops accepting and lets
     /// in-flight requests finish within `proxy.shutdown_grace_ms`.
-    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> ShutdownOutcome {
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> ShutdownOutcome {
         server::serve(Arc::clone(&self.state), listener, shutdown).await
     }
 }

@@ -35,9 +35,15 @@ impl RoutePlan {
             .upstreams
             .iter()
             .filter_map(|&i| upstreams.get(i))
-            .map(|u| Route { upstream: Arc::clone(u) })
+            .map(|u| Route {
+                upstream: Arc::clone(u),
+            })
             .collect();
-        RoutePlan { model: lookup.model.clone(), routes, lookup }
+        RoutePlan {
+            model: lookup.model.clone(),
+            routes,
+            lookup,
+        }
     }
 
     /// The `model_not_found` message: model, protocol, how many upstreams
@@ -53,7 +59,12 @@ impl RoutePlan {
         if self.lookup.other_protocols.is_empty() {
             msg.push_str("; add it to the `models` of a [[providers]] entry that speaks this protocol, or check the spelling (GET /v1/models lists what is served)");
         } else {
-            let others: Vec<&str> = self.lookup.other_protocols.iter().map(|p| p.as_str()).collect();
+            let others: Vec<&str> = self
+                .lookup
+                .other_protocols
+                .iter()
+                .map(|p| p.as_str())
+                .collect();
             msg.push_str(&format!(
                 "; it is served over {}: use that endpoint, or add {protocol} to the provider's `protocols`",
                 others.join(", ")

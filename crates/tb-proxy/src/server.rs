@@ -31,7 +31,10 @@ pub(crate) async fn serve(
 ) -> ShutdownOutcome {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(60)).keep_alive(true);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(60))
+        .keep_alive(true);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {

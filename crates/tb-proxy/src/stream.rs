@@ -144,7 +144,10 @@ mod tests {
     impl Body for Scripted {
         type Data = Bytes;
         type Error = &'static str;
-        fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
             if self.frames.is_empty() {
                 if self.then_error {
                     self.then_error = false;
@@ -169,20 +172,31 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_timeout_ends_sse_with_an_error_event() {
         let body = PassThrough::new(
-            Scripted { frames: vec![Bytes::from_static(b"data: {\"a\":1}\n\n")], then_error: false },
+            Scripted {
+                frames: vec![Bytes::from_static(b"data: {\"a\":1}\n\n")],
+                then_error: false,
+            },
             Duration::from_millis(1_000),
             OnBreak::ErrorEvent(Protocol::ChatCompletions),
             "up".into(),
         );
         let out = String::from_utf8(drain(body).await).unwrap();
-        assert!(out.starts_with("data: {\"a\":1}\n\ndata: {\"error\""), "{out}");
+        assert!(
+            out.starts_with("data: {\"a\":1}\n\ndata: {\"error\""),
+            "{out}"
+        );
         assert!(out.contains("upstream_timeout"), "{out}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn upstream_error_mid_event_closes_the_event_first() {
         let body = PassThrough::new(
-            Scripted { frames: vec![Bytes::from_static(b"event: content_block_delta\ndata: {\"x")], then_error: true },
+            Scripted {
+                frames: vec![Bytes::from_static(
+                    b"event: content_block_delta\ndata: {\"x",
+                )],
+                then_error: true,
+            },
             Duration::from_millis(1_000),
             OnBreak::ErrorEvent(Protocol::Messages),
             "up".into(),
@@ -195,7 +209,10 @@ mod tests {
     #[tokio::test]
     async fn non_sse_errors_abort() {
         let mut body = PassThrough::new(
-            Scripted { frames: vec![Bytes::from_static(b"{\"par")], then_error: true },
+            Scripted {
+                frames: vec![Bytes::from_static(b"{\"par")],
+                then_error: true,
+            },
             Duration::from_secs(60),
             OnBreak::Abort,
             "up".into(),

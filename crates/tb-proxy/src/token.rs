@@ -38,7 +38,9 @@ pub enum TokenError {
         source: io::Error,
     },
     /// The file exists but does not hold a token.
-    #[error("access token file {path} does not hold a valid token (43 base64url characters); delete it and restart to create a new one (clients must then be re-installed)")]
+    #[error(
+        "access token file {path} does not hold a valid token (43 base64url characters); delete it and restart to create a new one (clients must then be re-installed)"
+    )]
     Malformed {
         /// The token file.
         path: PathBuf,
@@ -53,14 +55,24 @@ impl AccessToken {
     /// bytes as base64url) when it does not exist yet. Returns the path too.
     pub fn load_or_create(data_dir: &Path) -> Result<(AccessToken, PathBuf), TokenError> {
         let path = data_dir.join(ACCESS_TOKEN_FILE);
-        let io_err = |source| TokenError::Io { path: path.clone(), source };
-        fs::create_dir_all(data_dir)
-            .map_err(|source| TokenError::Io { path: data_dir.to_path_buf(), source })?;
+        let io_err = |source| TokenError::Io {
+            path: path.clone(),
+            source,
+        };
+        fs::create_dir_all(data_dir).map_err(|source| TokenError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
 
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| TokenError::Random(e.to_string()))?;
         let fresh = URL_SAFE_NO_PAD.encode(bytes);
-        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
             Ok(mut file) => {
                 file.write_all(fresh.as_bytes()).map_err(io_err)?;
                 file.sync_all().map_err(io_err)?;
@@ -71,7 +83,8 @@ impl AccessToken {
                 // An existing file with a wider mode is tightened, not trusted as is.
                 let mode = fs::metadata(&path).map_err(io_err)?.permissions().mode();
                 if mode & 0o077 != 0 {
-                    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                        .map_err(io_err)?;
                     tracing::warn!(target: "token.permissions_tightened", path = %path.display(), "access token file was readable by others; mode set to 0600");
                 }
                 let token = text.trim();
@@ -91,7 +104,9 @@ impl AccessToken {
 
     fn well_formed(token: &str) -> bool {
         token.len() == TOKEN_LEN
-            && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     }
 
     /// Compares a presented credential in constant time.
@@ -115,7 +130,10 @@ mod tests {
         let data = dir.path().join("data");
         let (a, path) = AccessToken::load_or_create(&data).unwrap();
         assert_eq!(a.expose().len(), 43);
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let (b, _) = AccessToken::load_or_create(&data).unwrap();
         assert_eq!(a.expose(), b.expose());
         assert!(a.matches(b.expose().as_bytes()));
@@ -127,7 +145,9 @@ mod tests {
     fn malformed_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(ACCESS_TOKEN_FILE), "short").unwrap();
-        let err = AccessToken::load_or_create(dir.path()).unwrap_err().to_string();
+        let err = AccessToken::load_or_create(dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("delete it"), "{err}");
     }
 
@@ -138,6 +158,9 @@ mod tests {
         fs::write(&path, "a".repeat(43)).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         AccessToken::load_or_create(dir.path()).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

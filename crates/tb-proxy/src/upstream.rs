@@ -36,7 +36,9 @@ pub struct Upstream {
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     /// `api_key_env` names a variable that is not set.
-    #[error("providers[{index}] ({id}): environment variable {var} (api_key_env) is not set; export it or remove the provider")]
+    #[error(
+        "providers[{index}] ({id}): environment variable {var} (api_key_env) is not set; export it or remove the provider"
+    )]
     MissingKeyEnv {
         /// Position in `[[providers]]`.
         index: usize,
@@ -87,30 +89,50 @@ impl Upstream {
             ProviderKind::Anthropic => (HeaderName::from_static("x-api-key"), key),
         };
         let mut value = HeaderValue::from_str(&value).map_err(|_| {
-            invalid("api_key", "contains characters not allowed in an HTTP header".into())
+            invalid(
+                "api_key",
+                "contains characters not allowed in an HTTP header".into(),
+            )
         })?;
         value.set_sensitive(true);
 
         let base_url = p.base_url.trim_end_matches('/').to_string();
-        base_url
-            .parse::<Uri>()
-            .map_err(|e| invalid("base_url", format!("{:?} is not a valid URL: {e}", p.base_url)))?;
+        base_url.parse::<Uri>().map_err(|e| {
+            invalid(
+                "base_url",
+                format!("{:?} is not a valid URL: {e}", p.base_url),
+            )
+        })?;
 
         let mut extra_headers = Vec::new();
         for (k, v) in &p.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| invalid("headers", format!("{k:?} is not a valid header name")))?;
-            let mut value = HeaderValue::from_str(v)
-                .map_err(|_| invalid("headers", format!("the value of {k:?} is not a valid header value")))?;
+            let mut value = HeaderValue::from_str(v).map_err(|_| {
+                invalid(
+                    "headers",
+                    format!("the value of {k:?} is not a valid header value"),
+                )
+            })?;
             value.set_sensitive(true);
             extra_headers.push((name, value));
         }
-        Ok(Upstream { id: UpstreamId::new(p.id.clone()), kind: p.kind, base_url, auth: (name, value), extra_headers })
+        Ok(Upstream {
+            id: UpstreamId::new(p.id.clone()),
+            kind: p.kind,
+            base_url,
+            auth: (name, value),
+            extra_headers,
+        })
     }
 
     /// The URL for `protocol`: base URL + protocol path minus `/v1` + the
     /// client's query string.
-    pub fn url(&self, protocol: Protocol, query: Option<&str>) -> Result<Uri, http::uri::InvalidUri> {
+    pub fn url(
+        &self,
+        protocol: Protocol,
+        query: Option<&str>,
+    ) -> Result<Uri, http::uri::InvalidUri> {
         let mut s = format!("{}{}", self.base_url, protocol.upstream_suffix());
         if let Some(q) = query {
             s.push('?');
@@ -147,7 +169,9 @@ pub enum TlsSetupError {
         source: std::io::Error,
     },
     /// The file holds no usable certificate.
-    #[error("tls.extra_ca_file {path}: {problem}; it must contain PEM \"BEGIN CERTIFICATE\" blocks")]
+    #[error(
+        "tls.extra_ca_file {path}: {problem}; it must contain PEM \"BEGIN CERTIFICATE\" blocks"
+    )]
     BadPem {
         /// The file.
         path: PathBuf,
@@ -170,15 +194,27 @@ pub fn build_client(extra_ca_file: Option<&Path>) -> Result<UpstreamClient, TlsS
         let _ = roots.add(cert);
     }
     if let Some(path) = extra_ca_file {
-        let pem = std::fs::read(path).map_err(|source| TlsSetupError::Read { path: path.to_path_buf(), source })?;
+        let pem = std::fs::read(path).map_err(|source| TlsSetupError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut added = 0;
         for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| TlsSetupError::BadPem { path: path.to_path_buf(), problem: e.to_string() })?;
-            roots.add(cert).map_err(|e| TlsSetupError::BadPem { path: path.to_path_buf(), problem: e.to_string() })?;
+            let cert = cert.map_err(|e| TlsSetupError::BadPem {
+                path: path.to_path_buf(),
+                problem: e.to_string(),
+            })?;
+            roots.add(cert).map_err(|e| TlsSetupError::BadPem {
+                path: path.to_path_buf(),
+                problem: e.to_string(),
+            })?;
             added += 1;
         }
         if added == 0 {
-            return Err(TlsSetupError::BadPem { path: path.to_path_buf(), problem: "no certificate found".into() });
+            return Err(TlsSetupError::BadPem {
+                path: path.to_path_buf(),
+                problem: "no certificate found".into(),
+            });
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -208,18 +244,33 @@ mod tests {
     use tb_config::Config;
 
     fn provider(extra: &str) -> ProviderConfig {
-        let toml = format!("[[providers]]\nid = \"p\"\nbase_url = \"http://127.0.0.1:9/v1/\"\nmodels = [\"m\"]\n{extra}");
+        let toml = format!(
+            "[[providers]]\nid = \"p\"\nbase_url = \"http://127.0.0.1:9/v1/\"\nmodels = [\"m\"]\n{extra}"
+        );
         Config::from_toml_str(&toml).unwrap().providers.remove(0)
     }
 
     #[test]
     fn auth_header_by_kind() {
         let env = |v: &str| (v == "KEY").then(|| "sk-env".to_string());
-        let u = Upstream::from_config(0, &provider("kind = \"openai\"\napi_key_env = \"KEY\""), &env).unwrap();
+        let u = Upstream::from_config(
+            0,
+            &provider("kind = \"openai\"\napi_key_env = \"KEY\""),
+            &env,
+        )
+        .unwrap();
         let (n, v) = u.auth_header();
-        assert_eq!((n.as_str(), v.to_str().unwrap()), ("authorization", "Bearer sk-env"));
+        assert_eq!(
+            (n.as_str(), v.to_str().unwrap()),
+            ("authorization", "Bearer sk-env")
+        );
         assert!(v.is_sensitive());
-        let u = Upstream::from_config(0, &provider("kind = \"anthropic\"\napi_key = \"sk-a\""), &env).unwrap();
+        let u = Upstream::from_config(
+            0,
+            &provider("kind = \"anthropic\"\napi_key = \"sk-a\""),
+            &env,
+        )
+        .unwrap();
         let (n, v) = u.auth_header();
         assert_eq!((n.as_str(), v.to_str().unwrap()), ("x-api-key", "sk-a"));
         assert!(!format!("{u:?}").contains("sk-a"));
@@ -227,26 +278,54 @@ mod tests {
 
     #[test]
     fn missing_env_key_names_provider_and_variable() {
-        let err = Upstream::from_config(3, &provider("kind = \"openai\"\napi_key_env = \"NOPE\""), &|_| None)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("providers[3] (p)") && err.contains("NOPE"), "{err}");
+        let err = Upstream::from_config(
+            3,
+            &provider("kind = \"openai\"\napi_key_env = \"NOPE\""),
+            &|_| None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("providers[3] (p)") && err.contains("NOPE"),
+            "{err}"
+        );
     }
 
     #[test]
     fn urls_append_the_protocol_path_without_v1() {
-        let u = Upstream::from_config(0, &provider("kind = \"openai\"\napi_key = \"k\""), &|_| None).unwrap();
-        assert_eq!(u.url(Protocol::ChatCompletions, None).unwrap().to_string(), "http://127.0.0.1:9/v1/chat/completions");
-        assert_eq!(u.url(Protocol::Messages, Some("beta=true")).unwrap().to_string(), "http://127.0.0.1:9/v1/messages?beta=true");
+        let u = Upstream::from_config(0, &provider("kind = \"openai\"\napi_key = \"k\""), &|_| {
+            None
+        })
+        .unwrap();
+        assert_eq!(
+            u.url(Protocol::ChatCompletions, None).unwrap().to_string(),
+            "http://127.0.0.1:9/v1/chat/completions"
+        );
+        assert_eq!(
+            u.url(Protocol::Messages, Some("beta=true"))
+                .unwrap()
+                .to_string(),
+            "http://127.0.0.1:9/v1/messages?beta=true"
+        );
     }
 
     #[test]
     fn extra_ca_file_errors_are_clear() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("none.pem");
-        assert!(build_client(Some(&missing)).unwrap_err().to_string().contains("none.pem"));
+        assert!(
+            build_client(Some(&missing))
+                .unwrap_err()
+                .to_string()
+                .contains("none.pem")
+        );
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "hello").unwrap();
-        assert!(build_client(Some(&empty)).unwrap_err().to_string().contains("no certificate"));
+        assert!(
+            build_client(Some(&empty))
+                .unwrap_err()
+                .to_string()
+                .contains("no certificate")
+        );
     }
 }

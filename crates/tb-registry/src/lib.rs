@@ -93,7 +93,12 @@ impl ModelIndex {
                 }
             }
         }
-        ModelIndex { upstreams, aliases, by_model, upstream_by_id }
+        ModelIndex {
+            upstreams,
+            aliases,
+            by_model,
+            upstream_by_id,
+        }
     }
 
     /// The upstreams, in preference order.
@@ -113,7 +118,9 @@ impl ModelIndex {
     /// to upstream `p`) only when `p` is an upstream id **and** the full name
     /// is not itself a listed model.
     pub fn lookup(&self, requested: &str, protocol: Protocol) -> Lookup {
-        let name = requested.strip_prefix(TOKENBUDDY_PREFIX).unwrap_or(requested);
+        let name = requested
+            .strip_prefix(TOKENBUDDY_PREFIX)
+            .unwrap_or(requested);
         let (model, rule, pinned) = if let Some(target) = self.aliases.get(name) {
             (target.as_str(), ResolutionRule::Alias, None)
         } else if self.by_model.contains_key(name) {
@@ -151,7 +158,13 @@ impl ModelIndex {
             Some(_) => 1,
             None => self.upstreams.len(),
         };
-        Lookup { model: model.to_string(), rule, upstreams, considered, other_protocols }
+        Lookup {
+            model: model.to_string(),
+            rule,
+            upstreams,
+            considered,
+            other_protocols,
+        }
     }
 }
 
@@ -171,7 +184,15 @@ mod tests {
         use Protocol::*;
         ModelIndex::new(
             vec![
-                up("openrouter", &["deepseek-chat", "deepseek/deepseek-chat", "claude-sonnet-4-5"], &[ChatCompletions, Responses]),
+                up(
+                    "openrouter",
+                    &[
+                        "deepseek-chat",
+                        "deepseek/deepseek-chat",
+                        "claude-sonnet-4-5",
+                    ],
+                    &[ChatCompletions, Responses],
+                ),
                 up("anthropic", &["claude-sonnet-4-5"], &[Messages]),
                 up("backup", &["deepseek-chat"], &[ChatCompletions]),
                 up("deepseek", &["other"], &[ChatCompletions]),
@@ -183,29 +204,93 @@ mod tests {
         )
     }
 
-    fn check(requested: &str, protocol: Protocol, model: &str, rule: ResolutionRule, ups: &[usize]) {
+    fn check(
+        requested: &str,
+        protocol: Protocol,
+        model: &str,
+        rule: ResolutionRule,
+        ups: &[usize],
+    ) {
         let got = index().lookup(requested, protocol);
-        assert_eq!((got.model.as_str(), got.rule, got.upstreams.as_slice()), (model, rule, ups), "{requested} over {protocol}");
+        assert_eq!(
+            (got.model.as_str(), got.rule, got.upstreams.as_slice()),
+            (model, rule, ups),
+            "{requested} over {protocol}"
+        );
     }
 
     #[test]
     fn resolution_rules() {
         use Protocol::*;
         use ResolutionRule::*;
-        check("deepseek-chat", ChatCompletions, "deepseek-chat", Exact, &[0, 2]);
-        check("tokenbuddy/deepseek-chat", ChatCompletions, "deepseek-chat", Exact, &[0, 2]);
+        check(
+            "deepseek-chat",
+            ChatCompletions,
+            "deepseek-chat",
+            Exact,
+            &[0, 2],
+        );
+        check(
+            "tokenbuddy/deepseek-chat",
+            ChatCompletions,
+            "deepseek-chat",
+            Exact,
+            &[0, 2],
+        );
         check("claude-sonnet", Messages, "claude-sonnet-4-5", Alias, &[1]);
-        check("tokenbuddy/claude-sonnet", ChatCompletions, "claude-sonnet-4-5", Alias, &[0]);
+        check(
+            "tokenbuddy/claude-sonnet",
+            ChatCompletions,
+            "claude-sonnet-4-5",
+            Alias,
+            &[0],
+        );
         // A listed full id stays whole even though `deepseek` is an upstream id.
-        check("deepseek/deepseek-chat", ChatCompletions, "deepseek/deepseek-chat", Exact, &[0]);
+        check(
+            "deepseek/deepseek-chat",
+            ChatCompletions,
+            "deepseek/deepseek-chat",
+            Exact,
+            &[0],
+        );
         // `p/` is stripped and pinned when p is an upstream and the full id is unlisted.
-        check("backup/deepseek-chat", ChatCompletions, "deepseek-chat", UpstreamPrefix, &[2]);
-        check("anthropic/claude-sonnet-4-5", Messages, "claude-sonnet-4-5", UpstreamPrefix, &[1]);
-        check("anthropic/claude-sonnet-4-5", ChatCompletions, "claude-sonnet-4-5", UpstreamPrefix, &[]);
+        check(
+            "backup/deepseek-chat",
+            ChatCompletions,
+            "deepseek-chat",
+            UpstreamPrefix,
+            &[2],
+        );
+        check(
+            "anthropic/claude-sonnet-4-5",
+            Messages,
+            "claude-sonnet-4-5",
+            UpstreamPrefix,
+            &[1],
+        );
+        check(
+            "anthropic/claude-sonnet-4-5",
+            ChatCompletions,
+            "claude-sonnet-4-5",
+            UpstreamPrefix,
+            &[],
+        );
         // Aliases win over prefixes.
-        check("openrouter/alias", ChatCompletions, "deepseek-chat", Alias, &[0, 2]);
+        check(
+            "openrouter/alias",
+            ChatCompletions,
+            "deepseek-chat",
+            Alias,
+            &[0, 2],
+        );
         // Unknown prefixes and names are kept as they are.
-        check("nobody/deepseek-chat", ChatCompletions, "nobody/deepseek-chat", Exact, &[]);
+        check(
+            "nobody/deepseek-chat",
+            ChatCompletions,
+            "nobody/deepseek-chat",
+            Exact,
+            &[],
+        );
         check("gpt-9", ChatCompletions, "gpt-9", Exact, &[]);
         check("backup/", ChatCompletions, "backup/", Exact, &[]);
         check("", ChatCompletions, "", Exact, &[]);
@@ -216,7 +301,14 @@ mod tests {
         let got = index().lookup("claude-sonnet-4-5", Protocol::ImagesGenerations);
         assert!(got.upstreams.is_empty());
         assert_eq!(got.considered, 4);
-        assert_eq!(got.other_protocols, vec![Protocol::ChatCompletions, Protocol::Responses, Protocol::Messages]);
+        assert_eq!(
+            got.other_protocols,
+            vec![
+                Protocol::ChatCompletions,
+                Protocol::Responses,
+                Protocol::Messages
+            ]
+        );
         let got = index().lookup("backup/deepseek-chat", Protocol::Responses);
         assert_eq!(got.considered, 1);
         assert_eq!(got.other_protocols, vec![Protocol::ChatCompletions]);
@@ -226,7 +318,12 @@ mod tests {
     fn models_are_listed_once_sorted() {
         assert_eq!(
             index().models(),
-            vec!["claude-sonnet-4-5", "deepseek-chat", "deepseek/deepseek-chat", "other"]
+            vec![
+                "claude-sonnet-4-5",
+                "deepseek-chat",
+                "deepseek/deepseek-chat",
+                "other"
+            ]
         );
     }
 }

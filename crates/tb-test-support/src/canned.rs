@@ -147,7 +147,11 @@ fn chat_usage() -> Value {
         "prompt_tokens": INPUT_TOKENS,
         "completion_tokens": OUTPUT_TOKENS,
         "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS,
-        "prompt_tokens_details": { "cached_tokens": CACHED_INPUT_TOKENS, "audio_tokens": 0 },
+        "prompt_tokens_details": {
+            "cached_tokens": CACHED_INPUT_TOKENS,
+            "cache_write_tokens": 0,
+            "audio_tokens": 0,
+        },
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,
@@ -229,7 +233,7 @@ fn chat_events(model: &str) -> Vec<Vec<u8>> {
 fn responses_usage() -> Value {
     json!({
         "input_tokens": INPUT_TOKENS,
-        "input_tokens_details": { "cached_tokens": CACHED_INPUT_TOKENS },
+        "input_tokens_details": { "cached_tokens": CACHED_INPUT_TOKENS, "cache_write_tokens": 0 },
         "output_tokens": OUTPUT_TOKENS,
         "output_tokens_details": { "reasoning_tokens": 0 },
         "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS,

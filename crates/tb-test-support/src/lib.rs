@@ -42,6 +42,7 @@
 
 pub mod canned;
 pub mod chunking;
+pub mod daemon;
 mod reply;
 mod server;
 

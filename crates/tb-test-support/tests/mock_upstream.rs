@@ -412,3 +412,19 @@ async fn dropping_the_mock_stops_the_server() {
     .await;
     assert!(refused.is_ok());
 }
+
+#[tokio::test]
+async fn client_giving_up_during_the_head_delay_of_a_stream_is_reported_gone() {
+    let mock = MockUpstream::start().await.unwrap();
+    mock.push_reply(
+        Reply::sse(vec![Chunk::Data("never".into())]).with_head_delay(Duration::from_secs(3600)),
+    );
+    let url = format!("{}/chat/completions", mock.base_url());
+    let request = tokio::spawn(async move {
+        let client = client();
+        send(&client, Method::POST, &url, "{}").await
+    });
+    mock.wait_for_requests(1).await;
+    request.abort();
+    assert_eq!(stream_end(&mock).await, StreamEnd::ClientGone);
+}

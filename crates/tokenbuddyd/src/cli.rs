@@ -1,0 +1,153 @@
+//! Command-line surface (clap) and the small commands that need no daemon.
+
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow};
+use clap::{Args, Parser, Subcommand};
+use tb_config::{CliOverrides, LoadedConfig, LogFormat, PathOverrides, Paths, STARTER_CONFIG};
+
+use crate::Failure;
+
+/// tokenbuddy: a local LLM routing daemon.
+#[derive(Debug, Parser)]
+#[command(name = "tokenbuddyd", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// Config file (default: $TB_CONFIG, $TB_HOME/config.toml, or the XDG config dir).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (default: $TB_DATA_DIR, $TB_HOME/data, or the XDG data dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Serve(ServeArgs),
+    /// Inspect or create the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args, Default)]
+pub(crate) struct ServeArgs {
+    /// Proxy port (0 = ephemeral); overrides proxy.port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Proxy bind address; overrides proxy.bind.
+    #[arg(long)]
+    bind: Option<std::net::IpAddr>,
+    /// Log filter, e.g. `info` or `tb_proxy=debug`; overrides log.level.
+    #[arg(long)]
+    log_level: Option<String>,
+    /// `pretty` or `json`; overrides log.format.
+    #[arg(long, value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "pretty" => Ok(LogFormat::Pretty),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("{other:?} is not a log format; use pretty or json")),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration, where each value came from, secrets masked.
+    Show,
+    /// Write a commented starter config file.
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the config file and data directory paths.
+    Path,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> CliOverrides {
+        let mut o = CliOverrides::default();
+        o.proxy.port = self.port;
+        o.proxy.bind = self.bind;
+        o.log.level = self.log_level.clone();
+        o.log.format = self.log_format;
+        o
+    }
+}
+
+pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
+    let flags = PathOverrides {
+        config_file: cli.config,
+        data_dir: cli.data_dir,
+    };
+    let paths =
+        Paths::resolve(&flags, |k| std::env::var_os(k)).map_err(|e| Failure::Config(e.into()))?;
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => {
+            let loaded = load(paths, &args.overrides())?;
+            crate::serve::run(loaded)
+        }
+        Command::Config(ConfigCommand::Path) => {
+            println!("config: {}", paths.config_file.display());
+            println!("data: {}", paths.data_dir.display());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Show) => {
+            let loaded = load(paths, &CliOverrides::default())?;
+            show(&loaded);
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Init { force }) => {
+            init(&paths, force).map_err(Failure::Runtime)
+        }
+    }
+}
+
+fn load(paths: Paths, overrides: &CliOverrides) -> Result<LoadedConfig, Failure> {
+    tb_config::load(paths, overrides).map_err(|e| Failure::Config(anyhow!(e)))
+}
+
+fn show(loaded: &LoadedConfig) {
+    let state = if loaded.file_found {
+        "found"
+    } else {
+        "not found: defaults apply"
+    };
+    println!(
+        "# config file: {} ({state})",
+        loaded.paths.config_file.display()
+    );
+    println!("# data dir: {}", loaded.paths.data_dir.display());
+    let rows = tb_config::describe(loaded);
+    let width = rows
+        .iter()
+        .map(|r| r.key.len() + r.value.len() + 3)
+        .max()
+        .unwrap_or(0);
+    for r in rows {
+        let kv = format!("{} = {}", r.key, r.value);
+        println!("{kv:<width$}  # {}", r.source);
+    }
+}
+
+fn init(paths: &Paths, force: bool) -> anyhow::Result<()> {
+    let path = &paths.config_file;
+    if path.exists() && !force {
+        return Err(anyhow!(
+            "{} already exists; pass --force to overwrite it",
+            path.display()
+        ));
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    fs::write(path, STARTER_CONFIG).with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}

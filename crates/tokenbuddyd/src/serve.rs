@@ -1,0 +1,130 @@
+//! `serve`: config → tracing → token → proxy → listener → signal → drain.
+
+use std::fs;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, anyhow};
+use tb_config::{Config, LoadedConfig, LogFormat};
+use tb_proxy::{AccessToken, Proxy, ShutdownOutcome};
+use tracing_subscriber::EnvFilter;
+
+use crate::Failure;
+
+pub(crate) fn run(loaded: LoadedConfig) -> Result<(), Failure> {
+    init_tracing(&loaded.config).map_err(Failure::Config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(Failure::Runtime)?;
+    runtime.block_on(serve(loaded))
+}
+
+fn init_tracing(config: &Config) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&config.log.level).map_err(|e| {
+        anyhow!(
+            "log.level {:?} is not a valid filter: {e}",
+            config.log.level
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let result = match config.log.format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|e| anyhow!("initialising logs: {e}"))
+}
+
+async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
+    let config = &loaded.config;
+    let data_dir = &loaded.paths.data_dir;
+    warn_on_readable_inline_keys(&loaded);
+
+    let (token, token_path) = AccessToken::load_or_create(data_dir)
+        .context("preparing the access token")
+        .map_err(Failure::Runtime)?;
+    let proxy = Proxy::new(config, token, token_path.clone(), &|var| {
+        std::env::var(var).ok()
+    })
+    .map_err(|e| Failure::Config(e.into()))?;
+
+    let addr = SocketAddr::new(config.proxy.bind, config.proxy.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (proxy.bind/proxy.port): is another daemon running? pick another port with --port or proxy.port"))
+        .map_err(Failure::Runtime)?;
+    let local = listener
+        .local_addr()
+        .context("reading the bound address")
+        .map_err(Failure::Runtime)?;
+    let proxy_url = format!("http://{local}");
+
+    // daemon.json first: whoever reads the printed URL may look for it at once.
+    let daemon_json = data_dir.join("daemon.json");
+    write_daemon_json(&daemon_json, &proxy_url).map_err(Failure::Runtime)?;
+    println!("proxy: {proxy_url}");
+    println!("access token: {}", token_path.display());
+    tracing::info!(target: "daemon.started", proxy = %proxy_url, upstreams = proxy.upstreams().len(), "tokenbuddyd is serving");
+
+    let outcome = proxy.serve(listener, shutdown_signal()).await;
+    let _ = fs::remove_file(&daemon_json);
+    match outcome {
+        ShutdownOutcome::Drained => {
+            tracing::info!(target: "daemon.stopped", "all in-flight requests finished")
+        }
+        ShutdownOutcome::GraceExpired => {
+            tracing::warn!(target: "daemon.stopped", "grace period expired; remaining requests were cut")
+        }
+    }
+    Ok(())
+}
+
+/// `daemon.json` lets `status`, tests and tools find the running daemon.
+/// Written to a temporary file and renamed, so readers never see half of it.
+fn write_daemon_json(path: &Path, proxy_url: &str) -> anyhow::Result<()> {
+    let body = serde_json::json!({
+        "pid": std::process::id(),
+        "proxy_url": proxy_url,
+        "control_url": null,
+        "started_at": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+    });
+    let tmp = path.with_extension("json.tmp");
+    fs::write(&tmp, body.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn warn_on_readable_inline_keys(loaded: &LoadedConfig) {
+    if !loaded.file_found || loaded.config.providers.iter().all(|p| p.api_key.is_none()) {
+        return;
+    }
+    let path: &PathBuf = &loaded.paths.config_file;
+    if let Ok(meta) = fs::metadata(path) {
+        if meta.permissions().mode() & 0o004 != 0 {
+            tracing::warn!(target: "config.world_readable_key", file = %path.display(), "the config file holds an inline api_key and is readable by every user; chmod 600 it or use api_key_env");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the daemon");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(target: "daemon.signal", signal = "SIGTERM", "shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!(target: "daemon.signal", signal = "SIGINT", "shutting down"),
+    }
+}

@@ -1,0 +1,67 @@
+//! Shared setup for the end-to-end tests: a mock upstream and the real
+//! daemon binary configured to use it.
+#![allow(
+    dead_code,
+    missing_docs,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use std::path::Path;
+
+use tb_test_support::MockUpstream;
+use tb_test_support::daemon::Daemon;
+
+pub const OPENAI_KEY: &str = "sk-openai-provider-key";
+pub const ANTHROPIC_KEY: &str = "sk-ant-provider-key";
+
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tokenbuddyd"))
+}
+
+/// Two providers on one mock: `oa` (kind openai, key from env) serving the
+/// OpenAI protocols, `an` (kind anthropic, inline key) serving messages.
+pub fn two_provider_config(base_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[proxy]
+shutdown_grace_ms = 20000
+[log]
+level = "info,tb_proxy=debug"
+{extra}
+[[providers]]
+id = "oa"
+kind = "openai"
+base_url = "{base_url}"
+api_key_env = "TEST_OPENAI_KEY"
+models = ["gpt-test", "gpt-image-1"]
+protocols = ["chat_completions", "responses", "images_generations"]
+
+[[providers]]
+id = "an"
+kind = "anthropic"
+base_url = "{base_url}"
+api_key = "{ANTHROPIC_KEY}"
+models = ["claude-test"]
+"#
+    )
+}
+
+pub struct Setup {
+    pub upstream: MockUpstream,
+    pub daemon: Daemon,
+}
+
+pub async fn setup_with(extra: &str) -> Setup {
+    let upstream = MockUpstream::start().await.unwrap();
+    let config = two_provider_config(&upstream.base_url(), extra);
+    let daemon = Daemon::start(bin(), &config, &[("TEST_OPENAI_KEY", OPENAI_KEY)])
+        .await
+        .unwrap();
+    Setup { upstream, daemon }
+}
+
+pub async fn setup() -> Setup {
+    setup_with("").await
+}

@@ -1,0 +1,198 @@
+//! End-to-end: process contract, config commands, graceful shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::BodyExt;
+use tb_domain::Protocol;
+use tb_test_support::daemon::{command, home_with_config};
+use tb_test_support::{Chunk, Reply, StreamEnd, canned};
+use tokio::sync::Notify;
+
+#[tokio::test]
+async fn sigterm_lets_a_running_stream_finish() {
+    let Setup {
+        upstream,
+        mut daemon,
+    } = setup().await;
+    let daemon_json = daemon.data_dir().join("daemon.json");
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&daemon_json).unwrap()).unwrap();
+    assert_eq!(info["proxy_url"], daemon.proxy_url.as_str());
+    assert_eq!(info["pid"], daemon.pid().unwrap());
+
+    let events = canned::sse_events(Protocol::ChatCompletions, "gpt-test");
+    let gate = Arc::new(Notify::new());
+    let mut chunks = vec![
+        Chunk::Data(Bytes::from(events[0].clone())),
+        Chunk::WaitFor(Arc::clone(&gate)),
+    ];
+    chunks.extend(
+        events[1..]
+            .iter()
+            .map(|e| Chunk::Data(Bytes::from(e.clone()))),
+    );
+    upstream.push_reply(Reply::sse(chunks));
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-test","stream":true}"#,
+        )
+        .await;
+    let mut body = resp.into_body();
+    body.frame().await.unwrap().unwrap();
+
+    daemon.sigterm().unwrap();
+    daemon.wait_for_log("draining in-flight requests").await;
+    gate.notify_one();
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(
+        rest,
+        Bytes::from(events[1..].concat()),
+        "the stream finished after SIGTERM"
+    );
+    assert_eq!(upstream.next_stream_end().await, StreamEnd::Completed);
+    let status = daemon.wait().await.unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !daemon_json.exists(),
+        "daemon.json is removed on clean exit"
+    );
+}
+
+#[tokio::test]
+async fn config_show_masks_secrets_and_names_sources() {
+    let home = home_with_config(&two_provider_config("http://127.0.0.1:1/v1", "")).unwrap();
+    let out = command(bin(), home.path())
+        .args(["config", "show"])
+        .env("TB_LOG__LEVEL", "debug")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains(ANTHROPIC_KEY), "{stdout}");
+    assert!(
+        stdout.contains("providers[1].api_key = \"********\""),
+        "{stdout}"
+    );
+    let line = |key: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} =")))
+            .unwrap_or_else(|| panic!("{key} in {stdout}"))
+            .to_string()
+    };
+    let grace = line("proxy.shutdown_grace_ms");
+    assert!(
+        grace.contains("20000") && grace.contains("# file "),
+        "{stdout}"
+    );
+    assert!(
+        line("log.level").contains("# env TB_LOG__LEVEL"),
+        "{stdout}"
+    );
+    assert!(
+        line("proxy.max_body_bytes").ends_with("# default"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_config_key_fails_naming_key_and_file() {
+    let home = home_with_config("[proxy]\nport = 0\nmax_body_byte = 5\n").unwrap();
+    for args in [&["serve"][..], &["config", "show"][..]] {
+        let out = command(bin(), home.path())
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("max_body_byte"), "{stderr}");
+        assert!(
+            stderr.contains(&home.path().join("config.toml").display().to_string()),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_key_variable_fails_with_exit_2() {
+    let home = home_with_config(&two_provider_config("http://127.0.0.1:1/v1", "")).unwrap();
+    let out = command(bin(), home.path())
+        .args(["serve", "--port", "0"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("TEST_OPENAI_KEY") && stderr.contains("providers[0]"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn config_init_and_path() {
+    let home = tempfile::tempdir().unwrap();
+    let out = command(bin(), home.path())
+        .args(["config", "path"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        stdout.contains(&home.path().join("config.toml").display().to_string()),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&home.path().join("data").display().to_string()),
+        "{stdout}"
+    );
+
+    let out = command(bin(), home.path())
+        .args(["config", "init"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    assert!(home.path().join("config.toml").exists());
+    let again = command(bin(), home.path())
+        .args(["config", "init"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!again.status.success(), "init refuses to overwrite");
+    let show = command(bin(), home.path())
+        .args(["config", "show"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        show.status.success(),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+}
+
+#[tokio::test]
+async fn remote_bind_without_allow_remote_is_refused() {
+    let home = home_with_config("").unwrap();
+    let out = command(bin(), home.path())
+        .args(["serve", "--port", "0", "--bind", "0.0.0.0"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("allow_remote"), "{stderr}");
+}

@@ -1,0 +1,455 @@
+//! End-to-end: the real `tokenbuddyd` binary forwarding to a mock upstream
+//! over real sockets.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::*;
+use http::Method;
+use http_body_util::BodyExt;
+use tb_domain::Protocol;
+use tb_test_support::chunking::split_every;
+use tb_test_support::daemon::{body_bytes, body_json};
+use tb_test_support::{Chunk, Reply, StreamEnd, canned};
+use tokio::sync::Notify;
+
+fn path_of(p: Protocol) -> &'static str {
+    match p {
+        Protocol::ChatCompletions => "/v1/chat/completions",
+        Protocol::Responses => "/v1/responses",
+        Protocol::Messages => "/v1/messages",
+        Protocol::ImagesGenerations => "/v1/images/generations",
+    }
+}
+
+fn model_of(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Messages => "claude-test",
+        Protocol::ImagesGenerations => "gpt-image-1",
+        _ => "gpt-test",
+    }
+}
+
+/// A body with odd formatting that must arrive upstream byte for byte.
+fn request_body(p: Protocol, stream: bool) -> String {
+    format!(
+        "{{ \"model\" : \"{}\",\n  \"stream\": {stream}, \"temperature\": 0.70000000000000001, \"messages\": [{{\"role\":\"user\",\"content\":\"h\\u00e9 ✓\"}}], \"max_tokens\": 1e2 }}",
+        model_of(p)
+    )
+}
+
+#[tokio::test]
+async fn every_endpoint_json_and_stream_is_byte_faithful() {
+    let Setup { upstream, daemon } = setup().await;
+    let mut n = 0;
+    for protocol in Protocol::ALL {
+        for stream in [false, true] {
+            let model = model_of(protocol);
+            let expected: Vec<u8> = if stream {
+                let body = canned::sse_body(protocol, model);
+                // Cut every 7 bytes: lines, CRLF pairs and UTF-8 characters split.
+                upstream.push_reply(Reply::sse(split_every(&body, 7)));
+                body
+            } else {
+                let body = canned::json(protocol, model);
+                upstream.push_reply(Reply::json(200, body.clone()));
+                body
+            };
+            let sent = request_body(protocol, stream);
+            let resp = daemon.post_json(path_of(protocol), sent.clone()).await;
+            assert_eq!(resp.status(), 200, "{protocol} stream={stream}");
+            let upstream_id = if protocol == Protocol::Messages {
+                "an"
+            } else {
+                "oa"
+            };
+            assert_eq!(resp.headers()["x-tokenbuddy-upstream"], upstream_id);
+            assert!(!resp.headers()["x-tokenbuddy-request-id"].is_empty());
+            let got = body_bytes(resp).await;
+            assert_eq!(
+                got,
+                Bytes::from(expected),
+                "{protocol} stream={stream}: client bytes differ"
+            );
+
+            n += 1;
+            let seen = upstream.wait_for_requests(n).await;
+            let req = &seen[n - 1];
+            assert_eq!(
+                req.path(),
+                path_of(protocol),
+                "the protocol path is appended to base_url"
+            );
+            assert_eq!(
+                req.body,
+                Bytes::from(sent),
+                "{protocol}: upstream body changed"
+            );
+            for (name, value) in &req.headers {
+                let v = String::from_utf8_lossy(value.as_bytes());
+                assert!(
+                    !v.contains(&daemon.token),
+                    "access token leaked upstream in {name}"
+                );
+            }
+            assert_eq!(req.header("accept-encoding"), Some("identity"));
+            assert!(req.header("x-request-id").is_some());
+            assert!(req.header("idempotency-key").is_some());
+            if protocol == Protocol::Messages {
+                assert_eq!(req.header("x-api-key"), Some(ANTHROPIC_KEY));
+                assert_eq!(req.header("anthropic-version"), Some("2023-06-01"));
+                assert_eq!(req.header("authorization"), None);
+            } else {
+                assert_eq!(
+                    req.header("authorization"),
+                    Some(format!("Bearer {OPENAI_KEY}").as_str())
+                );
+                assert_eq!(req.header("x-api-key"), None);
+            }
+        }
+    }
+    let logs = daemon.logs();
+    for secret in [daemon.token.as_str(), OPENAI_KEY, ANTHROPIC_KEY] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+}
+
+#[tokio::test]
+async fn streams_are_not_buffered() {
+    let Setup { upstream, daemon } = setup().await;
+    for protocol in Protocol::ALL {
+        let events = canned::sse_events(protocol, model_of(protocol));
+        let gate = Arc::new(Notify::new());
+        let mut chunks = vec![
+            Chunk::Data(Bytes::from(events[0].clone())),
+            Chunk::WaitFor(Arc::clone(&gate)),
+        ];
+        chunks.extend(
+            events[1..]
+                .iter()
+                .map(|e| Chunk::Data(Bytes::from(e.clone()))),
+        );
+        upstream.push_reply(Reply::sse(chunks));
+
+        let resp = daemon
+            .post_json(path_of(protocol), request_body(protocol, true))
+            .await;
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        // The upstream is parked after its first event: if the daemon
+        // buffered, this read would never complete.
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], &events[0][..], "{protocol}");
+        gate.notify_one();
+        let rest = body.collect().await.unwrap().to_bytes();
+        assert_eq!(rest, Bytes::from(events[1..].concat()));
+        assert_eq!(upstream.next_stream_end().await, StreamEnd::Completed);
+    }
+}
+
+#[tokio::test]
+async fn client_disconnect_cancels_the_upstream_stream() {
+    let Setup { upstream, daemon } = setup().await;
+    let events = canned::sse_events(Protocol::Messages, "claude-test");
+    upstream.push_reply(Reply::sse(vec![
+        Chunk::Data(Bytes::from(events[0].clone())),
+        Chunk::Hang,
+    ]));
+    let resp = daemon
+        .post_json("/v1/messages", request_body(Protocol::Messages, true))
+        .await;
+    let mut body = resp.into_body();
+    body.frame().await.unwrap().unwrap();
+    drop(body);
+    assert_eq!(upstream.next_stream_end().await, StreamEnd::ClientGone);
+}
+
+fn assert_openai_error(v: &serde_json::Value, ty: &str, code: &str) {
+    assert_eq!(v["error"]["type"], ty, "{v}");
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert!(v["error"]["param"].is_null(), "{v}");
+    assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn authentication() {
+    let Setup { upstream, daemon } = setup().await;
+    let body = request_body(Protocol::ChatCompletions, false);
+    // No token.
+    let resp = daemon
+        .request(Method::POST, "/v1/chat/completions", &[], body.clone())
+        .await;
+    assert_eq!(resp.status(), 401);
+    assert_openai_error(
+        &body_json(resp).await,
+        "authentication_error",
+        "invalid_access_token",
+    );
+    // Wrong token, Bearer and x-api-key; Anthropic shape on /v1/messages.
+    let resp = daemon
+        .request(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", "Bearer nope")],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+    let resp = daemon
+        .request(
+            Method::POST,
+            "/v1/messages",
+            &[("x-api-key", "nope")],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+    let v = body_json(resp).await;
+    assert_eq!(
+        (v["type"].as_str(), v["error"]["type"].as_str()),
+        (Some("error"), Some("authentication_error"))
+    );
+    // The right token as x-api-key (Anthropic clients).
+    upstream.push_reply(Reply::json(
+        200,
+        canned::json(Protocol::Messages, "claude-test"),
+    ));
+    let resp = daemon
+        .request(
+            Method::POST,
+            "/v1/messages",
+            &[("x-api-key", &daemon.token)],
+            request_body(Protocol::Messages, false),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    // Bare /messages is the same endpoint.
+    let resp = daemon
+        .post_json("/messages", request_body(Protocol::Messages, false))
+        .await;
+    assert_eq!(resp.status(), 200);
+    // Open endpoints.
+    let resp = daemon.request(Method::GET, "/healthz", &[], "").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(body_bytes(resp).await, "ok");
+    let resp = daemon
+        .request(Method::GET, "/managed-settings", &[], "")
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(body_json(resp).await, serde_json::json!({}));
+    // /v1/models needs the token.
+    let resp = daemon.request(Method::GET, "/v1/models", &[], "").await;
+    assert_eq!(resp.status(), 401);
+    let auth = format!("Bearer {}", daemon.token);
+    let resp = daemon
+        .request(Method::GET, "/v1/models", &[("authorization", &auth)], "")
+        .await;
+    assert_eq!(resp.status(), 200);
+    let v = body_json(resp).await;
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["claude-test", "gpt-image-1", "gpt-test"]);
+    assert!(
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["owned_by"] == "tokenbuddy")
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_protocol_shaped_errors() {
+    let Setup { upstream, daemon } = setup().await;
+
+    let resp = daemon
+        .post_json("/v1/chat/completions", "this is not json")
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert_openai_error(
+        &body_json(resp).await,
+        "invalid_request_error",
+        "invalid_json",
+    );
+
+    let resp = daemon
+        .post_json("/v1/chat/completions", r#"{"messages": []}"#)
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert_openai_error(
+        &body_json(resp).await,
+        "invalid_request_error",
+        "missing_model",
+    );
+
+    let resp = daemon.post_json("/v1/messages", r#"{"model": 7}"#).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        body_json(resp).await["error"]["type"],
+        "invalid_request_error"
+    );
+
+    let resp = daemon
+        .post_json("/v1/chat/completions", r#"{"model": "nobody-serves-this"}"#)
+        .await;
+    assert_eq!(resp.status(), 404);
+    let v = body_json(resp).await;
+    assert_openai_error(&v, "invalid_request_error", "model_not_found");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("nobody-serves-this")
+            && msg.contains("chat_completions")
+            && msg.contains("2 upstream"),
+        "{msg}"
+    );
+
+    // A model served only over another protocol says so, in Anthropic shape.
+    let resp = daemon
+        .post_json("/v1/messages", r#"{"model": "gpt-test"}"#)
+        .await;
+    assert_eq!(resp.status(), 404);
+    let v = body_json(resp).await;
+    assert_eq!(v["error"]["type"], "not_found_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("chat_completions"),
+        "{v}"
+    );
+
+    let resp = daemon
+        .request(
+            Method::GET,
+            "/v1/chat/completions",
+            &[("authorization", &format!("Bearer {}", daemon.token))],
+            "",
+        )
+        .await;
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    assert_openai_error(
+        &body_json(resp).await,
+        "invalid_request_error",
+        "method_not_allowed",
+    );
+
+    let resp = daemon.post_json("/v1/nope", "{}").await;
+    assert_eq!(resp.status(), 404);
+    assert_openai_error(
+        &body_json(resp).await,
+        "invalid_request_error",
+        "unknown_route",
+    );
+
+    // Over 10 MiB: refused from Content-Length, without reading the body.
+    let big = vec![b' '; 10 * 1024 * 1024 + 1];
+    let resp = daemon.post_json("/v1/chat/completions", big).await;
+    assert_eq!(resp.status(), 413);
+    assert_openai_error(
+        &body_json(resp).await,
+        "invalid_request_error",
+        "body_too_large",
+    );
+    let resp = daemon
+        .post_json("/v1/messages", vec![b' '; 10 * 1024 * 1024 + 1])
+        .await;
+    assert_eq!(resp.status(), 413);
+    assert_eq!(body_json(resp).await["error"]["type"], "request_too_large");
+
+    // None of these reached the upstream.
+    assert_eq!(upstream.request_count(), 0);
+}
+
+#[tokio::test]
+async fn upstream_errors_pass_through_unchanged() {
+    let Setup { upstream, daemon } = setup().await;
+    let err = canned::openai_error("rate_limit_error", "rate_limited", "slow down");
+    upstream.push_reply(
+        Reply::json(429, err.clone())
+            .with_header("retry-after", "3")
+            .with_header("x-tokenbuddy-secret", "internal"),
+    );
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            request_body(Protocol::ChatCompletions, false),
+        )
+        .await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "3");
+    assert!(resp.headers().get("x-tokenbuddy-secret").is_none());
+    assert_eq!(body_bytes(resp).await, Bytes::from(err));
+}
+
+#[tokio::test]
+async fn refused_upstream_is_a_502_naming_it() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "[[providers]]\nid = \"gone\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\napi_key = \"k\"\nmodels = [\"m\"]\n"
+    );
+    let daemon = tb_test_support::daemon::Daemon::start(bin(), &config, &[])
+        .await
+        .unwrap();
+    let resp = daemon
+        .post_json("/v1/chat/completions", r#"{"model":"m"}"#)
+        .await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(
+        resp.headers()["x-tokenbuddy-attempts"],
+        "gone:-|connect_failed"
+    );
+    let v = body_json(resp).await;
+    assert_openai_error(&v, "api_error", "upstream_unreachable");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("gone") && msg.contains(&port.to_string()),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn aliases_and_prefixes_rewrite_only_the_model() {
+    let Setup { upstream, daemon } =
+        setup_with("[models.aliases]\n\"fast\" = \"gpt-test\"\n").await;
+    let sent = r#"{"temperature":1.50,"model":"tokenbuddy/fast","stream":false,"messages":[ {"role":"user","content":"x"} ]}"#;
+    upstream.push_reply(Reply::json(
+        200,
+        canned::json(Protocol::ChatCompletions, "gpt-test"),
+    ));
+    let resp = daemon.post_json("/v1/chat/completions", sent).await;
+    assert_eq!(resp.status(), 200);
+    let req = &upstream.wait_for_requests(1).await[0];
+    assert_eq!(
+        std::str::from_utf8(&req.body).unwrap(),
+        r#"{"temperature":1.50,"model":"gpt-test","stream":false,"messages":[ {"role":"user","content":"x"} ]}"#
+    );
+    // `an/claude-test` pins the request to provider `an`.
+    upstream.push_reply(Reply::json(
+        200,
+        canned::json(Protocol::Messages, "claude-test"),
+    ));
+    let resp = daemon
+        .post_json(
+            "/v1/messages?beta=true",
+            r#"{"model":"an/claude-test","max_tokens":5}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-tokenbuddy-upstream"], "an");
+    let req = &upstream.wait_for_requests(2).await[1];
+    assert_eq!(req.path_and_query, "/v1/messages?beta=true");
+    assert_eq!(req.json()["model"], "claude-test");
+}
