@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Smoke-test an OpenAI/Anthropic-compatible endpoint with the official SDKs.
+"""Drive an OpenAI/Anthropic-compatible endpoint with the official SDKs.
 
-Written against tb-test-support's MockUpstream canned bodies (checked with
-openai==3.54.0 and anthropic==2.12.0); meant to be pointed at the tokenbuddy
-daemon in front of the mock later. Every call must parse without errors and
-return the canned text and usage.
+Run by crates/tokenbuddyd/tests/sdk.rs against the real tokenbuddy daemon in
+front of tb-test-support's MockUpstream (openai==3.54.0, anthropic==2.12.0).
+Every call must parse without errors and return the canned text and usage,
+and every daemon error must raise the SDK's usual exception type.
 
 Environment:
   OPENAI_BASE_URL     e.g. http://127.0.0.1:PORT/v1   (required)
@@ -16,8 +16,9 @@ Besides the SDK calls, the raw bodies are validated strictly against the SDK's
 pydantic models (the SDKs themselves build models leniently), so missing
 required fields are caught too.
 
-Run: cargo run -p tb-test-support --example serve   (prints the two URLs)
-     OPENAI_BASE_URL=... ANTHROPIC_BASE_URL=... python sdk_smoke.py
+By hand: cargo run -p tb-test-support --example serve   (prints the two URLs)
+         OPENAI_BASE_URL=... ANTHROPIC_BASE_URL=... python sdk_check.py
+(errors() needs the daemon in front: the mock alone does not check keys.)
 """
 
 import base64
@@ -251,9 +252,45 @@ def messages():
     ok("messages raw bodies validate strictly")
 
 
+# ---------------------------------------------------------- errors ------
+def expect(exc_type, call, what):
+    try:
+        call()
+    except exc_type as err:
+        return err
+    except Exception as err:  # the wrong exception type is the failure we look for
+        raise AssertionError(f"{what}: raised {type(err).__name__}: {err}, not {exc_type.__name__}")
+    raise AssertionError(f"{what}: no exception, expected {exc_type.__name__}")
+
+
+def errors():
+    msgs = [{"role": "user", "content": "hi"}]
+    wrong_oa = openai.OpenAI(base_url=OPENAI_BASE_URL, api_key="wrong-token", max_retries=0, timeout=30)
+    wrong_an = anthropic.Anthropic(base_url=ANTHROPIC_BASE_URL, api_key="wrong-token", max_retries=0, timeout=30)
+
+    err = expect(openai.AuthenticationError, lambda: wrong_oa.chat.completions.create(model=CHAT_MODEL, messages=msgs), "openai wrong token")
+    check(err.status_code == 401 and err.code == "invalid_access_token", f"openai 401 body: {err}")
+    err = expect(anthropic.AuthenticationError, lambda: wrong_an.messages.create(model=CLAUDE_MODEL, max_tokens=8, messages=msgs), "anthropic wrong token")
+    check(err.status_code == 401, f"anthropic 401: {err}")
+    ok("wrong token -> AuthenticationError (openai, anthropic)")
+
+    err = expect(openai.NotFoundError, lambda: oa.chat.completions.create(model="no-such-model", messages=msgs), "openai unknown model")
+    check(err.code == "model_not_found" and "no-such-model" in str(err), f"openai 404: {err}")
+    expect(openai.NotFoundError, lambda: oa.responses.create(model="no-such-model", input="hi"), "responses unknown model")
+    expect(openai.NotFoundError, lambda: oa.images.generate(model="no-such-model", prompt="a dot"), "images unknown model")
+    err = expect(anthropic.NotFoundError, lambda: an.messages.create(model="no-such-model", max_tokens=8, messages=msgs), "anthropic unknown model")
+    check("no-such-model" in str(err), f"anthropic 404: {err}")
+    ok("unknown model -> NotFoundError (chat, responses, images, messages)")
+
+    err = expect(openai.BadRequestError, lambda: oa.chat.completions.create(model="", messages=msgs), "openai empty model")
+    check(err.code == "missing_model", f"openai 400: {err}")
+    expect(anthropic.BadRequestError, lambda: an.messages.create(model="", max_tokens=8, messages=msgs), "anthropic empty model")
+    ok("bad request -> BadRequestError (openai, anthropic)")
+
+
 def main():
     failed = []
-    for fn in (chat, responses, images, messages):
+    for fn in (chat, responses, images, messages, errors):
         try:
             fn()
         except Exception as err:  # report every family, not just the first failure
