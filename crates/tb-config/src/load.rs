@@ -258,6 +258,8 @@ pub fn load(paths: Paths, flags: &CliOverrides) -> Result<LoadedConfig, ConfigEr
 }
 
 #[cfg(test)]
+// figment's Jail closures return figment::Error, which is large by design.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use std::collections::HashMap;

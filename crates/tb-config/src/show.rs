@@ -99,6 +99,8 @@ fn source_of(loaded: &LoadedConfig, key: &str) -> String {
 }
 
 #[cfg(test)]
+// figment's Jail closures return figment::Error, which is large by design.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use crate::{CliOverrides, Paths, load};

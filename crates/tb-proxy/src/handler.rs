@@ -201,10 +201,10 @@ async fn proxy_call(
     if let Ok(v) = HeaderValue::from_str(request_id) {
         base_headers.insert(X_REQUEST_ID, v);
     }
-    if !base_headers.contains_key(IDEMPOTENCY_KEY) {
-        if let Ok(v) = HeaderValue::from_str(&format!("tb-{request_id}")) {
-            base_headers.insert(IDEMPOTENCY_KEY, v);
-        }
+    if !base_headers.contains_key(IDEMPOTENCY_KEY)
+        && let Ok(v) = HeaderValue::from_str(&format!("tb-{request_id}"))
+    {
+        base_headers.insert(IDEMPOTENCY_KEY, v);
     }
     let head_deadline = if probe.stream {
         state.settings.stream_head_deadline
@@ -299,10 +299,10 @@ async fn proxy_call(
     if let Ok(v) = HeaderValue::from_str(&attempts_header(&attempts)) {
         resp.headers_mut().insert(ATTEMPTS, v);
     }
-    if let Some(last) = attempts.last() {
-        if let Ok(v) = HeaderValue::from_str(&last.upstream) {
-            resp.headers_mut().insert(UPSTREAM, v);
-        }
+    if let Some(last) = attempts.last()
+        && let Ok(v) = HeaderValue::from_str(&last.upstream)
+    {
+        resp.headers_mut().insert(UPSTREAM, v);
     }
     Ok(resp)
 }

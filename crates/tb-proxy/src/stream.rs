@@ -87,10 +87,10 @@ where
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    if !data.is_empty() {
-                        this.at_boundary = data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n");
-                    }
+                if let Some(data) = frame.data_ref()
+                    && !data.is_empty()
+                {
+                    this.at_boundary = data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n");
                 }
                 let deadline = Instant::now() + this.idle;
                 this.sleep.as_mut().reset(deadline);

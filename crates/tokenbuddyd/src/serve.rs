@@ -106,8 +106,10 @@ fn warn_on_readable_inline_keys(loaded: &LoadedConfig) {
         return;
     }
     let path: &PathBuf = &loaded.paths.config_file;
-    if let Ok(meta) = fs::metadata(path) {
-        if meta.permissions().mode() & 0o004 != 0 {
+    if let Ok(meta) = fs::metadata(path)
+        && meta.permissions().mode() & 0o004 != 0
+    {
+        {
             tracing::warn!(target: "config.world_readable_key", file = %path.display(), "the config file holds an inline api_key and is readable by every user; chmod 600 it or use api_key_env");
         }
     }

@@ -24,7 +24,9 @@ fn sdk_python() -> PathBuf {
         return python;
     }
     let run = |cmd: &mut Command, what: &str| {
-        let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e} (is python3 installed?)"));
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("{what}: {e} (is python3 installed?)"));
         assert!(
             out.status.success(),
             "{what} failed:\n{}\n{}",
@@ -32,10 +34,21 @@ fn sdk_python() -> PathBuf {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    run(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv), "python3 -m venv");
+    run(
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+        "python3 -m venv",
+    );
     run(
         Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
             .args(SDKS),
         "pip install openai anthropic",
     );
@@ -65,7 +78,9 @@ models = ["claude-haiku-4-5"]
 "#,
         base = upstream.base_url()
     );
-    let daemon = Daemon::start(bin(), &config, &[("TEST_OPENAI_KEY", OPENAI_KEY)]).await.unwrap();
+    let daemon = Daemon::start(bin(), &config, &[("TEST_OPENAI_KEY", OPENAI_KEY)])
+        .await
+        .unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/sdk_check.py");
     let out = tokio::process::Command::new(&python)
         .arg(&script)
@@ -86,12 +101,23 @@ models = ["claude-haiku-4-5"]
         String::from_utf8_lossy(&out.stderr),
         daemon.logs()
     );
-    assert!(stdout.contains("NotFoundError") && stdout.contains("AuthenticationError"), "{stdout}");
+    assert!(
+        stdout.contains("NotFoundError") && stdout.contains("AuthenticationError"),
+        "{stdout}"
+    );
     // Every SDK call went through the daemon to the upstream with the provider key.
     for req in upstream.requests() {
         let key_ok = req.header("authorization") == Some(&format!("Bearer {OPENAI_KEY}"))
             || req.header("x-api-key") == Some(ANTHROPIC_KEY);
-        assert!(key_ok, "{} reached the upstream without the provider key", req.path_and_query);
+        assert!(
+            key_ok,
+            "{} reached the upstream without the provider key",
+            req.path_and_query
+        );
     }
-    assert!(upstream.request_count() >= 12, "only {} upstream calls", upstream.request_count());
+    assert!(
+        upstream.request_count() >= 12,
+        "only {} upstream calls",
+        upstream.request_count()
+    );
 }
