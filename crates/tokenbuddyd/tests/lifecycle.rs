@@ -91,11 +91,8 @@ async fn config_show_masks_secrets_and_names_sources() {
             .unwrap_or_else(|| panic!("{key} in {stdout}"))
             .to_string()
     };
-    let grace = line("proxy.shutdown_grace_ms");
-    assert!(
-        grace.contains("20000") && grace.contains("# file "),
-        "{stdout}"
-    );
+    let id = line("providers[0].id");
+    assert!(id.contains("\"oa\"") && id.contains("# file "), "{stdout}");
     assert!(
         line("log.level").contains("# env TB_LOG__LEVEL"),
         "{stdout}"

@@ -453,3 +453,132 @@ async fn aliases_and_prefixes_rewrite_only_the_model() {
     assert_eq!(req.path_and_query, "/v1/messages?beta=true");
     assert_eq!(req.json()["model"], "claude-test");
 }
+
+#[tokio::test]
+async fn deadlines_and_idle_timeouts() {
+    let Setup { upstream, daemon } =
+        setup_with("[routing]\nrequest_deadline_ms = 1000\nstream_idle_timeout_ms = 1000\n").await;
+
+    // No response head within the deadline: 504 in the protocol's shape.
+    upstream.push_reply(
+        Reply::json(200, canned::json(Protocol::Messages, "claude-test"))
+            .with_head_delay(std::time::Duration::from_secs(30)),
+    );
+    let resp = daemon
+        .post_json("/v1/messages", request_body(Protocol::Messages, false))
+        .await;
+    assert_eq!(resp.status(), 504);
+    assert_eq!(resp.headers()["x-tokenbuddy-attempts"], "an:-|deadline");
+    let v = body_json(resp).await;
+    assert_eq!(
+        (v["type"].as_str(), v["error"]["type"].as_str()),
+        (Some("error"), Some("api_error"))
+    );
+
+    // A stream that goes silent after content ends with an error event.
+    for (protocol, marker) in [
+        (Protocol::ChatCompletions, "data: {\"error\":"),
+        (Protocol::Messages, "event: error\ndata: {\"error\":"),
+        (
+            Protocol::Responses,
+            "event: error\ndata: {\"code\":\"upstream_timeout\"",
+        ),
+    ] {
+        let events = canned::sse_events(protocol, model_of(protocol));
+        upstream.push_reply(Reply::sse(vec![
+            Chunk::Data(Bytes::from(events[0].clone())),
+            Chunk::Data(Bytes::from(events[1].clone())),
+            Chunk::Hang,
+        ]));
+        let resp = daemon
+            .post_json(path_of(protocol), request_body(protocol, true))
+            .await;
+        assert_eq!(resp.status(), 200);
+        let text = String::from_utf8(body_bytes(resp).await.to_vec()).unwrap();
+        let head = format!(
+            "{}{}",
+            String::from_utf8_lossy(&events[0]),
+            String::from_utf8_lossy(&events[1])
+        );
+        assert!(text.starts_with(&head), "{protocol}: {text}");
+        let tail = &text[head.len()..];
+        assert!(tail.starts_with(marker), "{protocol}: {tail}");
+        assert!(
+            tail.contains("stream_idle_timeout_ms") && tail.ends_with("\n\n"),
+            "{protocol}: {tail}"
+        );
+        assert_eq!(
+            upstream.next_stream_end().await,
+            StreamEnd::ClientGone,
+            "the silent upstream is hung up on"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unreachable_first_provider_fails_over_to_the_next() {
+    let upstream = tb_test_support::MockUpstream::start().await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "[[providers]]\nid = \"dead\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\napi_key = \"k1\"\nmodels = [\"gpt-test\"]\n\
+         [[providers]]\nid = \"live\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"k2\"\nmodels = [\"gpt-test\"]\n",
+        upstream.base_url()
+    );
+    let daemon = tb_test_support::daemon::Daemon::start(bin(), &config, &[])
+        .await
+        .unwrap();
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            request_body(Protocol::ChatCompletions, false),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-tokenbuddy-upstream"], "live");
+    assert_eq!(
+        resp.headers()["x-tokenbuddy-attempts"],
+        "dead:-|connect_failed,live:200|ok"
+    );
+    assert_eq!(
+        upstream.wait_for_requests(1).await[0].header("authorization"),
+        Some("Bearer k2")
+    );
+}
+
+#[tokio::test]
+async fn chunked_body_over_the_limit_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Setup { upstream, daemon } = setup_with("[proxy]\nmax_body_bytes = 1000\n").await;
+    let addr = daemon.proxy_url.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let payload = format!(
+        "{{\"model\":\"gpt-test\",\"pad\":\"{}\"}}",
+        "x".repeat(2000)
+    );
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        daemon.token
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    for piece in payload.as_bytes().chunks(300) {
+        conn.write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+            .await
+            .unwrap();
+        conn.write_all(piece).await.unwrap();
+        conn.write_all(b"\r\n").await.unwrap();
+    }
+    conn.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("body_too_large") && answer.contains("1000 bytes"),
+        "{answer}"
+    );
+    assert_eq!(upstream.request_count(), 0);
+}

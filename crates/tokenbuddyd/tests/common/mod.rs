@@ -25,8 +25,6 @@ pub fn bin() -> &'static Path {
 pub fn two_provider_config(base_url: &str, extra: &str) -> String {
     format!(
         r#"
-[proxy]
-shutdown_grace_ms = 20000
 [log]
 level = "info,tb_proxy=debug"
 {extra}
