@@ -193,3 +193,83 @@ async fn remote_bind_without_allow_remote_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("allow_remote"), "{stderr}");
 }
+
+#[tokio::test]
+async fn grace_period_bounds_the_drain() {
+    let Setup {
+        upstream,
+        mut daemon,
+    } = setup_with("[proxy]\nshutdown_grace_ms = 1000\n").await;
+    let events = canned::sse_events(Protocol::Messages, "claude-test");
+    upstream.push_reply(Reply::sse(vec![
+        Chunk::Data(Bytes::from(events[0].clone())),
+        Chunk::Hang,
+    ]));
+    let resp = daemon
+        .post_json("/v1/messages", r#"{"model":"claude-test","stream":true}"#)
+        .await;
+    let mut body = resp.into_body();
+    body.frame().await.unwrap().unwrap();
+    daemon.sigterm().unwrap();
+    let status = daemon.wait().await.unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        daemon.logs().contains("grace period expired"),
+        "{}",
+        daemon.logs()
+    );
+    assert_eq!(upstream.next_stream_end().await, StreamEnd::ClientGone);
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_no_secrets() {
+    let upstream = tb_test_support::MockUpstream::start().await.unwrap();
+    let config = two_provider_config(&upstream.base_url(), "").replace(
+        "level = \"info,tb_proxy=debug\"",
+        "level = \"info\"\nformat = \"json\"",
+    );
+    let daemon =
+        tb_test_support::daemon::Daemon::start(bin(), &config, &[("TEST_OPENAI_KEY", OPENAI_KEY)])
+            .await
+            .unwrap();
+    let resp = daemon
+        .request(
+            http::Method::POST,
+            "/v1/chat/completions",
+            &[
+                ("authorization", &format!("Bearer {}", daemon.token)),
+                ("x-request-id", "req-from-client-1"),
+            ],
+            r#"{"model":"gpt-test"}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["x-tokenbuddy-request-id"],
+        "req-from-client-1"
+    );
+    assert_eq!(
+        upstream.wait_for_requests(1).await[0].header("x-request-id"),
+        Some("req-from-client-1")
+    );
+    daemon.wait_for_log("request.completed").await;
+    let logs = daemon.logs();
+    let mut completed = None;
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["target"] == "request.completed" {
+            completed = Some(v);
+        }
+    }
+    let completed = completed.expect("a request.completed event");
+    assert_eq!(completed["status"], 200);
+    assert_eq!(completed["upstream"], "oa");
+    assert_eq!(
+        completed["span"]["request_id"], "req-from-client-1",
+        "{completed}"
+    );
+    for secret in [daemon.token.as_str(), OPENAI_KEY, ANTHROPIC_KEY] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+}
