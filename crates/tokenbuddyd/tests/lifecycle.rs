@@ -3,15 +3,12 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use common::*;
 use http_body_util::BodyExt;
 use tb_domain::Protocol;
 use tb_test_support::daemon::{command, home_with_config};
 use tb_test_support::{Chunk, Reply, StreamEnd, canned};
-use tokio::sync::Notify;
 
 #[tokio::test]
 async fn sigterm_lets_a_running_stream_finish() {
@@ -26,17 +23,8 @@ async fn sigterm_lets_a_running_stream_finish() {
     assert_eq!(info["pid"], daemon.pid().unwrap());
 
     let events = canned::sse_events(Protocol::ChatCompletions, "gpt-test");
-    let gate = Arc::new(Notify::new());
-    let mut chunks = vec![
-        Chunk::Data(Bytes::from(events[0].clone())),
-        Chunk::WaitFor(Arc::clone(&gate)),
-    ];
-    chunks.extend(
-        events[1..]
-            .iter()
-            .map(|e| Chunk::Data(Bytes::from(e.clone()))),
-    );
-    upstream.push_reply(Reply::sse(chunks));
+    let (reply, gate) = gated_after_first(&events);
+    upstream.push_reply(reply);
     let resp = daemon
         .post_json(
             "/v1/chat/completions",

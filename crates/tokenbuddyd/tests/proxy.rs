@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use common::*;
 use http::Method;
@@ -14,7 +12,6 @@ use tb_domain::Protocol;
 use tb_test_support::chunking::split_every;
 use tb_test_support::daemon::{body_bytes, body_json};
 use tb_test_support::{Chunk, Reply, StreamEnd, canned};
-use tokio::sync::Notify;
 
 fn path_of(p: Protocol) -> &'static str {
     match p {
@@ -122,17 +119,8 @@ async fn streams_are_not_buffered() {
     let Setup { upstream, daemon } = setup().await;
     for protocol in Protocol::ALL {
         let events = canned::sse_events(protocol, model_of(protocol));
-        let gate = Arc::new(Notify::new());
-        let mut chunks = vec![
-            Chunk::Data(Bytes::from(events[0].clone())),
-            Chunk::WaitFor(Arc::clone(&gate)),
-        ];
-        chunks.extend(
-            events[1..]
-                .iter()
-                .map(|e| Chunk::Data(Bytes::from(e.clone()))),
-        );
-        upstream.push_reply(Reply::sse(chunks));
+        let (reply, gate) = gated_after_first(&events);
+        upstream.push_reply(reply);
 
         let resp = daemon
             .post_json(path_of(protocol), request_body(protocol, true))
@@ -167,11 +155,37 @@ async fn client_disconnect_cancels_the_upstream_stream() {
     assert_eq!(upstream.next_stream_end().await, StreamEnd::ClientGone);
 }
 
-fn assert_openai_error(v: &serde_json::Value, ty: &str, code: &str) {
+/// Asserts an OpenAI-shaped daemon error and returns its body.
+async fn openai_error(
+    resp: http::Response<hyper::body::Incoming>,
+    status: u16,
+    ty: &str,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(resp.status(), status);
+    let v = body_json(resp).await;
     assert_eq!(v["error"]["type"], ty, "{v}");
     assert_eq!(v["error"]["code"], code, "{v}");
     assert!(v["error"]["param"].is_null(), "{v}");
     assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+    v
+}
+
+/// Asserts an Anthropic-shaped daemon error and returns its body.
+async fn anthropic_error(
+    resp: http::Response<hyper::body::Incoming>,
+    status: u16,
+    ty: &str,
+) -> serde_json::Value {
+    assert_eq!(resp.status(), status);
+    let v = body_json(resp).await;
+    assert_eq!(
+        (v["type"].as_str(), v["error"]["type"].as_str()),
+        (Some("error"), Some(ty)),
+        "{v}"
+    );
+    assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+    v
 }
 
 #[tokio::test]
@@ -182,12 +196,7 @@ async fn authentication() {
     let resp = daemon
         .request(Method::POST, "/v1/chat/completions", &[], body.clone())
         .await;
-    assert_eq!(resp.status(), 401);
-    assert_openai_error(
-        &body_json(resp).await,
-        "authentication_error",
-        "invalid_access_token",
-    );
+    openai_error(resp, 401, "authentication_error", "invalid_access_token").await;
     // Wrong token, Bearer and x-api-key; Anthropic shape on /v1/messages.
     let resp = daemon
         .request(
@@ -206,12 +215,7 @@ async fn authentication() {
             body.clone(),
         )
         .await;
-    assert_eq!(resp.status(), 401);
-    let v = body_json(resp).await;
-    assert_eq!(
-        (v["type"].as_str(), v["error"]["type"].as_str()),
-        (Some("error"), Some("authentication_error"))
-    );
+    anthropic_error(resp, 401, "authentication_error").await;
     // The right token as x-api-key (Anthropic clients).
     upstream.push_reply(Reply::json(
         200,
@@ -272,36 +276,20 @@ async fn bad_requests_get_protocol_shaped_errors() {
     let resp = daemon
         .post_json("/v1/chat/completions", "this is not json")
         .await;
-    assert_eq!(resp.status(), 400);
-    assert_openai_error(
-        &body_json(resp).await,
-        "invalid_request_error",
-        "invalid_json",
-    );
+    openai_error(resp, 400, "invalid_request_error", "invalid_json").await;
 
     let resp = daemon
         .post_json("/v1/chat/completions", r#"{"messages": []}"#)
         .await;
-    assert_eq!(resp.status(), 400);
-    assert_openai_error(
-        &body_json(resp).await,
-        "invalid_request_error",
-        "missing_model",
-    );
+    openai_error(resp, 400, "invalid_request_error", "missing_model").await;
 
     let resp = daemon.post_json("/v1/messages", r#"{"model": 7}"#).await;
-    assert_eq!(resp.status(), 400);
-    assert_eq!(
-        body_json(resp).await["error"]["type"],
-        "invalid_request_error"
-    );
+    anthropic_error(resp, 400, "invalid_request_error").await;
 
     let resp = daemon
         .post_json("/v1/chat/completions", r#"{"model": "nobody-serves-this"}"#)
         .await;
-    assert_eq!(resp.status(), 404);
-    let v = body_json(resp).await;
-    assert_openai_error(&v, "invalid_request_error", "model_not_found");
+    let v = openai_error(resp, 404, "invalid_request_error", "model_not_found").await;
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(
         msg.contains("nobody-serves-this")
@@ -314,9 +302,7 @@ async fn bad_requests_get_protocol_shaped_errors() {
     let resp = daemon
         .post_json("/v1/messages", r#"{"model": "gpt-test"}"#)
         .await;
-    assert_eq!(resp.status(), 404);
-    let v = body_json(resp).await;
-    assert_eq!(v["error"]["type"], "not_found_error");
+    let v = anthropic_error(resp, 404, "not_found_error").await;
     assert!(
         v["error"]["message"]
             .as_str()
@@ -333,36 +319,20 @@ async fn bad_requests_get_protocol_shaped_errors() {
             "",
         )
         .await;
-    assert_eq!(resp.status(), 405);
     assert_eq!(resp.headers()["allow"], "POST");
-    assert_openai_error(
-        &body_json(resp).await,
-        "invalid_request_error",
-        "method_not_allowed",
-    );
+    openai_error(resp, 405, "invalid_request_error", "method_not_allowed").await;
 
     let resp = daemon.post_json("/v1/nope", "{}").await;
-    assert_eq!(resp.status(), 404);
-    assert_openai_error(
-        &body_json(resp).await,
-        "invalid_request_error",
-        "unknown_route",
-    );
+    openai_error(resp, 404, "invalid_request_error", "unknown_route").await;
 
     // Over 10 MiB: refused from Content-Length, without reading the body.
     let big = vec![b' '; 10 * 1024 * 1024 + 1];
     let resp = daemon.post_json("/v1/chat/completions", big).await;
-    assert_eq!(resp.status(), 413);
-    assert_openai_error(
-        &body_json(resp).await,
-        "invalid_request_error",
-        "body_too_large",
-    );
+    openai_error(resp, 413, "invalid_request_error", "body_too_large").await;
     let resp = daemon
         .post_json("/v1/messages", vec![b' '; 10 * 1024 * 1024 + 1])
         .await;
-    assert_eq!(resp.status(), 413);
-    assert_eq!(body_json(resp).await["error"]["type"], "request_too_large");
+    anthropic_error(resp, 413, "request_too_large").await;
 
     // None of these reached the upstream.
     assert_eq!(upstream.request_count(), 0);
@@ -406,13 +376,11 @@ async fn refused_upstream_is_a_502_naming_it() {
     let resp = daemon
         .post_json("/v1/chat/completions", r#"{"model":"m"}"#)
         .await;
-    assert_eq!(resp.status(), 502);
     assert_eq!(
         resp.headers()["x-tokenbuddy-attempts"],
         "gone:-|connect_failed"
     );
-    let v = body_json(resp).await;
-    assert_openai_error(&v, "api_error", "upstream_unreachable");
+    let v = openai_error(resp, 502, "api_error", "upstream_unreachable").await;
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(
         msg.contains("gone") && msg.contains(&port.to_string()),
@@ -467,13 +435,8 @@ async fn deadlines_and_idle_timeouts() {
     let resp = daemon
         .post_json("/v1/messages", request_body(Protocol::Messages, false))
         .await;
-    assert_eq!(resp.status(), 504);
     assert_eq!(resp.headers()["x-tokenbuddy-attempts"], "an:-|deadline");
-    let v = body_json(resp).await;
-    assert_eq!(
-        (v["type"].as_str(), v["error"]["type"].as_str()),
-        (Some("error"), Some("api_error"))
-    );
+    anthropic_error(resp, 504, "api_error").await;
 
     // A stream that goes silent after content ends with an error event.
     for (protocol, marker) in [

@@ -10,8 +10,12 @@
 
 use std::path::Path;
 
-use tb_test_support::MockUpstream;
+use std::sync::Arc;
+
+use bytes::Bytes;
 use tb_test_support::daemon::Daemon;
+use tb_test_support::{Chunk, MockUpstream, Reply};
+use tokio::sync::Notify;
 
 pub const OPENAI_KEY: &str = "sk-openai-provider-key";
 pub const ANTHROPIC_KEY: &str = "sk-ant-provider-key";
@@ -62,4 +66,20 @@ pub async fn setup_with(extra: &str) -> Setup {
 
 pub async fn setup() -> Setup {
     setup_with("").await
+}
+
+/// An SSE reply that sends the first event, then waits for the returned
+/// gate before sending the rest: proves streaming without timing.
+pub fn gated_after_first(events: &[Vec<u8>]) -> (Reply, Arc<Notify>) {
+    let gate = Arc::new(Notify::new());
+    let mut chunks = vec![
+        Chunk::Data(Bytes::from(events[0].clone())),
+        Chunk::WaitFor(Arc::clone(&gate)),
+    ];
+    chunks.extend(
+        events[1..]
+            .iter()
+            .map(|e| Chunk::Data(Bytes::from(e.clone()))),
+    );
+    (Reply::sse(chunks), gate)
 }
