@@ -2,7 +2,7 @@
 //! the body → resolve the model → plan routes → attempt loop → stream back.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -374,9 +374,4 @@ fn client_response(
     *out.status_mut() = parts.status;
     *out.headers_mut() = headers;
     out
-}
-
-/// Keeps `Duration` in the signature of settings readable.
-pub(crate) fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
 }

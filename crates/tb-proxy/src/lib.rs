@@ -144,7 +144,7 @@ impl Proxy {
             .collect();
         let models_body = Bytes::from(json!({"object": "list", "data": data}).to_string());
         let client = build_client(config.tls.extra_ca_file.as_deref())?;
-        let ms = handler::ms;
+        let ms = Duration::from_millis;
         let settings = Settings {
             require_auth: config.proxy.require_auth,
             max_body_bytes: config.proxy.max_body_bytes,
