@@ -2,7 +2,7 @@
 //!
 //! Every body is deterministic (fixed ids and timestamps), so a test can
 //! compare what came out of the daemon byte for byte with
-//! [`sse_body`] or [`json`]. The bodies are accepted by the official Python
+//! [`sse_body`] or [`json()`]. The bodies are accepted by the official Python
 //! SDKs (`openai`, `anthropic`), both as whole JSON documents and as SSE
 //! streams, and carry non-zero usage so that token accounting has something
 //! to count.

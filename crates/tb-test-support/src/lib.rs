@@ -45,6 +45,7 @@ pub mod chunking;
 pub mod daemon;
 mod reply;
 mod server;
+mod tls;
 
 pub use reply::{Chunk, RecordedRequest, Reply, ReplyBody, StreamEnd};
 pub use server::MockUpstream;

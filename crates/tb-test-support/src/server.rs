@@ -18,10 +18,12 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tb_domain::{ApiFamily, Protocol};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::tls::{ServerTls, loopback_server_tls};
 use crate::{Chunk, RecordedRequest, Reply, ReplyBody, StreamEnd};
 
 /// The model named in default replies when the request names none.
@@ -41,10 +43,17 @@ const DEFAULT_MODEL: &str = "mock-model";
 /// | any other path | `404`, OpenAI-shaped error |
 /// | a protocol path with a body that is not JSON | `400`, error shaped for the protocol's family |
 ///
+/// [`start`](MockUpstream::start) serves plain HTTP;
+/// [`start_tls`](MockUpstream::start_tls) serves the very same mock over
+/// HTTPS with a certificate from a throwaway private CA, whose certificate
+/// [`ca_pem`](MockUpstream::ca_pem) returns for the client to trust.
+///
 /// Dropping the value shuts the server down and closes its connections.
 #[derive(Debug)]
 pub struct MockUpstream {
     addr: SocketAddr,
+    /// The CA certificate (PEM) when serving HTTPS.
+    ca_pem: Option<String>,
     shared: Arc<Shared>,
     stream_ends: tokio::sync::Mutex<mpsc::UnboundedReceiver<StreamEnd>>,
     task: JoinHandle<()>,
@@ -79,6 +88,28 @@ impl MockUpstream {
     ///
     /// If the listener cannot be bound.
     pub async fn start() -> std::io::Result<MockUpstream> {
+        MockUpstream::start_with(None).await
+    }
+
+    /// Like [`start`](MockUpstream::start), but serves HTTPS (TLS 1.2 or
+    /// 1.3, HTTP/1.1 via ALPN) with a certificate for `127.0.0.1` (IP SAN)
+    /// and `localhost` signed by a CA generated for this server alone. A
+    /// client must trust [`ca_pem`](MockUpstream::ca_pem) to connect;
+    /// [`base_url`](MockUpstream::base_url) is
+    /// `https://127.0.0.1:PORT/v1`.
+    ///
+    /// A connection whose TLS handshake fails (e.g. the client does not
+    /// trust the CA) is closed without recording anything.
+    ///
+    /// # Errors
+    ///
+    /// If the listener cannot be bound or the certificates cannot be
+    /// generated.
+    pub async fn start_tls() -> std::io::Result<MockUpstream> {
+        MockUpstream::start_with(Some(loopback_server_tls()?)).await
+    }
+
+    async fn start_with(tls: Option<ServerTls>) -> std::io::Result<MockUpstream> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let (ends_tx, ends_rx) = mpsc::unbounded_channel();
@@ -87,9 +118,14 @@ impl MockUpstream {
             count: watch::Sender::new(0),
             stream_ends: ends_tx,
         });
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        let (acceptor, ca_pem) = match tls {
+            Some(ServerTls { acceptor, ca_pem }) => (Some(acceptor), Some(ca_pem)),
+            None => (None, None),
+        };
+        let task = tokio::spawn(accept_loop(listener, acceptor, Arc::clone(&shared)));
         Ok(MockUpstream {
             addr,
+            ca_pem,
             shared,
             stream_ends: tokio::sync::Mutex::new(ends_rx),
             task,
@@ -101,16 +137,31 @@ impl MockUpstream {
         self.addr
     }
 
-    /// The OpenAI-style base URL, `http://127.0.0.1:PORT/v1`. (Anthropic
-    /// SDKs want the root, `http://127.0.0.1:PORT`: see
+    /// The OpenAI-style base URL, `http://127.0.0.1:PORT/v1` (`https://`
+    /// for a [TLS](MockUpstream::start_tls) mock). (Anthropic SDKs want the
+    /// root, `http://127.0.0.1:PORT`: see
     /// [`root_url`](MockUpstream::root_url).)
     pub fn base_url(&self) -> String {
         format!("{}/v1", self.root_url())
     }
 
-    /// The root URL, `http://127.0.0.1:PORT`.
+    /// The root URL, `http://127.0.0.1:PORT` (`https://` for a
+    /// [TLS](MockUpstream::start_tls) mock).
     pub fn root_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// For a [TLS](MockUpstream::start_tls) mock, the PEM of the CA
+    /// certificate that signed the server's certificate (one
+    /// `BEGIN CERTIFICATE` block), e.g. to write to a file for
+    /// `tls.extra_ca_file`. `None` for a plain-HTTP mock.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     /// Queues a scripted reply. Each request takes the oldest queued reply;
@@ -173,14 +224,23 @@ impl Drop for MockUpstream {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let shared = Arc::clone(&shared);
-                    connections.spawn(serve_connection(stream, shared));
+                    match &tls {
+                        None => connections.spawn(serve_connection(stream, shared)),
+                        Some(tls) => {
+                            connections.spawn(serve_tls_connection(tls.clone(), stream, shared))
+                        }
+                    };
                 }
                 Err(err) => {
                     // E.g. out of file descriptors: back off a little
@@ -194,7 +254,24 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
+/// Completes the TLS handshake (in the connection's own task, so a slow
+/// or failing client never holds up the accept loop), then serves HTTP.
+async fn serve_tls_connection(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    shared: Arc<Shared>,
+) {
+    match acceptor.accept(stream).await {
+        Ok(stream) => serve_connection(stream, shared).await,
+        Err(err) => tracing::debug!(%err, "mock upstream: TLS handshake failed"),
+    }
+}
+
+/// Serves HTTP/1.1 on one connection, plain or TLS.
+async fn serve_connection<S>(stream: S, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |req| handle(Arc::clone(&shared), req));
     let result = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
