@@ -322,6 +322,13 @@ impl Config {
                     at("base_url"),
                     "must not contain a query string or fragment".into(),
                 );
+            } else if authority(&p.base_url).contains('@') {
+                // Credentials in a URL end up in logs and error messages.
+                push(
+                    at("base_url"),
+                    "must not contain credentials (user:password@); put the key in api_key_env"
+                        .into(),
+                );
             }
             if p.models.is_empty() {
                 push(at("models"), "must list at least one model id".into());
@@ -364,6 +371,12 @@ impl Config {
 
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
+}
+
+/// The `host[:port]` part of an http(s) URL (with any userinfo).
+fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 #[cfg(test)]
@@ -464,6 +477,11 @@ protocols = ["chat_completions", "responses", "messages", "images_generations"]
         let toml = "[[providers]]\nid = \"a b\"\nkind = \"anthropic\"\nbase_url = \"ftp://x\"\napi_key = \"k\"\nmodels = []\n";
         let got = problems(toml);
         assert_eq!(got.len(), 3, "{got:?}");
+        let toml = "[[providers]]\nid = \"a\"\nkind = \"openai\"\nbase_url = \"https://u:sk-1@host/v1\"\napi_key = \"k\"\nmodels = [\"m\"]\n";
+        let got = problems(toml);
+        assert!(got.len() == 1 && got[0].contains("credentials"), "{got:?}");
+        let toml = toml.replace("u:sk-1@host/v1", "host/v1/a@b");
+        assert!(problems(&toml).is_empty());
     }
 
     #[test]
