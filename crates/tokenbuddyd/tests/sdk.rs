@@ -60,23 +60,11 @@ fn sdk_python() -> PathBuf {
 async fn official_sdks_work_through_the_daemon() {
     let python = tokio::task::spawn_blocking(sdk_python).await.unwrap();
     let upstream = MockUpstream::start().await.unwrap();
-    let config = format!(
-        r#"
-[[providers]]
-id = "oa"
-kind = "openai"
-base_url = "{base}"
-api_key_env = "TEST_OPENAI_KEY"
-models = ["gpt-4o-mini", "gpt-image-1"]
-
-[[providers]]
-id = "an"
-kind = "anthropic"
-base_url = "{base}"
-api_key = "{ANTHROPIC_KEY}"
-models = ["claude-haiku-4-5"]
-"#,
-        base = upstream.base_url()
+    let config = providers_config(
+        &upstream.base_url(),
+        &["gpt-4o-mini", "gpt-image-1"],
+        &["claude-haiku-4-5"],
+        "",
     );
     let daemon = Daemon::start(bin(), &config, &[("TEST_OPENAI_KEY", OPENAI_KEY)])
         .await

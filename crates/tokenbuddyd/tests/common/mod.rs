@@ -27,6 +27,28 @@ pub fn bin() -> &'static Path {
 /// Two providers on one mock: `oa` (kind openai, key from env) serving the
 /// OpenAI protocols, `an` (kind anthropic, inline key) serving messages.
 pub fn two_provider_config(base_url: &str, extra: &str) -> String {
+    providers_config(
+        base_url,
+        &["gpt-test", "gpt-image-1"],
+        &["claude-test"],
+        extra,
+    )
+}
+
+/// [`two_provider_config`] with the model lists chosen by the caller.
+pub fn providers_config(
+    base_url: &str,
+    openai_models: &[&str],
+    anthropic_models: &[&str],
+    extra: &str,
+) -> String {
+    let list = |models: &[&str]| {
+        models
+            .iter()
+            .map(|m| format!("{m:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     format!(
         r#"
 [log]
@@ -37,7 +59,7 @@ id = "oa"
 kind = "openai"
 base_url = "{base_url}"
 api_key_env = "TEST_OPENAI_KEY"
-models = ["gpt-test", "gpt-image-1"]
+models = [{oa}]
 protocols = ["chat_completions", "responses", "images_generations"]
 
 [[providers]]
@@ -45,8 +67,10 @@ id = "an"
 kind = "anthropic"
 base_url = "{base_url}"
 api_key = "{ANTHROPIC_KEY}"
-models = ["claude-test"]
-"#
+models = [{an}]
+"#,
+        oa = list(openai_models),
+        an = list(anthropic_models),
     )
 }
 
