@@ -1,5 +1,5 @@
 //! Runs a [`MockUpstream`] until Ctrl-C, printing its URLs: handy for
-//! poking at the canned replies with curl or an SDK (see `sdk_smoke.py`).
+//! poking at the canned replies with curl or an SDK (see `crates/tokenbuddyd/tests/sdk/sdk_check.py`).
 //!
 //! ```text
 //! cargo run -p tb-test-support --example serve

@@ -71,6 +71,9 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     write_daemon_json(&daemon_json, &proxy_url).map_err(Failure::Runtime)?;
     println!("proxy: {proxy_url}");
     println!("access token: {}", token_path.display());
+    if config.providers.is_empty() {
+        tracing::warn!(target: "config.no_providers", config = %loaded.paths.config_file.display(), "no [[providers]] configured: every model request will get 404 model_not_found; add one (see `tokenbuddyd config init`)");
+    }
     tracing::info!(target: "daemon.started", proxy = %proxy_url, upstreams = proxy.upstreams().len(), "tokenbuddyd is serving");
 
     let outcome = proxy.serve(listener, shutdown_signal()).await;
