@@ -1,0 +1,11 @@
+//! What a call used and what it cost.
+//!
+//! - [`usage`]: usage extraction from JSON answers and from SSE streams (a
+//!   tap that watches forwarded events without delaying or storing them).
+//! - [`record`]: the call record, one per proxied request, and its
+//!   one-line form for logs and `tokenbuddyd calls`.
+//!
+//! Everything here is pure: values in, values out, no clock, no I/O.
+
+pub mod record;
+pub mod usage;
