@@ -37,5 +37,5 @@ pub use schema::{
     Config, LogConfig, LogFormat, ModelsConfig, ProviderConfig, ProxyConfig, RoutingConfig, Secret,
     TlsConfig, ValidationError,
 };
-pub use show::{ShownValue, describe};
+pub use show::{ShownValue, describe, mask_url};
 pub use starter::STARTER_CONFIG;

@@ -25,6 +25,30 @@ pub struct Config {
     pub models: ModelsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The call-record ledger.
+    pub ledger: LedgerConfig,
+}
+
+/// `[ledger]`: where call records go.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// `postgres://…` for a shared PostgreSQL ledger, `sqlite://PATH` or a
+    /// plain path for SQLite; unset = `<data_dir>/ledger.db`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Store prompt and completion bodies (off: only a prompt hash is kept).
+    pub store_bodies: bool,
+    /// Days of call records to keep.
+    pub retention_days: u32,
+    /// Records that may wait for the writer before new ones are dropped.
+    pub queue_capacity: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig { url: None, store_bodies: false, retention_days: 90, queue_capacity: 65_536 }
+    }
 }
 
 /// `[proxy]`: where the proxy plane listens and what it accepts.
@@ -41,6 +65,9 @@ pub struct ProxyConfig {
     pub allow_remote: bool,
     /// Largest accepted request body; larger gets `413`.
     pub max_body_bytes: u64,
+    /// Largest non-streaming answer kept in memory to read its usage; a
+    /// larger one passes through with `usage_missing`.
+    pub max_response_bytes: u64,
     /// How long in-flight requests may run after SIGINT/SIGTERM.
     pub shutdown_grace_ms: u64,
 }
@@ -53,6 +80,7 @@ impl Default for ProxyConfig {
             require_auth: true,
             allow_remote: false,
             max_body_bytes: 10 * 1024 * 1024,
+            max_response_bytes: 64 * 1024 * 1024,
             shutdown_grace_ms: 30_000,
         }
     }
@@ -93,6 +121,34 @@ pub struct ProviderConfig {
     /// Extra headers sent upstream with every request.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Explicit per-model prices (USD per 1M tokens); they win over the
+    /// bundled price table.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<String, ModelPriceConfig>,
+}
+
+/// `[[providers]] prices."<model>"`: USD per 1M tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPriceConfig {
+    /// Input (fresh) tokens.
+    pub input: f64,
+    /// Output tokens.
+    pub output: f64,
+    /// Cache-read tokens (default: the input price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read: Option<f64>,
+    /// Cache-write tokens (default: the input price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write: Option<f64>,
+}
+
+impl ModelPriceConfig {
+    /// USD per 1M tokens → integer micros per 1M tokens, the only form
+    /// money takes after parsing.
+    pub fn to_micros(usd_per_million: f64) -> u64 {
+        (usd_per_million * 1_000_000.0).round() as u64
+    }
 }
 
 impl ProviderConfig {
@@ -250,6 +306,18 @@ impl Config {
                 "may only be false when proxy.bind is a loopback address".into(),
             );
         }
+        if self.ledger.queue_capacity == 0 {
+            push("ledger.queue_capacity".into(), "must be greater than 0".into());
+        }
+        if let Some(url) = &self.ledger.url
+            && url.contains("://")
+            && !["sqlite://", "postgres://", "postgresql://"].iter().any(|p| url.starts_with(p))
+        {
+            push(
+                "ledger.url".into(),
+                format!("unsupported scheme in {}; use postgres://… or sqlite://PATH (or a plain file path)", crate::show::mask_url(url)),
+            );
+        }
         if self.proxy.max_body_bytes == 0 {
             push(
                 "proxy.max_body_bytes".into(),
@@ -341,6 +409,15 @@ impl Config {
                     at("protocols"),
                     "must list at least one protocol, or be left out".into(),
                 );
+            }
+            for (model, price) in &p.prices {
+                let all = [Some(price.input), Some(price.output), price.cache_read, price.cache_write];
+                if all.iter().flatten().any(|v| !v.is_finite() || *v < 0.0 || *v > 1_000_000.0) {
+                    push(
+                        at(&format!("prices.{model:?}")),
+                        "prices are USD per 1M tokens and must be between 0 and 1000000".into(),
+                    );
+                }
             }
             if !(0.0..=1.0).contains(&p.discount) {
                 push(
@@ -435,6 +512,12 @@ protocols = ["chat_completions", "responses", "messages", "images_generations"]
             (
                 "[routing]\nrequest_deadline_ms = 5",
                 "routing.request_deadline_ms:",
+            ),
+            ("[ledger]\nurl = \"mysql://u:pw@h/db\"", "ledger.url: unsupported scheme in mysql://u:********@h/db"),
+            ("[ledger]\nqueue_capacity = 0", "ledger.queue_capacity:"),
+            (
+                &provider("api_key = \"a\"\nprices = { m = { input = -1.0, output = 2.0 } }"),
+                "providers[0].prices.\"m\":",
             ),
             (&provider(""), "providers[0].api_key_env: give exactly one"),
             (

@@ -35,7 +35,30 @@ pub fn describe(loaded: &LoadedConfig) -> Vec<ShownValue> {
     out
 }
 
+/// A URL with any password replaced by the mask
+/// (`postgres://u:secret@h/db` → `postgres://u:********@h/db`).
+pub fn mask_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') { format!("{user}:{}", Secret::MASK) } else { user.to_string() };
+            format!("{scheme}://{masked}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
 fn mask_headers(json: &mut Value) {
+    if let Some(url) = json.pointer_mut("/ledger/url")
+        && let Some(text) = url.as_str()
+    {
+        *url = Value::String(mask_url(text));
+    }
     let Some(providers) = json.get_mut("providers").and_then(Value::as_array_mut) else {
         return;
     };
@@ -104,6 +127,14 @@ fn source_of(loaded: &LoadedConfig, key: &str) -> String {
 mod tests {
     use super::*;
     use crate::{CliOverrides, Paths, load};
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        assert_eq!(mask_url("postgres://u:pw@h:5432/db"), "postgres://u:********@h:5432/db");
+        assert_eq!(mask_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(mask_url("postgres://h/db?x=a@b"), "postgres://h/db?x=a@b");
+        assert_eq!(mask_url("/var/ledger.db"), "/var/ledger.db");
+    }
 
     #[test]
     fn shows_sources_and_masks_secrets() {

@@ -11,6 +11,7 @@ pub const STARTER_CONFIG: &str = r#"# tokenbuddy configuration.
 # bind = "127.0.0.1"          # non-loopback needs allow_remote = true
 # require_auth = true         # clients send the access token as Bearer or x-api-key
 # max_body_bytes = 10485760   # 10 MiB
+# max_response_bytes = 67108864   # non-streaming answers kept to read usage (64 MiB)
 # shutdown_grace_ms = 30000   # in-flight requests may finish within this after SIGTERM
 
 [tls]
@@ -24,6 +25,10 @@ pub const STARTER_CONFIG: &str = r#"# tokenbuddy configuration.
 [models.aliases]
 # "claude-sonnet" = "claude-sonnet-4-5"
 
+[ledger]
+# url = "postgres://tokenbuddy@127.0.0.1:5432/tokenbuddy"   # default: SQLite <data dir>/ledger.db
+# queue_capacity = 65536
+
 [log]
 # level = "info"
 # format = "pretty"           # or "json"
@@ -36,6 +41,10 @@ pub const STARTER_CONFIG: &str = r#"# tokenbuddy configuration.
 # api_key_env = "OPENROUTER_API_KEY"    # or api_key = "..." (keep the file private)
 # models = ["deepseek-chat", "claude-sonnet-4-5"]
 # protocols = ["chat_completions", "responses", "messages", "images_generations"]
+# discount = 0.1              # fraction off the bundled table price
+# [providers.prices."deepseek-chat"]   # USD per 1M tokens; wins over the table
+# input = 0.28
+# output = 0.42
 "#;
 
 #[cfg(test)]
