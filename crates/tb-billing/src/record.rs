@@ -232,3 +232,302 @@ pub struct CallRecord {
     /// SHA-256 (hex) of the compact JSON of the prompt.
     pub prompt_hash: Option<String>,
 }
+
+/// The endpoint label of a protocol, as used in the one-line form.
+pub fn endpoint_label(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::ChatCompletions => "chat",
+        Protocol::Responses => "responses",
+        Protocol::Messages => "messages",
+        Protocol::ImagesGenerations => "images",
+    }
+}
+
+/// SHA-256 (hex) of the compact JSON of the prompt: `messages` (chat),
+/// `[system, messages]` (messages), `input` (responses), `prompt` (images).
+/// Identifies repeated prompts without storing them. `None` when the body
+/// has no such field.
+pub fn prompt_hash(protocol: Protocol, request_body: &[u8]) -> Option<String> {
+    use serde_json::Value;
+    use sha2::{Digest, Sha256};
+    let body: Value = serde_json::from_slice(request_body).ok()?;
+    let prompt = match protocol {
+        Protocol::ChatCompletions => body.get("messages")?.clone(),
+        Protocol::Messages => {
+            let messages = body.get("messages")?;
+            Value::Array(vec![
+                body.get("system").cloned().unwrap_or(Value::Null),
+                messages.clone(),
+            ])
+        }
+        Protocol::Responses => body.get("input")?.clone(),
+        Protocol::ImagesGenerations => body.get("prompt")?.clone(),
+    };
+    let digest = Sha256::digest(prompt.to_string().as_bytes());
+    Some(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// USD micros as dollars with 6 decimals (`$0.000300`). Integer-only.
+pub fn usd(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let abs = micros.unsigned_abs();
+    format!("{sign}${}.{:06}", abs / 1_000_000, abs % 1_000_000)
+}
+
+impl CallRecord {
+    /// The one-line form for logs and `tokenbuddyd calls`:
+    /// `✓ chat deepseek-chat  alpha  412ms (ttft 120ms)  $0.000300  (saved $0.000100)`.
+    pub fn one_line(&self) -> String {
+        let mark = if !self.ok {
+            "✗"
+        } else if self.failed_over {
+            "⚠"
+        } else {
+            "✓"
+        };
+        let chain: Vec<&str> = self.attempts.iter().map(|a| a.upstream.as_str()).collect();
+        let chain = if chain.is_empty() {
+            "-".to_string()
+        } else {
+            chain.join("→")
+        };
+        let mut line = format!(
+            "{mark} {} {}  {chain}  {}ms",
+            self.endpoint, self.model, self.latency_ms
+        );
+        if let Some(ttft) = self.ttft_ms {
+            line.push_str(&format!(" (ttft {ttft}ms)"));
+        }
+        line.push_str("  ");
+        match self.outcome {
+            CallOutcome::Ok => match self.cost_usd_micros {
+                Some(c) => line.push_str(&usd(c)),
+                None => line.push_str("$?"),
+            },
+            CallOutcome::Cancelled => line.push_str("CANCELLED"),
+            CallOutcome::Failed | CallOutcome::FailedMidStream => line.push_str("FAILED"),
+        }
+        if let Some(saved) = self.saved_usd_micros.filter(|s| *s > 0) {
+            line.push_str(&format!("  (saved {})", usd(saved)));
+        }
+        for (flag, on) in [
+            ("⚠no-usage", self.usage_missing),
+            ("⚠empty", self.empty_completion),
+            ("⚠unpriced", self.unpriced && self.ok),
+        ] {
+            if on {
+                line.push_str("  ");
+                line.push_str(flag);
+            }
+        }
+        let failed: Vec<String> = self
+            .attempts
+            .iter()
+            .filter(|a| a.outcome != "ok")
+            .map(|a| match (a.status, &a.error_class) {
+                (Some(s), _) => format!("{} {s}", a.upstream),
+                (None, Some(class)) => format!("{} {class}", a.upstream),
+                (None, None) => format!("{} {}", a.upstream, a.outcome),
+            })
+            .collect();
+        if !failed.is_empty() {
+            line.push_str("  ⤷ ");
+            line.push_str(&failed.join(", "));
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> CallRecord {
+        CallRecord {
+            id: "0190-a".into(),
+            request_id: "r1".into(),
+            started_at_ms: 1_700_000_000_000,
+            endpoint: "chat".into(),
+            protocol: Protocol::ChatCompletions,
+            requested_model: "deepseek-chat".into(),
+            model: "deepseek-chat".into(),
+            stream: true,
+            ok: true,
+            outcome: CallOutcome::Ok,
+            winner: Some("alpha".into()),
+            failed_over: false,
+            attempts: vec![Attempt {
+                upstream: "alpha".into(),
+                status: Some(200),
+                outcome: "ok".into(),
+                error_class: None,
+                latency_ms: 100,
+            }],
+            latency_ms: 412,
+            ttft_ms: Some(120),
+            input_tokens: Some(10),
+            cached_input_tokens: Some(0),
+            cache_write_tokens: Some(0),
+            output_tokens: Some(5),
+            reasoning_tokens: None,
+            tokens_per_second: Some(17.1),
+            cost_usd_micros: Some(300),
+            est_cost_usd_micros: Some(300),
+            baseline_usd_micros: Some(400),
+            baseline_kind: Some(BaselineKind::Official),
+            saved_usd_micros: Some(100),
+            cached_saving_usd_micros: Some(0),
+            settled_credit_micros: None,
+            balance_source: BalanceSource::SelfFundedProvider,
+            remaining_credit_micros: None,
+            billing_unit: BillingUnit::Tokens,
+            image_count: None,
+            image_size: None,
+            image_quality: None,
+            image_format: None,
+            usage_missing: false,
+            empty_completion: false,
+            unpriced: false,
+            price_drift_ppm: None,
+            prompt_hash: None,
+        }
+    }
+
+    #[test]
+    fn one_line_forms_from_the_spec() {
+        let r = sample();
+        assert_eq!(
+            r.one_line(),
+            "✓ chat deepseek-chat  alpha  412ms (ttft 120ms)  $0.000300  (saved $0.000100)"
+        );
+
+        let mut r = sample();
+        r.ttft_ms = None;
+        r.latency_ms = 910;
+        r.cost_usd_micros = Some(400);
+        r.saved_usd_micros = None;
+        r.failed_over = true;
+        r.attempts.insert(
+            0,
+            Attempt {
+                upstream: "alpha".into(),
+                status: Some(502),
+                outcome: "server_error".into(),
+                error_class: Some("server_error".into()),
+                latency_ms: 5,
+            },
+        );
+        r.attempts[1].upstream = "beta".into();
+        assert_eq!(
+            r.one_line(),
+            "⚠ chat deepseek-chat  alpha→beta  910ms  $0.000400  ⤷ alpha 502"
+        );
+
+        let mut r = sample();
+        r.endpoint = "messages".into();
+        r.model = "claude-sonnet-4-5".into();
+        r.ok = false;
+        r.outcome = CallOutcome::Failed;
+        r.ttft_ms = None;
+        r.latency_ms = 1240;
+        r.saved_usd_micros = None;
+        r.attempts = ["alpha:401", "beta:502", "gamma:429"]
+            .iter()
+            .map(|s| {
+                let (u, st) = s.split_once(':').unwrap();
+                Attempt {
+                    upstream: u.into(),
+                    status: st.parse().ok(),
+                    outcome: "http_error".into(),
+                    error_class: None,
+                    latency_ms: 1,
+                }
+            })
+            .collect();
+        assert_eq!(
+            r.one_line(),
+            "✗ messages claude-sonnet-4-5  alpha→beta→gamma  1240ms  FAILED  ⤷ alpha 401, beta 502, gamma 429"
+        );
+
+        let mut r = sample();
+        r.cost_usd_micros = None;
+        r.saved_usd_micros = None;
+        r.unpriced = true;
+        r.usage_missing = true;
+        assert!(
+            r.one_line().ends_with("$?  ⚠no-usage  ⚠unpriced"),
+            "{}",
+            r.one_line()
+        );
+        r.attempts[0].status = None;
+        r.attempts[0].outcome = "connect_failed".into();
+        r.attempts[0].error_class = Some("connect_failed".into());
+        r.ok = false;
+        r.outcome = CallOutcome::Cancelled;
+        assert!(
+            r.one_line().contains("CANCELLED") && r.one_line().ends_with("⤷ alpha connect_failed"),
+            "{}",
+            r.one_line()
+        );
+    }
+
+    #[test]
+    fn money_prints_with_six_decimals() {
+        assert_eq!(usd(0), "$0.000000");
+        assert_eq!(usd(3_960_000), "$3.960000");
+        assert_eq!(usd(1), "$0.000001");
+        assert_eq!(usd(-250), "-$0.000250");
+    }
+
+    #[test]
+    fn prompt_hash_covers_the_prompt_fields() {
+        let chat = prompt_hash(
+            Protocol::ChatCompletions,
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
+        let same = prompt_hash(
+            Protocol::ChatCompletions,
+            br#"{"messages": [ {"role": "user", "content": "hi"} ], "model":"other"}"#,
+        )
+        .unwrap();
+        assert_eq!(chat, same, "formatting and other fields do not matter");
+        assert_eq!(chat.len(), 64);
+        let sys = prompt_hash(
+            Protocol::Messages,
+            br#"{"system":"be brief","messages":[]}"#,
+        )
+        .unwrap();
+        let nosys = prompt_hash(Protocol::Messages, br#"{"messages":[]}"#).unwrap();
+        assert_ne!(sys, nosys);
+        assert!(prompt_hash(Protocol::Responses, br#"{"input":"hi"}"#).is_some());
+        assert!(prompt_hash(Protocol::ImagesGenerations, br#"{"prompt":"a dot"}"#).is_some());
+        assert!(prompt_hash(Protocol::ChatCompletions, b"not json").is_none());
+    }
+
+    #[test]
+    fn enum_names_round_trip() {
+        for o in [
+            CallOutcome::Ok,
+            CallOutcome::Failed,
+            CallOutcome::Cancelled,
+            CallOutcome::FailedMidStream,
+        ] {
+            assert_eq!(CallOutcome::parse(o.as_str()), Some(o));
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
+        for b in [
+            BalanceSource::SellerAuthoritative,
+            BalanceSource::SelfFundedProvider,
+            BalanceSource::Estimated,
+        ] {
+            assert_eq!(BalanceSource::parse(b.as_str()), Some(b));
+        }
+        for k in [BaselineKind::Official, BaselineKind::LastLeg] {
+            assert_eq!(BaselineKind::parse(k.as_str()), Some(k));
+        }
+        for u in [BillingUnit::Tokens, BillingUnit::Images] {
+            assert_eq!(BillingUnit::parse(u.as_str()), Some(u));
+        }
+    }
+}

@@ -92,6 +92,9 @@ pub(crate) struct RequestProbe {
     pub model: String,
     /// `"stream": true`.
     pub stream: bool,
+    /// `"stream_options": {"include_usage": true}`: the client asked for
+    /// the usage chunk itself.
+    pub usage_requested: bool,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +103,14 @@ struct ProbeFields<'a> {
     model: Option<&'a RawValue>,
     #[serde(borrow, default)]
     stream: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream_options: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<serde_json::Value>,
 }
 
 /// Parses the body just enough to route it: it must be a JSON object with a
@@ -147,7 +158,15 @@ pub(crate) fn probe(body: &[u8]) -> Result<RequestProbe, ProxyError> {
         },
     };
     let stream = fields.stream.is_some_and(|raw| raw.get() == "true");
-    Ok(RequestProbe { model, stream })
+    let usage_requested = fields
+        .stream_options
+        .and_then(|raw| serde_json::from_str::<StreamOptions>(raw.get()).ok())
+        .is_some_and(|o| o.include_usage == Some(serde_json::Value::Bool(true)));
+    Ok(RequestProbe {
+        model,
+        stream,
+        usage_requested,
+    })
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -180,26 +199,78 @@ impl<'de> Deserialize<'de> for RawMembers<'de> {
     }
 }
 
-/// Replaces the top-level `model` value, keeping every other member's bytes
-/// (order, number formatting, nested whitespace) exactly as they were.
-pub(crate) fn replace_model(body: &[u8], model: &str) -> Result<Bytes, serde_json::Error> {
+/// The edits the proxy may make to a request body (proxy.md, step 5).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BodyEdits<'a> {
+    /// Replace `model` (alias or prefix resolution changed it).
+    pub model: Option<&'a str>,
+    /// Set `stream_options.include_usage = true` (chat streams whose client
+    /// did not ask, so the usage can still be read).
+    pub include_usage: bool,
+}
+
+impl BodyEdits<'_> {
+    /// Whether the body can go upstream as the client sent it.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.model.is_none() && !self.include_usage
+    }
+}
+
+/// Applies `edits`, keeping every other member's bytes (order, number
+/// formatting, nested whitespace) exactly as they were.
+pub(crate) fn edit_body(body: &[u8], edits: BodyEdits<'_>) -> Result<Bytes, serde_json::Error> {
     let members: RawMembers<'_> = serde_json::from_slice(body)?;
-    let mut out = Vec::with_capacity(body.len() + model.len());
+    let mut out = Vec::with_capacity(body.len() + 64);
     out.push(b'{');
+    let mut saw_stream_options = false;
     for (i, (key, raw)) in members.0.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         serde_json::to_writer(&mut out, key.as_ref())?;
         out.push(b':');
-        if key == "model" {
-            serde_json::to_writer(&mut out, model)?;
-        } else {
-            out.extend_from_slice(raw.get().as_bytes());
+        match (key.as_ref(), edits.model) {
+            ("model", Some(model)) => serde_json::to_writer(&mut out, model)?,
+            ("stream_options", _) if edits.include_usage => {
+                saw_stream_options = true;
+                write_stream_options(&mut out, raw)?;
+            }
+            _ => out.extend_from_slice(raw.get().as_bytes()),
         }
+    }
+    if edits.include_usage && !saw_stream_options {
+        if !members.0.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
     }
     out.push(b'}');
     Ok(Bytes::from(out))
+}
+
+/// `stream_options` with `include_usage: true`, other options kept.
+fn write_stream_options(out: &mut Vec<u8>, raw: &RawValue) -> Result<(), serde_json::Error> {
+    let existing: RawMembers<'_> = match serde_json::from_str(raw.get()) {
+        Ok(m) => m,
+        // `null` or another non-object: replace it.
+        Err(_) => RawMembers(Vec::new()),
+    };
+    out.push(b'{');
+    let mut first = true;
+    for (key, value) in existing.0.iter().filter(|(k, _)| k != "include_usage") {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        serde_json::to_writer(&mut *out, key.as_ref())?;
+        out.push(b':');
+        out.extend_from_slice(value.get().as_bytes());
+    }
+    if !first {
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""include_usage":true}"#);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -213,20 +284,23 @@ mod tests {
     #[test]
     fn probe_accepts_objects_with_a_model() {
         let p = probe(br#" {"model":"m","stream":true,"messages":[]}"#).unwrap();
-        assert_eq!(
-            p,
-            RequestProbe {
-                model: "m".into(),
-                stream: true
-            }
-        );
+        assert!(p.stream && p.model == "m" && !p.usage_requested);
         let p = probe(br#"{"stream":false,"model":"a\/b"}"#).unwrap();
-        assert_eq!(
-            p,
-            RequestProbe {
-                model: "a/b".into(),
-                stream: false
-            }
+        assert!(!p.stream && p.model == "a/b");
+        assert!(
+            probe(br#"{"model":"m","stream_options":{"include_usage":true}}"#)
+                .unwrap()
+                .usage_requested
+        );
+        assert!(
+            !probe(br#"{"model":"m","stream_options":{"include_usage":"yes"}}"#)
+                .unwrap()
+                .usage_requested
+        );
+        assert!(
+            !probe(br#"{"model":"m","stream_options":null}"#)
+                .unwrap()
+                .usage_requested
         );
         assert!(!probe(br#"{"model":"m","stream":"true"}"#).unwrap().stream);
     }
@@ -257,14 +331,62 @@ mod tests {
     }
 
     #[test]
+    fn include_usage_is_added_or_merged() {
+        let edit = |b: &str| {
+            String::from_utf8(
+                edit_body(
+                    b.as_bytes(),
+                    BodyEdits {
+                        model: None,
+                        include_usage: true,
+                    },
+                )
+                .unwrap()
+                .to_vec(),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            edit(r#"{"model":"m","stream":true}"#),
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#
+        );
+        assert_eq!(
+            edit(r#"{"stream_options":{"include_usage":false,"x":1.50},"model":"m"}"#),
+            r#"{"stream_options":{"x":1.50,"include_usage":true},"model":"m"}"#
+        );
+        assert_eq!(
+            edit(r#"{"model":"m","stream_options":null}"#),
+            r#"{"model":"m","stream_options":{"include_usage":true}}"#
+        );
+        assert_eq!(
+            edit(r#"{}"#),
+            r#"{"stream_options":{"include_usage":true}}"#
+        );
+    }
+
+    #[test]
     fn replace_model_keeps_everything_else() {
         let body = br#"{"temperature":0.10000000000000001,"model":"alias","messages":[ {"role" : "user","content":"h\u00e9"} ],"n":1e2}"#;
-        let out = replace_model(body, "real-model").unwrap();
+        let out = edit_body(
+            body,
+            BodyEdits {
+                model: Some("real-model"),
+                include_usage: false,
+            },
+        )
+        .unwrap();
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             r#"{"temperature":0.10000000000000001,"model":"real-model","messages":[ {"role" : "user","content":"h\u00e9"} ],"n":1e2}"#
         );
-        let quoted = replace_model(br#"{"model":"x"}"#, "we\"ird").unwrap();
+        let quoted = edit_body(
+            br#"{"model":"x"}"#,
+            BodyEdits {
+                model: Some("we\"ird"),
+                include_usage: false,
+            },
+        )
+        .unwrap();
         assert_eq!(&quoted[..], br#"{"model":"we\"ird"}"#);
     }
 }

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use tb_domain::{ApiFamily, Protocol, ProviderKind};
 use tracing::Instrument;
 
-use crate::body::{full, probe, read_limited, replace_model};
+use crate::body::{BodyEdits, edit_body, full, probe, read_limited};
 use crate::error::{ErrorCode, ProxyError};
 use crate::headers::{client_response_headers, upstream_request_headers};
 use crate::plan::Route;
@@ -186,10 +186,17 @@ async fn proxy_call(
             plan.not_found_message(&probe.model, protocol),
         ));
     }
-    let body = if plan.model == probe.model {
-        bytes
+    // Chat streams carry usage only when asked: ask for it, and strip the
+    // extra chunk again on the way back (billing.md).
+    let add_usage = protocol == Protocol::ChatCompletions && probe.stream && !probe.usage_requested;
+    let edits = BodyEdits {
+        model: (plan.model != probe.model).then_some(plan.model.as_str()),
+        include_usage: add_usage,
+    };
+    let body = if edits.is_empty() {
+        bytes.clone()
     } else {
-        replace_model(&bytes, &plan.model).map_err(|e| {
+        edit_body(&bytes, edits).map_err(|e| {
             ProxyError::new(
                 ErrorCode::InvalidJson,
                 format!("the request body is not valid JSON: {e}"),

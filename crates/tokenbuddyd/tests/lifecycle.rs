@@ -28,7 +28,7 @@ async fn sigterm_lets_a_running_stream_finish() {
     let resp = daemon
         .post_json(
             "/v1/chat/completions",
-            r#"{"model":"gpt-test","stream":true}"#,
+            r#"{"model":"gpt-test","stream":true,"stream_options":{"include_usage":true}}"#,
         )
         .await;
     let mut body = resp.into_body();

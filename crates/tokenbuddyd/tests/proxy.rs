@@ -31,9 +31,15 @@ fn model_of(p: Protocol) -> &'static str {
 }
 
 /// A body with odd formatting that must arrive upstream byte for byte.
+/// Chat streams ask for usage themselves, so the daemon has nothing to add.
 fn request_body(p: Protocol, stream: bool) -> String {
+    let usage = if p == Protocol::ChatCompletions && stream {
+        ", \"stream_options\": {\"include_usage\": true}"
+    } else {
+        ""
+    };
     format!(
-        "{{ \"model\" : \"{}\",\n  \"stream\": {stream}, \"temperature\": 0.70000000000000001, \"messages\": [{{\"role\":\"user\",\"content\":\"h\\u00e9 ✓\"}}], \"max_tokens\": 1e2 }}",
+        "{{ \"model\" : \"{}\",\n  \"stream\": {stream}, \"temperature\": 0.70000000000000001, \"messages\": [{{\"role\":\"user\",\"content\":\"h\\u00e9 ✓\"}}], \"max_tokens\": 1e2{usage} }}",
         model_of(p)
     )
 }
