@@ -19,7 +19,7 @@ use crate::error::{ErrorCode, ProxyError};
 pub(crate) fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     Full::new(bytes.into())
         .map_err(|never| match never {})
-        .boxed()
+        .boxed_unsync()
 }
 
 /// How much of a refused body is read and thrown away so the client sees

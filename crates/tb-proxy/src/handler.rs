@@ -373,11 +373,14 @@ fn client_response(
     }
     let body = PassThrough::new(
         body,
+        crate::tap::ResponseTap::opaque(),
         state.settings.stream_idle_timeout,
         on_break,
         route.upstream.id.to_string(),
+        tokio::time::Instant::now(),
+        Box::new(|_ending, _ttft, _tap| {}),
     );
-    let mut out = Response::new(body.boxed());
+    let mut out = Response::new(body.boxed_unsync());
     *out.status_mut() = parts.status;
     *out.headers_mut() = headers;
     out

@@ -28,6 +28,7 @@ mod headers;
 mod plan;
 mod server;
 mod stream;
+mod tap;
 mod token;
 mod upstream;
 
@@ -38,7 +39,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::UnsyncBoxBody;
 use serde_json::json;
 use tb_config::Config;
 use tb_domain::Protocol;
@@ -55,7 +56,7 @@ pub use upstream::{TlsSetupError, Upstream, UpstreamClient, UpstreamError, build
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body type of every response the proxy sends.
-pub type ProxyBody = BoxBody<Bytes, BoxError>;
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Why the proxy could not be built from the configuration.
 #[derive(Debug, thiserror::Error)]
