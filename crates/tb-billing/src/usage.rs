@@ -1,1 +1,0 @@
-//! Usage extraction (being written).
