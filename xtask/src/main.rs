@@ -1,7 +1,13 @@
 //! Project automation: `cargo xtask <task>`. Needs nothing but cargo.
 //!
-//! Tasks: `ci` runs what `.ci/run` runs (fmt, clippy, deny, tests).
-//! `gen-prices` and `bench` join with the issues that need them.
+//! Tasks: `ci` runs what `.ci/run` runs (fmt, clippy, deny, tests) and
+//! checks the generated price table; `gen-prices` generates
+//! `crates/tb-prices/src/generated.rs` from the committed LiteLLM snapshot
+//! (see `gen_prices.rs` for what it keeps and where its input comes from).
+//! `bench` joins with the issue that needs it.
+
+mod decimal;
+mod gen_prices;
 
 use std::process::Command;
 
@@ -11,10 +17,11 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some(other) => bail!("unknown task {other:?}; tasks: ci"),
+        Some("gen-prices") => gen_prices::run(&args[1..]),
+        Some(other) => bail!("unknown task {other:?}; tasks: ci, gen-prices"),
         None => {
             println!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci    fmt --check, clippy -D warnings, deny, tests"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci          fmt --check, clippy -D warnings, deny, gen-prices --check, tests\n  gen-prices  generate crates/tb-prices/src/generated.rs (--help)"
             );
             Ok(())
         }
@@ -44,5 +51,6 @@ fn ci() -> Result<()> {
         "warnings",
     ])?;
     cargo(&["deny", "check", "bans", "licenses", "sources"])?;
+    gen_prices::run(&["--check".to_owned()])?;
     cargo(&["test", "--workspace"])
 }

@@ -2,10 +2,12 @@
 //!
 //! - [`usage`]: usage extraction from JSON answers and from SSE streams (a
 //!   tap that watches forwarded events without delaying or storing them).
+//! - [`cost`]: the money: estimate, reported cost, savings baseline.
 //! - [`record`]: the call record, one per proxied request, and its
 //!   one-line form for logs and `tokenbuddyd calls`.
 //!
 //! Everything here is pure: values in, values out, no clock, no I/O.
 
+pub mod cost;
 pub mod record;
 pub mod usage;

@@ -1,13 +1,24 @@
-//! The taps that watch answers on their way to the client.
+//! The taps that watch answers on their way to the client: they read usage
+//! and spot the first content event without delaying or storing the stream
+//! (billing.md, "Usage extraction").
 
-use bytes::Bytes;
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+use tb_billing::usage::{self, EventClass, RequestFacts, UsageReport, UsageTap};
+use tb_domain::Protocol;
+use tb_sse::SseParser;
 
 use crate::stream::Tap;
 
-/// The tap for one answer, chosen by its content type and protocol.
+/// The tap for one answer, chosen by status, content type and protocol.
 pub(crate) enum ResponseTap {
-    /// Nothing to read (errors, unknown content types).
+    /// Nothing to read (error answers).
     Opaque,
+    /// A non-streaming answer: a bounded copy is parsed at the end.
+    Json(JsonTap),
+    /// An event stream.
+    Sse(Box<SseTap>),
 }
 
 impl ResponseTap {
@@ -15,14 +26,286 @@ impl ResponseTap {
     pub(crate) fn opaque() -> ResponseTap {
         ResponseTap::Opaque
     }
+
+    /// A tap for a non-streaming answer of up to `max_bytes`.
+    pub(crate) fn json(protocol: Protocol, facts: RequestFacts, max_bytes: u64) -> ResponseTap {
+        ResponseTap::Json(JsonTap {
+            protocol,
+            facts,
+            max: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+            buf: Vec::new(),
+            overflow: false,
+        })
+    }
+
+    /// A tap for an event stream; `strip_usage_only` removes the chat
+    /// usage-only chunk the daemon asked for on the client's behalf.
+    pub(crate) fn sse(
+        protocol: Protocol,
+        facts: &RequestFacts,
+        strip_usage_only: bool,
+    ) -> ResponseTap {
+        ResponseTap::Sse(Box::new(SseTap {
+            parser: SseParser::new(),
+            usage: UsageTap::new(protocol, facts),
+            strip: strip_usage_only.then(|| Strip {
+                pending: BytesMut::new(),
+                pending_start: 0,
+                drop: Vec::new(),
+            }),
+        }))
+    }
+
+    /// What the answer used; `None` for error answers.
+    pub(crate) fn report(&mut self) -> Option<UsageReport> {
+        match self {
+            ResponseTap::Opaque => None,
+            ResponseTap::Json(t) => Some(t.report()),
+            ResponseTap::Sse(t) => Some(t.usage.finish()),
+        }
+    }
 }
 
 impl Tap for ResponseTap {
     fn on_data(&mut self, data: Bytes) -> Bytes {
-        data
+        match self {
+            ResponseTap::Opaque => data,
+            ResponseTap::Json(t) => {
+                t.keep(&data);
+                data
+            }
+            ResponseTap::Sse(t) => t.on_data(data),
+        }
+    }
+
+    fn on_end(&mut self) -> Bytes {
+        match self {
+            ResponseTap::Sse(t) => t.on_end(),
+            _ => Bytes::new(),
+        }
     }
 
     fn saw_content(&self) -> bool {
-        false
+        match self {
+            ResponseTap::Sse(t) => t.usage.saw_content(),
+            _ => false,
+        }
+    }
+}
+
+/// Keeps a copy of a non-streaming answer up to `max` bytes.
+pub(crate) struct JsonTap {
+    protocol: Protocol,
+    facts: RequestFacts,
+    max: usize,
+    buf: Vec<u8>,
+    overflow: bool,
+}
+
+impl JsonTap {
+    fn keep(&mut self, data: &[u8]) {
+        if self.overflow {
+            return;
+        }
+        if self.buf.len() + data.len() > self.max {
+            // Too large to read usage from: it streams through untouched.
+            self.overflow = true;
+            self.buf = Vec::new();
+            return;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    fn report(&self) -> UsageReport {
+        if self.overflow {
+            return UsageReport {
+                usage_missing: true,
+                ..UsageReport::default()
+            };
+        }
+        usage::from_json(self.protocol, &self.buf, &self.facts)
+    }
+}
+
+/// Reads an event stream as it passes.
+pub(crate) struct SseTap {
+    parser: SseParser,
+    usage: UsageTap,
+    strip: Option<Strip>,
+}
+
+/// Holds back the bytes of the event being received so that a usage-only
+/// chunk can be cut out whole, whatever the chunk boundaries. Only the
+/// current, incomplete event is ever held.
+struct Strip {
+    pending: BytesMut,
+    /// Stream offset of `pending[0]`.
+    pending_start: u64,
+    /// Ranges (stream offsets) of events to cut.
+    drop: Vec<Range<u64>>,
+}
+
+impl Strip {
+    /// Takes the pending bytes before stream offset `upto`, minus dropped ranges.
+    fn release(&mut self, upto: u64) -> Bytes {
+        let take = usize::try_from(upto.saturating_sub(self.pending_start))
+            .unwrap_or(usize::MAX)
+            .min(self.pending.len());
+        let chunk = self.pending.split_to(take).freeze();
+        let chunk_start = self.pending_start;
+        self.pending_start += take as u64;
+        if self.drop.is_empty() {
+            return chunk;
+        }
+        let mut out = BytesMut::with_capacity(chunk.len());
+        let mut at = chunk_start;
+        for r in self.drop.drain(..) {
+            let keep_end = r.start.clamp(at, self.pending_start);
+            out.extend_from_slice(
+                &chunk[(at - chunk_start) as usize..(keep_end - chunk_start) as usize],
+            );
+            at = r.end.clamp(at, self.pending_start);
+        }
+        out.extend_from_slice(&chunk[(at - chunk_start) as usize..]);
+        out.freeze()
+    }
+}
+
+impl SseTap {
+    fn on_data(&mut self, data: Bytes) -> Bytes {
+        let SseTap {
+            parser,
+            usage,
+            strip,
+        } = self;
+        match strip {
+            None => {
+                parser.feed(&data, |item| {
+                    if let tb_sse::SseItem::Event(ev) = item {
+                        usage.on_sse_event(&ev);
+                    }
+                });
+                data
+            }
+            Some(strip) => {
+                strip.pending.extend_from_slice(&data);
+                parser.feed(&data, |item| {
+                    if let tb_sse::SseItem::Event(ev) = item
+                        && usage.on_sse_event(&ev) == EventClass::UsageOnly
+                    {
+                        strip.drop.push(ev.range.clone());
+                    }
+                });
+                strip.release(parser.block_start())
+            }
+        }
+    }
+
+    fn on_end(&mut self) -> Bytes {
+        let SseTap {
+            parser,
+            usage,
+            strip,
+        } = self;
+        let mut dropped = Vec::new();
+        parser.finish(|item| {
+            if let tb_sse::SseItem::Event(ev) = item
+                && usage.on_sse_event(&ev) == EventClass::UsageOnly
+            {
+                dropped.push(ev.range.clone());
+            }
+        });
+        match strip {
+            None => Bytes::new(),
+            Some(strip) => {
+                strip.drop.extend(dropped);
+                let end = strip.pending_start + strip.pending.len() as u64;
+                strip.release(end)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use tb_test_support::canned;
+
+    fn run(tap: &mut ResponseTap, pieces: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in pieces {
+            out.extend_from_slice(&tap.on_data(Bytes::copy_from_slice(p)));
+        }
+        out.extend_from_slice(&tap.on_end());
+        out
+    }
+
+    fn chat_stream_without_usage_chunk() -> (Vec<u8>, Vec<u8>) {
+        let events = canned::sse_events(Protocol::ChatCompletions, "m");
+        let full = events.concat();
+        let kept: Vec<u8> = events
+            .iter()
+            .filter(|e| {
+                let text = String::from_utf8_lossy(e);
+                let data = text.trim_start_matches("data: ").trim_end();
+                !usage::is_usage_only_chunk(data)
+            })
+            .flatten()
+            .copied()
+            .collect();
+        assert!(
+            kept.len() < full.len(),
+            "the canned stream has a usage-only chunk"
+        );
+        (full, kept)
+    }
+
+    proptest! {
+        #[test]
+        fn stripping_is_exact_under_any_chunking(cuts in proptest::collection::vec(0usize..2000, 0..40)) {
+            let (full, kept) = chat_stream_without_usage_chunk();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (full.len() + 1)).collect();
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([full.len()]) {
+                pieces.push(&full[at..c]);
+                at = c;
+            }
+            let mut tap = ResponseTap::sse(Protocol::ChatCompletions, &RequestFacts::default(), true);
+            let out = run(&mut tap, &pieces);
+            prop_assert_eq!(out, kept);
+            let report = tap.report().unwrap();
+            prop_assert_eq!(report.usage.unwrap().output_tokens, Some(canned::OUTPUT_TOKENS));
+        }
+
+        #[test]
+        fn pass_through_taps_forward_every_byte(protocol in prop_oneof![
+            Just(Protocol::ChatCompletions), Just(Protocol::Responses), Just(Protocol::Messages), Just(Protocol::ImagesGenerations)
+        ], step in 1usize..64) {
+            let full = canned::sse_body(protocol, "m");
+            let pieces: Vec<&[u8]> = full.chunks(step).collect();
+            let mut tap = ResponseTap::sse(protocol, &RequestFacts::default(), false);
+            prop_assert_eq!(run(&mut tap, &pieces), full.clone());
+            prop_assert!(tap.saw_content());
+            let json = usage::from_json(protocol, &canned::json(protocol, "m"), &RequestFacts::default());
+            prop_assert_eq!(tap.report().unwrap().usage, json.usage);
+        }
+    }
+
+    #[test]
+    fn json_tap_reads_usage_and_gives_up_past_its_limit() {
+        let body = canned::json(Protocol::Messages, "m");
+        let mut tap = ResponseTap::json(Protocol::Messages, RequestFacts::default(), 1 << 20);
+        assert_eq!(run(&mut tap, &[&body[..10], &body[10..]]), body);
+        let report = tap.report().unwrap();
+        assert!(!report.usage_missing && report.usage.is_some());
+        assert!(!tap.saw_content(), "non-streaming answers have no TTFT");
+
+        let mut tap = ResponseTap::json(Protocol::Messages, RequestFacts::default(), 10);
+        assert_eq!(run(&mut tap, &[&body]), body);
+        assert!(tap.report().unwrap().usage_missing);
     }
 }

@@ -1,0 +1,375 @@
+//! What a call cost, what it would have cost, and what routing saved
+//! (billing.md, "Settlement vs estimate" and "Savings baseline").
+//!
+//! Pure: the usage, the route prices and the reported cost come in as
+//! values; integer USD micros come out. `None` is unknown, never zero.
+
+use tb_prices::{ImageTokenCounts, ModelPrice, Ppm, TokenCounts, TokenPrices};
+
+use crate::record::{BalanceSource, BaselineKind};
+use crate::usage::Usage;
+
+/// How one route prices one model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutePrice {
+    /// The provider's explicit `prices` for the model (they win over the table).
+    Explicit(TokenPrices),
+    /// The bundled table price × (1 − discount).
+    Table {
+        /// The table entry.
+        price: &'static ModelPrice,
+        /// The provider's discount.
+        discount: Ppm,
+    },
+    /// No price known.
+    Unpriced,
+}
+
+impl RoutePrice {
+    /// A manual provider's price for `model`: explicit prices, else the
+    /// table (with the provider's discount), else unpriced.
+    pub fn manual(explicit: Option<TokenPrices>, model: &str, discount: Ppm) -> RoutePrice {
+        if let Some(p) = explicit {
+            return RoutePrice::Explicit(p);
+        }
+        match tb_prices::price_for(model) {
+            Some(found) => RoutePrice::Table {
+                price: found.price,
+                discount,
+            },
+            None => RoutePrice::Unpriced,
+        }
+    }
+
+    /// The first-party list price of `model` (no discount): the `official` baseline.
+    pub fn official(model: &str) -> RoutePrice {
+        RoutePrice::manual(None, model, Ppm::ZERO)
+    }
+
+    /// What `usage` costs at this price, rounded up; `None` when the price
+    /// or the usage needed is unknown.
+    pub fn cost(&self, usage: &Usage) -> Option<u64> {
+        match usage.image.as_ref() {
+            Some(image) => self.image_cost(usage, image),
+            None => cost_tokens(&self.token_prices()?, usage),
+        }
+    }
+
+    /// The provider's own prompt-cache discount on `usage` at this price.
+    pub fn cached_saving(&self, usage: &Usage) -> Option<u64> {
+        if usage.image.is_some() {
+            return None;
+        }
+        tb_prices::cached_saving(&self.token_prices()?, counts(usage)?)
+    }
+
+    fn token_prices(&self) -> Option<TokenPrices> {
+        match self {
+            RoutePrice::Explicit(p) => Some(*p),
+            RoutePrice::Table { price, discount } => Some(price.tokens.discounted(*discount)),
+            RoutePrice::Unpriced => None,
+        }
+    }
+
+    fn image_cost(&self, usage: &Usage, image: &crate::usage::ImageUsage) -> Option<u64> {
+        let tokens = image_tokens(usage, image);
+        match self {
+            RoutePrice::Explicit(p) => {
+                // Explicit prices are token prices: usable when tokens were reported.
+                let t = tokens?;
+                cost_tokens(
+                    p,
+                    &Usage {
+                        input_tokens: Some(t.text_input + t.image_input),
+                        output_tokens: Some(t.output),
+                        ..Usage::default()
+                    },
+                )
+            }
+            RoutePrice::Table { price, discount } => {
+                let used = tb_prices::ImageUsage {
+                    count: u64::from(image.count.unwrap_or(0)),
+                    quality: image.quality.as_deref(),
+                    size: image.size.as_deref(),
+                    tokens,
+                };
+                let full = price.image_cost(&used)?.usd_micros;
+                Some(tb_prices::apply_discount(full, *discount))
+            }
+            RoutePrice::Unpriced => None,
+        }
+    }
+
+    /// Whether any price is known.
+    pub fn is_priced(&self) -> bool {
+        !matches!(self, RoutePrice::Unpriced)
+    }
+}
+
+fn counts(usage: &Usage) -> Option<TokenCounts> {
+    Some(TokenCounts {
+        input: usage.input_tokens?,
+        cached: usage.cached_input_tokens.unwrap_or(0),
+        cache_write: usage.cache_write_tokens.unwrap_or(0),
+        output: usage.output_tokens.unwrap_or(0),
+    })
+}
+
+fn cost_tokens(prices: &TokenPrices, usage: &Usage) -> Option<u64> {
+    tb_prices::cost_usd_micros(prices, counts(usage)?)
+}
+
+fn image_tokens(usage: &Usage, image: &crate::usage::ImageUsage) -> Option<ImageTokenCounts> {
+    let reported = image.input_text_tokens.is_some()
+        || image.input_image_tokens.is_some()
+        || image.output_image_tokens.is_some()
+        || usage.output_tokens.is_some();
+    if !reported {
+        return None;
+    }
+    let image_input = image.input_image_tokens.unwrap_or(0);
+    let text_input = image
+        .input_text_tokens
+        .unwrap_or_else(|| usage.input_tokens.unwrap_or(0).saturating_sub(image_input));
+    let output = image
+        .output_image_tokens
+        .or(usage.output_tokens)
+        .unwrap_or(0);
+    Some(ImageTokenCounts {
+        text_input,
+        image_input,
+        output,
+        ..ImageTokenCounts::default()
+    })
+}
+
+/// Everything the ledger needs to know about a call's money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Costing {
+    /// What the call cost.
+    pub cost_usd_micros: Option<u64>,
+    /// Usage × the effective price of the serving route.
+    pub est_cost_usd_micros: Option<u64>,
+    /// What the same usage would have cost without tokenbuddy.
+    pub baseline_usd_micros: Option<u64>,
+    /// Which baseline.
+    pub baseline_kind: Option<BaselineKind>,
+    /// `max(0, baseline − cost)`.
+    pub saved_usd_micros: Option<u64>,
+    /// The provider's own prompt-cache discount.
+    pub cached_saving_usd_micros: Option<u64>,
+    /// No price for the serving route.
+    pub unpriced: bool,
+    /// `|cost / est − 1|` in ppm, when both are known and > 0.
+    pub price_drift_ppm: Option<u64>,
+    /// A reported cost ≥ 25× or ≤ 1/25 of the estimate (log `billing.cost_outlier`).
+    pub outlier: bool,
+}
+
+/// Prices a call served by a manual provider. `winner` is the route that
+/// answered; `plan` the prices of every route of the planned chain, in
+/// order; `official` the first-party list price; `reported` the cost the
+/// upstream reported itself (it wins over the estimate).
+pub fn cost_manual_call(
+    usage: Option<&Usage>,
+    winner: &RoutePrice,
+    plan: &[RoutePrice],
+    official: &RoutePrice,
+    reported: Option<u64>,
+) -> (Costing, BalanceSource) {
+    let mut c = Costing {
+        unpriced: !winner.is_priced() && reported.is_none(),
+        ..Costing::default()
+    };
+    let Some(usage) = usage else {
+        return (c, BalanceSource::SelfFundedProvider);
+    };
+    c.est_cost_usd_micros = winner.cost(usage);
+    c.cost_usd_micros = reported.or(c.est_cost_usd_micros);
+    c.cached_saving_usd_micros = winner.cached_saving(usage);
+    if let (Some(r), Some(e)) = (reported, c.est_cost_usd_micros)
+        && r > 0
+        && e > 0
+    {
+        let (r, e) = (u128::from(r), u128::from(e));
+        c.outlier = r >= 25 * e || r * 25 <= e;
+        let drift = r.abs_diff(e) * 1_000_000 / e;
+        c.price_drift_ppm = Some(u64::try_from(drift).unwrap_or(u64::MAX));
+    }
+
+    let priced: Vec<u64> = plan.iter().filter_map(|p| p.cost(usage)).collect();
+    let (baseline, kind) = if priced.len() >= 2 {
+        (priced.last().copied(), BaselineKind::LastLeg)
+    } else {
+        (official.cost(usage), BaselineKind::Official)
+    };
+    if let Some(b) = baseline {
+        c.baseline_usd_micros = Some(b);
+        c.baseline_kind = Some(kind);
+        c.saved_usd_micros = c.cost_usd_micros.map(|cost| b.saturating_sub(cost));
+    }
+    (c, BalanceSource::SelfFundedProvider)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(input: u64, cached: u64, output: u64) -> Usage {
+        Usage {
+            input_tokens: Some(input),
+            cached_input_tokens: Some(cached),
+            cache_write_tokens: Some(0),
+            output_tokens: Some(output),
+            ..Usage::default()
+        }
+    }
+
+    fn explicit(input: u64, output: u64) -> RoutePrice {
+        RoutePrice::Explicit(TokenPrices {
+            input: Some(input),
+            output: Some(output),
+            cache_read: None,
+            cache_write: None,
+        })
+    }
+
+    #[test]
+    fn table_price_with_discount_and_official_baseline() {
+        let u = tokens(1_000_000, 0, 1_000_000);
+        let official = RoutePrice::official("gpt-4o");
+        assert_eq!(official.cost(&u), Some(12_500_000)); // $2.50 + $10.00
+        let winner = RoutePrice::manual(None, "gpt-4o", Ppm::new(200_000));
+        let (c, src) = cost_manual_call(Some(&u), &winner, &[winner], &official, None);
+        assert_eq!(src, BalanceSource::SelfFundedProvider);
+        assert_eq!(c.cost_usd_micros, Some(10_000_000));
+        assert_eq!(c.est_cost_usd_micros, Some(10_000_000));
+        assert_eq!(
+            (c.baseline_usd_micros, c.baseline_kind),
+            (Some(12_500_000), Some(BaselineKind::Official))
+        );
+        assert_eq!(c.saved_usd_micros, Some(2_500_000));
+        assert!(!c.unpriced);
+    }
+
+    #[test]
+    fn two_priced_routes_use_the_last_leg() {
+        let u = tokens(1_000_000, 0, 0);
+        let cheap = explicit(1_000_000, 0);
+        let dear = explicit(3_000_000, 0);
+        let (c, _) = cost_manual_call(
+            Some(&u),
+            &cheap,
+            &[cheap, RoutePrice::Unpriced, dear],
+            &RoutePrice::official("gpt-4o"),
+            None,
+        );
+        assert_eq!(
+            (c.baseline_usd_micros, c.baseline_kind),
+            (Some(3_000_000), Some(BaselineKind::LastLeg))
+        );
+        assert_eq!(c.saved_usd_micros, Some(2_000_000));
+        // Failed over to the last leg itself: no fake saving.
+        let (c, _) = cost_manual_call(Some(&u), &dear, &[cheap, dear], &RoutePrice::Unpriced, None);
+        assert_eq!(c.saved_usd_micros, Some(0));
+    }
+
+    #[test]
+    fn unknown_stays_unknown() {
+        let u = tokens(10, 0, 10);
+        let (c, _) = cost_manual_call(
+            Some(&u),
+            &RoutePrice::Unpriced,
+            &[RoutePrice::Unpriced],
+            &RoutePrice::Unpriced,
+            None,
+        );
+        assert!(c.unpriced);
+        assert_eq!(
+            (c.cost_usd_micros, c.baseline_usd_micros, c.saved_usd_micros),
+            (None, None, None)
+        );
+        let (c, _) = cost_manual_call(None, &explicit(1, 1), &[], &RoutePrice::Unpriced, None);
+        assert_eq!(
+            c.cost_usd_micros, None,
+            "usage missing: cost unknown, not zero"
+        );
+        assert!(!c.unpriced);
+    }
+
+    #[test]
+    fn reported_cost_wins_and_outliers_are_flagged() {
+        let u = tokens(1_000_000, 0, 0);
+        let w = explicit(1_000_000, 0);
+        let (c, _) = cost_manual_call(Some(&u), &w, &[w], &RoutePrice::Unpriced, Some(1_100_000));
+        assert_eq!(
+            (c.cost_usd_micros, c.est_cost_usd_micros),
+            (Some(1_100_000), Some(1_000_000))
+        );
+        assert_eq!(c.price_drift_ppm, Some(100_000));
+        assert!(!c.outlier);
+        let (c, _) = cost_manual_call(Some(&u), &w, &[w], &RoutePrice::Unpriced, Some(25_000_000));
+        assert!(c.outlier);
+        let (c, _) = cost_manual_call(Some(&u), &w, &[w], &RoutePrice::Unpriced, Some(40_000));
+        assert!(c.outlier);
+        // A reported cost prices a model the table does not know.
+        let (c, _) = cost_manual_call(
+            Some(&u),
+            &RoutePrice::Unpriced,
+            &[],
+            &RoutePrice::Unpriced,
+            Some(5),
+        );
+        assert!(!c.unpriced && c.cost_usd_micros == Some(5));
+    }
+
+    #[test]
+    fn cached_tokens_are_cheaper_and_reported_apart() {
+        // claude-sonnet-4-5: input $3, cache read $0.30, output $15 per 1M.
+        let u = tokens(1_000_000, 200_000, 100_000);
+        let w = RoutePrice::official("claude-sonnet-4-5");
+        let (c, _) = cost_manual_call(Some(&u), &w, &[w], &w, None);
+        // 800k × 3 + 200k × 0.30 + 100k × 15 = 2.4 + 0.06 + 1.5 = $3.96
+        assert_eq!(c.cost_usd_micros, Some(3_960_000));
+        // 200k × (3 − 0.30) = $0.54
+        assert_eq!(c.cached_saving_usd_micros, Some(540_000));
+        assert_eq!(c.saved_usd_micros, Some(0));
+    }
+
+    #[test]
+    fn images_are_priced_per_image_or_by_tokens() {
+        let per_image = Usage {
+            image: Some(crate::usage::ImageUsage {
+                count: Some(2),
+                size: Some("1024x1024".into()),
+                quality: Some("low".into()),
+                ..Default::default()
+            }),
+            ..Usage::default()
+        };
+        let w = RoutePrice::official("gpt-image-1");
+        let one = tb_prices::price_for("gpt-image-1")
+            .unwrap()
+            .price
+            .per_image
+            .iter()
+            .find(|(k, _)| *k == "low/1024x1024")
+            .unwrap()
+            .1;
+        assert_eq!(w.cost(&per_image), Some(2 * one));
+        let half = RoutePrice::manual(None, "gpt-image-1", Ppm::new(500_000));
+        assert_eq!(half.cost(&per_image), Some(one));
+        let by_tokens = Usage {
+            input_tokens: Some(10),
+            output_tokens: Some(272),
+            image: Some(crate::usage::ImageUsage {
+                count: Some(1),
+                input_text_tokens: Some(10),
+                ..Default::default()
+            }),
+            ..Usage::default()
+        };
+        assert!(w.cost(&by_tokens).is_some());
+        assert_eq!(RoutePrice::Unpriced.cost(&by_tokens), None);
+    }
+}
