@@ -47,7 +47,12 @@ pub struct LedgerConfig {
 
 impl Default for LedgerConfig {
     fn default() -> Self {
-        LedgerConfig { url: None, store_bodies: false, retention_days: 90, queue_capacity: 65_536 }
+        LedgerConfig {
+            url: None,
+            store_bodies: false,
+            retention_days: 90,
+            queue_capacity: 65_536,
+        }
     }
 }
 
@@ -307,15 +312,23 @@ impl Config {
             );
         }
         if self.ledger.queue_capacity == 0 {
-            push("ledger.queue_capacity".into(), "must be greater than 0".into());
+            push(
+                "ledger.queue_capacity".into(),
+                "must be greater than 0".into(),
+            );
         }
         if let Some(url) = &self.ledger.url
             && url.contains("://")
-            && !["sqlite://", "postgres://", "postgresql://"].iter().any(|p| url.starts_with(p))
+            && !["sqlite://", "postgres://", "postgresql://"]
+                .iter()
+                .any(|p| url.starts_with(p))
         {
             push(
                 "ledger.url".into(),
-                format!("unsupported scheme in {}; use postgres://… or sqlite://PATH (or a plain file path)", crate::show::mask_url(url)),
+                format!(
+                    "unsupported scheme in {}; use postgres://… or sqlite://PATH (or a plain file path)",
+                    crate::show::mask_url(url)
+                ),
             );
         }
         if self.proxy.max_body_bytes == 0 {
@@ -411,8 +424,17 @@ impl Config {
                 );
             }
             for (model, price) in &p.prices {
-                let all = [Some(price.input), Some(price.output), price.cache_read, price.cache_write];
-                if all.iter().flatten().any(|v| !v.is_finite() || *v < 0.0 || *v > 1_000_000.0) {
+                let all = [
+                    Some(price.input),
+                    Some(price.output),
+                    price.cache_read,
+                    price.cache_write,
+                ];
+                if all
+                    .iter()
+                    .flatten()
+                    .any(|v| !v.is_finite() || *v < 0.0 || *v > 1_000_000.0)
+                {
                     push(
                         at(&format!("prices.{model:?}")),
                         "prices are USD per 1M tokens and must be between 0 and 1000000".into(),
@@ -513,7 +535,10 @@ protocols = ["chat_completions", "responses", "messages", "images_generations"]
                 "[routing]\nrequest_deadline_ms = 5",
                 "routing.request_deadline_ms:",
             ),
-            ("[ledger]\nurl = \"mysql://u:pw@h/db\"", "ledger.url: unsupported scheme in mysql://u:********@h/db"),
+            (
+                "[ledger]\nurl = \"mysql://u:pw@h/db\"",
+                "ledger.url: unsupported scheme in mysql://u:********@h/db",
+            ),
             ("[ledger]\nqueue_capacity = 0", "ledger.queue_capacity:"),
             (
                 &provider("api_key = \"a\"\nprices = { m = { input = -1.0, output = 2.0 } }"),

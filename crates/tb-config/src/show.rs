@@ -46,7 +46,11 @@ pub fn mask_url(url: &str) -> String {
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or("");
-            let masked = if userinfo.contains(':') { format!("{user}:{}", Secret::MASK) } else { user.to_string() };
+            let masked = if userinfo.contains(':') {
+                format!("{user}:{}", Secret::MASK)
+            } else {
+                user.to_string()
+            };
             format!("{scheme}://{masked}@{host}{tail}")
         }
         None => url.to_string(),
@@ -130,7 +134,10 @@ mod tests {
 
     #[test]
     fn urls_lose_their_passwords() {
-        assert_eq!(mask_url("postgres://u:pw@h:5432/db"), "postgres://u:********@h:5432/db");
+        assert_eq!(
+            mask_url("postgres://u:pw@h:5432/db"),
+            "postgres://u:********@h:5432/db"
+        );
         assert_eq!(mask_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(mask_url("postgres://h/db?x=a@b"), "postgres://h/db?x=a@b");
         assert_eq!(mask_url("/var/ledger.db"), "/var/ledger.db");
