@@ -34,8 +34,8 @@ mod starter;
 
 pub use load::{CliOverrides, ConfigError, LoadedConfig, PathOverrides, Paths, load};
 pub use schema::{
-    Config, LogConfig, LogFormat, ModelsConfig, ProviderConfig, ProxyConfig, RoutingConfig, Secret,
-    TlsConfig, ValidationError,
+    Config, LedgerConfig, LogConfig, LogFormat, ModelPriceConfig, ModelsConfig, ProviderConfig,
+    ProxyConfig, RoutingConfig, Secret, TlsConfig, ValidationError,
 };
 pub use show::{ShownValue, describe, mask_url};
 pub use starter::STARTER_CONFIG;

@@ -12,11 +12,15 @@ use tb_domain::{ApiFamily, Protocol, ProviderKind};
 use tracing::Instrument;
 
 use crate::body::{BodyEdits, edit_body, full, probe, read_limited};
+use crate::call::{CallStart, CallTracker, unix_ms_now};
 use crate::error::{ErrorCode, ProxyError};
 use crate::headers::{client_response_headers, upstream_request_headers};
 use crate::plan::Route;
-use crate::stream::{OnBreak, PassThrough};
+use crate::stream::{Ending, Finish, OnBreak, PassThrough, Tap};
+use crate::tap::ResponseTap;
 use crate::{ProxyBody, ProxyState};
+use tb_billing::record::{Attempt, CallOutcome};
+use tb_billing::usage::RequestFacts;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-tokenbuddy-request-id");
 const UPSTREAM: HeaderName = HeaderName::from_static("x-tokenbuddy-upstream");
@@ -29,10 +33,11 @@ const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version
 /// error becomes a protocol-shaped response.
 pub(crate) async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<ProxyBody> {
     let started = Instant::now();
+    let started_at_ms = unix_ms_now();
     let request_id = request_id(req.headers());
     let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
     async move {
-        let mut resp = dispatch(&state, req, &request_id).await;
+        let mut resp = dispatch(&state, req, &request_id, (started, started_at_ms)).await;
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert(REQUEST_ID, v);
         }
@@ -63,6 +68,7 @@ async fn dispatch(
     state: &ProxyState,
     req: Request<Incoming>,
     request_id: &str,
+    started: (Instant, i64),
 ) -> Response<ProxyBody> {
     let path = req.uri().path().to_string();
     let family = ApiFamily::for_path(&path);
@@ -111,7 +117,7 @@ async fn dispatch(
     }
     match protocol {
         None => json_response(state.models_body.clone()),
-        Some(protocol) => match proxy_call(state, req, protocol, request_id).await {
+        Some(protocol) => match proxy_call(state, req, protocol, request_id, started).await {
             Ok(resp) => resp,
             Err(err) => err.response(family),
         },
@@ -144,9 +150,21 @@ struct AttemptRecord {
     status: Option<u16>,
     class: &'static str,
     detail: String,
+    latency_ms: u64,
 }
 
 impl AttemptRecord {
+    /// The ledger's form of the attempt.
+    fn to_attempt(&self) -> Attempt {
+        Attempt {
+            upstream: self.upstream.clone(),
+            status: self.status,
+            outcome: self.class.to_string(),
+            error_class: (self.class != "ok").then(|| self.class.to_string()),
+            latency_ms: self.latency_ms,
+        }
+    }
+
     fn header_part(&self) -> String {
         match self.status {
             Some(s) => format!("{}:{s}|{}", self.upstream, self.class),
@@ -160,6 +178,7 @@ async fn proxy_call(
     req: Request<Incoming>,
     protocol: Protocol,
     request_id: &str,
+    started: (Instant, i64),
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (parts, body) = req.into_parts();
     let content_length = parts
@@ -204,6 +223,26 @@ async fn proxy_call(
         })?
     };
 
+    let mut call = CallTracker::new(
+        Arc::clone(&state.recorder),
+        CallStart {
+            request_id: request_id.to_string(),
+            started: started.0,
+            started_at_ms: started.1,
+            protocol,
+            requested_model: probe.model.clone(),
+            model: plan.model.clone(),
+            stream: probe.stream,
+            request_body: bytes.clone(),
+            plan: plan
+                .routes
+                .iter()
+                .map(|r| Arc::clone(&r.upstream))
+                .collect(),
+        },
+    );
+    let facts = RequestFacts::from_request_json(protocol, &bytes);
+
     let mut base_headers = upstream_request_headers(&parts.headers);
     if let Ok(v) = HeaderValue::from_str(request_id) {
         base_headers.insert(X_REQUEST_ID, v);
@@ -243,9 +282,11 @@ async fn proxy_call(
         *upstream_req.headers_mut() = headers;
 
         let sent = Instant::now();
-        match tokio::time::timeout(head_deadline, state.client.request(upstream_req)).await {
+        let outcome = tokio::time::timeout(head_deadline, state.client.request(upstream_req)).await;
+        let latency_ms = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match outcome {
             Ok(Ok(resp)) => {
-                attempts.push(AttemptRecord {
+                let record = AttemptRecord {
                     upstream: upstream.id.to_string(),
                     status: Some(resp.status().as_u16()),
                     class: if resp.status().is_success() {
@@ -254,9 +295,20 @@ async fn proxy_call(
                         "http_error"
                     },
                     detail: String::new(),
-                });
-                tracing::info!(target: "upstream.response", upstream = %upstream.id, status = resp.status().as_u16(), head_ms = sent.elapsed().as_millis() as u64, "upstream answered");
-                return Ok(client_response(state, resp, route, protocol, &attempts));
+                    latency_ms,
+                };
+                call.attempt(record.to_attempt());
+                attempts.push(record);
+                call.set_winner(Arc::clone(upstream));
+                tracing::info!(target: "upstream.response", upstream = %upstream.id, status = resp.status().as_u16(), head_ms = latency_ms, "upstream answered");
+                let tap_for = TapFor {
+                    protocol,
+                    facts,
+                    strip_usage_only: add_usage,
+                };
+                return Ok(client_response(
+                    state, resp, route, tap_for, &attempts, call,
+                ));
             }
             Ok(Err(e)) => {
                 let class = if e.is_connect() {
@@ -266,26 +318,33 @@ async fn proxy_call(
                 };
                 let detail = error_chain(&e);
                 tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class, error = %detail, "upstream attempt failed");
-                attempts.push(AttemptRecord {
+                let record = AttemptRecord {
                     upstream: upstream.id.to_string(),
                     status: None,
                     class,
                     detail,
-                });
+                    latency_ms,
+                };
+                call.attempt(record.to_attempt());
+                attempts.push(record);
             }
             Err(_) => {
                 let detail = format!("no response head within {} ms", head_deadline.as_millis());
                 tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class = "deadline", "upstream attempt failed");
-                attempts.push(AttemptRecord {
+                let record = AttemptRecord {
                     upstream: upstream.id.to_string(),
                     status: None,
                     class: "deadline",
                     detail,
-                });
+                    latency_ms,
+                };
+                call.attempt(record.to_attempt());
+                attempts.push(record);
             }
         }
     }
 
+    call.finish(CallOutcome::Failed, None, None);
     let all_deadline = attempts.iter().all(|a| a.class == "deadline");
     let code = if all_deadline {
         ErrorCode::UpstreamTimeout
@@ -338,14 +397,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// What the tap of a successful answer needs.
+struct TapFor {
+    protocol: Protocol,
+    facts: RequestFacts,
+    strip_usage_only: bool,
+}
+
 fn client_response(
     state: &ProxyState,
     resp: Response<Incoming>,
     route: &Route,
-    protocol: Protocol,
+    tap_for: TapFor,
     attempts: &[AttemptRecord],
+    call: CallTracker,
 ) -> Response<ProxyBody> {
     let (parts, body) = resp.into_parts();
+    let protocol = tap_for.protocol;
     let is_sse = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -360,9 +428,18 @@ fn client_response(
     } else {
         OnBreak::Abort
     };
+    let success = parts.status.is_success();
+    let tap = match (success, is_sse) {
+        (false, _) => ResponseTap::opaque(),
+        (true, true) => ResponseTap::sse(protocol, &tap_for.facts, tap_for.strip_usage_only),
+        (true, false) => {
+            ResponseTap::json(protocol, tap_for.facts, state.settings.max_response_bytes)
+        }
+    };
     let mut headers = client_response_headers(&parts.headers);
     if is_sse {
-        // An error event may be appended, so a fixed length would be a lie.
+        // An error event may be appended or an event stripped, so a fixed
+        // length would be a lie.
         headers.remove(header::CONTENT_LENGTH);
     }
     if let Ok(v) = HeaderValue::from_str(route.upstream.id.as_str()) {
@@ -371,14 +448,28 @@ fn client_response(
     if let Ok(v) = HeaderValue::from_str(&attempts_header(attempts)) {
         headers.insert(ATTEMPTS, v);
     }
+    let finish: Finish<ResponseTap> = Box::new(move |ending, ttft, tap| {
+        let report = tap.report();
+        let saw_content = tap.saw_content();
+        let outcome = match ending {
+            Ending::ClientGone => CallOutcome::Cancelled,
+            Ending::Complete if success => CallOutcome::Ok,
+            Ending::Complete => CallOutcome::Failed,
+            Ending::UpstreamError | Ending::IdleTimeout if saw_content => {
+                CallOutcome::FailedMidStream
+            }
+            Ending::UpstreamError | Ending::IdleTimeout => CallOutcome::Failed,
+        };
+        call.finish(outcome, report, ttft);
+    });
     let body = PassThrough::new(
         body,
-        crate::tap::ResponseTap::opaque(),
+        tap,
         state.settings.stream_idle_timeout,
         on_break,
         route.upstream.id.to_string(),
         tokio::time::Instant::now(),
-        Box::new(|_ending, _ttft, _tap| {}),
+        finish,
     );
     let mut out = Response::new(body.boxed_unsync());
     *out.status_mut() = parts.status;

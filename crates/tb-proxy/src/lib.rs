@@ -15,13 +15,14 @@
 //!
 //! let config = Config::from_toml_str("[proxy]\nport = 0")?;
 //! let (token, token_path) = AccessToken::load_or_create(std::path::Path::new("/tmp/tb-data"))?;
-//! let proxy = Proxy::new(&config, token, token_path, &|var| std::env::var(var).ok())?;
+//! let proxy = Proxy::new(&config, token, token_path, &|var| std::env::var(var).ok(), None)?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! proxy.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await;
 //! # Ok(()) }
 //! ```
 
 mod body;
+mod call;
 mod error;
 mod handler;
 mod headers;
@@ -46,6 +47,7 @@ use tb_domain::Protocol;
 use tb_registry::{IndexedUpstream, ModelIndex};
 use tokio::net::TcpListener;
 
+pub use call::CallSink;
 pub use error::{ErrorCode, ProxyError};
 pub use plan::{Route, RoutePlan};
 pub use server::ShutdownOutcome;
@@ -74,6 +76,7 @@ pub enum BuildError {
 pub(crate) struct Settings {
     require_auth: bool,
     max_body_bytes: u64,
+    max_response_bytes: u64,
     request_deadline: Duration,
     stream_head_deadline: Duration,
     stream_idle_timeout: Duration,
@@ -89,6 +92,7 @@ pub(crate) struct ProxyState {
     upstreams: Vec<Arc<Upstream>>,
     client: UpstreamClient,
     models_body: Bytes,
+    recorder: Arc<call::Recorder>,
 }
 
 impl ProxyState {
@@ -119,12 +123,14 @@ pub struct Proxy {
 impl Proxy {
     /// Builds the proxy: one [`Upstream`] per `[[providers]]` entry, the
     /// model index over them, and the pooled HTTPS client. `env` reads the
-    /// variables named by `api_key_env`.
+    /// variables named by `api_key_env`; `sink` receives one call record per
+    /// proxied request (`None`: records are only logged).
     pub fn new(
         config: &Config,
         token: AccessToken,
         token_path: PathBuf,
         env: &dyn Fn(&str) -> Option<String>,
+        sink: Option<Arc<dyn CallSink>>,
     ) -> Result<Proxy, BuildError> {
         let mut upstreams = Vec::with_capacity(config.providers.len());
         let mut indexed = Vec::with_capacity(config.providers.len());
@@ -149,6 +155,7 @@ impl Proxy {
         let settings = Settings {
             require_auth: config.proxy.require_auth,
             max_body_bytes: config.proxy.max_body_bytes,
+            max_response_bytes: config.proxy.max_response_bytes,
             request_deadline: ms(config.routing.request_deadline_ms),
             stream_head_deadline: ms(config.routing.stream_head_deadline_ms),
             stream_idle_timeout: ms(config.routing.stream_idle_timeout_ms),
@@ -163,8 +170,14 @@ impl Proxy {
                 upstreams,
                 client,
                 models_body,
+                recorder: Arc::new(call::Recorder::new(sink)),
             }),
         })
+    }
+
+    /// Call records the sink refused (queue full) since start.
+    pub fn dropped_records(&self) -> u64 {
+        self.state.recorder.dropped()
     }
 
     /// The upstreams, in preference order.

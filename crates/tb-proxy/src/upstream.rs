@@ -14,8 +14,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use tb_config::ProviderConfig;
+use std::collections::HashMap;
+
+use tb_billing::cost::RoutePrice;
+use tb_config::{ModelPriceConfig, ProviderConfig};
 use tb_domain::{Protocol, ProviderKind, UpstreamId};
+use tb_prices::{Ppm, TokenPrices};
 
 /// The pooled client used for every upstream call.
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -30,6 +34,8 @@ pub struct Upstream {
     base_url: String,
     auth: (HeaderName, HeaderValue),
     extra_headers: Vec<(HeaderName, HeaderValue)>,
+    discount: Ppm,
+    prices: HashMap<String, TokenPrices>,
 }
 
 /// Why an upstream could not be set up from config.
@@ -117,9 +123,27 @@ impl Upstream {
             value.set_sensitive(true);
             extra_headers.push((name, value));
         }
+        // The discount is a 0–1 fraction (validated); money is integer from here on.
+        let discount = Ppm::new((p.discount.clamp(0.0, 1.0) * 1_000_000.0).round() as u32);
+        let micros = ModelPriceConfig::to_micros;
+        let prices = p
+            .prices
+            .iter()
+            .map(|(model, c)| {
+                let tokens = TokenPrices {
+                    input: Some(micros(c.input)),
+                    output: Some(micros(c.output)),
+                    cache_read: c.cache_read.map(micros),
+                    cache_write: c.cache_write.map(micros),
+                };
+                (model.clone(), tokens)
+            })
+            .collect();
         Ok(Upstream {
             id: UpstreamId::new(p.id.clone()),
             kind: p.kind,
+            discount,
+            prices,
             base_url,
             auth: (name, value),
             extra_headers,
@@ -139,6 +163,12 @@ impl Upstream {
             s.push_str(q);
         }
         s.parse()
+    }
+
+    /// How this upstream prices `model`: explicit `prices`, else the table
+    /// with the provider's discount, else unpriced.
+    pub fn price_of(&self, model: &str) -> RoutePrice {
+        RoutePrice::manual(self.prices.get(model).copied(), model, self.discount)
     }
 
     /// The base URL (for messages; holds no secret).

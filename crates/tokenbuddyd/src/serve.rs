@@ -50,10 +50,9 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     let (token, token_path) = AccessToken::load_or_create(data_dir)
         .context("preparing the access token")
         .map_err(Failure::Runtime)?;
-    let proxy = Proxy::new(config, token, token_path.clone(), &|var| {
-        std::env::var(var).ok()
-    })
-    .map_err(|e| Failure::Config(e.into()))?;
+    let env = |var: &str| std::env::var(var).ok();
+    let proxy = Proxy::new(config, token, token_path.clone(), &env, None)
+        .map_err(|e| Failure::Config(e.into()))?;
 
     let addr = SocketAddr::new(config.proxy.bind, config.proxy.port);
     let listener = tokio::net::TcpListener::bind(addr)

@@ -48,7 +48,7 @@ fn write_file(dir: &Path, name: &str, contents: &str) -> std::path::PathBuf {
 
 fn chat_body(stream: bool) -> String {
     format!(
-        r#"{{"model":"gpt-test","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        r#"{{"model":"gpt-test","stream":{stream},"stream_options":{{"include_usage":true}},"messages":[{{"role":"user","content":"hi"}}]}}"#
     )
 }
 

@@ -1,0 +1,247 @@
+//! One call record per proxied request: the tracker collects what happened
+//! on the request path (attempts, winner, timings) and, when the answer has
+//! been forwarded (or the client went away), prices the usage and hands the
+//! record to the sink — off the request path, never blocking it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tb_billing::cost::{RoutePrice, cost_manual_call};
+use tb_billing::record::{
+    Attempt, BalanceSource, BillingUnit, CallOutcome, CallRecord, endpoint_label, prompt_hash,
+};
+use tb_billing::usage::UsageReport;
+use tb_domain::Protocol;
+
+use crate::upstream::Upstream;
+
+/// Where call records go (the ledger writer, in the daemon). `submit` must
+/// not block: when it cannot take the record it hands it back.
+pub trait CallSink: Send + Sync + 'static {
+    /// Queues a record; `Err(record)` when the queue is full.
+    fn submit(&self, record: CallRecord) -> Result<(), Box<CallRecord>>;
+}
+
+/// Turns finished calls into records and submits them.
+pub(crate) struct Recorder {
+    sink: Option<Arc<dyn CallSink>>,
+    dropped: AtomicU64,
+}
+
+impl Recorder {
+    pub(crate) fn new(sink: Option<Arc<dyn CallSink>>) -> Recorder {
+        Recorder {
+            sink,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    fn submit(&self, record: CallRecord) {
+        let line = record.one_line();
+        tracing::info!(target: "call.recorded", request_id = %record.request_id, record_id = %record.id, "{line}");
+        let Some(sink) = &self.sink else { return };
+        if let Err(record) = sink.submit(record) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(target: "ledger.dropped", request_id = %record.request_id, "ledger queue full, record not stored: {line}");
+        }
+    }
+
+    /// Records the ledger queue refused.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// What is known when the request is planned.
+pub(crate) struct CallStart {
+    pub request_id: String,
+    pub started: Instant,
+    pub started_at_ms: i64,
+    pub protocol: Protocol,
+    pub requested_model: String,
+    pub model: String,
+    pub stream: bool,
+    /// The client's body, for the prompt hash (computed at the end, not on
+    /// the request path).
+    pub request_body: Bytes,
+    /// The planned chain, in order (for the savings baseline).
+    pub plan: Vec<Arc<Upstream>>,
+}
+
+/// Unix milliseconds now (the ledger's time unit).
+pub(crate) fn unix_ms_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Follows one call from planning to its record. Dropping an unfinished
+/// tracker records the call as cancelled: the client went away.
+pub(crate) struct CallTracker {
+    inner: Option<Tracked>,
+}
+
+struct Tracked {
+    recorder: Arc<Recorder>,
+    start: CallStart,
+    attempts: Vec<Attempt>,
+    winner: Option<Arc<Upstream>>,
+}
+
+impl CallTracker {
+    pub(crate) fn new(recorder: Arc<Recorder>, start: CallStart) -> CallTracker {
+        CallTracker {
+            inner: Some(Tracked {
+                recorder,
+                start,
+                attempts: Vec::new(),
+                winner: None,
+            }),
+        }
+    }
+
+    /// Records one upstream attempt.
+    pub(crate) fn attempt(&mut self, attempt: Attempt) {
+        if let Some(t) = &mut self.inner {
+            t.attempts.push(attempt);
+        }
+    }
+
+    /// The upstream whose answer goes to the client.
+    pub(crate) fn set_winner(&mut self, upstream: Arc<Upstream>) {
+        if let Some(t) = &mut self.inner {
+            t.winner = Some(upstream);
+        }
+    }
+
+    /// Finishes the call: prices it and submits the record.
+    pub(crate) fn finish(
+        mut self,
+        outcome: CallOutcome,
+        report: Option<UsageReport>,
+        ttft: Option<Duration>,
+    ) {
+        if let Some(t) = self.inner.take() {
+            let (record, recorder) = t.into_record(outcome, report, ttft);
+            recorder.submit(record);
+        }
+    }
+}
+
+impl Drop for CallTracker {
+    fn drop(&mut self) {
+        if let Some(t) = self.inner.take() {
+            let (record, recorder) = t.into_record(CallOutcome::Cancelled, None, None);
+            recorder.submit(record);
+        }
+    }
+}
+
+impl Tracked {
+    fn into_record(
+        self,
+        outcome: CallOutcome,
+        report: Option<UsageReport>,
+        ttft: Option<Duration>,
+    ) -> (CallRecord, Arc<Recorder>) {
+        let Tracked {
+            recorder,
+            start,
+            attempts,
+            winner,
+        } = self;
+        let latency = start.started.elapsed();
+        let ok = outcome == CallOutcome::Ok;
+        let report = report.filter(|_| ok).unwrap_or_default();
+        let usage = report.usage.as_ref();
+
+        let (costing, balance_source) = match &winner {
+            Some(w) if ok => {
+                let plan: Vec<RoutePrice> = start
+                    .plan
+                    .iter()
+                    .map(|u| u.price_of(&start.model))
+                    .collect();
+                cost_manual_call(
+                    usage,
+                    &w.price_of(&start.model),
+                    &plan,
+                    &RoutePrice::official(&start.model),
+                    report.reported_cost_usd_micros,
+                )
+            }
+            _ => (Default::default(), BalanceSource::SelfFundedProvider),
+        };
+        if costing.outlier {
+            tracing::warn!(
+                target: "billing.cost_outlier",
+                request_id = %start.request_id,
+                reported = ?costing.cost_usd_micros,
+                estimate = ?costing.est_cost_usd_micros,
+                "the upstream's reported cost is 25× off our estimate; check its units"
+            );
+        }
+
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let latency_ms = ms(latency);
+        let ttft_ms = if start.stream { ttft.map(ms) } else { None };
+        let output = usage.and_then(|u| u.output_tokens);
+        let tokens_per_second = match (ttft_ms, output) {
+            (Some(t), Some(out)) if latency_ms > t => {
+                Some(out as f64 * 1000.0 / (latency_ms - t) as f64)
+            }
+            _ => None,
+        };
+        let image = usage.and_then(|u| u.image.as_ref());
+        let signed = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        let record = CallRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            request_id: start.request_id.clone(),
+            started_at_ms: start.started_at_ms,
+            endpoint: endpoint_label(start.protocol).to_string(),
+            protocol: start.protocol,
+            requested_model: start.requested_model.clone(),
+            model: start.model.clone(),
+            stream: start.stream,
+            ok,
+            outcome,
+            winner: winner.as_ref().map(|w| w.id.to_string()),
+            failed_over: attempts.len() > 1,
+            attempts,
+            latency_ms,
+            ttft_ms,
+            input_tokens: usage.and_then(|u| u.input_tokens),
+            cached_input_tokens: usage.and_then(|u| u.cached_input_tokens),
+            cache_write_tokens: usage.and_then(|u| u.cache_write_tokens),
+            output_tokens: output,
+            reasoning_tokens: usage.and_then(|u| u.reasoning_tokens),
+            tokens_per_second,
+            cost_usd_micros: signed(costing.cost_usd_micros),
+            est_cost_usd_micros: signed(costing.est_cost_usd_micros),
+            baseline_usd_micros: signed(costing.baseline_usd_micros),
+            baseline_kind: costing.baseline_kind,
+            saved_usd_micros: signed(costing.saved_usd_micros),
+            cached_saving_usd_micros: signed(costing.cached_saving_usd_micros),
+            settled_credit_micros: None,
+            balance_source,
+            remaining_credit_micros: None,
+            billing_unit: if start.protocol == Protocol::ImagesGenerations {
+                BillingUnit::Images
+            } else {
+                BillingUnit::Tokens
+            },
+            image_count: image.and_then(|i| i.count),
+            image_size: image.and_then(|i| i.size.clone()),
+            image_quality: image.and_then(|i| i.quality.clone()),
+            image_format: image.and_then(|i| i.output_format.clone()),
+            usage_missing: ok && report.usage_missing,
+            empty_completion: ok && report.empty_completion,
+            unpriced: ok && costing.unpriced,
+            price_drift_ppm: signed(costing.price_drift_ppm),
+            prompt_hash: prompt_hash(start.protocol, &start.request_body),
+        };
+        (record, recorder)
+    }
+}
