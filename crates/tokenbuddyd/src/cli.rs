@@ -30,6 +30,8 @@ enum Command {
     /// Inspect or create the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The bundled price of a model and, given token counts, their cost.
+    Prices(crate::prices::PricesArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -106,6 +108,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Config(ConfigCommand::Init { force }) => {
             init(&paths, force).map_err(Failure::Runtime)
         }
+        Command::Prices(args) => crate::prices::run(&args),
     }
 }
 

@@ -5,6 +5,7 @@
 //! 1 runtime failure, 2 usage or configuration error.
 
 mod cli;
+mod prices;
 mod serve;
 
 use std::process::ExitCode;

@@ -261,3 +261,42 @@ async fn json_logs_carry_the_request_id_and_no_secrets() {
         assert!(!logs.contains(secret), "a secret reached the logs");
     }
 }
+
+#[tokio::test]
+async fn prices_command_costs_usage_to_the_micro() {
+    let home = tempfile::tempdir().unwrap();
+    let out = command(bin(), home.path())
+        .args([
+            "prices",
+            "claude-sonnet-4-5",
+            "--input",
+            "1000000",
+            "--cached",
+            "200000",
+            "--output",
+            "100000",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.starts_with("resolved: claude-sonnet-4-5 (via exact)\n"),
+        "{stdout}"
+    );
+    // (1,000,000 − 200,000) × $3 + 200,000 × $0.30 + 100,000 × $15, per 1M.
+    assert_eq!(stdout.lines().last(), Some("cost: $3.960000"), "{stdout}");
+
+    let out = command(bin(), home.path())
+        .args(["prices", "gpt-4oo"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("gpt-4oo") && stderr.contains("closest") && stderr.contains("gpt-4o"),
+        "{stderr}"
+    );
+}
