@@ -185,11 +185,27 @@ where
                         // Trailers are not part of the LLM protocols; drop them.
                         Err(_) => continue,
                     };
-                    let out = this.tap.on_data(data);
+                    let mut out = this.tap.on_data(data);
+                    if this.inner.is_end_stream() {
+                        // A body of known length ends with its last frame: hyper
+                        // will not poll again, so finish now.
+                        let tail = this.tap.on_end();
+                        if !tail.is_empty() {
+                            let mut joined = bytes::BytesMut::from(&out[..]);
+                            joined.extend_from_slice(&tail);
+                            out = joined.freeze();
+                        }
+                    }
                     if this.ttft.is_none() && this.tap.saw_content() {
                         this.ttft = Some(this.started.elapsed());
                     }
+                    if this.inner.is_end_stream() {
+                        this.end(Ending::Complete);
+                    }
                     if out.is_empty() {
+                        if this.done {
+                            return Poll::Ready(None);
+                        }
                         // Held back or stripped: nothing to send for this frame.
                         continue;
                     }

@@ -205,7 +205,42 @@ impl Daemon {
         self.child.wait().await
     }
 
-    /// Sends a request to the proxy. `auth` adds `Authorization: Bearer <token>`.
+    /// A cheap, cloneable client for concurrent requests (tasks can own it).
+    pub fn client(&self) -> DaemonClient {
+        DaemonClient {
+            proxy_url: self.proxy_url.clone(),
+            token: self.token.clone(),
+            client: self.client.clone(),
+        }
+    }
+
+    /// Sends a request to the proxy.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Response<Incoming> {
+        self.client().request(method, path, headers, body).await
+    }
+
+    /// POSTs JSON with the access token as a Bearer header.
+    pub async fn post_json(&self, path: &str, body: impl Into<Bytes>) -> Response<Incoming> {
+        self.client().post_json(path, body).await
+    }
+}
+
+/// Sends requests to a running daemon; owns everything it needs.
+#[derive(Clone)]
+pub struct DaemonClient {
+    proxy_url: String,
+    token: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl DaemonClient {
+    /// Sends a request to the proxy.
     pub async fn request(
         &self,
         method: Method,

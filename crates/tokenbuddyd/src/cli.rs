@@ -32,6 +32,10 @@ enum Command {
     Config(ConfigCommand),
     /// The bundled price of a model and, given token counts, their cost.
     Prices(crate::prices::PricesArgs),
+    /// Recent call records, one line each (or JSON Lines).
+    Calls(crate::history::CallsArgs),
+    /// Spend, savings and tokens over a window, grouped.
+    Usage(crate::history::UsageArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -109,6 +113,12 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
             init(&paths, force).map_err(Failure::Runtime)
         }
         Command::Prices(args) => crate::prices::run(&args),
+        Command::Calls(args) => {
+            crate::history::calls(load(paths, &CliOverrides::default())?, &args)
+        }
+        Command::Usage(args) => {
+            crate::history::usage(load(paths, &CliOverrides::default())?, &args)
+        }
     }
 }
 

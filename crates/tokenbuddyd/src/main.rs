@@ -5,6 +5,8 @@
 //! 1 runtime failure, 2 usage or configuration error.
 
 mod cli;
+mod history;
+mod ledger;
 mod prices;
 mod serve;
 

@@ -5,11 +5,16 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{Context, anyhow};
 use tb_config::{Config, LoadedConfig, LogFormat};
-use tb_proxy::{AccessToken, Proxy, ShutdownOutcome};
+use tb_proxy::{AccessToken, CallSink, Proxy, ShutdownOutcome};
+use tb_store::LedgerWriter;
+
+/// How long shutdown waits for queued call records to be committed.
+const LEDGER_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 use tracing_subscriber::EnvFilter;
 
 use crate::Failure;
@@ -50,8 +55,15 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     let (token, token_path) = AccessToken::load_or_create(data_dir)
         .context("preparing the access token")
         .map_err(Failure::Runtime)?;
+    let (ledger, target) = crate::ledger::open(config.ledger.url.as_deref(), data_dir)
+        .await
+        .map_err(Failure::Runtime)?;
+    tracing::info!(target: "ledger.opened", ledger = %target, "ledger ready");
+    let (sender, writer) = LedgerWriter::spawn(ledger.clone(), config.ledger.queue_capacity);
+    let sink: Arc<dyn CallSink> = Arc::new(crate::ledger::LedgerSink(sender));
+
     let env = |var: &str| std::env::var(var).ok();
-    let proxy = Proxy::new(config, token, token_path.clone(), &env, None)
+    let proxy = Proxy::new(config, token, token_path.clone(), &env, Some(sink))
         .map_err(|e| Failure::Config(e.into()))?;
 
     let addr = SocketAddr::new(config.proxy.bind, config.proxy.port);
@@ -65,6 +77,7 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         .map_err(Failure::Runtime)?;
     let proxy_url = format!("http://{local}");
 
+    let shutdown = shutdown_signal().map_err(Failure::Runtime)?;
     // daemon.json first: whoever reads the printed URL may look for it at once.
     let daemon_json = data_dir.join("daemon.json");
     write_daemon_json(&daemon_json, &proxy_url).map_err(Failure::Runtime)?;
@@ -75,8 +88,17 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     }
     tracing::info!(target: "daemon.started", proxy = %proxy_url, upstreams = proxy.upstreams().len(), "tokenbuddyd is serving");
 
-    let outcome = proxy.serve(listener, shutdown_signal()).await;
+    let outcome = proxy.serve(listener, shutdown).await;
+    // Every response has ended, so every record is queued: drain them all.
+    let report = writer.shutdown(LEDGER_DRAIN_LIMIT).await;
+    ledger.close().await;
     let _ = fs::remove_file(&daemon_json);
+    if !report.is_complete() {
+        return Err(Failure::Runtime(anyhow!(
+            "{} call records could not be written to the ledger before exit",
+            report.unwritten
+        )));
+    }
     match outcome {
         ShutdownOutcome::Drained => {
             tracing::info!(target: "daemon.stopped", "all in-flight requests finished")
@@ -117,18 +139,17 @@ fn warn_on_readable_inline_keys(loaded: &LoadedConfig) {
     }
 }
 
-async fn shutdown_signal() {
+/// Registers the SIGTERM and SIGINT handlers now — before the URL is
+/// printed, so a signal sent as soon as the daemon is up is never fatal —
+/// and returns the future that resolves on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the daemon");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!(target: "daemon.signal", signal = "SIGTERM", "shutting down"),
+            _ = int.recv() => tracing::info!(target: "daemon.signal", signal = "SIGINT", "shutting down"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!(target: "daemon.signal", signal = "SIGTERM", "shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!(target: "daemon.signal", signal = "SIGINT", "shutting down"),
-    }
+    })
 }

@@ -46,7 +46,10 @@ fn request_body(p: Protocol, stream: bool) -> String {
 
 #[tokio::test]
 async fn every_endpoint_json_and_stream_is_byte_faithful() {
-    let Setup { upstream, daemon } = setup().await;
+    let Setup {
+        upstream,
+        mut daemon,
+    } = setup().await;
     let mut n = 0;
     for protocol in Protocol::ALL {
         for stream in [false, true] {
@@ -118,6 +121,49 @@ async fn every_endpoint_json_and_stream_is_byte_faithful() {
     for secret in [daemon.token.as_str(), OPENAI_KEY, ANTHROPIC_KEY] {
         assert!(!logs.contains(secret), "a secret reached the logs");
     }
+
+    // Every proxied request left one correct call record.
+    let records = stop_and_read_ledger(&mut daemon).await;
+    assert_eq!(records.len(), 8);
+    for (r, (protocol, stream)) in records
+        .iter()
+        .zip(Protocol::ALL.iter().flat_map(|p| [(*p, false), (*p, true)]))
+    {
+        assert_eq!(r["protocol"], protocol.as_str(), "{r}");
+        assert_eq!(r["stream"], stream, "{r}");
+        assert_eq!(
+            (r["ok"].as_bool(), r["outcome"].as_str()),
+            (Some(true), Some("ok")),
+            "{r}"
+        );
+        assert_eq!(r["model"], model_of(protocol));
+        assert_eq!(
+            r["winner"],
+            if protocol == Protocol::Messages {
+                "an"
+            } else {
+                "oa"
+            }
+        );
+        let images = protocol == Protocol::ImagesGenerations;
+        let output = if images {
+            canned::IMAGE_OUTPUT_TOKENS
+        } else {
+            canned::OUTPUT_TOKENS
+        };
+        assert_eq!(r["output_tokens"], output, "{r}");
+        assert_eq!(r["usage_missing"], false, "{r}");
+        // gpt-image-1 is in the price table; the other test models are not:
+        // unknown, never zero.
+        assert_eq!(r["unpriced"], !images, "{r}");
+        assert_eq!(r["cost_usd_micros"].is_null(), !images, "{r}");
+        let text = r.to_string();
+        assert!(
+            !text.contains(&daemon.token)
+                && !text.contains(OPENAI_KEY)
+                && !text.contains(ANTHROPIC_KEY)
+        );
+    }
 }
 
 #[tokio::test]
@@ -146,7 +192,10 @@ async fn streams_are_not_buffered() {
 
 #[tokio::test]
 async fn client_disconnect_cancels_the_upstream_stream() {
-    let Setup { upstream, daemon } = setup().await;
+    let Setup {
+        upstream,
+        mut daemon,
+    } = setup().await;
     let events = canned::sse_events(Protocol::Messages, "claude-test");
     upstream.push_reply(Reply::sse(vec![
         Chunk::Data(Bytes::from(events[0].clone())),
@@ -159,6 +208,10 @@ async fn client_disconnect_cancels_the_upstream_stream() {
     body.frame().await.unwrap().unwrap();
     drop(body);
     assert_eq!(upstream.next_stream_end().await, StreamEnd::ClientGone);
+    let records = stop_and_read_ledger(&mut daemon).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["outcome"], "cancelled");
+    assert_eq!(records[0]["ok"], false);
 }
 
 /// Asserts an OpenAI-shaped daemon error and returns its body.
@@ -376,7 +429,7 @@ async fn refused_upstream_is_a_502_naming_it() {
     let config = format!(
         "[[providers]]\nid = \"gone\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\napi_key = \"k\"\nmodels = [\"m\"]\n"
     );
-    let daemon = tb_test_support::daemon::Daemon::start(bin(), &config, &[])
+    let mut daemon = tb_test_support::daemon::Daemon::start(bin(), &config, &[])
         .await
         .unwrap();
     let resp = daemon
@@ -392,6 +445,17 @@ async fn refused_upstream_is_a_502_naming_it() {
         msg.contains("gone") && msg.contains(&port.to_string()),
         "{msg}"
     );
+    let records = stop_and_read_ledger(&mut daemon).await;
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(
+        (r["outcome"].as_str(), r["ok"].as_bool()),
+        (Some("failed"), Some(false))
+    );
+    assert!(r["winner"].is_null());
+    assert_eq!(r["attempts"][0]["upstream"], "gone");
+    assert_eq!(r["attempts"][0]["error_class"], "connect_failed");
+    assert!(r["attempts"][0]["status"].is_null());
 }
 
 #[tokio::test]

@@ -107,3 +107,35 @@ pub fn gated_after_first(events: &[Vec<u8>]) -> (Reply, Arc<Notify>) {
     );
     (Reply::sse(chunks), gate)
 }
+
+/// Stops the daemon with SIGTERM (which drains the ledger writer), then
+/// reads every call record with `tokenbuddyd calls --json`, oldest first.
+pub async fn stop_and_read_ledger(daemon: &mut Daemon) -> Vec<serde_json::Value> {
+    daemon.sigterm().unwrap();
+    let status = daemon.wait().await.unwrap();
+    assert!(
+        status.success(),
+        "daemon exit {status:?}; logs:\n{}",
+        daemon.logs()
+    );
+    read_ledger(daemon.home()).await
+}
+
+/// Every call record in the ledger of `home`, oldest first.
+pub async fn read_ledger(home: &Path) -> Vec<serde_json::Value> {
+    let out = tb_test_support::daemon::command(bin(), home)
+        .args(["calls", "--json", "--limit", "100000"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "calls --json failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

@@ -1,0 +1,626 @@
+//! The ledger handle: opening either backend and every query the product
+//! needs.
+
+use std::str::FromStr;
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Executor, Row};
+use tb_billing::record::CallRecord;
+
+use crate::StoreError;
+use crate::codec::{CALL_COLUMNS, EncodedCall, RowExt, bind_call, decode_call};
+use crate::target::{Backend, LedgerTarget, is_postgres_url, valid_schema_name};
+
+static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a SQLite connection waits for another writer (another process
+/// on the same file, e.g. a CLI next to the daemon) before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// One writer task plus readers (control plane, CLI queries).
+const SQLITE_MAX_CONNECTIONS: u32 = 4;
+const POSTGRES_MAX_CONNECTIONS: u32 = 8;
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest multi-row `INSERT` (rows). Batches are cut into power-of-two
+/// chunks no larger than this, so at most `log2(MAX_CHUNK) + 1` distinct
+/// statements exist and each stays in the prepared-statement cache.
+/// 128 rows × 40 columns = 5,120 parameters, well under both engines' caps.
+const MAX_CHUNK: usize = 128;
+
+/// The ledger: every call record, plus seller tokens, purchases and small
+/// named values. Cheap to clone (it is a connection pool).
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    pool: Pool,
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same code against whichever pool the ledger holds. The body is
+/// compiled once per backend, so `sqlx::query(..)` infers its database from
+/// the pool.
+macro_rules! with_pool {
+    ($ledger:expr, $pool:ident => $body:expr) => {
+        match &$ledger.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// A position in the recent-first listing: the last record of a page.
+/// Records are ordered by `started_at_ms` descending, then `id` descending,
+/// so equal timestamps still page without gaps or repeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallCursor {
+    /// The record's `started_at_ms`.
+    pub started_at_ms: i64,
+    /// The record's `id`.
+    pub id: String,
+}
+
+impl From<&CallRecord> for CallCursor {
+    fn from(r: &CallRecord) -> CallCursor {
+        CallCursor {
+            started_at_ms: r.started_at_ms,
+            id: r.id.clone(),
+        }
+    }
+}
+
+/// What [`Ledger::usage_summary`] groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GroupBy {
+    /// The model sent upstream (`model`).
+    Model,
+    /// The upstream that answered (`winner`); calls nothing answered are
+    /// grouped under the empty key `""`.
+    Upstream,
+    /// The UTC day the call started, `YYYY-MM-DD`.
+    Day,
+}
+
+/// One group of a usage summary. Token and money sums skip unknown (NULL)
+/// values: unknown is not zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    /// The model, upstream (`""` for none) or UTC day.
+    pub key: String,
+    /// Calls in the group.
+    pub calls: u64,
+    /// Calls that ended `ok`.
+    pub ok_calls: u64,
+    /// Sum of known `input_tokens`.
+    pub input_tokens: u64,
+    /// Sum of known `cached_input_tokens`.
+    pub cached_input_tokens: u64,
+    /// Sum of known `output_tokens`.
+    pub output_tokens: u64,
+    /// Sum of known costs, USD micros.
+    pub cost_usd_micros: i64,
+    /// Sum of known savings, USD micros.
+    pub saved_usd_micros: i64,
+    /// Calls whose cost is unknown (excluded from `cost_usd_micros`).
+    pub unpriced_calls: u64,
+}
+
+/// Spend vs savings over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    /// Calls in the window.
+    pub calls: u64,
+    /// Sum of known costs, USD micros.
+    pub cost_usd_micros: i64,
+    /// Sum of known savings, USD micros.
+    pub saved_usd_micros: i64,
+    /// Calls whose cost is unknown (excluded from the sum).
+    pub unpriced_calls: u64,
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger at `target` and brings its
+    /// schema up to date.
+    ///
+    /// SQLite: the file and its directory are created if missing; WAL mode,
+    /// `synchronous = NORMAL`, a 5 s busy timeout. PostgreSQL: with a
+    /// `schema`, every connection's `search_path` is set to it and it is
+    /// created if missing. Fails (never falls back) when the server cannot
+    /// be reached.
+    pub async fn open(target: &LedgerTarget) -> Result<Ledger, StoreError> {
+        match target {
+            LedgerTarget::Sqlite(path) => Self::open_sqlite(path).await,
+            LedgerTarget::Postgres { url, schema } => {
+                Self::open_postgres(url, schema.as_deref()).await
+            }
+        }
+    }
+
+    async fn open_sqlite(path: &std::path::Path) -> Result<Ledger, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                StoreError::InvalidTarget(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(SQLITE_MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        SQLITE_MIGRATOR.run(&pool).await?;
+        Ok(Ledger {
+            pool: Pool::Sqlite(pool),
+        })
+    }
+
+    async fn open_postgres(url: &str, schema: Option<&str>) -> Result<Ledger, StoreError> {
+        if !is_postgres_url(url) {
+            return Err(StoreError::InvalidTarget(
+                "a PostgreSQL ledger URL starts with postgres:// or postgresql://".into(),
+            ));
+        }
+        let options = PgConnectOptions::from_str(url)?;
+        let mut pool_options = PgPoolOptions::new()
+            .max_connections(POSTGRES_MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT);
+        if let Some(schema) = schema {
+            if !valid_schema_name(schema) {
+                return Err(StoreError::InvalidTarget(format!(
+                    "schema name {schema:?}: use letters, digits and _ (not first), at most 63"
+                )));
+            }
+            let set_path: Arc<str> = format!("SET search_path TO \"{schema}\"").into();
+            pool_options = pool_options.after_connect(move |conn, _meta| {
+                let set_path = Arc::clone(&set_path);
+                Box::pin(async move {
+                    conn.execute(&*set_path).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool_options.connect_with(options).await?;
+        if let Some(schema) = schema {
+            pool.execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str())
+                .await?;
+        }
+        POSTGRES_MIGRATOR.run(&pool).await?;
+        Ok(Ledger {
+            pool: Pool::Postgres(pool),
+        })
+    }
+
+    /// Which engine this ledger uses.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Closes every connection (waits for checked-out ones to return).
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await)
+    }
+
+    /// Stores `records` in one transaction, with multi-row inserts.
+    /// Idempotent: a record whose `id` is already stored is skipped, so a
+    /// batch retried after an ambiguous failure (commit sent, answer lost)
+    /// is not duplicated and does not fail. Returns how many rows were new.
+    pub async fn insert_batch(&self, records: &[CallRecord]) -> Result<u64, StoreError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let encoded = records
+            .iter()
+            .map(EncodedCall::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let backend = self.backend();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut inserted = 0;
+            let mut rest = encoded.as_slice();
+            while !rest.is_empty() {
+                let rows = chunk_len(rest.len());
+                let (chunk, tail) = rest.split_at(rows);
+                let mut query = sqlx::query(insert_sql(backend, rows));
+                for e in chunk {
+                    query = bind_call!(query, e);
+                }
+                inserted += query.execute(&mut *tx).await?.rows_affected();
+                rest = tail;
+            }
+            tx.commit().await?;
+            Ok(inserted)
+        })
+    }
+
+    /// The most recent calls, newest first (`started_at_ms` then `id`,
+    /// both descending). Pass the last record of a page as `before` to get
+    /// the next page.
+    pub async fn recent_calls(
+        &self,
+        limit: u32,
+        before: Option<&CallCursor>,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let limit = i64::from(limit);
+        with_pool!(self, pool => {
+            let rows = match before {
+                None => {
+                    sqlx::query(&SELECT_RECENT)
+                        .bind(limit)
+                        .fetch_all(pool)
+                        .await?
+                }
+                Some(c) => {
+                    sqlx::query(&SELECT_RECENT_BEFORE)
+                    .bind(c.started_at_ms)
+                    .bind(c.id.as_str())
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+                }
+            };
+            rows.iter().map(decode_call).collect()
+        })
+    }
+
+    /// Calls that started after `started_after_ms`, oldest first.
+    ///
+    /// Records are written when a call ends, so a long call can appear
+    /// after later-started short ones; to follow new records as they are
+    /// written use [`Ledger::calls_after_seq`].
+    pub async fn calls_since(
+        &self,
+        started_after_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        with_pool!(self, pool => {
+            sqlx::query(&SELECT_SINCE)
+            .bind(started_after_ms)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(decode_call)
+            .collect()
+        })
+    }
+
+    /// The write position of the newest stored record (0 when empty). Take
+    /// it before listing recent calls, then poll
+    /// [`Ledger::calls_after_seq`] from it (`calls --tail`).
+    pub async fn last_seq(&self) -> Result<i64, StoreError> {
+        with_pool!(self, pool => {
+            let row = sqlx::query("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS s FROM calls")
+                .fetch_one(pool)
+                .await?;
+            Ok(row.try_get::<i64, _>("s")?)
+        })
+    }
+
+    /// Records written after position `after_seq`, in write order, each
+    /// with its position. On a PostgreSQL ledger shared by several daemons
+    /// a concurrent transaction may commit a lower position later; a
+    /// single daemon writes in order.
+    pub async fn calls_after_seq(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, CallRecord)>, StoreError> {
+        with_pool!(self, pool => {
+            sqlx::query(&SELECT_AFTER_SEQ)
+                .bind(after_seq)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| Ok((row.i64_col("seq")?, decode_call(row)?)))
+                .collect()
+        })
+    }
+
+    /// Usage per model, upstream or UTC day for calls started at or after
+    /// `since_ms`, ordered by key. Unknown tokens and costs are left out of
+    /// the sums; calls with an unknown cost are counted in `unpriced_calls`.
+    pub async fn usage_summary(
+        &self,
+        since_ms: i64,
+        by: GroupBy,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let key = match (by, self.backend()) {
+            (GroupBy::Model, _) => "model",
+            (GroupBy::Upstream, _) => "COALESCE(winner, '')",
+            (GroupBy::Day, Backend::Sqlite) => {
+                "strftime('%Y-%m-%d', started_at_ms / 1000, 'unixepoch')"
+            }
+            (GroupBy::Day, Backend::Postgres) => {
+                "to_char(to_timestamp(started_at_ms / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+            }
+        };
+        let sql = format!(
+            "SELECT {key} AS k, \
+               COUNT(*) AS calls, \
+               COUNT(CASE WHEN ok THEN 1 END) AS ok_calls, \
+               CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens, \
+               CAST(COALESCE(SUM(cached_input_tokens), 0) AS BIGINT) AS cached_input_tokens, \
+               CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens, \
+               CAST(COALESCE(SUM(cost_usd_micros), 0) AS BIGINT) AS cost, \
+               CAST(COALESCE(SUM(saved_usd_micros), 0) AS BIGINT) AS saved, \
+               COUNT(*) - COUNT(cost_usd_micros) AS unpriced_calls \
+             FROM calls WHERE started_at_ms >= $1 GROUP BY 1 ORDER BY 1"
+        );
+        with_pool!(self, pool => {
+            sqlx::query(&sql)
+                .bind(since_ms)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(UsageRow {
+                        key: row.text_col("k")?,
+                        calls: unsigned(row, "calls")?,
+                        ok_calls: unsigned(row, "ok_calls")?,
+                        input_tokens: unsigned(row, "input_tokens")?,
+                        cached_input_tokens: unsigned(row, "cached_input_tokens")?,
+                        output_tokens: unsigned(row, "output_tokens")?,
+                        cost_usd_micros: row.i64_col("cost")?,
+                        saved_usd_micros: row.i64_col("saved")?,
+                        unpriced_calls: unsigned(row, "unpriced_calls")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// The models (`model`, as sent upstream) of calls started at or after
+    /// `since_ms`, most used first (ties by name): the focus set.
+    pub async fn models_used_since(
+        &self,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        with_pool!(self, pool => {
+            sqlx::query(
+                "SELECT model, COUNT(*) AS n FROM calls WHERE started_at_ms >= $1 \
+                 GROUP BY model ORDER BY n DESC, model ASC LIMIT $2",
+            )
+            .bind(since_ms)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| Ok(row.text_col("model")?))
+            .collect()
+        })
+    }
+
+    /// Spend vs savings for calls started at or after `since_ms`.
+    pub async fn totals(&self, since_ms: i64) -> Result<Totals, StoreError> {
+        with_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS calls, \
+                   CAST(COALESCE(SUM(cost_usd_micros), 0) AS BIGINT) AS cost, \
+                   CAST(COALESCE(SUM(saved_usd_micros), 0) AS BIGINT) AS saved, \
+                   COUNT(*) - COUNT(cost_usd_micros) AS unpriced_calls \
+                 FROM calls WHERE started_at_ms >= $1",
+            )
+            .bind(since_ms)
+            .fetch_one(pool)
+            .await?;
+            Ok(Totals {
+                calls: unsigned(&row, "calls")?,
+                cost_usd_micros: row.i64_col("cost")?,
+                saved_usd_micros: row.i64_col("saved")?,
+                unpriced_calls: unsigned(&row, "unpriced_calls")?,
+            })
+        })
+    }
+
+    /// Deletes calls that started before `before_ms` (`ledger.retention_days`).
+    /// Returns how many were deleted.
+    pub async fn delete_calls_before(&self, before_ms: i64) -> Result<u64, StoreError> {
+        with_pool!(self, pool => {
+            Ok(sqlx::query("DELETE FROM calls WHERE started_at_ms < $1")
+                .bind(before_ms)
+                .execute(pool)
+                .await?
+                .rows_affected())
+        })
+    }
+
+    /// The value stored under `key` in `config_kv`.
+    pub async fn config_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        with_pool!(self, pool => {
+            let row = sqlx::query("SELECT value FROM config_kv WHERE key = $1")
+                .bind(key)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                Some(row) => Ok(Some(row.text_col("value")?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Stores `value` under `key` (replacing any previous value) and stamps
+    /// it with the current time.
+    pub async fn config_put(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO config_kv (key, value, updated_at_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE \
+                 SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(key)
+            .bind(value)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Removes `key` from `config_kv`; returns whether it was there.
+    pub async fn config_delete(&self, key: &str) -> Result<bool, StoreError> {
+        with_pool!(self, pool => {
+            Ok(sqlx::query("DELETE FROM config_kv WHERE key = $1")
+                .bind(key)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                > 0)
+        })
+    }
+}
+
+fn unsigned(row: &impl RowExt, col: &'static str) -> Result<u64, StoreError> {
+    let v = row.i64_col(col)?;
+    u64::try_from(v).map_err(|_| StoreError::Corrupt {
+        id: String::new(),
+        column: col,
+        detail: format!("negative aggregate {v}"),
+    })
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The largest power of two ≤ `remaining`, capped at [`MAX_CHUNK`].
+fn chunk_len(remaining: usize) -> usize {
+    let capped = remaining.min(MAX_CHUNK);
+    1 << (usize::BITS - 1 - capped.leading_zeros())
+}
+
+/// `INSERT … VALUES (…), (…) ON CONFLICT (id) DO NOTHING` for `rows` rows
+/// (a power of two ≤ [`MAX_CHUNK`]), in `backend`'s placeholder style.
+///
+/// SQLite gets anonymous `?` placeholders: with numbered ones, binding
+/// looks each parameter's name up in a list (`sqlite3_bind_parameter_name`
+/// is a linear scan), which makes a 5,120-parameter insert quadratic and
+/// several times slower than row-at-a-time inserts.
+fn insert_sql(backend: Backend, rows: usize) -> &'static str {
+    static SQL: OnceLock<[Vec<String>; 2]> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        [Backend::Sqlite, Backend::Postgres].map(|backend| {
+            let mut out = Vec::new();
+            let mut n = 1;
+            while n <= MAX_CHUNK {
+                out.push(build_insert_sql(backend, n));
+                n *= 2;
+            }
+            out
+        })
+    });
+    let dialect = match backend {
+        Backend::Sqlite => 0,
+        Backend::Postgres => 1,
+    };
+    &all[dialect][rows.trailing_zeros() as usize]
+}
+
+fn build_insert_sql(backend: Backend, rows: usize) -> String {
+    let cols = CALL_COLUMNS.len();
+    let mut sql = format!("INSERT INTO calls ({}) VALUES ", CALL_COLUMNS.join(", "));
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&(r * cols + c + 1).to_string());
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    sql
+}
+
+/// `SELECT seq, <every call column> FROM calls <tail>`.
+fn select_calls(tail: &str) -> String {
+    format!("SELECT seq, {} FROM calls {tail}", CALL_COLUMNS.join(", "))
+}
+
+static SELECT_RECENT: LazyLock<String> =
+    LazyLock::new(|| select_calls("ORDER BY started_at_ms DESC, id DESC LIMIT $1"));
+static SELECT_RECENT_BEFORE: LazyLock<String> = LazyLock::new(|| {
+    select_calls(
+        "WHERE (started_at_ms, id) < ($1, $2) ORDER BY started_at_ms DESC, id DESC LIMIT $3",
+    )
+});
+static SELECT_SINCE: LazyLock<String> = LazyLock::new(|| {
+    select_calls("WHERE started_at_ms > $1 ORDER BY started_at_ms ASC, id ASC LIMIT $2")
+});
+static SELECT_AFTER_SEQ: LazyLock<String> =
+    LazyLock::new(|| select_calls("WHERE seq > $1 ORDER BY seq ASC LIMIT $2"));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_powers_of_two_that_cover_the_batch() {
+        for total in 1..=600 {
+            let mut rest = total;
+            let mut pieces = 0;
+            while rest > 0 {
+                let n = chunk_len(rest);
+                assert!(n.is_power_of_two() && n <= MAX_CHUNK && n <= rest);
+                rest -= n;
+                pieces += 1;
+            }
+            assert!(pieces <= total.div_ceil(MAX_CHUNK) + 7, "{total}: {pieces}");
+        }
+    }
+
+    #[test]
+    fn insert_sql_numbers_every_parameter() {
+        let pg = insert_sql(Backend::Postgres, 2);
+        assert!(pg.contains("$1, "));
+        assert!(pg.contains("$80)"));
+        assert!(!pg.contains("$81"));
+        assert!(pg.ends_with("ON CONFLICT (id) DO NOTHING"));
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let marker = if backend == Backend::Sqlite { '?' } else { '$' };
+            assert_eq!(
+                insert_sql(backend, 1).matches(marker).count(),
+                CALL_COLUMNS.len()
+            );
+            assert_eq!(
+                insert_sql(backend, MAX_CHUNK).matches(marker).count(),
+                CALL_COLUMNS.len() * MAX_CHUNK
+            );
+        }
+        assert!(!insert_sql(Backend::Sqlite, 4).contains('$'));
+    }
+}

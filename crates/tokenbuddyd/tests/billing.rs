@@ -1,0 +1,270 @@
+//! End-to-end billing: every proxied request leaves one correct call record
+//! in the ledger, streamed and non-streamed answers cost the same, and
+//! SIGTERM under load loses no record.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tb_domain::Protocol;
+use tb_test_support::daemon::{Daemon, body_bytes};
+use tb_test_support::{MockUpstream, Reply, canned};
+
+fn path_of(p: Protocol) -> &'static str {
+    match p {
+        Protocol::ChatCompletions => "/v1/chat/completions",
+        Protocol::Responses => "/v1/responses",
+        Protocol::Messages => "/v1/messages",
+        Protocol::ImagesGenerations => "/v1/images/generations",
+    }
+}
+
+fn model_of(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Messages => "claude-sonnet-4-5",
+        Protocol::ImagesGenerations => "gpt-image-1",
+        _ => "gpt-4o",
+    }
+}
+
+/// What the canned usage (12 input of which 3 cached, 9 output) costs at
+/// the table price, rounded up once: billing.md's formula.
+fn expected_cost(p: Protocol) -> Option<i64> {
+    let (input, cache_read, output) = match p {
+        Protocol::Messages => (3_000_000u128, 300_000u128, 15_000_000u128),
+        Protocol::ImagesGenerations => return None,
+        _ => (2_500_000, 1_250_000, 10_000_000),
+    };
+    let (i, c, o) = (
+        canned::INPUT_TOKENS as u128,
+        canned::CACHED_INPUT_TOKENS as u128,
+        canned::OUTPUT_TOKENS as u128,
+    );
+    // Anthropic's canned usage also writes to the cache; those tokens are
+    // billed at the cache-write price.
+    let (fresh, writes, write_price) = if p == Protocol::Messages {
+        let w = canned::CACHE_CREATION_INPUT_TOKENS as u128;
+        (i + c + w - c - w, w, 3_750_000u128)
+    } else {
+        (i - c, 0, 0)
+    };
+    let total = fresh * input + c * cache_read + writes * write_price + o * output;
+    Some(total.div_ceil(1_000_000) as i64)
+}
+
+#[tokio::test]
+async fn streamed_and_plain_answers_leave_equal_records() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let config = providers_config(
+        &upstream.base_url(),
+        &["gpt-4o", "gpt-image-1"],
+        &["claude-sonnet-4-5"],
+        "",
+    );
+    let mut daemon = Daemon::start(bin(), &config, &[("TEST_OPENAI_KEY", OPENAI_KEY)])
+        .await
+        .unwrap();
+
+    for protocol in Protocol::ALL {
+        for stream in [false, true] {
+            // Chat streams do not ask for usage: the daemon must add and strip it.
+            let body = format!(
+                r#"{{"model":"{}","stream":{stream},"messages":[{{"role":"user","content":"hi"}}],"prompt":"a dot","input":"hi","n":1}}"#,
+                model_of(protocol)
+            );
+            let resp = daemon.post_json(path_of(protocol), body).await;
+            assert_eq!(resp.status(), 200);
+            let text = String::from_utf8(body_bytes(resp).await.to_vec()).unwrap();
+            if protocol == Protocol::ChatCompletions && stream {
+                assert!(
+                    !text.contains("\"usage\":{"),
+                    "the usage-only chunk the client did not ask for is stripped: {text}"
+                );
+                let sent = upstream.requests().last().unwrap().json();
+                assert_eq!(sent["stream_options"]["include_usage"], true);
+            }
+        }
+    }
+    // A failed call is recorded too.
+    upstream.push_reply(Reply::openai_error(
+        500,
+        "server_error",
+        "boom",
+        "upstream exploded",
+    ));
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","messages":[]}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 500);
+    body_bytes(resp).await;
+
+    let records = stop_and_read_ledger(&mut daemon).await;
+    assert_eq!(
+        records.len(),
+        9,
+        "one record per proxied request: {records:#?}"
+    );
+    for protocol in Protocol::ALL {
+        let of = |stream: bool| {
+            records
+                .iter()
+                .find(|r| {
+                    r["protocol"] == protocol.as_str() && r["stream"] == stream && r["ok"] == true
+                })
+                .unwrap_or_else(|| panic!("{protocol} stream={stream} in {records:#?}"))
+        };
+        let (plain, streamed) = (of(false), of(true));
+        for key in [
+            "input_tokens",
+            "cached_input_tokens",
+            "cache_write_tokens",
+            "output_tokens",
+            "cost_usd_micros",
+            "image_count",
+        ] {
+            assert_eq!(
+                plain[key], streamed[key],
+                "{protocol}: {key} differs between JSON and stream"
+            );
+        }
+        assert_eq!(plain["outcome"], "ok");
+        assert_eq!(plain["usage_missing"], false, "{protocol}: {plain}");
+        assert!(
+            plain["ttft_ms"].is_null(),
+            "non-streaming calls have no TTFT"
+        );
+        assert!(streamed["ttft_ms"].is_u64(), "{protocol}: {streamed}");
+        assert_eq!(plain["model"], model_of(protocol));
+        assert_eq!(
+            plain["winner"],
+            if protocol == Protocol::Messages {
+                "an"
+            } else {
+                "oa"
+            }
+        );
+        assert_eq!(plain["balance_source"], "self_funded_provider");
+        assert_eq!(plain["prompt_hash"].as_str().map(str::len), Some(64));
+        if let Some(cost) = expected_cost(protocol) {
+            assert_eq!(plain["cost_usd_micros"], cost, "{protocol}: {plain}");
+            assert_eq!(
+                plain["input_tokens"],
+                if protocol == Protocol::Messages {
+                    canned::INPUT_TOKENS
+                        + canned::CACHED_INPUT_TOKENS
+                        + canned::CACHE_CREATION_INPUT_TOKENS
+                } else {
+                    canned::INPUT_TOKENS
+                }
+            );
+            assert_eq!(plain["baseline_kind"], "official");
+            assert_eq!(
+                plain["saved_usd_micros"], 0,
+                "no discount, one route: nothing saved"
+            );
+        } else {
+            assert_eq!(plain["billing_unit"], "images");
+            assert!(
+                plain["cost_usd_micros"].is_i64(),
+                "images are priced: {plain}"
+            );
+        }
+    }
+    let failed = records.iter().find(|r| r["ok"] == false).unwrap();
+    assert_eq!(failed["outcome"], "failed");
+    assert!(failed["cost_usd_micros"].is_null());
+    assert_eq!(failed["attempts"][0]["status"], 500);
+}
+
+#[tokio::test]
+async fn discounts_and_unpriced_models_are_recorded_honestly() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let config = format!(
+        "[[providers]]\nid = \"cheap\"\nkind = \"openai\"\nbase_url = \"{base}\"\napi_key = \"k\"\nmodels = [\"gpt-4o\", \"house-model\"]\ndiscount = 0.5\n",
+        base = upstream.base_url()
+    );
+    let mut daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    for model in ["gpt-4o", "house-model"] {
+        let resp = daemon
+            .post_json(
+                "/v1/chat/completions",
+                format!(r#"{{"model":"{model}","messages":[]}}"#),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        body_bytes(resp).await;
+    }
+    let records = stop_and_read_ledger(&mut daemon).await;
+    let full = expected_cost(Protocol::ChatCompletions).unwrap();
+    let gpt = records.iter().find(|r| r["model"] == "gpt-4o").unwrap();
+    assert_eq!(gpt["baseline_usd_micros"], full);
+    let cost = gpt["cost_usd_micros"].as_i64().unwrap();
+    assert!(cost < full && cost >= full / 2, "half price: {gpt}");
+    assert_eq!(gpt["saved_usd_micros"], full - cost);
+    let house = records
+        .iter()
+        .find(|r| r["model"] == "house-model")
+        .unwrap();
+    assert_eq!(house["unpriced"], true);
+    assert!(
+        house["cost_usd_micros"].is_null(),
+        "unknown, never a silent zero: {house}"
+    );
+    assert!(house["saved_usd_micros"].is_null());
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_record() {
+    const N: usize = 64;
+    let upstream = MockUpstream::start().await.unwrap();
+    let config = providers_config(
+        &upstream.base_url(),
+        &["gpt-4o"],
+        &["claude-sonnet-4-5"],
+        "",
+    );
+    let mut daemon = Daemon::start(bin(), &config, &[("TEST_OPENAI_KEY", OPENAI_KEY)])
+        .await
+        .unwrap();
+    for _ in 0..N {
+        upstream.push_reply(
+            Reply::json(200, canned::json(Protocol::ChatCompletions, "gpt-4o"))
+                .with_head_delay(Duration::from_millis(300)),
+        );
+    }
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let client = daemon.client();
+        tasks.push(tokio::spawn(async move {
+            let body =
+                format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{i}"}}]}}"#);
+            let resp = client.post_json("/v1/chat/completions", body).await;
+            let status = resp.status();
+            body_bytes(resp).await;
+            status
+        }));
+    }
+    // Every request is in flight at the upstream: now stop the daemon.
+    upstream.wait_for_requests(N).await;
+    daemon.sigterm().unwrap();
+    for t in tasks {
+        assert_eq!(
+            t.await.unwrap(),
+            200,
+            "in-flight requests finish after SIGTERM"
+        );
+    }
+    assert!(daemon.wait().await.unwrap().success());
+    let records = read_ledger(daemon.home()).await;
+    assert_eq!(records.len(), N, "every answered request left its record");
+    assert!(
+        records
+            .iter()
+            .all(|r| r["ok"] == true && r["output_tokens"] == canned::OUTPUT_TOKENS)
+    );
+}
