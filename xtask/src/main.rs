@@ -4,7 +4,8 @@
 //! checks the generated price table; `gen-prices` generates
 //! `crates/tb-prices/src/generated.rs` from the committed LiteLLM snapshot
 //! (see `gen_prices.rs` for what it keeps and where its input comes from).
-//! `bench` joins with the issue that needs it.
+//! `bench` runs the criterion benchmarks (performance targets live there,
+//! never in timed tests).
 
 mod decimal;
 mod gen_prices;
@@ -18,14 +19,23 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("gen-prices") => gen_prices::run(&args[1..]),
-        Some(other) => bail!("unknown task {other:?}; tasks: ci, gen-prices"),
+        Some("bench") => bench(&args[1..]),
+        Some(other) => bail!("unknown task {other:?}; tasks: ci, gen-prices, bench"),
         None => {
             println!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci          fmt --check, clippy -D warnings, deny, gen-prices --check, tests\n  gen-prices  generate crates/tb-prices/src/generated.rs (--help)"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci          fmt --check, clippy -D warnings, deny, gen-prices --check, tests\n  gen-prices  generate crates/tb-prices/src/generated.rs (--help)\n  bench       run the criterion benchmarks (release); extra args go to cargo bench"
             );
             Ok(())
         }
     }
+}
+
+/// Performance targets live here, never in timed tests: the ledger writer
+/// (≥ 20,000 records/s on SQLite) and whatever joins it.
+fn bench(extra: &[String]) -> Result<()> {
+    let mut args = vec!["bench", "--workspace"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)
 }
 
 fn cargo(args: &[&str]) -> Result<()> {

@@ -39,7 +39,7 @@ pub struct LedgerConfig {
     pub url: Option<String>,
     /// Store prompt and completion bodies (off: only a prompt hash is kept).
     pub store_bodies: bool,
-    /// Days of call records to keep.
+    /// Days of call records to keep (0 = keep forever).
     pub retention_days: u32,
     /// Records that may wait for the writer before new ones are dropped.
     pub queue_capacity: usize,

@@ -59,6 +59,7 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         .await
         .map_err(Failure::Runtime)?;
     tracing::info!(target: "ledger.opened", ledger = %target, "ledger ready");
+    spawn_retention(ledger.clone(), config.ledger.retention_days);
     let (sender, writer) = LedgerWriter::spawn(ledger.clone(), config.ledger.queue_capacity);
     let sink: Arc<dyn CallSink> = Arc::new(crate::ledger::LedgerSink(sender));
 
@@ -108,6 +109,33 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Deletes call records older than `ledger.retention_days`, once at start
+/// and then daily, in the background (never on the request path).
+fn spawn_retention(ledger: tb_store::Ledger, days: u32) {
+    if days == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let keep_ms = i64::from(days) * 86_400_000;
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(86_400));
+        loop {
+            every.tick().await;
+            let now_ms = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            match ledger.delete_calls_before(now_ms - keep_ms).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(target: "ledger.retention", deleted = n, days, "old call records deleted")
+                }
+                Err(e) => {
+                    tracing::warn!(target: "ledger.retention_failed", error = %e, "could not delete old call records")
+                }
+            }
+        }
+    });
 }
 
 /// `daemon.json` lets `status`, tests and tools find the running daemon.

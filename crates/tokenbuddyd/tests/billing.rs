@@ -179,6 +179,60 @@ async fn streamed_and_plain_answers_leave_equal_records() {
     assert_eq!(failed["outcome"], "failed");
     assert!(failed["cost_usd_micros"].is_null());
     assert_eq!(failed["attempts"][0]["status"], 500);
+
+    // `usage` and `calls` read the same ledger, with the daemon stopped.
+    let run = |args: &'static [&'static str]| {
+        let home = daemon.home().to_path_buf();
+        async move {
+            let out = tb_test_support::daemon::command(bin(), &home)
+                .args(args)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+    let usage: serde_json::Value =
+        serde_json::from_str(&run(&["usage", "--since", "1h", "--by", "model", "--json"]).await)
+            .unwrap();
+    let spent: i64 = records
+        .iter()
+        .filter_map(|r| r["cost_usd_micros"].as_i64())
+        .sum();
+    assert_eq!(usage["totals"]["calls"], 9);
+    assert_eq!(usage["totals"]["cost_usd_micros"], spent);
+    let gpt = usage["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "gpt-4o")
+        .unwrap();
+    assert_eq!(
+        gpt["calls"], 5,
+        "4 chat/responses calls and the failed one: {usage}"
+    );
+    assert_eq!(gpt["ok_calls"], 4);
+    let table = run(&["usage", "--by", "upstream"]).await;
+    assert!(
+        table.lines().any(|l| l.starts_with("oa ")) && table.contains("total: 9 calls"),
+        "{table}"
+    );
+    let lines = run(&["calls", "--limit", "2"]).await;
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[0].starts_with("✓ images gpt-image-1  oa  "),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("✗ chat gpt-4o  oa  ") && lines[1].ends_with("FAILED  ⤷ oa 500"),
+        "{lines:?}"
+    );
 }
 
 #[tokio::test]
