@@ -322,3 +322,46 @@ async fn sigterm_under_load_loses_no_record() {
             .all(|r| r["ok"] == true && r["output_tokens"] == canned::OUTPUT_TOKENS)
     );
 }
+
+#[tokio::test]
+async fn calls_tail_follows_a_running_daemon() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let upstream = MockUpstream::start().await.unwrap();
+    let config = providers_config(
+        &upstream.base_url(),
+        &["gpt-4o"],
+        &["claude-sonnet-4-5"],
+        "",
+    );
+    let daemon = Daemon::start(bin(), &config, &[("TEST_OPENAI_KEY", OPENAI_KEY)])
+        .await
+        .unwrap();
+    let mut tail = tb_test_support::daemon::command(bin(), daemon.home())
+        .args(["calls", "--tail", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","messages":[]}"#,
+        )
+        .await;
+    let request_id = resp.headers()["x-tokenbuddy-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    body_bytes(resp).await;
+
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("calls --tail printed the new call")
+        .unwrap()
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(record["request_id"], request_id.as_str());
+    assert_eq!(record["output_tokens"], canned::OUTPUT_TOKENS);
+    tail.kill().await.unwrap();
+}
