@@ -34,8 +34,9 @@ mod starter;
 
 pub use load::{CliOverrides, ConfigError, LoadedConfig, PathOverrides, Paths, load};
 pub use schema::{
-    Config, LedgerConfig, LogConfig, LogFormat, ModelPriceConfig, ModelsConfig, ProviderConfig,
-    ProxyConfig, RoutingConfig, Secret, TlsConfig, ValidationError,
+    AutoConfig, AutoRange, Config, LedgerConfig, LogConfig, LogFormat, ModelPriceConfig,
+    ModelsConfig, ProviderConfig, ProviderMode, ProviderModeConfig, ProxyConfig, PurchaseConfig,
+    RegistryConfig, RoutingConfig, Secret, TlsConfig, ValidationError,
 };
 pub use show::{ShownValue, describe, mask_url};
 pub use starter::STARTER_CONFIG;

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize, Serializer};
-use tb_domain::{Protocol, ProviderKind};
+use tb_domain::{PaymentMethod, Protocol, ProviderKind};
 
 /// The whole effective configuration of the daemon.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -27,6 +27,133 @@ pub struct Config {
     pub log: LogConfig,
     /// The call-record ledger.
     pub ledger: LedgerConfig,
+    /// The marketplace registry (auto mode).
+    pub registry: RegistryConfig,
+    /// Which upstreams to use: manual providers, marketplace sellers, or both.
+    pub provider: ProviderModeConfig,
+    /// Buying seller credit.
+    pub purchase: PurchaseConfig,
+}
+
+/// `[registry]`: where the seller list comes from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// The registry document URL (auto mode needs it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Background refresh period.
+    pub refresh_secs: u64,
+    /// Largest registry document accepted.
+    pub max_bytes: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            url: None,
+            refresh_secs: 60,
+            max_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `provider.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderMode {
+    /// Only `[[providers]]`.
+    Manual,
+    /// Only marketplace sellers.
+    Auto,
+    /// Manual providers first, then sellers.
+    Both,
+}
+
+/// `[provider]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderModeConfig {
+    /// Which upstreams to use.
+    pub mode: ProviderMode,
+    /// Marketplace settings.
+    pub auto: AutoConfig,
+}
+
+impl Default for ProviderModeConfig {
+    fn default() -> Self {
+        ProviderModeConfig {
+            mode: ProviderMode::Manual,
+            auto: AutoConfig::default(),
+        }
+    }
+}
+
+/// `provider.auto.range`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoRange {
+    /// Every registry seller.
+    Recommended,
+    /// Only `seller_ids`.
+    Custom,
+}
+
+/// `[provider.auto]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoConfig {
+    /// Marketplace routing on or off.
+    pub enabled: bool,
+    /// Which sellers.
+    pub range: AutoRange,
+    /// The sellers of range `custom`.
+    pub seller_ids: Vec<String>,
+    /// One seller only (mode `fixed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selected_seller: Option<String>,
+    /// How purchases are paid.
+    pub payment_method: PaymentMethod,
+}
+
+impl Default for AutoConfig {
+    fn default() -> Self {
+        AutoConfig {
+            enabled: true,
+            range: AutoRange::Recommended,
+            seller_ids: Vec::new(),
+            selected_seller: None,
+            payment_method: PaymentMethod::Mock,
+        }
+    }
+}
+
+/// `[purchase]`: buying seller credit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PurchaseConfig {
+    /// Credit asked for in each purchase.
+    pub amount_credit_micros: u64,
+    /// What the daemon may spend buying credit per run (USD micros).
+    pub session_budget_usd_micros: u64,
+    /// A token with a balance at or under this is replaced.
+    pub rebuy_min_balance_micros: u64,
+    /// A token expiring within this is replaced.
+    pub token_expiry_margin_ms: u64,
+    /// Credit abandoned within this of buying it counts as wasted.
+    pub fresh_window_ms: u64,
+}
+
+impl Default for PurchaseConfig {
+    fn default() -> Self {
+        PurchaseConfig {
+            amount_credit_micros: 1_000_000,
+            session_budget_usd_micros: 5_000_000,
+            rebuy_min_balance_micros: 10_000,
+            token_expiry_margin_ms: 60_000,
+            fresh_window_ms: 300_000,
+        }
+    }
 }
 
 /// `[ledger]`: where call records go.
@@ -311,6 +438,38 @@ impl Config {
                 "may only be false when proxy.bind is a loopback address".into(),
             );
         }
+        if let Some(url) = &self.registry.url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            push(
+                "registry.url".into(),
+                format!("{url:?} must start with http:// or https://"),
+            );
+        }
+        if self.registry.refresh_secs == 0 {
+            push("registry.refresh_secs".into(), "must be at least 1".into());
+        }
+        if self.registry.max_bytes == 0 {
+            push("registry.max_bytes".into(), "must be greater than 0".into());
+        }
+        if self.provider.mode != ProviderMode::Manual && self.registry.url.is_none() {
+            push(
+                "registry.url".into(),
+                "provider.mode auto/both needs the marketplace registry URL; set registry.url or use provider.mode = \"manual\"".into(),
+            );
+        }
+        if self.provider.auto.payment_method == PaymentMethod::ProviderKey {
+            push(
+                "provider.auto.payment_method".into(),
+                "provider_key is for manual providers; use \"mock\" or \"clawtip\"".into(),
+            );
+        }
+        if self.purchase.amount_credit_micros == 0 {
+            push(
+                "purchase.amount_credit_micros".into(),
+                "must be greater than 0".into(),
+            );
+        }
         if self.ledger.queue_capacity == 0 {
             push(
                 "ledger.queue_capacity".into(),
@@ -498,6 +657,11 @@ mod tests {
     #[test]
     fn defaults_match_the_spec() {
         let c = Config::default();
+        assert_eq!(c.registry.max_bytes, 1024 * 1024);
+        assert_eq!(c.provider.mode, ProviderMode::Manual);
+        assert_eq!(c.provider.auto.payment_method, PaymentMethod::Mock);
+        assert_eq!(c.purchase.session_budget_usd_micros, 5_000_000);
+        assert_eq!(c.purchase.rebuy_min_balance_micros, 10_000);
         assert_eq!(c.proxy.port, 7878);
         assert_eq!(c.proxy.bind.to_string(), "127.0.0.1");
         assert!(c.proxy.require_auth);
@@ -540,6 +704,19 @@ protocols = ["chat_completions", "responses", "messages", "images_generations"]
                 "ledger.url: unsupported scheme in mysql://u:********@h/db",
             ),
             ("[ledger]\nqueue_capacity = 0", "ledger.queue_capacity:"),
+            (
+                "[provider]\nmode = \"auto\"",
+                "registry.url: provider.mode auto/both needs",
+            ),
+            ("[registry]\nurl = \"ftp://r\"", "registry.url:"),
+            (
+                "[provider.auto]\npayment_method = \"provider_key\"",
+                "provider.auto.payment_method:",
+            ),
+            (
+                "[purchase]\namount_credit_micros = 0",
+                "purchase.amount_credit_micros:",
+            ),
             (
                 &provider("api_key = \"a\"\nprices = { m = { input = -1.0, output = 2.0 } }"),
                 "providers[0].prices.\"m\":",

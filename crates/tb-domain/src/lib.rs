@@ -143,6 +143,45 @@ impl ProviderKind {
     }
 }
 
+/// How a route is paid for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    /// A manual provider, paid with the user's own key.
+    ProviderKey,
+    /// Test marketplaces: purchases complete at once.
+    Mock,
+    /// A wallet; purchases need user action.
+    Clawtip,
+}
+
+impl PaymentMethod {
+    /// The wire/config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentMethod::ProviderKey => "provider_key",
+            PaymentMethod::Mock => "mock",
+            PaymentMethod::Clawtip => "clawtip",
+        }
+    }
+
+    /// Parses a wire/config name; unknown methods are `None` (ignored by readers).
+    pub fn parse(s: &str) -> Option<PaymentMethod> {
+        Some(match s {
+            "provider_key" => PaymentMethod::ProviderKey,
+            "mock" => PaymentMethod::Mock,
+            "clawtip" => PaymentMethod::Clawtip,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for PaymentMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The name of one upstream (a manual provider id or, later, a seller id).
 /// It is shown to users (`x-tokenbuddy-upstream`, ledger, metrics labels),
 /// so it only ever comes from config or the registry, never from a client.
@@ -197,6 +236,19 @@ mod tests {
             let back: Protocol = serde_json::from_str(&json).unwrap();
             assert_eq!(back, p);
         }
+    }
+
+    #[test]
+    fn payment_methods_round_trip() {
+        for m in [
+            PaymentMethod::ProviderKey,
+            PaymentMethod::Mock,
+            PaymentMethod::Clawtip,
+        ] {
+            assert_eq!(PaymentMethod::parse(m.as_str()), Some(m));
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
+        assert_eq!(PaymentMethod::parse("bitcoin"), None);
     }
 
     #[test]
