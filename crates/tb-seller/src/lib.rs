@@ -1,0 +1,1 @@
+//! Seller credit (being written).
