@@ -14,12 +14,14 @@ use crate::usage::Usage;
 pub enum RoutePrice {
     /// The provider's explicit `prices` for the model (they win over the table).
     Explicit(TokenPrices),
-    /// The bundled table price × (1 − discount).
+    /// The bundled table price × (1 − discount) × (1 + fee).
     Table {
         /// The table entry.
         price: &'static ModelPrice,
-        /// The provider's discount.
+        /// The provider's or seller's discount.
         discount: Ppm,
+        /// A seller's service fee (zero for manual providers).
+        fee: Ppm,
     },
     /// No price known.
     Unpriced,
@@ -29,13 +31,25 @@ impl RoutePrice {
     /// A manual provider's price for `model`: explicit prices, else the
     /// table (with the provider's discount), else unpriced.
     pub fn manual(explicit: Option<TokenPrices>, model: &str, discount: Ppm) -> RoutePrice {
-        if let Some(p) = explicit {
+        RoutePrice::seller(explicit, model, discount, Ppm::ZERO)
+    }
+
+    /// A marketplace seller's price for `model`: its manifest price, else
+    /// the table × (1 − `discountRatio`) × (1 + `serviceFeeRatio`).
+    pub fn seller(
+        manifest: Option<TokenPrices>,
+        model: &str,
+        discount: Ppm,
+        fee: Ppm,
+    ) -> RoutePrice {
+        if let Some(p) = manifest {
             return RoutePrice::Explicit(p);
         }
         match tb_prices::price_for(model) {
             Some(found) => RoutePrice::Table {
                 price: found.price,
                 discount,
+                fee,
             },
             None => RoutePrice::Unpriced,
         }
@@ -66,7 +80,11 @@ impl RoutePrice {
     fn token_prices(&self) -> Option<TokenPrices> {
         match self {
             RoutePrice::Explicit(p) => Some(*p),
-            RoutePrice::Table { price, discount } => Some(price.tokens.discounted(*discount)),
+            RoutePrice::Table {
+                price,
+                discount,
+                fee,
+            } => price.tokens.discounted(*discount).with_fee(*fee),
             RoutePrice::Unpriced => None,
         }
     }
@@ -86,7 +104,11 @@ impl RoutePrice {
                     },
                 )
             }
-            RoutePrice::Table { price, discount } => {
+            RoutePrice::Table {
+                price,
+                discount,
+                fee,
+            } => {
                 let used = tb_prices::ImageUsage {
                     count: u64::from(image.count.unwrap_or(0)),
                     quality: image.quality.as_deref(),
@@ -94,7 +116,7 @@ impl RoutePrice {
                     tokens,
                 };
                 let full = price.image_cost(&used)?.usd_micros;
-                Some(tb_prices::apply_discount(full, *discount))
+                tb_prices::apply_fee(tb_prices::apply_discount(full, *discount), *fee)
             }
             RoutePrice::Unpriced => None,
         }
@@ -211,6 +233,44 @@ pub fn cost_manual_call(
     (c, BalanceSource::SelfFundedProvider)
 }
 
+/// Prices a call served by a marketplace seller. The settlement's
+/// `settledUsdMicros` is the cost when present (`seller_authoritative`);
+/// otherwise the estimate stands (`estimated`). The baseline is always the
+/// first-party list price.
+pub fn cost_seller_call(
+    usage: Option<&Usage>,
+    winner: &RoutePrice,
+    official: &RoutePrice,
+    settled_usd_micros: Option<u64>,
+) -> (Costing, BalanceSource) {
+    let mut c = Costing {
+        unpriced: !winner.is_priced() && settled_usd_micros.is_none(),
+        ..Costing::default()
+    };
+    let source = if settled_usd_micros.is_some() {
+        BalanceSource::SellerAuthoritative
+    } else {
+        BalanceSource::Estimated
+    };
+    c.est_cost_usd_micros = usage.and_then(|u| winner.cost(u));
+    c.cost_usd_micros = settled_usd_micros.or(c.est_cost_usd_micros);
+    c.cached_saving_usd_micros = usage.and_then(|u| winner.cached_saving(u));
+    if let (Some(r), Some(e)) = (settled_usd_micros, c.est_cost_usd_micros)
+        && r > 0
+        && e > 0
+    {
+        let (r, e) = (u128::from(r), u128::from(e));
+        c.outlier = r >= 25 * e || r * 25 <= e;
+        c.price_drift_ppm = Some(u64::try_from(r.abs_diff(e) * 1_000_000 / e).unwrap_or(u64::MAX));
+    }
+    if let Some(b) = usage.and_then(|u| official.cost(u)) {
+        c.baseline_usd_micros = Some(b);
+        c.baseline_kind = Some(BaselineKind::Official);
+        c.saved_usd_micros = c.cost_usd_micros.map(|cost| b.saturating_sub(cost));
+    }
+    (c, source)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +381,32 @@ mod tests {
             Some(5),
         );
         assert!(!c.unpriced && c.cost_usd_micros == Some(5));
+    }
+
+    #[test]
+    fn sellers_settle_or_estimate() {
+        let u = tokens(1_000_000, 0, 1_000_000);
+        let official = RoutePrice::official("gpt-4o");
+        // 20 % off, 2 % fee: 12.5 × 0.8 × 1.02 = 10.2 USD.
+        let seller = RoutePrice::seller(None, "gpt-4o", Ppm::new(200_000), Ppm::new(20_000));
+        let (c, src) = cost_seller_call(Some(&u), &seller, &official, None);
+        assert_eq!(src, BalanceSource::Estimated);
+        assert_eq!(c.cost_usd_micros, Some(10_200_000));
+        assert_eq!(c.saved_usd_micros, Some(2_300_000));
+        let (c, src) = cost_seller_call(Some(&u), &seller, &official, Some(10_000_000));
+        assert_eq!(src, BalanceSource::SellerAuthoritative);
+        assert_eq!(
+            (c.cost_usd_micros, c.est_cost_usd_micros),
+            (Some(10_000_000), Some(10_200_000))
+        );
+        assert_eq!(c.saved_usd_micros, Some(2_500_000));
+        assert_eq!(c.price_drift_ppm, Some(19_607));
+        // Usage missing but settled: the settlement is the cost.
+        let (c, src) = cost_seller_call(None, &seller, &official, Some(7));
+        assert_eq!(
+            (c.cost_usd_micros, src),
+            (Some(7), BalanceSource::SellerAuthoritative)
+        );
     }
 
     #[test]

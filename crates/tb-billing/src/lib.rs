@@ -3,6 +3,7 @@
 //! - [`usage`]: usage extraction from JSON answers and from SSE streams (a
 //!   tap that watches forwarded events without delaying or storing them).
 //! - [`cost`]: the money: estimate, reported cost, savings baseline.
+//! - [`settlement`]: a marketplace seller's settlement, sanitised field by field.
 //! - [`record`]: the call record, one per proxied request, and its
 //!   one-line form for logs and `tokenbuddyd calls`.
 //!
@@ -10,4 +11,5 @@
 
 pub mod cost;
 pub mod record;
+pub mod settlement;
 pub mod usage;
