@@ -12,6 +12,7 @@ use tb_billing::cost::{RoutePrice, cost_manual_call};
 use tb_billing::record::{
     Attempt, BalanceSource, BillingUnit, CallOutcome, CallRecord, endpoint_label, prompt_hash,
 };
+use tb_billing::settlement::Settlement;
 use tb_billing::usage::UsageReport;
 use tb_domain::Protocol;
 
@@ -122,9 +123,10 @@ impl CallTracker {
         outcome: CallOutcome,
         report: Option<UsageReport>,
         ttft: Option<Duration>,
+        settlement: Option<Settlement>,
     ) {
         if let Some(t) = self.inner.take() {
-            let (record, recorder) = t.into_record(outcome, report, ttft);
+            let (record, recorder) = t.into_record(outcome, report, ttft, settlement);
             recorder.submit(record);
         }
     }
@@ -133,7 +135,7 @@ impl CallTracker {
 impl Drop for CallTracker {
     fn drop(&mut self) {
         if let Some(t) = self.inner.take() {
-            let (record, recorder) = t.into_record(CallOutcome::Cancelled, None, None);
+            let (record, recorder) = t.into_record(CallOutcome::Cancelled, None, None, None);
             recorder.submit(record);
         }
     }
@@ -145,6 +147,7 @@ impl Tracked {
         outcome: CallOutcome,
         report: Option<UsageReport>,
         ttft: Option<Duration>,
+        settlement: Option<Settlement>,
     ) -> (CallRecord, Arc<Recorder>) {
         let Tracked {
             recorder,
@@ -152,6 +155,10 @@ impl Tracked {
             attempts,
             winner,
         } = self;
+        if settlement.is_some() {
+            // Only marketplace sellers settle; a manual provider's is ignored.
+            tracing::debug!(target: "billing.settlement_ignored", request_id = %start.request_id, "settlement from a manual provider ignored");
+        }
         let latency = start.started.elapsed();
         let ok = outcome == CallOutcome::Ok;
         let report = report.filter(|_| ok).unwrap_or_default();

@@ -20,6 +20,7 @@ use crate::stream::{Ending, Finish, OnBreak, PassThrough, Tap};
 use crate::tap::ResponseTap;
 use crate::{ProxyBody, ProxyState};
 use tb_billing::record::{Attempt, CallOutcome};
+use tb_billing::settlement::{self, SETTLEMENT_HEADER, Settlement};
 use tb_billing::usage::RequestFacts;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-tokenbuddy-request-id");
@@ -344,7 +345,7 @@ async fn proxy_call(
         }
     }
 
-    call.finish(CallOutcome::Failed, None, None);
+    call.finish(CallOutcome::Failed, None, None, None);
     let all_deadline = attempts.iter().all(|a| a.class == "deadline");
     let code = if all_deadline {
         ErrorCode::UpstreamTimeout
@@ -395,6 +396,29 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// The seller's settlement, from the SSE event or else the header,
+/// sanitised; a settlement that cannot be read is logged and ignored (the
+/// call is then priced from the table).
+fn read_settlement(event: Option<&str>, header: Option<&[u8]>) -> Option<Settlement> {
+    let parsed = match (event, header) {
+        (Some(data), _) => settlement::from_json(data.as_bytes()),
+        (None, Some(h)) => settlement::from_header(h),
+        (None, None) => return None,
+    };
+    match parsed {
+        Ok((s, dropped)) => {
+            if !dropped.is_empty() {
+                tracing::warn!(target: "billing.settlement_sanitised", dropped = ?dropped, "settlement fields dropped");
+            }
+            Some(s)
+        }
+        Err(e) => {
+            tracing::warn!(target: "billing.settlement_invalid", error = %e, "settlement ignored; the call is priced from the table");
+            None
+        }
+    }
 }
 
 /// What the tap of a successful answer needs.
@@ -448,9 +472,14 @@ fn client_response(
     if let Ok(v) = HeaderValue::from_str(&attempts_header(attempts)) {
         headers.insert(ATTEMPTS, v);
     }
+    let settlement_header = parts
+        .headers
+        .get(SETTLEMENT_HEADER)
+        .map(|v| v.as_bytes().to_vec());
     let finish: Finish<ResponseTap> = Box::new(move |ending, ttft, tap| {
         let report = tap.report();
         let saw_content = tap.saw_content();
+        let settlement = read_settlement(tap.settlement(), settlement_header.as_deref());
         let outcome = match ending {
             Ending::ClientGone => CallOutcome::Cancelled,
             Ending::Complete if success => CallOutcome::Ok,
@@ -460,7 +489,7 @@ fn client_response(
             }
             Ending::UpstreamError | Ending::IdleTimeout => CallOutcome::Failed,
         };
-        call.finish(outcome, report, ttft);
+        call.finish(outcome, report, ttft, settlement);
     });
     let body = PassThrough::new(
         body,

@@ -5,6 +5,7 @@
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
+use tb_billing::settlement::{MAX_SETTLEMENT_BYTES, SETTLEMENT_EVENT};
 use tb_billing::usage::{self, EventClass, RequestFacts, UsageReport, UsageTap};
 use tb_domain::Protocol;
 use tb_sse::SseParser;
@@ -38,8 +39,10 @@ impl ResponseTap {
         })
     }
 
-    /// A tap for an event stream; `strip_usage_only` removes the chat
-    /// usage-only chunk the daemon asked for on the client's behalf.
+    /// A tap for an event stream. It always removes a seller's private
+    /// `tokenbuddy.settlement` event (keeping its data for the ledger);
+    /// `strip_usage_only` also removes the chat usage-only chunk the daemon
+    /// asked for on the client's behalf.
     pub(crate) fn sse(
         protocol: Protocol,
         facts: &RequestFacts,
@@ -48,12 +51,22 @@ impl ResponseTap {
         ResponseTap::Sse(Box::new(SseTap {
             parser: SseParser::new(),
             usage: UsageTap::new(protocol, facts),
-            strip: strip_usage_only.then(|| Strip {
+            strip: Strip {
                 pending: BytesMut::new(),
                 pending_start: 0,
                 drop: Vec::new(),
-            }),
+            },
+            strip_usage_only,
+            settlement: None,
         }))
+    }
+
+    /// The data of the settlement event the stream carried, if any.
+    pub(crate) fn settlement(&self) -> Option<&str> {
+        match self {
+            ResponseTap::Sse(t) => t.settlement.as_deref(),
+            _ => None,
+        }
     }
 
     /// What the answer used; `None` for error answers.
@@ -131,7 +144,30 @@ impl JsonTap {
 pub(crate) struct SseTap {
     parser: SseParser,
     usage: UsageTap,
-    strip: Option<Strip>,
+    strip: Strip,
+    strip_usage_only: bool,
+    /// The last settlement event's data (bounded by the parser's event cap
+    /// and [`tb_billing::settlement::MAX_SETTLEMENT_BYTES`]).
+    settlement: Option<String>,
+}
+
+/// Decides whether an event leaves the stream: the seller's settlement
+/// always (its data is kept), the usage-only chunk when asked.
+fn cut(
+    ev: &tb_sse::SseEvent<'_>,
+    usage: &mut UsageTap,
+    strip_usage_only: bool,
+    settlement: &mut Option<String>,
+) -> bool {
+    if ev.event_type() == SETTLEMENT_EVENT {
+        if ev.data.len() <= MAX_SETTLEMENT_BYTES {
+            *settlement = Some(ev.data.to_string());
+        } else {
+            tracing::warn!(target: "billing.settlement_invalid", bytes = ev.data.len(), "settlement event too large; ignored");
+        }
+        return true;
+    }
+    usage.on_sse_event(ev) == EventClass::UsageOnly && strip_usage_only
 }
 
 /// Holds back the bytes of the event being received so that a usage-only
@@ -177,28 +213,18 @@ impl SseTap {
             parser,
             usage,
             strip,
+            strip_usage_only,
+            settlement,
         } = self;
-        match strip {
-            None => {
-                parser.feed(&data, |item| {
-                    if let tb_sse::SseItem::Event(ev) = item {
-                        usage.on_sse_event(&ev);
-                    }
-                });
-                data
+        strip.pending.extend_from_slice(&data);
+        parser.feed(&data, |item| {
+            if let tb_sse::SseItem::Event(ev) = item
+                && cut(&ev, usage, *strip_usage_only, settlement)
+            {
+                strip.drop.push(ev.range.clone());
             }
-            Some(strip) => {
-                strip.pending.extend_from_slice(&data);
-                parser.feed(&data, |item| {
-                    if let tb_sse::SseItem::Event(ev) = item
-                        && usage.on_sse_event(&ev) == EventClass::UsageOnly
-                    {
-                        strip.drop.push(ev.range.clone());
-                    }
-                });
-                strip.release(parser.block_start())
-            }
-        }
+        });
+        strip.release(parser.block_start())
     }
 
     fn on_end(&mut self) -> Bytes {
@@ -206,23 +232,18 @@ impl SseTap {
             parser,
             usage,
             strip,
+            strip_usage_only,
+            settlement,
         } = self;
-        let mut dropped = Vec::new();
         parser.finish(|item| {
             if let tb_sse::SseItem::Event(ev) = item
-                && usage.on_sse_event(&ev) == EventClass::UsageOnly
+                && cut(&ev, usage, *strip_usage_only, settlement)
             {
-                dropped.push(ev.range.clone());
+                strip.drop.push(ev.range.clone());
             }
         });
-        match strip {
-            None => Bytes::new(),
-            Some(strip) => {
-                strip.drop.extend(dropped);
-                let end = strip.pending_start + strip.pending.len() as u64;
-                strip.release(end)
-            }
-        }
+        let end = strip.pending_start + strip.pending.len() as u64;
+        strip.release(end)
     }
 }
 
@@ -290,6 +311,59 @@ mod tests {
             let mut tap = ResponseTap::sse(protocol, &RequestFacts::default(), false);
             prop_assert_eq!(run(&mut tap, &pieces), full.clone());
             prop_assert!(tap.saw_content());
+            let json = usage::from_json(protocol, &canned::json(protocol, "m"), &RequestFacts::default());
+            prop_assert_eq!(tap.report().unwrap().usage, json.usage);
+        }
+    }
+
+    /// A seller stream: the canned events of `protocol` with a settlement
+    /// event (holding non-ASCII) before the last one, in LF or CRLF form.
+    fn seller_stream(protocol: Protocol, crlf: bool) -> (Vec<u8>, Vec<u8>) {
+        let events = canned::sse_events(protocol, "m");
+        let settlement = b"event: tokenbuddy.settlement\ndata: {\"settledUsdMicros\":987,\"requestId\":\"r-\xc3\xa9\"}\n\n".to_vec();
+        let last = events.len() - 1;
+        let mut with = Vec::new();
+        let mut without = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            if i == last {
+                with.extend_from_slice(&settlement);
+            }
+            with.extend_from_slice(e);
+            without.extend_from_slice(e);
+        }
+        let crlf_of = |b: Vec<u8>| {
+            if crlf {
+                String::from_utf8(b)
+                    .unwrap()
+                    .replace('\n', "\r\n")
+                    .into_bytes()
+            } else {
+                b
+            }
+        };
+        (crlf_of(with), crlf_of(without))
+    }
+
+    proptest! {
+        #[test]
+        fn settlement_events_never_reach_the_client(
+            protocol in prop_oneof![Just(Protocol::ChatCompletions), Just(Protocol::Responses), Just(Protocol::Messages), Just(Protocol::ImagesGenerations)],
+            crlf in any::<bool>(),
+            cuts in proptest::collection::vec(0usize..4000, 0..40),
+        ) {
+            let (full, expected) = seller_stream(protocol, crlf);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (full.len() + 1)).collect();
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([full.len()]) {
+                pieces.push(&full[at..c]);
+                at = c;
+            }
+            let mut tap = ResponseTap::sse(protocol, &RequestFacts::default(), false);
+            prop_assert_eq!(run(&mut tap, &pieces), expected);
+            prop_assert_eq!(tap.settlement(), Some("{\"settledUsdMicros\":987,\"requestId\":\"r-é\"}"));
             let json = usage::from_json(protocol, &canned::json(protocol, "m"), &RequestFacts::default());
             prop_assert_eq!(tap.report().unwrap().usage, json.usage);
         }
