@@ -43,7 +43,7 @@ use http::HeaderMap;
 use http_body_util::combinators::UnsyncBoxBody;
 use serde_json::json;
 use tb_config::Config;
-use tb_domain::Protocol;
+use tb_domain::{PaymentMethod, Protocol};
 use tb_registry::{IndexedUpstream, ModelIndex};
 use tokio::net::TcpListener;
 
@@ -111,7 +111,11 @@ impl ProxyState {
     }
 
     fn plan(&self, model: &str, protocol: Protocol) -> RoutePlan {
-        RoutePlan::from_lookup(self.index.lookup(model, protocol), &self.upstreams)
+        RoutePlan::from_lookup(
+            self.index
+                .lookup(model, protocol, &[PaymentMethod::ProviderKey]),
+            &self.upstreams,
+        )
     }
 }
 
@@ -136,11 +140,11 @@ impl Proxy {
         let mut indexed = Vec::with_capacity(config.providers.len());
         for (i, p) in config.providers.iter().enumerate() {
             let upstream = Upstream::from_config(i, p, env)?;
-            indexed.push(IndexedUpstream {
-                id: upstream.id.clone(),
-                models: p.models.clone(),
-                protocols: p.effective_protocols(),
-            });
+            indexed.push(IndexedUpstream::manual(
+                upstream.id.clone(),
+                p.models.clone(),
+                p.effective_protocols(),
+            ));
             upstreams.push(Arc::new(upstream));
         }
         let index = ModelIndex::new(indexed, config.models.aliases.clone());

@@ -59,6 +59,9 @@ macro_rules! with_pool {
     };
 }
 
+mod tokens;
+pub use tokens::TokenRow;
+
 /// A position in the recent-first listing: the last record of a page.
 /// Records are ordered by `started_at_ms` descending, then `id` descending,
 /// so equal timestamps still page without gaps or repeats.

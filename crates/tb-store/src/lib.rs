@@ -12,6 +12,10 @@
 //!   (`migrations/sqlite`, `migrations/postgres`) and answers queries.
 //!   Money is `BIGINT` micros with NULL meaning unknown (never summed as
 //!   zero); times are unix milliseconds UTC.
+//! - Seller tokens ([`TokenRow`]): [`Ledger::save_token`] (upsert per
+//!   seller and payment method), [`Ledger::load_tokens`],
+//!   [`Ledger::delete_token`]. Only ciphertext, nonce and fingerprint are
+//!   stored; tb-seller encrypts.
 //! - [`LedgerWriter`]: a bounded queue and one task that commits batches
 //!   (≤ 256 records or 50 ms) in single transactions. The request path only
 //!   calls [`LedgerSender::record`], which never waits: a full queue hands
@@ -50,7 +54,7 @@ mod target;
 mod writer;
 
 pub use error::StoreError;
-pub use ledger::{CallCursor, GroupBy, Ledger, Totals, UsageRow};
+pub use ledger::{CallCursor, GroupBy, Ledger, TokenRow, Totals, UsageRow};
 pub use target::{Backend, LedgerTarget};
 pub use writer::{
     BatchSink, DropReason, Dropped, LedgerSender, LedgerWriter, ShutdownReport, WriterHandle,

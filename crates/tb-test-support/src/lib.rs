@@ -15,6 +15,8 @@
 //!   protocols, accepted by the official OpenAI and Anthropic SDKs.
 //! - [`chunking`]: cut a body into [`Chunk`]s across lines, `\r\n` pairs and
 //!   UTF-8 characters.
+//! - [`marketplace`]: a simulated registry and sellers (purchases, tokens,
+//!   credit, settlement) on loopback ports.
 //!
 //! ```
 //! use tb_test_support::{Chunk, MockUpstream, Reply, StreamEnd, canned};
@@ -43,6 +45,7 @@
 pub mod canned;
 pub mod chunking;
 pub mod daemon;
+pub mod marketplace;
 mod reply;
 mod server;
 mod tls;

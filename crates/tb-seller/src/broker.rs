@@ -1,0 +1,1082 @@
+//! The credit broker: the token cache, single-flight purchases, the
+//! session budget and the credit tracker.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tb_domain::PaymentMethod;
+
+use crate::{
+    SellerClient, SellerError, SellerSecret, SellerToken, StoredToken, TokenCipher, TokenStore,
+    TokenStoreError,
+};
+
+/// The current time as unix milliseconds. Injected so tests control time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock (unix ms, UTC).
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    })
+}
+
+/// The `purchase.*` settings (marketplace.md, "Tokens and credit").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurchasePolicy {
+    /// Credit asked for in each quote, micros (default 1,000,000).
+    pub amount_credit_micros: u64,
+    /// What this run may spend buying credit, USD micros (default 5 USD).
+    pub session_budget_usd_micros: u64,
+    /// A token at or below this balance is bought again, micros (default
+    /// 10,000).
+    pub rebuy_min_balance_micros: u64,
+    /// A token expiring within this margin is bought again, ms (default
+    /// 60,000).
+    pub token_expiry_margin_ms: u64,
+    /// Credit left on a seller abandoned within this long of buying counts
+    /// as wasted, ms (default 300,000).
+    pub fresh_window_ms: u64,
+}
+
+impl Default for PurchasePolicy {
+    fn default() -> PurchasePolicy {
+        PurchasePolicy {
+            amount_credit_micros: 1_000_000,
+            session_budget_usd_micros: 5_000_000,
+            rebuy_min_balance_micros: 10_000,
+            token_expiry_margin_ms: 60_000,
+            fresh_window_ms: 300_000,
+        }
+    }
+}
+
+/// The seller to buy from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SellerRef {
+    /// The registry id.
+    pub id: String,
+    /// The base URL (calls are relative to it).
+    pub url: String,
+}
+
+impl SellerRef {
+    /// A seller reference.
+    pub fn new(id: impl Into<String>, url: impl Into<String>) -> SellerRef {
+        SellerRef {
+            id: id.into(),
+            url: url.into(),
+        }
+    }
+}
+
+/// A token to send a request with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The bearer token (masked in `Debug`).
+    pub token: SellerSecret,
+    /// Its fingerprint, for logs.
+    pub fingerprint: String,
+    /// Whether this call bought it (`false`: cached, or bought by the
+    /// concurrent call this one waited for).
+    pub bought: bool,
+    /// The seller it is for.
+    pub seller_id: String,
+    /// How it was paid for.
+    pub payment_method: PaymentMethod,
+}
+
+/// Why no token could be had. Every variant is the routing outcome
+/// `purchase_failed` (routing.md): fail over, no purchase.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AcquireError {
+    /// Buying would exceed `purchase.session_budget_usd_micros`.
+    #[error(
+        "session purchase budget spent: {spent} of {budget} USD micros committed, and this \
+         purchase would exceed it; sellers that need a purchase are skipped until the daemon \
+         restarts or purchase.session_budget_usd_micros is raised"
+    )]
+    BudgetSpent {
+        /// USD micros spent (and reserved by purchases in flight).
+        spent: u64,
+        /// The budget, USD micros.
+        budget: u64,
+    },
+    /// The payment method cannot complete without the user (clawtip).
+    #[error(
+        "seller {seller_id}: paying with {payment} needs user action (a wallet payment); the \
+         daemon only buys with mock automatically"
+    )]
+    NeedsUserAction {
+        /// The seller.
+        seller_id: String,
+        /// The payment method.
+        payment: PaymentMethod,
+    },
+    /// The quote or the completion failed, or the seller sold an unusable
+    /// token. The message names the seller, the call and the problem.
+    #[error("buying seller credit failed: {0}")]
+    PurchaseFailed(String),
+}
+
+/// Credit bookkeeping for one seller. Purchases, payments, spending and
+/// waste count this run; `remaining` is the balance of the tokens held now
+/// (restored ones included).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SellerCredit {
+    /// The seller.
+    pub seller_id: String,
+    /// Completed purchases.
+    pub purchases: u64,
+    /// Failed purchase attempts (quote or completion).
+    pub purchase_failures: u64,
+    /// Credit bought, micros.
+    pub purchased_credit_micros: u64,
+    /// Paid for it, USD micros.
+    pub paid_usd_micros: u64,
+    /// Credit used by settled calls, micros.
+    pub spent_credit_micros: u64,
+    /// Balance of the tokens held now, micros.
+    pub remaining_credit_micros: u64,
+    /// Credit left on the seller when it was abandoned within
+    /// `fresh_window_ms` of buying, micros.
+    pub wasted_credit_micros: u64,
+}
+
+/// The credit tracker over all sellers, plus the session budget.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CreditSummary {
+    /// Per seller, by id.
+    pub sellers: Vec<SellerCredit>,
+    /// Sum of `purchases`.
+    pub purchases: u64,
+    /// Sum of `purchase_failures`.
+    pub purchase_failures: u64,
+    /// Sum of `purchased_credit_micros`.
+    pub purchased_credit_micros: u64,
+    /// Sum of `paid_usd_micros`.
+    pub paid_usd_micros: u64,
+    /// Sum of `spent_credit_micros`.
+    pub spent_credit_micros: u64,
+    /// Sum of `remaining_credit_micros`.
+    pub remaining_credit_micros: u64,
+    /// Sum of `wasted_credit_micros`.
+    pub wasted_credit_micros: u64,
+    /// `purchase.session_budget_usd_micros`.
+    pub budget_usd_micros: u64,
+    /// USD micros paid this run.
+    pub budget_spent_usd_micros: u64,
+    /// What may still be spent (budget − paid − reserved by purchases in
+    /// flight).
+    pub budget_left_usd_micros: u64,
+}
+
+/// `402`, or an error answer (status ≥ 400) whose body says the credit ran
+/// out: `insufficient`, `out of credit`, `quota`, `balance`, `余额不足`,
+/// `欠费` or `扣款`, case-insensitively (marketplace.md). Then the token is
+/// dry: [`CreditBroker::mark_dry`], buy once and retry the same seller once.
+///
+/// A 401/403 with such wording is a dry token too, not an invalid one. A
+/// success is never insufficient funds, and `balance` inside
+/// `balancer` ("load balancer error") does not count. Only the first 64 KiB
+/// of the body are looked at.
+pub fn is_insufficient_funds(status: u16, body: &[u8]) -> bool {
+    if status == 402 {
+        return true;
+    }
+    if status < 400 {
+        return false;
+    }
+    let body = &body[..body.len().min(64 * 1024)];
+    let text = String::from_utf8_lossy(body).to_lowercase();
+    const WORDS: [&str; 6] = [
+        "insufficient",
+        "out of credit",
+        "quota",
+        "余额不足",
+        "欠费",
+        "扣款",
+    ];
+    WORDS.iter().any(|w| text.contains(w))
+        || text
+            .match_indices("balance")
+            .any(|(at, w)| !text[at + w.len()..].starts_with('r'))
+}
+
+/// The stateful core the proxy calls to get seller tokens.
+///
+/// - **Cache**: one token per (seller, payment method), reused while
+///   [`SellerToken::usable`] under the policy's margin and minimum.
+/// - **Single flight**: callers that need a purchase for the same
+///   `seller:model:payment` wait for the one in flight and share its
+///   token. The purchase runs in a task of its own, so a caller that goes
+///   away never leaves a paid purchase half recorded.
+/// - **Budget**: a quote whose price would take this run's spending (plus
+///   purchases in flight) past the budget is not completed.
+/// - **Persistence**: purchases are saved (encrypted) before
+///   [`acquire`](CreditBroker::acquire) returns; settlements, drops and
+///   dry marks are saved by a background task (coalesced per token, always
+///   writing the newest state), never awaited by the request path.
+///   [`flush`](CreditBroker::flush) waits for them (shutdown, tests).
+///   A store failure is logged; the token stays usable in memory.
+///
+/// In-memory state is behind a `std::sync::Mutex` that is never held
+/// across an `.await`. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct CreditBroker {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for CreditBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.inner.state();
+        f.debug_struct("CreditBroker")
+            .field("policy", &self.inner.policy)
+            .field("tokens", &st.tokens.len())
+            .field("budget_spent_usd_micros", &st.budget_spent)
+            .finish_non_exhaustive()
+    }
+}
+
+type TokenKey = (String, PaymentMethod);
+type FlightKey = (String, String, PaymentMethod);
+type Gate = Arc<tokio::sync::Mutex<()>>;
+
+struct Inner {
+    client: SellerClient,
+    store: Arc<dyn TokenStore>,
+    cipher: TokenCipher,
+    policy: PurchasePolicy,
+    clock: Clock,
+    state: Mutex<State>,
+    gates: Mutex<HashMap<FlightKey, Gate>>,
+    /// Serialises store writes; each write stores the state current when
+    /// it holds this lock, so the last write is always the newest state.
+    persist_lock: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    tokens: HashMap<TokenKey, Entry>,
+    counters: BTreeMap<String, Counters>,
+    /// USD micros paid this run.
+    budget_spent: u64,
+    /// USD micros of quotes being completed.
+    budget_reserved: u64,
+    next_generation: u64,
+    /// Tokens whose stored state is behind memory.
+    pending: HashSet<TokenKey>,
+}
+
+impl State {
+    fn committed(&self) -> u64 {
+        self.budget_spent.saturating_add(self.budget_reserved)
+    }
+
+    fn counters(&mut self, seller_id: &str) -> &mut Counters {
+        self.counters.entry(seller_id.to_owned()).or_default()
+    }
+
+    fn generation(&mut self) -> u64 {
+        self.next_generation += 1;
+        self.next_generation
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Counters {
+    purchases: u64,
+    purchase_failures: u64,
+    purchased_credit: u64,
+    paid_usd: u64,
+    spent_credit: u64,
+    wasted_credit: u64,
+}
+
+struct Entry {
+    token: SellerToken,
+    /// `None` when encryption failed: kept in memory only.
+    sealed: Option<(Vec<u8>, Vec<u8>)>,
+    fingerprint: String,
+    /// Changes only when a new token replaces the entry.
+    generation: u64,
+    updated_at_ms: i64,
+    wasted_counted: bool,
+}
+
+impl Entry {
+    fn lease(&self, bought: bool) -> Lease {
+        Lease {
+            token: self.token.access_token.clone(),
+            fingerprint: self.fingerprint.clone(),
+            bought,
+            seller_id: self.token.seller_id.clone(),
+            payment_method: self.token.payment_method,
+        }
+    }
+
+    fn stored(&self) -> Option<StoredToken> {
+        let (ciphertext, nonce) = self.sealed.clone()?;
+        Some(StoredToken {
+            seller_id: self.token.seller_id.clone(),
+            payment_method: self.token.payment_method,
+            ciphertext,
+            nonce,
+            fingerprint: self.fingerprint.clone(),
+            credit_micros: self.token.credit_micros,
+            balance_micros: self.token.balance_micros,
+            price_usd_micros: self.token.price_usd_micros,
+            expires_at_ms: self.token.expires_at_ms,
+            purchased_at_ms: self.token.purchased_at_ms,
+            updated_at_ms: self.updated_at_ms,
+        })
+    }
+}
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    fn usable(&self, token: &SellerToken, now: i64) -> bool {
+        token.usable(
+            now,
+            i64::try_from(self.policy.token_expiry_margin_ms).unwrap_or(i64::MAX),
+            self.policy.rebuy_min_balance_micros,
+        )
+    }
+
+    /// Quote → budget check → complete → record → persist.
+    async fn buy(
+        &self,
+        seller: &SellerRef,
+        model: &str,
+        payment: PaymentMethod,
+    ) -> Result<Lease, AcquireError> {
+        let budget = self.policy.session_budget_usd_micros;
+        let failed =
+            |e: SellerError| AcquireError::PurchaseFailed(format!("seller {}: {e}", seller.id));
+        {
+            let st = self.state();
+            let spent = st.committed();
+            if spent >= budget {
+                return Err(AcquireError::BudgetSpent { spent, budget });
+            }
+        }
+        let quote = match self
+            .client
+            .quote(
+                &seller.url,
+                model,
+                payment,
+                self.policy.amount_credit_micros,
+            )
+            .await
+        {
+            Ok(quote) => quote,
+            Err(e) => {
+                self.state().counters(&seller.id).purchase_failures += 1;
+                return Err(failed(e));
+            }
+        };
+        let price = quote.price_usd_micros;
+        {
+            let mut st = self.state();
+            let spent = st.committed();
+            if spent.saturating_add(price) > budget {
+                tracing::warn!(
+                    target: "seller.budget",
+                    seller = %seller.id,
+                    price_usd_micros = price,
+                    spent_usd_micros = spent,
+                    budget_usd_micros = budget,
+                    "session purchase budget would be exceeded; not buying"
+                );
+                return Err(AcquireError::BudgetSpent { spent, budget });
+            }
+            st.budget_reserved += price;
+        }
+        let completed = self
+            .client
+            .complete(&seller.url, &quote.quote_id, payment, None)
+            .await;
+        let now = self.now();
+        let purchased = match completed {
+            Ok(purchased) => purchased,
+            Err(e) => {
+                let mut st = self.state();
+                st.budget_reserved = st.budget_reserved.saturating_sub(price);
+                st.counters(&seller.id).purchase_failures += 1;
+                return Err(failed(e));
+            }
+        };
+        let token = SellerToken {
+            seller_id: seller.id.clone(),
+            payment_method: payment,
+            access_token: purchased.access_token,
+            balance_micros: purchased.balance_micros,
+            credit_micros: purchased.credit_micros,
+            price_usd_micros: price,
+            expires_at_ms: purchased.expires_at_ms,
+            purchased_at_ms: now,
+        };
+        let fingerprint = token.fingerprint();
+        let sealed = match self.cipher.encrypt(&token.access_token) {
+            Ok((ciphertext, nonce)) => Some((ciphertext, nonce.to_vec())),
+            Err(e) => {
+                tracing::warn!(
+                    target: "seller.token",
+                    seller = %seller.id,
+                    fingerprint = %fingerprint,
+                    "{e}; the token is kept in memory only"
+                );
+                None
+            }
+        };
+        let usable = self.usable(&token, now);
+        let key = (seller.id.clone(), payment);
+        let lease = {
+            let mut st = self.state();
+            st.budget_reserved = st.budget_reserved.saturating_sub(price);
+            st.budget_spent = st.budget_spent.saturating_add(price);
+            let c = st.counters(&seller.id);
+            c.purchases += 1;
+            c.purchased_credit = c.purchased_credit.saturating_add(token.credit_micros);
+            c.paid_usd = c.paid_usd.saturating_add(price);
+            let entry = Entry {
+                generation: st.generation(),
+                token,
+                sealed,
+                fingerprint,
+                updated_at_ms: now,
+                wasted_counted: false,
+            };
+            let lease = entry.lease(true);
+            tracing::info!(
+                target: "seller.purchase",
+                seller = %seller.id,
+                payment = %payment,
+                model,
+                fingerprint = %entry.fingerprint,
+                credit_micros = entry.token.credit_micros,
+                balance_micros = entry.token.balance_micros,
+                price_usd_micros = price,
+                expires_at_ms = entry.token.expires_at_ms,
+                "bought seller credit"
+            );
+            let unusable = (!usable).then(|| {
+                format!(
+                    "seller {}: the token it sold is not usable: balance {} micros (must be \
+                     above {}), expires at {} ms (must be after now {} + margin {} ms)",
+                    seller.id,
+                    entry.token.balance_micros,
+                    self.policy.rebuy_min_balance_micros,
+                    entry.token.expires_at_ms,
+                    now,
+                    self.policy.token_expiry_margin_ms
+                )
+            });
+            st.tokens.insert(key.clone(), entry);
+            match unusable {
+                Some(message) => Err(AcquireError::PurchaseFailed(message)),
+                None => Ok(lease),
+            }
+        };
+        self.persist(&key).await;
+        lease
+    }
+
+    /// Writes the current state of `key` (or deletes it) to the store.
+    async fn persist(&self, key: &TokenKey) {
+        let _write = self.persist_lock.lock().await;
+        let snapshot = {
+            let mut st = self.state();
+            st.pending.remove(key);
+            st.tokens.get(key).map(Entry::stored)
+        };
+        let result = match snapshot {
+            Some(Some(token)) => self.store.save(token).await,
+            Some(None) => return,
+            None => self.store.delete(&key.0, key.1).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(
+                target: "seller.token",
+                seller = %key.0,
+                payment = %key.1,
+                "{e}; the token state is kept in memory and written with the next change"
+            );
+        }
+    }
+
+    /// Marks `key` as behind and starts a background write unless one is
+    /// already waiting.
+    fn schedule_persist(self: &Arc<Self>, key: TokenKey) {
+        if !self.state().pending.insert(key.clone()) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let inner = Arc::clone(self);
+                runtime.spawn(async move { inner.persist(&key).await });
+            }
+            // Outside a runtime: written by the next `flush`.
+            Err(_) => tracing::debug!(
+                target: "seller.token",
+                "no async runtime; token state written at the next flush"
+            ),
+        }
+    }
+
+    /// Applies `change` to the cached token of `key` when there is one and
+    /// (if given) its fingerprint matches; persists in the background when
+    /// `change` says the stored state changed.
+    fn update_token(
+        self: &Arc<Self>,
+        key: TokenKey,
+        fingerprint: Option<&str>,
+        change: impl FnOnce(&mut State, i64) -> bool,
+    ) -> bool {
+        let changed = {
+            let mut st = self.state();
+            let matches = st
+                .tokens
+                .get(&key)
+                .is_some_and(|e| fingerprint.is_none_or(|f| f == e.fingerprint));
+            matches && change(&mut st, self.now())
+        };
+        if changed {
+            self.schedule_persist(key);
+        }
+        changed
+    }
+
+    fn settle(
+        self: &Arc<Self>,
+        seller_id: &str,
+        payment: PaymentMethod,
+        fingerprint: Option<&str>,
+        settled: Option<u64>,
+        remaining: Option<u64>,
+    ) {
+        let key = (seller_id.to_owned(), payment);
+        let mut spent = settled;
+        self.update_token(key.clone(), fingerprint, |st, now| {
+            let Some(e) = st.tokens.get_mut(&key) else {
+                return false;
+            };
+            let old = e.token.balance_micros;
+            let new = match (remaining, settled) {
+                (Some(r), _) => r,
+                (None, Some(s)) => old.saturating_sub(s),
+                (None, None) => old,
+            };
+            spent = spent.or(Some(old.saturating_sub(new)));
+            if new == old {
+                return false;
+            }
+            e.token.balance_micros = new;
+            e.updated_at_ms = now;
+            true
+        });
+        if let Some(spent) = spent.filter(|s| *s > 0) {
+            let mut st = self.state();
+            let c = st.counters(seller_id);
+            c.spent_credit = c.spent_credit.saturating_add(spent);
+        }
+    }
+
+    fn drop_token(
+        self: &Arc<Self>,
+        seller_id: &str,
+        payment: PaymentMethod,
+        fingerprint: Option<&str>,
+    ) {
+        let key = (seller_id.to_owned(), payment);
+        self.update_token(key.clone(), fingerprint, |st, _| {
+            if let Some(e) = st.tokens.remove(&key) {
+                tracing::info!(
+                    target: "seller.token",
+                    seller = %seller_id,
+                    payment = %payment,
+                    fingerprint = %e.fingerprint,
+                    "seller refused the token; dropped, the next request buys a new one"
+                );
+            }
+            true
+        });
+    }
+
+    fn mark_dry(
+        self: &Arc<Self>,
+        seller_id: &str,
+        payment: PaymentMethod,
+        fingerprint: Option<&str>,
+    ) {
+        let key = (seller_id.to_owned(), payment);
+        self.update_token(key.clone(), fingerprint, |st, now| {
+            let Some(e) = st.tokens.get_mut(&key) else {
+                return false;
+            };
+            tracing::info!(
+                target: "seller.token",
+                seller = %seller_id,
+                payment = %payment,
+                fingerprint = %e.fingerprint,
+                balance_micros = e.token.balance_micros,
+                "seller says the token ran dry; the next request buys credit"
+            );
+            let changed = e.token.balance_micros != 0;
+            e.token.balance_micros = 0;
+            e.updated_at_ms = now;
+            changed
+        });
+    }
+}
+
+/// Holds a single-flight gate; removes it from the map when the last
+/// user lets go (also when the acquiring future is dropped).
+struct GateRef<'a> {
+    inner: &'a Inner,
+    key: FlightKey,
+    gate: Option<Gate>,
+}
+
+impl Drop for GateRef<'_> {
+    fn drop(&mut self) {
+        let mut gates = self
+            .inner
+            .gates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(gate) = self.gate.take() {
+            // The map's reference and ours: nobody else waits.
+            if Arc::strong_count(&gate) <= 2 {
+                gates.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl CreditBroker {
+    /// A broker with an empty cache. Call [`load`](CreditBroker::load) to
+    /// restore persisted tokens.
+    pub fn new(
+        client: SellerClient,
+        store: Arc<dyn TokenStore>,
+        cipher: TokenCipher,
+        policy: PurchasePolicy,
+        clock: Clock,
+    ) -> CreditBroker {
+        CreditBroker {
+            inner: Arc::new(Inner {
+                client,
+                store,
+                cipher,
+                policy,
+                clock,
+                state: Mutex::new(State::default()),
+                gates: Mutex::new(HashMap::new()),
+                persist_lock: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// The purchase settings.
+    pub fn policy(&self) -> &PurchasePolicy {
+        &self.inner.policy
+    }
+
+    /// Restores the persisted tokens (at start). A token that does not
+    /// decrypt with this key, or whose fingerprint does not match, is
+    /// skipped with a warning (it will be bought again); a token already
+    /// in the cache is kept. Returns how many were restored.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub async fn load(&self) -> Result<usize, TokenStoreError> {
+        let stored = self.inner.store.load_all().await?;
+        let mut opened = Vec::with_capacity(stored.len());
+        for s in stored {
+            match self.inner.cipher.decrypt(&s.ciphertext, &s.nonce) {
+                Ok(secret) if secret.fingerprint() == s.fingerprint => opened.push((s, secret)),
+                Ok(_) => tracing::warn!(
+                    target: "seller.token",
+                    seller = %s.seller_id,
+                    payment = %s.payment_method,
+                    fingerprint = %s.fingerprint,
+                    "stored token does not match its fingerprint; skipped, it will be bought again"
+                ),
+                Err(e) => tracing::warn!(
+                    target: "seller.token",
+                    seller = %s.seller_id,
+                    payment = %s.payment_method,
+                    fingerprint = %s.fingerprint,
+                    "{e}; skipped, it will be bought again"
+                ),
+            }
+        }
+        let mut st = self.inner.state();
+        let mut restored = 0;
+        for (s, secret) in opened {
+            let key = (s.seller_id.clone(), s.payment_method);
+            if st.tokens.contains_key(&key) {
+                continue;
+            }
+            let entry = Entry {
+                generation: st.generation(),
+                token: SellerToken {
+                    seller_id: s.seller_id,
+                    payment_method: s.payment_method,
+                    access_token: secret,
+                    balance_micros: s.balance_micros,
+                    credit_micros: s.credit_micros,
+                    price_usd_micros: s.price_usd_micros,
+                    expires_at_ms: s.expires_at_ms,
+                    purchased_at_ms: s.purchased_at_ms,
+                },
+                sealed: Some((s.ciphertext, s.nonce)),
+                fingerprint: s.fingerprint,
+                updated_at_ms: s.updated_at_ms,
+                wasted_counted: false,
+            };
+            st.tokens.insert(key, entry);
+            restored += 1;
+        }
+        Ok(restored)
+    }
+
+    /// A token for `seller`: the cached one when usable (and `force_new`
+    /// is false), else a new purchase of
+    /// `policy.amount_credit_micros` quoted for `model`.
+    ///
+    /// Concurrent callers needing a purchase for the same
+    /// `seller:model:payment` share one purchase. With `force_new`, a
+    /// token another caller bought while this one waited counts as new.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError::BudgetSpent`] (no completion is attempted),
+    /// [`AcquireError::NeedsUserAction`] for clawtip,
+    /// [`AcquireError::PurchaseFailed`] for any seller or payment-method
+    /// problem, including a seller that sells an unusable token.
+    pub async fn acquire(
+        &self,
+        seller: &SellerRef,
+        model: &str,
+        payment: PaymentMethod,
+        force_new: bool,
+    ) -> Result<Lease, AcquireError> {
+        let key = (seller.id.clone(), payment);
+        let seen = {
+            let st = self.inner.state();
+            let now = self.inner.now();
+            match st.tokens.get(&key) {
+                Some(e) if !force_new && self.inner.usable(&e.token, now) => {
+                    return Ok(e.lease(false));
+                }
+                Some(e) => Some(e.generation),
+                None => None,
+            }
+        };
+        match payment {
+            PaymentMethod::Mock => {}
+            PaymentMethod::Clawtip => {
+                return Err(AcquireError::NeedsUserAction {
+                    seller_id: seller.id.clone(),
+                    payment,
+                });
+            }
+            PaymentMethod::ProviderKey => {
+                return Err(AcquireError::PurchaseFailed(format!(
+                    "seller {}: payment method provider_key cannot buy seller credit",
+                    seller.id
+                )));
+            }
+        }
+        let flight: FlightKey = (seller.id.clone(), model.to_owned(), payment);
+        let gate = {
+            let mut gates = self
+                .inner
+                .gates
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(gates.entry(flight.clone()).or_default())
+        };
+        let gate_ref = GateRef {
+            inner: &self.inner,
+            key: flight,
+            gate: Some(Arc::clone(&gate)),
+        };
+        let guard = gate.lock_owned().await;
+        let inner = Arc::clone(&self.inner);
+        let seller = seller.clone();
+        let model = model.to_owned();
+        // The purchase runs on its own task holding the gate, so a caller
+        // that goes away neither loses a paid token nor lets a second
+        // purchase start while this one completes.
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            {
+                let st = inner.state();
+                let now = inner.now();
+                if let Some(e) = st.tokens.get(&key) {
+                    let replaced = Some(e.generation) != seen;
+                    if inner.usable(&e.token, now) && (!force_new || replaced) {
+                        return Ok(e.lease(false));
+                    }
+                }
+            }
+            inner.buy(&seller, &model, payment).await
+        });
+        let result = match task.await {
+            Ok(result) => result,
+            Err(e) => Err(AcquireError::PurchaseFailed(format!(
+                "the purchase task ended abnormally: {e}"
+            ))),
+        };
+        drop(gate_ref);
+        result
+    }
+
+    /// The cached token of (`seller_id`, `payment`), if any (usable or
+    /// not).
+    pub fn cached_token(&self, seller_id: &str, payment: PaymentMethod) -> Option<SellerToken> {
+        self.inner
+            .state()
+            .tokens
+            .get(&(seller_id.to_owned(), payment))
+            .map(|e| e.token.clone())
+    }
+
+    /// A settlement for a call on (`seller_id`, `payment`): the balance
+    /// becomes `remaining_credit_micros` when present (authoritative),
+    /// else drops by `settled_credit_micros`; the tracker counts the credit
+    /// spent. Cheap and synchronous: the store is written by a background
+    /// task (see [`flush`](CreditBroker::flush)).
+    ///
+    /// Applies to whatever token is cached now; prefer
+    /// [`settle_lease`](CreditBroker::settle_lease), which ignores
+    /// settlements of a token that was replaced meanwhile.
+    pub fn on_settlement(
+        &self,
+        seller_id: &str,
+        payment: PaymentMethod,
+        settled_credit_micros: Option<u64>,
+        remaining_credit_micros: Option<u64>,
+    ) {
+        self.inner.settle(
+            seller_id,
+            payment,
+            None,
+            settled_credit_micros,
+            remaining_credit_micros,
+        );
+    }
+
+    /// [`on_settlement`](CreditBroker::on_settlement) for the token of
+    /// `lease`: the balance is only updated while that token is still the
+    /// cached one (a late settlement of a replaced token must not overwrite
+    /// the new token's balance); the spent credit is counted either way.
+    pub fn settle_lease(
+        &self,
+        lease: &Lease,
+        settled_credit_micros: Option<u64>,
+        remaining_credit_micros: Option<u64>,
+    ) {
+        self.inner.settle(
+            &lease.seller_id,
+            lease.payment_method,
+            Some(&lease.fingerprint),
+            settled_credit_micros,
+            remaining_credit_micros,
+        );
+    }
+
+    /// The seller refused the token (401/403 without billing wording):
+    /// forget it (in the store too); the next acquire buys a new one.
+    pub fn drop_token(&self, seller_id: &str, payment: PaymentMethod) {
+        self.inner.drop_token(seller_id, payment, None);
+    }
+
+    /// [`drop_token`](CreditBroker::drop_token), only if the cached token
+    /// is still the one of `lease`.
+    pub fn drop_lease(&self, lease: &Lease) {
+        self.inner.drop_token(
+            &lease.seller_id,
+            lease.payment_method,
+            Some(&lease.fingerprint),
+        );
+    }
+
+    /// The seller says the token ran dry ([`is_insufficient_funds`]): its
+    /// balance becomes 0, so the next acquire buys.
+    pub fn mark_dry(&self, seller_id: &str, payment: PaymentMethod) {
+        self.inner.mark_dry(seller_id, payment, None);
+    }
+
+    /// [`mark_dry`](CreditBroker::mark_dry), only if the cached token is
+    /// still the one of `lease` (so concurrent 402s on an old token do not
+    /// waste the token just bought to replace it).
+    pub fn mark_lease_dry(&self, lease: &Lease) {
+        self.inner.mark_dry(
+            &lease.seller_id,
+            lease.payment_method,
+            Some(&lease.fingerprint),
+        );
+    }
+
+    /// The daemon gave up on the seller (failed over away from it). If the
+    /// cached token was bought less than `fresh_window_ms` ago, its balance
+    /// counts as wasted (once per token). Returns the micros counted now.
+    pub fn abandoned(&self, seller_id: &str, payment: PaymentMethod) -> u64 {
+        let window = i64::try_from(self.inner.policy.fresh_window_ms).unwrap_or(i64::MAX);
+        let now = self.inner.now();
+        let mut st = self.inner.state();
+        let Some(e) = st.tokens.get_mut(&(seller_id.to_owned(), payment)) else {
+            return 0;
+        };
+        if e.wasted_counted || now.saturating_sub(e.token.purchased_at_ms) >= window {
+            return 0;
+        }
+        e.wasted_counted = true;
+        let wasted = e.token.balance_micros;
+        let c = st.counters(seller_id);
+        c.wasted_credit = c.wasted_credit.saturating_add(wasted);
+        wasted
+    }
+
+    /// What the session budget still allows, USD micros (purchases in
+    /// flight already deducted).
+    pub fn budget_left(&self) -> u64 {
+        self.inner
+            .policy
+            .session_budget_usd_micros
+            .saturating_sub(self.inner.state().committed())
+    }
+
+    /// The credit tracker: per seller and in total.
+    pub fn credit_summary(&self) -> CreditSummary {
+        let st = self.inner.state();
+        let mut per: BTreeMap<&str, SellerCredit> = BTreeMap::new();
+        for (id, c) in &st.counters {
+            per.insert(
+                id,
+                SellerCredit {
+                    seller_id: id.clone(),
+                    purchases: c.purchases,
+                    purchase_failures: c.purchase_failures,
+                    purchased_credit_micros: c.purchased_credit,
+                    paid_usd_micros: c.paid_usd,
+                    spent_credit_micros: c.spent_credit,
+                    remaining_credit_micros: 0,
+                    wasted_credit_micros: c.wasted_credit,
+                },
+            );
+        }
+        for ((id, _), e) in &st.tokens {
+            let s = per.entry(id).or_insert_with(|| SellerCredit {
+                seller_id: id.clone(),
+                ..SellerCredit::default()
+            });
+            s.remaining_credit_micros = s
+                .remaining_credit_micros
+                .saturating_add(e.token.balance_micros);
+        }
+        let sellers: Vec<SellerCredit> = per.into_values().collect();
+        let sum =
+            |f: fn(&SellerCredit) -> u64| sellers.iter().map(f).fold(0u64, u64::saturating_add);
+        let budget = self.inner.policy.session_budget_usd_micros;
+        CreditSummary {
+            purchases: sum(|s| s.purchases),
+            purchase_failures: sum(|s| s.purchase_failures),
+            purchased_credit_micros: sum(|s| s.purchased_credit_micros),
+            paid_usd_micros: sum(|s| s.paid_usd_micros),
+            spent_credit_micros: sum(|s| s.spent_credit_micros),
+            remaining_credit_micros: sum(|s| s.remaining_credit_micros),
+            wasted_credit_micros: sum(|s| s.wasted_credit_micros),
+            budget_usd_micros: budget,
+            budget_spent_usd_micros: st.budget_spent,
+            budget_left_usd_micros: budget.saturating_sub(st.committed()),
+            sellers,
+        }
+    }
+
+    /// Waits until every token change made so far is in the store (call at
+    /// shutdown; tests use it to observe background writes).
+    pub async fn flush(&self) {
+        loop {
+            let pending: Vec<TokenKey> = self.inner.state().pending.iter().cloned().collect();
+            for key in &pending {
+                self.inner.persist(key).await;
+            }
+            // Wait for a background write that already took its snapshot.
+            drop(self.inner.persist_lock.lock().await);
+            if self.inner.state().pending.is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insufficient_funds_wording() {
+        let cases: &[(u16, &str, bool)] = &[
+            (402, "", true),
+            (402, "whatever", true),
+            (400, "Insufficient balance", true),
+            (403, "{\"error\":{\"code\":\"insufficient_quota\"}}", true),
+            (429, "You exceeded your current QUOTA", true),
+            (500, "account is OUT OF CREDIT", true),
+            (400, "低余额不足，请充值", true),
+            (400, "账户欠费", true),
+            (400, "扣款失败", true),
+            (401, "Balance too low", true),
+            (401, "invalid api key", false),
+            (403, "forbidden", false),
+            (500, "internal error", false),
+            (502, "load balancer error", false),
+            (502, "load balancer: low balance", true),
+            // A success is never a dry token.
+            (200, "your balance is 5", false),
+            (204, "insufficient", false),
+        ];
+        for &(status, body, want) in cases {
+            assert_eq!(
+                is_insufficient_funds(status, body.as_bytes()),
+                want,
+                "{status} {body:?}"
+            );
+        }
+        // Not UTF-8: still scanned lossily.
+        let mut bytes = b"\xff\xfe quota".to_vec();
+        assert!(is_insufficient_funds(400, &bytes));
+        // Past 64 KiB: not looked at.
+        bytes = vec![b' '; 70 * 1024];
+        bytes.extend_from_slice(b"quota");
+        assert!(!is_insufficient_funds(400, &bytes));
+    }
+
+    #[test]
+    fn policy_defaults_follow_the_spec() {
+        let p = PurchasePolicy::default();
+        assert_eq!(p.amount_credit_micros, 1_000_000);
+        assert_eq!(p.session_budget_usd_micros, 5_000_000);
+        assert_eq!(p.rebuy_min_balance_micros, 10_000);
+        assert_eq!(p.token_expiry_margin_ms, 60_000);
+        assert_eq!(p.fresh_window_ms, 300_000);
+    }
+}

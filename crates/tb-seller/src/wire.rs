@@ -1,0 +1,963 @@
+//! The seller wire protocol (marketplace.md, "Seller endpoints"): request
+//! bodies, strict readers for the answers, and the HTTP client.
+//!
+//! A seller is not trusted. Every answer is capped at [`MAX_BODY_BYTES`]
+//! and the whole call (connect, head and body) at the client's timeout;
+//! required fields must be present and valid, money is an integer from 0 to
+//! [`MAX_MICROS`], times are RFC 3339 or epoch milliseconds. Anything else
+//! is a [`SellerError`] that names the call, the seller and the field, and
+//! never contains the access token.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use serde_json::{Map, Value};
+use tb_domain::{PaymentMethod, Protocol};
+use tb_prices::{Ppm, TokenPrices};
+
+use crate::SellerSecret;
+
+/// The HTTP client the seller calls go through: exactly what
+/// `tb_proxy::upstream::build_client` returns, so the daemon shares one
+/// connection pool and one TLS setup.
+pub type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+/// The largest seller answer read (64 KiB); a longer one is refused.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The largest money amount or epoch-millisecond time accepted from a
+/// seller (10^15).
+pub const MAX_MICROS: u64 = 1_000_000_000_000_000;
+
+/// The longest `quoteId` / `paymentReference` accepted (bytes).
+const MAX_ID_BYTES: usize = 512;
+/// The longest access token accepted (bytes).
+const MAX_TOKEN_BYTES: usize = 4096;
+/// The most models / prices read from a manifest.
+const MAX_MANIFEST_ENTRIES: usize = 10_000;
+/// The longest model id read from a manifest.
+const MAX_MODEL_BYTES: usize = 256;
+/// How much of an error body goes into [`SellerError::Status`].
+const STATUS_SNIPPET_CHARS: usize = 200;
+
+const HEALTHZ: Call = Call("GET /healthz");
+const MANIFEST: Call = Call("GET /manifest");
+const QUOTE: Call = Call("POST /purchase/quote");
+const COMPLETE: Call = Call("POST /purchase/complete");
+
+/// Which seller call an error is about (`POST /purchase/quote`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call(&'static str);
+
+impl Call {
+    /// Method and path, e.g. `POST /purchase/quote`.
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+
+    fn method(self) -> Method {
+        if self.0.starts_with("POST") {
+            Method::POST
+        } else {
+            Method::GET
+        }
+    }
+
+    fn path(self) -> &'static str {
+        self.0.split_once(' ').map_or(self.0, |(_, path)| path)
+    }
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Why a seller call failed. The message says which call to which seller
+/// went wrong and how; it never contains an access token.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SellerError {
+    /// The seller URL cannot be called.
+    #[error(
+        "{call} for seller {url:?}: unusable seller URL: {detail} (expected http(s)://host[:port])"
+    )]
+    InvalidUrl {
+        /// The call.
+        call: Call,
+        /// The seller URL as given (credentials removed).
+        url: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// Connecting, sending or reading failed.
+    #[error("{call} {url}: request failed: {detail}")]
+    Request {
+        /// The call.
+        call: Call,
+        /// The seller URL (credentials removed).
+        url: String,
+        /// The transport error, with its causes.
+        detail: String,
+    },
+    /// No complete answer (head and body) within the client's timeout.
+    #[error("{call} {url}: no complete answer within {timeout_ms} ms")]
+    Timeout {
+        /// The call.
+        call: Call,
+        /// The seller URL (credentials removed).
+        url: String,
+        /// The timeout.
+        timeout_ms: u64,
+    },
+    /// The seller answered with a non-success status.
+    #[error("{call} {url}: HTTP {status}; body starts {body:?}")]
+    Status {
+        /// The call.
+        call: Call,
+        /// The seller URL (credentials removed).
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The first 200 characters of the body, control characters
+        /// replaced.
+        body: String,
+    },
+    /// The answer is longer than [`MAX_BODY_BYTES`].
+    #[error("{call} {url}: answer larger than {limit} bytes; refused")]
+    TooLarge {
+        /// The call.
+        call: Call,
+        /// The seller URL (credentials removed).
+        url: String,
+        /// The cap.
+        limit: usize,
+    },
+    /// The answer is not JSON.
+    #[error("{call} {url}: answer is not JSON ({detail})")]
+    NotJson {
+        /// The call.
+        call: Call,
+        /// The seller URL (credentials removed).
+        url: String,
+        /// The parser's complaint (position only, no content).
+        detail: String,
+    },
+    /// The answer is JSON but a field is missing or invalid.
+    #[error("{call} {url}: {problem}")]
+    Invalid {
+        /// The call.
+        call: Call,
+        /// The seller URL (credentials removed).
+        url: String,
+        /// Which field and what is wrong with it.
+        problem: String,
+    },
+}
+
+impl SellerError {
+    /// The seller's HTTP status, for [`SellerError::Status`].
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            SellerError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A price quote (`POST /purchase/quote`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    /// The id to complete the purchase with.
+    pub quote_id: String,
+    /// The credit the purchase buys, micros.
+    pub credit_micros: u64,
+    /// What it costs; this is what counts against the session budget.
+    pub price_usd_micros: u64,
+    /// When the quote lapses, unix ms.
+    pub expires_at_ms: i64,
+}
+
+/// A completed purchase (`POST /purchase/complete`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purchased {
+    /// The token to send as `Authorization: Bearer …` (masked in `Debug`).
+    pub access_token: SellerSecret,
+    /// The credit bought, micros.
+    pub credit_micros: u64,
+    /// The token's balance now, micros.
+    pub balance_micros: u64,
+    /// When the token expires, unix ms.
+    pub expires_at_ms: i64,
+    /// The payment reference the seller recorded, when it sent a valid one.
+    pub payment_reference: Option<String>,
+}
+
+/// A seller's optional self-description (`GET /manifest`). Each field is
+/// `None` / empty when the seller did not send a usable value; present
+/// fields override the registry entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Manifest {
+    /// Model ids served.
+    pub models: Option<Vec<String>>,
+    /// Protocols served (unknown ones ignored).
+    pub protocols: Option<Vec<Protocol>>,
+    /// Payment methods accepted (unknown ones ignored).
+    pub payment_methods: Option<Vec<PaymentMethod>>,
+    /// `selection.discountRatio`, when in 0..=1.
+    pub discount_ratio: Option<Ppm>,
+    /// `selection.serviceFeeRatio`.
+    pub service_fee_ratio: Option<Ppm>,
+    /// Per-model prices in USD micros per 1M tokens (`cache_write` is
+    /// always `None`).
+    pub prices: BTreeMap<String, TokenPrices>,
+}
+
+/// Calls one seller's endpoints. Cheap to clone (the HTTP client is a
+/// shared pool).
+#[derive(Clone)]
+pub struct SellerClient {
+    client: HttpClient,
+    timeout: Duration,
+}
+
+impl fmt::Debug for SellerClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SellerClient")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SellerClient {
+    /// A client whose every call (connect, head and body) must finish
+    /// within `timeout`.
+    pub fn new(client: HttpClient, timeout: Duration) -> SellerClient {
+        SellerClient { client, timeout }
+    }
+
+    /// `GET <url>/healthz`: the time until the answer's head arrived, when
+    /// the seller answers 2xx.
+    pub async fn healthz(&self, url: &str) -> Result<Duration, SellerError> {
+        let answer = self.send(HEALTHZ, url, None).await?;
+        answer.success()?;
+        Ok(answer.latency)
+    }
+
+    /// `GET <url>/manifest`: `None` when the seller has none (404).
+    pub async fn manifest(&self, url: &str) -> Result<Option<Manifest>, SellerError> {
+        let answer = self.send(MANIFEST, url, None).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body = answer.json_object()?;
+        Ok(Some(read_manifest(&body)))
+    }
+
+    /// `POST <url>/purchase/quote` for `credit_micros` of credit usable
+    /// with `model_id`.
+    pub async fn quote(
+        &self,
+        url: &str,
+        model_id: &str,
+        payment: PaymentMethod,
+        credit_micros: u64,
+    ) -> Result<Quote, SellerError> {
+        let body = serde_json::json!({
+            "modelId": model_id,
+            "paymentMethod": payment.as_str(),
+            "creditMicros": credit_micros,
+        });
+        let answer = self.send(QUOTE, url, Some(body)).await?;
+        let obj = answer.json_object()?;
+        let f = answer.fields(&obj);
+        Ok(Quote {
+            quote_id: f.id("quoteId", "quote_id")?,
+            credit_micros: f.micros("creditMicros", "credit_micros")?,
+            price_usd_micros: f.micros("priceUsdMicros", "price_usd_micros")?,
+            expires_at_ms: f.time_ms("expiresAt", "expires_at")?,
+        })
+    }
+
+    /// `POST <url>/purchase/complete` for a quote.
+    pub async fn complete(
+        &self,
+        url: &str,
+        quote_id: &str,
+        payment: PaymentMethod,
+        payment_reference: Option<&str>,
+    ) -> Result<Purchased, SellerError> {
+        let mut body = serde_json::json!({
+            "quoteId": quote_id,
+            "paymentMethod": payment.as_str(),
+        });
+        if let (Some(reference), Some(obj)) = (payment_reference, body.as_object_mut()) {
+            obj.insert("paymentReference".into(), Value::from(reference));
+        }
+        let answer = self.send(COMPLETE, url, Some(body)).await?;
+        let obj = answer.json_object()?;
+        let f = answer.fields(&obj);
+        Ok(Purchased {
+            access_token: f.token("accessToken", "access_token")?,
+            credit_micros: f.micros("creditMicros", "credit_micros")?,
+            balance_micros: f.micros("balanceMicros", "balance_micros")?,
+            expires_at_ms: f.time_ms("expiresAt", "expires_at")?,
+            payment_reference: f.opt_id("paymentReference", "payment_reference"),
+        })
+    }
+
+    /// Sends one call and reads the whole (capped) answer, all within the
+    /// timeout.
+    async fn send(
+        &self,
+        call: Call,
+        url: &str,
+        json: Option<Value>,
+    ) -> Result<Answer, SellerError> {
+        let shown = display_url(url);
+        let uri = request_uri(url, call.path()).map_err(|detail| SellerError::InvalidUrl {
+            call,
+            url: shown.clone(),
+            detail,
+        })?;
+        let mut request = Request::builder()
+            .method(call.method())
+            .uri(uri)
+            .header(ACCEPT, "application/json")
+            .header(
+                USER_AGENT,
+                concat!("tokenbuddy/", env!("CARGO_PKG_VERSION")),
+            );
+        let body = match json {
+            Some(value) => {
+                request = request.header(CONTENT_TYPE, "application/json");
+                Bytes::from(value.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let request = request
+            .body(Full::new(body))
+            .map_err(|e| SellerError::InvalidUrl {
+                call,
+                url: shown.clone(),
+                detail: e.to_string(),
+            })?;
+        let started = Instant::now();
+        let exchange = async {
+            let response =
+                self.client
+                    .request(request)
+                    .await
+                    .map_err(|e| SellerError::Request {
+                        call,
+                        url: shown.clone(),
+                        detail: error_chain(&e),
+                    })?;
+            let latency = started.elapsed();
+            let status = response.status();
+            let too_large = || SellerError::TooLarge {
+                call,
+                url: shown.clone(),
+                limit: MAX_BODY_BYTES,
+            };
+            let declared = response
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+                return Err(too_large());
+            }
+            let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<LengthLimitError>() {
+                        too_large()
+                    } else {
+                        SellerError::Request {
+                            call,
+                            url: shown.clone(),
+                            detail: format!("reading the answer: {}", error_chain(&*e)),
+                        }
+                    }
+                })?
+                .to_bytes();
+            Ok(Answer {
+                call,
+                url: shown.clone(),
+                status,
+                body,
+                latency,
+            })
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(SellerError::Timeout {
+                call,
+                url: shown,
+                timeout_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+            }),
+        }
+    }
+}
+
+/// One seller answer, read whole.
+struct Answer {
+    call: Call,
+    url: String,
+    status: StatusCode,
+    body: Bytes,
+    latency: Duration,
+}
+
+impl Answer {
+    fn success(&self) -> Result<(), SellerError> {
+        if self.status.is_success() {
+            Ok(())
+        } else {
+            Err(SellerError::Status {
+                call: self.call,
+                url: self.url.clone(),
+                status: self.status.as_u16(),
+                body: snippet(&self.body),
+            })
+        }
+    }
+
+    /// The body of a 2xx answer as a JSON object.
+    fn json_object(&self) -> Result<Map<String, Value>, SellerError> {
+        self.success()?;
+        let value: Value =
+            serde_json::from_slice(&self.body).map_err(|e| SellerError::NotJson {
+                call: self.call,
+                url: self.url.clone(),
+                // The category and position only: serde_json's messages
+                // can quote the offending value.
+                detail: format!(
+                    "{:?} error at line {} column {}",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                )
+                .to_lowercase(),
+            })?;
+        match value {
+            Value::Object(map) => Ok(map),
+            other => Err(SellerError::Invalid {
+                call: self.call,
+                url: self.url.clone(),
+                problem: format!(
+                    "the answer is a JSON {}, expected an object",
+                    json_type(&other)
+                ),
+            }),
+        }
+    }
+
+    fn fields<'a>(&'a self, obj: &'a Map<String, Value>) -> Fields<'a> {
+        Fields { answer: self, obj }
+    }
+}
+
+/// Reads fields of an answer object by camelCase name, falling back to
+/// snake_case; `null` counts as missing.
+struct Fields<'a> {
+    answer: &'a Answer,
+    obj: &'a Map<String, Value>,
+}
+
+impl Fields<'_> {
+    fn invalid(&self, problem: String) -> SellerError {
+        SellerError::Invalid {
+            call: self.answer.call,
+            url: self.answer.url.clone(),
+            problem,
+        }
+    }
+
+    fn get(&self, camel: &'static str, snake: &'static str) -> Option<&Value> {
+        self.obj
+            .get(camel)
+            .filter(|v| !v.is_null())
+            .or_else(|| self.obj.get(snake).filter(|v| !v.is_null()))
+    }
+
+    fn required(&self, camel: &'static str, snake: &'static str) -> Result<&Value, SellerError> {
+        self.get(camel, snake)
+            .ok_or_else(|| self.invalid(format!("required field {camel} is missing")))
+    }
+
+    fn micros(&self, camel: &'static str, snake: &'static str) -> Result<u64, SellerError> {
+        let value = self.required(camel, snake)?;
+        micros_value(value).map_err(|why| self.invalid(format!("field {camel} {why}")))
+    }
+
+    fn time_ms(&self, camel: &'static str, snake: &'static str) -> Result<i64, SellerError> {
+        let value = self.required(camel, snake)?;
+        time_value(value).map_err(|why| self.invalid(format!("field {camel} {why}")))
+    }
+
+    fn id(&self, camel: &'static str, snake: &'static str) -> Result<String, SellerError> {
+        let value = self.required(camel, snake)?;
+        id_value(value).map_err(|why| self.invalid(format!("field {camel} {why}")))
+    }
+
+    fn opt_id(&self, camel: &'static str, snake: &'static str) -> Option<String> {
+        let value = self.get(camel, snake)?;
+        match id_value(value) {
+            Ok(id) => Some(id),
+            Err(why) => {
+                tracing::debug!(
+                    target: "seller.wire",
+                    call = %self.answer.call,
+                    seller = %self.answer.url,
+                    "ignoring optional field {camel}: {why}"
+                );
+                None
+            }
+        }
+    }
+
+    /// The access token: 1–4096 visible ASCII characters (it goes into an
+    /// `Authorization` header). The error never shows the value.
+    fn token(&self, camel: &'static str, snake: &'static str) -> Result<SellerSecret, SellerError> {
+        let value = self.required(camel, snake)?;
+        let Value::String(token) = value else {
+            return Err(self.invalid(format!(
+                "field {camel} is a JSON {}, expected a string",
+                json_type(value)
+            )));
+        };
+        let visible = token.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        if token.is_empty() || token.len() > MAX_TOKEN_BYTES || !visible {
+            return Err(self.invalid(format!(
+                "field {camel} is not a usable token ({} bytes; a token is 1–{MAX_TOKEN_BYTES} \
+                 visible ASCII characters without spaces)",
+                token.len()
+            )));
+        }
+        Ok(SellerSecret::new(token.clone()))
+    }
+}
+
+/// A money amount: a JSON integer from 0 to [`MAX_MICROS`] (an integral
+/// float such as `1000.0` is accepted).
+fn micros_value(value: &Value) -> Result<u64, String> {
+    let Value::Number(n) = value else {
+        return Err(format!(
+            "is a JSON {}, expected an integer from 0 to 10^15",
+            json_type(value)
+        ));
+    };
+    let out_of_range = || format!("is {n}; it must be an integer from 0 to 10^15");
+    if let Some(v) = n.as_u64() {
+        return if v <= MAX_MICROS {
+            Ok(v)
+        } else {
+            Err(out_of_range())
+        };
+    }
+    if n.is_i64() {
+        return Err(out_of_range());
+    }
+    match n.as_f64() {
+        Some(f) if f.is_finite() && f.fract() == 0.0 && (0.0..=1e15).contains(&f) => {
+            // In range and integral, so the conversion is exact.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Ok(f as u64)
+        }
+        _ => Err(out_of_range()),
+    }
+}
+
+/// A time: an RFC 3339 string (`Z` or a numeric offset) or epoch
+/// milliseconds (0 to 10^15).
+fn time_value(value: &Value) -> Result<i64, String> {
+    match value {
+        Value::Number(_) => micros_value(value)
+            .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))
+            .map_err(|_| "is not epoch milliseconds from 0 to 10^15".to_owned()),
+        Value::String(s) => parse_rfc3339_ms(s).ok_or_else(|| {
+            let shown: String = s.chars().take(64).collect();
+            format!("{shown:?} is not an RFC 3339 time (e.g. 2026-01-31T12:00:00Z) or epoch ms")
+        }),
+        other => Err(format!(
+            "is a JSON {}, expected an RFC 3339 time or epoch milliseconds",
+            json_type(other)
+        )),
+    }
+}
+
+/// Parses RFC 3339 (`2026-01-31T12:00:00Z`, fractional seconds, `+08:00`
+/// offsets) into unix ms. `None` for anything else or before 1970.
+pub(crate) fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if !text.is_ascii() || text.len() < "2018-02-14T00:28:07Z".len() {
+        return None;
+    }
+    let upper = text.to_ascii_uppercase();
+    let (base, offset_ms) = if let Some(base) = upper.strip_suffix('Z') {
+        (base.to_owned(), 0)
+    } else {
+        let (base, offset) = upper.split_at(upper.len() - 6);
+        let o = offset.as_bytes();
+        let sign = match o[0] {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        if o[3] != b':'
+            || !offset[1..3]
+                .bytes()
+                .chain(offset[4..].bytes())
+                .all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let hours: i64 = offset[1..3].parse().ok()?;
+        let minutes: i64 = offset[4..].parse().ok()?;
+        if hours > 23 || minutes > 59 {
+            return None;
+        }
+        (base.to_owned(), sign * (hours * 60 + minutes) * 60_000)
+    };
+    let time = humantime::parse_rfc3339(&format!("{base}Z")).ok()?;
+    let ms = i64::try_from(time.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()?;
+    let utc = ms.checked_sub(offset_ms)?;
+    (utc >= 0).then_some(utc)
+}
+
+/// An id (`quoteId`, `paymentReference`): 1–512 bytes of text without
+/// control characters.
+fn id_value(value: &Value) -> Result<String, String> {
+    let Value::String(s) = value else {
+        return Err(format!("is a JSON {}, expected a string", json_type(value)));
+    };
+    if s.is_empty() || s.len() > MAX_ID_BYTES || s.chars().any(char::is_control) {
+        return Err(format!(
+            "is not a valid id ({} bytes; 1–{MAX_ID_BYTES} without control characters)",
+            s.len()
+        ));
+    }
+    Ok(s.clone())
+}
+
+fn read_manifest(obj: &Map<String, Value>) -> Manifest {
+    let get = |camel: &str, snake: &str| {
+        obj.get(camel)
+            .filter(|v| !v.is_null())
+            .or_else(|| obj.get(snake).filter(|v| !v.is_null()))
+    };
+    let strings = |v: &Value| -> Option<Vec<String>> {
+        Some(
+            v.as_array()?
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.len() <= MAX_MODEL_BYTES)
+                .filter(|s| !s.chars().any(char::is_control))
+                .take(MAX_MANIFEST_ENTRIES)
+                .map(str::to_owned)
+                .collect(),
+        )
+    };
+    let models = get("models", "models").and_then(strings);
+    let protocols = get("protocols", "protocols")
+        .and_then(strings)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| Protocol::ALL.into_iter().find(|p| p.as_str() == n))
+                .collect()
+        });
+    let payment_methods = get("paymentMethods", "payment_methods")
+        .and_then(strings)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| PaymentMethod::parse(n))
+                .collect()
+        });
+    let selection = get("selection", "selection").and_then(Value::as_object);
+    let ratio = |camel: &str, snake: &str| {
+        let sel = selection?;
+        let v = sel
+            .get(camel)
+            .filter(|v| !v.is_null())
+            .or_else(|| sel.get(snake))?;
+        let Value::Number(n) = v else { return None };
+        Ppm::from_decimal_str(&n.to_string()).ok()
+    };
+    let discount_ratio = ratio("discountRatio", "discount_ratio").filter(|r| *r <= Ppm::ONE);
+    let service_fee_ratio = ratio("serviceFeeRatio", "service_fee_ratio");
+    let mut prices = BTreeMap::new();
+    if let Some(table) = get("prices", "prices").and_then(Value::as_object) {
+        for (model, entry) in table.iter().take(MAX_MANIFEST_ENTRIES) {
+            let Some(entry) = entry.as_object() else {
+                continue;
+            };
+            if model.is_empty() || model.len() > MAX_MODEL_BYTES {
+                continue;
+            }
+            let price = |camel: &str, snake: &str| {
+                let v = entry
+                    .get(camel)
+                    .filter(|v| !v.is_null())
+                    .or_else(|| entry.get(snake))?;
+                usd_to_micros(v.as_f64()?)
+            };
+            let p = TokenPrices {
+                input: price("inputUsdPer1m", "input_usd_per_1m"),
+                output: price("outputUsdPer1m", "output_usd_per_1m"),
+                cache_read: price("cacheReadUsdPer1m", "cache_read_usd_per_1m"),
+                cache_write: None,
+            };
+            if !p.is_none() {
+                prices.insert(model.clone(), p);
+            }
+        }
+    }
+    Manifest {
+        models,
+        protocols,
+        payment_methods,
+        discount_ratio,
+        service_fee_ratio,
+        prices,
+    }
+}
+
+/// USD (a JSON number) to micros, rounded; `None` unless finite and within
+/// 0..=10^15 micros.
+fn usd_to_micros(usd: f64) -> Option<u64> {
+    let micros = (usd * 1_000_000.0).round();
+    if micros.is_finite() && (0.0..=1e15).contains(&micros) {
+        // In range and integral.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Some(micros as u64)
+    } else {
+        None
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// `<url without trailing slashes><path>` as a request URI; http(s) with a
+/// host only.
+fn request_uri(url: &str, path: &str) -> Result<Uri, String> {
+    let base = url.trim().trim_end_matches('/');
+    let uri: Uri = format!("{base}{path}")
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => return Err(format!("scheme {other:?} is not http or https")),
+        None => return Err("no scheme".into()),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("no host".into());
+    }
+    Ok(uri)
+}
+
+/// The URL for messages: user credentials removed.
+fn display_url(url: &str) -> String {
+    let url = url.trim();
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.chars().take(200).collect();
+    };
+    let rest = &url[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let shown = match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***@{}", &url[..start], &rest[at + 1..]),
+        None => url.to_owned(),
+    };
+    shown.chars().take(200).collect()
+}
+
+/// The start of an error body, lossily decoded, control characters
+/// replaced.
+fn snippet(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(STATUS_SNIPPET_CHARS * 4)])
+        .chars()
+        .take(STATUS_SNIPPET_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// An error and its causes, `a: b: c`.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn micros_bounds() {
+        assert_eq!(micros_value(&json!(0)), Ok(0));
+        assert_eq!(
+            micros_value(&json!(1_000_000_000_000_000u64)),
+            Ok(MAX_MICROS)
+        );
+        assert_eq!(micros_value(&json!(1000.0)), Ok(1000));
+        for bad in [
+            json!(-1),
+            json!(1_000_000_000_000_001u64),
+            json!(u64::MAX),
+            json!(1.5),
+            json!(-0.5),
+            json!(1e16),
+            json!("5"),
+            json!(true),
+            json!([]),
+        ] {
+            assert!(micros_value(&bad).is_err(), "{bad}");
+        }
+        assert!(micros_value(&json!(-5)).unwrap_err().contains("-5"));
+    }
+
+    #[test]
+    fn rfc3339_forms() {
+        let z = parse_rfc3339_ms("2026-01-31T12:00:00Z").unwrap();
+        assert_eq!(z, 1_769_860_800_000);
+        assert_eq!(parse_rfc3339_ms("2026-01-31T12:00:00.250Z"), Some(z + 250));
+        assert_eq!(parse_rfc3339_ms("2026-01-31t12:00:00z"), Some(z));
+        assert_eq!(parse_rfc3339_ms("2026-01-31T20:00:00+08:00"), Some(z));
+        assert_eq!(parse_rfc3339_ms("2026-01-31T07:30:00-04:30"), Some(z));
+        assert_eq!(parse_rfc3339_ms("2026-01-31T12:00:00+00:00"), Some(z));
+        for bad in [
+            "",
+            "tomorrow",
+            "2026-01-31",
+            "2026-01-31T12:00:00",
+            "2026-13-31T12:00:00Z",
+            "2026-01-31T12:00:00+8:00",
+            "2026-01-31T12:00:00+24:00",
+            "1969-12-31T23:59:59Z",
+            "２０２６-01-31T12:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_accept_epoch_ms() {
+        assert_eq!(
+            time_value(&json!(1_769_860_800_000i64)),
+            Ok(1_769_860_800_000)
+        );
+        assert!(time_value(&json!(-1)).is_err());
+        assert!(time_value(&json!(null)).is_err());
+        assert!(time_value(&json!("soon")).unwrap_err().contains("soon"));
+    }
+
+    #[test]
+    fn uris() {
+        assert_eq!(
+            request_uri("http://127.0.0.1:9/", "/healthz")
+                .unwrap()
+                .to_string(),
+            "http://127.0.0.1:9/healthz"
+        );
+        assert_eq!(
+            request_uri("https://s.example/api", "/manifest")
+                .unwrap()
+                .to_string(),
+            "https://s.example/api/manifest"
+        );
+        assert!(request_uri("ftp://x", "/healthz").is_err());
+        assert!(request_uri("127.0.0.1:9", "/healthz").is_err());
+        assert!(request_uri("http://", "/healthz").is_err());
+        assert!(request_uri("http://a b", "/healthz").is_err());
+    }
+
+    #[test]
+    fn urls_in_messages_hide_credentials() {
+        assert_eq!(
+            display_url("https://user:pw@s.example/x"),
+            "https://***@s.example/x"
+        );
+        assert_eq!(
+            display_url("https://s.example/a@b"),
+            "https://s.example/a@b"
+        );
+    }
+
+    #[test]
+    fn manifest_is_lenient() {
+        let obj = json!({
+            "models": ["m1", "", 7, "m2"],
+            "protocols": ["messages", "telepathy"],
+            "payment_methods": ["mock", "bitcoin"],
+            "selection": {"discountRatio": 0.2, "serviceFeeRatio": 0.02},
+            "prices": {
+                "m1": {"inputUsdPer1m": 2.4, "outputUsdPer1m": 12, "cacheReadUsdPer1m": -1},
+                "m2": {"inputUsdPer1m": "x"},
+                "m3": 5
+            }
+        });
+        let m = read_manifest(obj.as_object().unwrap());
+        assert_eq!(m.models, Some(vec!["m1".to_owned(), "m2".to_owned()]));
+        assert_eq!(m.protocols, Some(vec![Protocol::Messages]));
+        assert_eq!(m.payment_methods, Some(vec![PaymentMethod::Mock]));
+        assert_eq!(m.discount_ratio, Some(Ppm::new(200_000)));
+        assert_eq!(m.service_fee_ratio, Some(Ppm::new(20_000)));
+        assert_eq!(
+            m.prices.get("m1"),
+            Some(&TokenPrices {
+                input: Some(2_400_000),
+                output: Some(12_000_000),
+                cache_read: None,
+                cache_write: None
+            })
+        );
+        assert_eq!(m.prices.len(), 1);
+        let empty = read_manifest(
+            json!({"selection": {"discountRatio": 1.5}})
+                .as_object()
+                .unwrap(),
+        );
+        assert_eq!(empty, Manifest::default());
+    }
+
+    #[test]
+    fn snippets_are_short_and_clean() {
+        let body = format!("line1\nline2\u{7}{}", "x".repeat(1000));
+        let s = snippet(body.as_bytes());
+        assert_eq!(s.chars().count(), STATUS_SNIPPET_CHARS);
+        assert!(!s.chars().any(char::is_control));
+    }
+}
