@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tb_billing::cost::{RoutePrice, cost_manual_call};
+use tb_billing::cost::{RoutePrice, cost_manual_call, cost_seller_call};
 use tb_billing::record::{
     Attempt, BalanceSource, BillingUnit, CallOutcome, CallRecord, endpoint_label, prompt_hash,
 };
@@ -155,16 +155,21 @@ impl Tracked {
             attempts,
             winner,
         } = self;
-        if settlement.is_some() {
-            // Only marketplace sellers settle; a manual provider's is ignored.
-            tracing::debug!(target: "billing.settlement_ignored", request_id = %start.request_id, "settlement from a manual provider ignored");
-        }
+        let seller_won = winner.as_ref().is_some_and(|w| w.seller_url().is_some());
+        // Only marketplace sellers settle; a manual provider's is ignored.
+        let settlement = settlement.filter(|_| seller_won);
         let latency = start.started.elapsed();
         let ok = outcome == CallOutcome::Ok;
         let report = report.filter(|_| ok).unwrap_or_default();
         let usage = report.usage.as_ref();
 
         let (costing, balance_source) = match &winner {
+            Some(w) if seller_won => cost_seller_call(
+                usage.filter(|_| ok),
+                &w.price_of(&start.model),
+                &RoutePrice::official(&start.model),
+                settlement.as_ref().and_then(|s| s.settled_usd_micros),
+            ),
             Some(w) if ok => {
                 let plan: Vec<RoutePrice> = start
                     .plan
@@ -231,9 +236,11 @@ impl Tracked {
             baseline_kind: costing.baseline_kind,
             saved_usd_micros: signed(costing.saved_usd_micros),
             cached_saving_usd_micros: signed(costing.cached_saving_usd_micros),
-            settled_credit_micros: None,
+            settled_credit_micros: signed(settlement.as_ref().and_then(|s| s.settled_micros)),
             balance_source,
-            remaining_credit_micros: None,
+            remaining_credit_micros: signed(
+                settlement.as_ref().and_then(|s| s.remaining_credit_micros),
+            ),
             billing_unit: if start.protocol == Protocol::ImagesGenerations {
                 BillingUnit::Images
             } else {

@@ -18,10 +18,12 @@ use crate::headers::{client_response_headers, upstream_request_headers};
 use crate::plan::Route;
 use crate::stream::{Ending, Finish, OnBreak, PassThrough, Tap};
 use crate::tap::ResponseTap;
+use crate::upstream::Upstream;
 use crate::{ProxyBody, ProxyState};
 use tb_billing::record::{Attempt, CallOutcome};
 use tb_billing::settlement::{self, SETTLEMENT_HEADER, Settlement};
 use tb_billing::usage::RequestFacts;
+use tb_seller::{CreditBroker, Lease, SellerRef, is_insufficient_funds};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-tokenbuddy-request-id");
 const UPSTREAM: HeaderName = HeaderName::from_static("x-tokenbuddy-upstream");
@@ -29,6 +31,7 @@ const ATTEMPTS: HeaderName = HeaderName::from_static("x-tokenbuddy-attempts");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+const DEADLINE_MS: HeaderName = HeaderName::from_static("x-tokenbuddy-deadline-ms");
 
 /// Entry point for every request on the proxy plane. Never fails: every
 /// error becomes a protocol-shaped response.
@@ -117,7 +120,7 @@ async fn dispatch(
         .response(family);
     }
     match protocol {
-        None => json_response(state.models_body.clone()),
+        None => json_response(state.table.load().models_body.clone()),
         Some(protocol) => match proxy_call(state, req, protocol, request_id, started).await {
             Ok(resp) => resp,
             Err(err) => err.response(family),
@@ -148,6 +151,8 @@ fn json_response(body: Bytes) -> Response<ProxyBody> {
 /// final error message.
 struct AttemptRecord {
     upstream: String,
+    /// The upstream's base URL, for error messages (holds no secret).
+    location: String,
     status: Option<u16>,
     class: &'static str,
     detail: String,
@@ -155,6 +160,38 @@ struct AttemptRecord {
 }
 
 impl AttemptRecord {
+    fn answered(
+        upstream: &Upstream,
+        status: u16,
+        class: &'static str,
+        latency_ms: u64,
+    ) -> AttemptRecord {
+        AttemptRecord {
+            upstream: upstream.id.to_string(),
+            location: upstream.base_url().to_string(),
+            status: Some(status),
+            class,
+            detail: format!("HTTP {status}"),
+            latency_ms,
+        }
+    }
+
+    fn failed(
+        upstream: &Upstream,
+        class: &'static str,
+        detail: String,
+        latency_ms: u64,
+    ) -> AttemptRecord {
+        AttemptRecord {
+            upstream: upstream.id.to_string(),
+            location: upstream.base_url().to_string(),
+            status: None,
+            class,
+            detail,
+            latency_ms,
+        }
+    }
+
     /// The ledger's form of the attempt.
     fn to_attempt(&self) -> Attempt {
         Attempt {
@@ -189,6 +226,9 @@ async fn proxy_call(
         .and_then(|v| v.parse::<u64>().ok());
     let bytes = read_limited(body, content_length, state.settings.max_body_bytes).await?;
     let probe = probe(&bytes)?;
+    if let Some(problem) = state.auto_mode_problem() {
+        return Err(ProxyError::new(ErrorCode::NoRoute, problem));
+    }
 
     let plan = state.plan(&probe.model, protocol);
     tracing::info!(
@@ -260,8 +300,34 @@ async fn proxy_call(
     };
 
     let mut attempts: Vec<AttemptRecord> = Vec::with_capacity(plan.routes.len());
-    for route in &plan.routes {
+    let mut i = 0;
+    // A seller whose token ran dry gets one purchase and one retry.
+    let mut dry_retried = false;
+    let mut force_new = false;
+    while let Some(route) = plan.routes.get(i) {
         let upstream = &route.upstream;
+        let next_route = |i: &mut usize, dry: &mut bool| {
+            *i += 1;
+            *dry = false;
+        };
+        let lease = match upstream.seller_url() {
+            None => None,
+            Some(seller_url) => {
+                match buy_or_reuse(state, upstream, seller_url, &plan.model, force_new).await {
+                    Ok(lease) => Some(lease),
+                    Err(detail) => {
+                        tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class = "purchase_failed", error = %detail, "no seller token");
+                        let record = AttemptRecord::failed(upstream, "purchase_failed", detail, 0);
+                        call.attempt(record.to_attempt());
+                        attempts.push(record);
+                        next_route(&mut i, &mut dry_retried);
+                        force_new = false;
+                        continue;
+                    }
+                }
+            }
+        };
+        force_new = false;
         let uri = upstream.url(protocol, parts.uri.query()).map_err(|e| {
             ProxyError::new(
                 ErrorCode::UpstreamUnreachable,
@@ -269,8 +335,19 @@ async fn proxy_call(
             )
         })?;
         let mut headers = base_headers.clone();
-        let (auth_name, auth_value) = upstream.auth_header();
-        headers.insert(auth_name.clone(), auth_value.clone());
+        if let Some((auth_name, auth_value)) = upstream.auth_header() {
+            headers.insert(auth_name.clone(), auth_value.clone());
+        }
+        if let Some(lease) = &lease {
+            if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", lease.token.expose())) {
+                v.set_sensitive(true);
+                headers.insert(header::AUTHORIZATION, v);
+            }
+            headers.insert(
+                DEADLINE_MS,
+                HeaderValue::from(u64::try_from(head_deadline.as_millis()).unwrap_or(u64::MAX)),
+            );
+        }
         if upstream.kind == ProviderKind::Anthropic && !headers.contains_key(ANTHROPIC_VERSION) {
             headers.insert(ANTHROPIC_VERSION, HeaderValue::from_static("2023-06-01"));
         }
@@ -287,28 +364,72 @@ async fn proxy_call(
         let latency_ms = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
         match outcome {
             Ok(Ok(resp)) => {
-                let record = AttemptRecord {
-                    upstream: upstream.id.to_string(),
-                    status: Some(resp.status().as_u16()),
-                    class: if resp.status().is_success() {
-                        "ok"
-                    } else {
-                        "http_error"
-                    },
-                    detail: String::new(),
-                    latency_ms,
+                let status = resp.status().as_u16();
+                let tap_for = TapFor {
+                    protocol,
+                    facts: facts.clone(),
+                    strip_usage_only: add_usage,
                 };
+                if let (Some(lease), Some(market)) = (&lease, &state.market)
+                    && status >= 400
+                {
+                    // A seller's error decides between buying, dropping the
+                    // token and passing the answer on: read it (bounded).
+                    let (head, body) = resp.into_parts();
+                    let error_body = read_error_body(body, head_deadline).await;
+                    if !dry_retried && is_insufficient_funds(status, &error_body) {
+                        market.broker.mark_lease_dry(lease);
+                        let record = AttemptRecord::answered(
+                            upstream,
+                            status,
+                            "insufficient_funds",
+                            latency_ms,
+                        );
+                        call.attempt(record.to_attempt());
+                        attempts.push(record);
+                        tracing::info!(target: "purchase.rebuy", upstream = %upstream.id, status, "seller credit ran dry; buying once and retrying");
+                        dry_retried = true;
+                        force_new = true;
+                        continue;
+                    }
+                    if matches!(status, 401 | 403) {
+                        market.broker.drop_lease(lease);
+                        if i + 1 < plan.routes.len() {
+                            let record = AttemptRecord::answered(
+                                upstream,
+                                status,
+                                "auth_invalid",
+                                latency_ms,
+                            );
+                            call.attempt(record.to_attempt());
+                            attempts.push(record);
+                            next_route(&mut i, &mut dry_retried);
+                            continue;
+                        }
+                    }
+                    let record =
+                        AttemptRecord::answered(upstream, status, "http_error", latency_ms);
+                    call.attempt(record.to_attempt());
+                    attempts.push(record);
+                    call.set_winner(Arc::clone(upstream));
+                    let resp = Response::from_parts(head, Full::new(error_body));
+                    return Ok(client_response(
+                        state, resp, route, tap_for, &attempts, call, None,
+                    ));
+                }
+                let class = if resp.status().is_success() {
+                    "ok"
+                } else {
+                    "http_error"
+                };
+                let record = AttemptRecord::answered(upstream, status, class, latency_ms);
                 call.attempt(record.to_attempt());
                 attempts.push(record);
                 call.set_winner(Arc::clone(upstream));
-                tracing::info!(target: "upstream.response", upstream = %upstream.id, status = resp.status().as_u16(), head_ms = latency_ms, "upstream answered");
-                let tap_for = TapFor {
-                    protocol,
-                    facts,
-                    strip_usage_only: add_usage,
-                };
+                tracing::info!(target: "upstream.response", upstream = %upstream.id, status, head_ms = latency_ms, "upstream answered");
+                let settle = lease.zip(state.market.as_ref().map(|m| m.broker.clone()));
                 return Ok(client_response(
-                    state, resp, route, tap_for, &attempts, call,
+                    state, resp, route, tap_for, &attempts, call, settle,
                 ));
             }
             Ok(Err(e)) => {
@@ -319,43 +440,33 @@ async fn proxy_call(
                 };
                 let detail = error_chain(&e);
                 tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class, error = %detail, "upstream attempt failed");
-                let record = AttemptRecord {
-                    upstream: upstream.id.to_string(),
-                    status: None,
-                    class,
-                    detail,
-                    latency_ms,
-                };
+                let record = AttemptRecord::failed(upstream, class, detail, latency_ms);
                 call.attempt(record.to_attempt());
                 attempts.push(record);
             }
             Err(_) => {
                 let detail = format!("no response head within {} ms", head_deadline.as_millis());
                 tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class = "deadline", "upstream attempt failed");
-                let record = AttemptRecord {
-                    upstream: upstream.id.to_string(),
-                    status: None,
-                    class: "deadline",
-                    detail,
-                    latency_ms,
-                };
+                let record = AttemptRecord::failed(upstream, "deadline", detail, latency_ms);
                 call.attempt(record.to_attempt());
                 attempts.push(record);
             }
         }
+        next_route(&mut i, &mut dry_retried);
     }
 
     call.finish(CallOutcome::Failed, None, None, None);
-    let all_deadline = attempts.iter().all(|a| a.class == "deadline");
-    let code = if all_deadline {
+    let all = |class: &str| attempts.iter().all(|a| a.class == class);
+    let code = if all("purchase_failed") {
+        ErrorCode::NoRoute
+    } else if all("deadline") {
         ErrorCode::UpstreamTimeout
     } else {
         ErrorCode::UpstreamUnreachable
     };
     let tried: Vec<String> = attempts
         .iter()
-        .zip(&plan.routes)
-        .map(|(a, r)| format!("{} ({}): {}", a.upstream, r.upstream.base_url(), a.detail))
+        .map(|a| format!("{} ({}): {}", a.upstream, a.location, a.detail))
         .collect();
     let message = format!(
         "no upstream answered for model {:?} over {protocol}; tried {}",
@@ -372,6 +483,40 @@ async fn proxy_call(
         resp.headers_mut().insert(UPSTREAM, v);
     }
     Ok(resp)
+}
+
+/// A token for a seller route: the cached one or a new purchase. The error
+/// is the attempt's detail (no token in it).
+async fn buy_or_reuse(
+    state: &ProxyState,
+    upstream: &Upstream,
+    seller_url: &str,
+    model: &str,
+    force_new: bool,
+) -> Result<Lease, String> {
+    let Some(market) = &state.market else {
+        return Err("marketplace routing is not configured".into());
+    };
+    let seller = SellerRef::new(upstream.id.as_str(), seller_url);
+    let lease = market
+        .broker
+        .acquire(&seller, model, market.payment, force_new)
+        .await
+        .map_err(|e| e.to_string())?;
+    if lease.bought {
+        tracing::info!(target: "purchase.completed", upstream = %upstream.id, token = %lease.fingerprint, "bought seller credit");
+    }
+    Ok(lease)
+}
+
+/// Reads an upstream error body, at most 64 KiB, within `deadline`; what
+/// cannot be read is left out (the status still stands).
+async fn read_error_body(body: Incoming, deadline: std::time::Duration) -> Bytes {
+    let limited = http_body_util::Limited::new(body, 64 * 1024);
+    match tokio::time::timeout(deadline, limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        _ => Bytes::new(),
+    }
 }
 
 fn attempts_header(attempts: &[AttemptRecord]) -> String {
@@ -428,14 +573,19 @@ struct TapFor {
     strip_usage_only: bool,
 }
 
-fn client_response(
+fn client_response<B>(
     state: &ProxyState,
-    resp: Response<Incoming>,
+    resp: Response<B>,
     route: &Route,
     tap_for: TapFor,
     attempts: &[AttemptRecord],
     call: CallTracker,
-) -> Response<ProxyBody> {
+    settle: Option<(Lease, CreditBroker)>,
+) -> Response<ProxyBody>
+where
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: std::fmt::Display,
+{
     let (parts, body) = resp.into_parts();
     let protocol = tap_for.protocol;
     let is_sse = parts
@@ -480,6 +630,9 @@ fn client_response(
         let report = tap.report();
         let saw_content = tap.saw_content();
         let settlement = read_settlement(tap.settlement(), settlement_header.as_deref());
+        if let (Some((lease, broker)), Some(s)) = (&settle, &settlement) {
+            broker.settle_lease(lease, s.settled_micros, s.remaining_credit_micros);
+        }
         let outcome = match ending {
             Ending::ClientGone => CallOutcome::Cancelled,
             Ending::Complete if success => CallOutcome::Ok,

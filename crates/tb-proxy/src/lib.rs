@@ -15,7 +15,7 @@
 //!
 //! let config = Config::from_toml_str("[proxy]\nport = 0")?;
 //! let (token, token_path) = AccessToken::load_or_create(std::path::Path::new("/tmp/tb-data"))?;
-//! let proxy = Proxy::new(&config, token, token_path, &|var| std::env::var(var).ok(), None)?;
+//! let proxy = Proxy::new(&config, token, token_path, &|var| std::env::var(var).ok(), None, None)?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! proxy.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await;
 //! # Ok(()) }
@@ -29,6 +29,7 @@ mod headers;
 mod plan;
 mod server;
 mod stream;
+mod table;
 mod tap;
 mod token;
 mod upstream;
@@ -41,10 +42,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::combinators::UnsyncBoxBody;
-use serde_json::json;
+use std::collections::BTreeMap;
 use tb_config::Config;
 use tb_domain::{PaymentMethod, Protocol};
-use tb_registry::{IndexedUpstream, ModelIndex};
+
+use arc_swap::ArcSwap;
+use tb_config::{AutoConfig, AutoRange, ProviderMode};
+use tb_registry::{IndexedUpstream, Registry};
 use tokio::net::TcpListener;
 
 pub use call::CallSink;
@@ -88,11 +92,26 @@ pub(crate) struct ProxyState {
     settings: Settings,
     token: AccessToken,
     token_path: PathBuf,
-    index: ModelIndex,
-    upstreams: Vec<Arc<Upstream>>,
+    manual: table::ManualUpstreams,
+    table: ArcSwap<table::RoutingTable>,
+    mode: ProviderMode,
+    auto: AutoConfig,
+    aliases: BTreeMap<String, String>,
     client: UpstreamClient,
-    models_body: Bytes,
     recorder: Arc<call::Recorder>,
+    market: Option<Market>,
+}
+
+/// What marketplace routing needs: the registry (its snapshots feed the
+/// routing table) and the credit broker (tokens, purchases, budget).
+#[derive(Clone)]
+pub struct Market {
+    /// The seller list.
+    pub registry: Arc<Registry>,
+    /// Buys and tracks seller credit.
+    pub broker: tb_seller::CreditBroker,
+    /// How purchases are paid.
+    pub payment: PaymentMethod,
 }
 
 impl ProxyState {
@@ -111,11 +130,50 @@ impl ProxyState {
     }
 
     fn plan(&self, model: &str, protocol: Protocol) -> RoutePlan {
-        RoutePlan::from_lookup(
-            self.index
-                .lookup(model, protocol, &[PaymentMethod::ProviderKey]),
-            &self.upstreams,
-        )
+        self.table.load().plan(model, protocol)
+    }
+
+    /// Rebuilds the routing table from the current registry snapshot.
+    fn rebuild(&self) {
+        let snapshot = self.market.as_ref().map(|m| m.registry.current());
+        let doc = snapshot
+            .as_ref()
+            .filter(|s| s.has_document())
+            .map(|s| s.doc.as_ref());
+        let table =
+            table::RoutingTable::build(&self.manual, doc, self.mode, &self.auto, &self.aliases);
+        tracing::info!(target: "route.table_rebuilt", sellers = table.sellers, upstreams = table.upstreams().len(), "routing table ready");
+        self.table.store(Arc::new(table));
+    }
+
+    /// Why auto mode cannot route at all right now, if it cannot: a
+    /// `503 no_route` message saying how to fix it.
+    fn auto_mode_problem(&self) -> Option<String> {
+        if self.mode != ProviderMode::Auto {
+            return None;
+        }
+        if !self.auto.enabled {
+            tracing::warn!(target: "route.auto_provider.disabled", "auto mode with marketplace routing disabled");
+            return Some("marketplace routing is disabled (provider.auto.enabled = false) and provider.mode is \"auto\"; set provider.auto.enabled = true, or use provider.mode = \"manual\" or \"both\"".into());
+        }
+        if self.auto.selected_seller.is_none()
+            && self.auto.range == AutoRange::Custom
+            && self.auto.seller_ids.is_empty()
+        {
+            tracing::warn!(target: "route.auto_provider.custom_empty", "range custom with no seller ids");
+            return Some("provider.auto.range is \"custom\" but provider.auto.seller_ids is empty; list the sellers to use, or set range = \"recommended\"".into());
+        }
+        let snapshot = self.market.as_ref().map(|m| m.registry.current())?;
+        if !snapshot.has_document() {
+            let why = snapshot
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "not fetched yet".into());
+            return Some(format!(
+                "the marketplace registry has not been loaded ({why}); check registry.url and that the registry is reachable"
+            ));
+        }
+        None
     }
 }
 
@@ -128,16 +186,18 @@ impl Proxy {
     /// Builds the proxy: one [`Upstream`] per `[[providers]]` entry, the
     /// model index over them, and the pooled HTTPS client. `env` reads the
     /// variables named by `api_key_env`; `sink` receives one call record per
-    /// proxied request (`None`: records are only logged).
+    /// proxied request (`None`: records are only logged); `market` enables
+    /// marketplace sellers (`provider.mode` auto or both).
     pub fn new(
         config: &Config,
         token: AccessToken,
         token_path: PathBuf,
         env: &dyn Fn(&str) -> Option<String>,
         sink: Option<Arc<dyn CallSink>>,
+        market: Option<Market>,
     ) -> Result<Proxy, BuildError> {
         let mut upstreams = Vec::with_capacity(config.providers.len());
-        let mut indexed = Vec::with_capacity(config.providers.len());
+        let mut indexed: Vec<IndexedUpstream> = Vec::with_capacity(config.providers.len());
         for (i, p) in config.providers.iter().enumerate() {
             let upstream = Upstream::from_config(i, p, env)?;
             indexed.push(IndexedUpstream::manual(
@@ -147,13 +207,7 @@ impl Proxy {
             ));
             upstreams.push(Arc::new(upstream));
         }
-        let index = ModelIndex::new(indexed, config.models.aliases.clone());
-        let data: Vec<_> = index
-            .models()
-            .into_iter()
-            .map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "tokenbuddy"}))
-            .collect();
-        let models_body = Bytes::from(json!({"object": "list", "data": data}).to_string());
+        let manual = table::ManualUpstreams { upstreams, indexed };
         let client = build_client(config.tls.extra_ca_file.as_deref())?;
         let ms = Duration::from_millis;
         let settings = Settings {
@@ -165,17 +219,34 @@ impl Proxy {
             stream_idle_timeout: ms(config.routing.stream_idle_timeout_ms),
             shutdown_grace: ms(config.proxy.shutdown_grace_ms),
         };
+        let mode = if market.is_some() {
+            config.provider.mode
+        } else {
+            ProviderMode::Manual
+        };
+        let empty = table::RoutingTable::build(
+            &manual,
+            None,
+            mode,
+            &config.provider.auto,
+            &config.models.aliases,
+        );
+        let state = ProxyState {
+            settings,
+            token,
+            token_path,
+            manual,
+            table: ArcSwap::from_pointee(empty),
+            mode,
+            auto: config.provider.auto.clone(),
+            aliases: config.models.aliases.clone(),
+            client,
+            recorder: Arc::new(call::Recorder::new(sink)),
+            market,
+        };
+        state.rebuild();
         Ok(Proxy {
-            state: Arc::new(ProxyState {
-                settings,
-                token,
-                token_path,
-                index,
-                upstreams,
-                client,
-                models_body,
-                recorder: Arc::new(call::Recorder::new(sink)),
-            }),
+            state: Arc::new(state),
         })
     }
 
@@ -184,9 +255,9 @@ impl Proxy {
         self.state.recorder.dropped()
     }
 
-    /// The upstreams, in preference order.
-    pub fn upstreams(&self) -> &[Arc<Upstream>] {
-        &self.state.upstreams
+    /// The upstreams of the current routing table, in preference order.
+    pub fn upstreams(&self) -> Vec<Arc<Upstream>> {
+        self.state.table.load().upstreams().to_vec()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and lets
@@ -196,6 +267,20 @@ impl Proxy {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> ShutdownOutcome {
-        server::serve(Arc::clone(&self.state), listener, shutdown).await
+        // A new registry generation rebuilds the routing table, off the request path.
+        let watcher = self.state.market.as_ref().map(|m| {
+            let mut generations = m.registry.subscribe();
+            let state = Arc::clone(&self.state);
+            tokio::spawn(async move {
+                while generations.changed().await.is_ok() {
+                    state.rebuild();
+                }
+            })
+        });
+        let outcome = server::serve(Arc::clone(&self.state), listener, shutdown).await;
+        if let Some(w) = watcher {
+            w.abort();
+        }
+        outcome
     }
 }

@@ -20,11 +20,13 @@ use tb_billing::cost::RoutePrice;
 use tb_config::{ModelPriceConfig, ProviderConfig};
 use tb_domain::{Protocol, ProviderKind, UpstreamId};
 use tb_prices::{Ppm, TokenPrices};
+use tb_registry::SellerEntry;
 
 /// The pooled client used for every upstream call.
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// One upstream, ready to be called.
+/// One upstream, ready to be called: a manual provider or a marketplace
+/// seller.
 #[derive(Debug)]
 pub struct Upstream {
     /// Its id.
@@ -32,10 +34,26 @@ pub struct Upstream {
     /// Auth header family.
     pub kind: ProviderKind,
     base_url: String,
-    auth: (HeaderName, HeaderValue),
-    extra_headers: Vec<(HeaderName, HeaderValue)>,
-    discount: Ppm,
-    prices: HashMap<String, TokenPrices>,
+    source: Source,
+}
+
+/// What kind of upstream, with what only that kind has.
+#[derive(Debug)]
+enum Source {
+    /// Paid with the user's key.
+    Manual {
+        auth: (HeaderName, HeaderValue),
+        extra_headers: Vec<(HeaderName, HeaderValue)>,
+        discount: Ppm,
+        prices: HashMap<String, TokenPrices>,
+    },
+    /// A marketplace seller: paid with a bought token per request.
+    Seller {
+        /// The seller's base URL (purchases are relative to it).
+        url: String,
+        discount: Ppm,
+        fee: Ppm,
+    },
 }
 
 /// Why an upstream could not be set up from config.
@@ -142,12 +160,38 @@ impl Upstream {
         Ok(Upstream {
             id: UpstreamId::new(p.id.clone()),
             kind: p.kind,
-            discount,
-            prices,
             base_url,
-            auth: (name, value),
-            extra_headers,
+            source: Source::Manual {
+                auth: (name, value),
+                extra_headers,
+                discount,
+                prices,
+            },
         })
+    }
+
+    /// A marketplace seller from the registry. Inference goes to
+    /// `<url>/v1/...`; the token is bought per (seller, payment method).
+    pub fn seller(entry: &SellerEntry) -> Upstream {
+        let url = entry.url.trim_end_matches('/').to_string();
+        Upstream {
+            id: entry.id.clone(),
+            kind: ProviderKind::Openai,
+            base_url: format!("{url}/v1"),
+            source: Source::Seller {
+                url,
+                discount: entry.discount_ratio,
+                fee: entry.service_fee_ratio,
+            },
+        }
+    }
+
+    /// The seller's base URL, when this is a marketplace seller.
+    pub fn seller_url(&self) -> Option<&str> {
+        match &self.source {
+            Source::Seller { url, .. } => Some(url),
+            Source::Manual { .. } => None,
+        }
     }
 
     /// The URL for `protocol`: base URL + protocol path minus `/v1` + the
@@ -168,7 +212,14 @@ impl Upstream {
     /// How this upstream prices `model`: explicit `prices`, else the table
     /// with the provider's discount, else unpriced.
     pub fn price_of(&self, model: &str) -> RoutePrice {
-        RoutePrice::manual(self.prices.get(model).copied(), model, self.discount)
+        match &self.source {
+            Source::Manual {
+                discount, prices, ..
+            } => RoutePrice::manual(prices.get(model).copied(), model, *discount),
+            Source::Seller { discount, fee, .. } => {
+                RoutePrice::seller(None, model, *discount, *fee)
+            }
+        }
     }
 
     /// The base URL (for messages; holds no secret).
@@ -176,14 +227,21 @@ impl Upstream {
         &self.base_url
     }
 
-    /// The authentication header.
-    pub(crate) fn auth_header(&self) -> (&HeaderName, &HeaderValue) {
-        (&self.auth.0, &self.auth.1)
+    /// The configured authentication header (manual providers; a seller's
+    /// token is bought per request).
+    pub(crate) fn auth_header(&self) -> Option<(&HeaderName, &HeaderValue)> {
+        match &self.source {
+            Source::Manual { auth, .. } => Some((&auth.0, &auth.1)),
+            Source::Seller { .. } => None,
+        }
     }
 
     /// Extra configured headers.
     pub(crate) fn extra_headers(&self) -> &[(HeaderName, HeaderValue)] {
-        &self.extra_headers
+        match &self.source {
+            Source::Manual { extra_headers, .. } => extra_headers,
+            Source::Seller { .. } => &[],
+        }
     }
 }
 
@@ -289,7 +347,7 @@ mod tests {
             &env,
         )
         .unwrap();
-        let (n, v) = u.auth_header();
+        let (n, v) = u.auth_header().unwrap();
         assert_eq!(
             (n.as_str(), v.to_str().unwrap()),
             ("authorization", "Bearer sk-env")
@@ -301,7 +359,7 @@ mod tests {
             &env,
         )
         .unwrap();
-        let (n, v) = u.auth_header();
+        let (n, v) = u.auth_header().unwrap();
         assert_eq!((n.as_str(), v.to_str().unwrap()), ("x-api-key", "sk-a"));
         assert!(!format!("{u:?}").contains("sk-a"));
     }

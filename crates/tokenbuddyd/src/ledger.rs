@@ -27,3 +27,47 @@ pub(crate) async fn open(
         .with_context(|| format!("opening the ledger at {target} (ledger.url)"))?;
     Ok((ledger, target))
 }
+
+/// The registry's last good document lives in the ledger's `config_kv`, so
+/// a restart with a broken registry still routes.
+pub(crate) struct LedgerSnapshotStore(pub(crate) Ledger);
+
+const REGISTRY_DOC_KEY: &str = "registry.snapshot";
+const REGISTRY_AT_KEY: &str = "registry.snapshot.fetched_at_ms";
+
+impl tb_registry::SnapshotStore for LedgerSnapshotStore {
+    async fn load(&self) -> Option<tb_registry::StoredSnapshot> {
+        let raw = match self.0.config_get(REGISTRY_DOC_KEY).await {
+            Ok(raw) => raw?,
+            Err(e) => {
+                tracing::warn!(target: "registry.persist_failed", error = %e, "could not read the saved registry document");
+                return None;
+            }
+        };
+        let fetched_at_ms = self
+            .0
+            .config_get(REGISTRY_AT_KEY)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Some(tb_registry::StoredSnapshot {
+            raw: raw.into_bytes(),
+            fetched_at_ms,
+        })
+    }
+
+    async fn save(&self, raw: &[u8], fetched_at_ms: i64) {
+        let text = String::from_utf8_lossy(raw);
+        let saved = async {
+            self.0.config_put(REGISTRY_DOC_KEY, &text).await?;
+            self.0
+                .config_put(REGISTRY_AT_KEY, &fetched_at_ms.to_string())
+                .await
+        };
+        if let Err(e) = saved.await {
+            tracing::warn!(target: "registry.persist_failed", error = %e, "could not save the registry document");
+        }
+    }
+}

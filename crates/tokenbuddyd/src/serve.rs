@@ -9,8 +9,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{Context, anyhow};
+use tb_config::ProviderMode;
 use tb_config::{Config, LoadedConfig, LogFormat};
-use tb_proxy::{AccessToken, CallSink, Proxy, ShutdownOutcome};
+use tb_proxy::{AccessToken, CallSink, Market, Proxy, ShutdownOutcome};
+use tb_registry::{Registry, RegistryFetcher};
+use tb_seller::{
+    CreditBroker, PurchasePolicy, SellerClient, TokenCipher, TokenStore, system_clock,
+};
 use tb_store::LedgerWriter;
 
 /// How long shutdown waits for queued call records to be committed.
@@ -63,8 +68,17 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     let (sender, writer) = LedgerWriter::spawn(ledger.clone(), config.ledger.queue_capacity);
     let sink: Arc<dyn CallSink> = Arc::new(crate::ledger::LedgerSink(sender));
 
+    let market = start_market(config, &ledger, data_dir).await?;
+    let refresher = market.as_ref().map(|m| {
+        Arc::clone(&m.registry).spawn_refresh(
+            std::time::Duration::from_secs(config.registry.refresh_secs),
+            std::future::pending::<()>(),
+        )
+    });
+    let broker = market.as_ref().map(|m| m.broker.clone());
+
     let env = |var: &str| std::env::var(var).ok();
-    let proxy = Proxy::new(config, token, token_path.clone(), &env, Some(sink))
+    let proxy = Proxy::new(config, token, token_path.clone(), &env, Some(sink), market)
         .map_err(|e| Failure::Config(e.into()))?;
 
     let addr = SocketAddr::new(config.proxy.bind, config.proxy.port);
@@ -90,6 +104,12 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     tracing::info!(target: "daemon.started", proxy = %proxy_url, upstreams = proxy.upstreams().len(), "tokenbuddyd is serving");
 
     let outcome = proxy.serve(listener, shutdown).await;
+    if let Some(r) = refresher {
+        r.abort();
+    }
+    if let Some(b) = broker {
+        b.flush().await;
+    }
     // Every response has ended, so every record is queued: drain them all.
     let report = writer.shutdown(LEDGER_DRAIN_LIMIT).await;
     ledger.close().await;
@@ -109,6 +129,72 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Starts the marketplace side when `provider.mode` is auto or both: the
+/// registry (last good document first, then a fetch) and the credit broker
+/// (tokens restored from the ledger, encrypted with `<data_dir>/token-key`).
+async fn start_market(
+    config: &Config,
+    ledger: &tb_store::Ledger,
+    data_dir: &Path,
+) -> Result<Option<Market>, Failure> {
+    if config.provider.mode == ProviderMode::Manual {
+        return Ok(None);
+    }
+    let url =
+        config.registry.url.clone().ok_or_else(|| {
+            Failure::Config(anyhow!("provider.mode auto/both needs registry.url"))
+        })?;
+    let client = tb_proxy::build_client(config.tls.extra_ca_file.as_deref())
+        .map_err(|e| Failure::Config(e.into()))?;
+    let fetcher = RegistryFetcher::new(url, config.registry.max_bytes, client.clone());
+    let store = crate::ledger::LedgerSnapshotStore(ledger.clone());
+    let (registry, outcome) = Registry::start(fetcher, store, unix_ms()).await;
+    match outcome.error() {
+        None => {
+            tracing::info!(target: "registry.loaded", sellers = registry.current().doc.sellers.len(), "registry loaded")
+        }
+        Some(e) => {
+            tracing::warn!(target: "registry.unavailable", error = %e, has_document = outcome.has_document(), "registry not fetched at start")
+        }
+    }
+    let cipher = TokenCipher::load_or_create(data_dir)
+        .context("preparing the seller token key")
+        .map_err(Failure::Runtime)?;
+    let policy = PurchasePolicy {
+        amount_credit_micros: config.purchase.amount_credit_micros,
+        session_budget_usd_micros: config.purchase.session_budget_usd_micros,
+        rebuy_min_balance_micros: config.purchase.rebuy_min_balance_micros,
+        token_expiry_margin_ms: config.purchase.token_expiry_margin_ms,
+        fresh_window_ms: config.purchase.fresh_window_ms,
+    };
+    let broker = CreditBroker::new(
+        SellerClient::new(client, std::time::Duration::from_secs(30)),
+        Arc::new(ledger.clone()) as Arc<dyn TokenStore>,
+        cipher,
+        policy,
+        system_clock(),
+    );
+    match broker.load().await {
+        Ok(n) => {
+            tracing::info!(target: "purchase.tokens_restored", tokens = n, "seller tokens restored")
+        }
+        Err(e) => {
+            tracing::warn!(target: "purchase.tokens_restore_failed", error = %e, "seller tokens not restored; they will be bought again")
+        }
+    }
+    Ok(Some(Market {
+        registry,
+        broker,
+        payment: config.provider.auto.payment_method,
+    }))
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Deletes call records older than `ledger.retention_days`, once at start

@@ -1,0 +1,184 @@
+//! The routing table: every upstream a request may use (manual providers
+//! and, in auto/both mode, the registry's sellers), indexed by model,
+//! protocol and payment method. Rebuilt whenever the registry snapshot
+//! changes and swapped in atomically: a request reads one immutable table
+//! and never waits on a lock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::json;
+use tb_config::{AutoConfig, AutoRange, ProviderMode};
+use tb_domain::{PaymentMethod, Protocol};
+use tb_registry::{IndexedUpstream, ModelIndex, RegistryDoc};
+
+use crate::plan::RoutePlan;
+use crate::upstream::Upstream;
+
+/// One immutable routing table.
+pub(crate) struct RoutingTable {
+    index: ModelIndex,
+    upstreams: Vec<Arc<Upstream>>,
+    payments: Vec<PaymentMethod>,
+    /// The `/v1/models` answer, built once per table.
+    pub(crate) models_body: Bytes,
+    /// How many sellers the table holds.
+    pub(crate) sellers: usize,
+}
+
+/// The manual providers, built once from config.
+pub(crate) struct ManualUpstreams {
+    pub(crate) upstreams: Vec<Arc<Upstream>>,
+    pub(crate) indexed: Vec<IndexedUpstream>,
+}
+
+/// Which sellers auto mode may use, in order: the default seller first,
+/// then registry order; `selected_seller` alone (mode `fixed`), or only
+/// `seller_ids` with range `custom` (mode `fixedSet`).
+pub(crate) fn selected_sellers<'a>(
+    doc: &'a RegistryDoc,
+    auto: &AutoConfig,
+) -> Vec<&'a tb_registry::SellerEntry> {
+    if !auto.enabled {
+        return Vec::new();
+    }
+    doc.sellers_default_first()
+        .filter(|s| match (&auto.selected_seller, auto.range) {
+            (Some(only), _) => s.id.as_str() == only,
+            (None, AutoRange::Custom) => auto.seller_ids.iter().any(|id| id == s.id.as_str()),
+            (None, AutoRange::Recommended) => true,
+        })
+        .collect()
+}
+
+impl RoutingTable {
+    /// Builds the table for `mode`: manual providers (manual, both) then
+    /// sellers (auto, both).
+    pub(crate) fn build(
+        manual: &ManualUpstreams,
+        doc: Option<&RegistryDoc>,
+        mode: ProviderMode,
+        auto: &AutoConfig,
+        aliases: &BTreeMap<String, String>,
+    ) -> RoutingTable {
+        let mut upstreams = Vec::new();
+        let mut indexed = Vec::new();
+        let mut payments = Vec::new();
+        if mode != ProviderMode::Auto {
+            upstreams.extend(manual.upstreams.iter().cloned());
+            indexed.extend(manual.indexed.iter().cloned());
+            payments.push(PaymentMethod::ProviderKey);
+        }
+        let mut sellers = 0;
+        if mode != ProviderMode::Manual {
+            payments.push(auto.payment_method);
+            if let Some(doc) = doc {
+                for entry in selected_sellers(doc, auto) {
+                    upstreams.push(Arc::new(Upstream::seller(entry)));
+                    indexed.push(IndexedUpstream::from_seller(entry));
+                    sellers += 1;
+                }
+            }
+        }
+        let index = ModelIndex::new(indexed, aliases.clone());
+        let data: Vec<_> = index
+            .models()
+            .into_iter()
+            .map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "tokenbuddy"}))
+            .collect();
+        let models_body = Bytes::from(json!({"object": "list", "data": data}).to_string());
+        RoutingTable {
+            index,
+            upstreams,
+            payments,
+            models_body,
+            sellers,
+        }
+    }
+
+    /// The routes for `model` over `protocol`, in order.
+    pub(crate) fn plan(&self, model: &str, protocol: Protocol) -> RoutePlan {
+        RoutePlan::from_lookup(
+            self.index.lookup(model, protocol, &self.payments),
+            &self.upstreams,
+        )
+    }
+
+    /// Every upstream, in order.
+    pub(crate) fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> RegistryDoc {
+        let raw = br#"{"version":"v1","defaultSeller":"s-c","sellers":[
+            {"id":"s-a","url":"http://a","models":["m"],"protocols":["chat_completions"],"paymentMethods":["mock"]},
+            {"id":"s-b","url":"http://b","models":["m"],"protocols":["chat_completions"],"paymentMethods":["mock"]},
+            {"id":"s-c","url":"http://c","models":["m"],"protocols":["chat_completions"],"paymentMethods":["mock"]}]}"#;
+        tb_registry::parse_registry(raw).unwrap().doc
+    }
+
+    fn ids(auto: &AutoConfig) -> Vec<String> {
+        let d = doc();
+        selected_sellers(&d, auto)
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn seller_selection_by_range() {
+        let mut auto = AutoConfig::default();
+        assert_eq!(
+            ids(&auto),
+            vec!["s-c", "s-a", "s-b"],
+            "default seller first, then registry order"
+        );
+        auto.range = AutoRange::Custom;
+        auto.seller_ids = vec!["s-b".into(), "s-a".into()];
+        assert_eq!(
+            ids(&auto),
+            vec!["s-a", "s-b"],
+            "registry order within the custom set"
+        );
+        auto.selected_seller = Some("s-b".into());
+        assert_eq!(ids(&auto), vec!["s-b"]);
+        auto.enabled = false;
+        assert!(ids(&auto).is_empty());
+    }
+
+    #[test]
+    fn modes_choose_the_upstreams() {
+        let manual = ManualUpstreams {
+            upstreams: Vec::new(),
+            indexed: Vec::new(),
+        };
+        let d = doc();
+        let auto = AutoConfig::default();
+        let t = RoutingTable::build(
+            &manual,
+            Some(&d),
+            ProviderMode::Auto,
+            &auto,
+            &BTreeMap::new(),
+        );
+        assert_eq!(t.sellers, 3);
+        assert_eq!(t.plan("m", Protocol::ChatCompletions).routes.len(), 3);
+        assert!(t.plan("m", Protocol::Messages).routes.is_empty());
+        let t = RoutingTable::build(
+            &manual,
+            Some(&d),
+            ProviderMode::Manual,
+            &auto,
+            &BTreeMap::new(),
+        );
+        assert!(t.plan("m", Protocol::ChatCompletions).routes.is_empty());
+        let t = RoutingTable::build(&manual, None, ProviderMode::Both, &auto, &BTreeMap::new());
+        assert_eq!(t.sellers, 0);
+    }
+}
