@@ -457,7 +457,10 @@ async fn proxy_call(
 
     call.finish(CallOutcome::Failed, None, None, None);
     let all = |class: &str| attempts.iter().all(|a| a.class == class);
-    let code = if all("purchase_failed") {
+    let credit_problem = attempts
+        .iter()
+        .all(|a| matches!(a.class, "purchase_failed" | "insufficient_funds"));
+    let code = if credit_problem {
         ErrorCode::NoRoute
     } else if all("deadline") {
         ErrorCode::UpstreamTimeout

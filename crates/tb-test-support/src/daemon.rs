@@ -79,6 +79,16 @@ impl Daemon {
     ) -> Result<Daemon, StartError> {
         let home =
             home_with_config(config_toml).map_err(|e| StartError(format!("temp home: {e}")))?;
+        Daemon::start_in(bin, home, env).await
+    }
+
+    /// Starts the daemon again in an existing `TB_HOME` (its config, ledger
+    /// and token as a previous run left them): a restart.
+    pub async fn start_in(
+        bin: &Path,
+        home: tempfile::TempDir,
+        env: &[(&str, &str)],
+    ) -> Result<Daemon, StartError> {
         let mut cmd = command(bin, home.path());
         cmd.args(["serve", "--port", "0"])
             .stdout(Stdio::piped())
@@ -152,6 +162,11 @@ impl Daemon {
             stderr,
             client,
         })
+    }
+
+    /// Gives up the `TB_HOME` (after the process ended) for a restart.
+    pub fn into_home(self) -> tempfile::TempDir {
+        self.home
     }
 
     /// The daemon's `TB_HOME`.

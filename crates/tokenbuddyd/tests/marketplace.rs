@@ -1,0 +1,485 @@
+//! End-to-end auto mode: the real daemon buying credit from the simulated
+//! marketplace, spending it, stripping settlements, and riding out a
+//! misbehaving registry.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use tb_domain::Protocol;
+use tb_test_support::canned;
+use tb_test_support::daemon::{Daemon, body_bytes, body_json};
+use tb_test_support::marketplace::{
+    RegistryBehaviour, RegistryServer, SellerServer, SellerSpec, SettlementMode, registry_doc,
+};
+
+const MODELS: [&str; 3] = ["gpt-4o", "claude-sonnet-4-5", "gpt-image-1"];
+
+fn path_of(p: Protocol) -> &'static str {
+    match p {
+        Protocol::ChatCompletions => "/v1/chat/completions",
+        Protocol::Responses => "/v1/responses",
+        Protocol::Messages => "/v1/messages",
+        Protocol::ImagesGenerations => "/v1/images/generations",
+    }
+}
+
+fn model_of(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Messages => "claude-sonnet-4-5",
+        Protocol::ImagesGenerations => "gpt-image-1",
+        _ => "gpt-4o",
+    }
+}
+
+fn auto_config(registry_url: &str, extra: &str) -> String {
+    format!(
+        "[provider]\nmode = \"auto\"\n[registry]\nurl = \"{registry_url}\"\nrefresh_secs = 1\n{extra}\n"
+    )
+}
+
+async fn seller(spec: SellerSpec) -> SellerServer {
+    SellerServer::start(spec.models(MODELS)).await.unwrap()
+}
+
+async fn market_of(sellers: &[&SellerServer]) -> RegistryServer {
+    RegistryServer::start(registry_doc(sellers, Some(&sellers[0].id())))
+        .await
+        .unwrap()
+}
+
+async fn chat(daemon: &Daemon) -> (u16, Value) {
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .await;
+    let status = resp.status().as_u16();
+    for (name, _) in resp.headers() {
+        let n = name.as_str();
+        assert!(
+            !n.starts_with("x-tokenbuddy-")
+                || [
+                    "x-tokenbuddy-request-id",
+                    "x-tokenbuddy-upstream",
+                    "x-tokenbuddy-attempts"
+                ]
+                .contains(&n),
+            "seller header {n} reached the client"
+        );
+    }
+    (status, body_json(resp).await)
+}
+
+#[tokio::test]
+async fn one_purchase_serves_many_requests_even_when_they_arrive_together() {
+    let s = seller(SellerSpec::new("s-alpha")).await;
+    let registry = market_of(&[&s]).await;
+    let mut daemon = Daemon::start(bin(), &auto_config(&registry.url(), ""), &[])
+        .await
+        .unwrap();
+
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let client = daemon.client();
+        tasks.push(tokio::spawn(async move {
+            let resp = client
+                .post_json(
+                    "/v1/chat/completions",
+                    r#"{"model":"gpt-4o","messages":[]}"#,
+                )
+                .await;
+            let status = resp.status();
+            body_bytes(resp).await;
+            status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(
+        s.purchase_count(),
+        1,
+        "50 concurrent first requests buy once"
+    );
+    let (status, _) = chat(&daemon).await;
+    assert_eq!(status, 200);
+    assert_eq!(s.purchase_count(), 1, "later requests reuse the token");
+    let last = s.last_inference().unwrap();
+    assert!(last.header("authorization").unwrap().starts_with("Bearer "));
+    assert!(last.header("x-tokenbuddy-deadline-ms").is_some());
+    assert!(
+        !last
+            .header("authorization")
+            .unwrap()
+            .contains(&daemon.token),
+        "the access token never goes upstream"
+    );
+
+    let records = stop_and_read_ledger(&mut daemon).await;
+    assert_eq!(records.len(), 51);
+    let cost = s.spec().call_cost(Protocol::ChatCompletions, "gpt-4o");
+    for r in &records {
+        assert_eq!(r["balance_source"], "seller_authoritative", "{r}");
+        assert_eq!(r["winner"], "s-alpha");
+        assert_eq!(r["cost_usd_micros"], cost.settled_usd_micros, "{r}");
+        assert_eq!(r["settled_credit_micros"], cost.settled_micros, "{r}");
+        assert!(r["remaining_credit_micros"].is_i64(), "{r}");
+        assert_eq!(r["baseline_kind"], "official");
+    }
+    let min_remaining = records
+        .iter()
+        .map(|r| r["remaining_credit_micros"].as_i64().unwrap())
+        .min()
+        .unwrap();
+    assert_eq!(
+        min_remaining,
+        1_000_000 - 51 * cost.settled_micros as i64,
+        "each settlement lowered the balance"
+    );
+}
+
+#[tokio::test]
+async fn dry_or_expiring_tokens_are_bought_again() {
+    // 402 mid-session: one purchase, one retry, the client sees nothing.
+    let s = seller(SellerSpec::new("s-alpha").insufficient_after(2)).await;
+    let registry = market_of(&[&s]).await;
+    let daemon = Daemon::start(bin(), &auto_config(&registry.url(), ""), &[])
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(chat(&daemon).await.0, 200);
+    }
+    assert_eq!(s.inference_status_count(402), 1);
+    assert_eq!(
+        s.purchase_count(),
+        2,
+        "the 402 bought once and retried once"
+    );
+
+    // A balance under purchase.rebuy_min_balance_micros buys again.
+    let s = seller(SellerSpec::new("s-bravo")).await;
+    let registry = market_of(&[&s]).await;
+    let daemon = Daemon::start(bin(), &auto_config(&registry.url(), ""), &[])
+        .await
+        .unwrap();
+    assert_eq!(chat(&daemon).await.0, 200);
+    let token = s.tokens()[0].token.clone();
+    s.set_balance(&token, 5_400);
+    assert_eq!(
+        chat(&daemon).await.0,
+        200,
+        "the daemon still believes the old balance"
+    );
+    assert_eq!(s.purchase_count(), 1);
+    assert_eq!(chat(&daemon).await.0, 200);
+    assert_eq!(
+        s.purchase_count(),
+        2,
+        "the settled remaining credit fell under the minimum"
+    );
+
+    // A token expiring inside purchase.token_expiry_margin_ms buys again,
+    // also when it was restored from the ledger after a restart.
+    let s =
+        seller(SellerSpec::new("s-charlie").token_ttl(std::time::Duration::from_secs(1800))).await;
+    let registry = market_of(&[&s]).await;
+    let mut daemon = Daemon::start(bin(), &auto_config(&registry.url(), ""), &[])
+        .await
+        .unwrap();
+    assert_eq!(chat(&daemon).await.0, 200);
+    daemon.sigterm().unwrap();
+    assert!(daemon.wait().await.unwrap().success());
+    let home = daemon.into_home();
+    std::fs::write(
+        home.path().join("config.toml"),
+        auto_config(
+            &registry.url(),
+            "[purchase]\ntoken_expiry_margin_ms = 3600000",
+        ),
+    )
+    .unwrap();
+    s.update(|spec| spec.token_ttl = std::time::Duration::from_secs(3 * 3600));
+    let daemon = Daemon::start_in(bin(), home, &[]).await.unwrap();
+    assert_eq!(chat(&daemon).await.0, 200);
+    assert_eq!(
+        s.purchase_count(),
+        2,
+        "the restored token expires inside the margin"
+    );
+    assert_eq!(chat(&daemon).await.0, 200);
+    assert_eq!(s.purchase_count(), 2);
+}
+
+#[tokio::test]
+async fn the_session_budget_stops_purchases() {
+    let cheap = seller(SellerSpec::new("s-cheap").price_usd_micros(600_000)).await;
+    let dear = seller(SellerSpec::new("s-dear").price_usd_micros(2_000_000)).await;
+    let registry = RegistryServer::start(registry_doc(&[&dear, &cheap], Some("s-dear")))
+        .await
+        .unwrap();
+    let daemon = Daemon::start(
+        bin(),
+        &auto_config(
+            &registry.url(),
+            "[purchase]\nsession_budget_usd_micros = 1000000",
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    // The default seller's credit costs more than the budget: skipped
+    // without buying, the request fails over to the one that fits.
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","messages":[]}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-tokenbuddy-upstream"], "s-cheap");
+    assert!(
+        resp.headers()["x-tokenbuddy-attempts"]
+            .to_str()
+            .unwrap()
+            .starts_with("s-dear:-|purchase_failed")
+    );
+    body_bytes(resp).await;
+    assert_eq!(
+        (
+            dear.quote_count(),
+            dear.purchase_count(),
+            cheap.purchase_count()
+        ),
+        (1, 0, 1)
+    );
+
+    // Once the cheap seller's credit runs dry, buying more would pass the
+    // budget too: a clear 503.
+    cheap.update(|spec| spec.insufficient_after = Some(0));
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","messages":[]}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 503, "{:?}", resp.headers());
+    let v = body_json(resp).await;
+    assert_eq!(v["error"]["code"], "no_route");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("budget"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn settlements_never_reach_the_client_and_price_the_call() {
+    for (chunk, crlf) in [(1, false), (7, true), (64, false), (3, true)] {
+        let s = seller(
+            SellerSpec::new("s-alpha")
+                .settlement(SettlementMode::SseEvent)
+                .chunk_every(chunk)
+                .crlf(crlf),
+        )
+        .await;
+        let registry = market_of(&[&s]).await;
+        let mut daemon = Daemon::start(bin(), &auto_config(&registry.url(), ""), &[])
+            .await
+            .unwrap();
+        for protocol in Protocol::ALL {
+            let body = format!(
+                r#"{{"model":"{}","stream":true,"stream_options":{{"include_usage":true}},"messages":[],"input":"hi","prompt":"a dot"}}"#,
+                model_of(protocol)
+            );
+            let resp = daemon.post_json(path_of(protocol), body).await;
+            assert_eq!(resp.status(), 200);
+            let got = body_bytes(resp).await;
+            let mut expected =
+                String::from_utf8(canned::sse_body(protocol, model_of(protocol))).unwrap();
+            if crlf {
+                expected = expected.replace('\n', "\r\n");
+            }
+            assert_eq!(
+                String::from_utf8(got.to_vec()).unwrap(),
+                expected,
+                "{protocol} chunk={chunk} crlf={crlf}"
+            );
+        }
+        let records = stop_and_read_ledger(&mut daemon).await;
+        for (r, protocol) in records.iter().zip(Protocol::ALL) {
+            let cost = s.spec().call_cost(protocol, model_of(protocol));
+            assert_eq!(r["balance_source"], "seller_authoritative", "{r}");
+            assert_eq!(
+                r["cost_usd_micros"], cost.settled_usd_micros,
+                "{protocol}: {r}"
+            );
+            assert!(r["remaining_credit_micros"].as_i64().unwrap() < 1_000_000);
+        }
+    }
+}
+
+#[tokio::test]
+async fn hostile_settlements_are_dropped_without_failing_the_request() {
+    let long = "x".repeat(10 * 1024);
+    let hostile = serde_json::json!({
+        "requestId": long,
+        "settledMicros": -5,
+        "settledUsdMicros": "a lot",
+        "remainingCreditMicros": 1e30,
+        "billingBreakdown": {"billingUnit": "tokens", "inputPriceMicrosPer1m": 1, "outputPriceMicrosPer1m": 2, "serviceTier": "<script>alert(1)</script>"}
+    });
+    for mode in [
+        SettlementMode::Custom(hostile.clone()),
+        SettlementMode::Raw("%%% not base64 %%%".into()),
+    ] {
+        let s = seller(SellerSpec::new("s-alpha").settlement(mode)).await;
+        let registry = market_of(&[&s]).await;
+        let mut daemon = Daemon::start(bin(), &auto_config(&registry.url(), ""), &[])
+            .await
+            .unwrap();
+        let (status, v) = chat(&daemon).await;
+        assert_eq!(status, 200, "{v}");
+        let resp = daemon
+            .post_json(
+                "/v1/messages",
+                r#"{"model":"claude-sonnet-4-5","stream":true,"max_tokens":5,"messages":[]}"#,
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let text = String::from_utf8(body_bytes(resp).await.to_vec()).unwrap();
+        assert!(
+            !text.contains("tokenbuddy.settlement") && !text.contains("xxxxxxxx"),
+            "{text}"
+        );
+        let records = stop_and_read_ledger(&mut daemon).await;
+        assert_eq!(records.len(), 2);
+        for r in &records {
+            assert_eq!(r["ok"], true);
+            assert_eq!(
+                r["balance_source"], "estimated",
+                "priced from the table instead: {r}"
+            );
+            assert!(r["cost_usd_micros"].is_i64(), "{r}");
+            assert!(r["remaining_credit_micros"].is_null());
+            assert!(r["settled_credit_micros"].is_null());
+        }
+        assert!(
+            daemon.logs().contains("billing.settlement"),
+            "the bad settlement is logged"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_broken_registry_leaves_routing_on_the_last_good_document() {
+    let s = seller(SellerSpec::new("s-alpha")).await;
+    let registry = market_of(&[&s]).await;
+    let config = auto_config(&registry.url(), "");
+    let mut daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    assert_eq!(chat(&daemon).await.0, 200);
+
+    let mut seen = registry.request_count();
+    for behaviour in [
+        RegistryBehaviour::TooLarge,
+        RegistryBehaviour::Status(500),
+        RegistryBehaviour::Garbage,
+        RegistryBehaviour::Oversized(2 * 1024 * 1024),
+    ] {
+        registry.set_behaviour(behaviour);
+        // Two more fetches: at least one whole refresh saw the failure.
+        seen = registry.wait_for_requests(seen + 2).await;
+        assert_eq!(
+            chat(&daemon).await.0,
+            200,
+            "still routing on the last good document"
+        );
+    }
+    daemon.wait_for_log("registry.stale_fallback").await;
+
+    // A restart with the registry still broken routes on the saved document.
+    daemon.sigterm().unwrap();
+    assert!(daemon.wait().await.unwrap().success());
+    let daemon = Daemon::start_in(bin(), daemon.into_home(), &[])
+        .await
+        .unwrap();
+    assert_eq!(chat(&daemon).await.0, 200);
+    daemon.wait_for_log("registry.stale_fallback").await;
+}
+
+#[tokio::test]
+async fn auto_mode_misconfigurations_answer_503_saying_how_to_fix_them() {
+    let s = seller(SellerSpec::new("s-alpha")).await;
+    let registry = market_of(&[&s]).await;
+    for (extra, needle) in [
+        ("[provider.auto]\nenabled = false", "provider.auto.enabled"),
+        ("[provider.auto]\nrange = \"custom\"", "seller_ids"),
+    ] {
+        let daemon = Daemon::start(bin(), &auto_config(&registry.url(), extra), &[])
+            .await
+            .unwrap();
+        let resp = daemon
+            .post_json(
+                "/v1/chat/completions",
+                r#"{"model":"gpt-4o","messages":[]}"#,
+            )
+            .await;
+        assert_eq!(resp.status(), 503);
+        let v = body_json(resp).await;
+        assert_eq!(v["error"]["code"], "no_route");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(needle),
+            "{v}"
+        );
+    }
+    // A registry that never answered and no saved document: 503, not a hang.
+    let dead = RegistryServer::start(serde_json::json!({})).await.unwrap();
+    dead.set_behaviour(RegistryBehaviour::Status(500));
+    let daemon = Daemon::start(bin(), &auto_config(&dead.url(), ""), &[])
+        .await
+        .unwrap();
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","messages":[]}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 503);
+    assert!(
+        body_json(resp).await["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("registry")
+    );
+}
+
+#[tokio::test]
+async fn a_ten_thousand_seller_registry_loads_and_requests_keep_flowing() {
+    let s = seller(SellerSpec::new("s-real")).await;
+    let mut doc = tb_test_support::marketplace::registry_doc_with_n_sellers(10_000, 5);
+    doc["sellers"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, s.registry_entry());
+    doc["defaultSeller"] = Value::String("s-real".into());
+    let registry = RegistryServer::start(doc).await.unwrap();
+    // A 10,000-seller document is several MB: raise the cap.
+    let config = format!(
+        "[provider]\nmode = \"auto\"\n[registry]\nurl = \"{}\"\nrefresh_secs = 1\nmax_bytes = 16777216\n",
+        registry.url()
+    );
+    let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    daemon.wait_for_log("route.table_rebuilt").await;
+    let before = registry.request_count();
+    for _ in 0..20 {
+        assert_eq!(chat(&daemon).await.0, 200);
+    }
+    // Refreshes happened while requests were served.
+    registry.wait_for_requests(before + 2).await;
+    assert_eq!(chat(&daemon).await.0, 200);
+    assert!(
+        daemon.logs().contains("sellers=10001"),
+        "all sellers loaded"
+    );
+}
