@@ -120,6 +120,18 @@ async fn one_purchase_serves_many_requests_even_when_they_arrive_together() {
 
     let records = stop_and_read_ledger(&mut daemon).await;
     assert_eq!(records.len(), 51);
+    // The seller token is in no log, no record and nowhere in the ledger
+    // files (it is stored encrypted).
+    let token = s.tokens()[0].token.clone();
+    assert!(!daemon.logs().contains(&token));
+    assert!(!records.iter().any(|r| r.to_string().contains(&token)));
+    for entry in std::fs::read_dir(daemon.data_dir()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "token found in a data file"
+        );
+    }
     let cost = s.spec().call_cost(Protocol::ChatCompletions, "gpt-4o");
     for r in &records {
         assert_eq!(r["balance_source"], "seller_authoritative", "{r}");
