@@ -1,0 +1,1 @@
+//! tb-pool (being written).

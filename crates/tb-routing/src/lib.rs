@@ -1,0 +1,1 @@
+//! tb-routing (being written).
