@@ -15,6 +15,7 @@ use crate::body::{BodyEdits, edit_body, full, probe, read_limited};
 use crate::call::{CallStart, CallTracker, unix_ms_now};
 use crate::error::{ErrorCode, ProxyError};
 use crate::headers::{client_response_headers, upstream_request_headers};
+use crate::hold::{Buffered, Held as HeldStream, buffer_json, hold_stream};
 use crate::plan::Route;
 use crate::stream::{Ending, Finish, OnBreak, PassThrough, Tap};
 use crate::tap::ResponseTap;
@@ -23,6 +24,7 @@ use crate::{ProxyBody, ProxyState};
 use tb_billing::record::{Attempt, CallOutcome};
 use tb_billing::settlement::{self, SETTLEMENT_HEADER, Settlement};
 use tb_billing::usage::RequestFacts;
+use tb_billing::usage::{self, UsageReport};
 use tb_seller::{CreditBroker, Lease, SellerRef, is_insufficient_funds};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-tokenbuddy-request-id");
@@ -365,11 +367,6 @@ async fn proxy_call(
         match outcome {
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
-                let tap_for = TapFor {
-                    protocol,
-                    facts: facts.clone(),
-                    strip_usage_only: add_usage,
-                };
                 if let (Some(lease), Some(market)) = (&lease, &state.market)
                     && status >= 400
                 {
@@ -414,23 +411,150 @@ async fn proxy_call(
                     call.set_winner(Arc::clone(upstream));
                     let resp = Response::from_parts(head, Full::new(error_body));
                     return Ok(client_response(
-                        state, resp, route, tap_for, &attempts, call, None,
+                        state, resp, route, protocol, &attempts, call,
                     ));
                 }
-                let class = if resp.status().is_success() {
-                    "ok"
-                } else {
-                    "http_error"
+                let routes_left = i + 1 < plan.routes.len();
+                let settle = || {
+                    lease
+                        .clone()
+                        .zip(state.market.as_ref().map(|m| m.broker.clone()))
                 };
-                let record = AttemptRecord::answered(upstream, status, class, latency_ms);
-                call.attempt(record.to_attempt());
-                attempts.push(record);
-                call.set_winner(Arc::clone(upstream));
-                tracing::info!(target: "upstream.response", upstream = %upstream.id, status, head_ms = latency_ms, "upstream answered");
-                let settle = lease.zip(state.market.as_ref().map(|m| m.broker.clone()));
-                return Ok(client_response(
-                    state, resp, route, tap_for, &attempts, call, settle,
-                ));
+                if !resp.status().is_success() {
+                    let record =
+                        AttemptRecord::answered(upstream, status, "http_error", latency_ms);
+                    call.attempt(record.to_attempt());
+                    attempts.push(record);
+                    call.set_winner(Arc::clone(upstream));
+                    tracing::info!(target: "upstream.response", upstream = %upstream.id, status, head_ms = latency_ms, "upstream answered with an error");
+                    return Ok(client_response(
+                        state, resp, route, protocol, &attempts, call,
+                    ));
+                }
+                let (head, upstream_body) = resp.into_parts();
+                // Hold the answer until it is safe to commit: a stream until
+                // its first content event, a JSON answer until it is whole.
+                let committed = if is_event_stream(&head.headers) {
+                    let mut tap = ResponseTap::sse(protocol, &facts, add_usage);
+                    match hold_stream(
+                        upstream_body,
+                        &mut tap,
+                        state.settings.stream_idle_timeout,
+                        started.0,
+                    )
+                    .await
+                    {
+                        HeldStream::Commit { prefix, rest, ttft } => {
+                            Commit::Stream(rest, Held { tap, prefix, ttft })
+                        }
+                        HeldStream::Empty { whole } if !routes_left => Commit::Whole(
+                            whole,
+                            Held {
+                                tap,
+                                prefix: Bytes::new(),
+                                ttft: None,
+                            },
+                        ),
+                        HeldStream::Empty { .. } => Commit::Retry(
+                            "empty_completion",
+                            "the stream ended without content".into(),
+                        ),
+                        HeldStream::Broke { class, detail, .. } => Commit::Retry(class, detail),
+                    }
+                } else {
+                    match buffer_json(
+                        upstream_body,
+                        state.settings.max_response_bytes,
+                        state.settings.stream_idle_timeout,
+                    )
+                    .await
+                    {
+                        Buffered::Whole(bytes) => {
+                            let report = usage::from_json(protocol, &bytes, &facts);
+                            if report.empty_completion && routes_left {
+                                Commit::Retry(
+                                    "empty_completion",
+                                    "the answer had no content".into(),
+                                )
+                            } else {
+                                Commit::Whole(
+                                    bytes,
+                                    Held {
+                                        tap: ResponseTap::Ready(Box::new(report)),
+                                        prefix: Bytes::new(),
+                                        ttft: None,
+                                    },
+                                )
+                            }
+                        }
+                        Buffered::TooLarge { prefix, rest } => {
+                            let missing = UsageReport {
+                                usage_missing: true,
+                                ..UsageReport::default()
+                            };
+                            Commit::Stream(
+                                rest,
+                                Held {
+                                    tap: ResponseTap::Ready(Box::new(missing)),
+                                    prefix,
+                                    ttft: None,
+                                },
+                            )
+                        }
+                        Buffered::Broke { detail } => Commit::Retry("server_error", detail),
+                    }
+                };
+                match committed {
+                    Commit::Retry(class, detail) => {
+                        tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class, error = %detail, "failing over before the first content");
+                        let mut record =
+                            AttemptRecord::answered(upstream, status, class, latency_ms);
+                        record.detail = detail;
+                        call.attempt(record.to_attempt());
+                        attempts.push(record);
+                    }
+                    Commit::Stream(rest, held) => {
+                        let record = AttemptRecord::answered(upstream, status, "ok", latency_ms);
+                        call.attempt(record.to_attempt());
+                        attempts.push(record);
+                        call.set_winner(Arc::clone(upstream));
+                        tracing::info!(target: "upstream.response", upstream = %upstream.id, status, head_ms = latency_ms, "upstream answered");
+                        return Ok(respond(
+                            state,
+                            head,
+                            rest,
+                            held,
+                            route,
+                            protocol,
+                            &attempts,
+                            call,
+                            settle(),
+                        ));
+                    }
+                    Commit::Whole(bytes, held) => {
+                        let record = AttemptRecord::answered(upstream, status, "ok", latency_ms);
+                        call.attempt(record.to_attempt());
+                        attempts.push(record);
+                        call.set_winner(Arc::clone(upstream));
+                        tracing::info!(target: "upstream.response", upstream = %upstream.id, status, head_ms = latency_ms, "upstream answered");
+                        let held = Held {
+                            prefix: bytes,
+                            ..held
+                        };
+                        let body = http_body_util::Empty::<Bytes>::new();
+                        return Ok(respond(
+                            state,
+                            head,
+                            body,
+                            held,
+                            route,
+                            protocol,
+                            &attempts,
+                            call,
+                            settle(),
+                        ));
+                    }
+                }
             }
             Ok(Err(e)) => {
                 let class = if e.is_connect() {
@@ -486,6 +610,16 @@ async fn proxy_call(
         resp.headers_mut().insert(UPSTREAM, v);
     }
     Ok(resp)
+}
+
+/// What to do with an answer once it has been held.
+enum Commit<B> {
+    /// Send the held prefix, then stream the rest.
+    Stream(B, Held),
+    /// Send these bytes; the answer is complete.
+    Whole(Bytes, Held),
+    /// Fail over: (class, detail).
+    Retry(&'static str, String),
 }
 
 /// A token for a seller route: the cached one or a new purchase. The error
@@ -569,18 +703,59 @@ fn read_settlement(event: Option<&str>, header: Option<&[u8]>) -> Option<Settlem
     }
 }
 
-/// What the tap of a successful answer needs.
-struct TapFor {
-    protocol: Protocol,
-    facts: RequestFacts,
-    strip_usage_only: bool,
+/// Whether a response is an event stream.
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
 }
 
+/// An upstream error answer passed on to the client as it is.
 fn client_response<B>(
     state: &ProxyState,
     resp: Response<B>,
     route: &Route,
-    tap_for: TapFor,
+    protocol: Protocol,
+    attempts: &[AttemptRecord],
+    call: CallTracker,
+) -> Response<ProxyBody>
+where
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: std::fmt::Display,
+{
+    let (parts, body) = resp.into_parts();
+    let held = Held {
+        tap: ResponseTap::opaque(),
+        prefix: Bytes::new(),
+        ttft: None,
+    };
+    respond(
+        state, parts, body, held, route, protocol, attempts, call, None,
+    )
+}
+
+/// What was read before committing to an answer.
+struct Held {
+    tap: ResponseTap,
+    prefix: Bytes,
+    ttft: Option<std::time::Duration>,
+}
+
+/// Sends an answer: the held prefix, then the rest of `body` through the
+/// tap; records the call when the body ends.
+#[allow(clippy::too_many_arguments)]
+fn respond<B>(
+    state: &ProxyState,
+    parts: http::response::Parts,
+    body: B,
+    held: Held,
+    route: &Route,
+    protocol: Protocol,
     attempts: &[AttemptRecord],
     call: CallTracker,
     settle: Option<(Lease, CreditBroker)>,
@@ -589,34 +764,17 @@ where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: std::fmt::Display,
 {
-    let (parts, body) = resp.into_parts();
-    let protocol = tap_for.protocol;
-    let is_sse = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/event-stream")
-        });
+    let is_sse = is_event_stream(&parts.headers);
     let on_break = if is_sse {
         OnBreak::ErrorEvent(protocol)
     } else {
         OnBreak::Abort
     };
     let success = parts.status.is_success();
-    let tap = match (success, is_sse) {
-        (false, _) => ResponseTap::opaque(),
-        (true, true) => ResponseTap::sse(protocol, &tap_for.facts, tap_for.strip_usage_only),
-        (true, false) => {
-            ResponseTap::json(protocol, tap_for.facts, state.settings.max_response_bytes)
-        }
-    };
     let mut headers = client_response_headers(&parts.headers);
-    if is_sse {
-        // An error event may be appended or an event stripped, so a fixed
-        // length would be a lie.
+    if is_sse || !held.prefix.is_empty() {
+        // Events may be stripped or an error event appended, and a held
+        // answer is re-framed: a fixed length would be a lie.
         headers.remove(header::CONTENT_LENGTH);
     }
     if let Ok(v) = HeaderValue::from_str(route.upstream.id.as_str()) {
@@ -649,13 +807,14 @@ where
     });
     let body = PassThrough::new(
         body,
-        tap,
+        held.tap,
         state.settings.stream_idle_timeout,
         on_break,
         route.upstream.id.to_string(),
         tokio::time::Instant::now(),
         finish,
-    );
+    )
+    .with_prefix(held.prefix, held.ttft);
     let mut out = Response::new(body.boxed_unsync());
     *out.status_mut() = parts.status;
     *out.headers_mut() = headers;

@@ -26,6 +26,7 @@ mod call;
 mod error;
 mod handler;
 mod headers;
+mod hold;
 mod plan;
 mod server;
 mod stream;

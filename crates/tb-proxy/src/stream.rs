@@ -84,6 +84,9 @@ pub(crate) struct PassThrough<B, T: Tap> {
     started: Instant,
     ttft: Option<Duration>,
     finish: Option<Finish<T>>,
+    /// Bytes already read (and tapped) while the response was held back,
+    /// sent before anything else.
+    prefix: Option<Bytes>,
 }
 
 impl<B, T: Tap> PassThrough<B, T> {
@@ -108,7 +111,18 @@ impl<B, T: Tap> PassThrough<B, T> {
             started,
             ttft: None,
             finish: Some(finish),
+            prefix: None,
         }
+    }
+
+    /// Sends `prefix` first: bytes the tap has already seen (the held-back
+    /// preamble and first content event). `ttft` is when that content came.
+    pub(crate) fn with_prefix(mut self, prefix: Bytes, ttft: Option<Duration>) -> Self {
+        if !prefix.is_empty() {
+            self.prefix = Some(prefix);
+        }
+        self.ttft = ttft;
+        self
     }
 
     fn end(&mut self, ending: Ending) {
@@ -172,6 +186,20 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if let Some(prefix) = this.prefix.take() {
+            if this.inner.is_end_stream() {
+                // The held prefix is the whole answer: finish now, hyper may
+                // not poll again once the known length is written.
+                let tail = this.tap.on_end();
+                this.end(Ending::Complete);
+                if !tail.is_empty() {
+                    let mut joined = bytes::BytesMut::from(&prefix[..]);
+                    joined.extend_from_slice(&tail);
+                    return this.forward(joined.freeze());
+                }
+            }
+            return this.forward(prefix);
+        }
         if this.done {
             return Poll::Ready(None);
         }
@@ -250,14 +278,24 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        self.done && self.prefix.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
         match self.on_break {
             // An error event may be added or an event stripped.
             OnBreak::ErrorEvent(_) => SizeHint::default(),
-            OnBreak::Abort => self.inner.size_hint(),
+            // Bytes pass unchanged: the held prefix plus what is left.
+            OnBreak::Abort => {
+                let extra = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let inner = self.inner.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + extra);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + extra);
+                }
+                hint
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use tb_billing::settlement::{MAX_SETTLEMENT_BYTES, SETTLEMENT_EVENT};
-use tb_billing::usage::{self, EventClass, RequestFacts, UsageReport, UsageTap};
+use tb_billing::usage::{EventClass, RequestFacts, UsageReport, UsageTap};
 use tb_domain::Protocol;
 use tb_sse::SseParser;
 
@@ -16,27 +16,16 @@ use crate::stream::Tap;
 pub(crate) enum ResponseTap {
     /// Nothing to read (error answers).
     Opaque,
-    /// A non-streaming answer: a bounded copy is parsed at the end.
-    Json(JsonTap),
     /// An event stream.
     Sse(Box<SseTap>),
+    /// A whole answer already read: its usage is known.
+    Ready(Box<UsageReport>),
 }
 
 impl ResponseTap {
     /// A tap that only forwards.
     pub(crate) fn opaque() -> ResponseTap {
         ResponseTap::Opaque
-    }
-
-    /// A tap for a non-streaming answer of up to `max_bytes`.
-    pub(crate) fn json(protocol: Protocol, facts: RequestFacts, max_bytes: u64) -> ResponseTap {
-        ResponseTap::Json(JsonTap {
-            protocol,
-            facts,
-            max: usize::try_from(max_bytes).unwrap_or(usize::MAX),
-            buf: Vec::new(),
-            overflow: false,
-        })
     }
 
     /// A tap for an event stream. It always removes a seller's private
@@ -73,8 +62,16 @@ impl ResponseTap {
     pub(crate) fn report(&mut self) -> Option<UsageReport> {
         match self {
             ResponseTap::Opaque => None,
-            ResponseTap::Json(t) => Some(t.report()),
             ResponseTap::Sse(t) => Some(t.usage.finish()),
+            ResponseTap::Ready(r) => Some(r.as_ref().clone()),
+        }
+    }
+
+    /// Whether the stream carried an error event.
+    pub(crate) fn saw_error(&self) -> bool {
+        match self {
+            ResponseTap::Sse(t) => t.usage.saw_error(),
+            _ => false,
         }
     }
 }
@@ -82,11 +79,7 @@ impl ResponseTap {
 impl Tap for ResponseTap {
     fn on_data(&mut self, data: Bytes) -> Bytes {
         match self {
-            ResponseTap::Opaque => data,
-            ResponseTap::Json(t) => {
-                t.keep(&data);
-                data
-            }
+            ResponseTap::Opaque | ResponseTap::Ready(_) => data,
             ResponseTap::Sse(t) => t.on_data(data),
         }
     }
@@ -103,40 +96,6 @@ impl Tap for ResponseTap {
             ResponseTap::Sse(t) => t.usage.saw_content(),
             _ => false,
         }
-    }
-}
-
-/// Keeps a copy of a non-streaming answer up to `max` bytes.
-pub(crate) struct JsonTap {
-    protocol: Protocol,
-    facts: RequestFacts,
-    max: usize,
-    buf: Vec<u8>,
-    overflow: bool,
-}
-
-impl JsonTap {
-    fn keep(&mut self, data: &[u8]) {
-        if self.overflow {
-            return;
-        }
-        if self.buf.len() + data.len() > self.max {
-            // Too large to read usage from: it streams through untouched.
-            self.overflow = true;
-            self.buf = Vec::new();
-            return;
-        }
-        self.buf.extend_from_slice(data);
-    }
-
-    fn report(&self) -> UsageReport {
-        if self.overflow {
-            return UsageReport {
-                usage_missing: true,
-                ..UsageReport::default()
-            };
-        }
-        usage::from_json(self.protocol, &self.buf, &self.facts)
     }
 }
 
@@ -251,6 +210,7 @@ impl SseTap {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use tb_billing::usage;
     use tb_test_support::canned;
 
     fn run(tap: &mut ResponseTap, pieces: &[&[u8]]) -> Vec<u8> {
@@ -367,19 +327,5 @@ mod tests {
             let json = usage::from_json(protocol, &canned::json(protocol, "m"), &RequestFacts::default());
             prop_assert_eq!(tap.report().unwrap().usage, json.usage);
         }
-    }
-
-    #[test]
-    fn json_tap_reads_usage_and_gives_up_past_its_limit() {
-        let body = canned::json(Protocol::Messages, "m");
-        let mut tap = ResponseTap::json(Protocol::Messages, RequestFacts::default(), 1 << 20);
-        assert_eq!(run(&mut tap, &[&body[..10], &body[10..]]), body);
-        let report = tap.report().unwrap();
-        assert!(!report.usage_missing && report.usage.is_some());
-        assert!(!tap.saw_content(), "non-streaming answers have no TTFT");
-
-        let mut tap = ResponseTap::json(Protocol::Messages, RequestFacts::default(), 10);
-        assert_eq!(run(&mut tap, &[&body]), body);
-        assert!(tap.report().unwrap().usage_missing);
     }
 }

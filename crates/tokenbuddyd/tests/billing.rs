@@ -362,6 +362,6 @@ async fn calls_tail_follows_a_running_daemon() {
         .unwrap();
     let record: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(record["request_id"], request_id.as_str());
-    assert_eq!(record["output_tokens"], canned::OUTPUT_TOKENS);
+    assert_eq!(record["output_tokens"], canned::OUTPUT_TOKENS, "{record}");
     tail.kill().await.unwrap();
 }

@@ -8,7 +8,7 @@ use common::*;
 use http_body_util::BodyExt;
 use tb_domain::Protocol;
 use tb_test_support::daemon::{command, home_with_config};
-use tb_test_support::{Chunk, Reply, StreamEnd, canned};
+use tb_test_support::{StreamEnd, canned};
 
 #[tokio::test]
 async fn sigterm_lets_a_running_stream_finish() {
@@ -23,7 +23,7 @@ async fn sigterm_lets_a_running_stream_finish() {
     assert_eq!(info["pid"], daemon.pid().unwrap());
 
     let events = canned::sse_events(Protocol::ChatCompletions, "gpt-test");
-    let (reply, gate) = gated_after_first(&events);
+    let (reply, gate, k) = gated_after_first_content(Protocol::ChatCompletions, &events);
     upstream.push_reply(reply);
     let resp = daemon
         .post_json(
@@ -40,7 +40,7 @@ async fn sigterm_lets_a_running_stream_finish() {
     let rest = body.collect().await.unwrap().to_bytes();
     assert_eq!(
         rest,
-        Bytes::from(events[1..].concat()),
+        Bytes::from(events[k + 1..].concat()),
         "the stream finished after SIGTERM"
     );
     assert_eq!(upstream.next_stream_end().await, StreamEnd::Completed);
@@ -189,10 +189,7 @@ async fn grace_period_bounds_the_drain() {
         mut daemon,
     } = setup_with("[proxy]\nshutdown_grace_ms = 1000\n").await;
     let events = canned::sse_events(Protocol::Messages, "claude-test");
-    upstream.push_reply(Reply::sse(vec![
-        Chunk::Data(Bytes::from(events[0].clone())),
-        Chunk::Hang,
-    ]));
+    upstream.push_reply(hang_after_first_content(Protocol::Messages, &events).0);
     let resp = daemon
         .post_json("/v1/messages", r#"{"model":"claude-test","stream":true}"#)
         .await;

@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use tb_domain::Protocol;
 use tb_test_support::chunking::split_every;
 use tb_test_support::daemon::{body_bytes, body_json};
-use tb_test_support::{Chunk, Reply, StreamEnd, canned};
+use tb_test_support::{Reply, StreamEnd, canned};
 
 fn path_of(p: Protocol) -> &'static str {
     match p {
@@ -171,7 +171,7 @@ async fn streams_are_not_buffered() {
     let Setup { upstream, daemon } = setup().await;
     for protocol in Protocol::ALL {
         let events = canned::sse_events(protocol, model_of(protocol));
-        let (reply, gate) = gated_after_first(&events);
+        let (reply, gate, k) = gated_after_first_content(protocol, &events);
         upstream.push_reply(reply);
 
         let resp = daemon
@@ -179,13 +179,14 @@ async fn streams_are_not_buffered() {
             .await;
         assert_eq!(resp.status(), 200);
         let mut body = resp.into_body();
-        // The upstream is parked after its first event: if the daemon
-        // buffered, this read would never complete.
+        // The upstream is parked after its first content event: if the
+        // daemon buffered, this read would never complete. The preamble
+        // before it was held back and comes with it.
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
-        assert_eq!(&first[..], &events[0][..], "{protocol}");
+        assert_eq!(&first[..], &events[..=k].concat()[..], "{protocol}");
         gate.notify_one();
         let rest = body.collect().await.unwrap().to_bytes();
-        assert_eq!(rest, Bytes::from(events[1..].concat()));
+        assert_eq!(rest, Bytes::from(events[k + 1..].concat()));
         assert_eq!(upstream.next_stream_end().await, StreamEnd::Completed);
     }
 }
@@ -197,10 +198,7 @@ async fn client_disconnect_cancels_the_upstream_stream() {
         mut daemon,
     } = setup().await;
     let events = canned::sse_events(Protocol::Messages, "claude-test");
-    upstream.push_reply(Reply::sse(vec![
-        Chunk::Data(Bytes::from(events[0].clone())),
-        Chunk::Hang,
-    ]));
+    upstream.push_reply(hang_after_first_content(Protocol::Messages, &events).0);
     let resp = daemon
         .post_json("/v1/messages", request_body(Protocol::Messages, true))
         .await;
@@ -518,21 +516,14 @@ async fn deadlines_and_idle_timeouts() {
         ),
     ] {
         let events = canned::sse_events(protocol, model_of(protocol));
-        upstream.push_reply(Reply::sse(vec![
-            Chunk::Data(Bytes::from(events[0].clone())),
-            Chunk::Data(Bytes::from(events[1].clone())),
-            Chunk::Hang,
-        ]));
+        let (reply, k) = hang_after_first_content(protocol, &events);
+        upstream.push_reply(reply);
         let resp = daemon
             .post_json(path_of(protocol), request_body(protocol, true))
             .await;
         assert_eq!(resp.status(), 200);
         let text = String::from_utf8(body_bytes(resp).await.to_vec()).unwrap();
-        let head = format!(
-            "{}{}",
-            String::from_utf8_lossy(&events[0]),
-            String::from_utf8_lossy(&events[1])
-        );
+        let head = String::from_utf8(events[..=k].concat()).unwrap();
         assert!(text.starts_with(&head), "{protocol}: {text}");
         let tail = &text[head.len()..];
         assert!(tail.starts_with(marker), "{protocol}: {tail}");

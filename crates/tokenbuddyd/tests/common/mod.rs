@@ -92,20 +92,59 @@ pub async fn setup() -> Setup {
     setup_with("").await
 }
 
-/// An SSE reply that sends the first event, then waits for the returned
-/// gate before sending the rest: proves streaming without timing.
-pub fn gated_after_first(events: &[Vec<u8>]) -> (Reply, Arc<Notify>) {
+/// The index of the first content event of a canned stream: until it,
+/// the daemon holds the stream back (it may still fail over).
+pub fn first_content(protocol: tb_domain::Protocol, events: &[Vec<u8>]) -> usize {
+    let mut tap =
+        tb_billing::usage::UsageTap::new(protocol, &tb_billing::usage::RequestFacts::default());
+    for (i, e) in events.iter().enumerate() {
+        let text = String::from_utf8_lossy(e);
+        let name = text.lines().find_map(|l| l.strip_prefix("event: "));
+        let data: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .collect();
+        if tap.on_event(name, &data.join("\n")) == tb_billing::usage::EventClass::Content {
+            return i;
+        }
+    }
+    panic!("no content event in the canned {protocol} stream")
+}
+
+/// An SSE reply that sends everything up to the first content event, then
+/// waits for the returned gate before sending the rest: proves streaming
+/// without timing. Also returns the index of that content event.
+pub fn gated_after_first_content(
+    protocol: tb_domain::Protocol,
+    events: &[Vec<u8>],
+) -> (Reply, Arc<Notify>, usize) {
+    let k = first_content(protocol, events);
     let gate = Arc::new(Notify::new());
-    let mut chunks = vec![
-        Chunk::Data(Bytes::from(events[0].clone())),
-        Chunk::WaitFor(Arc::clone(&gate)),
-    ];
+    let mut chunks: Vec<Chunk> = events[..=k]
+        .iter()
+        .map(|e| Chunk::Data(Bytes::from(e.clone())))
+        .collect();
+    chunks.push(Chunk::WaitFor(Arc::clone(&gate)));
     chunks.extend(
-        events[1..]
+        events[k + 1..]
             .iter()
             .map(|e| Chunk::Data(Bytes::from(e.clone()))),
     );
-    (Reply::sse(chunks), gate)
+    (Reply::sse(chunks), gate, k)
+}
+
+/// Everything up to the first content event, then silence.
+pub fn hang_after_first_content(
+    protocol: tb_domain::Protocol,
+    events: &[Vec<u8>],
+) -> (Reply, usize) {
+    let k = first_content(protocol, events);
+    let mut chunks: Vec<Chunk> = events[..=k]
+        .iter()
+        .map(|e| Chunk::Data(Bytes::from(e.clone())))
+        .collect();
+    chunks.push(Chunk::Hang);
+    (Reply::sse(chunks), k)
 }
 
 /// Stops the daemon with SIGTERM (which drains the ledger writer), then
