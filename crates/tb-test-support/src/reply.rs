@@ -54,6 +54,9 @@ pub enum Chunk {
     /// (reported as [`StreamEnd::ClientGone`]). For idle-timeout and
     /// disconnect tests.
     Hang,
+    /// Cut the connection here: the body fails, so a chunked response ends
+    /// without its terminating chunk (a dropped stream).
+    Abort,
 }
 
 /// How a streamed ([`ReplyBody::Chunks`]) reply ended, as reported by

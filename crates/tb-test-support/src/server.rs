@@ -440,7 +440,7 @@ impl ScriptBody {
         }
     }
 
-    fn poll_script(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+    fn poll_script(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, std::io::Error>>> {
         loop {
             if let Some(waiting) = self.waiting.as_mut() {
                 ready!(waiting.as_mut().poll(cx));
@@ -452,7 +452,11 @@ impl ScriptBody {
                     return Poll::Ready(None);
                 }
                 Some(Chunk::Data(data)) if data.is_empty() => {}
-                Some(Chunk::Data(data)) => return Poll::Ready(Some(data)),
+                Some(Chunk::Data(data)) => return Poll::Ready(Some(Ok(data))),
+                Some(Chunk::Abort) => {
+                    self.report(StreamEnd::Completed);
+                    return Poll::Ready(Some(Err(std::io::Error::other("scripted abort"))));
+                }
                 Some(Chunk::Delay(delay)) => {
                     self.waiting = Some(Box::pin(tokio::time::sleep(delay)))
                 }
@@ -473,17 +477,17 @@ impl Drop for ScriptBody {
 
 impl Body for MockBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
             MockBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             MockBody::Script(script) => script
                 .poll_script(cx)
-                .map(|d| d.map(|d| Ok(Frame::data(d)))),
+                .map(|d| d.map(|d| d.map(Frame::data))),
         }
     }
 
