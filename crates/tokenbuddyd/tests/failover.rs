@@ -213,7 +213,7 @@ async fn failures_after_content_end_the_stream_with_an_error_event() {
         // Content has reached the client: now the upstream drops.
         gate.notify_one();
         let rest = body.collect().await.unwrap().to_bytes();
-        text.push_str(&String::from_utf8(rest.to_vec()).unwrap());
+        text.push_str(std::str::from_utf8(&rest).unwrap());
         let head = String::from_utf8(events[..=k].concat()).unwrap();
         assert!(text.starts_with(&head), "{protocol}: {text}");
         let tail = &text[head.len()..];
