@@ -77,6 +77,13 @@ impl RoutePrice {
         tb_prices::cached_saving(&self.token_prices()?, counts(usage)?)
     }
 
+    /// The effective input + output price, USD micros per 1M tokens (what
+    /// the `cheapest` scorer compares); `None` when either is unknown.
+    pub fn list_price_per_1m(&self) -> Option<u64> {
+        let p = self.token_prices()?;
+        p.input?.checked_add(p.output?)
+    }
+
     fn token_prices(&self) -> Option<TokenPrices> {
         match self {
             RoutePrice::Explicit(p) => Some(*p),

@@ -33,6 +33,8 @@ pub struct Config {
     pub provider: ProviderModeConfig,
     /// Buying seller credit.
     pub purchase: PurchaseConfig,
+    /// Circuit breakers.
+    pub breaker: BreakerConfig,
 }
 
 /// `[registry]`: where the seller list comes from.
@@ -293,24 +295,97 @@ impl ProviderConfig {
     }
 }
 
-/// `[routing]`: deadlines for now; ordering and failover knobs join later.
+/// `[routing]`: how routes are ordered, when to fail over, deadlines.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingConfig {
+    /// Manual providers: `fallback` (ordered list) or `locked` (first only).
+    pub manual_policy: ManualPolicyConfig,
+    /// How marketplace sellers are ranked.
+    pub scorer: ScorerConfig,
+    /// Manual fallback: cheapest effective price first instead of config order.
+    pub auto_sort: bool,
+    /// Distinct upstreams tried per request.
+    pub max_attempts: usize,
+    /// Fail over on the caller's own bad request (400/404/413/422).
+    pub failover_on_client_error: bool,
+    /// Retry the same upstream once on a 5xx before failing over.
+    pub retry_same_on_5xx: bool,
     /// Deadline for the response head of a non-streaming request.
     pub request_deadline_ms: u64,
     /// Deadline for the response head of a streaming request.
     pub stream_head_deadline_ms: u64,
     /// Longest silence between two chunks of a stream.
     pub stream_idle_timeout_ms: u64,
+    /// After a failover, start at the upstream that served for this long (0 = off).
+    pub sticky_reset_ms: u64,
+    /// Models to keep warm (prewarm); limits nothing.
+    pub focus_models: Vec<String>,
 }
 
 impl Default for RoutingConfig {
     fn default() -> Self {
         RoutingConfig {
+            manual_policy: ManualPolicyConfig::Fallback,
+            scorer: ScorerConfig::Balanced,
+            auto_sort: false,
+            max_attempts: 4,
+            failover_on_client_error: true,
+            retry_same_on_5xx: true,
             request_deadline_ms: 300_000,
             stream_head_deadline_ms: 30_000,
             stream_idle_timeout_ms: 120_000,
+            sticky_reset_ms: 60_000,
+            focus_models: Vec::new(),
+        }
+    }
+}
+
+/// `routing.manual_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManualPolicyConfig {
+    /// The listed order (or cheapest first with `auto_sort`), failing over.
+    Fallback,
+    /// Only the first provider that serves the model; never fail over.
+    Locked,
+}
+
+/// `routing.scorer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScorerConfig {
+    /// Lowest latency, highest throughput.
+    Speed,
+    /// Largest discount.
+    Discount,
+    /// Health, latency, throughput and discount together.
+    Balanced,
+    /// Lowest effective price.
+    Cheapest,
+}
+
+/// `[breaker]`: when an upstream is benched.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Failures within `window_ms` that open the circuit.
+    pub max_failures: u32,
+    /// The sliding failure window.
+    pub window_ms: u64,
+    /// How long an open circuit stays open (doubles on each re-open).
+    pub cooldown_ms: u64,
+    /// The cap of the doubled cooldown.
+    pub max_cooldown_ms: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            max_failures: 3,
+            window_ms: 60_000,
+            cooldown_ms: 60_000,
+            max_cooldown_ms: 600_000,
         }
     }
 }
@@ -462,6 +537,18 @@ impl Config {
             push(
                 "provider.auto.payment_method".into(),
                 "provider_key is for manual providers; use \"mock\" or \"clawtip\"".into(),
+            );
+        }
+        if self.routing.max_attempts == 0 {
+            push("routing.max_attempts".into(), "must be at least 1".into());
+        }
+        if self.breaker.max_failures == 0 {
+            push("breaker.max_failures".into(), "must be at least 1".into());
+        }
+        if self.breaker.cooldown_ms > self.breaker.max_cooldown_ms {
+            push(
+                "breaker.cooldown_ms".into(),
+                "must not exceed breaker.max_cooldown_ms".into(),
             );
         }
         if self.purchase.amount_credit_micros == 0 {

@@ -25,6 +25,7 @@ use tb_billing::record::{Attempt, CallOutcome};
 use tb_billing::settlement::{self, SETTLEMENT_HEADER, Settlement};
 use tb_billing::usage::RequestFacts;
 use tb_billing::usage::{self, UsageReport};
+use tb_routing::{Action, AttemptState, BodyHint, FinalChoice, Outcome, TransportFailure};
 use tb_seller::{CreditBroker, Lease, SellerRef, is_insufficient_funds};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-tokenbuddy-request-id");
@@ -156,7 +157,7 @@ struct AttemptRecord {
     /// The upstream's base URL, for error messages (holds no secret).
     location: String,
     status: Option<u16>,
-    class: &'static str,
+    outcome: Outcome,
     detail: String,
     latency_ms: u64,
 }
@@ -165,14 +166,14 @@ impl AttemptRecord {
     fn answered(
         upstream: &Upstream,
         status: u16,
-        class: &'static str,
+        outcome: Outcome,
         latency_ms: u64,
     ) -> AttemptRecord {
         AttemptRecord {
             upstream: upstream.id.to_string(),
             location: upstream.base_url().to_string(),
             status: Some(status),
-            class,
+            outcome,
             detail: format!("HTTP {status}"),
             latency_ms,
         }
@@ -180,7 +181,7 @@ impl AttemptRecord {
 
     fn failed(
         upstream: &Upstream,
-        class: &'static str,
+        outcome: Outcome,
         detail: String,
         latency_ms: u64,
     ) -> AttemptRecord {
@@ -188,7 +189,7 @@ impl AttemptRecord {
             upstream: upstream.id.to_string(),
             location: upstream.base_url().to_string(),
             status: None,
-            class,
+            outcome,
             detail,
             latency_ms,
         }
@@ -199,16 +200,16 @@ impl AttemptRecord {
         Attempt {
             upstream: self.upstream.clone(),
             status: self.status,
-            outcome: self.class.to_string(),
-            error_class: (self.class != "ok").then(|| self.class.to_string()),
+            outcome: self.outcome.as_str().to_string(),
+            error_class: (self.outcome != Outcome::Ok).then(|| self.outcome.as_str().to_string()),
             latency_ms: self.latency_ms,
         }
     }
 
     fn header_part(&self) -> String {
         match self.status {
-            Some(s) => format!("{}:{s}|{}", self.upstream, self.class),
-            None => format!("{}:-|{}", self.upstream, self.class),
+            Some(s) => format!("{}:{s}|{}", self.upstream, self.outcome.as_str()),
+            None => format!("{}:-|{}", self.upstream, self.outcome.as_str()),
         }
     }
 }
@@ -302,16 +303,21 @@ async fn proxy_call(
     };
 
     let mut attempts: Vec<AttemptRecord> = Vec::with_capacity(plan.routes.len());
+    // Error answers kept for the final response rule (proxy.md, "Errors").
+    let mut answers: Vec<Option<KeptAnswer>> = Vec::with_capacity(plan.routes.len());
     let mut i = 0;
-    // A seller whose token ran dry gets one purchase and one retry.
-    let mut dry_retried = false;
+    let mut retried_same = false;
+    let mut bought_after_dry = false;
     let mut force_new = false;
+    let first_route = plan.routes.first().map(|r| r.upstream.id.to_string());
     while let Some(route) = plan.routes.get(i) {
         let upstream = &route.upstream;
-        let next_route = |i: &mut usize, dry: &mut bool| {
-            *i += 1;
-            *dry = false;
-        };
+        let id = upstream.id.as_str();
+        let routes_left = plan.routes.len() - i - 1;
+        let now = unix_ms_now();
+        // The planner put benched upstreams last; a half-open one gets its
+        // single trial here.
+        let _admission = state.router.admit(id, now);
         let lease = match upstream.seller_url() {
             None => None,
             Some(seller_url) => {
@@ -319,10 +325,16 @@ async fn proxy_call(
                     Ok(lease) => Some(lease),
                     Err(detail) => {
                         tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class = "purchase_failed", error = %detail, "no seller token");
-                        let record = AttemptRecord::failed(upstream, "purchase_failed", detail, 0);
+                        let record =
+                            AttemptRecord::failed(upstream, Outcome::PurchaseFailed, detail, 0);
                         call.attempt(record.to_attempt());
                         attempts.push(record);
-                        next_route(&mut i, &mut dry_retried);
+                        answers.push(None);
+                        // No credit says nothing about the upstream.
+                        state.router.neutral(id);
+                        i += 1;
+                        retried_same = false;
+                        bought_after_dry = false;
                         force_new = false;
                         continue;
                     }
@@ -364,73 +376,63 @@ async fn proxy_call(
         let sent = Instant::now();
         let outcome = tokio::time::timeout(head_deadline, state.client.request(upstream_req)).await;
         let latency_ms = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
-        match outcome {
+
+        // Every way this attempt can fail ends in (outcome, status, detail,
+        // the error answer if there was one); success returns from here.
+        let (failure, status, detail, kept) = match outcome {
+            Err(_) => (
+                Outcome::Deadline,
+                None,
+                format!("no response head within {} ms", head_deadline.as_millis()),
+                None,
+            ),
+            Ok(Err(e)) => {
+                let transport = if e.is_connect() {
+                    TransportFailure::Connect
+                } else {
+                    TransportFailure::Reset
+                };
+                (
+                    tb_routing::classify(None, Some(transport), BodyHint::default()),
+                    None,
+                    error_chain(&e),
+                    None,
+                )
+            }
+            Ok(Ok(resp)) if !resp.status().is_success() => {
+                let status = resp.status().as_u16();
+                let (head, upstream_body) = resp.into_parts();
+                let error_body = read_error_body(upstream_body, head_deadline).await;
+                let hint = BodyHint {
+                    billing_wording: is_insufficient_funds(status, &error_body),
+                };
+                let class = tb_routing::classify(Some(status), None, hint);
+                if class == Outcome::RateLimited {
+                    let retry_after = head
+                        .headers
+                        .get(header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok());
+                    state.router.rate_limited(id, now, retry_after);
+                }
+                if let (Some(lease), Some(market)) = (&lease, &state.market) {
+                    match class {
+                        Outcome::AuthInvalid => market.broker.drop_lease(lease),
+                        Outcome::InsufficientFunds => market.broker.mark_lease_dry(lease),
+                        _ => {}
+                    }
+                }
+                (
+                    class,
+                    Some(status),
+                    format!("HTTP {status}"),
+                    Some(KeptAnswer {
+                        head,
+                        body: error_body,
+                    }),
+                )
+            }
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
-                if let (Some(lease), Some(market)) = (&lease, &state.market)
-                    && status >= 400
-                {
-                    // A seller's error decides between buying, dropping the
-                    // token and passing the answer on: read it (bounded).
-                    let (head, body) = resp.into_parts();
-                    let error_body = read_error_body(body, head_deadline).await;
-                    if !dry_retried && is_insufficient_funds(status, &error_body) {
-                        market.broker.mark_lease_dry(lease);
-                        let record = AttemptRecord::answered(
-                            upstream,
-                            status,
-                            "insufficient_funds",
-                            latency_ms,
-                        );
-                        call.attempt(record.to_attempt());
-                        attempts.push(record);
-                        tracing::info!(target: "purchase.rebuy", upstream = %upstream.id, status, "seller credit ran dry; buying once and retrying");
-                        dry_retried = true;
-                        force_new = true;
-                        continue;
-                    }
-                    if matches!(status, 401 | 403) {
-                        market.broker.drop_lease(lease);
-                        if i + 1 < plan.routes.len() {
-                            let record = AttemptRecord::answered(
-                                upstream,
-                                status,
-                                "auth_invalid",
-                                latency_ms,
-                            );
-                            call.attempt(record.to_attempt());
-                            attempts.push(record);
-                            next_route(&mut i, &mut dry_retried);
-                            continue;
-                        }
-                    }
-                    let record =
-                        AttemptRecord::answered(upstream, status, "http_error", latency_ms);
-                    call.attempt(record.to_attempt());
-                    attempts.push(record);
-                    call.set_winner(Arc::clone(upstream));
-                    let resp = Response::from_parts(head, Full::new(error_body));
-                    return Ok(client_response(
-                        state, resp, route, protocol, &attempts, call,
-                    ));
-                }
-                let routes_left = i + 1 < plan.routes.len();
-                let settle = || {
-                    lease
-                        .clone()
-                        .zip(state.market.as_ref().map(|m| m.broker.clone()))
-                };
-                if !resp.status().is_success() {
-                    let record =
-                        AttemptRecord::answered(upstream, status, "http_error", latency_ms);
-                    call.attempt(record.to_attempt());
-                    attempts.push(record);
-                    call.set_winner(Arc::clone(upstream));
-                    tracing::info!(target: "upstream.response", upstream = %upstream.id, status, head_ms = latency_ms, "upstream answered with an error");
-                    return Ok(client_response(
-                        state, resp, route, protocol, &attempts, call,
-                    ));
-                }
                 let (head, upstream_body) = resp.into_parts();
                 // Hold the answer until it is safe to commit: a stream until
                 // its first content event, a JSON answer until it is whole.
@@ -447,7 +449,7 @@ async fn proxy_call(
                         HeldStream::Commit { prefix, rest, ttft } => {
                             Commit::Stream(rest, Held { tap, prefix, ttft })
                         }
-                        HeldStream::Empty { whole } if !routes_left => Commit::Whole(
+                        HeldStream::Empty { whole } if routes_left == 0 => Commit::Whole(
                             whole,
                             Held {
                                 tap,
@@ -456,10 +458,17 @@ async fn proxy_call(
                             },
                         ),
                         HeldStream::Empty { .. } => Commit::Retry(
-                            "empty_completion",
+                            Outcome::EmptyCompletion,
                             "the stream ended without content".into(),
                         ),
-                        HeldStream::Broke { class, detail, .. } => Commit::Retry(class, detail),
+                        HeldStream::Broke { class, detail } => {
+                            let o = if class == "deadline" {
+                                Outcome::Deadline
+                            } else {
+                                Outcome::ServerError
+                            };
+                            Commit::Retry(o, detail)
+                        }
                     }
                 } else {
                     match buffer_json(
@@ -471,16 +480,17 @@ async fn proxy_call(
                     {
                         Buffered::Whole(bytes) => {
                             let report = usage::from_json(protocol, &bytes, &facts);
-                            if report.empty_completion && routes_left {
+                            if report.empty_completion && routes_left > 0 {
                                 Commit::Retry(
-                                    "empty_completion",
+                                    Outcome::EmptyCompletion,
                                     "the answer had no content".into(),
                                 )
                             } else {
+                                let tap = ResponseTap::Ready(Box::new(report));
                                 Commit::Whole(
                                     bytes,
                                     Held {
-                                        tap: ResponseTap::Ready(Box::new(report)),
+                                        tap,
                                         prefix: Bytes::new(),
                                         ttft: None,
                                     },
@@ -501,24 +511,28 @@ async fn proxy_call(
                                 },
                             )
                         }
-                        Buffered::Broke { detail } => Commit::Retry("server_error", detail),
+                        Buffered::Broke { detail } => Commit::Retry(Outcome::ServerError, detail),
                     }
                 };
+                let settle = lease
+                    .clone()
+                    .zip(state.market.as_ref().map(|m| m.broker.clone()));
                 match committed {
-                    Commit::Retry(class, detail) => {
-                        tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class, error = %detail, "failing over before the first content");
-                        let mut record =
-                            AttemptRecord::answered(upstream, status, class, latency_ms);
-                        record.detail = detail;
-                        call.attempt(record.to_attempt());
-                        attempts.push(record);
-                    }
+                    Commit::Retry(o, detail) => (o, Some(status), detail, None),
                     Commit::Stream(rest, held) => {
-                        let record = AttemptRecord::answered(upstream, status, "ok", latency_ms);
+                        let record =
+                            AttemptRecord::answered(upstream, status, Outcome::Ok, latency_ms);
                         call.attempt(record.to_attempt());
                         attempts.push(record);
                         call.set_winner(Arc::clone(upstream));
+                        on_commit(state, id, &plan.model, now, first_route.as_deref());
                         tracing::info!(target: "upstream.response", upstream = %upstream.id, status, head_ms = latency_ms, "upstream answered");
+                        let feedback = Feedback {
+                            router: Arc::clone(&state.router),
+                            id: id.to_string(),
+                            head_ms: latency_ms,
+                            request_started: started.0,
+                        };
                         return Ok(respond(
                             state,
                             head,
@@ -528,65 +542,135 @@ async fn proxy_call(
                             protocol,
                             &attempts,
                             call,
-                            settle(),
+                            settle,
+                            Some(feedback),
                         ));
                     }
                     Commit::Whole(bytes, held) => {
-                        let record = AttemptRecord::answered(upstream, status, "ok", latency_ms);
+                        let record =
+                            AttemptRecord::answered(upstream, status, Outcome::Ok, latency_ms);
                         call.attempt(record.to_attempt());
                         attempts.push(record);
                         call.set_winner(Arc::clone(upstream));
+                        on_commit(state, id, &plan.model, now, first_route.as_deref());
                         tracing::info!(target: "upstream.response", upstream = %upstream.id, status, head_ms = latency_ms, "upstream answered");
                         let held = Held {
                             prefix: bytes,
                             ..held
                         };
-                        let body = http_body_util::Empty::<Bytes>::new();
+                        let empty = http_body_util::Empty::<Bytes>::new();
+                        let feedback = Feedback {
+                            router: Arc::clone(&state.router),
+                            id: id.to_string(),
+                            head_ms: latency_ms,
+                            request_started: started.0,
+                        };
                         return Ok(respond(
                             state,
                             head,
-                            body,
+                            empty,
                             held,
                             route,
                             protocol,
                             &attempts,
                             call,
-                            settle(),
+                            settle,
+                            Some(feedback),
                         ));
                     }
                 }
             }
-            Ok(Err(e)) => {
-                let class = if e.is_connect() {
-                    "connect_failed"
-                } else {
-                    "server_error"
-                };
-                let detail = error_chain(&e);
-                tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class, error = %detail, "upstream attempt failed");
-                let record = AttemptRecord::failed(upstream, class, detail, latency_ms);
-                call.attempt(record.to_attempt());
-                attempts.push(record);
-            }
-            Err(_) => {
-                let detail = format!("no response head within {} ms", head_deadline.as_millis());
-                tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class = "deadline", "upstream attempt failed");
-                let record = AttemptRecord::failed(upstream, "deadline", detail, latency_ms);
-                call.attempt(record.to_attempt());
-                attempts.push(record);
-            }
+        };
+
+        tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class = failure.as_str(), status = ?status, error = %detail, "upstream attempt failed");
+        if tb_routing::counts_as_pool_failure(failure) {
+            state.router.failure(id, unix_ms_now(), failure.as_str());
+        } else {
+            state.router.neutral(id);
         }
-        next_route(&mut i, &mut dry_retried);
+        let mut record = match status {
+            Some(s) => AttemptRecord::answered(upstream, s, failure, latency_ms),
+            None => AttemptRecord::failed(upstream, failure, detail.clone(), latency_ms),
+        };
+        record.detail = detail;
+        call.attempt(record.to_attempt());
+        attempts.push(record);
+        answers.push(kept);
+
+        let attempt_state = AttemptState {
+            attempt_no: u32::try_from(attempts.len()).unwrap_or(u32::MAX),
+            retried_same,
+            routes_left,
+            is_seller: lease.is_some(),
+            bought_after_dry,
+            jitter_seed: seed_of(request_id, attempts.len()),
+        };
+        match tb_routing::decide(failure, attempt_state, state.router.failover) {
+            Action::RetrySame {
+                backoff_ms,
+                buy_credit,
+            } => {
+                if buy_credit {
+                    bought_after_dry = true;
+                    force_new = true;
+                    tracing::info!(target: "purchase.rebuy", upstream = %upstream.id, "seller credit ran dry; buying once and retrying");
+                } else {
+                    retried_same = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(backoff_ms)).await;
+            }
+            Action::FailoverNext => {
+                i += 1;
+                retried_same = false;
+                bought_after_dry = false;
+            }
+            Action::FailFast | Action::Done | Action::Abort => break,
+        }
+    }
+
+    // No answer to commit to: the first non-transient error answer, else
+    // the last answer, else the daemon's own error (proxy.md, "Errors").
+    let outcomes: Vec<(Outcome, Option<u16>)> =
+        attempts.iter().map(|a| (a.outcome, a.status)).collect();
+    // When every attempt failed for lack of credit (budget spent, purchase
+    // failed, dry after one rebuy), the daemon's own 503 says why; a
+    // seller's "insufficient balance" would not.
+    let credit_problem = attempts.iter().all(|a| {
+        matches!(
+            a.outcome,
+            Outcome::PurchaseFailed | Outcome::InsufficientFunds
+        )
+    });
+    let chosen = match tb_routing::final_response_choice(&outcomes) {
+        _ if credit_problem => None,
+        FinalChoice::FirstNonTransientAnswer(k) | FinalChoice::LastAnswer(k) => {
+            answers.get_mut(k).and_then(Option::take).zip(Some(k))
+        }
+        FinalChoice::NoAnswer { .. } => None,
+    };
+    if let Some((answer, k)) = chosen
+        && let Some(route) = plan
+            .routes
+            .iter()
+            .find(|r| r.upstream.id.as_str() == attempts[k].upstream)
+    {
+        call.set_winner(Arc::clone(&route.upstream));
+        let resp = Response::from_parts(answer.head, Full::new(answer.body));
+        return Ok(client_response(
+            state, resp, route, protocol, &attempts, call,
+        ));
     }
 
     call.finish(CallOutcome::Failed, None, None, None);
-    let all = |class: &str| attempts.iter().all(|a| a.class == class);
-    let credit_problem = attempts
-        .iter()
-        .all(|a| matches!(a.class, "purchase_failed" | "insufficient_funds"));
+    let credit_problem = attempts.iter().all(|a| {
+        matches!(
+            a.outcome,
+            Outcome::PurchaseFailed | Outcome::InsufficientFunds
+        )
+    });
     let code = if credit_problem {
         ErrorCode::NoRoute
-    } else if all("deadline") {
+    } else if attempts.iter().all(|a| a.outcome == Outcome::Deadline) {
         ErrorCode::UpstreamTimeout
     } else {
         ErrorCode::UpstreamUnreachable
@@ -612,14 +696,36 @@ async fn proxy_call(
     Ok(resp)
 }
 
+/// An error answer kept in case it becomes the final response.
+struct KeptAnswer {
+    head: http::response::Parts,
+    body: Bytes,
+}
+
+/// After committing to an upstream: a failover that served here makes the
+/// model stick to it for a while. (The pool learns how it went when the
+/// body ends.)
+fn on_commit(state: &ProxyState, id: &str, model: &str, now: i64, first: Option<&str>) {
+    if first != Some(id) {
+        state.router.served_after_failover(model, id, now);
+    }
+}
+
+/// A per-attempt seed for the retry jitter (no clock, no RNG needed).
+fn seed_of(request_id: &str, attempt: usize) -> u64 {
+    request_id.bytes().fold(attempt as u64, |h, b| {
+        h.wrapping_mul(31).wrapping_add(u64::from(b))
+    })
+}
+
 /// What to do with an answer once it has been held.
 enum Commit<B> {
     /// Send the held prefix, then stream the rest.
     Stream(B, Held),
     /// Send these bytes; the answer is complete.
     Whole(Bytes, Held),
-    /// Fail over: (class, detail).
-    Retry(&'static str, String),
+    /// Fail over: (outcome, detail).
+    Retry(Outcome, String),
 }
 
 /// A token for a seller route: the cached one or a new purchase. The error
@@ -735,8 +841,53 @@ where
         ttft: None,
     };
     respond(
-        state, parts, body, held, route, protocol, attempts, call, None,
+        state, parts, body, held, route, protocol, attempts, call, None, None,
     )
+}
+
+/// Tells the pool how a committed answer went, when its body ends.
+struct Feedback {
+    router: Arc<crate::route::Router>,
+    id: String,
+    head_ms: u64,
+    request_started: Instant,
+}
+
+impl Feedback {
+    fn report(
+        &self,
+        ending: Ending,
+        ttft: Option<std::time::Duration>,
+        usage: Option<&UsageReport>,
+    ) {
+        let now = unix_ms_now();
+        match ending {
+            Ending::Complete => {
+                let ttft_ms = ttft.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+                let output = usage
+                    .and_then(|r| r.usage.as_ref())
+                    .and_then(|u| u.output_tokens);
+                let total_ms =
+                    u64::try_from(self.request_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let inference_ms = ttft_ms.map(|t| total_ms.saturating_sub(t));
+                let tokens_per_second = match (output, inference_ms) {
+                    (Some(out), Some(ms)) if ms > 0 => Some(out as f64 * 1000.0 / ms as f64),
+                    _ => None,
+                };
+                let metrics = tb_pool::CallMetrics {
+                    latency_ms: self.head_ms,
+                    ttft_ms,
+                    inference_ms,
+                    tokens_per_second,
+                };
+                self.router.success(&self.id, now, metrics);
+            }
+            Ending::UpstreamError => self.router.failure(&self.id, now, "server_error"),
+            Ending::IdleTimeout => self.router.failure(&self.id, now, "deadline"),
+            // The client went away: says nothing about the upstream.
+            Ending::ClientGone => self.router.neutral(&self.id),
+        }
+    }
 }
 
 /// What was read before committing to an answer.
@@ -759,6 +910,7 @@ fn respond<B>(
     attempts: &[AttemptRecord],
     call: CallTracker,
     settle: Option<(Lease, CreditBroker)>,
+    feedback: Option<Feedback>,
 ) -> Response<ProxyBody>
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
@@ -803,6 +955,9 @@ where
             }
             Ending::UpstreamError | Ending::IdleTimeout => CallOutcome::Failed,
         };
+        if let Some(f) = &feedback {
+            f.report(ending, ttft, report.as_ref());
+        }
         call.finish(outcome, report, ttft, settlement);
     });
     let body = PassThrough::new(

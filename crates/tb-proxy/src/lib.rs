@@ -28,6 +28,7 @@ mod handler;
 mod headers;
 mod hold;
 mod plan;
+mod route;
 mod server;
 mod stream;
 mod table;
@@ -101,6 +102,7 @@ pub(crate) struct ProxyState {
     client: UpstreamClient,
     recorder: Arc<call::Recorder>,
     market: Option<Market>,
+    router: Arc<route::Router>,
 }
 
 /// What marketplace routing needs: the registry (its snapshots feed the
@@ -131,7 +133,8 @@ impl ProxyState {
     }
 
     fn plan(&self, model: &str, protocol: Protocol) -> RoutePlan {
-        self.table.load().plan(model, protocol)
+        let plan = self.table.load().plan(model, protocol);
+        self.router.order(plan, model, call::unix_ms_now())
     }
 
     /// Rebuilds the routing table from the current registry snapshot.
@@ -144,6 +147,7 @@ impl ProxyState {
         let table =
             table::RoutingTable::build(&self.manual, doc, self.mode, &self.auto, &self.aliases);
         tracing::info!(target: "route.table_rebuilt", sellers = table.sellers, upstreams = table.upstreams().len(), "routing table ready");
+        self.router.sync(table.upstreams());
         self.table.store(Arc::new(table));
     }
 
@@ -244,6 +248,11 @@ impl Proxy {
             client,
             recorder: Arc::new(call::Recorder::new(sink)),
             market,
+            router: Arc::new(route::Router::new(
+                &config.routing,
+                &config.breaker,
+                &config.provider.auto,
+            )),
         };
         state.rebuild();
         Ok(Proxy {

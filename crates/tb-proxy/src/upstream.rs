@@ -186,6 +186,13 @@ impl Upstream {
         }
     }
 
+    /// The discount off list price, in ppm (for the `discount` scorer).
+    pub fn discount_ppm(&self) -> u32 {
+        match &self.source {
+            Source::Manual { discount, .. } | Source::Seller { discount, .. } => discount.get(),
+        }
+    }
+
     /// The seller's base URL, when this is a marketplace seller.
     pub fn seller_url(&self) -> Option<&str> {
         match &self.source {

@@ -87,13 +87,16 @@ async fn streamed_and_plain_answers_leave_equal_records() {
             }
         }
     }
-    // A failed call is recorded too.
-    upstream.push_reply(Reply::openai_error(
-        500,
-        "server_error",
-        "boom",
-        "upstream exploded",
-    ));
+    // A failed call is recorded too: the 500 is retried once on the same
+    // (only) upstream, then its answer is passed on.
+    for _ in 0..2 {
+        upstream.push_reply(Reply::openai_error(
+            500,
+            "server_error",
+            "boom",
+            "upstream exploded",
+        ));
+    }
     let resp = daemon
         .post_json(
             "/v1/chat/completions",
@@ -179,6 +182,11 @@ async fn streamed_and_plain_answers_leave_equal_records() {
     assert_eq!(failed["outcome"], "failed");
     assert!(failed["cost_usd_micros"].is_null());
     assert_eq!(failed["attempts"][0]["status"], 500);
+    assert_eq!(
+        failed["attempts"][1]["status"], 500,
+        "retried once: {failed}"
+    );
+    assert_eq!(failed["attempts"][0]["outcome"], "server_error");
 
     // `usage` and `calls` read the same ledger, with the daemon stopped.
     let run = |args: &'static [&'static str]| {
@@ -230,7 +238,8 @@ async fn streamed_and_plain_answers_leave_equal_records() {
         "{lines:?}"
     );
     assert!(
-        lines[1].starts_with("✗ chat gpt-4o  oa  ") && lines[1].ends_with("FAILED  ⤷ oa 500"),
+        lines[1].starts_with("✗ chat gpt-4o  oa→oa  ")
+            && lines[1].ends_with("FAILED  ⤷ oa 500, oa 500"),
         "{lines:?}"
     );
 }

@@ -50,8 +50,10 @@ async fn two_upstreams() -> (MockUpstream, MockUpstream, Daemon) {
             "[[providers]]\nid = \"{id}\"\nkind = \"openai\"\nbase_url = \"{url}\"\napi_key = \"k-{id}\"\nmodels = [\"{MODEL}\"]\nprotocols = [\"chat_completions\", \"responses\", \"messages\", \"images_generations\"]\n"
         )
     };
+    // These tests are about failover mechanics: no stickiness, and a
+    // breaker that does not bench `first` after a few deliberate failures.
     let config = format!(
-        "{}{}",
+        "[routing]\nsticky_reset_ms = 0\nretry_same_on_5xx = false\n[breaker]\nmax_failures = 1000\n{}{}",
         provider("first", first.base_url()),
         provider("second", second.base_url())
     );
@@ -103,20 +105,29 @@ async fn failures_before_content_fail_over_invisibly() {
                 "500",
                 Reply::openai_error(500, "server_error", "boom", "upstream exploded"),
             ),
+            (
+                "401",
+                Reply::openai_error(401, "authentication_error", "invalid_api_key", "bad key"),
+            ),
+            (
+                "400",
+                Reply::openai_error(400, "invalid_request_error", "bad", "bad request"),
+            ),
+            (
+                "402",
+                Reply::openai_error(
+                    402,
+                    "billing_error",
+                    "insufficient_quota",
+                    "insufficient balance",
+                ),
+            ),
         ];
         for (what, reply) in failures {
             first.push_reply(reply);
             let resp = daemon
                 .post_json(path_of(protocol), stream_body(protocol))
                 .await;
-            if what == "500" {
-                // Plain HTTP errors are passed on until the failover table
-                // covers them (routing).
-                assert_eq!(resp.status(), 500, "{protocol} {what}");
-                body_bytes(resp).await;
-                expected_records += 1;
-                continue;
-            }
             assert_eq!(resp.status(), 200, "{protocol} {what}");
             assert_eq!(
                 resp.headers()["x-tokenbuddy-upstream"],
@@ -173,7 +184,7 @@ async fn failures_before_content_fail_over_invisibly() {
         .collect();
     assert_eq!(
         failed_over.len(),
-        expected_records - 4,
+        expected_records,
         "every failover is in the record"
     );
     for r in failed_over {
@@ -205,7 +216,8 @@ async fn failures_after_content_end_the_stream_with_an_error_event() {
         assert_eq!(
             resp.headers()["x-tokenbuddy-upstream"],
             "first",
-            "no failover after content"
+            "{protocol}: no failover after content: {:?}",
+            resp.headers()
         );
         let mut body = resp.into_body();
         let first_frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
@@ -228,5 +240,73 @@ async fn failures_after_content_end_the_stream_with_an_error_event() {
     assert!(
         records.iter().all(|r| r["outcome"] == "failed_mid_stream"),
         "{records:#?}"
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_bench_the_upstream_until_retry_after() {
+    let (first, second, daemon) = two_upstreams().await;
+    let body = format!("{{\"model\":\"{MODEL}\",\"messages\":[]}}");
+    first.push_reply(
+        Reply::openai_error(429, "rate_limit_error", "rate_limited", "slow down")
+            .with_header("retry-after", "3600"),
+    );
+    let resp = daemon.post_json("/v1/chat/completions", body.clone()).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["x-tokenbuddy-attempts"],
+        "first:429|rate_limited,second:200|ok"
+    );
+    body_bytes(resp).await;
+    // Benched for an hour: the next request starts at `second` (`first` is
+    // still planned, last: reorder, never drop).
+    let resp = daemon.post_json("/v1/chat/completions", body).await;
+    assert_eq!(resp.headers()["x-tokenbuddy-attempts"], "second:200|ok");
+    body_bytes(resp).await;
+    assert_eq!(first.request_count(), 1);
+    assert_eq!(second.request_count(), 2);
+}
+
+#[tokio::test]
+async fn refused_and_silent_upstreams_are_failed_over() {
+    let second = MockUpstream::start().await.unwrap();
+    let silent = MockUpstream::start().await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "[routing]\nstream_head_deadline_ms = 1000\nsticky_reset_ms = 0\n\
+         [[providers]]\nid = \"refused\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\napi_key = \"k\"\nmodels = [\"{MODEL}\"]\n\
+         [[providers]]\nid = \"silent\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"k\"\nmodels = [\"{MODEL}\"]\n\
+         [[providers]]\nid = \"second\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"k\"\nmodels = [\"{MODEL}\"]\n",
+        silent.base_url(),
+        second.base_url()
+    );
+    let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    silent.push_reply(
+        Reply::sse(
+            canned::sse_events(Protocol::ChatCompletions, MODEL)
+                .into_iter()
+                .map(|e| Chunk::Data(Bytes::from(e)))
+                .collect(),
+        )
+        .with_head_delay(std::time::Duration::from_secs(30)),
+    );
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            stream_body(Protocol::ChatCompletions),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["x-tokenbuddy-attempts"],
+        "refused:-|connect_failed,silent:-|deadline,second:200|ok"
+    );
+    assert_eq!(
+        body_bytes(resp).await,
+        Bytes::from(canned::sse_body(Protocol::ChatCompletions, MODEL))
     );
 }

@@ -1,0 +1,204 @@
+//! Routing glue: turns the model index's candidates into an ordered plan
+//! with the pool's live state and the configured scorer (tb-routing), and
+//! feeds attempt results back into the pool (tb-pool). The pure decisions
+//! live in those crates; this module only holds their state and converts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tb_config::{
+    AutoConfig, AutoRange, BreakerConfig, ManualPolicyConfig, RoutingConfig, ScorerConfig,
+};
+use tb_pool::{Admission, CallMetrics, PoolConfig, SellerPool};
+use tb_routing::{
+    Candidate, FailoverConfig, ManualPolicy, PlanInput, PlanMode, Scorer, Stickiness, StickyHint,
+};
+
+use crate::plan::RoutePlan;
+use crate::upstream::Upstream;
+
+/// How long a 429 without `Retry-After` benches an upstream.
+const DEFAULT_CAPACITY_BLOCK_MS: i64 = 10_000;
+
+/// Pool, stickiness and the routing settings.
+pub(crate) struct Router {
+    pool: Mutex<SellerPool>,
+    sticky: Mutex<Stickiness>,
+    scorer: Scorer,
+    manual_mode: PlanMode,
+    auto_mode: PlanMode,
+    max_attempts: usize,
+    pub(crate) failover: FailoverConfig,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere must not stop routing: the pool data is still usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Router {
+    pub(crate) fn new(
+        routing: &RoutingConfig,
+        breaker: &BreakerConfig,
+        auto: &AutoConfig,
+    ) -> Router {
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let pool = SellerPool::new(PoolConfig {
+            max_failures: breaker.max_failures,
+            window_ms: ms(breaker.window_ms),
+            cooldown_ms: ms(breaker.cooldown_ms),
+            max_cooldown_ms: ms(breaker.max_cooldown_ms),
+            ..PoolConfig::default()
+        });
+        let scorer = match routing.scorer {
+            ScorerConfig::Speed => Scorer::Speed,
+            ScorerConfig::Discount => Scorer::Discount,
+            ScorerConfig::Balanced => Scorer::Balanced,
+            ScorerConfig::Cheapest => Scorer::Cheapest,
+        };
+        let manual_mode = PlanMode::Manual {
+            policy: match routing.manual_policy {
+                ManualPolicyConfig::Fallback => ManualPolicy::Fallback,
+                ManualPolicyConfig::Locked => ManualPolicy::Locked,
+            },
+            auto_sort: routing.auto_sort,
+        };
+        let auto_mode = match (&auto.selected_seller, auto.range) {
+            (Some(_), _) => PlanMode::Fixed,
+            (None, AutoRange::Custom) => PlanMode::FixedSet,
+            (None, AutoRange::Recommended) => PlanMode::FullAuto,
+        };
+        Router {
+            pool: Mutex::new(pool),
+            sticky: Mutex::new(Stickiness::new(routing.sticky_reset_ms)),
+            scorer,
+            manual_mode,
+            auto_mode,
+            max_attempts: routing.max_attempts.max(1),
+            failover: FailoverConfig {
+                failover_on_client_error: routing.failover_on_client_error,
+                retry_same_on_5xx: routing.retry_same_on_5xx,
+            },
+        }
+    }
+
+    /// Keeps one pool entry per upstream of the current table.
+    pub(crate) fn sync(&self, upstreams: &[Arc<Upstream>]) {
+        lock(&self.pool).sync(upstreams.iter().map(|u| u.id.as_str()));
+    }
+
+    fn candidates(
+        &self,
+        routes: &[&Arc<Upstream>],
+        model: &str,
+        now_ms: i64,
+        sellers: bool,
+    ) -> Vec<Candidate> {
+        let pool = lock(&self.pool);
+        routes
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let view = pool.snapshot(u.id.as_str(), now_ms);
+                let ms = |v: Option<f64>| {
+                    v.filter(|v| v.is_finite() && *v >= 0.0)
+                        .map(|v| v.round() as u64)
+                };
+                Candidate {
+                    id: Arc::from(u.id.as_str()),
+                    registry_order: i,
+                    is_default_seller: sellers && i == 0,
+                    health_score: view.health_score,
+                    ttft_ms: ms(view.ttft_ms),
+                    probe_latency_ms: ms(view.health_probe_latency_ms),
+                    avg_latency_ms: ms(view.avg_latency_ms),
+                    tokens_per_second: view.avg_tokens_per_second,
+                    discount_ppm: Some(u.discount_ppm()),
+                    price_usd_micros_per_1m: u.price_of(model).list_price_per_1m(),
+                    benched_until_ms: view.benched_until_ms,
+                    half_open: view.circuit == tb_pool::CircuitState::HalfOpen,
+                }
+            })
+            .collect()
+    }
+
+    /// Orders the plan: manual providers by their policy, then sellers by
+    /// the scorer; benched upstreams last (never dropped); stickiness; at
+    /// most `max_attempts` upstreams.
+    pub(crate) fn order(&self, mut plan: RoutePlan, model: &str, now_ms: i64) -> RoutePlan {
+        let (manual, sellers): (Vec<_>, Vec<_>) = plan
+            .routes
+            .iter()
+            .partition(|r| r.upstream.seller_url().is_none());
+        let hint: Option<StickyHint> = lock(&self.sticky).hint(model, now_ms);
+        let mut ordered = Vec::with_capacity(plan.routes.len().min(self.max_attempts));
+        for (group, mode, is_sellers) in [
+            (manual, self.manual_mode, false),
+            (sellers, self.auto_mode, true),
+        ] {
+            if group.is_empty() {
+                continue;
+            }
+            let ups: Vec<&Arc<Upstream>> = group.iter().map(|r| &r.upstream).collect();
+            let candidates = self.candidates(&ups, model, now_ms, is_sellers);
+            let mut input = PlanInput::new(&candidates, mode, now_ms);
+            input.scorer = self.scorer;
+            input.max_attempts = self.max_attempts;
+            input.sticky = hint.clone();
+            let planned = tb_routing::plan(input);
+            tracing::debug!(target: "route.plan", sellers = is_sellers, diagnostics = ?planned.diagnostics, "planned group");
+            ordered.extend(
+                planned
+                    .order
+                    .iter()
+                    .filter_map(|&i| group.get(i).map(|r| (*r).clone())),
+            );
+        }
+        ordered.truncate(self.max_attempts);
+        plan.routes = ordered;
+        plan
+    }
+
+    /// Half-open admission (the planner already put benched ones last).
+    pub(crate) fn admit(&self, id: &str, now_ms: i64) -> Admission {
+        lock(&self.pool).try_acquire(id, now_ms)
+    }
+
+    /// A successful answer.
+    pub(crate) fn success(&self, id: &str, now_ms: i64, metrics: CallMetrics) {
+        lock(&self.pool).record_success(id, now_ms, metrics);
+    }
+
+    /// A failure that says something about the upstream.
+    pub(crate) fn failure(&self, id: &str, now_ms: i64, class: &str) {
+        lock(&self.pool).record_failure(id, now_ms, class);
+    }
+
+    /// An attempt that ended without judging the upstream (client's fault,
+    /// cancelled, our credit): frees a half-open trial.
+    pub(crate) fn neutral(&self, id: &str) {
+        lock(&self.pool).release_trial(id);
+    }
+
+    /// A 429: bench the upstream until `Retry-After` (or a short default).
+    pub(crate) fn rate_limited(&self, id: &str, now_ms: i64, retry_after: Option<&str>) {
+        let until = retry_after
+            .and_then(|v| tb_pool::parse_retry_after(v, now_ms))
+            .unwrap_or(now_ms + DEFAULT_CAPACITY_BLOCK_MS);
+        lock(&self.pool).record_capacity_block(id, now_ms, until);
+    }
+
+    /// A failover was served by `id`: start there for a while.
+    pub(crate) fn served_after_failover(&self, model: &str, id: &str, now_ms: i64) {
+        lock(&self.sticky).on_failover_served(model, Arc::from(id), now_ms);
+    }
+
+    /// Pool views for diagnostics (control plane, doctor).
+    #[allow(dead_code)]
+    pub(crate) fn views(&self, now_ms: i64) -> HashMap<String, tb_pool::PoolView> {
+        let pool = lock(&self.pool);
+        pool.entries()
+            .map(|(id, _)| (id.to_string(), pool.snapshot(id, now_ms)))
+            .collect()
+    }
+}
