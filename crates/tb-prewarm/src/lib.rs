@@ -1,0 +1,1 @@
+//! Prewarm (being written).
