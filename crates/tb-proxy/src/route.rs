@@ -115,7 +115,10 @@ impl Router {
                     tokens_per_second: view.avg_tokens_per_second,
                     discount_ppm: Some(u.discount_ppm()),
                     price_usd_micros_per_1m: u.price_of(model).list_price_per_1m(),
-                    benched_until_ms: view.benched_until_ms,
+                    // The pool reports a half-open trial in flight as benched
+                    // "until now" (it may end any moment); for ordering it is
+                    // benched: one trial at a time.
+                    benched_until_ms: view.benched_until_ms.map(|t| t.max(now_ms + 1)),
                     half_open: view.circuit == tb_pool::CircuitState::HalfOpen,
                 }
             })
