@@ -310,3 +310,104 @@ async fn refused_and_silent_upstreams_are_failed_over() {
         Bytes::from(canned::sse_body(Protocol::ChatCompletions, MODEL))
     );
 }
+
+#[tokio::test]
+async fn non_streaming_http_errors_fail_over_for_every_protocol() {
+    let (first, second, mut daemon) = two_upstreams().await;
+    let mut n = 0;
+    for protocol in Protocol::ALL {
+        for (status, reply) in [
+            (
+                500,
+                Reply::openai_error(500, "server_error", "boom", "upstream exploded"),
+            ),
+            (
+                401,
+                Reply::openai_error(401, "authentication_error", "invalid_api_key", "bad key"),
+            ),
+            (
+                400,
+                Reply::openai_error(400, "invalid_request_error", "bad", "bad request"),
+            ),
+            (
+                402,
+                Reply::openai_error(
+                    402,
+                    "billing_error",
+                    "insufficient_quota",
+                    "insufficient balance",
+                ),
+            ),
+        ] {
+            first.push_reply(reply);
+            let body = format!(
+                "{{\"model\":\"{MODEL}\",\"messages\":[],\"input\":\"hi\",\"prompt\":\"a dot\",\"max_tokens\":5}}"
+            );
+            let resp = daemon.post_json(path_of(protocol), body).await;
+            assert_eq!(resp.status(), 200, "{protocol} {status}");
+            let attempts = resp.headers()["x-tokenbuddy-attempts"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                attempts.starts_with(&format!("first:{status}|"))
+                    && attempts.ends_with(",second:200|ok"),
+                "{protocol}: {attempts}"
+            );
+            assert_eq!(
+                body_bytes(resp).await,
+                Bytes::from(canned::json(protocol, MODEL)),
+                "{protocol} {status}"
+            );
+            n += 1;
+        }
+    }
+    let records = stop_and_read_ledger(&mut daemon).await;
+    assert_eq!(records.len(), n);
+    assert!(
+        records
+            .iter()
+            .all(|r| r["ok"] == true && r["winner"] == "second" && r["failed_over"] == true)
+    );
+    let _ = second;
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_is_not_the_upstreams_failure() {
+    let first = MockUpstream::start().await.unwrap();
+    let second = MockUpstream::start().await.unwrap();
+    let config = format!(
+        "[routing]\nsticky_reset_ms = 0\n[breaker]\nmax_failures = 1\n\
+         [[providers]]\nid = \"first\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"k\"\nmodels = [\"{MODEL}\"]\n\
+         [[providers]]\nid = \"second\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"k\"\nmodels = [\"{MODEL}\"]\n",
+        first.base_url(),
+        second.base_url()
+    );
+    let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    let events = canned::sse_events(Protocol::ChatCompletions, MODEL);
+    first.push_reply(hang_after_first_content(Protocol::ChatCompletions, &events).0);
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            stream_body(Protocol::ChatCompletions),
+        )
+        .await;
+    let mut body = resp.into_body();
+    body.frame().await.unwrap().unwrap();
+    drop(body);
+    assert_eq!(
+        first.next_stream_end().await,
+        tb_test_support::StreamEnd::ClientGone
+    );
+    // One failure would open `first` (max_failures = 1); a cancellation is
+    // not one, so it still comes first.
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            format!("{{\"model\":\"{MODEL}\",\"messages\":[]}}"),
+        )
+        .await;
+    assert_eq!(resp.headers()["x-tokenbuddy-attempts"], "first:200|ok");
+    body_bytes(resp).await;
+    assert_eq!(second.request_count(), 0);
+}
