@@ -35,9 +35,9 @@ mod starter;
 pub use load::{CliOverrides, ConfigError, LoadedConfig, PathOverrides, Paths, load};
 pub use schema::{
     AutoConfig, AutoRange, BreakerConfig, Config, LedgerConfig, LogConfig, LogFormat,
-    ManualPolicyConfig, ModelPriceConfig, ModelsConfig, ProviderConfig, ProviderMode,
-    ProviderModeConfig, ProxyConfig, PurchaseConfig, RegistryConfig, RoutingConfig, ScorerConfig,
-    Secret, TlsConfig, ValidationError,
+    ManualPolicyConfig, ModelPriceConfig, ModelsConfig, PrewarmConfig, ProviderConfig,
+    ProviderMode, ProviderModeConfig, ProxyConfig, PurchaseConfig, RegistryConfig, RoutingConfig,
+    ScorerConfig, Secret, TlsConfig, ValidationError,
 };
 pub use show::{ShownValue, describe, mask_url};
 pub use starter::STARTER_CONFIG;

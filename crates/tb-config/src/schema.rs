@@ -35,6 +35,36 @@ pub struct Config {
     pub purchase: PurchaseConfig,
     /// Circuit breakers.
     pub breaker: BreakerConfig,
+    /// Keeping the focus set warm.
+    pub prewarm: PrewarmConfig,
+}
+
+/// `[prewarm]`: probing sellers of the focus models ahead of requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrewarmConfig {
+    /// Seconds between sweeps.
+    pub refresh_secs: u64,
+    /// Deadline of one probe.
+    pub probe_timeout_ms: u64,
+    /// Probes in flight at once.
+    pub max_concurrent_probes: usize,
+    /// How long a warm entry stays warm.
+    pub ttl_ms: u64,
+    /// The first sweep starts after a random delay in this range.
+    pub startup_jitter_ms: [u64; 2],
+}
+
+impl Default for PrewarmConfig {
+    fn default() -> Self {
+        PrewarmConfig {
+            refresh_secs: 60,
+            probe_timeout_ms: 3_000,
+            max_concurrent_probes: 8,
+            ttl_ms: 120_000,
+            startup_jitter_ms: [5_000, 10_000],
+        }
+    }
 }
 
 /// `[registry]`: where the seller list comes from.
@@ -537,6 +567,12 @@ impl Config {
             push(
                 "provider.auto.payment_method".into(),
                 "provider_key is for manual providers; use \"mock\" or \"clawtip\"".into(),
+            );
+        }
+        if self.prewarm.refresh_secs == 0 || self.prewarm.max_concurrent_probes == 0 {
+            push(
+                "prewarm.refresh_secs".into(),
+                "refresh_secs and max_concurrent_probes must be at least 1".into(),
             );
         }
         if self.routing.max_attempts == 0 {

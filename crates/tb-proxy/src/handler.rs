@@ -243,6 +243,18 @@ async fn proxy_call(
         candidates = ?plan.routes.iter().map(|r| r.upstream.id.as_str()).collect::<Vec<_>>(),
         "planned"
     );
+    // A cold or stale marketplace key is warmed in the background; this
+    // request never waits for it.
+    if let (Some(prewarm), Some(key)) = (
+        state.prewarm.get(),
+        crate::warm::key_for(state, &plan.model, protocol),
+    ) && plan
+        .routes
+        .iter()
+        .any(|r| r.upstream.seller_url().is_some())
+    {
+        prewarm.request_warmup(key);
+    }
     if plan.routes.is_empty() {
         return Err(ProxyError::new(
             ErrorCode::ModelNotFound,

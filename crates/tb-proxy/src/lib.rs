@@ -35,6 +35,7 @@ mod table;
 mod tap;
 mod token;
 mod upstream;
+mod warm;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -103,6 +104,7 @@ pub(crate) struct ProxyState {
     recorder: Arc<call::Recorder>,
     market: Option<Market>,
     router: Arc<route::Router>,
+    prewarm: std::sync::OnceLock<tb_prewarm::PrewarmHandle>,
 }
 
 /// What marketplace routing needs: the registry (its snapshots feed the
@@ -253,11 +255,40 @@ impl Proxy {
                 &config.breaker,
                 &config.provider.auto,
             )),
+            prewarm: std::sync::OnceLock::new(),
         };
         state.rebuild();
         Ok(Proxy {
             state: Arc::new(state),
         })
+    }
+
+    /// Starts keeping `focus` warm (marketplace modes only): periodic
+    /// health probes of the sellers serving those models feed the pool, and
+    /// a request for a cold model schedules a warm-up without waiting.
+    pub fn start_prewarm(
+        &self,
+        config: &tb_config::PrewarmConfig,
+        focus: Vec<String>,
+    ) -> Option<tb_prewarm::PrewarmHandle> {
+        self.state.market.as_ref()?;
+        let warm = Arc::new(warm::Warm(Arc::clone(&self.state)));
+        let handle = tb_prewarm::Prewarmer::spawn(
+            tb_prewarm::PrewarmConfig {
+                refresh_secs: config.refresh_secs,
+                probe_timeout_ms: config.probe_timeout_ms,
+                max_concurrent_probes: config.max_concurrent_probes,
+                ttl_ms: config.ttl_ms,
+                startup_jitter_ms: (config.startup_jitter_ms[0], config.startup_jitter_ms[1]),
+            },
+            focus,
+            Arc::clone(&warm) as Arc<dyn tb_prewarm::Targets>,
+            Arc::clone(&warm) as Arc<dyn tb_prewarm::Prober>,
+            warm as Arc<dyn tb_prewarm::ProbeSink>,
+            std::future::pending::<()>(),
+        );
+        let _ = self.state.prewarm.set(handle.clone());
+        Some(handle)
     }
 
     /// Call records the sink refused (queue full) since start.

@@ -183,6 +183,11 @@ impl Router {
         lock(&self.pool).release_trial(id);
     }
 
+    /// A health probe's result (probe metrics never overwrite newer live ones).
+    pub(crate) fn probe(&self, id: &str, now_ms: i64, ok: bool, latency_ms: Option<u64>) {
+        lock(&self.pool).record_probe(id, now_ms, tb_pool::ProbeResult { ok, latency_ms });
+    }
+
     /// A 429: bench the upstream until `Retry-After` (or a short default).
     pub(crate) fn rate_limited(&self, id: &str, now_ms: i64, retry_after: Option<&str>) {
         let until = retry_after

@@ -105,6 +105,11 @@ impl RoutingTable {
         )
     }
 
+    /// The protocol a model is prewarmed on (the first that has a seller).
+    pub(crate) fn prewarm_protocol(&self, model: &str) -> Option<Protocol> {
+        self.index.prewarm_protocol(model)
+    }
+
     /// Every upstream, in order.
     pub(crate) fn upstreams(&self) -> &[Arc<Upstream>] {
         &self.upstreams

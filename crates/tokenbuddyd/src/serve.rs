@@ -80,6 +80,22 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     let env = |var: &str| std::env::var(var).ok();
     let proxy = Proxy::new(config, token, token_path.clone(), &env, Some(sink), market)
         .map_err(|e| Failure::Config(e.into()))?;
+    let prewarm = if market_mode(config) {
+        let top = ledger
+            .models_used_since(
+                unix_ms() - 7 * 86_400_000,
+                tb_prewarm::LEDGER_FOCUS_MODELS as u32,
+            )
+            .await
+            .unwrap_or_default();
+        let env_models = std::env::var(tb_prewarm::WARMUP_MODELS_ENV).ok();
+        let focus =
+            tb_prewarm::resolve_focus(&config.routing.focus_models, env_models.as_deref(), &top);
+        tracing::info!(target: "prewarm.focus", models = ?focus, "focus set");
+        proxy.start_prewarm(&config.prewarm, focus)
+    } else {
+        None
+    };
 
     let addr = SocketAddr::new(config.proxy.bind, config.proxy.port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -106,6 +122,9 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     let outcome = proxy.serve(listener, shutdown).await;
     if let Some(r) = refresher {
         r.abort();
+    }
+    if let Some(p) = prewarm {
+        p.stop().await;
     }
     if let Some(b) = broker {
         b.flush().await;
@@ -189,6 +208,10 @@ async fn start_market(
         broker,
         payment: config.provider.auto.payment_method,
     }))
+}
+
+fn market_mode(config: &Config) -> bool {
+    config.provider.mode != ProviderMode::Manual
 }
 
 fn unix_ms() -> i64 {

@@ -156,3 +156,46 @@ async fn discount_and_cheapest_scorers_pick_the_cheapest_seller() {
     }
     assert_eq!(plain.inference_count() + mid.inference_count(), 0);
 }
+
+#[tokio::test]
+async fn the_speed_scorer_prefers_the_fastest_seller_once_probed() {
+    let slow = SellerServer::start(
+        SellerSpec::new("s-slow")
+            .models(["gpt-4o"])
+            .latency(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    let fast = SellerServer::start(SellerSpec::new("s-fast").models(["gpt-4o"]))
+        .await
+        .unwrap();
+    let registry = RegistryServer::start(registry_doc(&[&slow, &fast], Some("s-slow")))
+        .await
+        .unwrap();
+    let config = format!(
+        "[provider]\nmode = \"auto\"\n[registry]\nurl = \"{}\"\n[routing]\nscorer = \"speed\"\nfocus_models = [\"gpt-4o\"]\n[prewarm]\nstartup_jitter_ms = [0, 0]\n",
+        registry.url()
+    );
+    let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    // The startup sweep probes both sellers' /healthz.
+    daemon.wait_for_log("prewarm.sweep").await;
+    assert!(slow.healthz_count() >= 1 && fast.healthz_count() >= 1);
+    let mut served_fast = 0;
+    for _ in 0..10 {
+        let resp = daemon
+            .post_json(
+                "/v1/chat/completions",
+                r#"{"model":"gpt-4o","messages":[]}"#,
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        if resp.headers()["x-tokenbuddy-upstream"] == "s-fast" {
+            served_fast += 1;
+        }
+        body_bytes(resp).await;
+    }
+    assert!(
+        served_fast >= 9,
+        "the fastest seller serves most requests: {served_fast}/10"
+    );
+}
