@@ -199,3 +199,19 @@ async fn the_speed_scorer_prefers_the_fastest_seller_once_probed() {
         "the fastest seller serves most requests: {served_fast}/10"
     );
 }
+
+#[tokio::test]
+async fn after_a_failover_the_model_sticks_to_the_upstream_that_served() {
+    let a = MockUpstream::start().await.unwrap();
+    let b = MockUpstream::start().await.unwrap();
+    let config = manual(&[("a", a.base_url()), ("b", b.base_url())], "")
+        .replace("sticky_reset_ms = 0", "sticky_reset_ms = 600000");
+    let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    a.push_reply(Reply::openai_error(503, "server_error", "down", "down"));
+    assert_eq!(attempts_of(&daemon).await, "a:503|server_error,b:200|ok");
+    // `a` is healthy again (one failure does not open it), but the model
+    // sticks to `b` until the reset interval passes.
+    assert_eq!(attempts_of(&daemon).await, "b:200|ok");
+    assert_eq!(attempts_of(&daemon).await, "b:200|ok");
+    assert_eq!(a.request_count(), 1);
+}
