@@ -1,0 +1,1 @@
+//! The provider-config installer (being written).
