@@ -29,22 +29,29 @@ pub trait CallSink: Send + Sync + 'static {
 pub(crate) struct Recorder {
     sink: Option<Arc<dyn CallSink>>,
     dropped: AtomicU64,
+    metrics: Arc<crate::metrics::ProxyMetrics>,
 }
 
 impl Recorder {
-    pub(crate) fn new(sink: Option<Arc<dyn CallSink>>) -> Recorder {
+    pub(crate) fn new(
+        sink: Option<Arc<dyn CallSink>>,
+        metrics: Arc<crate::metrics::ProxyMetrics>,
+    ) -> Recorder {
         Recorder {
             sink,
             dropped: AtomicU64::new(0),
+            metrics,
         }
     }
 
     fn submit(&self, record: CallRecord) {
+        self.metrics.observe_call(&record);
         let line = record.one_line();
         tracing::info!(target: "call.recorded", request_id = %record.request_id, record_id = %record.id, "{line}");
         let Some(sink) = &self.sink else { return };
         if let Err(record) = sink.submit(record) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.ledger_dropped.inc();
             tracing::warn!(target: "ledger.dropped", request_id = %record.request_id, "ledger queue full, record not stored: {line}");
         }
     }

@@ -35,6 +35,7 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 const DEADLINE_MS: HeaderName = HeaderName::from_static("x-tokenbuddy-deadline-ms");
+const OVERHEAD: HeaderName = HeaderName::from_static("x-tokenbuddy-overhead-us");
 
 /// Entry point for every request on the proxy plane. Never fails: every
 /// error becomes a protocol-shaped response.
@@ -322,6 +323,9 @@ async fn proxy_call(
     let mut bought_after_dry = false;
     let mut force_new = false;
     let first_route = plan.routes.first().map(|r| r.upstream.id.to_string());
+    // Time spent waiting on upstreams (and sellers' purchase endpoints):
+    // what remains of the request's time is the daemon's own overhead.
+    let mut upstream_wait = std::time::Duration::ZERO;
     while let Some(route) = plan.routes.get(i) {
         let upstream = &route.upstream;
         let id = upstream.id.as_str();
@@ -330,27 +334,29 @@ async fn proxy_call(
         // The planner put benched upstreams last; a half-open one gets its
         // single trial here.
         let _admission = state.router.admit(id, now);
-        let lease = match upstream.seller_url() {
-            None => None,
-            Some(seller_url) => {
-                match buy_or_reuse(state, upstream, seller_url, &plan.model, force_new).await {
-                    Ok(lease) => Some(lease),
-                    Err(detail) => {
-                        tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class = "purchase_failed", error = %detail, "no seller token");
-                        let record =
-                            AttemptRecord::failed(upstream, Outcome::PurchaseFailed, detail, 0);
-                        call.attempt(record.to_attempt());
-                        attempts.push(record);
-                        answers.push(None);
-                        // No credit says nothing about the upstream.
-                        state.router.neutral(id);
-                        i += 1;
-                        retried_same = false;
-                        bought_after_dry = false;
-                        force_new = false;
-                        continue;
-                    }
-                }
+        let buying = Instant::now();
+        let bought = match upstream.seller_url() {
+            None => Ok(None),
+            Some(seller_url) => buy_or_reuse(state, upstream, seller_url, &plan.model, force_new)
+                .await
+                .map(Some),
+        };
+        upstream_wait += buying.elapsed();
+        let lease = match bought {
+            Ok(lease) => lease,
+            Err(detail) => {
+                tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class = "purchase_failed", error = %detail, "no seller token");
+                let record = AttemptRecord::failed(upstream, Outcome::PurchaseFailed, detail, 0);
+                call.attempt(record.to_attempt());
+                attempts.push(record);
+                answers.push(None);
+                // No credit says nothing about the upstream.
+                state.router.neutral(id);
+                i += 1;
+                retried_same = false;
+                bought_after_dry = false;
+                force_new = false;
+                continue;
             }
         };
         force_new = false;
@@ -387,6 +393,9 @@ async fn proxy_call(
 
         let sent = Instant::now();
         let outcome = tokio::time::timeout(head_deadline, state.client.request(upstream_req)).await;
+        let overhead_now = |waited: std::time::Duration| {
+            started.0.elapsed().saturating_sub(waited + sent.elapsed())
+        };
         let latency_ms = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
 
         // Every way this attempt can fail ends in (outcome, status, detail,
@@ -545,7 +554,8 @@ async fn proxy_call(
                             head_ms: latency_ms,
                             request_started: started.0,
                         };
-                        return Ok(respond(
+                        let overhead = overhead_now(upstream_wait);
+                        let resp = respond(
                             state,
                             head,
                             rest,
@@ -556,7 +566,8 @@ async fn proxy_call(
                             call,
                             settle,
                             Some(feedback),
-                        ));
+                        );
+                        return Ok(stamp_overhead(state, resp, overhead));
                     }
                     Commit::Whole(bytes, held) => {
                         let record =
@@ -577,7 +588,8 @@ async fn proxy_call(
                             head_ms: latency_ms,
                             request_started: started.0,
                         };
-                        return Ok(respond(
+                        let overhead = overhead_now(upstream_wait);
+                        let resp = respond(
                             state,
                             head,
                             empty,
@@ -588,12 +600,14 @@ async fn proxy_call(
                             call,
                             settle,
                             Some(feedback),
-                        ));
+                        );
+                        return Ok(stamp_overhead(state, resp, overhead));
                     }
                 }
             }
         };
 
+        upstream_wait += sent.elapsed();
         tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class = failure.as_str(), status = ?status, error = %detail, "upstream attempt failed");
         if tb_routing::counts_as_pool_failure(failure) {
             state.router.failure(id, unix_ms_now(), failure.as_str());
@@ -629,7 +643,9 @@ async fn proxy_call(
                 } else {
                     retried_same = true;
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(backoff_ms)).await;
+                let pause = std::time::Duration::from_millis(backoff_ms);
+                tokio::time::sleep(pause).await;
+                upstream_wait += pause;
             }
             Action::FailoverNext => {
                 i += 1;
@@ -668,9 +684,9 @@ async fn proxy_call(
     {
         call.set_winner(Arc::clone(&route.upstream));
         let resp = Response::from_parts(answer.head, Full::new(answer.body));
-        return Ok(client_response(
-            state, resp, route, protocol, &attempts, call,
-        ));
+        let overhead = started.0.elapsed().saturating_sub(upstream_wait);
+        let resp = client_response(state, resp, route, protocol, &attempts, call);
+        return Ok(stamp_overhead(state, resp, overhead));
     }
 
     call.finish(CallOutcome::Failed, None, None, None);
@@ -706,6 +722,21 @@ async fn proxy_call(
         resp.headers_mut().insert(UPSTREAM, v);
     }
     Ok(resp)
+}
+
+/// Adds `x-tokenbuddy-overhead-us` (time in the daemon, excluding upstream
+/// time) and observes it in `tb_proxy_overhead_seconds`.
+fn stamp_overhead(
+    state: &ProxyState,
+    mut resp: Response<ProxyBody>,
+    overhead: std::time::Duration,
+) -> Response<ProxyBody> {
+    state.metrics.overhead.observe(overhead.as_secs_f64());
+    resp.headers_mut().insert(
+        OVERHEAD,
+        HeaderValue::from(u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX)),
+    );
+    resp
 }
 
 /// An error answer kept in case it becomes the final response.
@@ -753,11 +784,25 @@ async fn buy_or_reuse(
         return Err("marketplace routing is not configured".into());
     };
     let seller = SellerRef::new(upstream.id.as_str(), seller_url);
-    let lease = market
+    let acquired = market
         .broker
         .acquire(&seller, model, market.payment, force_new)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await;
+    let result = match &acquired {
+        Ok(l) if l.bought => Some("ok"),
+        Ok(_) => None,
+        Err(tb_seller::AcquireError::BudgetSpent { .. }) => Some("budget_spent"),
+        Err(tb_seller::AcquireError::NeedsUserAction { .. }) => Some("needs_user_action"),
+        Err(tb_seller::AcquireError::PurchaseFailed(_)) => Some("failed"),
+    };
+    if let Some(result) = result {
+        state
+            .metrics
+            .purchases
+            .with_label_values(&[upstream.id.as_str(), result])
+            .inc();
+    }
+    let lease = acquired.map_err(|e| e.to_string())?;
     if lease.bought {
         tracing::info!(target: "purchase.completed", upstream = %upstream.id, token = %lease.fingerprint, "bought seller credit");
     }

@@ -27,6 +27,7 @@ mod error;
 mod handler;
 mod headers;
 mod hold;
+mod metrics;
 mod plan;
 mod route;
 mod server;
@@ -105,6 +106,7 @@ pub(crate) struct ProxyState {
     market: Option<Market>,
     router: Arc<route::Router>,
     prewarm: std::sync::OnceLock<tb_prewarm::PrewarmHandle>,
+    metrics: Arc<metrics::ProxyMetrics>,
 }
 
 /// What marketplace routing needs: the registry (its snapshots feed the
@@ -226,6 +228,7 @@ impl Proxy {
             stream_idle_timeout: ms(config.routing.stream_idle_timeout_ms),
             shutdown_grace: ms(config.proxy.shutdown_grace_ms),
         };
+        let metrics = Arc::new(metrics::ProxyMetrics::new());
         let mode = if market.is_some() {
             config.provider.mode
         } else {
@@ -248,7 +251,7 @@ impl Proxy {
             auto: config.provider.auto.clone(),
             aliases: config.models.aliases.clone(),
             client,
-            recorder: Arc::new(call::Recorder::new(sink)),
+            recorder: Arc::new(call::Recorder::new(sink, Arc::clone(&metrics))),
             market,
             router: Arc::new(route::Router::new(
                 &config.routing,
@@ -256,6 +259,7 @@ impl Proxy {
                 &config.provider.auto,
             )),
             prewarm: std::sync::OnceLock::new(),
+            metrics,
         };
         state.rebuild();
         Ok(Proxy {
@@ -289,6 +293,38 @@ impl Proxy {
         );
         let _ = self.state.prewarm.set(handle.clone());
         Some(handle)
+    }
+
+    /// The Prometheus text exposition: call series plus gauges refreshed
+    /// now (circuits, credit, registry, prewarm).
+    pub fn metrics_text(&self) -> String {
+        let state = &self.state;
+        let m = &state.metrics;
+        let now = call::unix_ms_now();
+        for (id, view) in state.router.views(now) {
+            m.circuit_open
+                .with_label_values(&[id.as_str()])
+                .set(i64::from(view.circuit == tb_pool::CircuitState::Open));
+        }
+        if let Some(market) = &state.market {
+            for seller in market.broker.credit_summary().sellers {
+                m.credit_remaining
+                    .with_label_values(&[seller.seller_id.as_str()])
+                    .set(i64::try_from(seller.remaining_credit_micros).unwrap_or(i64::MAX));
+            }
+            let snapshot = market.registry.current();
+            m.registry_sellers
+                .set(i64::try_from(snapshot.doc.sellers.len()).unwrap_or(i64::MAX));
+            m.registry_stale.set(i64::from(snapshot.stale));
+        }
+        if let Some(prewarm) = state.prewarm.get() {
+            for (st, n) in prewarm.state_counts() {
+                m.prewarm_entries
+                    .with_label_values(&[st.as_str()])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+        m.encode()
     }
 
     /// Call records the sink refused (queue full) since start.

@@ -64,6 +64,7 @@ async fn chat(daemon: &Daemon) -> (u16, Value) {
                 || [
                     "x-tokenbuddy-request-id",
                     "x-tokenbuddy-upstream",
+                    "x-tokenbuddy-overhead-us",
                     "x-tokenbuddy-attempts"
                 ]
                 .contains(&n),
