@@ -34,8 +34,8 @@ mod starter;
 
 pub use load::{CliOverrides, ConfigError, LoadedConfig, PathOverrides, Paths, load};
 pub use schema::{
-    AutoConfig, AutoRange, BreakerConfig, Config, LedgerConfig, LogConfig, LogFormat,
-    ManualPolicyConfig, ModelPriceConfig, ModelsConfig, PrewarmConfig, ProviderConfig,
+    AutoConfig, AutoRange, BreakerConfig, Config, ControlConfig, LedgerConfig, LogConfig,
+    LogFormat, ManualPolicyConfig, ModelPriceConfig, ModelsConfig, PrewarmConfig, ProviderConfig,
     ProviderMode, ProviderModeConfig, ProxyConfig, PurchaseConfig, RegistryConfig, RoutingConfig,
     ScorerConfig, Secret, TlsConfig, ValidationError,
 };

@@ -89,6 +89,23 @@ pub struct CliOverrides {
     /// `[log]` flags.
     #[serde(skip_serializing_if = "LogFlags::is_empty")]
     pub log: LogFlags,
+    /// `[control]` flags.
+    #[serde(skip_serializing_if = "ControlFlags::is_empty")]
+    pub control: ControlFlags,
+}
+
+/// `serve --control-port`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ControlFlags {
+    /// `--control-port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+impl ControlFlags {
+    fn is_empty(&self) -> bool {
+        self.port.is_none()
+    }
 }
 
 /// `serve --port/--bind`.

@@ -15,6 +15,8 @@ use tb_domain::{PaymentMethod, Protocol, ProviderKind};
 pub struct Config {
     /// The client-facing proxy plane.
     pub proxy: ProxyConfig,
+    /// The control plane (API, metrics, dashboard).
+    pub control: ControlConfig,
     /// Outbound TLS.
     pub tls: TlsConfig,
     /// Manual ("bring your own key") providers, in preference order.
@@ -211,6 +213,25 @@ impl Default for LedgerConfig {
             store_bodies: false,
             retention_days: 90,
             queue_capacity: 65_536,
+        }
+    }
+}
+
+/// `[control]`: where the control plane listens (loopback only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// TCP port; `0` asks the OS for an ephemeral one (tests).
+    pub port: u16,
+    /// Address to bind; must be loopback.
+    pub bind: IpAddr,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            port: 7879,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
     }
 }
@@ -610,6 +631,15 @@ impl Config {
                 format!(
                     "unsupported scheme in {}; use postgres://… or sqlite://PATH (or a plain file path)",
                     crate::show::mask_url(url)
+                ),
+            );
+        }
+        if !self.control.bind.is_loopback() {
+            push(
+                "control.bind".into(),
+                format!(
+                    "{} is not a loopback address; the control plane only listens on loopback",
+                    self.control.bind
                 ),
             );
         }

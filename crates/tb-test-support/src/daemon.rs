@@ -29,6 +29,8 @@ pub struct Daemon {
     child: Child,
     /// `http://127.0.0.1:PORT` as printed by the daemon.
     pub proxy_url: String,
+    /// The control plane URL, when the daemon printed one (before the proxy line).
+    pub control_url: Option<String>,
     /// The access token read from `<data_dir>/access-token`.
     pub token: String,
     home: tempfile::TempDir,
@@ -90,7 +92,7 @@ impl Daemon {
         env: &[(&str, &str)],
     ) -> Result<Daemon, StartError> {
         let mut cmd = command(bin, home.path());
-        cmd.args(["serve", "--port", "0"])
+        cmd.args(["serve", "--port", "0", "--control-port", "0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(Stdio::null());
@@ -118,8 +120,12 @@ impl Daemon {
             .take()
             .ok_or_else(|| StartError("no stdout".into()))?;
         let mut lines = BufReader::new(stdout).lines();
+        let mut control_url = None;
         let found = tokio::time::timeout(STARTUP_LIMIT, async {
             while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.strip_prefix("control: ") {
+                    control_url = Some(url.trim().to_string());
+                }
                 if let Some(url) = line.strip_prefix("proxy: ") {
                     return Some(url.trim().to_string());
                 }
@@ -157,6 +163,7 @@ impl Daemon {
         Ok(Daemon {
             child,
             proxy_url,
+            control_url,
             token,
             home,
             stderr,

@@ -43,6 +43,9 @@ pub(crate) struct ServeArgs {
     /// Proxy port (0 = ephemeral); overrides proxy.port.
     #[arg(long)]
     port: Option<u16>,
+    /// Control plane port (0 = ephemeral); overrides control.port.
+    #[arg(long)]
+    control_port: Option<u16>,
     /// Proxy bind address; overrides proxy.bind.
     #[arg(long)]
     bind: Option<std::net::IpAddr>,
@@ -81,6 +84,7 @@ impl ServeArgs {
         let mut o = CliOverrides::default();
         o.proxy.port = self.port;
         o.proxy.bind = self.bind;
+        o.control.port = self.control_port;
         o.log.level = self.log_level.clone();
         o.log.format = self.log_format;
         o
