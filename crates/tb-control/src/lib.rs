@@ -1,1 +1,100 @@
-//! The control plane (being written).
+//! tokenbuddy's control plane: the loopback JSON API (`/v1/…`), the
+//! Prometheus endpoint (`/metrics`) and the embedded web dashboard (`/`).
+//!
+//! Why a separate crate: the control plane is the daemon's *outside* —
+//! HTTP, the DNS-rebinding guard, authentication of mutating calls, query
+//! and body limits, the dashboard assets — and none of that should know how
+//! the ledger, the pool or the installer work. The daemon implements
+//! [`ControlApi`] (one method per endpoint, answering the JSON documents of
+//! `docs/control-plane.md`) and hands it to [`serve`]; this crate never
+//! looks inside those documents, so the contract lives in one place.
+//!
+//! What the HTTP layer enforces, before the API is asked anything:
+//!
+//! - **`Host` guard**: a request whose `Host` is not `127.0.0.1`,
+//!   `localhost` or `[::1]` (optionally with a port) is refused with `403`,
+//!   so a rebinding page on another name cannot read the API.
+//! - **No CORS**: no `Access-Control-*` header is ever sent.
+//! - **Authentication**: `PUT` and `POST` need [`ControlApi::authorized`],
+//!   else `401`; reads are open on loopback.
+//! - **Limits**: `/v1/calls` `limit` is `1..=1000` (default 50); bodies are
+//!   JSON objects of at most [`MAX_BODY_BYTES`] (`413` past it, `400` when
+//!   invalid).
+//! - Errors are `{"error": {"message", "code"}}`; unknown paths `404`,
+//!   wrong methods `405` with `Allow`.
+//! - The dashboard is served with `Content-Security-Policy: default-src
+//!   'self'`, `X-Content-Type-Options: nosniff` and `Referrer-Policy:
+//!   no-referrer`; it renders data with `textContent` only.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use http::HeaderMap;
+//! use serde_json::{Value, json};
+//! use tb_control::{ApiError, ControlApi, Fut};
+//!
+//! struct Daemon;
+//!
+//! impl ControlApi for Daemon {
+//!     fn status(&self) -> Value { json!({"version": "0.1.0"}) }
+//!     fn upstreams(&self) -> Value { json!({"scorer": "default", "upstreams": []}) }
+//!     fn prewarm(&self) -> Value { Value::Null }
+//!     fn credit(&self) -> Value { Value::Null }
+//!     fn calls(&self, _limit: u32, _before: Option<String>) -> Fut<'_, Result<Value, ApiError>> {
+//!         Box::pin(async { Ok(json!({"calls": [], "next_before": null})) })
+//!     }
+//!     fn usage(&self, _since: String, by: String) -> Fut<'_, Result<Value, ApiError>> {
+//!         Box::pin(async move { Ok(json!({"by": by, "rows": []})) })
+//!     }
+//!     fn provider_mode(&self) -> Value { json!({"mode": "manual"}) }
+//!     fn set_provider_mode(&self, _body: Value) -> Fut<'_, Result<Value, ApiError>> {
+//!         Box::pin(async { Err(ApiError::bad_request("read-only example")) })
+//!     }
+//!     fn install_status(&self) -> Fut<'_, Result<Value, ApiError>> {
+//!         Box::pin(async { Ok(json!({"clients": [], "instructions": []})) })
+//!     }
+//!     fn install_preview(&self, _body: Value) -> Fut<'_, Result<Value, ApiError>> {
+//!         Box::pin(async { Ok(json!({"changes": [], "diff": ""})) })
+//!     }
+//!     fn install_apply(&self, _body: Value) -> Fut<'_, Result<Value, ApiError>> {
+//!         Box::pin(async { Ok(json!({"changed": []})) })
+//!     }
+//!     fn install_undo(&self, _body: Value) -> Fut<'_, Result<Value, ApiError>> {
+//!         Box::pin(async { Ok(json!({"changed": []})) })
+//!     }
+//!     fn doctor(&self) -> Fut<'_, Value> {
+//!         Box::pin(async { json!({"ok": true, "checks": []}) })
+//!     }
+//!     fn metrics(&self) -> String { String::new() }
+//!     fn authorized(&self, headers: &HeaderMap) -> bool {
+//!         headers.get("authorization").is_some_and(|v| v == "Bearer secret")
+//!     }
+//! }
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! println!("control: http://{}", listener.local_addr()?);
+//! tb_control::serve(listener, Arc::new(Daemon), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await;
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod assets;
+mod guard;
+mod query;
+mod response;
+mod router;
+mod server;
+
+pub use api::{ApiError, ControlApi, Fut};
+pub use server::{SHUTDOWN_GRACE, ShutdownOutcome, serve};
+
+/// The largest accepted request body (`PUT`/`POST`), in bytes: 1 MiB.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The OpenAPI 3.1 document served at `GET /v1/openapi.json`.
+pub fn openapi_json() -> &'static str {
+    assets::OPENAPI_JSON
+}

@@ -1,0 +1,458 @@
+// tokenbuddy dashboard. Plain JavaScript, no framework, no build step.
+//
+// Safety rule: every value that comes from the API is rendered with
+// textContent or as an attribute value through setAttribute; HTML is never
+// built from strings (the page's CSP also forbids inline scripts).
+'use strict';
+
+(() => {
+  const REFRESH_MS = 5000;
+  // The doctor probes ports, the registry and client configs: every 6th
+  // refresh (30 s) is enough.
+  const DOCTOR_EVERY = 6;
+  const TOKEN_KEY = 'tokenbuddy.accessToken';
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+
+  const byId = (id) => document.getElementById(id);
+
+  // ---------- helpers ----------
+
+  // Creates an element. `attrs` are set with setAttribute (data-testid,
+  // title, …); `text` becomes textContent.
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    setAttrs(node, attrs);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function svg(tag, attrs, text) {
+    const node = document.createElementNS(SVG_NS, tag);
+    setAttrs(node, attrs);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function setAttrs(node, attrs) {
+    if (!attrs) return;
+    for (const [name, value] of Object.entries(attrs)) {
+      if (value !== undefined && value !== null) node.setAttribute(name, String(value));
+    }
+  }
+
+  const isNum = (v) => typeof v === 'number' && Number.isFinite(v);
+
+  // Integer micros as `$0.000300` (6 decimals, like the CLI); `$?` when unknown.
+  function usd(micros) {
+    if (!isNum(micros)) return '$?';
+    const a = amount(micros);
+    return a.startsWith('-') ? `-$${a.slice(1)}` : `$${a}`;
+  }
+
+  // Integer micros as `0.000300` (no currency: seller credit).
+  function amount(micros) {
+    if (!isNum(micros)) return '?';
+    const abs = Math.abs(Math.trunc(micros));
+    const whole = Math.floor(abs / 1e6);
+    const frac = String(abs % 1e6).padStart(6, '0');
+    return (micros < 0 ? '-' : '') + whole + '.' + frac;
+  }
+
+  function fixed(value, digits) {
+    return isNum(value) ? (Number.isInteger(value) ? String(value) : value.toFixed(digits)) : '–';
+  }
+
+  function duration(seconds) {
+    if (!isNum(seconds)) return '?';
+    const s = Math.max(0, Math.floor(seconds));
+    const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+    if (d > 0) return `${d}d ${h}h`;
+    if (h > 0) return `${h}h ${m}m`;
+    if (m > 0) return `${m}m ${s % 60}s`;
+    return `${s}s`;
+  }
+
+  const pad2 = (n) => String(n).padStart(2, '0');
+
+  // Local `MM-DD HH:MM:SS`.
+  function clock(ms) {
+    if (!isNum(ms)) return '?';
+    const d = new Date(ms);
+    return `${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+  }
+
+  const yesNo = (b) => (b ? 'yes' : 'no');
+
+  // `1 warning`, `2 warnings`.
+  const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+  function errorMessage(body, res) {
+    if (body && body.error && typeof body.error.message === 'string') {
+      return body.error.message + (body.error.code ? ` (${body.error.code})` : '');
+    }
+    return `HTTP ${res.status}`;
+  }
+
+  async function getJson(path) {
+    const res = await fetch(path, { headers: { Accept: 'application/json' }, cache: 'no-store' });
+    let body = null;
+    try {
+      body = await res.json();
+    } catch (_) {
+      body = null;
+    }
+    if (!res.ok) throw new Error(`${path}: ${errorMessage(body, res)}`);
+    return body;
+  }
+
+  // ---------- access token ----------
+
+  const tokenInput = byId('access-token');
+
+  function loadToken() {
+    try {
+      tokenInput.value = sessionStorage.getItem(TOKEN_KEY) || '';
+    } catch (_) {
+      // Storage disabled: the field still works for this page view.
+    }
+  }
+
+  function saveToken() {
+    try {
+      if (tokenInput.value) sessionStorage.setItem(TOKEN_KEY, tokenInput.value);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (_) {
+      // Storage disabled.
+    }
+  }
+
+  // ---------- sections ----------
+
+  function renderStatus(s) {
+    const parts = [];
+    if (s && typeof s === 'object') {
+      if (s.version) parts.push(`v${s.version}`);
+      if (s.mode) parts.push(`mode ${s.mode}`);
+      parts.push(`up ${duration(s.uptime_s)}`);
+      const u = s.upstreams || {};
+      if (isNum(u.total)) parts.push(`${plural(u.total, 'upstream')}, ${plural(u.open_circuits || 0, 'open circuit')}`);
+      if (s.registry) parts.push(s.registry.stale ? 'registry stale' : 'registry fresh');
+      if (s.budget) parts.push(`budget left ${usd(s.budget.left_usd_micros)}`);
+      if (s.ledger && s.ledger.dropped) parts.push(`${plural(s.ledger.dropped, 'record')} dropped`);
+    }
+    byId('status-line').textContent = parts.join(' · ') || 'no status';
+  }
+
+  function renderUsage(u) {
+    const t = (u && u.totals) || {};
+    byId('summary-calls').textContent = isNum(t.calls) ? String(t.calls) : '–';
+    byId('summary-spend').textContent = usd(t.cost_usd_micros);
+    byId('summary-saved').textContent = usd(t.saved_usd_micros);
+    byId('summary-unpriced').textContent = isNum(t.unpriced_calls) ? String(t.unpriced_calls) : '–';
+    drawChart(Array.isArray(u && u.rows) ? u.rows : []);
+  }
+
+  // Grouped bars (spend, saved) per day, drawn as inline SVG.
+  function drawChart(rows) {
+    const days = rows
+      .filter((r) => r && r.key !== undefined)
+      .slice()
+      .sort((a, b) => String(a.key).localeCompare(String(b.key)));
+    const W = 640, H = 220, left = 80, right = 10, top = 12, bottom = 30;
+    const plotW = W - left - right, plotH = H - top - bottom;
+    const val = (v) => (isNum(v) && v > 0 ? v : 0);
+    const peak = Math.max(0, ...days.map((r) => Math.max(val(r.cost_usd_micros), val(r.saved_usd_micros))));
+    const max = Math.max(1, peak);
+    const spend = days.reduce((a, r) => a + val(r.cost_usd_micros), 0);
+    const saved = days.reduce((a, r) => a + val(r.saved_usd_micros), 0);
+
+    const root = svg('svg', {
+      viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': 'chart-title chart-desc', 'data-testid': 'chart-svg',
+    });
+    root.appendChild(svg('title', { id: 'chart-title' }, 'Spend and saved per day'));
+    root.appendChild(svg('desc', { id: 'chart-desc' },
+      days.length === 0 ? 'No data yet.' : `${days.length} days: spend ${usd(spend)}, saved ${usd(saved)}.`));
+    root.appendChild(svg('line', { class: 'axis', x1: left, y1: top + plotH, x2: W - right, y2: top + plotH }));
+    root.appendChild(svg('line', { class: 'axis', x1: left, y1: top, x2: left, y2: top + plotH }));
+    root.appendChild(svg('text', { class: 'label', x: left - 6, y: top + 4, 'text-anchor': 'end' }, usd(peak)));
+    root.appendChild(svg('text', { class: 'label', x: left - 6, y: top + plotH, 'text-anchor': 'end' }, '$0'));
+    if (days.length === 0) {
+      root.appendChild(svg('text', { class: 'label', x: left + plotW / 2, y: top + plotH / 2, 'text-anchor': 'middle' }, 'No data yet'));
+    }
+    const group = plotW / Math.max(1, days.length);
+    const bar = Math.max(2, Math.min(28, group * 0.35));
+    const labelEvery = Math.ceil(days.length / 10);
+    days.forEach((r, i) => {
+      const x0 = left + i * group + (group - 2 * bar - 2) / 2;
+      const day = String(r.key);
+      [['spend', r.cost_usd_micros, 0], ['saved', r.saved_usd_micros, bar + 2]].forEach(([kind, v, dx]) => {
+        const h = (val(v) / max) * plotH;
+        const rect = svg('rect', {
+          class: `bar ${kind}`, x: (x0 + dx).toFixed(1), y: (top + plotH - h).toFixed(1),
+          width: bar.toFixed(1), height: h.toFixed(1), 'data-testid': `chart-bar-${kind}`, 'data-day': day,
+        });
+        rect.appendChild(svg('title', null, `${day}: ${kind} ${usd(v)}`));
+        root.appendChild(rect);
+      });
+      if (i % labelEvery === 0) {
+        const short = /^\d{4}-\d{2}-\d{2}$/.test(day) ? day.slice(5) : day;
+        root.appendChild(svg('text', {
+          class: 'label', x: (left + i * group + group / 2).toFixed(1), y: H - 10, 'text-anchor': 'middle',
+        }, short));
+      }
+    });
+    byId('chart').replaceChildren(root);
+  }
+
+  function callRow(c) {
+    const attempts = Array.isArray(c.attempts) ? c.attempts : [];
+    const chain = attempts.map((a) => a.upstream).join('→') || '–';
+    const failedHops = attempts
+      .filter((a) => a.outcome !== 'ok')
+      .map((a) => `${a.upstream} ${a.status ?? a.error_class ?? a.outcome}`)
+      .join(', ');
+    let cost;
+    if (isNum(c.cost_usd_micros)) cost = usd(c.cost_usd_micros);
+    else cost = c.ok ? '$?' : '–';
+    const flags = [];
+    if (c.usage_missing) flags.push('no-usage');
+    if (c.empty_completion) flags.push('empty');
+    if (c.unpriced && c.ok) flags.push('unpriced');
+    const iso = isNum(c.started_at_ms) ? new Date(c.started_at_ms).toISOString() : undefined;
+
+    const tr = el('tr', { 'data-testid': 'call-row', 'data-call-id': c.id });
+    const time = el('td', { 'data-testid': 'call-time' });
+    time.appendChild(el('time', { datetime: iso, title: iso }, clock(c.started_at_ms)));
+    tr.appendChild(time);
+    tr.appendChild(el('td', { 'data-testid': 'call-endpoint' }, c.endpoint));
+    tr.appendChild(el('td', {
+      'data-testid': 'call-model',
+      title: c.requested_model && c.requested_model !== c.model ? `requested ${c.requested_model}` : undefined,
+    }, c.model));
+    tr.appendChild(el('td', { 'data-testid': 'call-chain', title: failedHops ? `failed: ${failedHops}` : undefined }, chain));
+    tr.appendChild(el('td', {
+      'data-testid': 'call-latency', class: 'num', title: isNum(c.ttft_ms) ? `ttft ${c.ttft_ms} ms` : undefined,
+    }, isNum(c.latency_ms) ? `${c.latency_ms} ms` : '?'));
+    tr.appendChild(el('td', { 'data-testid': 'call-cost', class: 'num' }, cost));
+    tr.appendChild(el('td', { 'data-testid': 'call-saved', class: 'num' },
+      isNum(c.saved_usd_micros) ? usd(c.saved_usd_micros) : '–'));
+    tr.appendChild(el('td', { 'data-testid': 'call-flags', class: flags.length ? 'flag' : undefined }, flags.join(' ')));
+    tr.appendChild(el('td', { 'data-testid': 'call-outcome', class: `outcome-${c.outcome}` },
+      c.failed_over && c.ok ? `${c.outcome} (failed over)` : c.outcome));
+    return tr;
+  }
+
+  function renderCalls(data) {
+    const calls = Array.isArray(data && data.calls) ? data.calls : [];
+    byId('calls-body').replaceChildren(...calls.map(callRow));
+    byId('calls-empty').hidden = calls.length > 0;
+  }
+
+  function renderUpstreams(data) {
+    const ups = Array.isArray(data && data.upstreams) ? data.upstreams : [];
+    byId('upstreams-scorer').textContent = data && data.scorer ? `Scorer: ${data.scorer}` : '';
+    const rows = ups.map((u) => {
+      const score = u.score || {};
+      const missing = Array.isArray(score.missing_inputs) ? score.missing_inputs : [];
+      const tr = el('tr', { 'data-testid': 'upstream-row', 'data-upstream-id': u.id });
+      tr.appendChild(el('th', { scope: 'row', 'data-testid': 'upstream-id', title: u.base_url }, u.id));
+      tr.appendChild(el('td', { 'data-testid': 'upstream-kind' }, u.kind));
+      tr.appendChild(el('td', {
+        'data-testid': 'upstream-circuit', class: `state-${u.circuit}`,
+        title: isNum(u.consecutive_failures) ? `${u.consecutive_failures} consecutive failures` : undefined,
+      }, u.circuit));
+      tr.appendChild(el('td', {
+        'data-testid': 'upstream-status', title: u.last_error_class ? `last error: ${u.last_error_class}` : undefined,
+      }, u.upstream_status ?? '–'));
+      tr.appendChild(el('td', { 'data-testid': 'upstream-health', class: 'num' }, fixed(u.health_score, 0)));
+      tr.appendChild(el('td', { 'data-testid': 'upstream-score', class: 'num' }, fixed(score.total, 2)));
+      tr.appendChild(el('td', { 'data-testid': 'upstream-missing' }, missing.length ? missing.join(', ') : '–'));
+      return tr;
+    });
+    byId('upstreams-body').replaceChildren(...rows);
+    byId('upstreams-empty').hidden = ups.length > 0;
+  }
+
+  function renderCredit(data) {
+    const section = byId('credit');
+    if (!data || typeof data !== 'object') {
+      section.hidden = true;
+      return;
+    }
+    section.hidden = false;
+    const sellers = Array.isArray(data.sellers) ? data.sellers : [];
+    const rows = sellers.map((s) => {
+      const tr = el('tr', { 'data-testid': 'credit-row', 'data-seller-id': s.seller_id });
+      tr.appendChild(el('th', { scope: 'row', 'data-testid': 'credit-seller' }, s.seller_id));
+      tr.appendChild(el('td', { 'data-testid': 'credit-purchases', class: 'num' },
+        s.failed_purchases ? `${s.purchases} (${s.failed_purchases} failed)` : s.purchases));
+      tr.appendChild(el('td', { 'data-testid': 'credit-paid', class: 'num' }, usd(s.usd_paid_micros)));
+      tr.appendChild(el('td', { 'data-testid': 'credit-bought', class: 'num' }, amount(s.credit_bought_micros)));
+      tr.appendChild(el('td', { 'data-testid': 'credit-spent', class: 'num' }, amount(s.credit_spent_micros)));
+      tr.appendChild(el('td', { 'data-testid': 'credit-remaining', class: 'num' }, amount(s.credit_remaining_micros)));
+      tr.appendChild(el('td', { 'data-testid': 'credit-wasted', class: 'num' }, amount(s.credit_wasted_micros)));
+      return tr;
+    });
+    byId('credit-body').replaceChildren(...rows);
+    const budget = [];
+    if (isNum(data.budget_usd_micros)) budget.push(`Session budget ${usd(data.budget_usd_micros)}`);
+    if (isNum(data.budget_left_usd_micros)) budget.push(`left ${usd(data.budget_left_usd_micros)}`);
+    byId('credit-budget').textContent = budget.join(', ');
+  }
+
+  // Client rows are updated in place (keyed by id) so a refresh never
+  // destroys a focused button or an action's result.
+  const clientRows = new Map();
+
+  function clientRow(c) {
+    let row = clientRows.get(c.id);
+    if (!row) {
+      const tr = el('tr', { 'data-testid': 'client-row', 'data-client-id': c.id });
+      const name = el('th', { scope: 'row', 'data-testid': 'client-name' });
+      const detected = el('td', { 'data-testid': 'client-detected' });
+      const configured = el('td', { 'data-testid': 'client-configured' });
+      const actions = el('td');
+      const install = el('button', { type: 'button', 'data-testid': 'client-install' }, 'Install');
+      const undo = el('button', { type: 'button', class: 'secondary', 'data-testid': 'client-undo' }, 'Undo');
+      actions.append(install, undo);
+      const result = el('td', { 'data-testid': 'client-result', 'data-state': 'idle' });
+      tr.append(name, detected, configured, actions, result);
+      row = { tr, name, detected, configured, install, undo, result, client: c };
+      install.addEventListener('click', () => clientAction('apply', row));
+      undo.addEventListener('click', () => clientAction('undo', row));
+      clientRows.set(c.id, row);
+    }
+    row.client = c;
+    row.name.textContent = c.name || c.id;
+    row.name.setAttribute('title', Array.isArray(c.paths) ? c.paths.join('\n') : '');
+    row.detected.textContent = yesNo(c.detected);
+    row.configured.textContent = yesNo(c.configured);
+    row.configured.setAttribute('data-configured', String(Boolean(c.configured)));
+    const label = c.name || c.id;
+    row.install.setAttribute('aria-label', `Install into ${label}`);
+    row.undo.setAttribute('aria-label', `Undo the install in ${label}`);
+    return row.tr;
+  }
+
+  function renderClients(data) {
+    const clients = Array.isArray(data && data.clients) ? data.clients : [];
+    const seen = new Set(clients.map((c) => c.id));
+    for (const id of [...clientRows.keys()]) if (!seen.has(id)) clientRows.delete(id);
+    const body = byId('clients-body');
+    const rows = clients.map(clientRow);
+    // Re-append only when the order or set changed, to keep focus.
+    const same = rows.length === body.children.length && rows.every((r, i) => body.children[i] === r);
+    if (!same) body.replaceChildren(...rows);
+  }
+
+  async function clientAction(kind, row) {
+    const token = tokenInput.value.trim();
+    const label = row.client.name || row.client.id;
+    const say = (state, text) => {
+      row.result.setAttribute('data-state', state);
+      row.result.textContent = text;
+      byId('clients-status').textContent = `${label}: ${text}`;
+    };
+    if (!token) {
+      say('error', 'Enter the access token first.');
+      return;
+    }
+    row.install.disabled = true;
+    row.undo.disabled = true;
+    say('pending', kind === 'apply' ? 'Installing…' : 'Undoing…');
+    try {
+      const res = await fetch(`/v1/install/${kind}`, {
+        method: 'POST',
+        cache: 'no-store',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+        body: JSON.stringify({ clients: [row.client.id] }),
+      });
+      let body = null;
+      try {
+        body = await res.json();
+      } catch (_) {
+        body = null;
+      }
+      if (!res.ok) throw new Error(errorMessage(body, res));
+      const changed = Array.isArray(body && body.changed) ? body.changed : [];
+      const files = changed.map((c) => c.path).filter(Boolean);
+      const what = files.length ? `${plural(files.length, 'file')} changed: ${files.join(', ')}` : 'nothing to change';
+      say('ok', `${kind === 'apply' ? 'Installed' : 'Undone'}: ${what}`);
+      renderClients(await getJson('/v1/install'));
+    } catch (e) {
+      say('error', `Error: ${e && e.message ? e.message : e}`);
+    } finally {
+      row.install.disabled = false;
+      row.undo.disabled = false;
+    }
+  }
+
+  function renderDoctor(data) {
+    const checks = Array.isArray(data && data.checks) ? data.checks : [];
+    const count = (v) => checks.filter((c) => c.verdict === v).length;
+    const overall = byId('doctor-overall');
+    overall.textContent = data && data.ok
+      ? `All good: ${count('pass')} passed, ${plural(count('warn'), 'warning')}.`
+      : `Needs attention: ${count('fail')} failed, ${plural(count('warn'), 'warning')}, ${count('pass')} passed.`;
+    overall.setAttribute('data-ok', String(Boolean(data && data.ok)));
+    const items = checks.map((c) => {
+      const li = el('li', { 'data-testid': 'doctor-check', 'data-check-name': c.name });
+      li.appendChild(el('span', { class: `verdict verdict-${c.verdict}`, 'data-testid': 'doctor-verdict' }, c.verdict));
+      li.appendChild(el('span', { class: 'name' }, c.name));
+      li.appendChild(el('span', { class: 'detail' }, c.detail));
+      if (c.hint) li.appendChild(el('span', { class: 'hint' }, c.hint));
+      return li;
+    });
+    byId('doctor-list').replaceChildren(...items);
+  }
+
+  // ---------- refresh loop ----------
+
+  let tick = 0;
+
+  async function refresh() {
+    const jobs = [
+      ['/v1/status', renderStatus],
+      ['/v1/usage?by=day&since=7d', renderUsage],
+      ['/v1/calls?limit=20', renderCalls],
+      ['/v1/upstreams', renderUpstreams],
+      ['/v1/credit', renderCredit],
+      ['/v1/install', renderClients],
+    ];
+    if (tick % DOCTOR_EVERY === 0) jobs.push(['/v1/doctor', renderDoctor]);
+    tick += 1;
+    const results = await Promise.allSettled(jobs.map(async ([path, render]) => render(await getJson(path))));
+    const errors = results.filter((r) => r.status === 'rejected').map((r) => String(r.reason && r.reason.message ? r.reason.message : r.reason));
+    const banner = byId('load-error');
+    banner.textContent = errors.length ? `Could not load: ${errors.join('; ')}` : '';
+    banner.hidden = errors.length === 0;
+    byId('last-updated').textContent = new Date().toLocaleTimeString();
+    const main = byId('main');
+    main.setAttribute('data-loaded', 'true');
+    main.setAttribute('data-refreshes', String(tick));
+  }
+
+  async function loop() {
+    if (!document.hidden) {
+      try {
+        await refresh();
+      } catch (e) {
+        // Rendering bugs must not stop the loop.
+        console.error(e);
+      }
+    }
+    setTimeout(loop, REFRESH_MS);
+  }
+
+  function start() {
+    loadToken();
+    tokenInput.addEventListener('input', saveToken);
+    document.addEventListener('visibilitychange', () => {
+      if (!document.hidden) refresh().catch((e) => console.error(e));
+    });
+    loop();
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();

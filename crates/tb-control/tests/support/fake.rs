@@ -1,0 +1,454 @@
+//! A fake [`ControlApi`] with canned, realistic documents (the shapes of
+//! docs/control-plane.md), a stateful installer and a record of what the
+//! HTTP layer passed in. Shared by the integration tests and the
+//! `fake_dashboard` example (which serves it for the browser check).
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use http::HeaderMap;
+use serde_json::{Value, json};
+use tb_control::{ApiError, ControlApi, Fut};
+
+/// What the fake saw.
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    /// `(limit, before)` of every `calls`.
+    pub calls: Vec<(u32, Option<String>)>,
+    /// `(since, by)` of every `usage`.
+    pub usage: Vec<(String, String)>,
+    /// `(method name, body)` of every mutating call.
+    pub bodies: Vec<(&'static str, Value)>,
+    /// How many times `doctor` ran.
+    pub doctor_runs: u32,
+}
+
+struct State {
+    seen: Seen,
+    mode: Value,
+    /// `(id, name, detected, configured)`.
+    clients: Vec<(String, String, bool, bool)>,
+}
+
+/// The fake daemon.
+pub struct FakeApi {
+    /// The access token `authorized` accepts.
+    pub token: String,
+    /// How long `doctor` takes (to test draining on shutdown).
+    pub doctor_delay: Duration,
+    /// Whether `credit` and `prewarm` answer `null` (manual mode).
+    pub manual_mode: bool,
+    state: Mutex<State>,
+}
+
+/// "Now" for the canned documents: 2024-05-07 12:00:00 UTC.
+pub const NOW_MS: i64 = 1_715_083_200_000;
+
+impl FakeApi {
+    /// A fake accepting `token`.
+    pub fn new(token: &str) -> FakeApi {
+        FakeApi {
+            token: token.to_string(),
+            doctor_delay: Duration::ZERO,
+            manual_mode: false,
+            state: Mutex::new(State {
+                seen: Seen::default(),
+                mode: json!({
+                    "mode": "both",
+                    "auto": {"enabled": true, "range": "recommended", "seller_ids": [], "selected_seller": null, "payment_method": "mock"}
+                }),
+                clients: vec![
+                    ("claude-code".into(), "Claude Code".into(), true, false),
+                    ("codex".into(), "Codex CLI".into(), true, false),
+                    ("openclaw".into(), "OpenClaw".into(), false, false),
+                ],
+            }),
+        }
+    }
+
+    /// A copy of what the fake saw so far.
+    pub fn seen(&self) -> Seen {
+        self.lock().seen.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Every canned call record, newest first.
+    pub fn all_calls() -> Vec<Value> {
+        let attempt = |up: &str,
+                       status: Option<u16>,
+                       outcome: &str,
+                       class: Option<&str>,
+                       ms: u64| {
+            json!({"upstream": up, "status": status, "outcome": outcome, "error_class": class, "latency_ms": ms})
+        };
+        let call = |i: i64,
+                    model: &str,
+                    attempts: Vec<Value>,
+                    cost: Option<i64>,
+                    saved: Option<i64>,
+                    outcome: &str,
+                    flags: (bool, bool, bool)| {
+            let ok = outcome == "ok";
+            json!({
+                "id": format!("0190-{i:04}"), "request_id": format!("req-{i}"),
+                "started_at_ms": NOW_MS - i * 60_000,
+                "endpoint": "chat", "protocol": "chat_completions",
+                "requested_model": model, "model": model, "stream": true,
+                "ok": ok, "outcome": outcome,
+                "winner": if ok { attempts.last().map(|a| a["upstream"].clone()) } else { None },
+                "failed_over": attempts.len() > 1, "attempts": attempts,
+                "latency_ms": 400 + i as u64, "ttft_ms": 120,
+                "input_tokens": 100, "cached_input_tokens": 0, "cache_write_tokens": 0,
+                "output_tokens": 20, "reasoning_tokens": null, "tokens_per_second": 50.0,
+                "cost_usd_micros": cost, "est_cost_usd_micros": cost, "baseline_usd_micros": null,
+                "baseline_kind": "official", "saved_usd_micros": saved, "cached_saving_usd_micros": 0,
+                "settled_credit_micros": null, "balance_source": "seller_authoritative",
+                "remaining_credit_micros": null, "billing_unit": "tokens",
+                "image_count": null, "image_size": null, "image_quality": null, "image_format": null,
+                "usage_missing": flags.0, "empty_completion": flags.1, "unpriced": flags.2,
+                "price_drift_ppm": null, "prompt_hash": null
+            })
+        };
+        vec![
+            call(
+                1,
+                "deepseek-chat",
+                vec![
+                    attempt("s-bad", Some(503), "http_error", Some("server_error"), 30),
+                    attempt("s-good", Some(200), "ok", None, 300),
+                ],
+                Some(363),
+                Some(100),
+                "ok",
+                (false, false, false),
+            ),
+            call(
+                2,
+                "mystery-model",
+                vec![attempt("s-good", Some(200), "ok", None, 250)],
+                None,
+                None,
+                "ok",
+                (true, false, true),
+            ),
+            call(
+                3,
+                "deepseek-chat",
+                vec![attempt(
+                    "s-bad",
+                    None,
+                    "connect_failed",
+                    Some("connect_failed"),
+                    5,
+                )],
+                None,
+                None,
+                "failed",
+                (false, false, false),
+            ),
+            // Hostile text: must show up as text, never as markup.
+            call(
+                4,
+                "<img src=x onerror=\"window.__xss=1\">",
+                vec![attempt("s-good", Some(200), "ok", None, 200)],
+                Some(2178),
+                Some(400),
+                "ok",
+                (false, true, false),
+            ),
+        ]
+    }
+
+    /// The canned `/v1/usage?by=day` document (totals: 7 calls, $0.002541
+    /// spent, $0.000500 saved).
+    pub fn usage_doc(since: &str, by: &str) -> Value {
+        let row = |key: &str, calls: u64, cost: i64, saved: i64, unpriced: u64| {
+            json!({"key": key, "calls": calls, "ok_calls": calls, "input_tokens": calls * 100, "cached_input_tokens": 0,
+                   "output_tokens": calls * 20, "cost_usd_micros": cost, "saved_usd_micros": saved, "unpriced_calls": unpriced})
+        };
+        json!({
+            "since_ms": NOW_MS - 7 * 86_400_000, "by": by, "since": since,
+            "rows": [row("2024-05-05", 2, 800, 100, 0), row("2024-05-06", 1, 0, 0, 1), row("2024-05-07", 4, 1741, 400, 0)],
+            "totals": {"calls": 7, "cost_usd_micros": 2541, "saved_usd_micros": 500, "unpriced_calls": 1}
+        })
+    }
+
+    /// The canned `/v1/status`.
+    pub fn status_doc() -> Value {
+        json!({
+            "version": "0.1.0", "uptime_s": 3725, "mode": "both",
+            "proxy_url": "http://127.0.0.1:7878", "control_url": "http://127.0.0.1:7879",
+            "upstreams": {"total": 3, "manual": 1, "sellers": 2, "open_circuits": 1},
+            "registry": {"url": "http://127.0.0.1:9/registry", "version": "42", "sellers": 2, "stale": false, "age_ms": 1200, "last_error": null},
+            "ledger": {"backend": "sqlite", "dropped": 0},
+            "budget": {"session_usd_micros": 5_000_000, "spent_usd_micros": 2541, "left_usd_micros": 4_997_459}
+        })
+    }
+
+    /// The canned `/v1/upstreams`.
+    pub fn upstreams_doc() -> Value {
+        let up = |id: &str,
+                  kind: &str,
+                  circuit: &str,
+                  status: &str,
+                  health: u8,
+                  total: f64,
+                  missing: Vec<&str>| {
+            json!({
+                "id": id, "kind": kind, "base_url": format!("http://127.0.0.1:9/{id}"), "circuit": circuit,
+                "upstream_status": status, "health_score": health, "benched_until_ms": null,
+                "ttft_ms": 120.0, "avg_latency_ms": 400.0, "tokens_per_second": 50.0,
+                "consecutive_failures": if circuit == "open" { 5 } else { 0 },
+                "last_error_class": if circuit == "open" { Some("server_error") } else { None },
+                "discount_ppm": 200_000,
+                "score": {"latency": 88.0, "throughput": 50.0, "discount": 20.0, "health": f64::from(health), "total": total, "missing_inputs": missing}
+            })
+        };
+        json!({"scorer": "balanced", "upstreams": [
+            up("s-good", "seller", "closed", "healthy", 98, 71.25, vec![]),
+            up("s-bad", "seller", "open", "unhealthy", 12, 20.5, vec!["tokens_per_second"]),
+            up("openai", "manual", "half_open", "degraded", 60, 55.0, vec!["discount_ratio"]),
+        ]})
+    }
+
+    /// The canned `/v1/credit`.
+    pub fn credit_doc() -> Value {
+        let seller = |id: &str, bought: i64, spent: i64| {
+            json!({"seller_id": id, "purchases": 2, "failed_purchases": if id == "s-bad" { 1 } else { 0 },
+                   "credit_bought_micros": bought, "usd_paid_micros": bought, "credit_spent_micros": spent,
+                   "credit_remaining_micros": bought - spent, "credit_wasted_micros": 0})
+        };
+        json!({
+            "sellers": [seller("s-good", 1_000_000, 2541), seller("s-bad", 500_000, 0)],
+            "totals": {"purchases": 4, "failed_purchases": 1, "credit_bought_micros": 1_500_000, "usd_paid_micros": 1_500_000,
+                       "credit_spent_micros": 2541, "credit_remaining_micros": 1_497_459, "credit_wasted_micros": 0},
+            "budget_usd_micros": 5_000_000, "budget_left_usd_micros": 3_500_000
+        })
+    }
+
+    /// The canned `/v1/doctor`.
+    pub fn doctor_doc() -> Value {
+        json!({"ok": false, "checks": [
+            {"name": "config", "verdict": "pass", "detail": "config valid", "hint": null},
+            {"name": "registry", "verdict": "warn", "detail": "registry answered 2 s ago", "hint": null},
+            {"name": "upstream s-bad", "verdict": "fail", "detail": "circuit open after 5 failures", "hint": "check the seller's status page"}
+        ]})
+    }
+
+    /// The canned metrics text.
+    pub fn metrics_text() -> String {
+        "# HELP tb_requests_total Requests.\n# TYPE tb_requests_total counter\ntb_requests_total{endpoint=\"chat\",model=\"deepseek-chat\",outcome=\"ok\"} 7\n".to_string()
+    }
+
+    fn install_doc(&self) -> Value {
+        let st = self.lock();
+        json!({
+            "clients": st.clients.iter().map(|(id, name, detected, configured)| json!({
+                "id": id, "name": name, "detected": detected, "configured": configured,
+                "paths": [format!("/home/user/.{id}/config")]
+            })).collect::<Vec<_>>(),
+            "instructions": [{"client": "cursor", "text": "Set the base URL to http://127.0.0.1:7878/v1"}]
+        })
+    }
+
+    /// Applies (`configured = true`) or undoes an install for the listed
+    /// clients (all detected ones when `clients` is absent).
+    fn set_configured(
+        &self,
+        method: &'static str,
+        body: Value,
+        configured: bool,
+    ) -> Result<Value, ApiError> {
+        let mut st = self.lock();
+        st.seen.bodies.push((method, body.clone()));
+        let wanted: Option<Vec<String>> = match body.get("clients") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(ids)) => Some(
+                ids.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+            ),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "clients must be an array of client ids",
+                ));
+            }
+        };
+        if let Some(ids) = &wanted
+            && let Some(unknown) = ids
+                .iter()
+                .find(|id| !st.clients.iter().any(|c| &c.0 == *id))
+        {
+            return Err(ApiError::new(
+                404,
+                "unknown_client",
+                format!("no client {unknown:?}"),
+            ));
+        }
+        let mut changed = Vec::new();
+        for c in st.clients.iter_mut() {
+            let selected = wanted.as_ref().map_or(c.2, |ids| ids.contains(&c.0));
+            if selected && c.3 != configured {
+                c.3 = configured;
+                changed.push(json!({"client": c.0, "path": format!("/home/user/.{}/config", c.0),
+                    "description": if configured { "added provider tokenbuddy" } else { "restored the pristine copy" }}));
+            }
+        }
+        Ok(json!({"changed": changed}))
+    }
+}
+
+impl ControlApi for FakeApi {
+    fn status(&self) -> Value {
+        FakeApi::status_doc()
+    }
+
+    fn upstreams(&self) -> Value {
+        FakeApi::upstreams_doc()
+    }
+
+    fn prewarm(&self) -> Value {
+        if self.manual_mode {
+            return Value::Null;
+        }
+        json!({
+            "focus": [{"model": "deepseek-chat", "protocol": "chat_completions", "payment": "mock"}],
+            "entries": [{"key": {"model": "deepseek-chat", "protocol": "chat_completions", "payment": "mock"},
+                         "entry": {"state": "warm", "candidates": ["s-good"], "warmed_at_ms": NOW_MS - 5_000}}],
+            "stats": {"sweeps_run": 3, "probes_sent": 6, "probes_failed": 1, "last_sweep_at_ms": NOW_MS - 5_000}
+        })
+    }
+
+    fn credit(&self) -> Value {
+        if self.manual_mode {
+            return Value::Null;
+        }
+        FakeApi::credit_doc()
+    }
+
+    fn calls(&self, limit: u32, before: Option<String>) -> Fut<'_, Result<Value, ApiError>> {
+        Box::pin(async move {
+            self.lock().seen.calls.push((limit, before.clone()));
+            let all = FakeApi::all_calls();
+            let start = match &before {
+                None => 0,
+                Some(cursor) => match all.iter().position(|c| {
+                    format!(
+                        "{}:{}",
+                        c["started_at_ms"],
+                        c["id"].as_str().unwrap_or_default()
+                    ) == *cursor
+                }) {
+                    Some(i) => i + 1,
+                    None => return Err(ApiError::bad_request("unknown cursor")),
+                },
+            };
+            let page: Vec<Value> = all
+                .iter()
+                .skip(start)
+                .take(limit as usize)
+                .cloned()
+                .collect();
+            let next_before = (start + page.len() < all.len())
+                .then(|| {
+                    page.last().map(|c| {
+                        format!(
+                            "{}:{}",
+                            c["started_at_ms"],
+                            c["id"].as_str().unwrap_or_default()
+                        )
+                    })
+                })
+                .flatten();
+            Ok(json!({"calls": page, "next_before": next_before}))
+        })
+    }
+
+    fn usage(&self, since: String, by: String) -> Fut<'_, Result<Value, ApiError>> {
+        Box::pin(async move {
+            self.lock().seen.usage.push((since.clone(), by.clone()));
+            if since == "never" {
+                return Err(ApiError::bad_request(
+                    "since: expected 30m, 12h, 7d or an RFC 3339 time",
+                ));
+            }
+            Ok(FakeApi::usage_doc(&since, &by))
+        })
+    }
+
+    fn provider_mode(&self) -> Value {
+        self.lock().mode.clone()
+    }
+
+    fn set_provider_mode(&self, body: Value) -> Fut<'_, Result<Value, ApiError>> {
+        Box::pin(async move {
+            let mut st = self.lock();
+            st.seen.bodies.push(("set_provider_mode", body.clone()));
+            match body.get("mode").and_then(Value::as_str) {
+                Some("manual" | "auto" | "both") => {
+                    if let Some(obj) = st.mode.as_object_mut() {
+                        obj.insert("mode".into(), body["mode"].clone());
+                    }
+                    Ok(st.mode.clone())
+                }
+                _ => Err(ApiError::new(
+                    400,
+                    "invalid_mode",
+                    "mode must be manual, auto or both",
+                )),
+            }
+        })
+    }
+
+    fn install_status(&self) -> Fut<'_, Result<Value, ApiError>> {
+        Box::pin(async move { Ok(self.install_doc()) })
+    }
+
+    fn install_preview(&self, body: Value) -> Fut<'_, Result<Value, ApiError>> {
+        Box::pin(async move {
+            self.lock().seen.bodies.push(("install_preview", body));
+            Ok(
+                json!({"changes": [{"client": "codex", "path": "/home/user/.codex/config.toml", "description": "add provider tokenbuddy"}],
+                      "diff": "+model_provider = \"tokenbuddy\"\n+experimental_bearer_token = \"<redacted>\"\n"}),
+            )
+        })
+    }
+
+    fn install_apply(&self, body: Value) -> Fut<'_, Result<Value, ApiError>> {
+        Box::pin(async move { self.set_configured("install_apply", body, true) })
+    }
+
+    fn install_undo(&self, body: Value) -> Fut<'_, Result<Value, ApiError>> {
+        Box::pin(async move { self.set_configured("install_undo", body, false) })
+    }
+
+    fn doctor(&self) -> Fut<'_, Value> {
+        Box::pin(async move {
+            if !self.doctor_delay.is_zero() {
+                tokio::time::sleep(self.doctor_delay).await;
+            }
+            self.lock().seen.doctor_runs += 1;
+            FakeApi::doctor_doc()
+        })
+    }
+
+    fn metrics(&self) -> String {
+        FakeApi::metrics_text()
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let bearer = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+        bearer.or(key) == Some(self.token.as_str())
+    }
+}

@@ -1,0 +1,240 @@
+// Headless-Chromium check of the tokenbuddy dashboard (tb-control's
+// assets), run against a live control plane.
+//
+//   node dashboard_check.mjs      (with `playwright-core` resolvable)
+//
+// Environment:
+//   DASHBOARD_URL  the control plane's base URL, e.g. http://127.0.0.1:7879/
+//   ACCESS_TOKEN   the daemon's access token (typed into the page)
+//   EXPECT         JSON object of expected values; every key is optional:
+//                    calls      number   summary "Calls" (last 7 days)
+//                    spend      string   summary "Spend", e.g. "$0.002541"
+//                    saved      string   summary "Saved", e.g. "$0.000500"
+//                    circuits   object   upstream id -> "closed" | "open" | "half_open"
+//                    client     string   client id to Install, then Undo
+//                    model      string   a model shown in a recent-call row
+//                    chain      string   a failover chain shown in a row, e.g. "s-bad→s-good"
+//                    credit     null     the credit section must be hidden (manual mode)
+//                    sellers    string[] seller ids with a credit row
+//                    doctor     boolean  at least one doctor verdict is shown
+//   SCREENSHOT     where to save a full-page PNG (taken at the end, pass or fail)
+//   CHROMIUM       the browser binary (default /usr/bin/chromium)
+//   TIMEOUT_MS     how long to wait for each expectation (default 15000;
+//                  the page refreshes every 5 s)
+//
+// Exit status 0 when every expectation held; otherwise each problem is
+// printed on stderr and the status is 1 (2 for a usage error).
+//
+// Selectors: only the data-testid hooks of tb-control's dashboard.
+//   dashboard (main; data-loaded="true" after the first refresh,
+//     data-refreshes=<n>), status-line, load-error, last-updated
+//   summary-calls, summary-spend, summary-saved, summary-unpriced
+//   chart (container), chart-svg, chart-bar-spend / chart-bar-saved
+//     (rect, data-day=<key>)
+//   calls-table, calls-body, calls-empty, call-row (data-call-id) with
+//     cells call-time, call-endpoint, call-model, call-chain, call-latency,
+//     call-cost, call-saved, call-flags, call-outcome
+//   upstreams-table, upstreams-body, upstreams-scorer, upstreams-empty,
+//     upstream-row (data-upstream-id) with upstream-id, upstream-kind,
+//     upstream-circuit, upstream-status, upstream-health, upstream-score,
+//     upstream-missing
+//   credit-section (hidden when /v1/credit is null), credit-budget,
+//     credit-table, credit-body, credit-row (data-seller-id) with
+//     credit-seller, credit-purchases, credit-paid, credit-bought,
+//     credit-spent, credit-remaining, credit-wasted
+//   access-token (password input; value kept in sessionStorage)
+//   clients-table, clients-body, clients-status, client-row
+//     (data-client-id) with client-name, client-detected,
+//     client-configured (data-configured="true"|"false"), client-install,
+//     client-undo, client-result (data-state="idle"|"pending"|"ok"|"error")
+//   doctor-overall (data-ok), doctor-list, doctor-check (data-check-name)
+//     with doctor-verdict
+
+import { chromium } from 'playwright-core';
+
+const url = process.env.DASHBOARD_URL;
+const token = process.env.ACCESS_TOKEN || '';
+const shot = process.env.SCREENSHOT;
+const timeout = Number(process.env.TIMEOUT_MS || 15000);
+let want;
+try {
+  want = JSON.parse(process.env.EXPECT || '{}');
+} catch (e) {
+  console.error(`EXPECT is not JSON: ${e.message}`);
+  process.exit(2);
+}
+if (!url) {
+  console.error('DASHBOARD_URL is required');
+  process.exit(2);
+}
+
+const problems = [];
+const notes = [];
+const problem = (msg) => problems.push(msg);
+const tid = (id) => `[data-testid="${id}"]`;
+const attr = (name, value) => `[${name}=${JSON.stringify(String(value))}]`;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Polls `read` until `ok(value)` or the timeout; returns [held, lastValue].
+async function until(read, ok, ms = timeout) {
+  const end = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      last = await read();
+      if (ok(last)) return [true, last];
+    } catch (e) {
+      last = `<${e.message.split('\n')[0]}>`;
+    }
+    if (Date.now() > end) return [false, last];
+    await sleep(200);
+  }
+}
+
+async function expectText(page, selector, expected, what) {
+  const loc = page.locator(selector).first();
+  const [held, seen] = await until(async () => (await loc.textContent({ timeout: 1000 }))?.trim(), (v) => v === expected);
+  if (!held) problem(`${what}: expected ${JSON.stringify(expected)}, page shows ${JSON.stringify(seen)}`);
+}
+
+async function expectRowWith(page, cell, expected, what) {
+  const [held, seen] = await until(
+    () => page.locator(`${tid('calls-body')} ${tid(cell)}`).allTextContents(),
+    (texts) => texts.map((t) => t.trim()).includes(expected),
+  );
+  if (!held) problem(`recent calls: no row with ${what} ${JSON.stringify(expected)} (seen ${JSON.stringify(seen)})`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+});
+let page;
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await context.newPage();
+  page.on('pageerror', (e) => problem(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    const text = m.text();
+    // A CSP violation means inline code or a foreign resource: a real bug.
+    if (/Content Security Policy/i.test(text)) problem(`CSP violation: ${text}`);
+    else notes.push(`console error: ${text}`);
+  });
+
+  const res = await page.goto(url, { waitUntil: 'domcontentloaded', timeout });
+  if (!res || !res.ok()) throw new Error(`GET ${url} answered ${res ? res.status() : 'nothing'}`);
+  const csp = res.headers()['content-security-policy'];
+  if (!csp || !csp.includes("default-src 'self'")) problem(`the page's CSP is ${JSON.stringify(csp)}`);
+
+  await page.waitForSelector(`${tid('dashboard')}[data-loaded="true"]`, { timeout });
+  const banner = page.locator(tid('load-error'));
+  if (await banner.isVisible()) problem(`the page reports: ${(await banner.textContent()).trim()}`);
+
+  // Summary (last 7 days).
+  if (want.calls !== undefined) await expectText(page, tid('summary-calls'), String(want.calls), 'summary calls');
+  if (want.spend !== undefined) await expectText(page, tid('summary-spend'), want.spend, 'summary spend');
+  if (want.saved !== undefined) await expectText(page, tid('summary-saved'), want.saved, 'summary saved');
+
+  // Chart.
+  const chart = page.locator(`${tid('chart')} ${tid('chart-svg')}`);
+  if ((await chart.count()) !== 1) problem('the spend vs saved chart is missing');
+  else if (Number(want.calls) > 0) {
+    const [held] = await until(() => page.locator(`${tid('chart-svg')} rect${tid('chart-bar-spend')}`).count(), (n) => n > 0);
+    if (!held) problem('the chart has no bars although there were calls');
+  }
+
+  // Recent calls.
+  const [haveCalls, rows] = await until(() => page.locator(tid('call-row')).count(), (n) => n > 0);
+  if (!haveCalls && Number(want.calls) > 0) problem(`recent calls: no rows (seen ${rows})`);
+  if (want.model !== undefined) await expectRowWith(page, 'call-model', want.model, 'model');
+  if (want.chain !== undefined) await expectRowWith(page, 'call-chain', want.chain, 'chain');
+  // Data is text, never markup.
+  const injected = await page.evaluate(
+    () => window.__xss !== undefined || document.querySelector('[data-testid="calls-body"] img, [data-testid="calls-body"] script') !== null,
+  );
+  if (injected) problem('call data was rendered as HTML');
+
+  // Upstream circuits.
+  for (const [id, state] of Object.entries(want.circuits || {})) {
+    await expectText(page, `${tid('upstream-row')}${attr('data-upstream-id', id)} ${tid('upstream-circuit')}`, state, `upstream ${id} circuit`);
+  }
+
+  // Credit.
+  if (want.credit === null) {
+    const [held] = await until(() => page.locator(tid('credit-section')).isHidden(), (h) => h === true);
+    if (!held) problem('the credit section is shown although /v1/credit is null');
+  }
+  for (const seller of want.sellers || []) {
+    const [held] = await until(() => page.locator(`${tid('credit-row')}${attr('data-seller-id', seller)}`).count(), (n) => n === 1);
+    if (!held) problem(`credit: no row for seller ${seller}`);
+  }
+
+  // Doctor.
+  if (want.doctor) {
+    const [held] = await until(() => page.locator(tid('doctor-verdict')).count(), (n) => n > 0);
+    if (!held) problem('doctor: no verdicts shown');
+  }
+
+  // Clients: install, then undo (the undo through the keyboard).
+  if (want.client !== undefined) {
+    const row = page.locator(`${tid('client-row')}${attr('data-client-id', want.client)}`);
+    const [present] = await until(() => row.count(), (n) => n === 1);
+    if (!present) {
+      problem(`clients: no row for ${want.client}`);
+    } else {
+      await page.locator(tid('access-token')).fill(token);
+      const stored = await page.evaluate(() => sessionStorage.getItem('tokenbuddy.accessToken'));
+      if (stored !== token) problem('the access token was not kept in sessionStorage');
+      const configured = row.locator(tid('client-configured'));
+      const result = row.locator(tid('client-result'));
+      const step = async (label, act, wantConfigured) => {
+        await act();
+        const [done, state] = await until(
+          async () => ({ configured: await configured.getAttribute('data-configured'), result: await result.getAttribute('data-state') }),
+          (s) => s.configured === String(wantConfigured) && s.result === 'ok',
+        );
+        if (!done) {
+          problem(`clients: after ${label} ${want.client} shows configured=${state && state.configured}, result ${JSON.stringify((await result.textContent()).trim())}`);
+        }
+        return done;
+      };
+      const installed = await step('Install', () => row.locator(tid('client-install')).click(), true);
+      if (installed) {
+        await step('Undo', async () => {
+          await row.locator(tid('client-undo')).focus();
+          await page.keyboard.press('Enter');
+        }, false);
+      }
+    }
+  }
+
+  // Every form control and button has an accessible name.
+  const unnamed = await page.evaluate(() => [...document.querySelectorAll('input, button')]
+    .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+    .map((e) => e.outerHTML.slice(0, 80)));
+  for (const u of unnamed) problem(`control without an accessible name: ${u}`);
+} catch (e) {
+  problem(`check aborted: ${e.message.split('\n')[0]}`);
+} finally {
+  if (page && shot) {
+    try {
+      await page.screenshot({ path: shot, fullPage: true });
+    } catch (e) {
+      problem(`screenshot failed: ${e.message.split('\n')[0]}`);
+    }
+  }
+  await browser.close();
+}
+
+for (const n of notes) console.error(`note: ${n}`);
+if (problems.length) {
+  for (const p of problems) console.error(`FAIL: ${p}`);
+  console.error(`${problems.length} problem(s) on ${url}`);
+  process.exit(1);
+}
+console.log(`dashboard check passed on ${url}${shot ? ` (screenshot: ${shot})` : ''}`);
