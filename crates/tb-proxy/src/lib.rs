@@ -29,6 +29,7 @@ mod headers;
 mod hold;
 mod metrics;
 mod plan;
+mod report;
 mod route;
 mod server;
 mod stream;
@@ -98,8 +99,9 @@ pub(crate) struct ProxyState {
     token_path: PathBuf,
     manual: table::ManualUpstreams,
     table: ArcSwap<table::RoutingTable>,
-    mode: ProviderMode,
-    auto: AutoConfig,
+    /// `provider.mode` and `[provider.auto]`, switchable at run time
+    /// (`PUT /v1/provider-mode`).
+    modes: ArcSwap<ModeSetting>,
     aliases: BTreeMap<String, String>,
     client: UpstreamClient,
     recorder: Arc<call::Recorder>,
@@ -107,6 +109,13 @@ pub(crate) struct ProxyState {
     router: Arc<route::Router>,
     prewarm: std::sync::OnceLock<tb_prewarm::PrewarmHandle>,
     metrics: Arc<metrics::ProxyMetrics>,
+}
+
+/// The provider mode in force.
+#[derive(Debug, Clone)]
+pub(crate) struct ModeSetting {
+    mode: ProviderMode,
+    auto: AutoConfig,
 }
 
 /// What marketplace routing needs: the registry (its snapshots feed the
@@ -138,7 +147,9 @@ impl ProxyState {
 
     fn plan(&self, model: &str, protocol: Protocol) -> RoutePlan {
         let plan = self.table.load().plan(model, protocol);
-        self.router.order(plan, model, call::unix_ms_now())
+        let auto_mode = route::auto_plan_mode(&self.modes.load().auto);
+        self.router
+            .order(plan, model, call::unix_ms_now(), auto_mode)
     }
 
     /// Rebuilds the routing table from the current registry snapshot.
@@ -148,8 +159,10 @@ impl ProxyState {
             .as_ref()
             .filter(|s| s.has_document())
             .map(|s| s.doc.as_ref());
-        let table =
-            table::RoutingTable::build(&self.manual, doc, self.mode, &self.auto, &self.aliases);
+        let table = {
+            let m = self.modes.load();
+            table::RoutingTable::build(&self.manual, doc, m.mode, &m.auto, &self.aliases)
+        };
         tracing::info!(target: "route.table_rebuilt", sellers = table.sellers, upstreams = table.upstreams().len(), "routing table ready");
         self.router.sync(table.upstreams());
         self.table.store(Arc::new(table));
@@ -158,16 +171,17 @@ impl ProxyState {
     /// Why auto mode cannot route at all right now, if it cannot: a
     /// `503 no_route` message saying how to fix it.
     fn auto_mode_problem(&self) -> Option<String> {
-        if self.mode != ProviderMode::Auto {
+        let m = self.modes.load();
+        if m.mode != ProviderMode::Auto {
             return None;
         }
-        if !self.auto.enabled {
+        if !m.auto.enabled {
             tracing::warn!(target: "route.auto_provider.disabled", "auto mode with marketplace routing disabled");
             return Some("marketplace routing is disabled (provider.auto.enabled = false) and provider.mode is \"auto\"; set provider.auto.enabled = true, or use provider.mode = \"manual\" or \"both\"".into());
         }
-        if self.auto.selected_seller.is_none()
-            && self.auto.range == AutoRange::Custom
-            && self.auto.seller_ids.is_empty()
+        if m.auto.selected_seller.is_none()
+            && m.auto.range == AutoRange::Custom
+            && m.auto.seller_ids.is_empty()
         {
             tracing::warn!(target: "route.auto_provider.custom_empty", "range custom with no seller ids");
             return Some("provider.auto.range is \"custom\" but provider.auto.seller_ids is empty; list the sellers to use, or set range = \"recommended\"".into());
@@ -247,17 +261,15 @@ impl Proxy {
             token_path,
             manual,
             table: ArcSwap::from_pointee(empty),
-            mode,
-            auto: config.provider.auto.clone(),
+            modes: ArcSwap::from_pointee(ModeSetting {
+                mode,
+                auto: config.provider.auto.clone(),
+            }),
             aliases: config.models.aliases.clone(),
             client,
             recorder: Arc::new(call::Recorder::new(sink, Arc::clone(&metrics))),
             market,
-            router: Arc::new(route::Router::new(
-                &config.routing,
-                &config.breaker,
-                &config.provider.auto,
-            )),
+            router: Arc::new(route::Router::new(&config.routing, &config.breaker)),
             prewarm: std::sync::OnceLock::new(),
             metrics,
         };

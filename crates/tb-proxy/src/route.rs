@@ -20,13 +20,22 @@ use crate::upstream::Upstream;
 /// How long a 429 without `Retry-After` benches an upstream.
 const DEFAULT_CAPACITY_BLOCK_MS: i64 = 10_000;
 
+/// How sellers are planned for the `[provider.auto]` selection: one seller
+/// (`fixed`), a custom set (`fixedSet`) or all (`fullAuto`).
+pub(crate) fn auto_plan_mode(auto: &AutoConfig) -> PlanMode {
+    match (&auto.selected_seller, auto.range) {
+        (Some(_), _) => PlanMode::Fixed,
+        (None, AutoRange::Custom) => PlanMode::FixedSet,
+        (None, AutoRange::Recommended) => PlanMode::FullAuto,
+    }
+}
+
 /// Pool, stickiness and the routing settings.
 pub(crate) struct Router {
     pool: Mutex<SellerPool>,
     sticky: Mutex<Stickiness>,
     scorer: Scorer,
     manual_mode: PlanMode,
-    auto_mode: PlanMode,
     max_attempts: usize,
     pub(crate) failover: FailoverConfig,
 }
@@ -37,11 +46,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Router {
-    pub(crate) fn new(
-        routing: &RoutingConfig,
-        breaker: &BreakerConfig,
-        auto: &AutoConfig,
-    ) -> Router {
+    pub(crate) fn new(routing: &RoutingConfig, breaker: &BreakerConfig) -> Router {
         let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let pool = SellerPool::new(PoolConfig {
             max_failures: breaker.max_failures,
@@ -63,17 +68,11 @@ impl Router {
             },
             auto_sort: routing.auto_sort,
         };
-        let auto_mode = match (&auto.selected_seller, auto.range) {
-            (Some(_), _) => PlanMode::Fixed,
-            (None, AutoRange::Custom) => PlanMode::FixedSet,
-            (None, AutoRange::Recommended) => PlanMode::FullAuto,
-        };
         Router {
             pool: Mutex::new(pool),
             sticky: Mutex::new(Stickiness::new(routing.sticky_reset_ms)),
             scorer,
             manual_mode,
-            auto_mode,
             max_attempts: routing.max_attempts.max(1),
             failover: FailoverConfig {
                 failover_on_client_error: routing.failover_on_client_error,
@@ -128,7 +127,13 @@ impl Router {
     /// Orders the plan: manual providers by their policy, then sellers by
     /// the scorer; benched upstreams last (never dropped); stickiness; at
     /// most `max_attempts` upstreams.
-    pub(crate) fn order(&self, mut plan: RoutePlan, model: &str, now_ms: i64) -> RoutePlan {
+    pub(crate) fn order(
+        &self,
+        mut plan: RoutePlan,
+        model: &str,
+        now_ms: i64,
+        auto_mode: PlanMode,
+    ) -> RoutePlan {
         let (manual, sellers): (Vec<_>, Vec<_>) = plan
             .routes
             .iter()
@@ -137,7 +142,7 @@ impl Router {
         let mut ordered = Vec::with_capacity(plan.routes.len().min(self.max_attempts));
         for (group, mode, is_sellers) in [
             (manual, self.manual_mode, false),
-            (sellers, self.auto_mode, true),
+            (sellers, auto_mode, true),
         ] {
             if group.is_empty() {
                 continue;
@@ -199,6 +204,48 @@ impl Router {
     /// A failover was served by `id`: start there for a while.
     pub(crate) fn served_after_failover(&self, model: &str, id: &str, now_ms: i64) {
         lock(&self.sticky).on_failover_served(model, Arc::from(id), now_ms);
+    }
+
+    /// One JSON object per upstream: pool state and the score breakdown
+    /// under the active scorer (control plane, dashboard, doctor).
+    pub(crate) fn report(
+        &self,
+        upstreams: &[Arc<Upstream>],
+        model_hint: &str,
+        now_ms: i64,
+    ) -> Vec<serde_json::Value> {
+        let refs: Vec<&Arc<Upstream>> = upstreams.iter().collect();
+        let candidates = self.candidates(&refs, model_hint, now_ms, true);
+        let pool = lock(&self.pool);
+        upstreams
+            .iter()
+            .zip(&candidates)
+            .map(|(u, c)| {
+                let view = pool.snapshot(u.id.as_str(), now_ms);
+                let entry = pool.entry(u.id.as_str());
+                serde_json::json!({
+                    "id": u.id.as_str(),
+                    "kind": if u.seller_url().is_some() { "seller" } else { "manual" },
+                    "base_url": u.base_url(),
+                    "circuit": view.circuit.as_str(),
+                    "upstream_status": view.upstream_status.as_str(),
+                    "health_score": view.health_score,
+                    "benched_until_ms": view.benched_until_ms,
+                    "ttft_ms": view.ttft_ms,
+                    "avg_latency_ms": view.avg_latency_ms,
+                    "tokens_per_second": view.avg_tokens_per_second,
+                    "consecutive_failures": view.consecutive_failures,
+                    "last_error_class": entry.and_then(|e| e.last_error_class.clone()),
+                    "discount_ppm": u.discount_ppm(),
+                    "score": tb_routing::score_breakdown(c, self.scorer),
+                })
+            })
+            .collect()
+    }
+
+    /// The active scorer's name.
+    pub(crate) fn scorer_name(&self) -> &'static str {
+        self.scorer.as_str()
     }
 
     /// Pool views for diagnostics (control plane, doctor).

@@ -32,6 +32,13 @@ enum Command {
     Config(ConfigCommand),
     /// The bundled price of a model and, given token counts, their cost.
     Prices(crate::prices::PricesArgs),
+    /// Point AI clients (Claude Code, Codex, opencode, OpenClaw, Hermes,
+    /// Claude Desktop) at tokenbuddy, or take them back.
+    Install(InstallArgs),
+    /// Checks with a verdict and a fix hint each; exit 1 when one fails.
+    Doctor,
+    /// A summary of the running daemon.
+    Status,
     /// Recent call records, one line each (or JSON Lines).
     Calls(crate::history::CallsArgs),
     /// Spend, savings and tokens over a window, grouped.
@@ -63,6 +70,25 @@ fn parse_log_format(s: &str) -> Result<LogFormat, String> {
         "json" => Ok(LogFormat::Json),
         other => Err(format!("{other:?} is not a log format; use pretty or json")),
     }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InstallArgs {
+    /// Clients to configure (default: every detected client; with --undo,
+    /// every client tokenbuddy configured).
+    clients: Vec<String>,
+    /// Show the changes as a diff (secrets redacted) without writing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Remove what tokenbuddy wrote.
+    #[arg(long)]
+    undo: bool,
+    /// The default model clients should use.
+    #[arg(long)]
+    model: Option<String>,
+    /// Claude Code: move a conflicting ANTHROPIC_API_KEY into the backup.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +143,20 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
             init(&paths, force).map_err(Failure::Runtime)
         }
         Command::Prices(args) => crate::prices::run(&args),
+        Command::Install(args) => {
+            let loaded = load(paths, &CliOverrides::default())?;
+            crate::install::run_cli(
+                &loaded,
+                &args.clients,
+                args.dry_run,
+                args.undo,
+                args.model.as_deref(),
+                args.force,
+            )
+            .map_err(Failure::Runtime)
+        }
+        Command::Doctor => doctor(paths),
+        Command::Status => status(paths),
         Command::Calls(args) => {
             crate::history::calls(load(paths, &CliOverrides::default())?, &args)
         }
@@ -124,6 +164,89 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
             crate::history::usage(load(paths, &CliOverrides::default())?, &args)
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(e.into()))
+}
+
+/// `doctor`: the running daemon's live checks, else the offline ones.
+fn doctor(paths: Paths) -> Result<(), Failure> {
+    let data_dir = paths.data_dir.clone();
+    let loaded = match tb_config::load(paths, &CliOverrides::default()) {
+        Ok(l) => l,
+        Err(e) => {
+            let check = crate::doctor::Check::fail(
+                "config",
+                e.to_string(),
+                "fix the key named above, or run `tokenbuddyd config show`",
+            );
+            crate::doctor::print(&crate::doctor::report(&[check]));
+            return Err(Failure::Runtime(anyhow!("doctor found problems")));
+        }
+    };
+    let report = runtime()?.block_on(async {
+        if let Some(url) = crate::doctor::running_control_url(&data_dir)
+            && let Ok(report) = crate::doctor::get_json(&format!("{url}/v1/doctor")).await
+        {
+            return report;
+        }
+        crate::doctor::report(&crate::doctor::offline_checks(&loaded).await)
+    });
+    if crate::doctor::print(&report) {
+        Ok(())
+    } else {
+        Err(Failure::Runtime(anyhow!("doctor found problems")))
+    }
+}
+
+/// `status`: what the running daemon says about itself.
+fn status(paths: Paths) -> Result<(), Failure> {
+    let url = crate::doctor::running_control_url(&paths.data_dir).ok_or_else(|| {
+        Failure::Runtime(anyhow!(
+            "no daemon is running (no {})",
+            paths.data_dir.join("daemon.json").display()
+        ))
+    })?;
+    let s = runtime()?
+        .block_on(crate::doctor::get_json(&format!("{url}/v1/status")))
+        .map_err(|e| Failure::Runtime(e.context(format!("asking the daemon at {url}"))))?;
+    println!(
+        "tokenbuddyd {} up {} s, mode {}",
+        s["version"].as_str().unwrap_or("?"),
+        s["uptime_s"],
+        s["mode"].as_str().unwrap_or("?")
+    );
+    println!("proxy: {}", s["proxy_url"].as_str().unwrap_or("?"));
+    println!("control: {}", s["control_url"].as_str().unwrap_or("?"));
+    let u = &s["upstreams"];
+    println!(
+        "upstreams: {} ({} manual, {} sellers), {} open circuits",
+        u["total"], u["manual"], u["sellers"], u["open_circuits"]
+    );
+    if let Some(r) = s["registry"].as_object() {
+        println!(
+            "registry: {} sellers, version {}{}",
+            r["sellers"],
+            r["version"],
+            if r["stale"] == true { " (stale)" } else { "" }
+        );
+    }
+    if let Some(b) = s["budget"].as_object() {
+        println!(
+            "purchase budget left: {} of {} USD micros",
+            b["left_usd_micros"], b["session_usd_micros"]
+        );
+    }
+    println!(
+        "ledger: {} ({} records dropped)",
+        s["ledger"]["backend"].as_str().unwrap_or("?"),
+        s["ledger"]["dropped"]
+    );
+    Ok(())
 }
 
 fn load(paths: Paths, overrides: &CliOverrides) -> Result<LoadedConfig, Failure> {

@@ -5,7 +5,10 @@
 //! 1 runtime failure, 2 usage or configuration error.
 
 mod cli;
+mod control;
+mod doctor;
 mod history;
+mod install;
 mod ledger;
 mod prices;
 mod serve;

@@ -53,7 +53,9 @@ fn init_tracing(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
-    let config = &loaded.config;
+    let started = std::time::Instant::now();
+    let mut effective = loaded.config.clone();
+    let config = &mut effective;
     let data_dir = &loaded.paths.data_dir;
     warn_on_readable_inline_keys(&loaded);
 
@@ -65,6 +67,8 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         .map_err(Failure::Runtime)?;
     tracing::info!(target: "ledger.opened", ledger = %target, "ledger ready");
     spawn_retention(ledger.clone(), config.ledger.retention_days);
+    apply_saved_provider_mode(config, &ledger).await;
+    let config = &*config;
     let (sender, writer) = LedgerWriter::spawn(ledger.clone(), config.ledger.queue_capacity);
     let sink: Arc<dyn CallSink> = Arc::new(crate::ledger::LedgerSink(sender));
 
@@ -78,8 +82,16 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     let broker = market.as_ref().map(|m| m.broker.clone());
 
     let env = |var: &str| std::env::var(var).ok();
-    let proxy = Proxy::new(config, token, token_path.clone(), &env, Some(sink), market)
-        .map_err(|e| Failure::Config(e.into()))?;
+    let proxy = Proxy::new(
+        config,
+        token.clone(),
+        token_path.clone(),
+        &env,
+        Some(sink),
+        market,
+    )
+    .map_err(|e| Failure::Config(e.into()))?;
+    let proxy = Arc::new(proxy);
     let prewarm = if market_mode(config) {
         let top = ledger
             .models_used_since(
@@ -108,10 +120,31 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         .map_err(Failure::Runtime)?;
     let proxy_url = format!("http://{local}");
 
-    let shutdown = shutdown_signal().map_err(Failure::Runtime)?;
+    let control_addr = SocketAddr::new(config.control.bind, config.control.port);
+    let control_listener = tokio::net::TcpListener::bind(control_addr)
+        .await
+        .with_context(|| format!("cannot listen on {control_addr} (control.bind/control.port): is another daemon running? pick another port with --control-port or control.port"))
+        .map_err(Failure::Runtime)?;
+    let control_local = control_listener
+        .local_addr()
+        .context("reading the bound address")
+        .map_err(Failure::Runtime)?;
+    let control_url = format!("http://{control_local}");
+
+    let signal = shutdown_signal().map_err(Failure::Runtime)?;
+    // One signal stops both planes.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        signal.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
     // daemon.json first: whoever reads the printed URL may look for it at once.
     let daemon_json = data_dir.join("daemon.json");
-    write_daemon_json(&daemon_json, &proxy_url).map_err(Failure::Runtime)?;
+    write_daemon_json(&daemon_json, &proxy_url, &control_url).map_err(Failure::Runtime)?;
+    println!("control: {control_url}");
     println!("proxy: {proxy_url}");
     println!("access token: {}", token_path.display());
     if config.providers.is_empty() {
@@ -119,7 +152,28 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     }
     tracing::info!(target: "daemon.started", proxy = %proxy_url, upstreams = proxy.upstreams().len(), "tokenbuddyd is serving");
 
-    let outcome = proxy.serve(listener, shutdown).await;
+    let api = Arc::new(crate::control::DaemonApi {
+        proxy: Arc::clone(&proxy),
+        ledger: ledger.clone(),
+        config: config.clone(),
+        token,
+        started,
+        proxy_url: proxy_url.clone(),
+        control_url: control_url.clone(),
+        data_dir: data_dir.clone(),
+        config_file: if loaded.file_found {
+            loaded.paths.config_file.display().to_string()
+        } else {
+            "defaults".into()
+        },
+    });
+    let control = tokio::spawn(tb_control::serve(
+        control_listener,
+        api,
+        stopped(stop_rx.clone()),
+    ));
+    let outcome = proxy.serve(listener, stopped(stop_rx)).await;
+    let _ = control.await;
     if let Some(r) = refresher {
         r.abort();
     }
@@ -210,6 +264,27 @@ async fn start_market(
     }))
 }
 
+/// A provider mode saved through the control plane (`PUT
+/// /v1/provider-mode`) overrides the file's.
+async fn apply_saved_provider_mode(config: &mut Config, ledger: &tb_store::Ledger) {
+    let Ok(Some(saved)) = ledger.config_get(crate::control::PROVIDER_MODE_KEY).await else {
+        return;
+    };
+    let parsed: Result<serde_json::Value, _> = serde_json::from_str(&saved);
+    let Ok(v) = parsed else { return };
+    let mode = serde_json::from_value::<ProviderMode>(v["mode"].clone());
+    let auto = serde_json::from_value::<tb_config::AutoConfig>(v["auto"].clone());
+    if let (Ok(mode), Ok(auto)) = (mode, auto) {
+        let mut candidate = config.clone();
+        candidate.provider.mode = mode;
+        candidate.provider.auto = auto;
+        if candidate.validate().is_ok() {
+            tracing::info!(target: "config.provider_mode_restored", "provider mode from the control plane applied");
+            *config = candidate;
+        }
+    }
+}
+
 fn market_mode(config: &Config) -> bool {
     config.provider.mode != ProviderMode::Manual
 }
@@ -249,11 +324,11 @@ fn spawn_retention(ledger: tb_store::Ledger, days: u32) {
 
 /// `daemon.json` lets `status`, tests and tools find the running daemon.
 /// Written to a temporary file and renamed, so readers never see half of it.
-fn write_daemon_json(path: &Path, proxy_url: &str) -> anyhow::Result<()> {
+fn write_daemon_json(path: &Path, proxy_url: &str, control_url: &str) -> anyhow::Result<()> {
     let body = serde_json::json!({
         "pid": std::process::id(),
         "proxy_url": proxy_url,
-        "control_url": null,
+        "control_url": control_url,
         "started_at": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
     });
     let tmp = path.with_extension("json.tmp");

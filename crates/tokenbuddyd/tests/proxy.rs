@@ -74,8 +74,15 @@ async fn every_endpoint_json_and_stream_is_byte_faithful() {
             };
             assert_eq!(resp.headers()["x-tokenbuddy-upstream"], upstream_id);
             assert!(!resp.headers()["x-tokenbuddy-request-id"].is_empty());
-            let overhead: u64 = resp.headers()["x-tokenbuddy-overhead-us"].to_str().unwrap().parse().unwrap();
-            assert!(overhead < 10_000_000, "overhead is the daemon's own time: {overhead} µs");
+            let overhead: u64 = resp.headers()["x-tokenbuddy-overhead-us"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(
+                overhead < 10_000_000,
+                "overhead is the daemon's own time: {overhead} µs"
+            );
             let got = body_bytes(resp).await;
             assert_eq!(
                 got,

@@ -1,0 +1,327 @@
+//! End-to-end control plane: the JSON API, the Host guard and token,
+//! Prometheus metrics after scripted traffic, and `doctor` / `status`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use common::*;
+use http::Method;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tb_test_support::daemon::{Daemon, body_bytes, command};
+use tb_test_support::{MockUpstream, Reply};
+
+async fn control(
+    daemon: &Daemon,
+    method: Method,
+    path: &str,
+    host: Option<&str>,
+    auth: bool,
+    body: &str,
+) -> (u16, String) {
+    let url = daemon
+        .control_url
+        .clone()
+        .expect("the daemon printed its control URL");
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = http::Request::new(Full::new(Bytes::from(body.to_string())));
+    *req.method_mut() = method;
+    *req.uri_mut() = format!("{url}{path}").parse().unwrap();
+    if let Some(h) = host {
+        req.headers_mut()
+            .insert(http::header::HOST, h.parse().unwrap());
+    }
+    if auth {
+        req.headers_mut().insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", daemon.token).parse().unwrap(),
+        );
+    }
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    (status, text)
+}
+
+async fn get_json(daemon: &Daemon, path: &str) -> Value {
+    let (status, text) = control(daemon, Method::GET, path, None, false, "").await;
+    assert_eq!(status, 200, "{path}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Parses the Prometheus text format: metric name + sorted labels → value.
+fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        out.insert(series.to_string(), value);
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_control_plane_reports_traffic_and_guards_itself() {
+    let Setup { upstream, daemon } = setup().await;
+    for _ in 0..3 {
+        let resp = daemon
+            .post_json(
+                "/v1/chat/completions",
+                r#"{"model":"gpt-test","messages":[]}"#,
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        body_bytes(resp).await;
+    }
+    // Random model names must not become metric labels.
+    for i in 0..20 {
+        let resp = daemon
+            .post_json(
+                "/v1/chat/completions",
+                format!(r#"{{"model":"random-{i}-xyz"}}"#),
+            )
+            .await;
+        assert_eq!(resp.status(), 404);
+        body_bytes(resp).await;
+    }
+
+    let status = get_json(&daemon, "/v1/status").await;
+    assert_eq!(status["mode"], "manual");
+    assert_eq!(status["upstreams"]["total"], 2);
+    assert_eq!(status["proxy_url"], daemon.proxy_url.as_str());
+    let upstreams = get_json(&daemon, "/v1/upstreams").await;
+    let oa = upstreams["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == "oa")
+        .unwrap()
+        .clone();
+    assert_eq!(oa["circuit"], "closed");
+    assert!(oa["score"]["total"].is_number(), "{oa}");
+
+    // Records reach the ledger off the request path; wait for them.
+    let mut calls = Value::Null;
+    for _ in 0..100 {
+        calls = get_json(&daemon, "/v1/calls?limit=10").await;
+        if calls["calls"].as_array().unwrap().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(calls["calls"].as_array().unwrap().len(), 3, "{calls}");
+    let usage = get_json(&daemon, "/v1/usage?since=1h&by=model").await;
+    assert_eq!(usage["totals"]["calls"], 3);
+    let openapi = get_json(&daemon, "/v1/openapi.json").await;
+    assert!(openapi["paths"]["/v1/status"].is_object());
+
+    // Host guard and token.
+    let (s, _) = control(
+        &daemon,
+        Method::GET,
+        "/v1/status",
+        Some("evil.example"),
+        false,
+        "",
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, _) = control(
+        &daemon,
+        Method::GET,
+        "/v1/status",
+        Some("localhost:7879"),
+        false,
+        "",
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = control(
+        &daemon,
+        Method::PUT,
+        "/v1/provider-mode",
+        None,
+        false,
+        r#"{"mode":"manual"}"#,
+    )
+    .await;
+    assert_eq!(s, 401);
+    let (s, body) = control(
+        &daemon,
+        Method::PUT,
+        "/v1/provider-mode",
+        None,
+        true,
+        r#"{"mode":"manual"}"#,
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = control(
+        &daemon,
+        Method::PUT,
+        "/v1/provider-mode",
+        None,
+        true,
+        r#"{"mode":"auto"}"#,
+    )
+    .await;
+    assert_eq!(s, 400, "auto without registry.url is refused: {body}");
+    let (s, _) = control(
+        &daemon,
+        Method::POST,
+        "/v1/install/apply",
+        None,
+        false,
+        "{}",
+    )
+    .await;
+    assert_eq!(s, 401);
+
+    // Metrics.
+    let (s, text) = control(&daemon, Method::GET, "/metrics", None, false, "").await;
+    assert_eq!(s, 200);
+    let m = parse_metrics(&text);
+    assert_eq!(
+        m.get(r#"tb_requests_total{endpoint="chat",model="gpt-test",outcome="ok"}"#),
+        Some(&3.0),
+        "{text}"
+    );
+    assert_eq!(
+        m.get(r#"tb_upstream_attempts_total{outcome="ok",upstream="oa"}"#),
+        Some(&3.0),
+        "{text}"
+    );
+    assert_eq!(
+        m.get(r#"tb_tokens_total{kind="output",model="gpt-test"}"#),
+        Some(&27.0),
+        "{text}"
+    );
+    assert_eq!(
+        m.get(r#"tb_circuit_open{upstream="oa"}"#),
+        Some(&0.0),
+        "{text}"
+    );
+    assert_eq!(m.get("tb_ledger_dropped_total"), Some(&0.0));
+    assert_eq!(
+        m.get("tb_proxy_overhead_seconds_count"),
+        Some(&3.0),
+        "{text}"
+    );
+    for name in [
+        "tb_requests_total",
+        "tb_request_duration_seconds",
+        "tb_upstream_attempts_total",
+        "tb_tokens_total",
+        "tb_circuit_open",
+        "tb_saved_usd_micros_total",
+        "tb_ledger_dropped_total",
+        "tb_proxy_overhead_seconds",
+        "tb_registry_sellers",
+        "tb_registry_stale",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "{name} missing from /metrics"
+        );
+    }
+    assert!(
+        !text.contains("random-"),
+        "client model names never become labels"
+    );
+    let _ = upstream;
+}
+
+#[tokio::test]
+async fn doctor_reports_broken_things_with_hints() {
+    // Offline doctor: a port in use and an unreachable provider.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let home = tb_test_support::daemon::home_with_config(&format!(
+        "[proxy]\nport = {port}\n[control]\nport = 0\n[registry]\nurl = \"http://127.0.0.1:{dead}/registry.json\"\n\
+         [[providers]]\nid = \"gone\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{dead}/v1\"\napi_key = \"k\"\nmodels = [\"m\"]\n"
+    ))
+    .unwrap();
+    let out = command(bin(), home.path())
+        .arg("doctor")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("✗ proxy port: 127.0.0.1:{port} is in use"))
+            && stdout.contains("set proxy.port"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("✗ registry:") && stdout.contains("registry.url"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("✗ provider gone: cannot connect"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("✓ clock"), "{stdout}");
+    drop(taken);
+
+    // Live doctor on a running daemon: an open circuit.
+    let a = MockUpstream::start().await.unwrap();
+    let config = format!(
+        "[routing]\nretry_same_on_5xx = false\n[[providers]]\nid = \"flaky\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"k\"\nmodels = [\"m\"]\n",
+        a.base_url()
+    );
+    let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    for _ in 0..3 {
+        a.push_reply(Reply::openai_error(503, "server_error", "down", "down"));
+        let resp = daemon
+            .post_json("/v1/chat/completions", r#"{"model":"m","messages":[]}"#)
+            .await;
+        body_bytes(resp).await;
+    }
+    let out = command(bin(), daemon.home())
+        .arg("doctor")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("✗ upstream flaky: circuit open") && stdout.contains("cooldown"),
+        "{stdout}"
+    );
+    let out = command(bin(), daemon.home())
+        .arg("status")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 open circuits"),
+        "{stdout}"
+    );
+}
