@@ -1,0 +1,172 @@
+//! The dashboard in a real browser: headless Chromium (Debian's package)
+//! driven by playwright-core (npm), both installed by this test when
+//! missing, against a daemon that served marketplace traffic. The browser
+//! checks calls, costs, savings, circuit states and credit, clicks Install
+//! and Undo for a client in a temporary home, and saves a screenshot.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::json;
+use tb_test_support::daemon::{Daemon, body_bytes};
+use tb_test_support::marketplace::{RegistryServer, SellerServer, SellerSpec, registry_doc};
+
+const PLAYWRIGHT: &str = "playwright-core@1.65.1";
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Chromium from Debian and playwright-core from npm, installed once.
+fn browser_setup() -> (PathBuf, PathBuf) {
+    let chromium =
+        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    if !chromium.exists() {
+        run(Command::new("apt-get").arg("update"), "apt-get update");
+        run(
+            Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends", "chromium"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+            "apt-get install chromium",
+        );
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("playwright");
+    if !dir.join("node_modules/playwright-core").exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        run(
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&dir)
+                .arg(PLAYWRIGHT),
+            "npm install playwright-core",
+        );
+    }
+    // ESM resolves packages next to the script: run a copy from there.
+    let script = dir.join("dashboard_check.mjs");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard_check.mjs"),
+        &script,
+    )
+    .unwrap();
+    (chromium, script)
+}
+
+fn usd(micros: i64) -> String {
+    format!("${}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_the_daemon_and_installs_a_client() {
+    let (chromium, script) = tokio::task::spawn_blocking(browser_setup).await.unwrap();
+
+    let bad = SellerServer::start(
+        // The biggest discount: the `discount` scorer tries it first until
+        // its circuit opens.
+        SellerSpec::new("s-bad")
+            .models(["gpt-4o"])
+            .discount_ratio(0.5)
+            .fail_every(1, 503),
+    )
+    .await
+    .unwrap();
+    let good = SellerServer::start(SellerSpec::new("s-good").models(["gpt-4o"]))
+        .await
+        .unwrap();
+    let registry = RegistryServer::start(registry_doc(&[&bad, &good], Some("s-bad")))
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".codex")).unwrap();
+    let config = format!(
+        "[provider]\nmode = \"auto\"\n[registry]\nurl = \"{}\"\n[routing]\nretry_same_on_5xx = false\nsticky_reset_ms = 0\nscorer = \"discount\"\n",
+        registry.url()
+    );
+    let home_str = home.path().to_str().unwrap().to_string();
+    let daemon = Daemon::start(bin(), &config, &[("HOME", &home_str)])
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        let resp = daemon
+            .post_json(
+                "/v1/chat/completions",
+                r#"{"model":"gpt-4o","messages":[]}"#,
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        body_bytes(resp).await;
+    }
+    // The ledger writer commits within 50 ms; wait until it has.
+    let control = daemon.control_url.clone().unwrap();
+    let mut usage = serde_json::Value::Null;
+    for _ in 0..100 {
+        let out = tb_test_support::daemon::command(bin(), daemon.home())
+            .args(["calls", "--json"])
+            .output()
+            .await
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).lines().count() == 4 {
+            let out = tb_test_support::daemon::command(bin(), daemon.home())
+                .args(["usage", "--since", "7d", "--json"])
+                .output()
+                .await
+                .unwrap();
+            usage = serde_json::from_slice(&out.stdout).unwrap();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let totals = &usage["totals"];
+    assert_eq!(totals["calls"], 4, "{usage}");
+    let expect = json!({
+        "calls": 4,
+        "spend": usd(totals["cost_usd_micros"].as_i64().unwrap()),
+        "saved": usd(totals["saved_usd_micros"].as_i64().unwrap()),
+        "circuits": {"s-bad": "open", "s-good": "closed"},
+        "chain": "s-bad→s-good",
+        "model": "gpt-4o",
+        "sellers": ["s-good"],
+        "client": "codex",
+        "doctor": true,
+    });
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .current_dir(script.parent().unwrap())
+        .env("DASHBOARD_URL", format!("{control}/"))
+        .env("ACCESS_TOKEN", &daemon.token)
+        .env("EXPECT", expect.to_string())
+        .env("SCREENSHOT", &shot)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "browser check failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "the screenshot is saved at {}",
+        shot.display()
+    );
+    // The Install click wrote Codex's config, and Undo took it back out.
+    let codex = home.path().join(".codex/config.toml");
+    assert!(
+        !codex.exists()
+            || !std::fs::read_to_string(&codex)
+                .unwrap()
+                .contains("tokenbuddy")
+    );
+}
