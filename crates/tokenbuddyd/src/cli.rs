@@ -35,6 +35,13 @@ enum Command {
     /// Point AI clients (Claude Code, Codex, opencode, OpenClaw, Hermes,
     /// Claude Desktop) at tokenbuddy, or take them back.
     Install(InstallArgs),
+    /// A simulated marketplace, a burst of requests through the daemon,
+    /// the call lines and the savings; the dashboard stays up until Ctrl-C.
+    Demo {
+        /// Exit after the summary instead of waiting for Ctrl-C.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Checks with a verdict and a fix hint each; exit 1 when one fails.
     Doctor,
     /// A summary of the running daemon.
@@ -156,6 +163,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
             .map_err(Failure::Runtime)
         }
         Command::Doctor => doctor(paths),
+        Command::Demo { no_wait } => crate::demo::run(!no_wait).map_err(Failure::Runtime),
         Command::Status => status(paths),
         Command::Calls(args) => {
             crate::history::calls(load(paths, &CliOverrides::default())?, &args)

@@ -6,6 +6,7 @@
 
 mod cli;
 mod control;
+mod demo;
 mod doctor;
 mod history;
 mod install;

@@ -325,3 +325,84 @@ async fn doctor_reports_broken_things_with_hints() {
         "{stdout}"
     );
 }
+
+/// `tokenbuddyd demo --no-wait`: the simulated marketplace, the daemon in
+/// auto mode, the burst — every protocol answered, the flaky seller's 503
+/// failed over, discounts counted as savings, and the summary matching the
+/// call lines. The real-time budget is generous (the bound is one
+/// minute; it takes about a second here).
+#[tokio::test]
+async fn demo_runs_to_its_summary() {
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        command(bin(), home.path())
+            .args(["demo", "--no-wait"])
+            .output(),
+    )
+    .await
+    .expect("demo finished within a minute")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let lines: Vec<&str> = stdout.lines().collect();
+    let calls: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with('✓') || l.starts_with('⚠') || l.starts_with('✗'))
+        .collect();
+    assert_eq!(calls.len(), 25, "{stdout}");
+    for kind in [
+        "chat deepseek-chat",
+        "messages claude-sonnet-4-5",
+        "responses deepseek-chat",
+        "images gpt-image-1",
+    ] {
+        assert!(
+            calls.iter().any(|l| l.contains(kind)),
+            "no {kind} call: {stdout}"
+        );
+    }
+    assert!(
+        calls.iter().any(|l| l.contains("(ttft ")),
+        "no streamed call: {stdout}"
+    );
+    assert!(
+        calls.iter().any(|l| l.starts_with('⚠')
+            && l.contains("s-alpha→s-bravo")
+            && l.contains("s-alpha 503")),
+        "no failover from the flaky seller: {stdout}"
+    );
+    assert!(
+        calls.iter().all(|l| !l.starts_with('✗')),
+        "a demo call failed: {stdout}"
+    );
+
+    let summary = lines
+        .iter()
+        .find(|l| l.starts_with("25 calls · spend $"))
+        .unwrap_or_else(|| panic!("no summary: {stdout}"));
+    let saved = summary
+        .split("saved $")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap();
+    assert!(
+        saved.parse::<f64>().unwrap() > 0.0,
+        "nothing saved: {summary}"
+    );
+    let per_seller: u64 = lines
+        .iter()
+        .filter(|l| l.starts_with("  s-"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(per_seller, 25, "{stdout}");
+    assert!(stdout.contains("dashboard http://127.0.0.1:"), "{stdout}");
+    // The demo's home is its own temporary one, not TB_HOME.
+    assert!(!home.path().join("daemon.json").exists());
+}
