@@ -4,9 +4,11 @@
 //! checks the generated price table; `gen-prices` generates
 //! `crates/tb-prices/src/generated.rs` from the committed LiteLLM snapshot
 //! (see `gen_prices.rs` for what it keeps and where its input comes from).
-//! `bench` runs the criterion benchmarks (performance targets live there,
-//! never in timed tests).
+//! `bench` runs the load harness against the release daemon and writes
+//! `target/bench/report.md` (`bench criterion` runs the criterion
+//! benchmarks); performance targets live there, never in timed tests.
 
+mod bench;
 mod decimal;
 mod gen_prices;
 
@@ -23,22 +25,20 @@ fn main() -> Result<()> {
         Some(other) => bail!("unknown task {other:?}; tasks: ci, gen-prices, bench"),
         None => {
             println!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci          fmt --check, clippy -D warnings, deny, gen-prices --check, tests\n  gen-prices  generate crates/tb-prices/src/generated.rs (--help)\n  bench       run the criterion benchmarks (release); extra args go to cargo bench"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci          fmt --check, clippy -D warnings, deny, gen-prices --check, tests\n  gen-prices  generate crates/tb-prices/src/generated.rs (--help)\n  bench       load harness → target/bench/report.md [--quick]; `bench criterion [ARGS]` runs cargo bench"
             );
             Ok(())
         }
     }
 }
 
-/// Performance targets live here, never in timed tests: the ledger writer
-/// (≥ 20,000 records/s on SQLite) and whatever joins it.
+/// Performance targets live here, never in timed tests: the load harness
+/// (`bench.rs`) and, with `criterion`, the micro-benchmarks.
 fn bench(extra: &[String]) -> Result<()> {
-    let mut args = vec!["bench", "--workspace"];
-    args.extend(extra.iter().map(String::as_str));
-    cargo(&args)
+    bench::run(extra)
 }
 
-fn cargo(args: &[&str]) -> Result<()> {
+pub(crate) fn cargo(args: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(args)

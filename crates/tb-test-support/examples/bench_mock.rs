@@ -1,0 +1,207 @@
+//! The benchmark harness's two helpers (driven by `cargo xtask bench`):
+//!
+//! - `bench_mock serve [--delay-ms D] [--gap-us G]`: a lean OpenAI chat
+//!   upstream on an ephemeral loopback port — no request recording, no
+//!   scripting, so it is never the bottleneck. Non-streamed requests get
+//!   the canned JSON after `D` ms; `"stream":true` gets the canned SSE
+//!   events with `G` µs between them. Prints `url: http://…`.
+//! - `bench_mock stream-probe URL [TOKEN] [N]`: opens `N` streams one after
+//!   the other and prints, as JSON, the time to the first byte, to the
+//!   first *content* byte (the first chunk with a non-empty delta: the
+//!   daemon holds a stream until then so it can still fail over) and the
+//!   gaps between body chunks (µs percentiles). Run once direct and once
+//!   through the daemon, the difference is what the daemon adds.
+//!
+//! ```text
+//! cargo run --release -p tb-test-support --example bench_mock -- serve
+//! ```
+#![allow(clippy::print_stdout)]
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tb_domain::Protocol;
+use tb_test_support::canned;
+use tokio::net::TcpListener;
+
+type Boxed = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn arg_after(args: &[String], flag: &str) -> Option<u64> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("serve") => {
+            let delay = Duration::from_millis(arg_after(&args, "--delay-ms").unwrap_or(0));
+            let gap = Duration::from_micros(arg_after(&args, "--gap-us").unwrap_or(0));
+            serve(delay, gap).await
+        }
+        Some("stream-probe") => {
+            let url = args.get(1).ok_or("stream-probe URL [TOKEN] [N]")?;
+            let token = args.get(2).cloned().unwrap_or_default();
+            let n = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(200);
+            stream_probe(url, &token, n).await
+        }
+        _ => Err(
+            "usage: bench_mock serve [--delay-ms D] [--gap-us G] | stream-probe URL [TOKEN] [N]"
+                .into(),
+        ),
+    }
+}
+
+async fn serve(delay: Duration, gap: Duration) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+    println!("url: http://{}", listener.local_addr()?);
+    let json = Bytes::from(canned::json(Protocol::ChatCompletions, "bench-model"));
+    let events: Vec<Bytes> = canned::sse_events(Protocol::ChatCompletions, "bench-model")
+        .into_iter()
+        .map(Bytes::from)
+        .collect();
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let (json, events) = (json.clone(), events.clone());
+        tokio::spawn(async move {
+            let service =
+                service_fn(move |req: Request<Incoming>| {
+                    let (json, events) = (json.clone(), events.clone());
+                    async move {
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let streamed = body.windows(13).any(|w| w == b"\"stream\":true");
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        let resp = if streamed {
+                            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+                            tokio::spawn(async move {
+                                for (i, e) in events.into_iter().enumerate() {
+                                    if i > 0 && !gap.is_zero() {
+                                        tokio::time::sleep(gap).await;
+                                    }
+                                    if tx.send(e).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            });
+                            let body: Boxed = BodyExt::boxed(ChannelBody(rx));
+                            Response::builder()
+                                .header("content-type", "text/event-stream")
+                                .body(body)
+                        } else {
+                            Response::builder()
+                                .header("content-type", "application/json")
+                                .body(BodyExt::boxed(Full::new(json)))
+                        };
+                        Ok::<_, http::Error>(resp.unwrap_or_else(|_| {
+                            Response::new(BodyExt::boxed(Full::new(Bytes::new())))
+                        }))
+                    }
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// The stream's body: frames from a channel, so a task can pace them.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// Whether an SSE chunk carries a non-empty `"content":"…"` delta.
+fn has_content(chunk: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"content\":\"";
+    chunk
+        .windows(KEY.len() + 1)
+        .any(|w| w.starts_with(KEY) && w[KEY.len()] != b'"')
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+async fn stream_probe(url: &str, token: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let body =
+        r#"{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut ttfb = Vec::with_capacity(n);
+    let mut ttfc = Vec::with_capacity(n);
+    let mut gaps = Vec::new();
+    for _ in 0..n {
+        let req = Request::post(format!("{url}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::from_static(body.as_bytes())))?;
+        let start = Instant::now();
+        let resp = client.request(req).await?;
+        if !resp.status().is_success() {
+            return Err(format!("stream-probe: {url} answered {}", resp.status()).into());
+        }
+        let mut body = resp.into_body();
+        let mut last: Option<Instant> = None;
+        let mut content_seen = false;
+        while let Some(frame) = body.frame().await {
+            let frame = frame?;
+            if let Some(d) = frame.data_ref().filter(|d| !d.is_empty()) {
+                let now = Instant::now();
+                if !content_seen && has_content(d) {
+                    content_seen = true;
+                    ttfc.push(now.duration_since(start).as_micros() as u64);
+                }
+                match last {
+                    None => ttfb.push(now.duration_since(start).as_micros() as u64),
+                    Some(prev) => gaps.push(now.duration_since(prev).as_micros() as u64),
+                }
+                last = Some(now);
+            }
+        }
+    }
+    ttfb.sort_unstable();
+    ttfc.sort_unstable();
+    gaps.sort_unstable();
+    println!(
+        "{{\"streams\":{n},\"ttfb_p50_us\":{},\"ttfb_p99_us\":{},\"ttfc_p50_us\":{},\"ttfc_p99_us\":{},\"gap_p50_us\":{},\"gap_p99_us\":{},\"gaps\":{}}}",
+        percentile(&ttfb, 0.5),
+        percentile(&ttfb, 0.99),
+        percentile(&ttfc, 0.5),
+        percentile(&ttfc, 0.99),
+        percentile(&gaps, 0.5),
+        percentile(&gaps, 0.99),
+        gaps.len()
+    );
+    Ok(())
+}
