@@ -413,7 +413,14 @@ fn tensorzero(root: &Path, mock_url: &str, slow_url: &str, plan: &Plan) -> Resul
     if !out.status.success() {
         bail!("the TensorZero driver failed ({})", out.status);
     }
-    serde_json::from_slice(&out.stdout).context("reading the TensorZero driver's JSON")
+    // The embedded gateway logs to stdout too; the figures are the last line.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("the TensorZero driver printed no JSON")?;
+    serde_json::from_str(last).context("reading the TensorZero driver's JSON")
 }
 
 fn free_port() -> Result<u16> {
@@ -763,21 +770,31 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
         best_peer = best_peer.max(summary["sustained_20ms_rps"].as_u64().unwrap_or(0));
         peer_json.insert("portkey-1.15.2".into(), summary);
         println!("peer: TensorZero (embedded gateway, observability off)");
-        let mut summary = tensorzero(&root, &mock_url, &slow_url, &plan)?;
-        for (k, key) in [
-            ("added_p50_us", "/c1/p50_us"),
-            ("added_p99_us", "/c1/p99_us"),
-        ] {
-            let base = if k == "added_p50_us" { d1.p50 } else { d1.p99 };
-            let added = summary
-                .pointer(key)
-                .and_then(Value::as_f64)
-                .map(|v| (v - base).round());
-            summary[k] = json!(added);
+        match tensorzero(&root, &mock_url, &slow_url, &plan) {
+            Ok(mut summary) => {
+                for (k, key) in [
+                    ("added_p50_us", "/c1/p50_us"),
+                    ("added_p99_us", "/c1/p99_us"),
+                ] {
+                    let base = if k == "added_p50_us" { d1.p50 } else { d1.p99 };
+                    let added = summary
+                        .pointer(key)
+                        .and_then(Value::as_f64)
+                        .map(|v| (v - base).round());
+                    summary[k] = json!(added);
+                }
+                println!("  {summary}");
+                best_peer = best_peer.max(summary["sustained_20ms_rps"].as_u64().unwrap_or(0));
+                peer_json.insert(format!("tensorzero-{TENSORZERO}"), summary);
+            }
+            Err(e) => {
+                println!("  TensorZero failed: {e:#}");
+                peer_json.insert(
+                    format!("tensorzero-{TENSORZERO}"),
+                    json!({"error": format!("{e:#}")}),
+                );
+            }
         }
-        println!("  {summary}");
-        best_peer = best_peer.max(summary["sustained_20ms_rps"].as_u64().unwrap_or(0));
-        peer_json.insert(format!("tensorzero-{TENSORZERO}"), summary);
         let ratio = if best_peer == 0 {
             f64::INFINITY
         } else {
