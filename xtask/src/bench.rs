@@ -42,7 +42,7 @@ impl Plan {
                 c1_requests: 2_000,
                 rate_secs: 4,
                 rates: vec![500, 1_000, 2_000, 4_000],
-                sustained_rates: vec![1_000, 2_000, 4_000, 6_000],
+                sustained_rates: vec![1_000, 2_000, 4_000, 8_000, 12_000, 16_000],
                 peak_secs: 4,
                 streams: 200,
                 soak_secs: 20,
@@ -52,7 +52,9 @@ impl Plan {
                 c1_requests: 10_000,
                 rate_secs: 15,
                 rates: vec![500, 1_000, 2_000, 4_000],
-                sustained_rates: vec![1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 8_000, 10_000],
+                sustained_rates: vec![
+                    1_000, 2_000, 4_000, 6_000, 8_000, 10_000, 12_000, 14_000, 16_000, 20_000,
+                ],
                 peak_secs: 10,
                 streams: 1_000,
                 soak_secs: 120,
@@ -818,7 +820,14 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
     a.extend(crit);
     cargo(&a)?;
     let mut crit_json = serde_json::Map::new();
-    collect_criterion(&root.join("target/criterion"), "", &mut crit_json);
+    // Only the groups this run measured (older results may sit beside them).
+    for group in ["plan", "index", "lookup", "registry"] {
+        collect_criterion(
+            &root.join("target/criterion").join(group),
+            group,
+            &mut crit_json,
+        );
+    }
     report["criterion_median_ns"] = Value::Object(crit_json);
 
     report["machine"] = json!({
@@ -860,6 +869,38 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
             r["daemon"]["errors"],
             r["direct"]["p99_us"]
         );
+    }
+    if let Some(peers) = report.get("peers").and_then(Value::as_object) {
+        let at_2k = report["open_loop"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["rate"] == 2000))
+            .map_or(Value::Null, |r| r["daemon"].clone());
+        let _ = writeln!(
+            md,
+            "\nSide by side (same mocks, same load; µs):\n\n| gateway | c=1 added p50 | c=1 added p99 | 2,000 RPS p99 | 2,000 RPS errors | peak RPS (c=64) | sustained RPS, 20 ms upstream |\n| --- | --- | --- | --- | --- | --- | --- |"
+        );
+        let _ = writeln!(
+            md,
+            "| tokenbuddyd | {} | {} | {} | {} | {} | {} |",
+            report["concurrency_1"]["added_p50_us"],
+            report["concurrency_1"]["added_p99_us"],
+            at_2k["p99_us"],
+            at_2k["errors"],
+            report["peak"]["daemon"]["rps"],
+            report["sustained_20ms"]["max_rps"]
+        );
+        for (name, p) in peers {
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {} | {} | {} |",
+                p["added_p50_us"],
+                p["added_p99_us"],
+                p["rate_2000"]["p99_us"],
+                p["rate_2000"]["errors"],
+                p.pointer("/peak/rps").cloned().unwrap_or(Value::Null),
+                p["sustained_20ms_rps"]
+            );
+        }
     }
     let _ = writeln!(
         md,
