@@ -213,6 +213,13 @@ fn run_oha(oha: &Path, target: &Target, body: &str, shape: &[String]) -> Result<
         bail!("oha failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let v: Value = serde_json::from_slice(&out.stdout).context("reading oha's JSON")?;
+    Ok(parse_oha(&v))
+}
+
+/// oha's `--output-format json`: latencies in seconds (null when nothing
+/// succeeded), status codes and transport errors counted separately; a
+/// non-2xx answer counts as an error here.
+fn parse_oha(v: &Value) -> Load {
     let secs = |p: &str| v.pointer(p).and_then(Value::as_f64).unwrap_or(f64::NAN) * 1e6;
     let codes = v.get("statusCodeDistribution").and_then(Value::as_object);
     let ok: u64 = codes
@@ -236,7 +243,7 @@ fn run_oha(oha: &Path, target: &Target, body: &str, shape: &[String]) -> Result<
         .and_then(Value::as_object)
         .map(|m| m.values().filter_map(Value::as_u64).sum())
         .unwrap_or(0);
-    Ok(Load {
+    Load {
         rps: v
             .pointer("/summary/requestsPerSec")
             .and_then(Value::as_f64)
@@ -246,7 +253,7 @@ fn run_oha(oha: &Path, target: &Target, body: &str, shape: &[String]) -> Result<
         max: secs("/summary/slowest"),
         errors: non_ok + transport,
         total: ok + non_ok + transport,
-    })
+    }
 }
 
 /// The highest step of `plan.sustained_rates` held open-loop with p99 <
@@ -919,4 +926,45 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
         started.elapsed().as_secs()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oha_report_is_read_in_microseconds_with_errors_counted() {
+        let v = json!({
+            "summary": {"requestsPerSec": 8441.8, "slowest": 0.00054163},
+            "latencyPercentiles": {"p50": 0.0000842, "p99": 0.00054163},
+            "statusCodeDistribution": {"200": 18, "503": 2},
+            "errorDistribution": {"Connection reset by peer (os error 104)": 1}
+        });
+        let l = parse_oha(&v);
+        assert!((l.p50 - 84.2).abs() < 0.01, "{l:?}");
+        assert!((l.p99 - 541.63).abs() < 0.01, "{l:?}");
+        assert_eq!((l.errors, l.total), (3, 21));
+        assert!((l.error_rate() - 3.0 / 21.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn oha_report_with_nothing_answered_is_all_errors() {
+        let v = json!({
+            "summary": {"requestsPerSec": 1122.4, "slowest": null},
+            "latencyPercentiles": {"p50": null, "p99": null},
+            "statusCodeDistribution": {},
+            "errorDistribution": {"Connection refused (os error 111)": 5}
+        });
+        let l = parse_oha(&v);
+        assert_eq!((l.errors, l.total), (5, 5));
+        assert!(l.p99.is_nan());
+        assert!((l.error_rate() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn metric_sums_every_series_of_a_name() {
+        let text = "# HELP tb_ledger_dropped_total x\n# TYPE tb_ledger_dropped_total counter\ntb_ledger_dropped_total{backend=\"sqlite\"} 2\ntb_ledger_dropped_total{backend=\"pg\"} 3\ntb_other 9\n";
+        assert_eq!(metric(text, "tb_ledger_dropped_total"), Some(5.0));
+        assert_eq!(metric(text, "tb_missing"), None);
+    }
 }
