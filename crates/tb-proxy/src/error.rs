@@ -32,6 +32,8 @@ pub enum ErrorCode {
     NoRoute,
     /// 504: no upstream answered in time.
     UpstreamTimeout,
+    /// 500: a bug in the daemon aborted this request (it keeps serving).
+    Internal,
 }
 
 impl ErrorCode {
@@ -48,6 +50,7 @@ impl ErrorCode {
             ErrorCode::UpstreamUnreachable => "upstream_unreachable",
             ErrorCode::NoRoute => "no_route",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
+            ErrorCode::Internal => "internal_error",
         }
     }
 
@@ -62,6 +65,7 @@ impl ErrorCode {
             ErrorCode::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             ErrorCode::NoRoute => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -81,7 +85,9 @@ impl ErrorCode {
             ErrorCode::ModelNotFound | ErrorCode::UnknownRoute => "not_found_error",
             ErrorCode::BodyTooLarge => "request_too_large",
             ErrorCode::NoRoute => "overloaded_error",
-            ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamTimeout => "api_error",
+            ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamTimeout | ErrorCode::Internal => {
+                "api_error"
+            }
             ErrorCode::InvalidJson | ErrorCode::MissingModel | ErrorCode::MethodNotAllowed => {
                 "invalid_request_error"
             }

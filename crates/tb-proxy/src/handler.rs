@@ -1,10 +1,12 @@
 //! The request path, top to bottom: receive → authenticate → read and probe
 //! the body → resolve the model → plan routes → attempt loop → stream back.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -44,8 +46,26 @@ pub(crate) async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Re
     let started_at_ms = unix_ms_now();
     let request_id = request_id(req.headers());
     let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
+    let family = ApiFamily::for_path(req.uri().path());
     async move {
-        let mut resp = dispatch(&state, req, &request_id, (started, started_at_ms)).await;
+        // A bug must cost one request, not the connection or the daemon:
+        // the panic is caught, logged and answered with a 500.
+        let outcome = AssertUnwindSafe(dispatch(&state, req, &request_id, (started, started_at_ms)))
+            .catch_unwind()
+            .await;
+        let mut resp = outcome.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic".to_owned());
+            tracing::error!(target: "proxy.panic", panic = %what, "a bug in tokenbuddy aborted this request; the daemon keeps serving");
+            ProxyError::new(
+                ErrorCode::Internal,
+                format!("tokenbuddy hit an internal error and did not complete request {request_id}; retry it, and if it persists report the `proxy.panic` entry of the daemon log"),
+            )
+            .response(family)
+        });
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert(REQUEST_ID, v);
         }
@@ -60,6 +80,24 @@ pub(crate) async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Re
     }
     .instrument(span)
     .await
+}
+
+/// Test-only fault injection, compiled into debug builds only and armed
+/// only when the daemon starts with `TB_TEST_FAULTS=1`: the model
+/// `tokenbuddy-test-panic` panics inside the request, so the end-to-end
+/// suite can prove a panic costs one request, not the daemon.
+fn fault_hook(model: &str) {
+    #[cfg(debug_assertions)]
+    {
+        static ARMED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if model == "tokenbuddy-test-panic"
+            && *ARMED.get_or_init(|| std::env::var_os("TB_TEST_FAULTS").is_some_and(|v| v == "1"))
+        {
+            panic!("injected fault: tokenbuddy-test-panic");
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = model;
 }
 
 /// The client's `X-Request-Id` when it is sane, else a new UUIDv7.
@@ -230,6 +268,7 @@ async fn proxy_call(
         .and_then(|v| v.parse::<u64>().ok());
     let bytes = read_limited(body, content_length, state.settings.max_body_bytes).await?;
     let probe = probe(&bytes)?;
+    fault_hook(&probe.model);
     if let Some(problem) = state.auto_mode_problem() {
         return Err(ProxyError::new(ErrorCode::NoRoute, problem));
     }

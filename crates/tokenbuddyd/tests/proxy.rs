@@ -615,3 +615,59 @@ async fn chunked_body_over_the_limit_is_cut_off() {
     );
     assert_eq!(upstream.request_count(), 0);
 }
+
+/// A panic inside one request (injected: debug builds with
+/// `TB_TEST_FAULTS=1` panic on the model `tokenbuddy-test-panic`) is
+/// answered with a protocol-shaped 500 and logged as `proxy.panic`; the
+/// connection's other requests and the daemon keep working.
+#[tokio::test]
+async fn a_panic_costs_one_request_not_the_daemon() {
+    let upstream = tb_test_support::MockUpstream::start().await.unwrap();
+    let config = two_provider_config(&upstream.base_url(), "");
+    let daemon = tb_test_support::daemon::Daemon::start(
+        bin(),
+        &config,
+        &[("TEST_OPENAI_KEY", OPENAI_KEY), ("TB_TEST_FAULTS", "1")],
+    )
+    .await
+    .unwrap();
+
+    for (path, shape_key) in [("/v1/chat/completions", "code"), ("/v1/messages", "type")] {
+        let resp = daemon
+            .post_json(
+                path,
+                r#"{"model":"tokenbuddy-test-panic","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#,
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 500, "{path}");
+        assert!(resp.headers().contains_key("x-tokenbuddy-request-id"), "{path}");
+        let v = body_json(resp).await;
+        let error = &v["error"];
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("internal error"),
+            "{path}: {v}"
+        );
+        match shape_key {
+            "code" => assert_eq!(error["code"], "internal_error", "{v}"),
+            _ => {
+                assert_eq!(v["type"], "error", "{v}");
+                assert_eq!(error["type"], "api_error", "{v}");
+            }
+        }
+    }
+    daemon.wait_for_log("proxy.panic").await;
+
+    // Still serving, and the upstream never saw the panicked requests.
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-test","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    body_bytes(resp).await;
+    assert_eq!(upstream.requests().len(), 1);
+}
