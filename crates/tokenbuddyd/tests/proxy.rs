@@ -640,7 +640,10 @@ async fn a_panic_costs_one_request_not_the_daemon() {
             )
             .await;
         assert_eq!(resp.status().as_u16(), 500, "{path}");
-        assert!(resp.headers().contains_key("x-tokenbuddy-request-id"), "{path}");
+        assert!(
+            resp.headers().contains_key("x-tokenbuddy-request-id"),
+            "{path}"
+        );
         let v = body_json(resp).await;
         let error = &v["error"];
         assert!(
