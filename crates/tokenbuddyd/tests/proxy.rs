@@ -664,6 +664,12 @@ async fn a_panic_costs_one_request_not_the_daemon() {
     daemon.wait_for_log("proxy.panic").await;
 
     // Still serving, and the upstream never saw the panicked requests.
+    assert_still_serves(&daemon).await;
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+/// A plain chat request still gets its 200.
+async fn assert_still_serves(daemon: &tb_test_support::daemon::Daemon) {
     let resp = daemon
         .post_json(
             "/v1/chat/completions",
@@ -672,5 +678,68 @@ async fn a_panic_costs_one_request_not_the_daemon() {
         .await;
     assert_eq!(resp.status().as_u16(), 200);
     body_bytes(resp).await;
-    assert_eq!(upstream.requests().len(), 1);
+}
+
+/// Raw bytes to the proxy port; everything the daemon answers until it
+/// closes the connection.
+async fn raw_exchange(proxy_url: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = proxy_url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    // The daemon must close these connections itself; the timeout only
+    // turns a hang into a failure.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut out),
+    )
+    .await
+    .expect("the daemon closed the connection")
+    .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Request smuggling and header injection: ambiguous framing (both
+/// `Content-Length` and `Transfer-Encoding`, two different lengths, an
+/// unknown transfer coding) and malformed header lines (bare CR, obs-fold)
+/// are refused or answered once with the connection closed — a request
+/// hidden behind them is never served.
+#[tokio::test]
+async fn smuggling_and_header_injection_are_refused() {
+    let Setup { daemon, upstream } = setup().await;
+    let url = daemon.proxy_url.clone();
+    let smuggled = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    // CL + TE: framed as chunked (TE wins), answered once, then closed.
+    let out = raw_exchange(
+        &url,
+        format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}").as_bytes(),
+    )
+    .await;
+    assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
+    assert!(out.contains("connection: close"), "{out}");
+    assert!(
+        !out.contains("\r\n\r\nok"),
+        "the smuggled request was served: {out}"
+    );
+
+    for (what, head) in [
+        ("two lengths", "Content-Length: 5\r\nContent-Length: 6\r\n"),
+        ("bare CR in a header", "X-A: a\rb\r\nContent-Length: 2\r\n"),
+        ("obs-fold", "X-A: a\r\n b\r\nContent-Length: 2\r\n"),
+        ("unknown transfer coding", "Transfer-Encoding: gzip\r\n"),
+    ] {
+        let out = raw_exchange(
+            &url,
+            format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{head}\r\n{{}}{smuggled}")
+                .as_bytes(),
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{what}: {out}");
+        assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{what}: {out}");
+    }
+    assert!(upstream.requests().is_empty());
+
+    assert_still_serves(&daemon).await;
 }
