@@ -781,11 +781,10 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
         println!("peer: TensorZero (embedded gateway, observability off)");
         match tensorzero(&root, &mock_url, &slow_url, &plan) {
             Ok(mut summary) => {
-                for (k, key) in [
-                    ("added_p50_us", "/c1/p50_us"),
-                    ("added_p99_us", "/c1/p99_us"),
+                for (k, key, base) in [
+                    ("added_p50_us", "/c1/p50_us", d1.p50),
+                    ("added_p99_us", "/c1/p99_us", d1.p99),
                 ] {
-                    let base = if k == "added_p50_us" { d1.p50 } else { d1.p99 };
                     let added = summary
                         .pointer(key)
                         .and_then(Value::as_f64)

@@ -21,7 +21,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("gen-prices") => gen_prices::run(&args[1..]),
-        Some("bench") => bench(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         Some(other) => bail!("unknown task {other:?}; tasks: ci, gen-prices, bench"),
         None => {
             println!(
@@ -30,12 +30,6 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// Performance targets live here, never in timed tests: the load harness
-/// (`bench.rs`) and, with `criterion`, the micro-benchmarks.
-fn bench(extra: &[String]) -> Result<()> {
-    bench::run(extra)
 }
 
 pub(crate) fn cargo(args: &[&str]) -> Result<()> {

@@ -50,7 +50,7 @@ pub(crate) async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Re
     async move {
         // A bug must cost one request, not the connection or the daemon:
         // the panic is caught, logged and answered with a 500.
-        let outcome = AssertUnwindSafe(dispatch(&state, req, &request_id, (started, started_at_ms)))
+        let outcome = AssertUnwindSafe(dispatch(&state, req, family, &request_id, (started, started_at_ms)))
             .catch_unwind()
             .await;
         let mut resp = outcome.unwrap_or_else(|panic| {
@@ -113,11 +113,11 @@ fn request_id(headers: &HeaderMap) -> String {
 async fn dispatch(
     state: &ProxyState,
     req: Request<Incoming>,
+    family: ApiFamily,
     request_id: &str,
     started: (Instant, i64),
 ) -> Response<ProxyBody> {
     let path = req.uri().path().to_string();
-    let family = ApiFamily::for_path(&path);
     let method = req.method().clone();
     let not_allowed = |allow: &'static str| {
         let mut r = ProxyError::new(

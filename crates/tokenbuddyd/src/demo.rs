@@ -5,7 +5,6 @@
 //! then the dashboard stays up until Ctrl-C.
 
 use anyhow::{Context, anyhow};
-use serde_json::Value;
 use std::time::Duration;
 use tb_billing::record::usd;
 use tb_domain::Protocol;
@@ -119,7 +118,7 @@ async fn demo(wait: bool) -> anyhow::Result<()> {
     // The ledger writer commits within 50 ms; wait until all are in.
     let mut calls = Vec::new();
     for _ in 0..200 {
-        let v = get(&format!("{control}/v1/calls?limit=100")).await?;
+        let v = crate::doctor::get_json(&format!("{control}/v1/calls?limit=100")).await?;
         calls = v["calls"].as_array().cloned().unwrap_or_default();
         if calls.len() >= n {
             break;
@@ -134,7 +133,8 @@ async fn demo(wait: bool) -> anyhow::Result<()> {
             Err(_) => println!("{c}"),
         }
     }
-    let usage = get(&format!("{control}/v1/usage?since=1h&by=upstream")).await?;
+    let usage =
+        crate::doctor::get_json(&format!("{control}/v1/usage?since=1h&by=upstream")).await?;
     let t = &usage["totals"];
     let spend = t["cost_usd_micros"].as_i64().unwrap_or(0);
     let saved = t["saved_usd_micros"].as_i64().unwrap_or(0);
@@ -164,8 +164,4 @@ async fn demo(wait: bool) -> anyhow::Result<()> {
     daemon.wait().await.ok();
     drop(market);
     Ok(())
-}
-
-async fn get(url: &str) -> anyhow::Result<Value> {
-    crate::doctor::get_json(url).await
 }
