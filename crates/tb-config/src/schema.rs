@@ -255,6 +255,12 @@ pub struct ProxyConfig {
     pub max_response_bytes: u64,
     /// How long in-flight requests may run after SIGINT/SIGTERM.
     pub shutdown_grace_ms: u64,
+    /// Client connections served at once; past it a new connection gets
+    /// `503 overloaded` and is closed.
+    pub max_connections: usize,
+    /// How long a client may take to send a request head (slow-loris
+    /// defence; also how long an idle keep-alive connection is kept).
+    pub header_read_timeout_ms: u64,
 }
 
 impl Default for ProxyConfig {
@@ -267,6 +273,8 @@ impl Default for ProxyConfig {
             max_body_bytes: 10 * 1024 * 1024,
             max_response_bytes: 64 * 1024 * 1024,
             shutdown_grace_ms: 30_000,
+            max_connections: 1_024,
+            header_read_timeout_ms: 60_000,
         }
     }
 }
@@ -640,6 +648,18 @@ impl Config {
                 format!(
                     "{} is not a loopback address; the control plane only listens on loopback",
                     self.control.bind
+                ),
+            );
+        }
+        if self.proxy.max_connections == 0 {
+            push("proxy.max_connections".into(), "must be at least 1".into());
+        }
+        if self.proxy.header_read_timeout_ms < 100 {
+            push(
+                "proxy.header_read_timeout_ms".into(),
+                format!(
+                    "{} is below the floor of 100 ms",
+                    self.proxy.header_read_timeout_ms
                 ),
             );
         }

@@ -13,6 +13,8 @@ pub const STARTER_CONFIG: &str = r#"# tokenbuddy configuration.
 # max_body_bytes = 10485760   # 10 MiB
 # max_response_bytes = 67108864   # non-streaming answers kept to read usage (64 MiB)
 # shutdown_grace_ms = 30000   # in-flight requests may finish within this after SIGTERM
+# max_connections = 1024      # more client connections get 503 overloaded
+# header_read_timeout_ms = 60000   # slow clients (and idle keep-alive) are cut off after this
 
 [tls]
 # extra_ca_file = "/etc/ssl/private-ca.pem"   # trusted besides the system roots

@@ -89,7 +89,7 @@ mod router;
 mod server;
 
 pub use api::{ApiError, ControlApi, Fut};
-pub use server::{SHUTDOWN_GRACE, ShutdownOutcome, serve};
+pub use server::{MAX_CONNECTIONS, SHUTDOWN_GRACE, ShutdownOutcome, serve};
 
 /// The largest accepted request body (`PUT`/`POST`), in bytes: 1 MiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

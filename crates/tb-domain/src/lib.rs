@@ -66,6 +66,16 @@ impl Protocol {
         }
     }
 
+    /// The client-facing path of the protocol (`/v1/...`).
+    pub fn client_path(self) -> &'static str {
+        match self {
+            Protocol::ChatCompletions => "/v1/chat/completions",
+            Protocol::Responses => "/v1/responses",
+            Protocol::Messages => "/v1/messages",
+            Protocol::ImagesGenerations => "/v1/images/generations",
+        }
+    }
+
     /// The path appended to an upstream's `base_url`: the protocol path
     /// minus its leading `/v1` (base URLs conventionally end in `/v1`).
     pub fn upstream_suffix(self) -> &'static str {
@@ -225,6 +235,10 @@ mod tests {
         ];
         for (path, want) in cases {
             assert_eq!(Protocol::from_path(path), want, "{path}");
+        }
+        for p in Protocol::ALL {
+            assert_eq!(Protocol::from_path(p.client_path()), Some(p));
+            assert_eq!(p.client_path(), format!("/v1{}", p.upstream_suffix()));
         }
     }
 

@@ -442,6 +442,8 @@ pub(crate) struct JsonDoc {
     style: Style,
     /// The file was empty (or missing): the result gets a final newline.
     fresh: bool,
+    /// The text as read, when it was blank (whitespace and comments only).
+    blank: Option<String>,
 }
 
 impl JsonDoc {
@@ -473,6 +475,7 @@ impl JsonDoc {
                 text: t,
                 style,
                 fresh: true,
+                blank: Some(text.to_owned()),
             });
         };
         if !root.is_object() {
@@ -488,6 +491,7 @@ impl JsonDoc {
             text: text.to_owned(),
             style,
             fresh: false,
+            blank: None,
         })
     }
 
@@ -502,6 +506,15 @@ impl JsonDoc {
 
     pub(crate) fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The text as read, when the file was blank (whitespace and comments
+    /// only) and its object is still empty: there is nothing in it to
+    /// write back, so the file can stay as it was.
+    pub(crate) fn untouched_blank(&self) -> Option<&str> {
+        let blank = self.blank.as_deref()?;
+        let empty = self.root().ok()?.items().is_some_and(<[Item]>::is_empty);
+        empty.then_some(blank)
     }
 
     fn root(&self) -> Result<Node, PlanError> {

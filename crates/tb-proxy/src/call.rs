@@ -23,6 +23,32 @@ use crate::upstream::Upstream;
 pub trait CallSink: Send + Sync + 'static {
     /// Queues a record; `Err(record)` when the queue is full.
     fn submit(&self, record: CallRecord) -> Result<(), Box<CallRecord>>;
+
+    /// Whether records reach storage (for metrics, status and `doctor`).
+    /// A sink that cannot fail keeps the default: healthy, nothing pending.
+    fn health(&self) -> SinkHealth {
+        SinkHealth::default()
+    }
+}
+
+/// What a [`CallSink`] reports about its storage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkHealth {
+    /// Records accepted but not yet stored.
+    pub pending: u64,
+    /// Failed writes so far (each retried).
+    pub failed_writes: u64,
+    /// Set while storing fails: the records wait in memory meanwhile.
+    pub failing: Option<SinkFailure>,
+}
+
+/// A storage failure in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkFailure {
+    /// The latest error (never contains secrets: no URLs with passwords).
+    pub error: String,
+    /// How long writes have been failing.
+    pub for_ms: u64,
 }
 
 /// Turns finished calls into records and submits them.
@@ -59,6 +85,11 @@ impl Recorder {
     /// Records the ledger queue refused.
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The sink's storage health (healthy when there is no sink).
+    pub(crate) fn health(&self) -> SinkHealth {
+        self.sink.as_ref().map(|s| s.health()).unwrap_or_default()
     }
 }
 

@@ -34,6 +34,8 @@ pub enum ErrorCode {
     UpstreamTimeout,
     /// 500: a bug in the daemon aborted this request (it keeps serving).
     Internal,
+    /// 503: the daemon is at `proxy.max_connections`.
+    Overloaded,
 }
 
 impl ErrorCode {
@@ -51,6 +53,7 @@ impl ErrorCode {
             ErrorCode::NoRoute => "no_route",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::Internal => "internal_error",
+            ErrorCode::Overloaded => "overloaded",
         }
     }
 
@@ -63,7 +66,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
-            ErrorCode::NoRoute => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::NoRoute | ErrorCode::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,7 +87,7 @@ impl ErrorCode {
             ErrorCode::InvalidAccessToken => "authentication_error",
             ErrorCode::ModelNotFound | ErrorCode::UnknownRoute => "not_found_error",
             ErrorCode::BodyTooLarge => "request_too_large",
-            ErrorCode::NoRoute => "overloaded_error",
+            ErrorCode::NoRoute | ErrorCode::Overloaded => "overloaded_error",
             ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamTimeout | ErrorCode::Internal => {
                 "api_error"
             }

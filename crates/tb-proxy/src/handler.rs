@@ -571,7 +571,7 @@ async fn proxy_call(
                                 },
                             )
                         }
-                        Buffered::Broke { detail } => Commit::Retry(Outcome::ServerError, detail),
+                        Buffered::Broke { class, detail } => Commit::Retry(class, detail),
                     }
                 };
                 let settle = lease

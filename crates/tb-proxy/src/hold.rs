@@ -126,8 +126,10 @@ pub(crate) enum Buffered<B> {
         /// The rest.
         rest: B,
     },
-    /// The body broke or went silent.
+    /// The body broke (`server_error`) or went silent (`deadline`).
     Broke {
+        /// The failure class.
+        class: tb_routing::Outcome,
         /// What happened.
         detail: String,
     },
@@ -145,12 +147,14 @@ where
         match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => {
                 return Buffered::Broke {
+                    class: tb_routing::Outcome::Deadline,
                     detail: format!("the answer stalled for {} ms", idle.as_millis()),
                 };
             }
             Ok(None) => return Buffered::Whole(buf.freeze()),
             Ok(Some(Err(e))) => {
                 return Buffered::Broke {
+                    class: tb_routing::Outcome::ServerError,
                     detail: format!("the answer broke: {e}"),
                 };
             }

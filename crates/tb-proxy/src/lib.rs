@@ -56,7 +56,7 @@ use tb_config::{AutoConfig, AutoRange, ProviderMode};
 use tb_registry::{IndexedUpstream, Registry};
 use tokio::net::TcpListener;
 
-pub use call::CallSink;
+pub use call::{CallSink, SinkFailure, SinkHealth};
 pub use error::{ErrorCode, ProxyError};
 pub use plan::{Route, RoutePlan};
 pub use server::ShutdownOutcome;
@@ -90,6 +90,8 @@ pub(crate) struct Settings {
     stream_head_deadline: Duration,
     stream_idle_timeout: Duration,
     shutdown_grace: Duration,
+    max_connections: usize,
+    header_read_timeout: Duration,
 }
 
 /// Everything a request handler needs, shared by all connections.
@@ -109,6 +111,8 @@ pub(crate) struct ProxyState {
     router: Arc<route::Router>,
     prewarm: std::sync::OnceLock<tb_prewarm::PrewarmHandle>,
     metrics: Arc<metrics::ProxyMetrics>,
+    /// Open and refused client connections (`tb_connections_*`).
+    connections: Arc<tb_listener::ConnectionStats>,
 }
 
 /// The provider mode in force.
@@ -241,6 +245,8 @@ impl Proxy {
             stream_head_deadline: ms(config.routing.stream_head_deadline_ms),
             stream_idle_timeout: ms(config.routing.stream_idle_timeout_ms),
             shutdown_grace: ms(config.proxy.shutdown_grace_ms),
+            max_connections: config.proxy.max_connections,
+            header_read_timeout: ms(config.proxy.header_read_timeout_ms),
         };
         let metrics = Arc::new(metrics::ProxyMetrics::new());
         let mode = if market.is_some() {
@@ -272,6 +278,7 @@ impl Proxy {
             router: Arc::new(route::Router::new(&config.routing, &config.breaker)),
             prewarm: std::sync::OnceLock::new(),
             metrics,
+            connections: Arc::default(),
         };
         state.rebuild();
         Ok(Proxy {
@@ -329,6 +336,13 @@ impl Proxy {
                 .set(i64::try_from(snapshot.doc.sellers.len()).unwrap_or(i64::MAX));
             m.registry_stale.set(i64::from(snapshot.stale));
         }
+        let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        m.connections_open.set(to_i64(state.connections.open()));
+        advance_to(&m.connections_refused, state.connections.refused());
+        let ledger = state.recorder.health();
+        m.ledger_pending.set(to_i64(ledger.pending));
+        m.ledger_failing.set(i64::from(ledger.failing.is_some()));
+        advance_to(&m.ledger_write_failures, ledger.failed_writes);
         if let Some(prewarm) = state.prewarm.get() {
             for (st, n) in prewarm.state_counts() {
                 m.prewarm_entries
@@ -371,5 +385,14 @@ impl Proxy {
             w.abort();
         }
         outcome
+    }
+}
+
+/// Moves a counter fed from an external total up to that total (counters
+/// only go up; a smaller total leaves it alone).
+fn advance_to(counter: &prometheus::IntCounter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
     }
 }

@@ -28,6 +28,11 @@ pub(crate) struct ProxyMetrics {
     pub(crate) registry_sellers: IntGauge,
     pub(crate) registry_stale: IntGauge,
     pub(crate) ledger_dropped: IntCounter,
+    pub(crate) ledger_pending: IntGauge,
+    pub(crate) ledger_failing: IntGauge,
+    pub(crate) ledger_write_failures: IntCounter,
+    pub(crate) connections_open: IntGauge,
+    pub(crate) connections_refused: IntCounter,
     pub(crate) overhead: Histogram,
 }
 
@@ -156,6 +161,43 @@ impl ProxyMetrics {
                 IntCounter::new(
                     "tb_ledger_dropped_total",
                     "Call records the ledger queue refused.",
+                )
+                .expect("valid metric"),
+            ),
+            ledger_pending: reg(
+                &registry,
+                IntGauge::new(
+                    "tb_ledger_pending_records",
+                    "Call records accepted but not yet committed to the ledger.",
+                )
+                .expect("valid metric"),
+            ),
+            ledger_failing: reg(
+                &registry,
+                IntGauge::new(
+                    "tb_ledger_write_failing",
+                    "1 while ledger commits fail (records wait in memory).",
+                )
+                .expect("valid metric"),
+            ),
+            ledger_write_failures: reg(
+                &registry,
+                IntCounter::new(
+                    "tb_ledger_write_failures_total",
+                    "Failed ledger commits (each retried).",
+                )
+                .expect("valid metric"),
+            ),
+            connections_open: reg(
+                &registry,
+                IntGauge::new("tb_connections_open", "Client connections being served.")
+                    .expect("valid metric"),
+            ),
+            connections_refused: reg(
+                &registry,
+                IntCounter::new(
+                    "tb_connections_refused_total",
+                    "Client connections refused at proxy.max_connections.",
                 )
                 .expect("valid metric"),
             ),

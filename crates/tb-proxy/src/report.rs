@@ -51,6 +51,7 @@ impl Proxy {
             })
         });
         let mode = self.state.modes.load();
+        let ledger = self.state.recorder.health();
         json!({
             "mode": mode_name(mode.mode),
             "upstreams": {
@@ -62,6 +63,17 @@ impl Proxy {
             "registry": registry,
             "budget": budget,
             "ledger_dropped": self.state.recorder.dropped(),
+            "ledger_health": {
+                "pending": ledger.pending,
+                "failed_writes": ledger.failed_writes,
+                "error": ledger.failing.as_ref().map(|f| f.error.as_str()),
+                "failing_for_ms": ledger.failing.as_ref().map(|f| f.for_ms),
+            },
+            "connections": {
+                "open": self.state.connections.open(),
+                "refused": self.state.connections.refused(),
+                "max": self.state.settings.max_connections,
+            },
         })
     }
 

@@ -1,71 +1,58 @@
-//! The listener: accepts connections, serves HTTP/1.1, and drains in-flight
-//! requests on shutdown within the grace period.
+//! The listener: the shared accept loop of `tb-listener` with the proxy's
+//! limits (`proxy.max_connections`, `proxy.header_read_timeout_ms`, the
+//! shutdown grace) and a refusal in the client's own protocol shape.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper::server::conn::http1;
+use http::{HeaderValue, header};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use tb_domain::ApiFamily;
+use tb_listener::ListenerOptions;
 use tokio::net::TcpListener;
 
-use crate::ProxyState;
-use crate::handler::handle;
+pub use tb_listener::ShutdownOutcome;
 
-/// How the server stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShutdownOutcome {
-    /// Every in-flight request finished within the grace period.
-    Drained,
-    /// The grace period ran out; remaining connections were dropped.
-    GraceExpired,
-}
+use crate::ProxyState;
+use crate::error::{ErrorCode, ProxyError};
+use crate::handler::handle;
 
 pub(crate) async fn serve(
     state: Arc<ProxyState>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> ShutdownOutcome {
-    let graceful = GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(60))
-        .keep_alive(true);
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let state = Arc::clone(&state);
-                    let svc = service_fn(move |req| {
-                        let state = Arc::clone(&state);
-                        async move { Ok::<_, Infallible>(handle(state, req).await) }
-                    });
-                    let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(target: "proxy.connection", error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(target: "proxy.accept_failed", error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tracing::info!(target: "proxy.draining", grace_ms = state.settings.shutdown_grace.as_millis() as u64, "stopped accepting; draining in-flight requests");
-    match tokio::time::timeout(state.settings.shutdown_grace, graceful.shutdown()).await {
-        Ok(()) => ShutdownOutcome::Drained,
-        Err(_) => ShutdownOutcome::GraceExpired,
-    }
+    let settings = &state.settings;
+    let options = ListenerOptions {
+        name: "proxy",
+        max_connections: settings.max_connections,
+        header_read_timeout: settings.header_read_timeout,
+        grace: settings.shutdown_grace,
+    };
+    let max_connections = settings.max_connections;
+    let connections = Arc::clone(&state.connections);
+    let svc = {
+        let state = Arc::clone(&state);
+        service_fn(move |req| {
+            let state = Arc::clone(&state);
+            async move { Ok::<_, Infallible>(handle(state, req).await) }
+        })
+    };
+    let refuse = service_fn(
+        move |req: hyper::Request<hyper::body::Incoming>| async move {
+            let family = ApiFamily::for_path(req.uri().path());
+            let err = ProxyError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "tokenbuddy is serving its limit of {max_connections} connections (proxy.max_connections); retry shortly or raise the limit"
+                ),
+            );
+            let mut resp = err.response(family);
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Ok::<_, Infallible>(resp)
+        },
+    );
+    tb_listener::serve(listener, &options, svc, refuse, connections, shutdown).await
 }

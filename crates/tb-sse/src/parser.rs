@@ -92,6 +92,10 @@ pub struct SseParser {
     /// The blank line that ends the current event ended in a `\r` at the end
     /// of a chunk; dispatch waits for the next byte.
     pending_dispatch: bool,
+    /// A field line (kept in `line`) ended in a `\r` at the end of a chunk
+    /// exactly at the cap: whether a `\n` follows decides whether the event
+    /// is over the cap, so the line waits for the next byte.
+    deferred_line: bool,
     /// The current event passed the cap: ignore lines until a blank line.
     skipping: bool,
     /// No line has been completed yet (a leading BOM is dropped).
@@ -126,6 +130,7 @@ impl SseParser {
             line_pending: false,
             after_cr: false,
             pending_dispatch: false,
+            deferred_line: false,
             skipping: false,
             first_line: true,
             event_type: String::new(),
@@ -176,6 +181,9 @@ impl SseParser {
                 self.pending_dispatch = false;
                 self.end_block(base + i as u64, &mut on_item);
             }
+            if self.deferred_line {
+                self.complete_deferred(base + i as u64, &mut on_item);
+            }
         }
         while i < chunk.len() {
             let rest = &chunk[i..];
@@ -192,12 +200,18 @@ impl SseParser {
                     None => cr_at_chunk_end = true,
                 }
             }
-            self.complete_line(
-                &rest[..eol],
-                base + next as u64,
-                cr_at_chunk_end,
-                &mut on_item,
-            );
+            if cr_at_chunk_end && self.defers(&rest[..eol], base + next as u64) {
+                self.line.extend_from_slice(&rest[..eol]);
+                self.line_pending = false;
+                self.deferred_line = true;
+            } else {
+                self.complete_line(
+                    &rest[..eol],
+                    base + next as u64,
+                    cr_at_chunk_end,
+                    &mut on_item,
+                );
+            }
             self.after_cr = cr_at_chunk_end;
             i = next;
         }
@@ -211,6 +225,9 @@ impl SseParser {
     where
         F: FnMut(SseItem<'_>),
     {
+        if self.deferred_line {
+            self.complete_deferred(self.offset, &mut on_item);
+        }
         if self.pending_dispatch {
             self.pending_dispatch = false;
             self.end_block(self.offset, &mut on_item);
@@ -233,7 +250,10 @@ impl SseParser {
         if self.skipping {
             return;
         }
-        if pos_after - self.block_start > self.max_event_bytes {
+        // A first line that is so far only (part of) the BOM may still turn
+        // out blank, and blank lines are never over the cap.
+        let bom_so_far = self.first_line && bom_prefix(&self.line, bytes);
+        if !bom_so_far && pos_after - self.block_start > self.max_event_bytes {
             self.line.clear();
             self.oversized(on_item);
             return;
@@ -268,6 +288,40 @@ impl SseParser {
         self.line = line;
     }
 
+    /// Whether a line ending in a `\r` at the end of a chunk (`tail` its
+    /// last part, `end` the offset after the `\r`) must wait for the next
+    /// byte: a field line of an event exactly at the cap, which a `\n`
+    /// would put over it. Its bytes (at most the cap) are kept meanwhile.
+    fn defers(&self, tail: &[u8], end: u64) -> bool {
+        if self.skipping || end - self.block_start != self.max_event_bytes {
+            return false;
+        }
+        let held = if self.line_pending {
+            &self.line[..]
+        } else {
+            &[]
+        };
+        let blank = (held.is_empty() && tail.is_empty())
+            || (self.first_line && held.len() + tail.len() == BOM.len() && bom_prefix(held, tail));
+        !blank
+    }
+
+    /// Processes the deferred line now that its line end is known to stop
+    /// at `end`.
+    fn complete_deferred<F>(&mut self, end: u64, on_item: &mut F)
+    where
+        F: FnMut(SseItem<'_>),
+    {
+        self.deferred_line = false;
+        let mut line = std::mem::take(&mut self.line);
+        self.process_line(&line, end, false, on_item);
+        line.clear();
+        if line.capacity() > KEEP_CAPACITY {
+            line.shrink_to(KEEP_CAPACITY);
+        }
+        self.line = line;
+    }
+
     fn process_line<F>(&mut self, line: &[u8], end: u64, cr_at_chunk_end: bool, on_item: &mut F)
     where
         F: FnMut(SseItem<'_>),
@@ -275,7 +329,7 @@ impl SseParser {
         let mut line = line;
         if self.first_line {
             self.first_line = false;
-            line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+            line = line.strip_prefix(BOM).unwrap_or(line);
         }
         if line.is_empty() {
             if cr_at_chunk_end {
@@ -380,6 +434,14 @@ impl SseParser {
             self.event_type.shrink_to(KEEP_CAPACITY);
         }
     }
+}
+
+/// The UTF-8 byte-order mark, dropped from the start of a stream.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Whether `a` followed by `b` is a prefix of the BOM.
+fn bom_prefix(a: &[u8], b: &[u8]) -> bool {
+    a.len() + b.len() <= BOM.len() && a.iter().chain(b).zip(BOM).all(|(x, y)| x == y)
 }
 
 fn strip_space(value: &[u8]) -> &[u8] {

@@ -238,6 +238,48 @@ fn oversized_event_is_skipped_to_the_next_blank_line() {
 }
 
 #[test]
+fn cap_is_the_same_when_a_crlf_is_split() {
+    // Found by the `sse_parser` fuzz target: "data: b\r\n" is 9 bytes, over
+    // a cap of 8, but cut between its \r and \n the line was measured
+    // without the \n and the event got through.
+    let new = || SseParser::with_max_event_bytes(8);
+    check_with(
+        new,
+        b"data: b\r\n\r\ndata: c\n\n",
+        &[It::Oversized(0), ev(None, "c", 11, 20)],
+    );
+    // A line exactly at the cap that ends in a lone \r is still fine, and
+    // a comment or retry line at the cap is reported in the same place.
+    check_with(new, b"data: b\r\r", &[ev(None, "b", 0, 9)]);
+    check_with(new, b"data: b\rdata: c\r\r", &[It::Oversized(0)]);
+    check_with(
+        new,
+        b": 34567\r\n\r\n: 3456\r\n",
+        &[It::Oversized(0), It::Comment("3456".into())],
+    );
+    check_with(new, b"retry:1\r\n", &[It::Oversized(0)]);
+    check_with(new, b"retry:1\r", &[It::Retry(1)]);
+}
+
+#[test]
+fn a_bom_only_first_line_is_blank_whatever_the_cap() {
+    // Found by the `sse_parser` fuzz target: with a cap under 3 bytes the
+    // BOM alone, fed byte by byte, counted as an oversized line.
+    for cap in 0..4 {
+        check_with(
+            || SseParser::with_max_event_bytes(cap),
+            b"\xEF\xBB\xBF\n",
+            &[],
+        );
+    }
+    check_with(
+        || SseParser::with_max_event_bytes(4),
+        b"\xEF\xBB\xBF\r\n:\r\n\r\n",
+        &[It::Comment(String::new())],
+    );
+}
+
+#[test]
 fn oversized_does_not_grow_buffers() {
     let mut parser = SseParser::with_max_event_bytes(1024);
     let mut items = Vec::new();

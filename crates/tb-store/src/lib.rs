@@ -57,6 +57,6 @@ pub use error::StoreError;
 pub use ledger::{CallCursor, GroupBy, Ledger, TokenRow, Totals, UsageRow};
 pub use target::{Backend, LedgerTarget};
 pub use writer::{
-    BatchSink, DropReason, Dropped, LedgerSender, LedgerWriter, ShutdownReport, WriterHandle,
-    WriterOptions,
+    BatchSink, DropReason, Dropped, LedgerSender, LedgerWriter, ShutdownReport, WriteFailure,
+    WriterHandle, WriterHealth, WriterOptions,
 };

@@ -3,8 +3,8 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tb_billing::record::CallRecord;
@@ -79,6 +79,10 @@ struct Stats {
     written: AtomicU64,
     dropped: AtomicU64,
     failed_writes: AtomicU64,
+    /// Set while commits fail: since when, and the latest error. Only the
+    /// writer task writes it, readers copy it out; never held across an
+    /// `.await`.
+    failure: Mutex<Option<WriteFailure>>,
 }
 
 impl Stats {
@@ -90,6 +94,27 @@ impl Stats {
     }
     fn failed_writes(&self) -> u64 {
         self.failed_writes.load(Ordering::Relaxed)
+    }
+    fn failure(&self) -> Option<WriteFailure> {
+        self.failure.lock().map(|f| f.clone()).unwrap_or(None)
+    }
+    fn set_failure(&self, error: String) {
+        if let Ok(mut f) = self.failure.lock() {
+            match f.as_mut() {
+                Some(failure) => failure.error = error,
+                None => {
+                    *f = Some(WriteFailure {
+                        error,
+                        since: std::time::Instant::now(),
+                    })
+                }
+            }
+        }
+    }
+    fn clear_failure(&self) {
+        if let Ok(mut f) = self.failure.lock() {
+            *f = None;
+        }
     }
     fn pending(&self) -> u64 {
         let written = self.written();
@@ -186,6 +211,41 @@ impl LedgerSender {
     pub fn queued(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
     }
+
+    /// Whether records are reaching the database: what is waiting, how many
+    /// commits failed, and the failure in progress if there is one.
+    pub fn health(&self) -> WriterHealth {
+        WriterHealth {
+            pending: self.stats.pending(),
+            written: self.stats.written(),
+            failed_writes: self.stats.failed_writes(),
+            failing: self.stats.failure(),
+        }
+    }
+}
+
+/// A snapshot of the writer's state, for metrics and `doctor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterHealth {
+    /// Records accepted but not yet committed (queued or in the batch
+    /// being retried).
+    pub pending: u64,
+    /// Records committed so far.
+    pub written: u64,
+    /// Failed commits so far (each one retried).
+    pub failed_writes: u64,
+    /// Set while the latest commit failed: the database is unwritable
+    /// (full disk, read-only file, server down) and records wait in memory.
+    pub failing: Option<WriteFailure>,
+}
+
+/// A run of failed commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFailure {
+    /// The latest error, as the database driver words it.
+    pub error: String,
+    /// When the first commit of the run failed.
+    pub since: std::time::Instant,
 }
 
 /// Why a record was not queued.
@@ -373,6 +433,7 @@ async fn commit<S: BatchSink>(
                 stats
                     .written
                     .fetch_add(batch.len() as u64, Ordering::AcqRel);
+                stats.clear_failure();
                 if attempt > 1 {
                     tracing::info!(target: "ledger.write_recovered", records = batch.len(), attempts = attempt, "ledger batch committed after retries");
                 }
@@ -380,6 +441,7 @@ async fn commit<S: BatchSink>(
             }
             Err(e) => {
                 stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                stats.set_failure(e.to_string());
                 tracing::warn!(
                     target: "ledger.write_failed",
                     error = %e,

@@ -613,11 +613,36 @@ async fn writer_retries_the_same_batch_until_it_commits(fx: Fixture) {
     let sink = Arc::new(TestSink::new(fx.ledger.clone()));
     sink.fail_before.store(3, Ordering::SeqCst);
     let (sender, writer) = LedgerWriter::spawn(Arc::clone(&sink), 1024);
+    let healthy = sender.health();
+    assert_eq!((healthy.pending, healthy.failing), (0, None));
     let start = Instant::now();
     for i in 0..10 {
         sender.record(minimal_record(MARCH_2 + i)).unwrap();
     }
+    // While commits fail, the health says so: the error, and what waits.
+    let failing = loop {
+        let h = sender.health();
+        if let Some(f) = h.failing {
+            break (h.pending, h.failed_writes, f.error);
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(failing.0, 10);
+    assert!(failing.1 >= 1);
+    assert!(failing.2.contains("injected failure"), "{}", failing.2);
     wait_for_count(&fx, 10).await;
+    let recovered = loop {
+        let h = sender.health();
+        if h.written == 10 {
+            break h;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(
+        (recovered.pending, recovered.written, recovered.failing),
+        (0, 10, None),
+        "a successful commit ends the failure"
+    );
     // Backoff 100 + 200 + 400 ms before the fourth try.
     assert!(
         start.elapsed() >= Duration::from_millis(700),

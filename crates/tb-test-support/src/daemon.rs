@@ -209,16 +209,27 @@ impl Daemon {
 
     /// Sends SIGTERM (as `kill -TERM` would).
     pub fn sigterm(&self) -> std::io::Result<()> {
+        self.signal("TERM")
+    }
+
+    /// Sends SIGKILL (`kill -9`): no drain, no flush, nothing runs.
+    pub fn sigkill(&self) -> std::io::Result<()> {
+        self.signal("KILL")
+    }
+
+    fn signal(&self, name: &str) -> std::io::Result<()> {
         let pid = self
             .pid()
             .ok_or_else(|| std::io::Error::other("daemon already exited"))?;
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([format!("-{name}"), pid.to_string()])
             .status()?;
         if status.success() {
             Ok(())
         } else {
-            Err(std::io::Error::other(format!("kill -TERM {pid}: {status}")))
+            Err(std::io::Error::other(format!(
+                "kill -{name} {pid}: {status}"
+            )))
         }
     }
 
@@ -298,6 +309,33 @@ impl DaemonClient {
             body,
         )
         .await
+    }
+}
+
+impl DaemonClient {
+    /// POSTs JSON and reads the whole answer, or says why it could not:
+    /// for load that must outlive a daemon being killed.
+    pub async fn try_post_json(
+        &self,
+        path: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<(http::response::Parts, Bytes), String> {
+        let mut req = Request::new(Full::new(body.into()));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = format!("{}{path}", self.proxy_url)
+            .parse()
+            .map_err(|e| format!("bad test URL: {e}"))?;
+        let auth = HeaderValue::from_str(&format!("Bearer {}", self.token))
+            .map_err(|e| format!("bad token: {e}"))?;
+        req.headers_mut().insert(http::header::AUTHORIZATION, auth);
+        req.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok((parts, bytes))
     }
 }
 

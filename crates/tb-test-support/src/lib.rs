@@ -17,6 +17,8 @@
 //!   UTF-8 characters.
 //! - [`marketplace`]: a simulated registry and sellers (purchases, tokens,
 //!   credit, settlement) on loopback ports.
+//! - [`relay`]: a TCP relay that can be cut, to "restart" a real service
+//!   (PostgreSQL) under a running daemon.
 //!
 //! ```
 //! use tb_test_support::{Chunk, MockUpstream, Reply, StreamEnd, canned};
@@ -46,6 +48,7 @@ pub mod canned;
 pub mod chunking;
 pub mod daemon;
 pub mod marketplace;
+pub mod relay;
 mod reply;
 mod server;
 mod tls;

@@ -35,6 +35,10 @@ pub enum ReplyBody {
     /// A streamed body, sent with chunked transfer encoding: each
     /// [`Chunk::Data`] becomes its own HTTP chunk, the other variants pause.
     Chunks(Vec<Chunk>),
+    /// No response at all: the connection is closed after the request was
+    /// read (after the head delay, if any), the way a crashing upstream or
+    /// a reset looks to its client.
+    Reset,
 }
 
 /// One step of a streamed body.
@@ -147,6 +151,16 @@ impl Reply {
     pub fn append_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Reply {
         self.headers.push((name.into(), value.into()));
         self
+    }
+
+    /// Closes the connection without answering (see [`ReplyBody::Reset`]).
+    pub fn reset() -> Reply {
+        Reply {
+            status: 0,
+            headers: Vec::new(),
+            head_delay: None,
+            body: ReplyBody::Reset,
+        }
     }
 
     /// Delays the response head by `delay`.

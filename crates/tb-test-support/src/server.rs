@@ -1,7 +1,6 @@
 //! The mock upstream server itself.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
@@ -282,10 +281,23 @@ where
     }
 }
 
+/// Returned by the service to make hyper close the connection without a
+/// response ([`ReplyBody::Reset`]).
+#[derive(Debug)]
+struct ResetConnection;
+
+impl std::fmt::Display for ResetConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("scripted reset: closing without a response")
+    }
+}
+
+impl std::error::Error for ResetConnection {}
+
 async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-) -> Result<Response<MockBody>, Infallible> {
+) -> Result<Response<MockBody>, ResetConnection> {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -319,6 +331,12 @@ async fn handle(
     let reply = scripted.unwrap_or_else(|| default_reply(&recorded));
 
     let head_delay = reply.head_delay;
+    if matches!(reply.body, ReplyBody::Reset) {
+        if let Some(delay) = head_delay {
+            tokio::time::sleep(delay).await;
+        }
+        return Err(ResetConnection);
+    }
     // The body exists (and will report a stream end if dropped) before the
     // head delay, so a client that gives up during the delay is reported
     // as gone rather than never.
@@ -379,6 +397,8 @@ fn error_for(protocol: Protocol, status: u16, message: &str) -> Reply {
 fn respond(reply: Reply, shared: &Shared) -> Response<MockBody> {
     let body = match reply.body {
         ReplyBody::Bytes(bytes) => MockBody::Full(Some(bytes).filter(|b| !b.is_empty())),
+        // Handled before a response is built; an empty body if it gets here.
+        ReplyBody::Reset => MockBody::Full(None),
         ReplyBody::Chunks(chunks) => MockBody::Script(ScriptBody {
             chunks: chunks.into_iter(),
             waiting: None,

@@ -151,6 +151,30 @@ impl DaemonApi {
                 }
             }
         }
+        let health = &status["ledger_health"];
+        if let Some(error) = health["error"].as_str() {
+            checks.push(Check::fail(
+                "ledger",
+                format!(
+                    "call records are not being stored: {error} (failing for {} s; {} records waiting in memory)",
+                    health["failing_for_ms"].as_u64().unwrap_or(0) / 1000,
+                    health["pending"].as_u64().unwrap_or(0),
+                ),
+                format!(
+                    "free disk space or make the {} ledger writable; waiting records are written when it recovers (up to ledger.queue_capacity, then dropped)",
+                    self.ledger.backend().as_str()
+                ),
+            ));
+        } else {
+            checks.push(Check::pass(
+                "ledger",
+                format!(
+                    "{} writable ({} records waiting)",
+                    self.ledger.backend().as_str(),
+                    health["pending"].as_u64().unwrap_or(0)
+                ),
+            ));
+        }
         let dropped = status["ledger_dropped"].as_u64().unwrap_or(0);
         if dropped > 0 {
             checks.push(Check::warn(
@@ -171,7 +195,12 @@ impl ControlApi for DaemonApi {
         s["uptime_s"] = json!(self.started.elapsed().as_secs());
         s["proxy_url"] = json!(self.proxy_url);
         s["control_url"] = json!(self.control_url);
-        s["ledger"] = json!({"backend": self.ledger.backend().as_str(), "dropped": s["ledger_dropped"].clone()});
+        s["ledger"] = json!({
+            "backend": self.ledger.backend().as_str(),
+            "dropped": s["ledger_dropped"].clone(),
+            "pending": s["ledger_health"]["pending"].clone(),
+            "error": s["ledger_health"]["error"].clone(),
+        });
         s
     }
 

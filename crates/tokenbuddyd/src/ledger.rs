@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use tb_billing::record::CallRecord;
-use tb_proxy::CallSink;
+use tb_proxy::{CallSink, SinkFailure, SinkHealth};
 use tb_store::{Ledger, LedgerSender, LedgerTarget};
 
 /// The proxy's sink: the ledger writer's bounded queue. Never blocks.
@@ -13,6 +13,18 @@ pub(crate) struct LedgerSink(pub(crate) LedgerSender);
 impl CallSink for LedgerSink {
     fn submit(&self, record: CallRecord) -> Result<(), Box<CallRecord>> {
         self.0.record(record).map_err(|dropped| dropped.record)
+    }
+
+    fn health(&self) -> SinkHealth {
+        let h = self.0.health();
+        SinkHealth {
+            pending: h.pending,
+            failed_writes: h.failed_writes,
+            failing: h.failing.map(|f| SinkFailure {
+                error: f.error,
+                for_ms: u64::try_from(f.since.elapsed().as_millis()).unwrap_or(u64::MAX),
+            }),
+        }
     }
 }
 

@@ -12,15 +12,6 @@ use tb_domain::Protocol;
 use tb_test_support::daemon::{Daemon, body_bytes};
 use tb_test_support::{MockUpstream, Reply, canned};
 
-fn path_of(p: Protocol) -> &'static str {
-    match p {
-        Protocol::ChatCompletions => "/v1/chat/completions",
-        Protocol::Responses => "/v1/responses",
-        Protocol::Messages => "/v1/messages",
-        Protocol::ImagesGenerations => "/v1/images/generations",
-    }
-}
-
 fn model_of(p: Protocol) -> &'static str {
     match p {
         Protocol::Messages => "claude-sonnet-4-5",
@@ -74,7 +65,7 @@ async fn streamed_and_plain_answers_leave_equal_records() {
                 r#"{{"model":"{}","stream":{stream},"messages":[{{"role":"user","content":"hi"}}],"prompt":"a dot","input":"hi","n":1}}"#,
                 model_of(protocol)
             );
-            let resp = daemon.post_json(path_of(protocol), body).await;
+            let resp = daemon.post_json(protocol.client_path(), body).await;
             assert_eq!(resp.status(), 200);
             let text = String::from_utf8(body_bytes(resp).await.to_vec()).unwrap();
             if protocol == Protocol::ChatCompletions && stream {

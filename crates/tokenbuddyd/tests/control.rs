@@ -4,81 +4,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
-use bytes::Bytes;
 use common::*;
 use http::Method;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tb_test_support::daemon::{Daemon, body_bytes, command};
 use tb_test_support::{MockUpstream, Reply};
-
-async fn control(
-    daemon: &Daemon,
-    method: Method,
-    path: &str,
-    host: Option<&str>,
-    auth: bool,
-    body: &str,
-) -> (u16, String) {
-    let url = daemon
-        .control_url
-        .clone()
-        .expect("the daemon printed its control URL");
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut req = http::Request::new(Full::new(Bytes::from(body.to_string())));
-    *req.method_mut() = method;
-    *req.uri_mut() = format!("{url}{path}").parse().unwrap();
-    if let Some(h) = host {
-        req.headers_mut()
-            .insert(http::header::HOST, h.parse().unwrap());
-    }
-    if auth {
-        req.headers_mut().insert(
-            http::header::AUTHORIZATION,
-            format!("Bearer {}", daemon.token).parse().unwrap(),
-        );
-    }
-    let resp = client.request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let text = String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
-    (status, text)
-}
-
-async fn get_json(daemon: &Daemon, path: &str) -> Value {
-    let (status, text) = control(daemon, Method::GET, path, None, false, "").await;
-    assert_eq!(status, 200, "{path}: {text}");
-    serde_json::from_str(&text).unwrap()
-}
-
-/// Parses the Prometheus text format: metric name + sorted labels → value.
-fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-    {
-        let (series, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("not a sample: {line}"));
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("bad value in {line}"));
-        out.insert(series.to_string(), value);
-    }
-    out
-}
 
 #[tokio::test]
 async fn the_control_plane_reports_traffic_and_guards_itself() {

@@ -13,43 +13,13 @@ use tb_domain::Protocol;
 use tb_test_support::daemon::{Daemon, body_bytes};
 use tb_test_support::{Chunk, MockUpstream, Reply, canned};
 
-fn path_of(p: Protocol) -> &'static str {
-    match p {
-        Protocol::ChatCompletions => "/v1/chat/completions",
-        Protocol::Responses => "/v1/responses",
-        Protocol::Messages => "/v1/messages",
-        Protocol::ImagesGenerations => "/v1/images/generations",
-    }
-}
-
 const MODEL: &str = "m";
-
-fn error_event(p: Protocol) -> &'static str {
-    match p {
-        Protocol::ChatCompletions => {
-            "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n"
-        }
-        Protocol::Messages => {
-            "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"overloaded\"}}\n\n"
-        }
-        Protocol::Responses => {
-            "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"overloaded\"}\n\n"
-        }
-        Protocol::ImagesGenerations => {
-            "event: error\ndata: {\"type\":\"error\",\"error\":{\"message\":\"overloaded\"}}\n\n"
-        }
-    }
-}
 
 /// Two providers for every protocol: `first` (misbehaving) and `second`.
 async fn two_upstreams() -> (MockUpstream, MockUpstream, Daemon) {
     let first = MockUpstream::start().await.unwrap();
     let second = MockUpstream::start().await.unwrap();
-    let provider = |id: &str, url: String| {
-        format!(
-            "[[providers]]\nid = \"{id}\"\nkind = \"openai\"\nbase_url = \"{url}\"\napi_key = \"k-{id}\"\nmodels = [\"{MODEL}\"]\nprotocols = [\"chat_completions\", \"responses\", \"messages\", \"images_generations\"]\n"
-        )
-    };
+    let provider = |id: &str, url: String| all_protocols_provider(id, &url, MODEL);
     // These tests are about failover mechanics: no stickiness, and a
     // breaker that does not bench `first` after a few deliberate failures.
     let config = format!(
@@ -126,7 +96,7 @@ async fn failures_before_content_fail_over_invisibly() {
         for (what, reply) in failures {
             first.push_reply(reply);
             let resp = daemon
-                .post_json(path_of(protocol), stream_body(protocol))
+                .post_json(protocol.client_path(), stream_body(protocol))
                 .await;
             assert_eq!(resp.status(), 200, "{protocol} {what}");
             assert_eq!(
@@ -210,7 +180,7 @@ async fn failures_after_content_end_the_stream_with_an_error_event() {
         chunks.push(Chunk::Abort);
         first.push_reply(Reply::sse(chunks));
         let resp = daemon
-            .post_json(path_of(protocol), stream_body(protocol))
+            .post_json(protocol.client_path(), stream_body(protocol))
             .await;
         assert_eq!(resp.status(), 200);
         assert_eq!(
@@ -343,7 +313,7 @@ async fn non_streaming_http_errors_fail_over_for_every_protocol() {
             let body = format!(
                 "{{\"model\":\"{MODEL}\",\"messages\":[],\"input\":\"hi\",\"prompt\":\"a dot\",\"max_tokens\":5}}"
             );
-            let resp = daemon.post_json(path_of(protocol), body).await;
+            let resp = daemon.post_json(protocol.client_path(), body).await;
             assert_eq!(resp.status(), 200, "{protocol} {status}");
             let attempts = resp.headers()["x-tokenbuddy-attempts"]
                 .to_str()

@@ -16,15 +16,6 @@ use tb_test_support::marketplace::{
 
 const MODELS: [&str; 3] = ["gpt-4o", "claude-sonnet-4-5", "gpt-image-1"];
 
-fn path_of(p: Protocol) -> &'static str {
-    match p {
-        Protocol::ChatCompletions => "/v1/chat/completions",
-        Protocol::Responses => "/v1/responses",
-        Protocol::Messages => "/v1/messages",
-        Protocol::ImagesGenerations => "/v1/images/generations",
-    }
-}
-
 fn model_of(p: Protocol) -> &'static str {
     match p {
         Protocol::Messages => "claude-sonnet-4-5",
@@ -306,7 +297,7 @@ async fn settlements_never_reach_the_client_and_price_the_call() {
                 r#"{{"model":"{}","stream":true,"stream_options":{{"include_usage":true}},"messages":[],"input":"hi","prompt":"a dot"}}"#,
                 model_of(protocol)
             );
-            let resp = daemon.post_json(path_of(protocol), body).await;
+            let resp = daemon.post_json(protocol.client_path(), body).await;
             assert_eq!(resp.status(), 200);
             let got = body_bytes(resp).await;
             let mut expected =

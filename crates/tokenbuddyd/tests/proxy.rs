@@ -13,15 +13,6 @@ use tb_test_support::chunking::split_every;
 use tb_test_support::daemon::{body_bytes, body_json};
 use tb_test_support::{Reply, StreamEnd, canned};
 
-fn path_of(p: Protocol) -> &'static str {
-    match p {
-        Protocol::ChatCompletions => "/v1/chat/completions",
-        Protocol::Responses => "/v1/responses",
-        Protocol::Messages => "/v1/messages",
-        Protocol::ImagesGenerations => "/v1/images/generations",
-    }
-}
-
 fn model_of(p: Protocol) -> &'static str {
     match p {
         Protocol::Messages => "claude-test",
@@ -65,7 +56,7 @@ async fn every_endpoint_json_and_stream_is_byte_faithful() {
                 body
             };
             let sent = request_body(protocol, stream);
-            let resp = daemon.post_json(path_of(protocol), sent.clone()).await;
+            let resp = daemon.post_json(protocol.client_path(), sent.clone()).await;
             assert_eq!(resp.status(), 200, "{protocol} stream={stream}");
             let upstream_id = if protocol == Protocol::Messages {
                 "an"
@@ -95,7 +86,7 @@ async fn every_endpoint_json_and_stream_is_byte_faithful() {
             let req = &seen[n - 1];
             assert_eq!(
                 req.path(),
-                path_of(protocol),
+                protocol.client_path(),
                 "the protocol path is appended to base_url"
             );
             assert_eq!(
@@ -184,7 +175,7 @@ async fn streams_are_not_buffered() {
         upstream.push_reply(reply);
 
         let resp = daemon
-            .post_json(path_of(protocol), request_body(protocol, true))
+            .post_json(protocol.client_path(), request_body(protocol, true))
             .await;
         assert_eq!(resp.status(), 200);
         let mut body = resp.into_body();
@@ -528,7 +519,7 @@ async fn deadlines_and_idle_timeouts() {
         let (reply, k) = hang_after_first_content(protocol, &events);
         upstream.push_reply(reply);
         let resp = daemon
-            .post_json(path_of(protocol), request_body(protocol, true))
+            .post_json(protocol.client_path(), request_body(protocol, true))
             .await;
         assert_eq!(resp.status(), 200);
         let text = String::from_utf8(body_bytes(resp).await.to_vec()).unwrap();

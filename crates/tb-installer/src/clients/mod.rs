@@ -85,6 +85,10 @@ impl JsonBackups {
         if self.created && doc.text().trim() == "{}" {
             return None;
         }
+        // A blank file holds nothing of tokenbuddy's: undo leaves it as is.
+        if let Some(blank) = doc.untouched_blank() {
+            return Some(blank.to_owned());
+        }
         Some(doc.into_text())
     }
 }

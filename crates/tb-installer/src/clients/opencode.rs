@@ -116,8 +116,20 @@ impl ClientInstaller for Opencode {
 
     fn plan_undo(&self, files: &Files, pristine: &Pristine) -> Result<Vec<FileChange>, PlanError> {
         let mut changes = Vec::new();
+        let edited = Self::target_path(files)?;
         for name in [JSON, JSONC] {
             let path = files.named(name)?;
+            // The `.json` beside a `.jsonc` is never edited by an install:
+            // with no backup of it and unparsable, it holds nothing undo
+            // could remove, and must not block the undo of the other file.
+            if path != edited
+                && pristine.get(&path).is_none()
+                && files
+                    .get(&path)
+                    .is_some_and(|text| JsonDoc::open(&path, Some(text)).is_err())
+            {
+                continue;
+            }
             changes.extend(undo_file(
                 self.id(),
                 &path,

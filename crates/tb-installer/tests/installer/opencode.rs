@@ -108,6 +108,54 @@ fn jsonc_key_removal_keeps_comments() {
 }
 
 #[test]
+fn an_unparsable_json_beside_the_jsonc_does_not_block_undo() {
+    // Found by the `installer_editors` fuzz target: install edits only the
+    // .jsonc, so a broken .json next to it must not make undo impossible.
+    let h = Home::linux();
+    let broken = "{ \"theme\": ";
+    h.write(JSON, broken);
+    h.write(JSONC, USER_JSONC);
+    h.install("opencode", &target("gpt-5"), &opts());
+    assert_eq!(h.read(JSON).unwrap(), broken);
+    h.undo("opencode");
+    assert_eq!(h.read(JSONC).unwrap(), USER_JSONC);
+    assert_eq!(h.read(JSON).unwrap(), broken);
+    // Without any backup, too; but an unparsable file install would edit
+    // is still an error.
+    let undo = plan_undo_bare("opencode", &h.env, &[Some(broken), Some(USER_JSONC)]);
+    assert!(undo.is_empty(), "{undo:?}");
+    let c = client("opencode");
+    let files = files_for("opencode", &h.env, &[Some(broken), None]);
+    assert!(
+        c.plan_undo(&files, &tb_installer::Pristine::none())
+            .is_err()
+    );
+}
+
+#[test]
+fn undo_leaves_a_blank_file_as_it_was() {
+    // Found by the `installer_editors` fuzz target: an empty .json beside
+    // the .jsonc came back from undo as "{}\n".
+    let h = Home::linux();
+    h.write(JSON, "");
+    h.write(JSONC, USER_JSONC);
+    h.install("opencode", &target("gpt-5"), &opts());
+    h.undo("opencode");
+    assert_eq!(h.read(JSON).unwrap(), "");
+    assert_eq!(h.read(JSONC).unwrap(), USER_JSONC);
+    // Without a backup, blank and comment-only files plan no change, in
+    // every JSON client.
+    for blank in ["", "\n", "  // nothing here\n"] {
+        let undo = plan_undo_bare("opencode", &h.env, &[Some(blank), Some(blank)]);
+        assert!(undo.is_empty(), "{blank:?}: {undo:?}");
+        let undo = plan_undo_bare("claude-code", &h.env, &[Some(blank), Some(blank)]);
+        assert!(undo.is_empty(), "{blank:?}: {undo:?}");
+        let undo = plan_undo_bare("openclaw", &h.env, &[Some(blank)]);
+        assert!(undo.is_empty(), "{blank:?}: {undo:?}");
+    }
+}
+
+#[test]
 fn xdg_config_home_is_respected() {
     let h = Home::linux().with_var("XDG_CONFIG_HOME", "xdg");
     h.install("opencode", &target("gpt-5"), &opts());

@@ -74,6 +74,14 @@ models = [{an}]
     )
 }
 
+/// A `[[providers]]` entry of kind openai serving `model` over all four
+/// protocols at `url` (key `k-<id>`).
+pub fn all_protocols_provider(id: &str, url: &str, model: &str) -> String {
+    format!(
+        "[[providers]]\nid = \"{id}\"\nkind = \"openai\"\nbase_url = \"{url}\"\napi_key = \"k-{id}\"\nmodels = [\"{model}\"]\nprotocols = [\"chat_completions\", \"responses\", \"messages\", \"images_generations\"]\n"
+    )
+}
+
 pub struct Setup {
     pub upstream: MockUpstream,
     pub daemon: Daemon,
@@ -177,4 +185,89 @@ pub async fn read_ledger(home: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// One request to the control plane: optional `Host` override and access
+/// token; returns status and body text.
+pub async fn control(
+    daemon: &Daemon,
+    method: http::Method,
+    path: &str,
+    host: Option<&str>,
+    auth: bool,
+    body: &str,
+) -> (u16, String) {
+    let url = daemon
+        .control_url
+        .clone()
+        .expect("the daemon printed its control URL");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let mut req = http::Request::new(http_body_util::Full::new(Bytes::from(body.to_string())));
+    *req.method_mut() = method;
+    *req.uri_mut() = format!("{url}{path}").parse().unwrap();
+    if let Some(h) = host {
+        req.headers_mut()
+            .insert(http::header::HOST, h.parse().unwrap());
+    }
+    if auth {
+        req.headers_mut().insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", daemon.token).parse().unwrap(),
+        );
+    }
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let text = String::from_utf8(
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    (status, text)
+}
+
+/// `GET` on the control plane, expecting 200 and JSON.
+pub async fn get_json(daemon: &Daemon, path: &str) -> serde_json::Value {
+    let (status, text) = control(daemon, http::Method::GET, path, None, false, "").await;
+    assert_eq!(status, 200, "{path}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Parses the Prometheus text format: metric name + sorted labels → value.
+pub fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        out.insert(series.to_string(), value);
+    }
+    out
+}
+
+/// An upstream `error` event in `p`'s stream dialect.
+pub fn error_event(p: tb_domain::Protocol) -> &'static str {
+    match p {
+        tb_domain::Protocol::ChatCompletions => {
+            "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n"
+        }
+        tb_domain::Protocol::Messages => {
+            "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"overloaded\"}}\n\n"
+        }
+        tb_domain::Protocol::Responses => {
+            "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"overloaded\"}\n\n"
+        }
+        tb_domain::Protocol::ImagesGenerations => {
+            "event: error\ndata: {\"type\":\"error\",\"error\":{\"message\":\"overloaded\"}}\n\n"
+        }
+    }
 }
