@@ -809,8 +809,10 @@ impl JsonDoc {
                 ]);
             }
         }
-        // Inline.
-        let text = self.member_text(key, v, line_indent(&self.text, last.start));
+        // Inline, on the line where the last member's value ends: indented
+        // like that line, as `set` indents a value it replaces there.
+        let at = last.comma.unwrap_or(last.value.end);
+        let text = self.member_text(key, v, line_indent(&self.text, at));
         match last.comma {
             Some(cp) => self.splice(vec![(cp + 1, cp + 1, format!("{sep}{text},"))]),
             None => self.splice(vec![(
@@ -1043,6 +1045,22 @@ mod tests {
         assert_eq!(d.text(), "{\n  \"e\": {}\n}");
         d.remove(&["e"]).unwrap();
         assert_eq!(d.text(), "{}");
+    }
+
+    #[test]
+    fn setting_again_after_an_inline_insert_changes_nothing() {
+        // Found by the `installer_editors` fuzz target: the last member's
+        // value ends on a less indented line than it starts, so the new
+        // member went inline there, indented like the line the last member
+        // starts on; setting it again re-indented it.
+        let orig = "{\n  \"p\": {\n    \"a\": {\n      \"x\": 1\n}  }\n}\n";
+        let v = || J::obj([("k", J::obj([("m", J::s("v"))]))]);
+        let mut d = doc(orig);
+        d.set(&["p", "t"], v()).unwrap();
+        let once = d.text().to_owned();
+        d.set(&["p", "t"], v()).unwrap();
+        assert_eq!(d.text(), once);
+        assert_eq!(d.get_str(&["p", "t", "k", "m"]).as_deref(), Some("v"));
     }
 
     #[test]

@@ -65,6 +65,9 @@ struct Yaml {
     lines: Vec<String>,
     nl: &'static str,
     had_final_nl: bool,
+    /// The file ends in a lone `\r` (a line break too): kept as it is when
+    /// the last line stays last.
+    final_cr: bool,
     unit: String,
     block: Option<Block>,
 }
@@ -159,13 +162,24 @@ impl Yaml {
             Some(rest) => (true, rest),
             None => (false, text),
         };
-        let nl = if text.contains("\r\n") { "\r\n" } else { "\n" };
+        // A lone `\r` at the very end completes to `\r\n` below, so the file
+        // counts as CRLF: lines added after it must not mix line ends.
+        let final_cr = text.ends_with('\r');
+        let nl = if text.contains("\r\n") || final_cr {
+            "\r\n"
+        } else {
+            "\n"
+        };
         let had_final_nl = text.is_empty() || text.ends_with('\n');
         let mut lines: Vec<String> = text.split_inclusive('\n').map(str::to_owned).collect();
         if let Some(last) = lines.last_mut()
             && !last.ends_with('\n')
         {
-            last.push_str(nl);
+            if final_cr {
+                last.push('\n');
+            } else {
+                last.push_str(nl);
+            }
         }
         let mut started = false;
         let mut headers = Vec::new();
@@ -237,6 +251,7 @@ impl Yaml {
             lines,
             nl,
             had_final_nl,
+            final_cr,
             unit,
             block,
         })
@@ -367,6 +382,9 @@ impl Yaml {
         {
             let trimmed = last.trim_end_matches(['\n', '\r']).len();
             last.truncate(trimmed);
+            if self.final_cr {
+                last.push('\r');
+            }
         }
         let text = self.lines.concat();
         if self.bom {

@@ -120,6 +120,43 @@ fn crlf_files_stay_crlf() {
 }
 
 #[test]
+fn a_lone_cr_at_the_end_is_a_crlf_file() {
+    // Found by the `installer_editors` fuzz target: a file ending in a lone
+    // \r got LF lines appended after it (completing that \r to a CRLF), and
+    // a second install then rewrote every line to CRLF.
+    let h = Home::linux();
+    let text = "terminal:\r\n  backend: local\r";
+    h.write(CONFIG, text);
+    h.install("hermes", &target("gpt-5"), &opts());
+    let now = h.read(CONFIG).unwrap();
+    assert!(
+        now.starts_with("terminal:\r\n  backend: local\r\nmodel:\r\n"),
+        "{now:?}"
+    );
+    assert_eq!(
+        now.matches('\n').count(),
+        now.matches("\r\n").count(),
+        "a bare LF slipped in"
+    );
+    assert!(
+        h.preview("hermes", &target("gpt-5"), &opts())
+            .unwrap()
+            .changes
+            .is_empty(),
+        "a second install changes the file"
+    );
+    h.undo("hermes");
+    assert_eq!(h.read(CONFIG).unwrap(), text);
+
+    // The lone \r is kept when the last line stays last.
+    let text = "model:\n  default: old\nterminal: x\r";
+    h.write(CONFIG, text);
+    let changes = plan("hermes", &h.env, &[Some(text)], &target("gpt-5"), &opts()).unwrap();
+    let after = after_of(&changes, "config.yaml").unwrap();
+    assert!(after.ends_with("\r\nterminal: x\r"), "{after:?}");
+}
+
+#[test]
 fn already_configured_plans_nothing() {
     let h = Home::linux();
     h.write(CONFIG, &format!("model:\n{}", owned("  ")));
