@@ -14,6 +14,9 @@ pub(crate) struct InstallOps {
     installer: Installer,
     proxy_url: String,
     token: String,
+    /// Where the token lives: what unauthenticated readers are shown
+    /// instead of the token itself.
+    token_path: String,
     focus: Vec<String>,
     served: Vec<String>,
 }
@@ -31,6 +34,10 @@ impl InstallOps {
             installer: Installer::new(data_dir, env),
             proxy_url,
             token,
+            token_path: data_dir
+                .join(tb_proxy::ACCESS_TOKEN_FILE)
+                .display()
+                .to_string(),
             focus,
             served,
         })
@@ -79,11 +86,16 @@ impl InstallOps {
             .into_iter()
             .map(|r| json!({"id": r.client, "name": r.name, "detected": r.detected, "configured": r.configured, "paths": r.paths}))
             .collect();
+        // `GET /v1/install` needs no token, so it must not hand one out
+        // (any local user can reach loopback): the snippets name the file.
         let instructions: Vec<Value> = match self.target(None) {
-            Ok(target) => ManualClient::ALL
-                .iter()
-                .map(|c| json!({"client": c.id(), "name": c.name(), "text": tb_installer::instructions(*c, &target)}))
-                .collect(),
+            Ok(mut target) => {
+                target.token = format!("<the access token in {}>", self.token_path);
+                ManualClient::ALL
+                    .iter()
+                    .map(|c| json!({"client": c.id(), "name": c.name(), "text": tb_installer::instructions(*c, &target)}))
+                    .collect()
+            }
             Err(_) => Vec::new(),
         };
         json!({"clients": clients, "instructions": instructions})

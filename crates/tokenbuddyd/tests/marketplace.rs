@@ -487,3 +487,89 @@ async fn a_ten_thousand_seller_registry_loads_and_requests_keep_flowing() {
         "all sellers loaded"
     );
 }
+
+#[tokio::test]
+async fn a_flapping_registry_under_load_fails_no_request() {
+    let a = seller(SellerSpec::new("s-alpha")).await;
+    let b = seller(SellerSpec::new("s-bravo")).await;
+    let both = registry_doc(&[&a, &b], Some("s-alpha"));
+    let only_b = registry_doc(&[&b], Some("s-bravo"));
+    let registry = RegistryServer::start(both.clone()).await.unwrap();
+    let mut daemon = Daemon::start(bin(), &auto_config(&registry.url(), ""), &[])
+        .await
+        .unwrap();
+    assert_eq!(chat(&daemon).await.0, 200);
+
+    // Load: four clients sending back to back while the registry flaps.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let client = daemon.client();
+        let mut stopped = stopped.clone();
+        clients.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while !*stopped.borrow_and_update() {
+                match client
+                    .try_post_json(
+                        "/v1/chat/completions",
+                        r#"{"model":"gpt-4o","stream":true,"messages":[]}"#,
+                    )
+                    .await
+                {
+                    Ok((parts, _)) => statuses.push(parts.status.as_u16()),
+                    Err(e) => panic!("no answer while the registry flapped: {e}"),
+                }
+            }
+            statuses
+        }));
+    }
+    // Each state lasts at least one whole refresh (two fetches).
+    let mut seen = registry.request_count();
+    for step in [
+        "500",
+        "garbage",
+        "only s-bravo",
+        "hang",
+        "both",
+        "too large",
+        "only s-bravo",
+        "both",
+    ] {
+        match step {
+            "500" => registry.set_behaviour(RegistryBehaviour::Status(500)),
+            "garbage" => registry.set_behaviour(RegistryBehaviour::Garbage),
+            "hang" => registry.set_behaviour(RegistryBehaviour::Hang),
+            "too large" => registry.set_behaviour(RegistryBehaviour::TooLarge),
+            "only s-bravo" => {
+                registry.set_document(only_b.clone());
+                registry.set_behaviour(RegistryBehaviour::Serve);
+            }
+            _ => {
+                registry.set_document(both.clone());
+                registry.set_behaviour(RegistryBehaviour::Serve);
+            }
+        }
+        if step == "hang" {
+            // A hung fetch never completes; one request is all it takes.
+            seen = registry.wait_for_requests(seen + 1).await;
+        } else {
+            seen = registry.wait_for_requests(seen + 2).await;
+        }
+    }
+    stop.send(true).unwrap();
+    let mut total = 0;
+    for c in clients {
+        let statuses = c.await.unwrap();
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+        total += statuses.len();
+    }
+    assert!(total >= 20, "only {total} requests during the flapping");
+    let records = stop_and_read_ledger(&mut daemon).await;
+    assert_eq!(records.len(), total + 1);
+    assert!(records.iter().all(|r| r["outcome"] == "ok"));
+    let winners: std::collections::BTreeSet<&str> = records
+        .iter()
+        .filter_map(|r| r["winner"].as_str())
+        .collect();
+    assert!(winners.contains("s-alpha"), "{winners:?}");
+}

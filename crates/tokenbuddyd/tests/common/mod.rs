@@ -165,7 +165,24 @@ pub async fn stop_and_read_ledger(daemon: &mut Daemon) -> Vec<serde_json::Value>
         "daemon exit {status:?}; logs:\n{}",
         daemon.logs()
     );
-    read_ledger(daemon.home()).await
+    let records = read_ledger(daemon.home()).await;
+    assert_no_secrets(daemon, &records);
+    records
+}
+
+/// The access token and the provider keys of [`two_provider_config`] are
+/// in no log line and no call record.
+pub fn assert_no_secrets(daemon: &Daemon, records: &[serde_json::Value]) {
+    let logs = daemon.logs();
+    let records = serde_json::to_string(records).unwrap();
+    for (name, secret) in [
+        ("access token", daemon.token.as_str()),
+        ("provider key", OPENAI_KEY),
+        ("provider key", ANTHROPIC_KEY),
+    ] {
+        assert!(!logs.contains(secret), "the {name} is in the daemon's logs");
+        assert!(!records.contains(secret), "the {name} is in a call record");
+    }
 }
 
 /// Every call record in the ledger of `home`, oldest first.
