@@ -797,3 +797,93 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const MODELS: [&str; 5] = ["m0", "m1", "m2", "vendor/m3", "m4"];
+
+    fn upstream() -> impl Strategy<Value = (Vec<usize>, Vec<usize>, Vec<usize>)> {
+        (
+            proptest::sample::subsequence((0..MODELS.len()).collect::<Vec<_>>(), 0..=3),
+            proptest::sample::subsequence((0..4).collect::<Vec<_>>(), 0..=4),
+            proptest::sample::subsequence((0..3).collect::<Vec<_>>(), 0..=3),
+        )
+    }
+
+    proptest! {
+        /// The compressed index answers exactly what a linear scan of the
+        /// upstream list would, in preference order, each upstream once.
+        #[test]
+        fn lookup_matches_a_linear_scan(
+            ups in proptest::collection::vec(upstream(), 0..12),
+            model in 0..MODELS.len(),
+            protocol in 0..4usize,
+            payments in proptest::sample::subsequence(vec![0usize, 1, 2], 0..=3),
+        ) {
+            let list: Vec<IndexedUpstream> = ups
+                .iter()
+                .enumerate()
+                .map(|(i, (models, protocols, pays))| IndexedUpstream {
+                    id: UpstreamId::new(format!("u{i}")),
+                    models: models.iter().map(|m| MODELS[*m].to_string()).collect(),
+                    protocols: protocols.iter().map(|p| Protocol::ALL[*p]).collect(),
+                    payment_methods: pays.iter().map(|m| ALL_PAYMENT_METHODS[*m]).collect(),
+                })
+                .collect();
+            let index = ModelIndex::new(list.clone(), BTreeMap::new());
+            let protocol = Protocol::ALL[protocol];
+            let payments: Vec<PaymentMethod> =
+                payments.iter().map(|m| ALL_PAYMENT_METHODS[*m]).collect();
+            let got = index.lookup(MODELS[model], protocol, &payments);
+            let want: Vec<usize> = list
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| {
+                    u.models.iter().any(|m| m == MODELS[model])
+                        && u.protocols.contains(&protocol)
+                        && u.payment_methods.iter().any(|m| payments.contains(m))
+                })
+                .map(|(i, _)| i)
+                .collect();
+            prop_assert_eq!(&got.upstreams, &want);
+            prop_assert_eq!(got.model.as_str(), MODELS[model]);
+            if want.is_empty() {
+                // The hints name only protocols that would have worked.
+                for p in &got.other_protocols {
+                    prop_assert!(list.iter().any(|u| u.models.iter().any(|m| m == MODELS[model])
+                        && u.protocols.contains(p)
+                        && u.payment_methods.iter().any(|m| payments.contains(m))));
+                }
+            } else {
+                prop_assert!(got.other_protocols.is_empty());
+            }
+        }
+
+        /// Any client-supplied name resolves without panicking, and a name
+        /// that is neither a model, an alias nor `upstream/model` is looked
+        /// up as itself.
+        #[test]
+        fn arbitrary_names_resolve_safely(name in "\\PC{0,40}") {
+            let index = ModelIndex::new(
+                vec![IndexedUpstream::manual(
+                    UpstreamId::new("u0"),
+                    vec!["m0".into()],
+                    vec![Protocol::ChatCompletions],
+                )],
+                BTreeMap::from([("fast".to_string(), "m0".to_string())]),
+            );
+            let got = index.lookup(&name, Protocol::ChatCompletions, &[PaymentMethod::ProviderKey]);
+            let bare = name.strip_prefix(TOKENBUDDY_PREFIX).unwrap_or(&name);
+            if bare != "fast" && bare != "m0" && !bare.starts_with("u0/") {
+                prop_assert_eq!(got.model.as_str(), bare);
+                prop_assert!(got.upstreams.is_empty());
+            }
+        }
+    }
+}
