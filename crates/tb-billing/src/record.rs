@@ -249,22 +249,42 @@ pub fn endpoint_label(protocol: Protocol) -> &'static str {
 /// has no such field.
 pub fn prompt_hash(protocol: Protocol, request_body: &[u8]) -> Option<String> {
     use serde_json::Value;
+    use serde_json::value::RawValue;
     use sha2::{Digest, Sha256};
-    let body: Value = serde_json::from_slice(request_body).ok()?;
-    let prompt = match protocol {
-        Protocol::ChatCompletions => body.get("messages")?.clone(),
+
+    /// Only the prompt fields are parsed into values; the rest of the body
+    /// (parameters, tools) is skipped without building anything.
+    #[derive(Deserialize)]
+    struct PromptFields<'a> {
+        #[serde(borrow, default)]
+        messages: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        system: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        input: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        prompt: Option<&'a RawValue>,
+    }
+    let fields: PromptFields<'_> = serde_json::from_slice(request_body).ok()?;
+    // Parsed into a `Value` so the hash is of the canonical compact JSON
+    // (keys sorted, whitespace and escapes normalised), as billing.md says.
+    let value = |raw: Option<&RawValue>| serde_json::from_str::<Value>(raw?.get()).ok();
+    let mut hasher = Sha256::new();
+    let written = match protocol {
+        Protocol::ChatCompletions => serde_json::to_writer(&mut hasher, &value(fields.messages)?),
         Protocol::Messages => {
-            let messages = body.get("messages")?;
-            Value::Array(vec![
-                body.get("system").cloned().unwrap_or(Value::Null),
-                messages.clone(),
-            ])
+            let messages = value(fields.messages)?;
+            let system = match fields.system {
+                Some(raw) => value(Some(raw))?,
+                None => Value::Null,
+            };
+            serde_json::to_writer(&mut hasher, &(system, messages))
         }
-        Protocol::Responses => body.get("input")?.clone(),
-        Protocol::ImagesGenerations => body.get("prompt")?.clone(),
+        Protocol::Responses => serde_json::to_writer(&mut hasher, &value(fields.input)?),
+        Protocol::ImagesGenerations => serde_json::to_writer(&mut hasher, &value(fields.prompt)?),
     };
-    let digest = Sha256::digest(prompt.to_string().as_bytes());
-    Some(digest.iter().map(|b| format!("{b:02x}")).collect())
+    written.ok()?;
+    Some(format!("{:x}", hasher.finalize()))
 }
 
 /// USD micros as dollars with 6 decimals (`$0.000300`). Integer-only.
@@ -503,6 +523,34 @@ mod tests {
         assert!(prompt_hash(Protocol::Responses, br#"{"input":"hi"}"#).is_some());
         assert!(prompt_hash(Protocol::ImagesGenerations, br#"{"prompt":"a dot"}"#).is_some());
         assert!(prompt_hash(Protocol::ChatCompletions, b"not json").is_none());
+        // Pinned: SHA-256 of the compact JSON the spec names (stable across
+        // releases, so ledgers stay comparable).
+        // sha256(`[{"content":"hi","role":"user"}]`): keys sorted, compact.
+        assert_eq!(
+            chat,
+            "4e79873118cd9be7a1f0308b9cd772950c5410c74ca3fe1ba2626cba009a9237"
+        );
+        assert_eq!(
+            sys,
+            "ca820df5a7b4a6f969f1c90866772597e7b7b8b89bc75199723b74c17ca339b9"
+        );
+        assert_eq!(
+            nosys,
+            "97294f05c3603881a6466e787eb8726dde04588d242bea02914b0f0a8e12bdb2"
+        );
+        assert_eq!(
+            prompt_hash(
+                Protocol::Responses,
+                br#"{"input":[{"role":"user","content":"x"}]}"#
+            )
+            .unwrap(),
+            "7c5139ff349b5009ca51b90118aa039f0c9e60fa9bfb4010bc15a58439c7759f"
+        );
+        // sha256(`"a dot"`).
+        assert_eq!(
+            prompt_hash(Protocol::ImagesGenerations, br#"{"prompt":"a dot"}"#).unwrap(),
+            "14a2e2b6acd9cbe1268fffd2641d2762b892b4d8b3a286926dd84d407b02c51c"
+        );
     }
 
     #[test]

@@ -72,12 +72,16 @@ impl Recorder {
 
     fn submit(&self, record: CallRecord) {
         self.metrics.observe_call(&record);
-        let line = record.one_line();
-        tracing::info!(target: "call.recorded", request_id = %record.request_id, record_id = %record.id, "{line}");
+        // The one-line form costs a few allocations: only when it is logged.
+        if tracing::enabled!(target: "call.recorded", tracing::Level::INFO) {
+            let line = record.one_line();
+            tracing::info!(target: "call.recorded", request_id = %record.request_id, record_id = %record.id, "{line}");
+        }
         let Some(sink) = &self.sink else { return };
         if let Err(record) = sink.submit(record) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             self.metrics.ledger_dropped.inc();
+            let line = record.one_line();
             tracing::warn!(target: "ledger.dropped", request_id = %record.request_id, "ledger queue full, record not stored: {line}");
         }
     }
