@@ -4,8 +4,10 @@
 //! Nothing here fails: a field of the wrong type is treated as absent.
 
 use serde::Deserialize;
+use std::borrow::Cow;
+
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 use tb_domain::Protocol;
 
 /// The top-level fields any body or event of the four protocols may carry
@@ -136,58 +138,114 @@ const CACHE_WRITE: &[&str] = &[
 const INPUT_DETAILS: &[&str] = &["input_tokens_details", "prompt_tokens_details"];
 const OUTPUT_DETAILS: &[&str] = &["output_tokens_details", "completion_tokens_details"];
 
+/// A JSON object's members, borrowed from the text: keys (owned only when
+/// they contain escapes) and raw values. Reading a few counts out of a
+/// `usage` object this way builds no `Value` tree.
+pub(crate) struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+#[derive(Deserialize)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawObject<'de>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                    let v: &'de RawValue = map.next_value()?;
+                    members.push((k, v));
+                }
+                Ok(RawObject(members))
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+impl<'a> RawObject<'a> {
+    /// The members of `raw` when it is an object.
+    pub(crate) fn parse(raw: &'a RawValue) -> Option<RawObject<'a>> {
+        serde_json::from_str(raw.get()).ok()
+    }
+
+    /// A member's raw value (the last one when a key repeats, as a
+    /// `serde_json::Map` would keep).
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// A member that is a non-negative integer.
+    fn count(&self, name: &str) -> Option<u64> {
+        serde_json::from_str::<u64>(self.get(name)?.get()).ok()
+    }
+
+    /// A member that is an object.
+    fn object(&self, name: &str) -> Option<RawObject<'a>> {
+        RawObject::parse(self.get(name)?)
+    }
+}
+
 /// The first of `names` in `obj` that holds a non-negative integer.
-fn first_count(obj: &Map<String, Value>, names: &[&str]) -> Option<u64> {
-    names
-        .iter()
-        .find_map(|n| obj.get(*n).and_then(Value::as_u64))
+fn first_count(obj: &RawObject<'_>, names: &[&str]) -> Option<u64> {
+    names.iter().find_map(|n| obj.count(n))
 }
 
 /// The first of `objects` that has one of `names` as a count.
-fn first_in(objects: &[&Map<String, Value>], names: &[&str]) -> Option<u64> {
+fn first_in(objects: &[&RawObject<'_>], names: &[&str]) -> Option<u64> {
     objects.iter().find_map(|o| first_count(o, names))
 }
 
 impl Counts {
     /// Reads a `usage` object (not an object: all absent).
-    pub(crate) fn read(protocol: Protocol, usage: &Value) -> Counts {
-        let Some(usage) = usage.as_object() else {
+    pub(crate) fn read(protocol: Protocol, usage: &RawValue) -> Counts {
+        let Some(usage) = RawObject::parse(usage) else {
             return Counts::default();
         };
-        let details = |names: &[&str]| -> Vec<&Map<String, Value>> {
-            names
-                .iter()
-                .filter_map(|n| usage.get(*n).and_then(Value::as_object))
-                .collect()
+        let details = |names: &[&str]| -> Vec<RawObject<'_>> {
+            names.iter().filter_map(|n| usage.object(n)).collect()
         };
         let input_details = details(INPUT_DETAILS);
         let output_details = details(OUTPUT_DETAILS);
         // Where the cache counts live first: top level for Anthropic, the
         // input details for OpenAI; the other place is the fallback.
-        let mut cache_places: Vec<&Map<String, Value>> = Vec::with_capacity(3);
+        let mut cache_places: Vec<&RawObject<'_>> = Vec::with_capacity(3);
         if protocol == Protocol::Messages {
-            cache_places.push(usage);
+            cache_places.push(&usage);
             cache_places.extend(&input_details);
         } else {
             cache_places.extend(&input_details);
-            cache_places.push(usage);
+            cache_places.push(&usage);
         }
-        let mut reasoning_places = output_details.clone();
-        reasoning_places.push(usage);
+        let mut reasoning_places: Vec<&RawObject<'_>> = output_details.iter().collect();
+        reasoning_places.push(&usage);
+        let input_places: Vec<&RawObject<'_>> = input_details.iter().collect();
+        let output_places: Vec<&RawObject<'_>> = output_details.iter().collect();
         let images = protocol == Protocol::ImagesGenerations;
-        let image_count = |places: &[&Map<String, Value>], name: &str| {
+        let image_count = |places: &[&RawObject<'_>], name: &str| {
             images.then(|| first_in(places, &[name])).flatten()
         };
         Counts {
-            input: first_count(usage, INPUT),
+            input: first_count(&usage, INPUT),
             cache_read: first_in(&cache_places, CACHE_READ),
             cache_write: first_in(&cache_places, CACHE_WRITE),
-            output: first_count(usage, OUTPUT),
+            output: first_count(&usage, OUTPUT),
             reasoning: first_in(&reasoning_places, &["reasoning_tokens"]),
-            input_text: image_count(&input_details, "text_tokens"),
-            input_image: image_count(&input_details, "image_tokens"),
-            output_image: image_count(&output_details, "image_tokens"),
-            output_text: image_count(&output_details, "text_tokens"),
+            input_text: image_count(&input_places, "text_tokens"),
+            input_image: image_count(&input_places, "image_tokens"),
+            output_image: image_count(&output_places, "image_tokens"),
+            output_text: image_count(&output_places, "text_tokens"),
         }
     }
 
@@ -254,7 +312,7 @@ pub(crate) fn read_usage(protocol: Protocol, raw: Option<&RawValue>) -> (Counts,
     let Some(raw) = raw else {
         return (Counts::default(), None);
     };
-    let counts = Counts::read(protocol, &raw_value(Some(raw)));
+    let counts = Counts::read(protocol, raw);
     (counts, reported_cost(raw))
 }
 
@@ -356,4 +414,43 @@ pub(crate) fn usd_text_to_micros(text: &str) -> Option<u64> {
         micros = micros.checked_add(1)?;
     }
     (micros <= MAX_MICROS).then_some(micros)
+}
+
+#[cfg(test)]
+mod raw_object_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn counts(protocol: Protocol, usage: &str) -> Counts {
+        let raw: &RawValue = serde_json::from_str(usage).unwrap();
+        Counts::read(protocol, raw)
+    }
+
+    #[test]
+    fn counts_read_like_a_json_map_would() {
+        let c = counts(
+            Protocol::ChatCompletions,
+            r#"{"prompt_tokens":12,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":2}}"#,
+        );
+        assert_eq!(
+            (c.input, c.output, c.cache_read, c.reasoning),
+            (Some(12), Some(3), Some(4), Some(2))
+        );
+        // An escaped key is the same key; a repeated key keeps the last.
+        let c = counts(
+            Protocol::Messages,
+            r#"{"input\u005ftokens":7,"output_tokens":1,"output_tokens":9}"#,
+        );
+        assert_eq!((c.input, c.output), (Some(7), Some(9)));
+        // Not counts: floats, negatives, strings, huge numbers, null.
+        let c = counts(
+            Protocol::ChatCompletions,
+            r#"{"prompt_tokens":1.5,"completion_tokens":-1,"cached_tokens":"3","reasoning_tokens":18446744073709551616,"output_tokens":null}"#,
+        );
+        assert!(c.is_empty(), "{c:?}");
+        // Not an object at all.
+        assert!(counts(Protocol::ChatCompletions, "[1,2]").is_empty());
+        assert!(counts(Protocol::ChatCompletions, "\"x\"").is_empty());
+    }
 }
