@@ -10,6 +10,7 @@
 
 mod bench;
 mod decimal;
+mod fuzz;
 mod gen_prices;
 
 use std::process::Command;
@@ -22,10 +23,11 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("gen-prices") => gen_prices::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
-        Some(other) => bail!("unknown task {other:?}; tasks: ci, gen-prices, bench"),
+        Some("fuzz") => fuzz::run(&args[1..]),
+        Some(other) => bail!("unknown task {other:?}; tasks: ci, gen-prices, bench, fuzz"),
         None => {
             println!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci          fmt --check, clippy -D warnings, deny, gen-prices --check, tests\n  gen-prices  generate crates/tb-prices/src/generated.rs (--help)\n  bench       load harness → target/bench/report.md [--quick]; `bench criterion [ARGS]` runs cargo bench"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci          fmt --check, clippy -D warnings, deny, gen-prices --check, tests\n  gen-prices  generate crates/tb-prices/src/generated.rs (--help)\n  bench       load harness → target/bench/report.md [--quick]; `bench criterion [ARGS]` runs cargo bench\n  fuzz        cargo-fuzz every target (--time SECS, default 60; TARGET...; --help)"
             );
             Ok(())
         }
