@@ -208,11 +208,8 @@ fn first_in(objects: &[&RawObject<'_>], names: &[&str]) -> Option<u64> {
 }
 
 impl Counts {
-    /// Reads a `usage` object (not an object: all absent).
-    pub(crate) fn read(protocol: Protocol, usage: &RawValue) -> Counts {
-        let Some(usage) = RawObject::parse(usage) else {
-            return Counts::default();
-        };
+    /// Reads the counts of a `usage` object.
+    fn read(protocol: Protocol, usage: &RawObject<'_>) -> Counts {
         let details = |names: &[&str]| -> Vec<RawObject<'_>> {
             names.iter().filter_map(|n| usage.object(n)).collect()
         };
@@ -222,14 +219,14 @@ impl Counts {
         // input details for OpenAI; the other place is the fallback.
         let mut cache_places: Vec<&RawObject<'_>> = Vec::with_capacity(3);
         if protocol == Protocol::Messages {
-            cache_places.push(&usage);
+            cache_places.push(usage);
             cache_places.extend(&input_details);
         } else {
             cache_places.extend(&input_details);
-            cache_places.push(&usage);
+            cache_places.push(usage);
         }
         let mut reasoning_places: Vec<&RawObject<'_>> = output_details.iter().collect();
-        reasoning_places.push(&usage);
+        reasoning_places.push(usage);
         let input_places: Vec<&RawObject<'_>> = input_details.iter().collect();
         let output_places: Vec<&RawObject<'_>> = output_details.iter().collect();
         let images = protocol == Protocol::ImagesGenerations;
@@ -237,10 +234,10 @@ impl Counts {
             images.then(|| first_in(places, &[name])).flatten()
         };
         Counts {
-            input: first_count(&usage, INPUT),
+            input: first_count(usage, INPUT),
             cache_read: first_in(&cache_places, CACHE_READ),
             cache_write: first_in(&cache_places, CACHE_WRITE),
-            output: first_count(&usage, OUTPUT),
+            output: first_count(usage, OUTPUT),
             reasoning: first_in(&reasoning_places, &["reasoning_tokens"]),
             input_text: image_count(&input_places, "text_tokens"),
             input_image: image_count(&input_places, "image_tokens"),
@@ -307,39 +304,24 @@ impl Counts {
     }
 }
 
-/// A `usage` object read once: its counts and the cost it reports.
+/// A `usage` object read once (one parse): its counts and the cost it
+/// reports. Not an object: nothing.
 pub(crate) fn read_usage(protocol: Protocol, raw: Option<&RawValue>) -> (Counts, Option<u64>) {
-    let Some(raw) = raw else {
+    let Some(usage) = raw.and_then(RawObject::parse) else {
         return (Counts::default(), None);
     };
-    let counts = Counts::read(protocol, raw);
-    (counts, reported_cost(raw))
-}
-
-#[derive(Deserialize)]
-struct CostWire<'a> {
-    #[serde(borrow, default)]
-    cost: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    cost_details: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct CostDetailsWire<'a> {
-    #[serde(borrow, default)]
-    upstream_inference_cost: Option<&'a RawValue>,
+    (Counts::read(protocol, &usage), reported_cost(&usage))
 }
 
 /// The cost the upstream reports in its `usage` (OpenRouter): `cost`, else
 /// `cost_details.upstream_inference_cost`; USD as a JSON number, converted
 /// to micros from the number's text.
-pub(crate) fn reported_cost(usage: &RawValue) -> Option<u64> {
-    let wire: CostWire<'_> = serde_json::from_str(usage.get()).ok()?;
-    if let Some(micros) = wire.cost.and_then(|c| usd_text_to_micros(c.get())) {
+fn reported_cost(usage: &RawObject<'_>) -> Option<u64> {
+    if let Some(micros) = usage.get("cost").and_then(|c| usd_text_to_micros(c.get())) {
         return Some(micros);
     }
-    let details: CostDetailsWire<'_> = serde_json::from_str(wire.cost_details?.get()).ok()?;
-    usd_text_to_micros(details.upstream_inference_cost?.get())
+    let details = usage.object("cost_details")?;
+    usd_text_to_micros(details.get("upstream_inference_cost")?.get())
 }
 
 /// The largest amount accepted, in micros (10^15, as for settlements).
@@ -424,7 +406,7 @@ mod raw_object_tests {
 
     fn counts(protocol: Protocol, usage: &str) -> Counts {
         let raw: &RawValue = serde_json::from_str(usage).unwrap();
-        Counts::read(protocol, raw)
+        read_usage(protocol, Some(raw)).0
     }
 
     #[test]
