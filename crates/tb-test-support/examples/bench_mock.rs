@@ -5,6 +5,12 @@
 //!   scripting, so it is never the bottleneck. Non-streamed requests get
 //!   the canned JSON after `D` ms; `"stream":true` gets the canned SSE
 //!   events with `G` µs between them. Prints `url: http://…`.
+//! - `bench_mock forward URL`: the smallest HTTP/1.1 proxy hyper makes — it
+//!   sends each request on to `URL` through a pooled client and streams the
+//!   answer back, nothing else (no auth, no parsing, no routing, no
+//!   ledger). Its throughput is the ceiling any two-hop gateway can reach
+//!   on the machine; the harness reports the daemon against it.
+//!   Prints `url: http://…`.
 //! - `bench_mock stream-probe URL [TOKEN] [N]`: opens `N` streams one after
 //!   the other and prints, as JSON, the time to the first byte, to the
 //!   first *content* byte (the first chunk with a non-empty delta: the
@@ -50,6 +56,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let gap = Duration::from_micros(arg_after(&args, "--gap-us").unwrap_or(0));
             serve(delay, gap).await
         }
+        Some("forward") => {
+            let upstream = args.get(1).ok_or("forward URL")?;
+            forward(upstream.trim_end_matches('/').to_owned()).await
+        }
         Some("stream-probe") => {
             let url = args.get(1).ok_or("stream-probe URL [TOKEN] [N]")?;
             let token = args.get(2).cloned().unwrap_or_default();
@@ -57,7 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             stream_probe(url, &token, n).await
         }
         _ => Err(
-            "usage: bench_mock serve [--delay-ms D] [--gap-us G] | stream-probe URL [TOKEN] [N]"
+            "usage: bench_mock serve [--delay-ms D] [--gap-us G] | forward URL | stream-probe URL [TOKEN] [N]"
                 .into(),
         ),
     }
@@ -116,6 +126,52 @@ async fn serve(delay: Duration, gap: Duration) -> Result<(), Box<dyn std::error:
                         }))
                     }
                 });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn forward(upstream: String) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+    println!("url: http://{}", listener.local_addr()?);
+    let client: Client<_, Incoming> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http();
+    let upstream: std::sync::Arc<str> = upstream.into();
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let (client, upstream) = (client.clone(), upstream.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let (client, upstream) = (client.clone(), upstream.clone());
+                async move {
+                    let (mut parts, body) = req.into_parts();
+                    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                    let forwarded = match format!("{upstream}{path}").parse() {
+                        Ok(uri) => {
+                            parts.uri = uri;
+                            parts.headers.remove(http::header::HOST);
+                            client.request(Request::from_parts(parts, body)).await.ok()
+                        }
+                        Err(_) => None,
+                    };
+                    Ok::<_, Infallible>(match forwarded {
+                        Some(resp) => resp.map(BodyExt::boxed),
+                        None => {
+                            let mut resp = Response::new(
+                                Full::new(Bytes::from_static(b"bad gateway"))
+                                    .map_err(|never| match never {})
+                                    .boxed(),
+                            );
+                            *resp.status_mut() = http::StatusCode::BAD_GATEWAY;
+                            resp
+                        }
+                    })
+                }
+            });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;

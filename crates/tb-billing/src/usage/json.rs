@@ -1,10 +1,12 @@
 //! Usage of a whole JSON answer.
 
-use serde_json::Value;
 use serde_json::value::RawValue;
 use tb_domain::Protocol;
 
-use super::wire::{self, Envelope, non_empty_array, non_empty_str};
+use super::wire::{
+    self, Envelope, RawObject, raw_elements, raw_is_object, raw_non_empty_array, raw_non_empty_str,
+    raw_text,
+};
 use super::{ImageUsage, RequestFacts, UsageReport, build_usage};
 
 /// Extracts usage from a non-streamed answer body of `protocol`.
@@ -32,9 +34,7 @@ pub fn from_json(protocol: Protocol, body: &[u8], request: &RequestFacts) -> Usa
 /// Image count and display fields of an images answer; also how many
 /// images it holds.
 fn image_facts(env: &Envelope<'_>, request: &RequestFacts) -> (ImageUsage, usize) {
-    let data: Option<Vec<&RawValue>> = env
-        .data
-        .and_then(|raw| serde_json::from_str(raw.get()).ok());
+    let data = raw_elements(env.data);
     let images = data.as_ref().map_or(0, Vec::len);
     let first = Envelope::of_raw(data.as_ref().and_then(|d| d.first().copied()));
     let count = match &data {
@@ -62,55 +62,215 @@ fn image_facts(env: &Envelope<'_>, request: &RequestFacts) -> (ImageUsage, usize
 
 /// A chat message or delta that shows the client something: non-empty
 /// `content` (text or parts), `reasoning_content`/`reasoning`, `refusal`,
-/// or any tool call.
-pub(super) fn chat_message_has_content(message: &Value) -> bool {
-    non_empty_str(&message["content"])
-        || non_empty_array(&message["content"])
-        || non_empty_str(&message["reasoning_content"])
-        || non_empty_str(&message["reasoning"])
-        || non_empty_str(&message["refusal"])
-        || non_empty_array(&message["tool_calls"])
-        || message["function_call"].is_object()
+/// or any tool call. Read from the raw text: no `Value` tree, so a long
+/// completion is scanned, never copied.
+fn chat_message_has_content(message: Option<&RawValue>) -> bool {
+    let Some(m) = message.and_then(RawObject::parse) else {
+        return false;
+    };
+    let content = m.get("content");
+    raw_non_empty_str(content)
+        || raw_non_empty_array(content)
+        || raw_non_empty_str(m.get("reasoning_content"))
+        || raw_non_empty_str(m.get("reasoning"))
+        || raw_non_empty_str(m.get("refusal"))
+        || raw_non_empty_array(m.get("tool_calls"))
+        || raw_is_object(m.get("function_call"))
+}
+
+/// Whether any of a chat answer's `choices` shows content in its `key`
+/// (`message` for a whole answer, `delta` for a stream chunk).
+pub(super) fn chat_choices_have_content(choices: Option<&RawValue>, key: &str) -> bool {
+    raw_elements(choices).is_some_and(|choices| {
+        choices
+            .iter()
+            .any(|c| RawObject::parse(c).is_some_and(|c| chat_message_has_content(c.get(key))))
+    })
 }
 
 fn chat_has_content(choices: Option<&RawValue>) -> bool {
-    let choices = wire::raw_value(choices);
-    choices.as_array().is_some_and(|choices| {
-        choices
+    chat_choices_have_content(choices, "message")
+}
+
+/// Whether any element of a raw array is an object that passes `test`.
+fn any_object(raw: Option<&RawValue>, test: impl Fn(&RawObject<'_>) -> bool) -> bool {
+    raw_elements(raw).is_some_and(|items| {
+        items
             .iter()
-            .any(|c| chat_message_has_content(&c["message"]))
+            .any(|item| RawObject::parse(item).is_some_and(|item| test(&item)))
     })
 }
 
 fn responses_has_content(output: Option<&RawValue>) -> bool {
-    let output = wire::raw_value(output);
-    output.as_array().is_some_and(|items| {
-        items.iter().any(|item| match item["type"].as_str() {
-            Some("message") => item["content"].as_array().is_some_and(|parts| {
-                parts
-                    .iter()
-                    .any(|p| non_empty_str(&p["text"]) || non_empty_str(&p["refusal"]))
-            }),
-            Some("reasoning") => {
-                non_empty_array(&item["summary"]) || non_empty_array(&item["content"])
-            }
-            // Tool calls of every kind (function, custom, web search,
-            // image generation …) are content.
-            Some(_) => true,
-            None => false,
-        })
+    any_object(output, |item| match raw_text(item.get("type")).as_deref() {
+        Some("message") => any_object(item.get("content"), |p| {
+            raw_non_empty_str(p.get("text")) || raw_non_empty_str(p.get("refusal"))
+        }),
+        Some("reasoning") => {
+            raw_non_empty_array(item.get("summary")) || raw_non_empty_array(item.get("content"))
+        }
+        // Tool calls of every kind (function, custom, web search,
+        // image generation …) are content.
+        Some(_) => true,
+        None => false,
     })
 }
 
 fn messages_has_content(content: Option<&RawValue>) -> bool {
-    let content = wire::raw_value(content);
-    content.as_array().is_some_and(|blocks| {
-        blocks.iter().any(|b| match b["type"].as_str() {
-            Some("text") => non_empty_str(&b["text"]),
-            Some("thinking") => non_empty_str(&b["thinking"]),
-            // tool_use, server_tool_use, redacted_thinking, results …
-            Some(_) => true,
-            None => false,
-        })
+    any_object(content, |b| match raw_text(b.get("type")).as_deref() {
+        Some("text") => raw_non_empty_str(b.get("text")),
+        Some("thinking") => raw_non_empty_str(b.get("thinking")),
+        // tool_use, server_tool_use, redacted_thinking, results …
+        Some(_) => true,
+        None => false,
     })
+}
+
+/// The raw-text predicates above against the `Value`-tree reading they
+/// replaced (kept here as the oracle), over arbitrary JSON built from the
+/// keys they look at, compact and pretty-printed.
+#[cfg(test)]
+mod raw_matches_value_reading {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    fn non_empty_str(v: &Value) -> bool {
+        v.as_str().is_some_and(|s| !s.is_empty())
+    }
+
+    fn non_empty_array(v: &Value) -> bool {
+        v.as_array().is_some_and(|a| !a.is_empty())
+    }
+
+    fn message_oracle(m: &Value) -> bool {
+        non_empty_str(&m["content"])
+            || non_empty_array(&m["content"])
+            || non_empty_str(&m["reasoning_content"])
+            || non_empty_str(&m["reasoning"])
+            || non_empty_str(&m["refusal"])
+            || non_empty_array(&m["tool_calls"])
+            || m["function_call"].is_object()
+    }
+
+    fn choices_oracle(v: &Value, key: &str) -> bool {
+        v.as_array()
+            .is_some_and(|cs| cs.iter().any(|c| message_oracle(&c[key])))
+    }
+
+    fn responses_oracle(v: &Value) -> bool {
+        v.as_array().is_some_and(|items| {
+            items.iter().any(|item| match item["type"].as_str() {
+                Some("message") => item["content"].as_array().is_some_and(|parts| {
+                    parts
+                        .iter()
+                        .any(|p| non_empty_str(&p["text"]) || non_empty_str(&p["refusal"]))
+                }),
+                Some("reasoning") => {
+                    non_empty_array(&item["summary"]) || non_empty_array(&item["content"])
+                }
+                Some(_) => true,
+                None => false,
+            })
+        })
+    }
+
+    fn messages_oracle(v: &Value) -> bool {
+        v.as_array().is_some_and(|blocks| {
+            blocks.iter().any(|b| match b["type"].as_str() {
+                Some("text") => non_empty_str(&b["text"]),
+                Some("thinking") => non_empty_str(&b["thinking"]),
+                Some(_) => true,
+                None => false,
+            })
+        })
+    }
+
+    const KEYS: &[&str] = &[
+        "content",
+        "reasoning_content",
+        "reasoning",
+        "refusal",
+        "tool_calls",
+        "function_call",
+        "message",
+        "delta",
+        "type",
+        "text",
+        "thinking",
+        "summary",
+    ];
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(json!(null)),
+            Just(json!("")),
+            Just(json!("x")),
+            Just(json!("\u{0}")),
+            Just(json!(0)),
+            Just(json!(true)),
+            Just(json!([])),
+            Just(json!({})),
+            prop::sample::select(vec![
+                "message",
+                "reasoning",
+                "text",
+                "thinking",
+                "tool_use",
+                "function_call"
+            ])
+            .prop_map(|t| json!(t)),
+        ];
+        leaf.prop_recursive(4, 48, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((prop::sample::select(KEYS), inner), 0..5).prop_map(
+                    |members| Value::Object(
+                        members
+                            .into_iter()
+                            .map(|(k, v)| (k.to_owned(), v))
+                            .collect()
+                    )
+                ),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn raw_predicates_agree_with_the_value_tree(v in json_value(), pretty in any::<bool>()) {
+            let text = if pretty {
+                serde_json::to_string_pretty(&v)
+            } else {
+                serde_json::to_string(&v)
+            };
+            let text = text.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            // The value itself, as an array element, and as a choice's
+            // message and delta: each predicate sees it at every level.
+            let forms = [
+                (text.clone(), v.clone()),
+                (format!("[ {text} ]"), json!([v])),
+                (
+                    format!("[{{\"message\": {text}, \"delta\":{text}}}]"),
+                    json!([{"message": v, "delta": v}]),
+                ),
+            ];
+            for (text, v) in &forms {
+                let raw: Box<RawValue> = serde_json::from_str(text)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let raw = Some(raw.as_ref());
+                prop_assert_eq!(chat_message_has_content(raw), message_oracle(v));
+                prop_assert_eq!(chat_choices_have_content(raw, "message"), choices_oracle(v, "message"));
+                prop_assert_eq!(chat_choices_have_content(raw, "delta"), choices_oracle(v, "delta"));
+                prop_assert_eq!(responses_has_content(raw), responses_oracle(v));
+                prop_assert_eq!(messages_has_content(raw), messages_oracle(v));
+                prop_assert_eq!(
+                    wire::raw_empty_array(raw),
+                    v.as_array().is_some_and(Vec::is_empty)
+                );
+            }
+        }
+    }
 }

@@ -2,11 +2,10 @@
 
 use std::borrow::Cow;
 
-use serde_json::Value;
 use serde_json::value::RawValue;
 use tb_domain::Protocol;
 
-use super::json::chat_message_has_content;
+use super::json::chat_choices_have_content;
 use super::wire::{self, Counts, Envelope};
 use super::{ImageUsage, RequestFacts, UsageReport, build_usage};
 
@@ -156,11 +155,7 @@ impl UsageTap {
         if wire::raw_is_object(env.usage) {
             self.take_usage(env.usage);
         }
-        let choices = wire::raw_value(env.choices);
-        let content = choices
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| chat_message_has_content(&c["delta"])));
-        if content {
+        if chat_choices_have_content(env.choices, "delta") {
             EventClass::Content
         } else if usage_only(env) {
             EventClass::UsageOnly
@@ -190,8 +185,12 @@ impl UsageTap {
                 EventClass::Content
             }
             "response.output_item.added" => {
-                let item = wire::raw_value(env.item);
-                match item["type"].as_str() {
+                let item = env.item.and_then(wire::RawObject::parse);
+                match item
+                    .as_ref()
+                    .and_then(|i| wire::raw_text(i.get("type")))
+                    .as_deref()
+                {
                     Some("function_call" | "custom_tool_call") => EventClass::Content,
                     _ => EventClass::Other,
                 }
@@ -269,7 +268,7 @@ fn usage_only(env: &Envelope<'_>) -> bool {
     wire::raw_is_object(env.usage)
         && match env.choices {
             None => true,
-            Some(raw) => matches!(wire::raw_value(Some(raw)), Value::Array(a) if a.is_empty()),
+            Some(raw) => wire::raw_empty_array(Some(raw)),
         }
 }
 

@@ -75,17 +75,43 @@ pub(crate) fn raw_value(raw: Option<&RawValue>) -> Value {
 
 /// Whether a raw value is a JSON object.
 pub(crate) fn raw_is_object(raw: Option<&RawValue>) -> bool {
-    raw.is_some_and(|r| r.get().starts_with('{'))
+    raw.is_some_and(|r| r.get().trim_start().starts_with('{'))
 }
 
-/// A string that is not empty.
-pub(crate) fn non_empty_str(v: &Value) -> bool {
-    v.as_str().is_some_and(|s| !s.is_empty())
+/// Whether a raw value is a string other than `""` (every escape decodes
+/// to at least one character, so only `""` is empty).
+pub(crate) fn raw_non_empty_str(raw: Option<&RawValue>) -> bool {
+    raw.is_some_and(|r| {
+        let t = r.get().trim();
+        t.starts_with('"') && t.len() > 2
+    })
 }
 
-/// An array that is not empty.
-pub(crate) fn non_empty_array(v: &Value) -> bool {
-    v.as_array().is_some_and(|a| !a.is_empty())
+/// Whether a raw value is an array, and whether it has elements.
+fn raw_array_has_elements(raw: Option<&RawValue>) -> Option<bool> {
+    let inner = raw?.get().trim().strip_prefix('[')?;
+    Some(!inner.trim_start().starts_with(']'))
+}
+
+/// Whether a raw value is an array with at least one element.
+pub(crate) fn raw_non_empty_array(raw: Option<&RawValue>) -> bool {
+    raw_array_has_elements(raw) == Some(true)
+}
+
+/// Whether a raw value is the empty array.
+pub(crate) fn raw_empty_array(raw: Option<&RawValue>) -> bool {
+    raw_array_has_elements(raw) == Some(false)
+}
+
+/// The elements of a raw array, borrowed (`None` when it is not one).
+pub(crate) fn raw_elements(raw: Option<&RawValue>) -> Option<Vec<&RawValue>> {
+    raw.and_then(|r| serde_json::from_str(r.get()).ok())
+}
+
+/// A raw value as a string when it is one, borrowed unless it has escapes.
+pub(crate) fn raw_text(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+    raw.and_then(|r| serde_json::from_str::<Key<'_>>(r.get()).ok())
+        .map(|k| k.0)
 }
 
 /// A short display string (image size, quality, format) as the settlement
@@ -178,7 +204,7 @@ impl<'a> RawObject<'a> {
 
     /// A member's raw value (the last one when a key repeats, as a
     /// `serde_json::Map` would keep).
-    fn get(&self, name: &str) -> Option<&'a RawValue> {
+    pub(crate) fn get(&self, name: &str) -> Option<&'a RawValue> {
         self.0
             .iter()
             .rev()
