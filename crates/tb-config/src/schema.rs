@@ -236,6 +236,9 @@ impl Default for ControlConfig {
     }
 }
 
+/// The most `proxy.worker_threads` accepted.
+pub(crate) const MAX_WORKER_THREADS: usize = 256;
+
 /// `[proxy]`: where the proxy plane listens and what it accepts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -261,6 +264,11 @@ pub struct ProxyConfig {
     /// How long a client may take to send a request head (slow-loris
     /// defence; also how long an idle keep-alive connection is kept).
     pub header_read_timeout_ms: u64,
+    /// Threads that run the proxy and control planes: `1` (the default) is
+    /// one event-loop thread, which gives the lowest latency on a laptop
+    /// and handles far more than local agents send; `0` is one per CPU
+    /// core. The ledger's writer and blocking work have their own threads.
+    pub worker_threads: usize,
 }
 
 impl Default for ProxyConfig {
@@ -275,6 +283,7 @@ impl Default for ProxyConfig {
             shutdown_grace_ms: 30_000,
             max_connections: 1_024,
             header_read_timeout_ms: 60_000,
+            worker_threads: 1,
         }
     }
 }
@@ -654,6 +663,15 @@ impl Config {
         if self.proxy.max_connections == 0 {
             push("proxy.max_connections".into(), "must be at least 1".into());
         }
+        if self.proxy.worker_threads > MAX_WORKER_THREADS {
+            push(
+                "proxy.worker_threads".into(),
+                format!(
+                    "{} is above the limit of {MAX_WORKER_THREADS}; use 0 for one thread per CPU core",
+                    self.proxy.worker_threads
+                ),
+            );
+        }
         if self.proxy.header_read_timeout_ms < 100 {
             push(
                 "proxy.header_read_timeout_ms".into(),
@@ -839,6 +857,7 @@ mod tests {
         assert_eq!(c.proxy.bind.to_string(), "127.0.0.1");
         assert!(c.proxy.require_auth);
         assert_eq!(c.proxy.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.proxy.worker_threads, 1);
         assert_eq!(c.routing.stream_head_deadline_ms, 30_000);
         assert_eq!(c.log.format, LogFormat::Pretty);
         c.validate().unwrap();
@@ -877,6 +896,10 @@ protocols = ["chat_completions", "responses", "messages", "images_generations"]
                 "ledger.url: unsupported scheme in mysql://u:********@h/db",
             ),
             ("[ledger]\nqueue_capacity = 0", "ledger.queue_capacity:"),
+            (
+                "[proxy]\nworker_threads = 257",
+                "proxy.worker_threads: 257 is above the limit of 256; use 0 for one thread per CPU core",
+            ),
             (
                 "[provider]\nmode = \"auto\"",
                 "registry.url: provider.mode auto/both needs",

@@ -15,6 +15,7 @@ pub const STARTER_CONFIG: &str = r#"# tokenbuddy configuration.
 # shutdown_grace_ms = 30000   # in-flight requests may finish within this after SIGTERM
 # max_connections = 1024      # more client connections get 503 overloaded
 # header_read_timeout_ms = 60000   # slow clients (and idle keep-alive) are cut off after this
+# worker_threads = 1          # event-loop threads; 0 = one per CPU core
 
 [tls]
 # extra_ca_file = "/etc/ssl/private-ca.pem"   # trusted besides the system roots

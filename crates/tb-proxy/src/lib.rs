@@ -376,7 +376,12 @@ impl Proxy {
             let state = Arc::clone(&self.state);
             tokio::spawn(async move {
                 while generations.changed().await.is_ok() {
-                    state.rebuild();
+                    // Tens of ms for a 10k-seller registry: on a blocking
+                    // thread, so a one-thread runtime keeps serving.
+                    let state = Arc::clone(&state);
+                    if let Err(e) = tokio::task::spawn_blocking(move || state.rebuild()).await {
+                        tracing::error!(target: "route.table_rebuilt", error = %e, "rebuilding the routing table failed; the previous table stays");
+                    }
                 }
             })
         });

@@ -734,3 +734,52 @@ async fn smuggling_and_header_injection_are_refused() {
 
     assert_still_serves(&daemon).await;
 }
+
+/// `proxy.worker_threads`: the default 1 runs one event loop on the main
+/// thread; 3 starts three work-stealing workers; 0 one per core (the
+/// daemon logs the runtime it built). Every shape serves concurrent JSON
+/// calls and streams.
+#[tokio::test]
+async fn worker_threads_choose_the_runtime_and_every_shape_serves() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (setting, runtime) in [
+        ("", "runtime=CurrentThread runtime_threads=1".to_owned()),
+        (
+            "worker_threads = 3",
+            "runtime=MultiThread runtime_threads=3".to_owned(),
+        ),
+        (
+            "worker_threads = 0",
+            format!("runtime=MultiThread runtime_threads={cores}"),
+        ),
+    ] {
+        let Setup { upstream, daemon } = setup_with(&format!("[proxy]\n{setting}\n")).await;
+        let chat = || {
+            daemon.post_json(
+                "/v1/chat/completions",
+                r#"{"model":"gpt-test","messages":[{"role":"user","content":"hi"}]}"#,
+            )
+        };
+        let (a, b, c, d) = tokio::join!(chat(), chat(), chat(), chat());
+        for resp in [a, b, c, d] {
+            assert_eq!(resp.status(), 200, "{setting:?}");
+            assert_eq!(
+                body_bytes(resp).await,
+                Bytes::from(canned::json(Protocol::ChatCompletions, "gpt-test"))
+            );
+        }
+        let resp = daemon
+            .post_json(
+                Protocol::Messages.client_path(),
+                request_body(Protocol::Messages, true),
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "{setting:?}");
+        assert_eq!(
+            body_bytes(resp).await,
+            Bytes::from(canned::sse_body(Protocol::Messages, "claude-test"))
+        );
+        assert_eq!(upstream.requests().len(), 5);
+        daemon.wait_for_log(&runtime).await;
+    }
+}
