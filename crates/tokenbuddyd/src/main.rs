@@ -19,10 +19,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 // The proxy allocates and frees many small buffers per request (headers,
-// body chunks, the call record) from two worker threads; mimalloc's
-// thread-local free lists cut the allocator's share of the hot path
-// (glibc malloc was ~15 % of the daemon's CPU at peak;
-// docs/performance.md).
+// body chunks, the call record), and the ledger's threads free what the
+// event loop allocated; mimalloc's thread-local free lists cut the
+// allocator's share of the hot path (glibc malloc was ~15 % of the
+// daemon's CPU at peak). Built with `no_thp`: its huge-page advice doubled
+// idle RSS (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
