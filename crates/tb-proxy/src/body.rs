@@ -273,8 +273,61 @@ fn write_stream_options(out: &mut Vec<u8>, raw: &RawValue) -> Result<(), serde_j
     Ok(())
 }
 
+/// What replaces a secret an upstream echoed back.
+const REDACTED: &[u8] = b"[redacted]";
+
+/// `body` with every occurrence of each secret replaced by `[redacted]`,
+/// or `None` when no secret occurs (the body is then used as it is, with
+/// no copy). An upstream that rejects a key may quote it in its error
+/// message; the local client must not learn the provider key or a
+/// seller's token from it. Secrets shorter than 8 bytes are skipped: they
+/// are not real keys, and matching them would mangle ordinary text.
+pub(crate) fn redact(body: &[u8], secrets: &[&[u8]]) -> Option<Bytes> {
+    let secrets: Vec<&[u8]> = secrets.iter().copied().filter(|s| s.len() >= 8).collect();
+    let found = |at: usize| secrets.iter().find(|s| body[at..].starts_with(s));
+    let first = (0..body.len()).find(|&at| found(at).is_some())?;
+    let mut out = Vec::with_capacity(body.len());
+    out.extend_from_slice(&body[..first]);
+    let mut at = first;
+    while at < body.len() {
+        match found(at) {
+            Some(secret) => {
+                out.extend_from_slice(REDACTED);
+                at += secret.len();
+            }
+            None => {
+                out.push(body[at]);
+                at += 1;
+            }
+        }
+    }
+    Some(Bytes::from(out))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn redact_replaces_every_echoed_secret_and_leaves_clean_bodies_alone() {
+        let key: &[u8] = b"sk-live-0123456789";
+        let token: &[u8] = b"tb_seller_token_abcdef";
+        let body = br#"{"error":{"message":"Incorrect API key provided: sk-live-0123456789 (again: sk-live-0123456789); token tb_seller_token_abcdef"}}"#;
+        let got = redact(body, &[key, token]).unwrap();
+        assert_eq!(
+            &got[..],
+            br#"{"error":{"message":"Incorrect API key provided: [redacted] (again: [redacted]); token [redacted]"}}"#
+        );
+        // Nothing to hide: no copy, the caller keeps its bytes.
+        assert!(redact(br#"{"error":"bad key"}"#, &[key, token]).is_none());
+        // A secret at the very start and the very end.
+        assert_eq!(
+            &redact(b"sk-live-0123456789", &[key]).unwrap()[..],
+            b"[redacted]"
+        );
+        // Too short to be a key: never matched.
+        assert!(redact(b"the key abc was wrong", &[b"abc"]).is_none());
+        assert!(redact(b"", &[key]).is_none());
+    }
+
     use super::*;
 
     fn probe_err(body: &str) -> ErrorCode {

@@ -461,8 +461,13 @@ async fn proxy_call(
             }
             Ok(Ok(resp)) if !resp.status().is_success() => {
                 let status = resp.status().as_u16();
-                let (head, upstream_body) = resp.into_parts();
-                let error_body = read_error_body(upstream_body, head_deadline).await;
+                let (mut head, upstream_body) = resp.into_parts();
+                let mut error_body = read_error_body(upstream_body, head_deadline).await;
+                if let Some(clean) = redact_secrets(&error_body, upstream, lease.as_ref()) {
+                    // The length changed: hyper sets it from the new body.
+                    head.headers.remove(header::CONTENT_LENGTH);
+                    error_body = clean;
+                }
                 let hint = BodyHint {
                     billing_wording: is_insufficient_funds(status, &error_body),
                 };
@@ -850,6 +855,18 @@ async fn buy_or_reuse(
 
 /// Reads an upstream error body, at most 64 KiB, within `deadline`; what
 /// cannot be read is left out (the status still stands).
+/// The error body without the credentials this attempt sent (the
+/// provider key, the seller token), or `None` when it quotes neither.
+fn redact_secrets(body: &[u8], upstream: &Upstream, lease: Option<&Lease>) -> Option<Bytes> {
+    let key = upstream.auth_header().map(|(_, v)| {
+        let v = v.as_bytes();
+        v.strip_prefix(b"Bearer ").unwrap_or(v)
+    });
+    let token = lease.map(|l| l.token.expose().as_bytes());
+    let secrets: Vec<&[u8]> = key.into_iter().chain(token).collect();
+    crate::body::redact(body, &secrets)
+}
+
 async fn read_error_body(body: Incoming, deadline: std::time::Duration) -> Bytes {
     let limited = http_body_util::Limited::new(body, 64 * 1024);
     match tokio::time::timeout(deadline, limited.collect()).await {

@@ -5,7 +5,8 @@
 //! errors, client errors, a caught panic and the control plane. Then every
 //! output is searched for every secret: response bodies and headers, debug
 //! logs, `/metrics`, every control-plane read, the CLI's outputs, and the
-//! raw bytes of every file the daemon keeps. None may contain one.
+//! raw bytes of every file the daemon keeps. None may contain one, even
+//! when an upstream quotes the rejected key in its error body.
 //!
 //! (Every e2e suite that stops its daemon through `stop_and_read_ledger`
 //! also checks its logs and records for the access token and provider
@@ -112,13 +113,25 @@ async fn no_secret_reaches_any_output() {
     }
     assert!(!seller.tokens().is_empty(), "credit was bought");
 
-    // Upstream failures: a rejected key, a server error, a reset.
+    // Upstream failures: a rejected key, one that quotes the key back, a
+    // server error, a reset.
     upstream.push_replies([
         Reply::openai_error(401, "authentication_error", "invalid_api_key", "bad key"),
+        Reply::openai_error(
+            401,
+            "authentication_error",
+            "invalid_api_key",
+            &format!("Incorrect API key provided: {OPENAI_KEY}."),
+        ),
         Reply::openai_error(500, "server_error", "boom", "exploded"),
         Reply::reset(),
     ]);
-    for what in ["upstream 401", "upstream 500", "upstream reset"] {
+    for what in [
+        "upstream 401",
+        "upstream 401 quoting the key",
+        "upstream 500",
+        "upstream reset",
+    ] {
         send(
             &daemon,
             &mut out,
@@ -204,7 +217,7 @@ async fn no_secret_reaches_any_output() {
     }
 
     let records = stop_and_read_ledger(&mut daemon).await;
-    assert_eq!(records.len(), 13, "one record per routed request");
+    assert_eq!(records.len(), 14, "one record per routed request");
     out.add("ledger records", serde_json::to_vec(&records).unwrap());
     out.add("daemon logs", daemon.logs());
     // Every file the daemon keeps, raw (the access token's own file aside).
@@ -240,4 +253,61 @@ async fn no_secret_reaches_any_output() {
         ("environment provider key", OPENAI_KEY.to_string()),
         ("inline provider key", ANTHROPIC_KEY.to_string()),
     ]);
+}
+
+/// An upstream that quotes the rejected key back (as some providers do)
+/// reaches the client with the key replaced by `[redacted]`, framed right
+/// (the length is the new body's), for both key styles: a Bearer key from
+/// the environment and an inline `x-api-key`.
+#[tokio::test]
+async fn a_key_quoted_in_an_upstream_error_is_redacted() {
+    let Setup { upstream, daemon } = setup().await;
+    let quoted = |key: &str| format!("Incorrect API key provided: {key}. Check {key} again.");
+    upstream.push_replies([
+        Reply::openai_error(
+            401,
+            "authentication_error",
+            "invalid_api_key",
+            &quoted(OPENAI_KEY),
+        ),
+        Reply::anthropic_error(401, "authentication_error", &quoted(ANTHROPIC_KEY)),
+    ]);
+    let cases = [
+        (
+            "/v1/chat/completions",
+            r#"{"model":"gpt-test","messages":[]}"#,
+            tb_test_support::canned::openai_error(
+                "authentication_error",
+                "invalid_api_key",
+                &quoted("[redacted]"),
+            ),
+        ),
+        (
+            "/v1/messages",
+            r#"{"model":"claude-test","max_tokens":5,"messages":[]}"#,
+            tb_test_support::canned::anthropic_error("authentication_error", &quoted("[redacted]")),
+        ),
+    ];
+    for (path, body, expected) in cases {
+        let (parts, bytes) = daemon
+            .client()
+            .try_post_json(path, body.to_string())
+            .await
+            .unwrap();
+        assert_eq!(parts.status.as_u16(), 401, "{path}");
+        assert_eq!(&bytes[..], &expected[..], "{path}");
+        let length = parts
+            .headers
+            .get("content-length")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert_eq!(length, bytes.len().to_string(), "{path}");
+    }
+    // The upstream did get the real keys (redaction is only on the way back).
+    let requests = upstream.requests();
+    assert_eq!(requests.len(), 2);
+    let bearer = format!("Bearer {OPENAI_KEY}");
+    assert_eq!(requests[0].header("authorization"), Some(bearer.as_str()));
+    assert_eq!(requests[1].header("x-api-key"), Some(ANTHROPIC_KEY));
 }
