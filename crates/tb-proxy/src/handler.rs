@@ -858,12 +858,8 @@ async fn buy_or_reuse(
 /// The error body without the credentials this attempt sent (the
 /// provider key, the seller token), or `None` when it quotes neither.
 fn redact_secrets(body: &[u8], upstream: &Upstream, lease: Option<&Lease>) -> Option<Bytes> {
-    let key = upstream.auth_header().map(|(_, v)| {
-        let v = v.as_bytes();
-        v.strip_prefix(b"Bearer ").unwrap_or(v)
-    });
     let token = lease.map(|l| l.token.expose().as_bytes());
-    let secrets: Vec<&[u8]> = key.into_iter().chain(token).collect();
+    let secrets: Vec<&[u8]> = upstream.credential().into_iter().chain(token).collect();
     crate::body::redact(body, &secrets)
 }
 

@@ -243,6 +243,16 @@ impl Upstream {
         }
     }
 
+    /// The provider key itself, as sent in [`auth_header`](Self::auth_header)
+    /// (without the `Bearer ` that `from_config` puts before it), so an
+    /// upstream that quotes it back can be redacted.
+    pub(crate) fn credential(&self) -> Option<&[u8]> {
+        self.auth_header().map(|(_, v)| {
+            let v = v.as_bytes();
+            v.strip_prefix(b"Bearer ").unwrap_or(v)
+        })
+    }
+
     /// Extra configured headers.
     pub(crate) fn extra_headers(&self) -> &[(HeaderName, HeaderValue)] {
         match &self.source {

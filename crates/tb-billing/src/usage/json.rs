@@ -5,7 +5,6 @@ use tb_domain::Protocol;
 
 use super::wire::{
     self, Envelope, RawObject, raw_elements, raw_is_object, raw_non_empty_array, raw_non_empty_str,
-    raw_text,
 };
 use super::{ImageUsage, RequestFacts, UsageReport, build_usage};
 
@@ -102,7 +101,7 @@ fn any_object(raw: Option<&RawValue>, test: impl Fn(&RawObject<'_>) -> bool) -> 
 }
 
 fn responses_has_content(output: Option<&RawValue>) -> bool {
-    any_object(output, |item| match raw_text(item.get("type")).as_deref() {
+    any_object(output, |item| match item.text("type").as_deref() {
         Some("message") => any_object(item.get("content"), |p| {
             raw_non_empty_str(p.get("text")) || raw_non_empty_str(p.get("refusal"))
         }),
@@ -117,7 +116,7 @@ fn responses_has_content(output: Option<&RawValue>) -> bool {
 }
 
 fn messages_has_content(content: Option<&RawValue>) -> bool {
-    any_object(content, |b| match raw_text(b.get("type")).as_deref() {
+    any_object(content, |b| match b.text("type").as_deref() {
         Some("text") => raw_non_empty_str(b.get("text")),
         Some("thinking") => raw_non_empty_str(b.get("thinking")),
         // tool_use, server_tool_use, redacted_thinking, results …

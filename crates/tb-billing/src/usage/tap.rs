@@ -186,11 +186,7 @@ impl UsageTap {
             }
             "response.output_item.added" => {
                 let item = env.item.and_then(wire::RawObject::parse);
-                match item
-                    .as_ref()
-                    .and_then(|i| wire::raw_text(i.get("type")))
-                    .as_deref()
-                {
+                match item.and_then(|i| i.text("type")).as_deref() {
                     Some("function_call" | "custom_tool_call") => EventClass::Content,
                     _ => EventClass::Other,
                 }

@@ -212,6 +212,11 @@ impl<'a> RawObject<'a> {
             .map(|(_, v)| *v)
     }
 
+    /// A member that is a string (borrowed unless it has escapes).
+    pub(crate) fn text(&self, name: &str) -> Option<Cow<'a, str>> {
+        raw_text(self.get(name))
+    }
+
     /// A member that is a non-negative integer.
     fn count(&self, name: &str) -> Option<u64> {
         serde_json::from_str::<u64>(self.get(name)?.get()).ok()
