@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tb_domain::{ApiFamily, Protocol, ProviderKind};
+use tb_http::error_chain;
 use tracing::Instrument;
 
 use crate::body::{BodyEdits, edit_body, full, probe, read_limited};
@@ -877,22 +878,6 @@ fn attempts_header(attempts: &[AttemptRecord]) -> String {
         .map(AttemptRecord::header_part)
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// The error and its causes, e.g. "client error (Connect): tcp connect
-/// error: Connection refused (os error 111)".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// The seller's settlement, from the SSE event or else the header,

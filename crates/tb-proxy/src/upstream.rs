@@ -1,19 +1,8 @@
 //! Upstreams as the forwarder sees them: a base URL, a precomputed auth
-//! header, extra headers; and the pooled HTTP(S) client that reaches them.
+//! header, extra headers. The pooled HTTP(S) client that reaches them is
+//! tb-http's, re-exported under the names callers already use.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
-
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Uri};
-use http_body_util::Full;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use std::collections::HashMap;
 
 use tb_billing::cost::RoutePrice;
@@ -22,8 +11,10 @@ use tb_domain::{Protocol, ProviderKind, UpstreamId};
 use tb_prices::{Ppm, TokenPrices};
 use tb_registry::SellerEntry;
 
-/// The pooled client used for every upstream call.
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub use tb_http::{TlsSetupError, build_client};
+
+/// The pooled client used for every upstream call (tb-http's one client).
+pub type UpstreamClient = tb_http::HttpClient;
 
 /// One upstream, ready to be called: a manual provider or a marketplace
 /// seller.
@@ -262,87 +253,6 @@ impl Upstream {
     }
 }
 
-/// Why the TLS client could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsSetupError {
-    /// The extra CA file could not be read.
-    #[error("tls.extra_ca_file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file holds no usable certificate.
-    #[error(
-        "tls.extra_ca_file {path}: {problem}; it must contain PEM \"BEGIN CERTIFICATE\" blocks"
-    )]
-    BadPem {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
-    /// rustls refused the configuration.
-    #[error("TLS setup failed: {0}")]
-    Rustls(#[from] rustls::Error),
-}
-
-/// Builds the pooled client: HTTP/1.1 over TCP or TLS (rustls with the
-/// system roots plus `extra_ca_file`), keep-alive, no Nagle delay.
-pub fn build_client(extra_ca_file: Option<&Path>) -> Result<UpstreamClient, TlsSetupError> {
-    let mut roots = rustls::RootCertStore::empty();
-    // A broken system store must not stop a daemon that only talks to
-    // loopback or to a private CA; unusable roots are skipped.
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = extra_ca_file {
-        let pem = std::fs::read(path).map_err(|source| TlsSetupError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mut added = 0;
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| TlsSetupError::BadPem {
-                path: path.to_path_buf(),
-                problem: e.to_string(),
-            })?;
-            roots.add(cert).map_err(|e| TlsSetupError::BadPem {
-                path: path.to_path_buf(),
-                problem: e.to_string(),
-            })?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(TlsSetupError::BadPem {
-                path: path.to_path_buf(),
-                problem: "no certificate found".into(),
-            });
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(64)
-        .build(https))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,26 +321,6 @@ mod tests {
                 .unwrap()
                 .to_string(),
             "http://127.0.0.1:9/v1/messages?beta=true"
-        );
-    }
-
-    #[test]
-    fn extra_ca_file_errors_are_clear() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("none.pem");
-        assert!(
-            build_client(Some(&missing))
-                .unwrap_err()
-                .to_string()
-                .contains("none.pem")
-        );
-        let empty = dir.path().join("empty.pem");
-        std::fs::write(&empty, "hello").unwrap();
-        assert!(
-            build_client(Some(&empty))
-                .unwrap_err()
-                .to_string()
-                .contains("no certificate")
         );
     }
 }

@@ -1,15 +1,14 @@
 //! Prewarm wiring: which sellers serve a focus model (from the routing
-//! table), how a seller is probed (`GET <url>/healthz` on the pooled
+//! table), how a seller is probed ([`SellerClient::healthz`] on the pooled
 //! client), and where the results go (the seller pool).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request};
-use http_body_util::Full;
 use tb_domain::PaymentMethod;
+use tb_http::duration_ms;
 use tb_prewarm::{BoxFuture, PrewarmKey, ProbeOutcome, ProbeSink, ProbeTarget, Prober, Targets};
+use tb_seller::SellerClient;
 
 use crate::ProxyState;
 
@@ -52,21 +51,21 @@ impl Prober for Warm {
         target: &'a ProbeTarget,
         timeout: Duration,
     ) -> BoxFuture<'a, ProbeOutcome> {
-        Box::pin(async move {
-            let Ok(uri) = format!("{}/healthz", target.url).parse::<http::Uri>() else {
-                return ProbeOutcome::failed(None);
-            };
-            let mut req = Request::new(Full::new(Bytes::new()));
-            *req.method_mut() = Method::GET;
-            *req.uri_mut() = uri;
-            let started = Instant::now();
-            match tokio::time::timeout(timeout, self.0.client.request(req)).await {
-                Ok(Ok(resp)) if resp.status().is_success() => ProbeOutcome::healthy(
-                    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                ),
-                _ => ProbeOutcome::failed(None),
-            }
-        })
+        // A clone of the pooled client: cheap, and the probe's timeout.
+        let sellers = SellerClient::new(self.0.client.clone(), timeout);
+        Box::pin(async move { probe_seller(&sellers, &target.url).await })
+    }
+}
+
+/// `GET <url>/healthz` within the client's timeout: healthy, with the time
+/// until the answer's head, on a 2xx; anything else is a failed probe.
+async fn probe_seller(sellers: &SellerClient, url: &str) -> ProbeOutcome {
+    match sellers.healthz(url).await {
+        Ok(latency) => ProbeOutcome::healthy(duration_ms(latency)),
+        Err(e) => {
+            tracing::debug!(target: "prewarm.probe", error = %e, "seller probe failed");
+            ProbeOutcome::failed(None)
+        }
     }
 }
 
@@ -89,4 +88,42 @@ pub(crate) fn key_for(
         return None;
     }
     Some(PrewarmKey::new(model, protocol, market.payment))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use tb_test_support::{MockUpstream, Reply};
+
+    fn sellers(timeout: Duration) -> SellerClient {
+        let client = tb_http::client_with_roots(tb_http::RootCertStore::empty()).unwrap();
+        SellerClient::new(client, timeout)
+    }
+
+    #[tokio::test]
+    async fn a_2xx_healthz_is_healthy_with_its_latency() {
+        let mock = MockUpstream::start().await.unwrap();
+        mock.push_reply(Reply::text(200, "ok").with_head_delay(Duration::from_millis(20)));
+        let outcome = probe_seller(&sellers(Duration::from_secs(5)), &mock.root_url()).await;
+        assert!(outcome.ok);
+        assert!(outcome.latency_ms.unwrap() >= 20, "{outcome:?}");
+        assert_eq!(mock.requests()[0].path(), "/healthz");
+    }
+
+    #[tokio::test]
+    async fn an_error_status_a_timeout_or_a_bad_url_fails() {
+        let mock = MockUpstream::start().await.unwrap();
+        mock.push_reply(Reply::text(503, "draining"));
+        let outcome = probe_seller(&sellers(Duration::from_secs(5)), &mock.root_url()).await;
+        assert_eq!((outcome.ok, outcome.latency_ms), (false, None));
+
+        mock.push_reply(Reply::text(200, "ok").with_head_delay(Duration::from_secs(30)));
+        let outcome = probe_seller(&sellers(Duration::from_millis(50)), &mock.root_url()).await;
+        assert!(!outcome.ok);
+
+        let outcome = probe_seller(&sellers(Duration::from_secs(5)), "not a url").await;
+        assert!(!outcome.ok);
+    }
 }

@@ -6,15 +6,13 @@ use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_LENGTH, USER_AGENT};
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use tb_http::error_chain;
 
 use crate::doc::{RegistryDoc, parse_registry};
 
-/// The pooled HTTP(S) client the daemon already has (tb-proxy's
-/// `build_client` returns exactly this type): pass a clone of it.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The pooled HTTP(S) client the daemon already has
+/// ([`tb_http::build_client`]): pass a clone of it.
+pub use tb_http::HttpClient;
 
 /// The header a registry sets (to `1`) on an answer that means "the
 /// document is too large for you".
@@ -135,10 +133,7 @@ impl RegistryFetcher {
         })?;
         let request = Request::get(uri)
             .header(ACCEPT, "application/json")
-            .header(
-                USER_AGENT,
-                concat!("tokenbuddy/", env!("CARGO_PKG_VERSION")),
-            )
+            .header(USER_AGENT, tb_http::USER_AGENT)
             .body(Full::new(Bytes::new()))
             .map_err(|e| FetchError::Network(e.to_string()))?;
         let response = self
@@ -193,19 +188,4 @@ impl RegistryFetcher {
         }
         Ok(Bytes::from(buf))
     }
-}
-
-/// An error and its sources, `: `-separated (hyper's own messages are terse).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }

@@ -178,7 +178,8 @@ pub struct CreditSummary {
 /// `402`, or an error answer (status ≥ 400) whose body says the credit ran
 /// out: `insufficient`, `out of credit`, `quota`, `balance`, `余额不足`,
 /// `欠费` or `扣款`, case-insensitively (marketplace.md). Then the token is
-/// dry: [`CreditBroker::mark_dry`], buy once and retry the same seller once.
+/// dry: [`CreditBroker::mark_lease_dry`], buy once and retry the same seller
+/// once.
 ///
 /// A 401/403 with such wording is a dry token too, not an invalid one. A
 /// success is never insufficient funds, and `balance` inside
@@ -542,7 +543,7 @@ impl Inner {
     fn update_token(
         self: &Arc<Self>,
         key: TokenKey,
-        fingerprint: Option<&str>,
+        fingerprint: &str,
         change: impl FnOnce(&mut State, i64) -> bool,
     ) -> bool {
         let changed = {
@@ -550,7 +551,7 @@ impl Inner {
             let matches = st
                 .tokens
                 .get(&key)
-                .is_some_and(|e| fingerprint.is_none_or(|f| f == e.fingerprint));
+                .is_some_and(|e| e.fingerprint == fingerprint);
             matches && change(&mut st, self.now())
         };
         if changed {
@@ -563,7 +564,7 @@ impl Inner {
         self: &Arc<Self>,
         seller_id: &str,
         payment: PaymentMethod,
-        fingerprint: Option<&str>,
+        fingerprint: &str,
         settled: Option<u64>,
         remaining: Option<u64>,
     ) {
@@ -594,12 +595,7 @@ impl Inner {
         }
     }
 
-    fn drop_token(
-        self: &Arc<Self>,
-        seller_id: &str,
-        payment: PaymentMethod,
-        fingerprint: Option<&str>,
-    ) {
+    fn drop_token(self: &Arc<Self>, seller_id: &str, payment: PaymentMethod, fingerprint: &str) {
         let key = (seller_id.to_owned(), payment);
         self.update_token(key.clone(), fingerprint, |st, _| {
             if let Some(e) = st.tokens.remove(&key) {
@@ -615,12 +611,7 @@ impl Inner {
         });
     }
 
-    fn mark_dry(
-        self: &Arc<Self>,
-        seller_id: &str,
-        payment: PaymentMethod,
-        fingerprint: Option<&str>,
-    ) {
+    fn mark_dry(self: &Arc<Self>, seller_id: &str, payment: PaymentMethod, fingerprint: &str) {
         let key = (seller_id.to_owned(), payment);
         self.update_token(key.clone(), fingerprint, |st, now| {
             let Some(e) = st.tokens.get_mut(&key) else {
@@ -858,35 +849,14 @@ impl CreditBroker {
             .map(|e| e.token.clone())
     }
 
-    /// A settlement for a call on (`seller_id`, `payment`): the balance
-    /// becomes `remaining_credit_micros` when present (authoritative),
-    /// else drops by `settled_credit_micros`; the tracker counts the credit
-    /// spent. Cheap and synchronous: the store is written by a background
-    /// task (see [`flush`](CreditBroker::flush)).
-    ///
-    /// Applies to whatever token is cached now; prefer
-    /// [`settle_lease`](CreditBroker::settle_lease), which ignores
-    /// settlements of a token that was replaced meanwhile.
-    pub fn on_settlement(
-        &self,
-        seller_id: &str,
-        payment: PaymentMethod,
-        settled_credit_micros: Option<u64>,
-        remaining_credit_micros: Option<u64>,
-    ) {
-        self.inner.settle(
-            seller_id,
-            payment,
-            None,
-            settled_credit_micros,
-            remaining_credit_micros,
-        );
-    }
-
-    /// [`on_settlement`](CreditBroker::on_settlement) for the token of
-    /// `lease`: the balance is only updated while that token is still the
-    /// cached one (a late settlement of a replaced token must not overwrite
-    /// the new token's balance); the spent credit is counted either way.
+    /// A settlement for a call made with `lease`: the balance becomes
+    /// `remaining_credit_micros` when present (authoritative), else drops
+    /// by `settled_credit_micros`; the tracker counts the credit spent on
+    /// the seller either way. The balance is only updated while the lease's
+    /// token is still the cached one (a late settlement of a replaced token
+    /// must not overwrite the new token's balance). Cheap and synchronous:
+    /// the store is written by a background task (see
+    /// [`flush`](CreditBroker::flush)).
     pub fn settle_lease(
         &self,
         lease: &Lease,
@@ -896,43 +866,27 @@ impl CreditBroker {
         self.inner.settle(
             &lease.seller_id,
             lease.payment_method,
-            Some(&lease.fingerprint),
+            &lease.fingerprint,
             settled_credit_micros,
             remaining_credit_micros,
         );
     }
 
-    /// The seller refused the token (401/403 without billing wording):
-    /// forget it (in the store too); the next acquire buys a new one.
-    pub fn drop_token(&self, seller_id: &str, payment: PaymentMethod) {
-        self.inner.drop_token(seller_id, payment, None);
-    }
-
-    /// [`drop_token`](CreditBroker::drop_token), only if the cached token
-    /// is still the one of `lease`.
+    /// The seller refused the lease's token (401/403 without billing
+    /// wording): forget it (in the store too) while it is still the cached
+    /// one; the next acquire buys a new one.
     pub fn drop_lease(&self, lease: &Lease) {
-        self.inner.drop_token(
-            &lease.seller_id,
-            lease.payment_method,
-            Some(&lease.fingerprint),
-        );
+        self.inner
+            .drop_token(&lease.seller_id, lease.payment_method, &lease.fingerprint);
     }
 
-    /// The seller says the token ran dry ([`is_insufficient_funds`]): its
-    /// balance becomes 0, so the next acquire buys.
-    pub fn mark_dry(&self, seller_id: &str, payment: PaymentMethod) {
-        self.inner.mark_dry(seller_id, payment, None);
-    }
-
-    /// [`mark_dry`](CreditBroker::mark_dry), only if the cached token is
-    /// still the one of `lease` (so concurrent 402s on an old token do not
+    /// The seller says the lease's token ran dry ([`is_insufficient_funds`]):
+    /// its balance becomes 0, so the next acquire buys; only while it is
+    /// still the cached token (so concurrent 402s on an old token do not
     /// waste the token just bought to replace it).
     pub fn mark_lease_dry(&self, lease: &Lease) {
-        self.inner.mark_dry(
-            &lease.seller_id,
-            lease.payment_method,
-            Some(&lease.fingerprint),
-        );
+        self.inner
+            .mark_dry(&lease.seller_id, lease.payment_method, &lease.fingerprint);
     }
 
     /// The daemon gave up on the seller (failed over away from it). If the

@@ -10,25 +10,27 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tb_domain::{PaymentMethod, Protocol};
+use tb_http::{duration_ms, error_chain};
 use tb_prices::{Ppm, TokenPrices};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::SellerSecret;
 
-/// The HTTP client the seller calls go through: exactly what
-/// `tb_proxy::upstream::build_client` returns, so the daemon shares one
-/// connection pool and one TLS setup.
-pub type HttpClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<Bytes>,
->;
+/// The HTTP client the seller calls go through: the daemon's one client
+/// ([`tb_http::build_client`]), so it shares one connection pool and one
+/// TLS setup.
+pub use tb_http::HttpClient;
 
 /// The largest seller answer read (64 KiB); a longer one is refused.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -258,8 +260,8 @@ impl SellerClient {
         if answer.status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let body = answer.json_object()?;
-        Ok(Some(read_manifest(&body)))
+        let wire: ManifestAnswer = answer.read()?;
+        Ok(Some(read_manifest(wire)))
     }
 
     /// `POST <url>/purchase/quote` for `credit_micros` of credit usable
@@ -277,13 +279,16 @@ impl SellerClient {
             "creditMicros": credit_micros,
         });
         let answer = self.send(QUOTE, url, Some(body)).await?;
-        let obj = answer.json_object()?;
-        let f = answer.fields(&obj);
+        let wire: QuoteAnswer = answer.read()?;
         Ok(Quote {
-            quote_id: f.id("quoteId", "quote_id")?,
-            credit_micros: f.micros("creditMicros", "credit_micros")?,
-            price_usd_micros: f.micros("priceUsdMicros", "price_usd_micros")?,
-            expires_at_ms: f.time_ms("expiresAt", "expires_at")?,
+            quote_id: answer.required("quoteId", wire.quote_id, id_value)?,
+            credit_micros: answer.required("creditMicros", wire.credit_micros, micros_value)?,
+            price_usd_micros: answer.required(
+                "priceUsdMicros",
+                wire.price_usd_micros,
+                micros_value,
+            )?,
+            expires_at_ms: answer.required("expiresAt", wire.expires_at, time_value)?,
         })
     }
 
@@ -303,14 +308,13 @@ impl SellerClient {
             obj.insert("paymentReference".into(), Value::from(reference));
         }
         let answer = self.send(COMPLETE, url, Some(body)).await?;
-        let obj = answer.json_object()?;
-        let f = answer.fields(&obj);
+        let wire: CompleteAnswer = answer.read()?;
         Ok(Purchased {
-            access_token: f.token("accessToken", "access_token")?,
-            credit_micros: f.micros("creditMicros", "credit_micros")?,
-            balance_micros: f.micros("balanceMicros", "balance_micros")?,
-            expires_at_ms: f.time_ms("expiresAt", "expires_at")?,
-            payment_reference: f.opt_id("paymentReference", "payment_reference"),
+            access_token: answer.required("accessToken", wire.access_token, token_value)?,
+            credit_micros: answer.required("creditMicros", wire.credit_micros, micros_value)?,
+            balance_micros: answer.required("balanceMicros", wire.balance_micros, micros_value)?,
+            expires_at_ms: answer.required("expiresAt", wire.expires_at, time_value)?,
+            payment_reference: answer.optional_id("paymentReference", wire.payment_reference),
         })
     }
 
@@ -332,10 +336,7 @@ impl SellerClient {
             .method(call.method())
             .uri(uri)
             .header(ACCEPT, "application/json")
-            .header(
-                USER_AGENT,
-                concat!("tokenbuddy/", env!("CARGO_PKG_VERSION")),
-            );
+            .header(USER_AGENT, tb_http::USER_AGENT);
         let body = match json {
             Some(value) => {
                 request = request.header(CONTENT_TYPE, "application/json");
@@ -404,7 +405,7 @@ impl SellerClient {
             Err(_) => Err(SellerError::Timeout {
                 call,
                 url: shown,
-                timeout_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+                timeout_ms: duration_ms(self.timeout),
             }),
         }
     }
@@ -463,90 +464,134 @@ impl Answer {
         }
     }
 
-    fn fields<'a>(&'a self, obj: &'a Map<String, Value>) -> Fields<'a> {
-        Fields { answer: self, obj }
+    /// The body of a 2xx answer, its fields looked up by serde (camelCase,
+    /// snake_case accepted). Field values stay raw JSON, checked by
+    /// [`required`](Self::required), so each error names its field.
+    fn read<T: DeserializeOwned>(&self) -> Result<T, SellerError> {
+        let obj = self.json_object()?;
+        // Only an ambiguous object fails here (both spellings of a field);
+        // serde names the field, never a value.
+        T::deserialize(Value::Object(obj))
+            .map_err(|e| self.invalid(format!("the answer is ambiguous: {e}")))
     }
-}
 
-/// Reads fields of an answer object by camelCase name, falling back to
-/// snake_case; `null` counts as missing.
-struct Fields<'a> {
-    answer: &'a Answer,
-    obj: &'a Map<String, Value>,
-}
-
-impl Fields<'_> {
     fn invalid(&self, problem: String) -> SellerError {
         SellerError::Invalid {
-            call: self.answer.call,
-            url: self.answer.url.clone(),
+            call: self.call,
+            url: self.url.clone(),
             problem,
         }
     }
 
-    fn get(&self, camel: &'static str, snake: &'static str) -> Option<&Value> {
-        self.obj
-            .get(camel)
-            .filter(|v| !v.is_null())
-            .or_else(|| self.obj.get(snake).filter(|v| !v.is_null()))
+    /// A required field (`null` counts as missing), checked by `check`.
+    fn required<T>(
+        &self,
+        name: &'static str,
+        value: Option<Value>,
+        check: fn(&Value) -> Result<T, String>,
+    ) -> Result<T, SellerError> {
+        let value =
+            value.ok_or_else(|| self.invalid(format!("required field {name} is missing")))?;
+        check(&value).map_err(|why| self.invalid(format!("field {name} {why}")))
     }
 
-    fn required(&self, camel: &'static str, snake: &'static str) -> Result<&Value, SellerError> {
-        self.get(camel, snake)
-            .ok_or_else(|| self.invalid(format!("required field {camel} is missing")))
-    }
-
-    fn micros(&self, camel: &'static str, snake: &'static str) -> Result<u64, SellerError> {
-        let value = self.required(camel, snake)?;
-        micros_value(value).map_err(|why| self.invalid(format!("field {camel} {why}")))
-    }
-
-    fn time_ms(&self, camel: &'static str, snake: &'static str) -> Result<i64, SellerError> {
-        let value = self.required(camel, snake)?;
-        time_value(value).map_err(|why| self.invalid(format!("field {camel} {why}")))
-    }
-
-    fn id(&self, camel: &'static str, snake: &'static str) -> Result<String, SellerError> {
-        let value = self.required(camel, snake)?;
-        id_value(value).map_err(|why| self.invalid(format!("field {camel} {why}")))
-    }
-
-    fn opt_id(&self, camel: &'static str, snake: &'static str) -> Option<String> {
-        let value = self.get(camel, snake)?;
-        match id_value(value) {
+    /// An optional id: an invalid one is ignored (and logged).
+    fn optional_id(&self, name: &'static str, value: Option<Value>) -> Option<String> {
+        match id_value(&value?) {
             Ok(id) => Some(id),
             Err(why) => {
                 tracing::debug!(
                     target: "seller.wire",
-                    call = %self.answer.call,
-                    seller = %self.answer.url,
-                    "ignoring optional field {camel}: {why}"
+                    call = %self.call,
+                    seller = %self.url,
+                    "ignoring optional field {name}: {why}"
                 );
                 None
             }
         }
     }
+}
 
-    /// The access token: 1–4096 visible ASCII characters (it goes into an
-    /// `Authorization` header). The error never shows the value.
-    fn token(&self, camel: &'static str, snake: &'static str) -> Result<SellerSecret, SellerError> {
-        let value = self.required(camel, snake)?;
-        let Value::String(token) = value else {
-            return Err(self.invalid(format!(
-                "field {camel} is a JSON {}, expected a string",
-                json_type(value)
-            )));
-        };
-        let visible = token.bytes().all(|b| (0x21..=0x7e).contains(&b));
-        if token.is_empty() || token.len() > MAX_TOKEN_BYTES || !visible {
-            return Err(self.invalid(format!(
-                "field {camel} is not a usable token ({} bytes; a token is 1–{MAX_TOKEN_BYTES} \
-                 visible ASCII characters without spaces)",
-                token.len()
-            )));
-        }
-        Ok(SellerSecret::new(token.clone()))
+/// The fields of a `POST /purchase/quote` answer. Values stay raw JSON:
+/// each is checked on its own, so the error says which field is wrong.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QuoteAnswer {
+    #[serde(alias = "quote_id")]
+    quote_id: Option<Value>,
+    #[serde(alias = "credit_micros")]
+    credit_micros: Option<Value>,
+    #[serde(alias = "price_usd_micros")]
+    price_usd_micros: Option<Value>,
+    #[serde(alias = "expires_at")]
+    expires_at: Option<Value>,
+}
+
+/// The fields of a `POST /purchase/complete` answer.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CompleteAnswer {
+    #[serde(alias = "access_token")]
+    access_token: Option<Value>,
+    #[serde(alias = "credit_micros")]
+    credit_micros: Option<Value>,
+    #[serde(alias = "balance_micros")]
+    balance_micros: Option<Value>,
+    #[serde(alias = "expires_at")]
+    expires_at: Option<Value>,
+    #[serde(alias = "payment_reference")]
+    payment_reference: Option<Value>,
+}
+
+/// The fields of a `GET /manifest` answer. Every one is optional and read
+/// leniently by [`read_manifest`].
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ManifestAnswer {
+    models: Option<Value>,
+    protocols: Option<Value>,
+    #[serde(alias = "payment_methods")]
+    payment_methods: Option<Value>,
+    selection: Option<Value>,
+    prices: Option<Value>,
+}
+
+/// A manifest's `selection` object.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SelectionAnswer {
+    #[serde(alias = "discount_ratio")]
+    discount_ratio: Option<Value>,
+    #[serde(alias = "service_fee_ratio")]
+    service_fee_ratio: Option<Value>,
+}
+
+/// One model's entry in a manifest's `prices`, USD per 1M tokens.
+#[derive(Deserialize)]
+struct PriceAnswer {
+    #[serde(rename = "inputUsdPer1m", alias = "input_usd_per_1m")]
+    input: Option<Value>,
+    #[serde(rename = "outputUsdPer1m", alias = "output_usd_per_1m")]
+    output: Option<Value>,
+    #[serde(rename = "cacheReadUsdPer1m", alias = "cache_read_usd_per_1m")]
+    cache_read: Option<Value>,
+}
+
+/// The access token: 1–4096 visible ASCII characters (it goes into an
+/// `Authorization` header). The error never shows the value.
+fn token_value(value: &Value) -> Result<SellerSecret, String> {
+    let Value::String(token) = value else {
+        return Err(format!("is a JSON {}, expected a string", json_type(value)));
+    };
+    let visible = token.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if token.is_empty() || token.len() > MAX_TOKEN_BYTES || !visible {
+        return Err(format!(
+            "is not a usable token ({} bytes; a token is 1–{MAX_TOKEN_BYTES} visible ASCII \
+             characters without spaces)",
+            token.len()
+        ));
     }
+    Ok(SellerSecret::new(token.clone()))
 }
 
 /// A money amount: a JSON integer from 0 to [`MAX_MICROS`] (an integral
@@ -598,42 +643,22 @@ fn time_value(value: &Value) -> Result<i64, String> {
 }
 
 /// Parses RFC 3339 (`2026-01-31T12:00:00Z`, fractional seconds, `+08:00`
-/// offsets) into unix ms. `None` for anything else or before 1970.
+/// offsets, `t`/`z` in either case) into unix ms. `None` for anything else
+/// or before 1970.
 pub(crate) fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     let text = text.trim();
-    if !text.is_ascii() || text.len() < "2018-02-14T00:28:07Z".len() {
+    // `time` takes any date/time separator (RFC 3339 allows a space "for
+    // readability"); sellers must send `T`, as they always have.
+    if !matches!(text.as_bytes().get(10), Some(b'T' | b't')) {
         return None;
     }
-    let upper = text.to_ascii_uppercase();
-    let (base, offset_ms) = if let Some(base) = upper.strip_suffix('Z') {
-        (base.to_owned(), 0)
-    } else {
-        let (base, offset) = upper.split_at(upper.len() - 6);
-        let o = offset.as_bytes();
-        let sign = match o[0] {
-            b'+' => 1,
-            b'-' => -1,
-            _ => return None,
-        };
-        if o[3] != b':'
-            || !offset[1..3]
-                .bytes()
-                .chain(offset[4..].bytes())
-                .all(|b| b.is_ascii_digit())
-        {
-            return None;
-        }
-        let hours: i64 = offset[1..3].parse().ok()?;
-        let minutes: i64 = offset[4..].parse().ok()?;
-        if hours > 23 || minutes > 59 {
-            return None;
-        }
-        (base.to_owned(), sign * (hours * 60 + minutes) * 60_000)
-    };
-    let time = humantime::parse_rfc3339(&format!("{base}Z")).ok()?;
-    let ms = i64::try_from(time.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()?;
-    let utc = ms.checked_sub(offset_ms)?;
-    (utc >= 0).then_some(utc)
+    let nanos = OffsetDateTime::parse(text, &Rfc3339)
+        .ok()?
+        .unix_timestamp_nanos();
+    if nanos < 0 {
+        return None;
+    }
+    i64::try_from(nanos / 1_000_000).ok()
 }
 
 /// An id (`quoteId`, `paymentReference`): 1–512 bytes of text without
@@ -651,35 +676,18 @@ fn id_value(value: &Value) -> Result<String, String> {
     Ok(s.clone())
 }
 
-fn read_manifest(obj: &Map<String, Value>) -> Manifest {
-    let get = |camel: &str, snake: &str| {
-        obj.get(camel)
-            .filter(|v| !v.is_null())
-            .or_else(|| obj.get(snake).filter(|v| !v.is_null()))
-    };
-    let strings = |v: &Value| -> Option<Vec<String>> {
-        Some(
-            v.as_array()?
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::trim)
-                .filter(|s| !s.is_empty() && s.len() <= MAX_MODEL_BYTES)
-                .filter(|s| !s.chars().any(char::is_control))
-                .take(MAX_MANIFEST_ENTRIES)
-                .map(str::to_owned)
-                .collect(),
-        )
-    };
-    let models = get("models", "models").and_then(strings);
-    let protocols = get("protocols", "protocols")
-        .and_then(strings)
-        .map(|names| {
-            names
-                .iter()
-                .filter_map(|n| Protocol::ALL.into_iter().find(|p| p.as_str() == n))
-                .collect()
-        });
-    let payment_methods = get("paymentMethods", "payment_methods")
+/// A manifest from its fields: unusable values are dropped one by one
+/// (the manifest only refines the registry entry).
+fn read_manifest(wire: ManifestAnswer) -> Manifest {
+    let protocols = wire.protocols.as_ref().and_then(strings).map(|names| {
+        names
+            .iter()
+            .filter_map(|n| Protocol::ALL.into_iter().find(|p| p.as_str() == n))
+            .collect()
+    });
+    let payment_methods = wire
+        .payment_methods
+        .as_ref()
         .and_then(strings)
         .map(|names| {
             names
@@ -687,53 +695,73 @@ fn read_manifest(obj: &Map<String, Value>) -> Manifest {
                 .filter_map(|n| PaymentMethod::parse(n))
                 .collect()
         });
-    let selection = get("selection", "selection").and_then(Value::as_object);
-    let ratio = |camel: &str, snake: &str| {
-        let sel = selection?;
-        let v = sel
-            .get(camel)
-            .filter(|v| !v.is_null())
-            .or_else(|| sel.get(snake))?;
-        let Value::Number(n) = v else { return None };
-        Ppm::from_decimal_str(&n.to_string()).ok()
+    let selection = wire
+        .selection
+        .and_then(|v| SelectionAnswer::deserialize(v).ok());
+    let ratio = |v: Option<&Value>| match v? {
+        Value::Number(n) => Ppm::from_decimal_str(&n.to_string()).ok(),
+        _ => None,
     };
-    let discount_ratio = ratio("discountRatio", "discount_ratio").filter(|r| *r <= Ppm::ONE);
-    let service_fee_ratio = ratio("serviceFeeRatio", "service_fee_ratio");
-    let mut prices = BTreeMap::new();
-    if let Some(table) = get("prices", "prices").and_then(Value::as_object) {
-        for (model, entry) in table.iter().take(MAX_MANIFEST_ENTRIES) {
-            let Some(entry) = entry.as_object() else {
-                continue;
-            };
-            if model.is_empty() || model.len() > MAX_MODEL_BYTES {
-                continue;
-            }
-            let price = |camel: &str, snake: &str| {
-                let v = entry
-                    .get(camel)
-                    .filter(|v| !v.is_null())
-                    .or_else(|| entry.get(snake))?;
-                usd_to_micros(v.as_f64()?)
-            };
-            let p = TokenPrices {
-                input: price("inputUsdPer1m", "input_usd_per_1m"),
-                output: price("outputUsdPer1m", "output_usd_per_1m"),
-                cache_read: price("cacheReadUsdPer1m", "cache_read_usd_per_1m"),
-                cache_write: None,
-            };
-            if !p.is_none() {
-                prices.insert(model.clone(), p);
-            }
-        }
-    }
+    let (discount_ratio, service_fee_ratio) = match &selection {
+        Some(sel) => (
+            ratio(sel.discount_ratio.as_ref()).filter(|r| *r <= Ppm::ONE),
+            ratio(sel.service_fee_ratio.as_ref()),
+        ),
+        None => (None, None),
+    };
     Manifest {
-        models,
+        models: wire.models.as_ref().and_then(strings),
         protocols,
         payment_methods,
         discount_ratio,
         service_fee_ratio,
-        prices,
+        prices: wire.prices.map(read_prices).unwrap_or_default(),
     }
+}
+
+/// The usable strings of a JSON array (trimmed, non-empty, at most
+/// [`MAX_MODEL_BYTES`], no control characters, at most
+/// [`MAX_MANIFEST_ENTRIES`]); `None` when it is not an array.
+fn strings(v: &Value) -> Option<Vec<String>> {
+    Some(
+        v.as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && s.len() <= MAX_MODEL_BYTES)
+            .filter(|s| !s.chars().any(char::is_control))
+            .take(MAX_MANIFEST_ENTRIES)
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// A manifest's `prices` object; entries that are not objects, or have no
+/// usable price, are dropped.
+fn read_prices(table: Value) -> BTreeMap<String, TokenPrices> {
+    let Value::Object(table) = table else {
+        return BTreeMap::new();
+    };
+    let usd = |v: Option<Value>| usd_to_micros(v?.as_f64()?);
+    let mut prices = BTreeMap::new();
+    for (model, entry) in table.into_iter().take(MAX_MANIFEST_ENTRIES) {
+        if model.is_empty() || model.len() > MAX_MODEL_BYTES {
+            continue;
+        }
+        let Ok(entry) = PriceAnswer::deserialize(entry) else {
+            continue;
+        };
+        let p = TokenPrices {
+            input: usd(entry.input),
+            output: usd(entry.output),
+            cache_read: usd(entry.cache_read),
+            cache_write: None,
+        };
+        if !p.is_none() {
+            prices.insert(model, p);
+        }
+    }
+    prices
 }
 
 /// USD (a JSON number) to micros, rounded; `None` unless finite and within
@@ -803,21 +831,6 @@ fn snippet(body: &[u8]) -> String {
         .collect()
 }
 
-/// An error and its causes, `a: b: c`.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -858,6 +871,12 @@ mod tests {
         assert_eq!(parse_rfc3339_ms("2026-01-31T20:00:00+08:00"), Some(z));
         assert_eq!(parse_rfc3339_ms("2026-01-31T07:30:00-04:30"), Some(z));
         assert_eq!(parse_rfc3339_ms("2026-01-31T12:00:00+00:00"), Some(z));
+        assert_eq!(parse_rfc3339_ms("  2026-01-31T12:00:00Z\n"), Some(z));
+        assert_eq!(
+            parse_rfc3339_ms("2026-01-31T12:00:00.123456789Z"),
+            Some(z + 123)
+        );
+        assert_eq!(parse_rfc3339_ms("1970-01-01T08:00:00+08:00"), Some(0));
         for bad in [
             "",
             "tomorrow",
@@ -866,7 +885,17 @@ mod tests {
             "2026-13-31T12:00:00Z",
             "2026-01-31T12:00:00+8:00",
             "2026-01-31T12:00:00+24:00",
+            "2026-01-31T12:00:00+05:60",
+            "2026-01-31T12:00:00+0800",
+            "2026-01-31T12:00Z",
+            "2026-01-31 12:00:00Z",
+            "2026-01-31X12:00:00Z",
+            "2026-01-31T24:00:00Z",
+            "2026-02-30T12:00:00Z",
+            "2026-01-31T12:00:00Z trailing",
             "1969-12-31T23:59:59Z",
+            "1969-12-31T23:59:59.9995Z",
+            "1970-01-01T00:00:00+00:01",
             "２０２６-01-31T12:00:00Z",
         ] {
             assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
@@ -929,7 +958,7 @@ mod tests {
                 "m3": 5
             }
         });
-        let m = read_manifest(obj.as_object().unwrap());
+        let m = read_manifest(serde_json::from_value(obj).unwrap());
         assert_eq!(m.models, Some(vec!["m1".to_owned(), "m2".to_owned()]));
         assert_eq!(m.protocols, Some(vec![Protocol::Messages]));
         assert_eq!(m.payment_methods, Some(vec![PaymentMethod::Mock]));
@@ -946,11 +975,29 @@ mod tests {
         );
         assert_eq!(m.prices.len(), 1);
         let empty = read_manifest(
-            json!({"selection": {"discountRatio": 1.5}})
-                .as_object()
-                .unwrap(),
+            serde_json::from_value(json!({"selection": {"discountRatio": 1.5}})).unwrap(),
         );
         assert_eq!(empty, Manifest::default());
+        // Wrong shapes are dropped, not errors; snake_case works nested too.
+        let odd = read_manifest(
+            serde_json::from_value(json!({
+                "models": "m1", "selection": [1], "prices": ["m1"],
+                "protocols": null
+            }))
+            .unwrap(),
+        );
+        assert_eq!(odd, Manifest::default());
+        let snake = read_manifest(
+            serde_json::from_value(json!({
+                "selection": {"discount_ratio": 0.5, "service_fee_ratio": 0.01},
+                "prices": {"m": {"output_usd_per_1m": 1}, "x": {"input_usd_per_1m": 1, "inputUsdPer1m": 2}}
+            }))
+            .unwrap(),
+        );
+        assert_eq!(snake.discount_ratio, Some(Ppm::new(500_000)));
+        assert_eq!(snake.service_fee_ratio, Some(Ppm::new(10_000)));
+        // "x" names one price twice: ambiguous, so that entry is dropped.
+        assert_eq!(snake.prices.keys().collect::<Vec<_>>(), ["m"]);
     }
 
     #[test]

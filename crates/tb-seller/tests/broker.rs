@@ -16,7 +16,7 @@ use common::{
 use serde_json::json;
 use tb_domain::PaymentMethod;
 use tb_seller::{
-    AcquireError, MemoryTokenStore, PurchasePolicy, SellerRef, TokenCipher, TokenStore,
+    AcquireError, Lease, MemoryTokenStore, PurchasePolicy, SellerRef, TokenCipher, TokenStore,
 };
 use tb_test_support::{MockUpstream, Reply};
 
@@ -155,14 +155,15 @@ async fn a_quote_over_the_budget_is_not_completed() {
     })
     .await;
     script_purchase(&fx.mock, "tok-1"); // 0.8 USD
-    fx.broker
+    let first = fx
+        .broker
         .acquire(&fx.seller, MODEL, MOCK, false)
         .await
         .unwrap();
     assert_eq!(fx.broker.budget_left(), 200_000);
 
     // 0.8 + 0.200001 > 1.0: refused after the quote, before completing.
-    fx.broker.mark_dry("s-alpha", MOCK);
+    fx.broker.mark_lease_dry(&first);
     fx.mock.push_reply(quote_reply(200_001));
     let err = fx
         .broker
@@ -183,17 +184,16 @@ async fn a_quote_over_the_budget_is_not_completed() {
     fx.mock.push_reply(quote_reply(200_000));
     fx.mock
         .push_reply(complete_reply("tok-2", 1_000_000, NOW + HOUR));
-    assert!(
-        fx.broker
-            .acquire(&fx.seller, MODEL, MOCK, false)
-            .await
-            .unwrap()
-            .bought
-    );
+    let second = fx
+        .broker
+        .acquire(&fx.seller, MODEL, MOCK, false)
+        .await
+        .unwrap();
+    assert!(second.bought);
     assert_eq!(fx.broker.budget_left(), 0);
 
     // Spent: the next purchase is refused without even asking for a quote.
-    fx.broker.mark_dry("s-alpha", MOCK);
+    fx.broker.mark_lease_dry(&second);
     let err = fx
         .broker
         .acquire(&fx.seller, MODEL, MOCK, false)
@@ -273,7 +273,7 @@ async fn a_refused_token_is_dropped_and_the_next_acquire_buys() {
         .await
         .unwrap();
     // The seller answered 401: the proxy drops the token.
-    fx.broker.drop_token("s-alpha", MOCK);
+    fx.broker.drop_lease(&old);
     assert!(fx.broker.cached_token("s-alpha", MOCK).is_none());
     fx.broker.flush().await;
     assert!(fx.store.snapshot().is_empty(), "dropped from the store too");
@@ -333,8 +333,8 @@ async fn a_dry_token_is_bought_again() {
         .unwrap();
     assert!(!again.bought);
     assert_eq!(again.token.expose(), "tok-2");
-    // The unguarded form applies to whatever is cached.
-    fx.broker.mark_dry("s-alpha", MOCK);
+    // A 402 on the current token does empty it.
+    fx.broker.mark_lease_dry(&again);
     script_purchase(&fx.mock, "tok-3");
     assert!(
         fx.broker
@@ -391,24 +391,27 @@ async fn settlements_update_the_balance_and_reach_the_store() {
     };
 
     // Settled only: subtract.
-    fx.broker.on_settlement("s-alpha", MOCK, Some(1_234), None);
+    fx.broker.settle_lease(&lease, Some(1_234), None);
     assert_eq!(balance(), 998_766);
     // Remaining is authoritative, even when it disagrees with settled.
-    fx.broker
-        .on_settlement("s-alpha", MOCK, Some(1), Some(900_000));
+    fx.broker.settle_lease(&lease, Some(1), Some(900_000));
     assert_eq!(balance(), 900_000);
     // Remaining only: the difference counts as spent.
     fx.broker.settle_lease(&lease, None, Some(850_000));
     assert_eq!(balance(), 850_000);
     // Nothing known: unchanged.
-    fx.broker.on_settlement("s-alpha", MOCK, None, None);
+    fx.broker.settle_lease(&lease, None, None);
     assert_eq!(balance(), 850_000);
     // Settled more than the balance: floors at zero.
-    fx.broker
-        .on_settlement("s-alpha", MOCK, Some(5_000_000), None);
+    fx.broker.settle_lease(&lease, Some(5_000_000), None);
     assert_eq!(balance(), 0);
-    // Unknown seller: no panic, counted as spent there.
-    fx.broker.on_settlement("s-nobody", MOCK, Some(7), None);
+    // A seller with no cached token: no panic, counted as spent there.
+    let nobody = Lease {
+        seller_id: "s-nobody".into(),
+        ..lease.clone()
+    };
+    fx.broker.settle_lease(&nobody, Some(7), None);
+    assert!(fx.broker.cached_token("s-nobody", MOCK).is_none());
 
     let summary = fx.broker.credit_summary();
     let alpha = &summary.sellers[0];
@@ -448,13 +451,13 @@ async fn a_late_settlement_of_a_replaced_token_keeps_the_new_balance() {
 async fn background_persistence_coalesces_and_ends_with_the_newest_state() {
     let fx = Fixture::new().await;
     script_purchase(&fx.mock, "tok-1");
-    fx.broker
+    let lease = fx
+        .broker
         .acquire(&fx.seller, MODEL, MOCK, false)
         .await
         .unwrap();
     for i in 1..=200u64 {
-        fx.broker
-            .on_settlement("s-alpha", MOCK, None, Some(1_000_000 - i));
+        fx.broker.settle_lease(&lease, None, Some(1_000_000 - i));
     }
     fx.broker.flush().await;
     assert_eq!(fx.store.snapshot()[0].balance_micros, 1_000_000 - 200);
@@ -469,13 +472,13 @@ async fn the_tracker_counts_purchases_spending_and_waste() {
     let beta = SellerRef::new("s-beta", beta_mock.root_url());
     script_purchase(&fx.mock, "tok-a");
     script_purchase(&beta_mock, "tok-b");
-    fx.broker
+    let alpha_lease = fx
+        .broker
         .acquire(&fx.seller, MODEL, MOCK, false)
         .await
         .unwrap();
-    fx.broker.acquire(&beta, MODEL, MOCK, false).await.unwrap();
-    fx.broker
-        .on_settlement("s-alpha", MOCK, Some(100_000), None);
+    let beta_lease = fx.broker.acquire(&beta, MODEL, MOCK, false).await.unwrap();
+    fx.broker.settle_lease(&alpha_lease, Some(100_000), None);
 
     // Alpha is abandoned 5 min − 1 ms after buying: its 900,000 left count
     // as wasted, once.
@@ -489,7 +492,7 @@ async fn the_tracker_counts_purchases_spending_and_waste() {
     assert_eq!(fx.broker.abandoned("s-gamma", MOCK), 0);
 
     // A failed purchase counts as a failure, not a purchase.
-    fx.broker.mark_dry("s-beta", MOCK);
+    fx.broker.mark_lease_dry(&beta_lease);
     beta_mock.push_reply(Reply::json(500, "{}"));
     assert!(fx.broker.acquire(&beta, MODEL, MOCK, false).await.is_err());
 
@@ -595,11 +598,12 @@ async fn the_store_never_sees_the_clear_token() {
     let fx = Fixture::new().await;
     let token = "tok-must-never-be-stored-0123456789";
     script_purchase(&fx.mock, token);
-    fx.broker
+    let lease = fx
+        .broker
         .acquire(&fx.seller, MODEL, MOCK, false)
         .await
         .unwrap();
-    fx.broker.on_settlement("s-alpha", MOCK, Some(1), None);
+    fx.broker.settle_lease(&lease, Some(1), None);
     fx.broker.flush().await;
     let stored = fx.store.snapshot();
     assert_eq!(stored.len(), 1);
@@ -631,8 +635,8 @@ async fn the_ledger_store_round_trips_and_holds_no_clear_token() {
     let token = "tok-ledger-secret-9876543210";
     script_purchase(&mock, token);
     let broker = broker_with(Arc::new(ledger.clone()), cipher.clone(), policy(), &clock);
-    broker.acquire(&seller, MODEL, MOCK, false).await.unwrap();
-    broker.on_settlement("s-alpha", MOCK, None, Some(123_456));
+    let lease = broker.acquire(&seller, MODEL, MOCK, false).await.unwrap();
+    broker.settle_lease(&lease, None, Some(123_456));
     broker.flush().await;
     ledger.close().await;
 
@@ -693,7 +697,7 @@ async fn a_failing_store_does_not_fail_the_purchase() {
         .await
         .unwrap();
     assert!(l.bought);
-    fx.broker.on_settlement("s-alpha", MOCK, Some(5), None);
+    fx.broker.settle_lease(&l, Some(5), None);
     fx.broker.flush().await;
     assert!(fx.store.snapshot().is_empty());
     assert!(fx.broker.load().await.is_err());
@@ -707,7 +711,7 @@ async fn a_failing_store_does_not_fail_the_purchase() {
     );
     // Once the store works again, the next change writes the newest state.
     fx.store.fail_with(None);
-    fx.broker.on_settlement("s-alpha", MOCK, Some(5), None);
+    fx.broker.settle_lease(&l, Some(5), None);
     fx.broker.flush().await;
     assert_eq!(fx.store.snapshot()[0].balance_micros, 1_000_000 - 10);
 }

@@ -170,6 +170,42 @@ async fn snake_case_fields_and_time_forms_are_accepted() {
 }
 
 #[tokio::test]
+async fn a_field_in_both_spellings_is_refused_by_name() {
+    let mock = MockUpstream::start().await.unwrap();
+    let client = seller_client();
+    // Which one would count is a guess: the answer is refused instead.
+    mock.push_reply(Reply::json(
+        200,
+        json!({"accessToken": TOKEN, "access_token": "tok-other", "creditMicros": 7,
+               "balanceMicros": 6, "expiresAt": "2027-01-15T09:00:00Z"})
+        .to_string(),
+    ));
+    let err = client
+        .complete(&mock.root_url(), "q1", PaymentMethod::Mock, None)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, SellerError::Invalid { .. }), "{msg}");
+    assert!(msg.contains("POST /purchase/complete"), "{msg}");
+    assert!(msg.contains("accessToken"), "{msg}");
+    assert!(!msg.contains(TOKEN) && !msg.contains("tok-other"), "{msg}");
+
+    // `null` still counts as missing.
+    mock.push_reply(Reply::json(
+        200,
+        json!({"quoteId": null, "creditMicros": 5, "priceUsdMicros": 4,
+               "expiresAt": 1_800_000_000_000u64})
+        .to_string(),
+    ));
+    let err = client
+        .quote(&mock.root_url(), "m", PaymentMethod::Mock, 5)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("required field quoteId is missing"), "{err}");
+}
+
+#[tokio::test]
 async fn complete_without_reference_and_with_a_bad_optional_one() {
     let mock = MockUpstream::start().await.unwrap();
     let mut body = json!({"accessToken": TOKEN, "creditMicros": 1, "balanceMicros": 1,

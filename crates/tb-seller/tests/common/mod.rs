@@ -7,9 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use tb_seller::{
     CreditBroker, HttpClient, MemoryTokenStore, PurchasePolicy, SellerClient, SellerRef,
@@ -21,24 +18,10 @@ use tb_test_support::{MockUpstream, Reply};
 pub const NOW: i64 = 1_800_000_000_000;
 pub const HOUR: i64 = 3_600_000;
 
-/// Built like `tb_proxy::upstream::build_client`, with an empty root store
-/// (the mock serves plain HTTP).
+/// The daemon's client with an empty root store (the mock serves plain
+/// HTTP).
 pub fn http_client() -> HttpClient {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new()).build(https)
+    tb_http::client_with_roots(tb_http::RootCertStore::empty()).unwrap()
 }
 
 pub fn seller_client() -> SellerClient {
