@@ -1,401 +1,24 @@
-//! Format-preserving JSON editing by patching text.
+//! JSON(C) documents read and edited through `jsonc-parser`'s concrete
+//! syntax tree.
 //!
-//! A small reader for JSON plus the common relaxations (JSONC `//` and
-//! `/* */` comments, trailing commas; JSON5 bare and single-quoted keys and
-//! single-quoted strings) that records the byte span of every value. The
-//! [`JsonDoc`] editor changes one value at a time by splicing text, so key
-//! order, indentation, comments and everything it does not touch stay
-//! byte-for-byte; new values are pretty-printed with the file's own
-//! indentation unit and line ending. After each splice the text is read
-//! again, so spans are always fresh.
+//! A file is parsed once; reads walk the tree, and edits go through the
+//! tree's own insert, replace and remove, which keep comments, key order and
+//! everything the installer does not touch byte for byte. Two layouts the
+//! tree would change are kept here: a container written on one line gets its
+//! new member on that line (the tree would spread the whole container over
+//! several lines), and arrays are written one element a line in a
+//! pretty-printed file (the tree writes short arrays on one line).
 
 use std::path::{Path, PathBuf};
 
+use jsonc_parser::ParseOptions;
+use jsonc_parser::cst::{
+    CstContainerNode, CstInputValue, CstLeafNode, CstNode, CstObject, CstObjectProp, CstRootNode,
+};
+
 use crate::contract::PlanError;
 
-/// A value and where it is.
-#[derive(Debug, Clone)]
-pub(crate) struct Node {
-    /// First byte of the value.
-    pub start: usize,
-    /// One past its last byte.
-    pub end: usize,
-    /// What it is.
-    pub kind: Kind,
-}
-
-/// The kinds of values.
-#[derive(Debug, Clone)]
-pub(crate) enum Kind {
-    Object(Vec<Item>),
-    Array(Vec<Item>),
-    Str(String),
-    Num,
-    Bool,
-    Null,
-}
-
-impl Kind {
-    /// "an object", "a string", … for messages.
-    pub(crate) fn describe(&self) -> &'static str {
-        match self {
-            Kind::Object(_) => "an object",
-            Kind::Array(_) => "an array",
-            Kind::Str(_) => "a string",
-            Kind::Num => "a number",
-            Kind::Bool => "a boolean",
-            Kind::Null => "null",
-        }
-    }
-}
-
-/// A member of an object (with a key) or an element of an array.
-#[derive(Debug, Clone)]
-pub(crate) struct Item {
-    pub key: Option<String>,
-    /// Where the item starts: its key, or the value for array elements.
-    pub start: usize,
-    /// Position of the `:` (objects only).
-    pub colon: Option<usize>,
-    pub value: Node,
-    /// Position of the comma after the value, if any.
-    pub comma: Option<usize>,
-}
-
-impl Node {
-    pub(crate) fn as_str(&self) -> Option<&str> {
-        match &self.kind {
-            Kind::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn items(&self) -> Option<&[Item]> {
-        match &self.kind {
-            Kind::Object(items) | Kind::Array(items) => Some(items),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn is_object(&self) -> bool {
-        matches!(self.kind, Kind::Object(_))
-    }
-
-    /// The last member called `key` (like `JSON.parse`, the last one wins).
-    pub(crate) fn member(&self, key: &str) -> Option<&Item> {
-        match &self.kind {
-            Kind::Object(items) => items.iter().rev().find(|i| i.key.as_deref() == Some(key)),
-            _ => None,
-        }
-    }
-}
-
-/// A syntax error with its position (1-based line and column).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SyntaxError {
-    pub line: usize,
-    pub col: usize,
-    pub msg: String,
-}
-
-impl std::fmt::Display for SyntaxError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "not valid JSON at line {}, column {}: {}",
-            self.line, self.col, self.msg
-        )
-    }
-}
-
-/// Reads `text`. `Ok(None)` for a document with nothing but whitespace and
-/// comments.
-pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
-    let mut p = Parser {
-        s: text.as_bytes(),
-        text,
-        i: 0,
-    };
-    if text.starts_with('\u{feff}') {
-        p.i = 3;
-    }
-    p.skip()?;
-    if p.i >= p.s.len() {
-        return Ok(None);
-    }
-    let root = p.value(0)?;
-    p.skip()?;
-    if p.i < p.s.len() {
-        return Err(p.err("unexpected content after the document"));
-    }
-    Ok(Some(root))
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    text: &'a str,
-    i: usize,
-}
-
-const MAX_DEPTH: usize = 200;
-
-impl Parser<'_> {
-    fn err(&self, msg: impl Into<String>) -> SyntaxError {
-        let (line, col) = line_col(self.text, self.i);
-        SyntaxError {
-            line,
-            col,
-            msg: msg.into(),
-        }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-
-    /// Skips whitespace and comments.
-    fn skip(&mut self) -> Result<(), SyntaxError> {
-        loop {
-            match self.peek() {
-                Some(b' ' | b'\t' | b'\n' | b'\r') => self.i += 1,
-                Some(b'/') if self.s.get(self.i + 1) == Some(&b'/') => {
-                    while let Some(c) = self.peek() {
-                        if c == b'\n' {
-                            break;
-                        }
-                        self.i += 1;
-                    }
-                }
-                Some(b'/') if self.s.get(self.i + 1) == Some(&b'*') => {
-                    let start = self.i;
-                    self.i += 2;
-                    loop {
-                        match self.peek() {
-                            None => {
-                                self.i = start;
-                                return Err(self.err("unterminated /* comment"));
-                            }
-                            Some(b'*') if self.s.get(self.i + 1) == Some(&b'/') => {
-                                self.i += 2;
-                                break;
-                            }
-                            Some(_) => self.i += 1,
-                        }
-                    }
-                }
-                _ => return Ok(()),
-            }
-        }
-    }
-
-    fn value(&mut self, depth: usize) -> Result<Node, SyntaxError> {
-        if depth > MAX_DEPTH {
-            return Err(self.err("nested too deeply"));
-        }
-        let start = self.i;
-        let kind = match self.peek() {
-            Some(b'{') => Kind::Object(self.container(depth, b'}')?),
-            Some(b'[') => Kind::Array(self.container(depth, b']')?),
-            Some(q @ (b'"' | b'\'')) => Kind::Str(self.string(q)?),
-            Some(b't') => self.literal("true", Kind::Bool)?,
-            Some(b'f') => self.literal("false", Kind::Bool)?,
-            Some(b'n') => self.literal("null", Kind::Null)?,
-            Some(b'-' | b'+' | b'.' | b'0'..=b'9') => self.number()?,
-            Some(_) => return Err(self.err("expected a value")),
-            None => return Err(self.err("unexpected end of file")),
-        };
-        Ok(Node {
-            start,
-            end: self.i,
-            kind,
-        })
-    }
-
-    fn literal(&mut self, word: &str, kind: Kind) -> Result<Kind, SyntaxError> {
-        if self.s[self.i..].starts_with(word.as_bytes()) {
-            self.i += word.len();
-            Ok(kind)
-        } else {
-            Err(self.err("expected a value"))
-        }
-    }
-
-    fn number(&mut self) -> Result<Kind, SyntaxError> {
-        let start = self.i;
-        while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.peek() {
-            self.i += 1;
-        }
-        let t = &self.text[start..self.i];
-        let body = t.strip_prefix(['-', '+']).unwrap_or(t);
-        if !body.bytes().any(|c| c.is_ascii_digit()) || t.parse::<f64>().is_err() {
-            self.i = start;
-            return Err(self.err("invalid number"));
-        }
-        Ok(Kind::Num)
-    }
-
-    fn string(&mut self, q: u8) -> Result<String, SyntaxError> {
-        let start = self.i;
-        self.i += 1;
-        let mut out = String::new();
-        loop {
-            let Some(c) = self.peek() else {
-                self.i = start;
-                return Err(self.err("unterminated string"));
-            };
-            match c {
-                _ if c == q => {
-                    self.i += 1;
-                    return Ok(out);
-                }
-                b'\\' => {
-                    self.i += 1;
-                    let Some(e) = self.peek() else {
-                        return Err(self.err("unterminated string"));
-                    };
-                    self.i += 1;
-                    match e {
-                        b'"' => out.push('"'),
-                        b'\'' => out.push('\''),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        b'u' => {
-                            let hi = self.hex4()?;
-                            let ch = if (0xD800..0xDC00).contains(&hi)
-                                && self.s[self.i..].starts_with(b"\\u")
-                            {
-                                self.i += 2;
-                                let lo = self.hex4()?;
-                                char::from_u32(
-                                    0x10000
-                                        + ((hi - 0xD800) << 10)
-                                        + (lo.wrapping_sub(0xDC00) & 0x3FF),
-                                )
-                            } else {
-                                char::from_u32(hi)
-                            };
-                            out.push(ch.unwrap_or('\u{fffd}'));
-                        }
-                        b'\n' => {} // JSON5 line continuation.
-                        _ => return Err(self.err("invalid escape in string")),
-                    }
-                }
-                b'\n' | b'\r' => return Err(self.err("line break inside a string")),
-                _ => {
-                    // Copy one UTF-8 character.
-                    let ch_len = utf8_len(c);
-                    out.push_str(&self.text[self.i..self.i + ch_len]);
-                    self.i += ch_len;
-                }
-            }
-        }
-    }
-
-    fn hex4(&mut self) -> Result<u32, SyntaxError> {
-        let h = self
-            .text
-            .get(self.i..self.i + 4)
-            .ok_or_else(|| self.err("invalid \\u escape"))?;
-        let v = u32::from_str_radix(h, 16).map_err(|_| self.err("invalid \\u escape"))?;
-        self.i += 4;
-        Ok(v)
-    }
-
-    fn key(&mut self) -> Result<String, SyntaxError> {
-        match self.peek() {
-            Some(q @ (b'"' | b'\'')) => self.string(q),
-            Some(c) if c.is_ascii_alphabetic() || c == b'_' || c == b'$' => {
-                let start = self.i;
-                while let Some(c) = self.peek() {
-                    if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' {
-                        self.i += 1;
-                    } else {
-                        break;
-                    }
-                }
-                Ok(self.text[start..self.i].to_owned())
-            }
-            _ => Err(self.err("expected a key")),
-        }
-    }
-
-    fn container(&mut self, depth: usize, close: u8) -> Result<Vec<Item>, SyntaxError> {
-        let is_obj = close == b'}';
-        self.i += 1;
-        let mut items = Vec::new();
-        loop {
-            self.skip()?;
-            match self.peek() {
-                Some(c) if c == close => {
-                    self.i += 1;
-                    return Ok(items);
-                }
-                None => return Err(self.err("unexpected end of file")),
-                _ => {}
-            }
-            let start = self.i;
-            let (key, colon) = if is_obj {
-                let k = self.key()?;
-                self.skip()?;
-                if self.peek() != Some(b':') {
-                    return Err(self.err("expected `:`"));
-                }
-                let colon = self.i;
-                self.i += 1;
-                self.skip()?;
-                (Some(k), Some(colon))
-            } else {
-                (None, None)
-            };
-            let value = self.value(depth + 1)?;
-            self.skip()?;
-            let comma = match self.peek() {
-                Some(b',') => {
-                    self.i += 1;
-                    Some(self.i - 1)
-                }
-                Some(c) if c == close => None,
-                _ => {
-                    return Err(self.err(if is_obj {
-                        "expected `,` or `}`"
-                    } else {
-                        "expected `,` or `]`"
-                    }));
-                }
-            };
-            items.push(Item {
-                key,
-                start,
-                colon,
-                value,
-                comma,
-            });
-        }
-    }
-}
-
-fn utf8_len(first: u8) -> usize {
-    match first {
-        0xF0..=0xFF => 4,
-        0xE0..=0xEF => 3,
-        0xC0..=0xDF => 2,
-        _ => 1,
-    }
-}
-
-/// 1-based line and column (in characters) of byte `pos`.
-pub(crate) fn line_col(text: &str, pos: usize) -> (usize, usize) {
-    let pos = pos.min(text.len());
-    let before = text.get(..pos).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
+const BOM: &str = "\u{feff}";
 
 /// A value to write.
 #[derive(Debug, Clone, PartialEq)]
@@ -423,23 +46,141 @@ pub(crate) fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{}\"", s.escape_default()))
 }
 
+/// What a value is: for messages, and for settings that take more than one
+/// shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Object,
+    Array,
+    Str,
+    Num,
+    Bool,
+    Null,
+    /// A bare word (JSON5), which no client writes.
+    Word,
+}
+
+impl Kind {
+    pub(crate) fn of(n: &CstNode) -> Kind {
+        match n {
+            CstNode::Container(CstContainerNode::Array(_)) => Kind::Array,
+            CstNode::Container(_) => Kind::Object,
+            CstNode::Leaf(CstLeafNode::StringLit(_)) => Kind::Str,
+            CstNode::Leaf(CstLeafNode::NumberLit(_)) => Kind::Num,
+            CstNode::Leaf(CstLeafNode::BooleanLit(_)) => Kind::Bool,
+            CstNode::Leaf(CstLeafNode::NullKeyword(_)) => Kind::Null,
+            CstNode::Leaf(_) => Kind::Word,
+        }
+    }
+
+    /// "an object", "a string", … for messages.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Kind::Object => "an object",
+            Kind::Array => "an array",
+            Kind::Str => "a string",
+            Kind::Num => "a number",
+            Kind::Bool => "a boolean",
+            Kind::Null => "null",
+            Kind::Word => "a bare word",
+        }
+    }
+}
+
+/// The string `n` holds, decoded.
+pub(crate) fn as_str(n: &CstNode) -> Option<String> {
+    n.as_string_lit()?.decoded_value().ok()
+}
+
+/// The string member `key` of object `n`.
+pub(crate) fn str_member(n: &CstNode, key: &str) -> Option<String> {
+    as_str(&member(&n.as_object()?, key)?.value()?)
+}
+
+/// The last member called `key` (like `JSON.parse`, the last one wins;
+/// `CstObject::get` returns the first).
+fn member(obj: &CstObject, key: &str) -> Option<CstObjectProp> {
+    obj.properties()
+        .into_iter()
+        .rev()
+        .find(|p| p.decoded_name().as_deref() == Some(key))
+}
+
+/// JSONC plus the JSON5 relaxations editors write, but not a missing
+/// comma: that is a typo to report, not a dialect.
+fn options() -> ParseOptions {
+    ParseOptions {
+        allow_missing_commas: false,
+        ..ParseOptions::default()
+    }
+}
+
+/// Parses `text` (without a byte-order mark), or says where and what is
+/// wrong.
+fn parse(text: &str) -> Result<CstRootNode, String> {
+    CstRootNode::parse(text, &options()).map_err(|e| {
+        format!(
+            "not valid JSON at line {}, column {}: {}",
+            e.line_display(),
+            e.column_display(),
+            e.kind()
+        )
+    })
+}
+
 /// How new text is laid out, learnt from the file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Style {
     nl: &'static str,
-    unit: String,
-    /// The root object is on one line: insert members inline.
+    /// The root object is on one line: everything new goes inline.
     compact: bool,
     /// `"key": value` (true) or `"key":value`.
     colon_space: bool,
 }
 
-/// Edits one JSON(C) document in place of its text.
-#[derive(Debug, Clone)]
+impl Style {
+    fn of(root: &CstRootNode) -> Style {
+        let nl = match root.newline_kind() {
+            jsonc_parser::cst::CstNewlineKind::CarriageReturnLineFeed => "\r\n",
+            // A lone CR is not a line end tokenbuddy writes.
+            _ => "\n",
+        };
+        let first = root
+            .object_value()
+            .and_then(|o| o.properties().into_iter().next());
+        let compact = first.as_ref().is_some_and(|p| {
+            !CstNode::from(p.clone())
+                .previous_siblings()
+                .any(|s| s.is_newline())
+        });
+        let colon_space = first.is_none_or(|p| {
+            let children = p.children();
+            let colon = children.iter().position(|c| c.token_char() == Some(':'));
+            colon
+                .and_then(|i| children.get(i + 1))
+                .is_none_or(|c| c.is_trivia())
+        });
+        Style {
+            nl,
+            compact,
+            colon_space,
+        }
+    }
+
+    /// What follows a `,` or `:` on one line.
+    fn sep(self) -> &'static str {
+        if self.colon_space { " " } else { "" }
+    }
+}
+
+/// Edits one JSON(C) document through its syntax tree.
+#[derive(Debug)]
 pub(crate) struct JsonDoc {
     path: PathBuf,
-    text: String,
+    root: CstRootNode,
     style: Style,
+    /// The file starts with a byte-order mark (the parser does not take it).
+    bom: bool,
     /// The file was empty (or missing): the result gets a final newline.
     fresh: bool,
     /// The text as read, when it was blank (whitespace and comments only).
@@ -451,61 +192,65 @@ impl JsonDoc {
     /// an object; a missing or blank file is an empty object.
     pub(crate) fn open(path: &Path, text: Option<&str>) -> Result<Self, PlanError> {
         let text = text.unwrap_or("");
-        let root = parse(text).map_err(|e| PlanError::Malformed {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let Some(root) = root else {
-            let nl = if text.contains("\r\n") { "\r\n" } else { "\n" };
-            let style = Style {
-                nl,
-                unit: "  ".into(),
-                compact: false,
-                colon_space: true,
-            };
-            // A blank file (or one with only comments) gets an object after
-            // whatever was there.
-            let mut t = text.trim_end().to_owned();
-            if !t.is_empty() {
-                t.push_str(nl);
-            }
-            t.push_str("{}");
-            return Ok(Self {
-                path: path.to_path_buf(),
-                text: t,
-                style,
-                fresh: true,
-                blank: Some(text.to_owned()),
-            });
+        let (bom, body) = match text.strip_prefix(BOM) {
+            Some(rest) => (true, rest),
+            None => (false, text),
         };
-        if !root.is_object() {
-            return Err(PlanError::UnexpectedRoot {
-                path: path.to_path_buf(),
-                expected: "a JSON object",
-                found: format!("{} (JSON)", root.kind.describe()),
-            });
+        let malformed = |reason| PlanError::Malformed {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut root = parse(body).map_err(malformed)?;
+        let mut blank = None;
+        match root.value() {
+            None => {
+                // A blank file (or one with only comments) gets an object
+                // after whatever was there.
+                let nl = if body.contains("\r\n") { "\r\n" } else { "\n" };
+                let mut t = body.trim_end().to_owned();
+                if !t.is_empty() {
+                    t.push_str(nl);
+                }
+                t.push_str("{}");
+                root = parse(&t).map_err(malformed)?;
+                blank = Some(text.to_owned());
+            }
+            Some(v) if v.as_object().is_none() => {
+                return Err(PlanError::UnexpectedRoot {
+                    path: path.to_path_buf(),
+                    expected: "a JSON object",
+                    found: format!("{} (JSON)", Kind::of(&v).describe()),
+                });
+            }
+            Some(_) => {}
         }
-        let style = detect_style(text, &root);
         Ok(Self {
             path: path.to_path_buf(),
-            text: text.to_owned(),
-            style,
-            fresh: false,
-            blank: None,
+            style: Style::of(&root),
+            root,
+            bom,
+            fresh: blank.is_some(),
+            blank,
         })
     }
 
     /// The document's text now.
+    pub(crate) fn text(&self) -> String {
+        let body = self.root.to_string();
+        if self.bom {
+            format!("{BOM}{body}")
+        } else {
+            body
+        }
+    }
+
+    /// The finished text: a file that was blank ends with a line break.
     pub(crate) fn into_text(self) -> String {
-        let mut t = self.text;
+        let mut t = self.text();
         if self.fresh && !t.ends_with('\n') {
             t.push_str(self.style.nl);
         }
         t
-    }
-
-    pub(crate) fn text(&self) -> &str {
-        &self.text
     }
 
     /// The text as read, when the file was blank (whitespace and comments
@@ -513,16 +258,17 @@ impl JsonDoc {
     /// write back, so the file can stay as it was.
     pub(crate) fn untouched_blank(&self) -> Option<&str> {
         let blank = self.blank.as_deref()?;
-        let empty = self.root().ok()?.items().is_some_and(<[Item]>::is_empty);
+        let empty = self
+            .root
+            .object_value()
+            .is_some_and(|o| o.properties().is_empty());
         empty.then_some(blank)
     }
 
-    fn root(&self) -> Result<Node, PlanError> {
-        match parse(&self.text) {
-            Ok(Some(n)) => Ok(n),
-            Ok(None) => Err(self.internal("document vanished")),
-            Err(e) => Err(self.internal(&e.to_string())),
-        }
+    fn object(&self) -> Result<CstObject, PlanError> {
+        self.root
+            .object_value()
+            .ok_or_else(|| self.internal("the root object vanished"))
     }
 
     fn internal(&self, what: &str) -> PlanError {
@@ -533,31 +279,31 @@ impl JsonDoc {
     }
 
     /// The value at `path` (object keys), if present.
-    pub(crate) fn get(&self, path: &[&str]) -> Option<Node> {
-        let mut node = self.root().ok()?;
+    pub(crate) fn get(&self, path: &[&str]) -> Option<CstNode> {
+        let mut node = self.root.value()?;
         for key in path {
-            node = node.member(key)?.value.clone();
+            node = member(&node.as_object()?, key)?.value()?;
         }
         Some(node)
     }
 
     /// The string at `path`, if present and a string.
     pub(crate) fn get_str(&self, path: &[&str]) -> Option<String> {
-        self.get(path).and_then(|n| n.as_str().map(str::to_owned))
+        self.get(path).as_ref().and_then(as_str)
     }
 
     /// The text of `node`.
-    pub(crate) fn raw(&self, node: &Node) -> &str {
-        &self.text[node.start..node.end]
+    pub(crate) fn raw(&self, node: &CstNode) -> String {
+        node.to_string()
     }
 
     /// Fails unless the value at `path` is absent or an object.
     pub(crate) fn expect_object(&self, path: &[&str]) -> Result<(), PlanError> {
         for n in 1..=path.len() {
             if let Some(node) = self.get(&path[..n])
-                && !node.is_object()
+                && node.as_object().is_none()
             {
-                return Err(self.wrong_type(&path[..n], "an object", node.kind.describe()));
+                return Err(self.wrong_type(&path[..n], "an object", Kind::of(&node).describe()));
             }
         }
         Ok(())
@@ -577,42 +323,20 @@ impl JsonDoc {
         }
     }
 
-    /// Applies edits given in text order (edits at the same position end
-    /// up in list order).
-    fn splice(&mut self, edits: Vec<(usize, usize, String)>) -> Result<(), PlanError> {
-        let mut edits: Vec<(usize, (usize, usize, String))> =
-            edits.into_iter().enumerate().collect();
-        edits.sort_by_key(|(i, e)| std::cmp::Reverse((e.0, *i)));
-        for (_, (s, e, t)) in edits {
-            self.text.replace_range(s..e, &t);
-        }
-        self.root().map(|_| ())
-    }
-
     /// Sets the value at `path`, creating missing parent objects; fails when
     /// a parent exists but is not an object.
     pub(crate) fn set(&mut self, path: &[&str], value: J) -> Result<(), PlanError> {
-        let mut node = self.root()?;
+        let mut obj = self.object()?;
         for (i, key) in path.iter().enumerate() {
-            let found = node.member(key).cloned();
-            match found {
-                Some(item) if i + 1 == path.len() => {
-                    let indent = line_indent(&self.text, item.start).to_owned();
-                    let rendered = self.render(&value, &indent);
-                    if self.raw(&item.value) == rendered {
-                        return Ok(());
-                    }
-                    return self.splice(vec![(item.value.start, item.value.end, rendered)]);
-                }
-                Some(item) => {
-                    if !item.value.is_object() {
-                        return Err(self.wrong_type(
-                            &path[..=i],
-                            "an object",
-                            item.value.kind.describe(),
-                        ));
-                    }
-                    node = item.value;
+            match member(&obj, key) {
+                Some(prop) if i + 1 == path.len() => return self.replace_value(&prop, value),
+                Some(prop) => {
+                    let v = prop
+                        .value()
+                        .ok_or_else(|| self.internal("a member lost its value"))?;
+                    obj = v.as_object().ok_or_else(|| {
+                        self.wrong_type(&path[..=i], "an object", Kind::of(&v).describe())
+                    })?;
                 }
                 None => {
                     // Build the rest of the path as nested objects.
@@ -620,7 +344,7 @@ impl JsonDoc {
                     for k in path[i + 1..].iter().rev() {
                         v = J::Obj(vec![((*k).to_owned(), v)]);
                     }
-                    return self.insert(&node, Some(key), &v);
+                    return self.insert(&obj.into(), Some(key), v);
                 }
             }
         }
@@ -634,41 +358,33 @@ impl JsonDoc {
             return Ok(false);
         };
         let mut removed = false;
-        loop {
-            let Some(parent) = self.get(parent_path) else {
-                return Ok(removed);
-            };
-            let Some(items) = parent.items() else {
-                return Ok(removed);
-            };
-            let Some(idx) = items.iter().rposition(|i| i.key.as_deref() == Some(*last)) else {
-                return Ok(removed);
-            };
-            self.remove_item(&parent, idx)?;
+        while let Some(prop) = self
+            .get(parent_path)
+            .and_then(|p| p.as_object())
+            .and_then(|o| member(&o, last))
+        {
+            remove_item(prop.into());
             removed = true;
         }
+        Ok(removed)
     }
 
     /// Removes the array elements at `path` for which `pred` holds.
     pub(crate) fn remove_elements(
         &mut self,
         path: &[&str],
-        pred: impl Fn(&JsonDoc, &Node) -> bool,
+        pred: impl Fn(&CstNode) -> bool,
     ) -> Result<bool, PlanError> {
         let mut removed = false;
-        loop {
-            let Some(arr) = self.get(path) else {
-                return Ok(removed);
-            };
-            let Kind::Array(items) = &arr.kind else {
-                return Ok(removed);
-            };
-            let Some(idx) = items.iter().position(|i| pred(self, &i.value)) else {
-                return Ok(removed);
-            };
-            self.remove_item(&arr, idx)?;
+        while let Some(el) = self
+            .get(path)
+            .and_then(|a| a.as_array())
+            .and_then(|a| a.elements().into_iter().find(|e| pred(e)))
+        {
+            remove_item(el);
             removed = true;
         }
+        Ok(removed)
     }
 
     /// Replaces the first element at `path` (an array) for which `pred`
@@ -676,296 +392,352 @@ impl JsonDoc {
     pub(crate) fn upsert_element(
         &mut self,
         path: &[&str],
-        pred: impl Fn(&JsonDoc, &Node) -> bool,
+        pred: impl Fn(&CstNode) -> bool,
         value: J,
     ) -> Result<(), PlanError> {
-        let Some(arr) = self.get(path) else {
+        let Some(node) = self.get(path) else {
             return self.set(path, J::Arr(vec![value]));
         };
-        let Kind::Array(items) = &arr.kind else {
-            return Err(self.wrong_type(path, "an array", arr.kind.describe()));
+        let Some(arr) = node.as_array() else {
+            return Err(self.wrong_type(path, "an array", Kind::of(&node).describe()));
         };
-        if let Some(item) = items.iter().find(|i| pred(self, &i.value)) {
-            let indent = line_indent(&self.text, item.start).to_owned();
-            let rendered = self.render(&value, &indent);
-            if self.raw(&item.value) == rendered {
-                return Ok(());
+        let found = arr.elements().into_iter().find(|e| pred(e));
+        match found {
+            Some(el) => {
+                let (input, raw) = to_input(value);
+                let new = replace(el, input).ok_or_else(|| self.internal("replace an element"))?;
+                reindent(&new);
+                self.after_write(&new, raw)
             }
-            return self.splice(vec![(item.value.start, item.value.end, rendered)]);
+            None => self.insert(&arr.into(), None, value),
         }
-        self.insert(&arr, None, &value)
     }
 
     /// Removes `path` when it is an empty object or array.
     pub(crate) fn remove_if_empty(&mut self, path: &[&str]) -> Result<bool, PlanError> {
-        match self.get(path) {
-            Some(n) if n.items().is_some_and(<[Item]>::is_empty) => self.remove(path),
-            _ => Ok(false),
+        let empty = self.get(path).is_some_and(|n| match n {
+            CstNode::Container(CstContainerNode::Object(o)) => o.properties().is_empty(),
+            CstNode::Container(CstContainerNode::Array(a)) => a.elements().is_empty(),
+            _ => false,
+        });
+        if empty { self.remove(path) } else { Ok(false) }
+    }
+
+    /// Replaces the value of `prop`.
+    fn replace_value(&mut self, prop: &CstObjectProp, value: J) -> Result<(), PlanError> {
+        let (input, raw) = to_input(value);
+        prop.set_value(input);
+        let new = prop
+            .value()
+            .ok_or_else(|| self.internal("a member lost its value"))?;
+        self.after_write(&new, raw)
+    }
+
+    /// Appends a member (or array element) to `container`.
+    fn insert(
+        &mut self,
+        container: &CstContainerNode,
+        key: Option<&str>,
+        value: J,
+    ) -> Result<(), PlanError> {
+        let items = container.children_exclude_trivia_and_tokens();
+        let one_line = !items.is_empty() && !container.children().iter().any(CstNode::is_newline);
+        if self.style.compact || one_line {
+            return self.insert_inline(container, &items, key, &value);
         }
-    }
-
-    /// Renders `v` for a position whose line is indented by `indent`.
-    fn render(&self, v: &J, indent: &str) -> String {
-        let mut out = String::new();
-        self.render_into(v, indent, &mut out);
-        out
-    }
-
-    fn render_into(&self, v: &J, indent: &str, out: &mut String) {
-        let st = &self.style;
-        let colon = if st.colon_space { ": " } else { ":" };
-        match v {
-            J::Str(s) => out.push_str(&quote(s)),
-            J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            J::Raw(r) => out.push_str(r),
-            J::Arr(items) if items.is_empty() => out.push_str("[]"),
-            J::Obj(items) if items.is_empty() => out.push_str("{}"),
-            J::Arr(_) | J::Obj(_) => {
-                let (open, close) = if matches!(v, J::Arr(_)) {
-                    ('[', ']')
-                } else {
-                    ('{', '}')
-                };
-                let entries: Vec<(Option<&str>, &J)> = match v {
-                    J::Arr(a) => a.iter().map(|x| (None, x)).collect(),
-                    J::Obj(o) => o.iter().map(|(k, x)| (Some(k.as_str()), x)).collect(),
-                    _ => Vec::new(),
-                };
-                out.push(open);
-                let inner = format!("{indent}{}", st.unit);
-                for (n, (k, x)) in entries.iter().enumerate() {
-                    if n > 0 {
-                        out.push(',');
-                        if st.compact && st.colon_space {
-                            out.push(' ');
-                        }
-                    }
-                    if !st.compact {
-                        out.push_str(st.nl);
-                        out.push_str(&inner);
-                    }
-                    if let Some(k) = k {
-                        out.push_str(&quote(k));
-                        out.push_str(colon);
-                    }
-                    self.render_into(x, &inner, out);
+        let (input, raw) = to_input(value);
+        let new: CstNode = match (container, key) {
+            (CstContainerNode::Object(o), Some(k)) => o.append(k, input).into(),
+            (CstContainerNode::Array(a), None) => {
+                let el = a.append(input);
+                if items.is_empty() {
+                    // The tree writes `["x"]`; a pretty file gets a line.
+                    a.ensure_multiline();
                 }
-                if !st.compact {
-                    out.push_str(st.nl);
-                    out.push_str(indent);
-                }
-                out.push(close);
+                el
             }
-        }
-    }
-
-    fn member_text(&self, key: Option<&str>, v: &J, indent: &str) -> String {
-        let colon = if self.style.colon_space { ": " } else { ":" };
-        let mut s = key
-            .map(|k| format!("{}{colon}", quote(k)))
-            .unwrap_or_default();
-        s.push_str(&self.render(v, indent));
-        s
-    }
-
-    /// Appends a member (or array element) to container `c`.
-    fn insert(&mut self, c: &Node, key: Option<&str>, v: &J) -> Result<(), PlanError> {
-        let items = c.items().unwrap_or(&[]);
-        let close = c.end - 1;
-        let nl = self.style.nl;
-        let sep = if self.style.colon_space { " " } else { "" };
-        let Some(last) = items.last() else {
-            if self.style.compact {
-                let text = self.member_text(key, v, "");
-                return self.splice(vec![(close, close, text)]);
-            }
-            let outer = line_indent(&self.text, c.start).to_owned();
-            let inner = format!("{outer}{}", self.style.unit);
-            let text = self.member_text(key, v, &inner);
-            // After any comment inside the braces, before trailing blanks.
-            let mut p = close;
-            while p > c.start + 1 && self.text.as_bytes()[p - 1].is_ascii_whitespace() {
-                p -= 1;
-            }
-            let gap_has_nl = self.text[p..close].contains('\n');
-            let mut ins = format!("{nl}{inner}{text}");
-            if !gap_has_nl {
-                ins.push_str(nl);
-                ins.push_str(&outer);
-            }
-            return self.splice(vec![(p, p, ins)]);
+            _ => return Err(self.internal("a member without a key")),
         };
-        if !self.style.compact && own_line(&self.text, last.start) {
-            let indent = line_indent(&self.text, last.start).to_owned();
-            let text = self.member_text(key, v, &indent);
-            if let Some(cp) = last.comma {
-                if let Some(eol) = end_of_line(&self.text, cp + 1) {
-                    return self.splice(vec![(eol, eol, format!("{nl}{indent}{text},"))]);
-                }
-            } else if let Some(eol) = end_of_line(&self.text, last.value.end) {
-                return self.splice(vec![
-                    (last.value.end, last.value.end, ",".to_owned()),
-                    (eol, eol, format!("{nl}{indent}{text}")),
-                ]);
-            }
-        }
-        // Inline, on the line where the last member's value ends: indented
-        // like that line, as `set` indents a value it replaces there.
-        let at = last.comma.unwrap_or(last.value.end);
-        let text = self.member_text(key, v, line_indent(&self.text, at));
-        match last.comma {
-            Some(cp) => self.splice(vec![(cp + 1, cp + 1, format!("{sep}{text},"))]),
-            None => self.splice(vec![(
-                last.value.end,
-                last.value.end,
-                format!(",{sep}{text}"),
-            )]),
-        }
+        self.after_write(&new, raw)
     }
 
-    /// Removes item `idx` of container `c` with its separator and, when it
-    /// sits on lines of its own, those lines.
-    fn remove_item(&mut self, c: &Node, idx: usize) -> Result<(), PlanError> {
-        let items = c.items().unwrap_or(&[]);
-        let Some(it) = items.get(idx) else {
+    /// Inserts a member on the line of a one-line container. The tree would
+    /// lay the whole container out again, so this splices the text at the
+    /// place the tree gives and reads the document again.
+    fn insert_inline(
+        &mut self,
+        container: &CstContainerNode,
+        items: &[CstNode],
+        key: Option<&str>,
+        value: &J,
+    ) -> Result<(), PlanError> {
+        let sep = self.style.sep();
+        let mut text = key
+            .map(|k| format!("{}:{sep}", quote(k)))
+            .unwrap_or_default();
+        flat(value, sep, &mut text);
+        let (at, ins) = match items.last() {
+            None => {
+                let close = container
+                    .children()
+                    .pop()
+                    .ok_or_else(|| self.internal("a container without brackets"))?;
+                (offset(&close), text)
+            }
+            Some(last) => match last.trailing_comma() {
+                Some(comma) => (offset(&comma.into()) + 1, format!("{sep}{text},")),
+                None => (
+                    offset(last) + last.to_string().len(),
+                    format!(",{sep}{text}"),
+                ),
+            },
+        };
+        let mut body = self.root.to_string();
+        body.insert_str(at, &ins);
+        self.reread(&body)
+    }
+
+    /// Lays out a value the tree just wrote like the rest of the file, and
+    /// puts verbatim text in its place holder.
+    fn after_write(&mut self, new: &CstNode, raw: Option<String>) -> Result<(), PlanError> {
+        if self.style.compact {
+            flatten(new, self.style.sep());
+        } else {
+            expand(new);
+            if !self.style.colon_space {
+                tighten_colons(new);
+            }
+        }
+        let Some(raw) = raw else {
             return Ok(());
         };
-        let prev = idx.checked_sub(1).and_then(|p| items.get(p));
-        let next = items.get(idx + 1);
-        let mut edits = Vec::new();
-        if own_line(&self.text, it.start) {
-            // From the line break before the item.
-            let mut cut = self.text[..it.start].rfind('\n').unwrap_or(0);
-            if cut > 0 && self.text.as_bytes()[cut - 1] == b'\r' {
-                cut -= 1;
-            }
-            let cut = cut.max(c.start + 1);
-            match (it.comma, next) {
-                (Some(cp), _) => edits.push((cut, cp + 1, String::new())),
-                (None, _) => {
-                    edits.push((cut, it.value.end, String::new()));
-                    if let Some(pc) = prev.and_then(|p| p.comma) {
-                        edits.push((pc, pc + 1, String::new()));
-                    }
-                }
-            }
-        } else if let Some(n) = next {
-            edits.push((it.start, n.start, String::new()));
-        } else if let Some(pc) = prev.and_then(|p| p.comma) {
-            edits.push((pc, it.value.end, String::new()));
-        } else {
-            edits.push((
-                it.start,
-                it.comma.map_or(it.value.end, |cp| cp + 1),
-                String::new(),
-            ));
-        }
-        self.splice(edits)?;
-        // An object left with only whitespace inside collapses to `{}`.
-        if items.len() == 1 {
-            let root = self.root()?;
-            if let Some(n) = find_at(&root, c.start) {
-                let inner = &self.text[n.start + 1..n.end - 1];
-                if !inner.is_empty() && inner.trim().is_empty() {
-                    self.splice(vec![(n.start + 1, n.end - 1, String::new())])?;
-                }
-            }
-        }
+        let placeholder = find_placeholder(new)
+            .ok_or_else(|| self.internal("the place for a copied value is gone"))?;
+        placeholder.set_raw_value(raw);
+        // The tree now holds text it did not parse: read it again.
+        let body = self.root.to_string();
+        self.reread(&body)
+    }
+
+    fn reread(&mut self, body: &str) -> Result<(), PlanError> {
+        self.root = parse(body).map_err(|e| self.internal(&e))?;
         Ok(())
     }
 }
 
-/// The container node that starts at `pos`.
-fn find_at(n: &Node, pos: usize) -> Option<&Node> {
-    if n.start == pos && n.items().is_some() {
-        return Some(n);
-    }
-    n.items()?
-        .iter()
-        .find(|i| i.value.start <= pos && pos < i.value.end)
-        .and_then(|i| find_at(&i.value, pos))
+/// Marks where a [`J::Raw`] goes until its text is set (a NUL never
+/// appears in a value tokenbuddy writes).
+const PLACEHOLDER: &str = "\0tokenbuddy-verbatim\0";
+
+/// The tree's input for `v`, and the verbatim text of its [`J::Raw`] part.
+fn to_input(v: J) -> (CstInputValue, Option<String>) {
+    let mut raw = None;
+    let input = convert(v, &mut raw);
+    (input, raw)
 }
 
-fn detect_style(text: &str, root: &Node) -> Style {
-    let nl = if text.contains("\r\n") { "\r\n" } else { "\n" };
-    let items = root.items().unwrap_or(&[]);
-    let compact = items
-        .first()
-        .is_some_and(|first| !text[root.start..first.start].contains('\n'));
-    let unit = first_indent(text, root).unwrap_or_else(|| "  ".to_owned());
-    let colon_space = items.first().and_then(|i| i.colon).is_none_or(|c| {
-        text.as_bytes()
-            .get(c + 1)
-            .is_none_or(|b| b.is_ascii_whitespace())
-    });
-    Style {
-        nl,
-        unit,
-        compact,
-        colon_space,
-    }
-}
-
-/// The indentation unit: the indentation of the first member on its own
-/// line, relative to its container's line.
-fn first_indent(text: &str, n: &Node) -> Option<String> {
-    let items = n.items()?;
-    if let Some(first) = items.first()
-        && own_line(text, first.start)
-    {
-        let outer = line_indent(text, n.start);
-        let inner = line_indent(text, first.start);
-        if let Some(unit) = inner.strip_prefix(outer)
-            && !unit.is_empty()
-        {
-            return Some(unit.to_owned());
+fn convert(v: J, raw: &mut Option<String>) -> CstInputValue {
+    match v {
+        J::Str(s) => CstInputValue::String(s),
+        J::Bool(b) => CstInputValue::Bool(b),
+        J::Arr(a) => CstInputValue::Array(a.into_iter().map(|x| convert(x, raw)).collect()),
+        J::Obj(o) => {
+            CstInputValue::Object(o.into_iter().map(|(k, x)| (k, convert(x, raw))).collect())
+        }
+        J::Raw(r) => {
+            *raw = Some(r);
+            CstInputValue::String(PLACEHOLDER.to_owned())
         }
     }
-    items.iter().find_map(|i| first_indent(text, &i.value))
 }
 
-/// The leading whitespace of the line holding `pos`.
-pub(crate) fn line_indent(text: &str, pos: usize) -> &str {
-    let start = text[..pos].rfind('\n').map_or(0, |p| p + 1);
-    let line = &text[start..];
-    let n = line.len() - line.trim_start_matches([' ', '\t']).len();
-    &line[..n]
+fn find_placeholder(n: &CstNode) -> Option<jsonc_parser::cst::CstStringLit> {
+    if let Some(s) = n.as_string_lit()
+        && s.decoded_value().is_ok_and(|v| v == PLACEHOLDER)
+    {
+        return Some(s);
+    }
+    n.children().iter().find_map(find_placeholder)
 }
 
-/// Only whitespace precedes `pos` on its line.
-fn own_line(text: &str, pos: usize) -> bool {
-    let start = text[..pos].rfind('\n').map_or(0, |p| p + 1);
-    text[start..pos].bytes().all(|b| b == b' ' || b == b'\t')
+/// Replaces array element `n` with `input`, returning the new element.
+fn replace(n: CstNode, input: CstInputValue) -> Option<CstNode> {
+    match n {
+        CstNode::Container(CstContainerNode::Object(o)) => o.replace_with(input),
+        CstNode::Container(CstContainerNode::Array(a)) => a.replace_with(input),
+        CstNode::Leaf(CstLeafNode::StringLit(s)) => s.replace_with(input),
+        CstNode::Leaf(CstLeafNode::NumberLit(s)) => s.replace_with(input),
+        CstNode::Leaf(CstLeafNode::BooleanLit(s)) => s.replace_with(input),
+        CstNode::Leaf(CstLeafNode::NullKeyword(s)) => s.replace_with(input),
+        CstNode::Leaf(CstLeafNode::WordLit(s)) => s.replace_with(input),
+        _ => None,
+    }
 }
 
-/// Where the line that continues at `pos` ends (before `\r\n` / `\n`),
-/// skipping spaces and a trailing comment; `None` if other content follows
-/// on the same line.
-fn end_of_line(text: &str, pos: usize) -> Option<usize> {
-    let b = text.as_bytes();
-    let mut i = pos;
-    loop {
-        match b.get(i) {
-            None => return Some(i),
-            Some(b' ' | b'\t') => i += 1,
-            Some(b'\r') if b.get(i + 1) == Some(&b'\n') => return Some(i),
-            Some(b'\n') => return Some(i),
-            Some(b'/') if b.get(i + 1) == Some(&b'/') => {
-                let e = text[i..].find('\n').map_or(text.len(), |p| i + p);
-                return Some(if e > 0 && b.get(e - 1) == Some(&b'\r') {
-                    e - 1
-                } else {
-                    e
-                });
-            }
-            Some(b'/') if b.get(i + 1) == Some(&b'*') => {
-                let e = text[i + 2..].find("*/")? + i + 2;
-                if text[i..e].contains('\n') {
-                    return None;
+/// Writes `v` on one line, `sep` after each `,` and `:`.
+fn flat(v: &J, sep: &str, out: &mut String) {
+    match v {
+        J::Str(s) => out.push_str(&quote(s)),
+        J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        J::Raw(r) => out.push_str(r),
+        J::Arr(items) => {
+            out.push('[');
+            for (i, x) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                    out.push_str(sep);
                 }
-                i = e + 2;
+                flat(x, sep, out);
             }
-            Some(_) => return None,
+            out.push(']');
+        }
+        J::Obj(items) => {
+            out.push('{');
+            for (i, (k, x)) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                    out.push_str(sep);
+                }
+                out.push_str(&quote(k));
+                out.push(':');
+                out.push_str(sep);
+                flat(x, sep, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// Byte offset of `n` in the document (the tree keeps no positions).
+fn offset(n: &CstNode) -> usize {
+    let before: usize = n.previous_siblings().map(|s| s.to_string().len()).sum();
+    match n.parent() {
+        Some(p) if !p.is_root() => offset(&p.into()) + before,
+        _ => before,
+    }
+}
+
+/// Puts the value the tree wrote on one line: no line breaks, `sep` after
+/// `,` and `:`.
+fn flatten(n: &CstNode, sep: &str) {
+    let mut after_sep = false;
+    for c in n.children() {
+        if c.is_newline() {
+            c.remove();
+        } else if let Some(w) = c.as_whitespace() {
+            if after_sep && !sep.is_empty() {
+                w.set_value(sep.to_owned());
+                after_sep = false;
+            } else {
+                w.remove();
+            }
+        } else {
+            after_sep = matches!(c.token_char(), Some(',' | ':'));
+            flatten(&c, sep);
+        }
+    }
+}
+
+/// Writes every array in the value the tree wrote one element a line.
+fn expand(n: &CstNode) {
+    if let Some(a) = n.as_array()
+        && !a.elements().is_empty()
+    {
+        a.ensure_multiline();
+    }
+    for c in n.children() {
+        if matches!(c, CstNode::Container(_)) {
+            expand(&c);
+        }
+    }
+}
+
+/// Removes a member or element with its comma. The tree keeps the space
+/// after the comma of a first item written right after the bracket, which
+/// would leave `{ "b": 2}`.
+fn remove_item(n: CstNode) {
+    let right_after_open = n.previous_sibling().is_some_and(|p| p.is_token());
+    let gap = n
+        .trailing_comma()
+        .and_then(|c| CstNode::from(c).next_sibling())
+        .filter(CstNode::is_whitespace);
+    n.remove();
+    if let Some(gap) = gap
+        && right_after_open
+        && gap.parent().is_some()
+    {
+        gap.remove();
+    }
+}
+
+/// The indentation of `n` when it starts its line.
+fn line_indent(n: &CstNode) -> Option<String> {
+    let mut indent = String::new();
+    for s in n.previous_siblings() {
+        if s.is_newline() {
+            return Some(indent);
+        }
+        indent.insert_str(0, &s.as_whitespace()?.value());
+    }
+    None
+}
+
+/// Indents the lines of a replaced array element from the element's own
+/// line: the tree indents them from the array's.
+fn reindent(n: &CstNode) {
+    let children = n.children();
+    let (Some(own), Some(close)) = (
+        line_indent(n),
+        children.iter().rev().nth(1).and_then(line_indent_of_close),
+    ) else {
+        return;
+    };
+    if own == close || !own.starts_with(&close) {
+        return;
+    }
+    shift(n, &close, &own);
+}
+
+/// The indentation in front of a closing bracket, when it starts its line.
+fn line_indent_of_close(ws: &CstNode) -> Option<String> {
+    let w = ws.as_whitespace()?;
+    ws.previous_sibling()
+        .is_some_and(|p| p.is_newline())
+        .then(|| w.value())
+}
+
+/// Replaces the leading `from` of every line inside `n` with `to`.
+fn shift(n: &CstNode, from: &str, to: &str) {
+    let mut line_start = false;
+    for c in n.children() {
+        if let Some(w) = c.as_whitespace()
+            && line_start
+            && let Some(rest) = w.value().strip_prefix(from)
+        {
+            w.set_value(format!("{to}{rest}"));
+        }
+        line_start = c.is_newline();
+        if matches!(c, CstNode::Container(_)) {
+            shift(&c, from, to);
+        }
+    }
+}
+
+/// Drops the space the tree writes after each `:`.
+fn tighten_colons(n: &CstNode) {
+    if n.as_object_prop().is_some() {
+        let mut after_colon = false;
+        for c in n.children() {
+            if after_colon && c.is_whitespace() {
+                c.remove();
+                break;
+            }
+            after_colon = c.token_char() == Some(':');
+        }
+    }
+    for c in n.children() {
+        if matches!(c, CstNode::Container(_)) {
+            tighten_colons(&c);
         }
     }
 }
@@ -982,17 +754,16 @@ mod tests {
     #[test]
     fn parses_jsonc_and_json5_bits() {
         let t = "// c\n{a: 1, 'b': 'x\\'y', \"c\": [1, 2,], /* d */ \"d\": {\"e\": null},}\n";
-        let n = parse(t).unwrap().unwrap();
-        assert_eq!(n.member("b").unwrap().value.as_str(), Some("x'y"));
-        assert!(n.member("a").is_some());
+        let d = doc(t);
+        assert_eq!(d.get_str(&["b"]).as_deref(), Some("x'y"));
+        assert!(d.get(&["a"]).is_some());
         assert!(parse("{\"a\": }").is_err());
         let e = parse("{\n  \"a\": 1\n  \"b\": 2\n}").unwrap_err();
-        assert_eq!((e.line, e.col), (3, 3));
-        assert!(parse("  // only\n").unwrap().is_none());
-        assert_eq!(
-            parse("\"\\ud83d\\ude00\"").unwrap().unwrap().as_str(),
-            Some("\u{1F600}")
-        );
+        // Where the comma is missing (after `1`), not where `"b"` starts.
+        assert!(e.starts_with("not valid JSON at line 2, column 9: "), "{e}");
+        assert!(parse("  // only\n").unwrap().value().is_none());
+        let n = parse("\"\\ud83d\\ude00\"").unwrap().value().unwrap();
+        assert_eq!(as_str(&n).as_deref(), Some("\u{1F600}"));
     }
 
     #[test]
@@ -1075,13 +846,7 @@ mod tests {
     #[test]
     fn arrays() {
         let mut d = doc("{\n  \"l\": [\n    {\"id\": \"a\"}\n  ]\n}");
-        let is_b = |d: &JsonDoc, n: &Node| {
-            let _ = d;
-            n.member("id")
-                .and_then(|i| i.value.as_str().map(str::to_owned))
-                .as_deref()
-                == Some("b")
-        };
+        let is_b = |n: &CstNode| str_member(n, "id").as_deref() == Some("b");
         d.upsert_element(&["l"], is_b, J::obj([("id", J::s("b"))]))
             .unwrap();
         assert_eq!(
@@ -1105,6 +870,72 @@ mod tests {
         ));
         let d = JsonDoc::open(Path::new("/x.json"), None).unwrap();
         assert_eq!(d.into_text(), "{}\n");
+    }
+
+    #[test]
+    fn one_line_containers_stay_on_their_line() {
+        let orig = "{\n  \"o\": { \"a\": 1 },\n  \"l\": [\"x\"]\n}\n";
+        let mut d = doc(orig);
+        d.set(&["o", "b"], J::obj([("k", J::Arr(vec![J::s("v")]))]))
+            .unwrap();
+        let is_y = |n: &CstNode| as_str(n).as_deref() == Some("y");
+        d.upsert_element(&["l"], is_y, J::s("y")).unwrap();
+        assert_eq!(
+            d.text(),
+            "{\n  \"o\": { \"a\": 1, \"b\": {\"k\": [\"v\"]} },\n  \"l\": [\"x\", \"y\"]\n}\n"
+        );
+        d.remove(&["o", "b"]).unwrap();
+        d.remove_elements(&["l"], is_y).unwrap();
+        assert_eq!(d.text(), orig);
+    }
+
+    #[test]
+    fn replaced_elements_are_indented_from_their_own_line() {
+        let mut d = doc("{\n  \"l\": [\n    {\"id\": \"a\", \"n\": 1}\n  ]\n}");
+        let is_a = |n: &CstNode| str_member(n, "id").as_deref() == Some("a");
+        d.upsert_element(&["l"], is_a, J::obj([("id", J::s("a"))]))
+            .unwrap();
+        let once = d.text();
+        assert_eq!(
+            once,
+            "{\n  \"l\": [\n    {\n      \"id\": \"a\"\n    }\n  ]\n}"
+        );
+        d.upsert_element(&["l"], is_a, J::obj([("id", J::s("a"))]))
+            .unwrap();
+        assert_eq!(d.text(), once);
+    }
+
+    #[test]
+    fn verbatim_values_byte_order_mark_and_duplicates() {
+        let mut d = doc("\u{feff}{\"a\": 1, \"a\": \"last\"}");
+        assert_eq!(d.get_str(&["a"]).as_deref(), Some("last"));
+        d.set(&["a"], J::Raw("{ /* kept */ \"x\": [1,2] }".into()))
+            .unwrap();
+        d.set(&["n", "m"], J::Raw("'single'".into())).unwrap();
+        assert_eq!(d.get(&["a", "x"]).map(|n| Kind::of(&n)), Some(Kind::Array));
+        assert_eq!(d.get_str(&["n", "m"]).as_deref(), Some("single"));
+        assert_eq!(
+            d.text(),
+            "\u{feff}{\"a\": 1, \"a\": { /* kept */ \"x\": [1,2] }, \"n\": {\"m\": 'single'}}"
+        );
+        assert!(d.remove(&["a"]).unwrap());
+        assert_eq!(d.text(), "\u{feff}{\"n\": {\"m\": 'single'}}");
+    }
+
+    #[test]
+    fn unreadable_files_are_refused_with_the_place() {
+        for (text, at) in [
+            ("{\"a\": }", "line 1, column 7"),
+            ("{\n  \"a\": 1 /* open", "line 2, column 10"),
+            ("{\"a\": 1}}", "line 1, column 9"),
+        ] {
+            let Err(PlanError::Malformed { reason, .. }) =
+                JsonDoc::open(Path::new("/x.json"), Some(text))
+            else {
+                panic!("{text:?} was read");
+            };
+            assert!(reason.contains(at), "{text:?}: {reason}");
+        }
     }
 
     mod props {
@@ -1171,7 +1002,7 @@ mod tests {
                 }
                 *cur = Value::String(new.clone());
                 d.set(&keys, J::s(&new)).unwrap();
-                let got: Value = serde_json::from_str(d.text()).unwrap();
+                let got: Value = serde_json::from_str(&d.text()).unwrap();
                 prop_assert_eq!(&got, &expected);
                 if let Some(i) = fresh_at {
                     d.remove(&keys[..=i]).unwrap();

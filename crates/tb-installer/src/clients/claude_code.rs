@@ -10,7 +10,7 @@ use crate::contract::{
     is_loopback_url, same_url, undo_file,
 };
 use crate::env::InstallEnv;
-use crate::jsonc::{J, JsonDoc};
+use crate::jsonc::{self, J, JsonDoc};
 
 const BASE_URL: [&str; 2] = ["env", "ANTHROPIC_BASE_URL"];
 const AUTH_TOKEN: [&str; 2] = ["env", "ANTHROPIC_AUTH_TOKEN"];
@@ -100,7 +100,7 @@ impl ClientInstaller for ClaudeCode {
             "set env.ANTHROPIC_BASE_URL, env.ANTHROPIC_AUTH_TOKEN and env.ANTHROPIC_MODEL"
                 .to_owned();
         if let Some(key) = doc.get(&API_KEY)
-            && key.as_str() != Some("")
+            && jsonc::as_str(&key).as_deref() != Some("")
         {
             if !opts.force {
                 return Err(PlanError::Conflict {

@@ -9,7 +9,8 @@ use crate::contract::{
     same_url, undo_file,
 };
 use crate::env::{InstallEnv, Os};
-use crate::jsonc::{J, JsonDoc, Node};
+use crate::jsonc::{J, JsonDoc, str_member};
+use jsonc_parser::cst::CstNode;
 
 /// tokenbuddy's fixed entry id in Claude Desktop's config library.
 pub const DESKTOP_CONFIG_ID: &str = "6f6b656e-6275-4464-b979-746f6b656e62";
@@ -46,8 +47,8 @@ impl ClaudeDesktop {
     }
 }
 
-fn id_is_ours(_: &JsonDoc, n: &Node) -> bool {
-    n.member("id").and_then(|i| i.value.as_str()) == Some(DESKTOP_CONFIG_ID)
+fn id_is_ours(n: &CstNode) -> bool {
+    str_member(n, "id").as_deref() == Some(DESKTOP_CONFIG_ID)
 }
 
 impl ClientInstaller for ClaudeDesktop {

@@ -61,7 +61,7 @@ impl JsonBackups {
         if let Some(orig) = &self.original
             && let Some(n) = orig.get(path)
         {
-            return doc.set(path, J::Raw(orig.raw(&n).to_owned()));
+            return doc.set(path, J::Raw(orig.raw(&n)));
         }
         doc.remove(path)?;
         self.prune(doc, &path[..path.len().saturating_sub(1)])

@@ -8,7 +8,8 @@ use crate::contract::{
     same_url, undo_file,
 };
 use crate::env::InstallEnv;
-use crate::jsonc::{J, JsonDoc, Kind, Node};
+use crate::jsonc::{J, JsonDoc, Kind, str_member};
+use jsonc_parser::cst::CstNode;
 
 const FILE: &str = "openclaw.json";
 const PROVIDER: [&str; 3] = ["models", "providers", PROVIDER_ID];
@@ -42,8 +43,8 @@ fn model_entry(model: &str) -> J {
     ])
 }
 
-fn id_is(model: &str) -> impl Fn(&JsonDoc, &Node) -> bool + '_ {
-    move |_, n| n.member("id").and_then(|i| i.value.as_str()) == Some(model)
+fn id_is(model: &str) -> impl Fn(&CstNode) -> bool + '_ {
+    move |n| str_member(n, "id").as_deref() == Some(model)
 }
 
 impl ClientInstaller for OpenClaw {
@@ -121,9 +122,9 @@ impl ClientInstaller for OpenClaw {
         }
 
         let model = J::s(format!("{MODEL_PREFIX}{}", target.model));
-        match doc.get(&AGENT_MODEL).map(|n| n.kind) {
-            None | Some(Kind::Str(_)) => doc.set(&AGENT_MODEL, model)?,
-            Some(Kind::Object(_)) => doc.set(&AGENT_PRIMARY, model)?,
+        match doc.get(&AGENT_MODEL).map(|n| Kind::of(&n)) {
+            None | Some(Kind::Str) => doc.set(&AGENT_MODEL, model)?,
+            Some(Kind::Object) => doc.set(&AGENT_PRIMARY, model)?,
             Some(other) => {
                 return Err(doc.wrong_type(
                     &AGENT_MODEL,
