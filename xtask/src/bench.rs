@@ -850,9 +850,12 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
     let mut a = vec!["bench", "-p", "tb-registry", "--bench", "index"];
     a.extend(crit);
     cargo(&a)?;
+    let mut a = vec!["bench", "-p", "tb-proxy", "--bench", "validate"];
+    a.extend(crit);
+    cargo(&a)?;
     let mut crit_json = serde_json::Map::new();
     // Only the groups this run measured (older results may sit beside them).
-    for group in ["plan", "index", "lookup", "registry"] {
+    for group in ["plan", "index", "lookup", "registry", "validate"] {
         collect_criterion(
             &root.join("target/criterion").join(group),
             group,

@@ -16,6 +16,9 @@ pub enum CallOutcome {
     Cancelled,
     /// The stream broke after content had been forwarded.
     FailedMidStream,
+    /// The daemon refused the request itself (malformed body) before any
+    /// upstream saw it: no attempts, no cost, no upstream statistics.
+    Rejected,
 }
 
 impl CallOutcome {
@@ -26,6 +29,7 @@ impl CallOutcome {
             CallOutcome::Failed => "failed",
             CallOutcome::Cancelled => "cancelled",
             CallOutcome::FailedMidStream => "failed_mid_stream",
+            CallOutcome::Rejected => "rejected",
         }
     }
 
@@ -36,6 +40,7 @@ impl CallOutcome {
             "failed" => CallOutcome::Failed,
             "cancelled" => CallOutcome::Cancelled,
             "failed_mid_stream" => CallOutcome::FailedMidStream,
+            "rejected" => CallOutcome::Rejected,
             _ => return None,
         })
     }
@@ -325,6 +330,7 @@ impl CallRecord {
                 None => line.push_str("$?"),
             },
             CallOutcome::Cancelled => line.push_str("CANCELLED"),
+            CallOutcome::Rejected => line.push_str("REJECTED"),
             CallOutcome::Failed | CallOutcome::FailedMidStream => line.push_str("FAILED"),
         }
         if let Some(saved) = self.saved_usd_micros.filter(|s| *s > 0) {
@@ -560,6 +566,7 @@ mod tests {
             CallOutcome::Failed,
             CallOutcome::Cancelled,
             CallOutcome::FailedMidStream,
+            CallOutcome::Rejected,
         ] {
             assert_eq!(CallOutcome::parse(o.as_str()), Some(o));
             assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());

@@ -1,6 +1,7 @@
-//! Request bodies: bounded reading, the minimal JSON probe (model, stream),
-//! and the one edit the proxy makes (the `model` value), which keeps every
-//! other byte of the body as the client sent it.
+//! Request bodies: bounded reading, the probe (model, stream; `validate`
+//! checks the whole body on the way), and the one edit the proxy makes
+//! (the `model` value), which keeps every other byte of the body as the
+//! client sent it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -85,96 +86,8 @@ fn discard_in_background(mut body: Incoming) {
     });
 }
 
-/// What the proxy needs to know about a request body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RequestProbe {
-    /// The client's `model`.
-    pub model: String,
-    /// `"stream": true`.
-    pub stream: bool,
-    /// `"stream_options": {"include_usage": true}`: the client asked for
-    /// the usage chunk itself.
-    pub usage_requested: bool,
-}
-
-#[derive(Deserialize)]
-struct ProbeFields<'a> {
-    #[serde(borrow, default)]
-    model: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    stream: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    stream_options: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct StreamOptions {
-    #[serde(default)]
-    include_usage: Option<serde_json::Value>,
-}
-
-/// Parses the body just enough to route it: it must be a JSON object with a
-/// string `model`. The whole document is validated (a truncated body is
-/// refused here, not by the upstream).
-pub(crate) fn probe(body: &[u8]) -> Result<RequestProbe, ProxyError> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
-        let what = match first {
-            None => "the request body is empty",
-            Some(b'[') => "the request body is a JSON array",
-            Some(_) => "the request body is not a JSON object",
-        };
-        return Err(ProxyError::new(
-            ErrorCode::InvalidJson,
-            format!(
-                "{what}; send a JSON object like {{\"model\": \"…\", …}} with Content-Type: application/json"
-            ),
-        ));
-    }
-    let fields: ProbeFields<'_> = serde_json::from_slice(body).map_err(|e| {
-        ProxyError::new(
-            ErrorCode::InvalidJson,
-            format!("the request body is not valid JSON: {e}"),
-        )
-    })?;
-    let model = match fields.model {
-        None => {
-            return Err(ProxyError::new(
-                ErrorCode::MissingModel,
-                "the request body has no \"model\"; add the model id, e.g. \"model\": \"gpt-4o-mini\"",
-            ));
-        }
-        Some(raw) => match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
-            Ok(m) if !m.is_empty() => m.into_owned(),
-            _ => {
-                return Err(ProxyError::new(
-                    ErrorCode::MissingModel,
-                    format!(
-                        "\"model\" must be a non-empty string, got {}",
-                        truncate(raw.get(), 64)
-                    ),
-                ));
-            }
-        },
-    };
-    let stream = fields.stream.is_some_and(|raw| raw.get() == "true");
-    let usage_requested = fields
-        .stream_options
-        .and_then(|raw| serde_json::from_str::<StreamOptions>(raw.get()).ok())
-        .is_some_and(|o| o.include_usage == Some(serde_json::Value::Bool(true)));
-    Ok(RequestProbe {
-        model,
-        stream,
-        usage_requested,
-    })
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
+/// The request probe is now the full validator (one pass, no tree).
+pub(crate) use crate::validate::validate as probe;
 
 /// The top-level members of a JSON object, values kept as raw text.
 struct RawMembers<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
@@ -332,59 +245,6 @@ mod tests {
     }
 
     use super::*;
-
-    fn probe_err(body: &str) -> ErrorCode {
-        probe(body.as_bytes()).unwrap_err().code
-    }
-
-    #[test]
-    fn probe_accepts_objects_with_a_model() {
-        let p = probe(br#" {"model":"m","stream":true,"messages":[]}"#).unwrap();
-        assert!(p.stream && p.model == "m" && !p.usage_requested);
-        let p = probe(br#"{"stream":false,"model":"a\/b"}"#).unwrap();
-        assert!(!p.stream && p.model == "a/b");
-        assert!(
-            probe(br#"{"model":"m","stream_options":{"include_usage":true}}"#)
-                .unwrap()
-                .usage_requested
-        );
-        assert!(
-            !probe(br#"{"model":"m","stream_options":{"include_usage":"yes"}}"#)
-                .unwrap()
-                .usage_requested
-        );
-        assert!(
-            !probe(br#"{"model":"m","stream_options":null}"#)
-                .unwrap()
-                .usage_requested
-        );
-        assert!(!probe(br#"{"model":"m","stream":"true"}"#).unwrap().stream);
-    }
-
-    #[test]
-    fn probe_rejects_what_it_must() {
-        use ErrorCode::*;
-        let cases = [
-            ("", InvalidJson),
-            ("   ", InvalidJson),
-            ("not json", InvalidJson),
-            ("[1,2]", InvalidJson),
-            ("\"model\"", InvalidJson),
-            ("{\"model\":\"m\"", InvalidJson),
-            ("{\"model\":\"m\"} trailing", InvalidJson),
-            ("{\"model\":\"m\",\"model\":\"n\"}", InvalidJson),
-            ("{}", MissingModel),
-            ("{\"model\":null}", MissingModel),
-            ("{\"model\":42}", MissingModel),
-            ("{\"model\":\"\"}", MissingModel),
-            ("{\"messages\":[]}", MissingModel),
-        ];
-        for (body, want) in cases {
-            assert_eq!(probe_err(body), want, "{body:?}");
-        }
-        let msg = probe(b"{\"model\":\"m\"").unwrap_err().message;
-        assert!(msg.contains("line 1"), "{msg}");
-    }
 
     #[test]
     fn include_usage_is_added_or_merged() {

@@ -113,6 +113,35 @@ pub(crate) struct CallStart {
     pub plan: Vec<Arc<Upstream>>,
 }
 
+/// Records a request the daemon refused before any upstream saw it (a
+/// malformed body) and returns the client's 400. The record has no
+/// attempts, no winner and no cost: nothing here touches a breaker, a
+/// purchase or an upstream's statistics, yet the call stays visible in the
+/// ledger as `rejected`.
+pub(crate) fn reject(
+    recorder: &Arc<Recorder>,
+    invalid: crate::validate::Invalid,
+    protocol: Protocol,
+    request_id: &str,
+    started: (Instant, i64),
+) -> crate::error::ProxyError {
+    tracing::info!(target: "request.rejected", request_id = %request_id, problem = %invalid, "malformed request body refused");
+    let start = CallStart {
+        request_id: request_id.to_string(),
+        started: started.0,
+        started_at_ms: started.1,
+        protocol,
+        requested_model: String::new(),
+        model: String::new(),
+        stream: false,
+        // No prompt hash for a body that is not valid JSON.
+        request_body: Bytes::new(),
+        plan: Vec::new(),
+    };
+    CallTracker::new(Arc::clone(recorder), start).finish(CallOutcome::Rejected, None, None, None);
+    invalid.to_proxy_error()
+}
+
 /// Unix milliseconds now (the ledger's time unit).
 pub(crate) fn unix_ms_now() -> i64 {
     SystemTime::now()

@@ -16,6 +16,9 @@ pub enum ErrorCode {
     InvalidJson,
     /// 400: no string `model`.
     MissingModel,
+    /// 400: a member the proxy reads (`stream`, `stream_options`, …) has
+    /// the wrong type or appears twice.
+    InvalidField,
     /// 401: no or wrong access token.
     InvalidAccessToken,
     /// 404: no upstream serves the model over the protocol.
@@ -44,6 +47,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::MissingModel => "missing_model",
+            ErrorCode::InvalidField => "invalid_field",
             ErrorCode::InvalidAccessToken => "invalid_access_token",
             ErrorCode::ModelNotFound => "model_not_found",
             ErrorCode::UnknownRoute => "unknown_route",
@@ -60,7 +64,9 @@ impl ErrorCode {
     /// The HTTP status.
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::InvalidJson | ErrorCode::MissingModel => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidJson | ErrorCode::MissingModel | ErrorCode::InvalidField => {
+                StatusCode::BAD_REQUEST
+            }
             ErrorCode::InvalidAccessToken => StatusCode::UNAUTHORIZED,
             ErrorCode::ModelNotFound | ErrorCode::UnknownRoute => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -91,9 +97,10 @@ impl ErrorCode {
             ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamTimeout | ErrorCode::Internal => {
                 "api_error"
             }
-            ErrorCode::InvalidJson | ErrorCode::MissingModel | ErrorCode::MethodNotAllowed => {
-                "invalid_request_error"
-            }
+            ErrorCode::InvalidJson
+            | ErrorCode::MissingModel
+            | ErrorCode::InvalidField
+            | ErrorCode::MethodNotAllowed => "invalid_request_error",
         }
     }
 }
@@ -189,6 +196,12 @@ mod tests {
             ),
             (
                 MissingModel,
+                400,
+                "invalid_request_error",
+                "invalid_request_error",
+            ),
+            (
+                InvalidField,
                 400,
                 "invalid_request_error",
                 "invalid_request_error",

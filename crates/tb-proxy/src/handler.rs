@@ -268,7 +268,8 @@ async fn proxy_call(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let bytes = read_limited(body, content_length, state.settings.max_body_bytes).await?;
-    let probe = probe(&bytes)?;
+    let probe = probe(&bytes, protocol)
+        .map_err(|e| crate::call::reject(&state.recorder, e, protocol, request_id, started))?;
     fault_hook(&probe.model);
     if let Some(problem) = state.auto_mode_problem() {
         return Err(ProxyError::new(ErrorCode::NoRoute, problem));

@@ -37,6 +37,7 @@ mod table;
 mod tap;
 mod token;
 mod upstream;
+pub mod validate;
 mod warm;
 
 use std::future::Future;

@@ -342,6 +342,8 @@ impl Ledger {
     /// Usage per model, upstream or UTC day for calls started at or after
     /// `since_ms`, ordered by key. Unknown tokens and costs are left out of
     /// the sums; calls with an unknown cost are counted in `unpriced_calls`.
+    /// `rejected` calls (malformed requests refused before any upstream)
+    /// are left out: they are neither usage nor an upstream's failure.
     pub async fn usage_summary(
         &self,
         since_ms: i64,
@@ -367,7 +369,8 @@ impl Ledger {
                CAST(COALESCE(SUM(cost_usd_micros), 0) AS BIGINT) AS cost, \
                CAST(COALESCE(SUM(saved_usd_micros), 0) AS BIGINT) AS saved, \
                COUNT(*) - COUNT(cost_usd_micros) AS unpriced_calls \
-             FROM calls WHERE started_at_ms >= $1 GROUP BY 1 ORDER BY 1"
+             FROM calls WHERE started_at_ms >= $1 AND outcome <> 'rejected' \
+             GROUP BY 1 ORDER BY 1"
         );
         with_pool!(self, pool => {
             sqlx::query(&sql)
@@ -394,6 +397,7 @@ impl Ledger {
 
     /// The models (`model`, as sent upstream) of calls started at or after
     /// `since_ms`, most used first (ties by name): the focus set.
+    /// `rejected` calls are left out (they name no usable model).
     pub async fn models_used_since(
         &self,
         since_ms: i64,
@@ -401,7 +405,8 @@ impl Ledger {
     ) -> Result<Vec<String>, StoreError> {
         with_pool!(self, pool => {
             sqlx::query(
-                "SELECT model, COUNT(*) AS n FROM calls WHERE started_at_ms >= $1 \
+                "SELECT model, COUNT(*) AS n FROM calls \
+                 WHERE started_at_ms >= $1 AND outcome <> 'rejected' \
                  GROUP BY model ORDER BY n DESC, model ASC LIMIT $2",
             )
             .bind(since_ms)
@@ -414,7 +419,8 @@ impl Ledger {
         })
     }
 
-    /// Spend vs savings for calls started at or after `since_ms`.
+    /// Spend vs savings for calls started at or after `since_ms`
+    /// (`rejected` calls left out).
     pub async fn totals(&self, since_ms: i64) -> Result<Totals, StoreError> {
         with_pool!(self, pool => {
             let row = sqlx::query(
@@ -422,7 +428,7 @@ impl Ledger {
                    CAST(COALESCE(SUM(cost_usd_micros), 0) AS BIGINT) AS cost, \
                    CAST(COALESCE(SUM(saved_usd_micros), 0) AS BIGINT) AS saved, \
                    COUNT(*) - COUNT(cost_usd_micros) AS unpriced_calls \
-                 FROM calls WHERE started_at_ms >= $1",
+                 FROM calls WHERE started_at_ms >= $1 AND outcome <> 'rejected'",
             )
             .bind(since_ms)
             .fetch_one(pool)
