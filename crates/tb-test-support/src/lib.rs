@@ -12,11 +12,13 @@
 //!   [`Reply`], or by default with a [`canned`] body for the protocol its
 //!   path names (streamed when the request says `"stream": true`).
 //! - [`canned`]: realistic, deterministic JSON and SSE bodies for the four
-//!   protocols, accepted by the official OpenAI and Anthropic SDKs.
+//!   protocols, accepted by the official OpenAI and Anthropic SDKs
+//!   (re-exported from the product crate `tb-sim-market`).
 //! - [`chunking`]: cut a body into [`Chunk`]s across lines, `\r\n` pairs and
 //!   UTF-8 characters.
 //! - [`marketplace`]: a simulated registry and sellers (purchases, tokens,
-//!   credit, settlement) on loopback ports.
+//!   credit, settlement) on loopback ports: the product crate
+//!   `tb-sim-market` (which `tokenbuddyd demo` runs), re-exported here.
 //! - [`relay`]: a TCP relay that can be cut, to "restart" a real service
 //!   (PostgreSQL) under a running daemon.
 //!
@@ -44,14 +46,14 @@
 //! # }
 //! ```
 
-pub mod canned;
 pub mod chunking;
 pub mod daemon;
-pub mod marketplace;
 pub mod relay;
 mod reply;
 mod server;
 mod tls;
 
-pub use reply::{Chunk, RecordedRequest, Reply, ReplyBody, StreamEnd};
+pub use reply::{Chunk, Reply, ReplyBody, StreamEnd};
 pub use server::MockUpstream;
+pub use tb_sim_market as marketplace;
+pub use tb_sim_market::{RecordedRequest, canned};

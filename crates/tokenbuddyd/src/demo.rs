@@ -3,15 +3,25 @@
 //! of them failing) on loopback, this daemon in auto mode in a temporary
 //! home, a burst of mixed requests, the call lines and a savings summary —
 //! then the dashboard stays up until Ctrl-C.
+//!
+//! Everything here is product code: the marketplace is `tb-sim-market`, and
+//! the daemon is this very program's `serve`, run as a child process in the
+//! temporary home (so it is exactly what a user runs, with its own runtime
+//! and signal handling).
 
 use anyhow::{Context, anyhow};
+use std::process::Stdio;
 use std::time::Duration;
 use tb_billing::record::usd;
 use tb_domain::Protocol;
-use tb_test_support::daemon::{Daemon, body_bytes};
-use tb_test_support::marketplace::{
+use tb_sim_market::{
     Marketplace, ModelPrice, RegistryServer, SellerServer, SellerSpec, registry_doc,
 };
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// How long the daemon may take to print its URLs.
+const STARTUP_LIMIT: Duration = Duration::from_secs(60);
 
 /// The requests of the burst: (path, body).
 fn burst() -> Vec<(&'static str, String)> {
@@ -99,21 +109,16 @@ async fn demo(wait: bool) -> anyhow::Result<()> {
         "[provider]\nmode = \"auto\"\n[registry]\nurl = \"{}\"\n[routing]\nscorer = \"cheapest\"\nretry_same_on_5xx = false\nfocus_models = [\"deepseek-chat\", \"claude-sonnet-4-5\"]\n[prewarm]\nstartup_jitter_ms = [0, 0]\n[log]\nlevel = \"warn\"\n",
         market.registry_url()
     );
-    let exe = std::env::current_exe().context("finding this program")?;
-    let mut daemon = Daemon::start(&exe, &config, &[])
+    let daemon = DemoDaemon::start(&config)
         .await
-        .map_err(|e| anyhow!("starting the daemon: {e}"))?;
-    let control = daemon
-        .control_url
-        .clone()
-        .ok_or_else(|| anyhow!("the daemon printed no control URL"))?;
+        .context("starting the daemon")?;
+    let control = daemon.control_url.clone();
     println!("daemon: proxy {} · dashboard {control}/", daemon.proxy_url);
 
     let requests = burst();
     let n = requests.len();
     for (path, body) in requests {
-        let resp = daemon.post_json(path, body).await;
-        body_bytes(resp).await;
+        daemon.post_json(path, body).await?;
     }
     // The ledger writer commits within 50 ms; wait until all are in.
     let mut calls = Vec::new();
@@ -160,8 +165,204 @@ async fn demo(wait: bool) -> anyhow::Result<()> {
         println!("\ndashboard: {control}/  (Ctrl-C to stop)");
         tokio::signal::ctrl_c().await.ok();
     }
-    daemon.sigterm().ok();
-    daemon.wait().await.ok();
+    daemon.stop().await;
     drop(market);
     Ok(())
+}
+
+/// This program's `serve` in a temporary `TB_HOME`, on ephemeral ports.
+struct DemoDaemon {
+    child: Child,
+    proxy_url: String,
+    control_url: String,
+    token: String,
+    client: tb_proxy::UpstreamClient,
+    /// Deleted when the demo ends; the daemon is stopped first.
+    _home: tempfile::TempDir,
+}
+
+impl DemoDaemon {
+    /// Writes `config` into a fresh home and starts `serve` there, then
+    /// reads the URLs it prints and the access token it writes.
+    async fn start(config: &str) -> anyhow::Result<DemoDaemon> {
+        let home = tempfile::tempdir().context("creating a temporary home")?;
+        std::fs::write(home.path().join("config.toml"), config)
+            .context("writing the demo's config")?;
+        let mut child = serve_command(home.path())?
+            .spawn()
+            .context("running this program's `serve`")?;
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
+            return Err(anyhow!("no output pipes from the daemon"));
+        };
+        let logs = tokio::spawn(head_of(stderr));
+        let mut lines = BufReader::new(stdout).lines();
+        let urls = tokio::time::timeout(STARTUP_LIMIT, read_urls(&mut lines)).await;
+        let (control_url, proxy_url) = match urls {
+            Ok(Some(urls)) => urls,
+            Ok(None) => {
+                let status = child.wait().await.ok();
+                let logs = logs.await.unwrap_or_default();
+                return Err(anyhow!(
+                    "the daemon exited ({status:?}) before printing its URLs; it said:\n{logs}"
+                ));
+            }
+            Err(_) => {
+                return Err(anyhow!(
+                    "the daemon printed no URL within {STARTUP_LIMIT:?}"
+                ));
+            }
+        };
+        tokio::spawn(drain(lines));
+        let token_path = home.path().join("data").join("access-token");
+        let token = std::fs::read_to_string(&token_path)
+            .with_context(|| format!("reading {}", token_path.display()))?
+            .trim()
+            .to_string();
+        Ok(DemoDaemon {
+            child,
+            proxy_url,
+            control_url,
+            token,
+            client: tb_proxy::build_client(None)?,
+            _home: home,
+        })
+    }
+
+    /// POSTs a JSON body to the proxy with the access token and reads the
+    /// whole answer (whatever its status: the call lines show it).
+    async fn post_json(&self, path: &str, body: String) -> anyhow::Result<()> {
+        use http_body_util::BodyExt;
+        let req = http::Request::post(format!("{}{path}", self.proxy_url))
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        resp.into_body()
+            .collect()
+            .await
+            .with_context(|| format!("reading the answer to POST {path}"))?;
+        Ok(())
+    }
+
+    /// Stops the daemon. Its home is thrown away, so there is nothing to
+    /// drain: it is killed (after Ctrl-C in a terminal it is already
+    /// stopping, having had the same SIGINT).
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// `<this program> serve --port 0 --control-port 0` with `TB_HOME=home`
+/// and none of the caller's other `TB_*` settings (the demo's config is the
+/// whole story); stdout piped for the URLs, stderr piped so its logs
+/// (failovers are warnings) do not interleave with the demo's lines.
+fn serve_command(home: &std::path::Path) -> anyhow::Result<Command> {
+    let exe = std::env::current_exe().context("finding this program")?;
+    let mut cmd = Command::new(exe);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("TB_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("TB_HOME", home)
+        .args(["serve", "--port", "0", "--control-port", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    Ok(cmd)
+}
+
+/// Reads `serve`'s start-up lines until `proxy: URL` (printed after
+/// `control: URL`): `(control, proxy)`, or `None` if the output ended first.
+async fn read_urls<R: AsyncBufRead + Unpin>(lines: &mut Lines<R>) -> Option<(String, String)> {
+    let mut control = None;
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(url) = line.strip_prefix("control: ") {
+            control = Some(url.trim().to_string());
+        }
+        if let Some(url) = line.strip_prefix("proxy: ") {
+            return Some((control?, url.trim().to_string()));
+        }
+    }
+    None
+}
+
+/// How much of the daemon's stderr is kept to explain a failed start.
+const LOG_HEAD: usize = 16 * 1024;
+
+/// Reads `out` to its end (so the daemon never blocks on a full pipe) and
+/// returns its first [`LOG_HEAD`] bytes as text.
+async fn head_of<R: AsyncRead + Unpin>(mut out: R) -> String {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = out.read(&mut buf).await {
+        let room = LOG_HEAD.saturating_sub(head.len());
+        head.extend_from_slice(&buf[..n.min(room)]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Keeps reading the daemon's stdout so it never blocks on a full pipe.
+async fn drain(mut lines: Lines<BufReader<ChildStdout>>) {
+    while let Ok(Some(_)) = lines.next_line().await {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn urls_of(output: &str) -> Option<(String, String)> {
+        read_urls(&mut BufReader::new(output.as_bytes()).lines()).await
+    }
+
+    #[tokio::test]
+    async fn read_urls_takes_control_then_proxy() {
+        let out = "control: http://127.0.0.1:1\nproxy: http://127.0.0.1:2 \naccess token: x\n";
+        assert_eq!(
+            urls_of(out).await,
+            Some(("http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn read_urls_needs_both_lines() {
+        assert_eq!(urls_of("proxy: http://127.0.0.1:2\n").await, None);
+        assert_eq!(urls_of("control: http://127.0.0.1:1\n").await, None);
+        assert_eq!(urls_of("").await, None);
+    }
+
+    #[tokio::test]
+    async fn head_of_reads_to_the_end_and_keeps_the_head() {
+        let long = "e".repeat(LOG_HEAD + 10_000);
+        let head = head_of(long.as_bytes()).await;
+        assert_eq!(head.len(), LOG_HEAD);
+        assert_eq!(head_of(&b"config error"[..]).await, "config error");
+    }
+
+    #[test]
+    fn serve_command_uses_only_the_demo_home() {
+        let home = std::path::Path::new("/tmp/tb-demo-home");
+        let Ok(cmd) = serve_command(home) else {
+            panic!("no serve command");
+        };
+        for (key, value) in cmd.as_std().get_envs() {
+            if key == "TB_HOME" {
+                assert_eq!(value, Some(home.as_os_str()));
+            } else if key.to_string_lossy().starts_with("TB_") {
+                assert_eq!(value, None, "{key:?} is passed on");
+            }
+        }
+        assert!(cmd.as_std().get_envs().any(|(k, _)| k == "TB_HOME"));
+        let args: Vec<_> = cmd.as_std().get_args().collect();
+        assert_eq!(args, ["serve", "--port", "0", "--control-port", "0"]);
+    }
 }

@@ -117,7 +117,7 @@ pub enum SettlementMode {
 /// ```
 /// use std::time::Duration;
 /// use tb_domain::{PaymentMethod, Protocol};
-/// use tb_test_support::marketplace::{ModelPrice, SellerSpec, SettlementMode};
+/// use tb_sim_market::{ModelPrice, SellerSpec, SettlementMode};
 ///
 /// let spec = SellerSpec::new("s-alpha")
 ///     .models(["deepseek-chat", "claude-sonnet-4-5"])

@@ -1,4 +1,6 @@
-//! Canned upstream bodies, shaped like the real APIs.
+//! Canned upstream bodies, shaped like the real APIs: what the simulated
+//! sellers answer (and what `tb-test-support`'s mock upstream answers by
+//! default).
 //!
 //! Every body is deterministic (fixed ids and timestamps), so a test can
 //! compare what came out of the daemon byte for byte with
@@ -8,11 +10,12 @@
 //! to count.
 //!
 //! The assistant text ([`TEXT`]) contains multi-byte UTF-8 characters so that
-//! re-chunking a stream (see [`crate::chunking`]) splits characters apart.
+//! re-chunking a stream (as `tb-test-support`'s `chunking` does) splits
+//! characters apart.
 //!
 //! ```
 //! use tb_domain::Protocol;
-//! use tb_test_support::canned;
+//! use tb_sim_market::canned;
 //!
 //! let body: serde_json::Value =
 //!     serde_json::from_slice(&canned::json(Protocol::Messages, "claude-x")).unwrap();

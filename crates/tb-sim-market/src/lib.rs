@@ -1,6 +1,14 @@
-//! A simulated marketplace (`marketplace.md`): a registry server and seller
-//! servers on ephemeral loopback ports, for end-to-end tests of the real
-//! daemon, benchmarks and `tokenbuddyd demo`.
+//! A simulated tokenbuddy marketplace (`marketplace.md`): a registry server
+//! and seller servers on ephemeral loopback ports, speaking the real seller
+//! protocol over plain HTTP.
+//!
+//! Why a product crate: `tokenbuddyd demo` shows a newcomer the daemon
+//! buying credit, routing by price and failing over — without an account,
+//! a key or the network — so the marketplace it talks to ships in the
+//! binary. The same servers drive the daemon's end-to-end tests and the
+//! benchmarks (`tb-test-support` re-exports this crate as `marketplace`).
+//! Nothing here generates certificates or other test-only material: a demo
+//! on loopback needs no TLS.
 //!
 //! - [`RegistryServer`] serves the registry document at
 //!   `http://127.0.0.1:PORT/registry.json`, or answers `413`, a status,
@@ -12,11 +20,13 @@
 //!   `GET /manifest`, `POST /purchase/quote`, `POST /purchase/complete`
 //!   and inference on `/v1/chat/completions`, `/v1/responses`,
 //!   `/v1/messages` and `/v1/images/generations` with the tokens it
-//!   issued, answering with the [`canned`](crate::canned) bodies and
+//!   issued, answering with the [`canned`] bodies and
 //!   reporting settlement. Everything it does is set by a [`SellerSpec`]
 //!   (prices, latency, TTFT, pacing, failures, settlement placement,
 //!   chunking…), which can be changed between requests.
 //! - [`Marketplace`] starts a few sellers and a registry listing them.
+//! - [`canned`]: the deterministic OpenAI/Anthropic bodies the sellers
+//!   answer with; [`RecordedRequest`]: what a seller saw.
 //!
 //! # Units
 //!
@@ -32,7 +42,7 @@
 //!
 //! ```
 //! use tb_domain::Protocol;
-//! use tb_test_support::marketplace::{Marketplace, SellerSpec, registry_doc, RegistryServer, SellerServer};
+//! use tb_sim_market::{Marketplace, SellerSpec, registry_doc, RegistryServer, SellerServer};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
@@ -52,7 +62,9 @@
 //! ```
 
 mod bodies;
+pub mod canned;
 mod net;
+mod recorded;
 mod registry;
 mod seller;
 mod spec;
@@ -62,6 +74,7 @@ use std::time::Duration;
 
 use tb_domain::{PaymentMethod, Protocol};
 
+pub use recorded::RecordedRequest;
 pub use registry::{
     REGISTRY_PATH, RegistryBehaviour, RegistryServer, TOO_LARGE_HEADER, registry_doc,
     registry_doc_with_n_sellers,

@@ -16,8 +16,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tb_domain::{PaymentMethod, Protocol};
-use tb_test_support::canned;
-use tb_test_support::marketplace::{
+use tb_sim_market::canned;
+use tb_sim_market::{
     BALANCE_HEADER, Marketplace, ModelPrice, RegistryBehaviour, RegistryServer, SELLER_ID_HEADER,
     SELLER_REQUEST_ID_HEADER, SETTLEMENT_EVENT, SETTLEMENT_HEADER, ScriptedFailure, SellerServer,
     SellerSpec, SettlementMode, TOO_LARGE_HEADER, registry_doc, registry_doc_with_n_sellers,
@@ -849,7 +849,7 @@ async fn scripted_failures_come_in_order() {
 
     // A deterministic rate: every third call.
     seller.update(|s| {
-        s.fail_every = Some(tb_test_support::marketplace::FailEvery {
+        s.fail_every = Some(tb_sim_market::FailEvery {
             every: 3,
             status: 500,
         })

@@ -3,10 +3,10 @@
 //! for pointing a daemon's `registry.url` at it.
 //!
 //! ```text
-//! cargo run -p tb-test-support --example marketplace -- 3
+//! cargo run -p tb-sim-market --example marketplace -- 3
 //! ```
 
-use tb_test_support::marketplace::Marketplace;
+use tb_sim_market::Marketplace;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
