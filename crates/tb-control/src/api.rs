@@ -1,11 +1,38 @@
 //! The seam between the HTTP layer and the daemon: [`ControlApi`] is what
-//! the daemon implements, [`ApiError`] is how it refuses.
+//! the daemon implements, [`ApiError`] is how it refuses, and the types of
+//! this module are every document the API answers or accepts.
+//!
+//! Why typed: the server serialises these types and every reader (the
+//! CLI's `status` and `doctor`, the demo, the tests) deserialises into the
+//! same ones, so renaming a field breaks compilation instead of silently
+//! turning into a default on the reader's side. Response types deny unknown
+//! fields, so a reader notices a document it does not understand.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use http::HeaderMap;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+
+mod doctor;
+mod history;
+mod settings;
+mod status;
+
+pub use doctor::{Check, DoctorReport, Verdict};
+pub use history::{
+    CallRecord, Calls, Credit, CreditCounters, CreditReport, Prewarm, PrewarmSnapshot,
+    SellerCredit, Usage, UsageBy, UsageRow, UsageTotals,
+};
+pub use settings::{
+    AutoSettings, AutoUpdate, Change, ChangedFile, FileAction, InstallChanged, InstallClient,
+    InstallPreview, InstallRequest, InstallStatus, Instruction, ProviderMode, ProviderModeUpdate,
+    SellerRange, UndoRequest,
+};
+pub use status::{
+    Budget, Circuit, Connections, LedgerStatus, Mode, RegistryStatus, Score, Status, Upstream,
+    UpstreamCounts, UpstreamHealth, UpstreamKind, Upstreams,
+};
 
 /// A boxed, sendable future borrowing the API for `'a`: the return type of
 /// the asynchronous [`ControlApi`] methods (object safe, no macro needed).
@@ -13,57 +40,60 @@ pub type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The data source behind the control plane, implemented by the daemon.
 ///
-/// Every method answers the JSON document of one endpoint of
-/// `docs/control-plane.md`; the HTTP layer does the routing, the `Host`
-/// guard, authentication (through [`ControlApi::authorized`]), query and body
-/// parsing, and never looks inside the documents. Synchronous methods read
+/// Every method answers the document of one endpoint of
+/// `docs/control-plane.md`, as the type the HTTP layer serialises; the HTTP
+/// layer does the routing, the `Host` guard, authentication (through
+/// [`ControlApi::authorized`]), query parsing and the decoding of request
+/// bodies into their types. Synchronous methods read
 /// in-memory state and must not block; anything touching the ledger, the
 /// filesystem or the network is asynchronous.
 pub trait ControlApi: Send + Sync + 'static {
     /// `GET /v1/status`.
-    fn status(&self) -> Value;
+    fn status(&self) -> Status;
 
     /// `GET /v1/upstreams`.
-    fn upstreams(&self) -> Value;
+    fn upstreams(&self) -> Upstreams;
 
     /// `GET /v1/prewarm` (`null` in manual mode).
-    fn prewarm(&self) -> Value;
+    fn prewarm(&self) -> Prewarm;
 
     /// `GET /v1/credit` (`null` in manual mode).
-    fn credit(&self) -> Value;
+    fn credit(&self) -> Credit;
 
     /// `GET /v1/calls`: at most `limit` records (already checked to be
     /// `1..=1000`), newest first, strictly older than the `before` cursor
     /// (`<started_at_ms>:<id>`, shape already checked) when given.
-    fn calls(&self, limit: u32, before: Option<String>) -> Fut<'_, Result<Value, ApiError>>;
+    fn calls(&self, limit: u32, before: Option<String>) -> Fut<'_, Result<Calls, ApiError>>;
 
     /// `GET /v1/usage`: `since` as the client sent it (`7d`, `12h`, `30m`
-    /// or an RFC 3339 time; default `7d`), `by` one of `model`, `upstream`,
-    /// `day` (default `model`).
-    fn usage(&self, since: String, by: String) -> Fut<'_, Result<Value, ApiError>>;
+    /// or an RFC 3339 time; default `7d`), `by` defaulting to `model`.
+    fn usage(&self, since: String, by: UsageBy) -> Fut<'_, Result<Usage, ApiError>>;
 
     /// `GET /v1/provider-mode`.
-    fn provider_mode(&self) -> Value;
+    fn provider_mode(&self) -> ProviderMode;
 
-    /// `PUT /v1/provider-mode` (authorized; `body` is a JSON object):
-    /// validate, persist, apply, answer the new mode document.
-    fn set_provider_mode(&self, body: Value) -> Fut<'_, Result<Value, ApiError>>;
+    /// `PUT /v1/provider-mode` (authorized): validate, persist, apply,
+    /// answer the new mode document.
+    fn set_provider_mode(
+        &self,
+        body: ProviderModeUpdate,
+    ) -> Fut<'_, Result<ProviderMode, ApiError>>;
 
     /// `GET /v1/install`.
-    fn install_status(&self) -> Fut<'_, Result<Value, ApiError>>;
+    fn install_status(&self) -> Fut<'_, Result<InstallStatus, ApiError>>;
 
-    /// `POST /v1/install/preview` (authorized; `body` is a JSON object,
-    /// `{}` when the request had no body).
-    fn install_preview(&self, body: Value) -> Fut<'_, Result<Value, ApiError>>;
+    /// `POST /v1/install/preview` (authorized; an empty request body is
+    /// the default request).
+    fn install_preview(&self, body: InstallRequest) -> Fut<'_, Result<InstallPreview, ApiError>>;
 
     /// `POST /v1/install/apply` (authorized; as for preview).
-    fn install_apply(&self, body: Value) -> Fut<'_, Result<Value, ApiError>>;
+    fn install_apply(&self, body: InstallRequest) -> Fut<'_, Result<InstallChanged, ApiError>>;
 
     /// `POST /v1/install/undo` (authorized; as for preview).
-    fn install_undo(&self, body: Value) -> Fut<'_, Result<Value, ApiError>>;
+    fn install_undo(&self, body: UndoRequest) -> Fut<'_, Result<InstallChanged, ApiError>>;
 
     /// `GET /v1/doctor`.
-    fn doctor(&self) -> Fut<'_, Value>;
+    fn doctor(&self) -> Fut<'_, DoctorReport>;
 
     /// `GET /metrics`: the Prometheus text exposition.
     fn metrics(&self) -> String;
@@ -114,10 +144,33 @@ impl ApiError {
             .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
     }
 
-    /// The JSON body: `{"error": {"message", "code"}}`.
-    pub fn body(&self) -> Value {
-        json!({"error": {"message": self.message, "code": self.code}})
+    /// The body: `{"error": {"message", "code"}}`.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                message: self.message.clone(),
+                code: self.code.to_string(),
+            },
+        }
     }
+}
+
+/// Every error answer: `{"error": {"message", "code"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The inside of an [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDetail {
+    /// What happened and what to do; never contains secrets.
+    pub message: String,
+    /// Machine-readable code, snake_case.
+    pub code: String,
 }
 
 #[cfg(test)]
@@ -129,8 +182,8 @@ mod tests {
         let e = ApiError::new(409, "conflict", "busy");
         assert_eq!(e.http_status(), http::StatusCode::CONFLICT);
         assert_eq!(
-            e.body(),
-            json!({"error": {"message": "busy", "code": "conflict"}})
+            serde_json::to_value(e.body()).unwrap(),
+            serde_json::json!({"error": {"message": "busy", "code": "conflict"}})
         );
         assert_eq!(e.to_string(), "409 conflict: busy");
     }

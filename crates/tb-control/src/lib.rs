@@ -5,9 +5,11 @@
 //! HTTP, the DNS-rebinding guard, authentication of mutating calls, query
 //! and body limits, the dashboard assets — and none of that should know how
 //! the ledger, the pool or the installer work. The daemon implements
-//! [`ControlApi`] (one method per endpoint, answering the JSON documents of
-//! `docs/control-plane.md`) and hands it to [`serve`]; this crate never
-//! looks inside those documents, so the contract lives in one place.
+//! [`ControlApi`] (one method per endpoint, answering the typed documents of
+//! [`api`], as `docs/control-plane.md` describes them) and hands it to
+//! [`serve`]; the types are the contract, shared by the server and every
+//! reader, and `GET /v1/openapi.json` describes them (a test checks live
+//! answers against it).
 //!
 //! What the HTTP layer enforces, before the API is asked anything:
 //!
@@ -29,40 +31,40 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use http::HeaderMap;
-//! use serde_json::{Value, json};
+//! use tb_control::api::*;
 //! use tb_control::{ApiError, ControlApi, Fut};
 //!
 //! struct Daemon;
 //!
 //! impl ControlApi for Daemon {
-//!     fn status(&self) -> Value { json!({"version": "0.1.0"}) }
-//!     fn upstreams(&self) -> Value { json!({"scorer": "default", "upstreams": []}) }
-//!     fn prewarm(&self) -> Value { Value::Null }
-//!     fn credit(&self) -> Value { Value::Null }
-//!     fn calls(&self, _limit: u32, _before: Option<String>) -> Fut<'_, Result<Value, ApiError>> {
-//!         Box::pin(async { Ok(json!({"calls": [], "next_before": null})) })
+//!     fn status(&self) -> Status { unimplemented!("the daemon's status") }
+//!     fn upstreams(&self) -> Upstreams { Upstreams { scorer: "speed".into(), upstreams: vec![] } }
+//!     fn prewarm(&self) -> Prewarm { None }
+//!     fn credit(&self) -> Credit { None }
+//!     fn calls(&self, _limit: u32, _before: Option<String>) -> Fut<'_, Result<Calls, ApiError>> {
+//!         Box::pin(async { Ok(Calls { calls: vec![], next_before: None }) })
 //!     }
-//!     fn usage(&self, _since: String, by: String) -> Fut<'_, Result<Value, ApiError>> {
-//!         Box::pin(async move { Ok(json!({"by": by, "rows": []})) })
+//!     fn usage(&self, _since: String, _by: UsageBy) -> Fut<'_, Result<Usage, ApiError>> {
+//!         Box::pin(async { Err(ApiError::internal("no ledger")) })
 //!     }
-//!     fn provider_mode(&self) -> Value { json!({"mode": "manual"}) }
-//!     fn set_provider_mode(&self, _body: Value) -> Fut<'_, Result<Value, ApiError>> {
+//!     fn provider_mode(&self) -> ProviderMode { unimplemented!("the mode in force") }
+//!     fn set_provider_mode(&self, _body: ProviderModeUpdate) -> Fut<'_, Result<ProviderMode, ApiError>> {
 //!         Box::pin(async { Err(ApiError::bad_request("read-only example")) })
 //!     }
-//!     fn install_status(&self) -> Fut<'_, Result<Value, ApiError>> {
-//!         Box::pin(async { Ok(json!({"clients": [], "instructions": []})) })
+//!     fn install_status(&self) -> Fut<'_, Result<InstallStatus, ApiError>> {
+//!         Box::pin(async { Ok(InstallStatus { clients: vec![], instructions: vec![] }) })
 //!     }
-//!     fn install_preview(&self, _body: Value) -> Fut<'_, Result<Value, ApiError>> {
-//!         Box::pin(async { Ok(json!({"changes": [], "diff": ""})) })
+//!     fn install_preview(&self, _body: InstallRequest) -> Fut<'_, Result<InstallPreview, ApiError>> {
+//!         Box::pin(async { Ok(InstallPreview { changes: vec![], diff: String::new() }) })
 //!     }
-//!     fn install_apply(&self, _body: Value) -> Fut<'_, Result<Value, ApiError>> {
-//!         Box::pin(async { Ok(json!({"changed": []})) })
+//!     fn install_apply(&self, _body: InstallRequest) -> Fut<'_, Result<InstallChanged, ApiError>> {
+//!         Box::pin(async { Ok(InstallChanged { changed: vec![] }) })
 //!     }
-//!     fn install_undo(&self, _body: Value) -> Fut<'_, Result<Value, ApiError>> {
-//!         Box::pin(async { Ok(json!({"changed": []})) })
+//!     fn install_undo(&self, _body: UndoRequest) -> Fut<'_, Result<InstallChanged, ApiError>> {
+//!         Box::pin(async { Ok(InstallChanged { changed: vec![] }) })
 //!     }
-//!     fn doctor(&self) -> Fut<'_, Value> {
-//!         Box::pin(async { json!({"ok": true, "checks": []}) })
+//!     fn doctor(&self) -> Fut<'_, DoctorReport> {
+//!         Box::pin(async { DoctorReport::new(vec![Check::pass("example", "fine")]) })
 //!     }
 //!     fn metrics(&self) -> String { String::new() }
 //!     fn authorized(&self, headers: &HeaderMap) -> bool {
@@ -80,7 +82,7 @@
 //! # Ok(()) }
 //! ```
 
-mod api;
+pub mod api;
 mod assets;
 mod guard;
 mod query;

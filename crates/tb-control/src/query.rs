@@ -1,7 +1,7 @@
 //! Query strings: `application/x-www-form-urlencoded` decoding and the
 //! parameters of `/v1/calls` and `/v1/usage`.
 
-use crate::api::ApiError;
+use crate::api::{ApiError, UsageBy};
 
 /// Default `limit` of `/v1/calls`.
 pub(crate) const DEFAULT_LIMIT: u32 = 50;
@@ -9,10 +9,6 @@ pub(crate) const DEFAULT_LIMIT: u32 = 50;
 pub(crate) const MAX_LIMIT: u32 = 1000;
 /// Default `since` of `/v1/usage`.
 pub(crate) const DEFAULT_SINCE: &str = "7d";
-/// Default `by` of `/v1/usage`.
-pub(crate) const DEFAULT_BY: &str = "model";
-/// Accepted values of `by`.
-const BY_VALUES: [&str; 3] = ["model", "upstream", "day"];
 
 /// `GET /v1/calls` parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +21,7 @@ pub(crate) struct CallsQuery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct UsageQuery {
     pub(crate) since: String,
-    pub(crate) by: String,
+    pub(crate) by: UsageBy,
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -131,13 +127,9 @@ pub(crate) fn usage(query: Option<&str>) -> Result<UsageQuery, ApiError> {
         }
     };
     let by = match first(&pairs, "by") {
-        None | Some("") => DEFAULT_BY.to_string(),
-        Some(v) if BY_VALUES.contains(&v) => v.to_string(),
-        Some(v) => {
-            return Err(invalid(format!(
-                "by must be one of model, upstream, day, got {v:?}"
-            )));
-        }
+        None | Some("") => UsageBy::default(),
+        Some(v) => UsageBy::parse(v)
+            .ok_or_else(|| invalid(format!("by must be one of model, upstream, day, got {v:?}")))?,
     };
     Ok(UsageQuery { since, by })
 }
@@ -207,12 +199,12 @@ mod tests {
             usage(None).unwrap(),
             UsageQuery {
                 since: "7d".into(),
-                by: "model".into()
+                by: UsageBy::Model
             }
         );
         let q = usage(Some("since=2024-05-01T00%3A00%3A00%2B02%3A00&by=day")).unwrap();
         assert_eq!(q.since, "2024-05-01T00:00:00+02:00");
-        assert_eq!(q.by, "day");
+        assert_eq!(q.by, UsageBy::Day);
         assert!(usage(Some("by=seller")).is_err());
         assert!(usage(Some("since=%0A")).is_err());
     }

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::api::ApiError;
 
@@ -39,11 +39,11 @@ pub(crate) fn bytes(
 }
 
 /// `200` with a JSON document.
-pub(crate) fn json(value: &Value) -> Response<Body> {
+pub(crate) fn json(value: &impl Serialize) -> Response<Body> {
     json_status(StatusCode::OK, value)
 }
 
-fn json_status(status: StatusCode, value: &Value) -> Response<Body> {
+fn json_status(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     let mut body = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
     body.push(b'\n');
     bytes(status, JSON, body)

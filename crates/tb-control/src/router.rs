@@ -9,6 +9,8 @@ use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::{ApiError, ControlApi};
@@ -153,23 +155,17 @@ async fn answer(
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return Err(r);
     }
-    let request_body = if mutating {
+    let body = if mutating {
         let empty_is_object = route != Route::ProviderMode;
-        Some(
-            json_body(parts, body, empty_is_object)
-                .await
-                .map_err(|e| response::error(&e))?,
-        )
+        json_body(parts, body, empty_is_object)
+            .await
+            .map_err(|e| response::error(&e))?
     } else {
         discard(body);
-        None
+        Value::Null
     };
-    let body = request_body.unwrap_or(Value::Null);
     let q = parts.uri.query();
-    let api_result = |r: Result<Value, ApiError>| match r {
-        Ok(v) => response::json(&v),
-        Err(e) => response::error(&e),
-    };
+    let refuse = |e: ApiError| response::error(&e);
     let resp = match route {
         Route::Healthz => response::bytes(StatusCode::OK, response::TEXT, "ok"),
         Route::Status => response::json(&api.status()),
@@ -185,13 +181,15 @@ async fn answer(
             api_result(api.usage(q.since, q.by).await)
         }
         Route::ProviderMode if *method == Method::PUT => {
-            api_result(api.set_provider_mode(body).await)
+            api_result(api.set_provider_mode(typed(body).map_err(refuse)?).await)
         }
         Route::ProviderMode => response::json(&api.provider_mode()),
         Route::Install => api_result(api.install_status().await),
-        Route::InstallPreview => api_result(api.install_preview(body).await),
-        Route::InstallApply => api_result(api.install_apply(body).await),
-        Route::InstallUndo => api_result(api.install_undo(body).await),
+        Route::InstallPreview => {
+            api_result(api.install_preview(typed(body).map_err(refuse)?).await)
+        }
+        Route::InstallApply => api_result(api.install_apply(typed(body).map_err(refuse)?).await),
+        Route::InstallUndo => api_result(api.install_undo(typed(body).map_err(refuse)?).await),
         Route::Doctor => response::json(&api.doctor().await),
         Route::Metrics => response::bytes(StatusCode::OK, response::PROMETHEUS, api.metrics()),
         Route::OpenApi => {
@@ -216,6 +214,25 @@ async fn answer(
         }
     };
     Ok((resp, NO_STORE))
+}
+
+/// A typed API answer, or the API's refusal.
+fn api_result<T: Serialize>(r: Result<T, ApiError>) -> Response<Body> {
+    match r {
+        Ok(v) => response::json(&v),
+        Err(e) => response::error(&e),
+    }
+}
+
+/// A request body (already checked to be a JSON object) as its type: a
+/// missing, misspelt or ill-typed field is `400 invalid_request`, before
+/// the API is asked.
+fn typed<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    serde_json::from_value(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the request body does not match the endpoint's schema (see GET /v1/openapi.json): {e}"
+        ))
+    })
 }
 
 /// The request body as a JSON object, at most [`MAX_BODY_BYTES`]. An empty

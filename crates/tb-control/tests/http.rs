@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::{FakeApi, Reply, Server, TOKEN, raw, read_one};
 use tb_control::ShutdownOutcome;
+use tb_control::api::UsageBy;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -37,7 +38,7 @@ async fn every_read_endpoint_answers_the_api_document() {
         ("/v1/status", FakeApi::status_doc()),
         ("/v1/upstreams", FakeApi::upstreams_doc()),
         ("/v1/credit", FakeApi::credit_doc()),
-        ("/v1/usage", FakeApi::usage_doc("7d", "model")),
+        ("/v1/usage", FakeApi::usage_doc("model")),
         ("/v1/doctor", FakeApi::doctor_doc()),
         (
             "/v1/calls",
@@ -142,7 +143,7 @@ async fn mutating_endpoints_call_the_api_with_the_body() {
         Some(br#"{"mode": "sometimes"}"#),
     )
     .await
-    .assert_error(400, "invalid_mode");
+    .assert_error(400, "invalid_request");
 
     let bodies: Vec<&str> = s.api.seen().bodies.iter().map(|(m, _)| *m).collect();
     assert_eq!(
@@ -153,7 +154,6 @@ async fn mutating_endpoints_call_the_api_with_the_body() {
             "install_undo",
             "install_apply",
             "set_provider_mode",
-            "set_provider_mode"
         ]
     );
     assert_eq!(
@@ -243,6 +243,11 @@ async fn mutations_need_the_token() {
         ("PUT", "/v1/provider-mode"),
     ];
     for (method, path) in cases {
+        let body: &[u8] = if method == "PUT" {
+            br#"{"mode": "auto"}"#
+        } else {
+            b"{}"
+        };
         for headers in [
             vec![],
             vec![("Authorization", "Bearer wrong")],
@@ -250,13 +255,7 @@ async fn mutations_need_the_token() {
             vec![("x-api-key", "wrong")],
         ] {
             let r = s
-                .send(
-                    method,
-                    path,
-                    Some(&s.host()),
-                    &headers,
-                    Some(br#"{"mode": "auto"}"#),
-                )
+                .send(method, path, Some(&s.host()), &headers, Some(body))
                 .await;
             r.assert_error(401, "invalid_access_token");
             assert_eq!(r.header("www-authenticate"), Some("Bearer"));
@@ -267,7 +266,7 @@ async fn mutations_need_the_token() {
                 path,
                 Some(&s.host()),
                 &[("Authorization", BEARER)],
-                Some(br#"{"mode": "auto"}"#),
+                Some(body),
             )
             .await;
         assert_eq!(r.status, 200, "{method} {path}: {}", r.text());
@@ -277,7 +276,7 @@ async fn mutations_need_the_token() {
                 path,
                 Some(&s.host()),
                 &[("x-api-key", TOKEN)],
-                Some(br#"{"mode": "auto"}"#),
+                Some(body),
             )
             .await;
         assert_eq!(r.status, 200, "{method} {path}: {}", r.text());
@@ -391,10 +390,10 @@ async fn query_parsing() {
     assert_eq!(
         s.api.seen().usage,
         vec![
-            ("7d".into(), "model".into()),
-            ("7d".into(), "day".into()),
-            ("2024-05-01T00:00:00+02:00".into(), "upstream".into()),
-            ("12h".into(), "model".into()),
+            ("7d".into(), UsageBy::Model),
+            ("7d".into(), UsageBy::Day),
+            ("2024-05-01T00:00:00+02:00".into(), UsageBy::Upstream),
+            ("12h".into(), UsageBy::Model),
         ]
     );
     s.get("/v1/usage?by=seller")
@@ -577,22 +576,116 @@ async fn openapi_lists_every_documented_endpoint() {
             "dangling {r}"
         );
     }
-    // The canned documents carry the fields the schemas require.
-    let schemas = &doc["components"]["schemas"];
-    for (schema, value) in [
-        ("Status", FakeApi::status_doc()),
-        ("Upstreams", FakeApi::upstreams_doc()),
-        ("Usage", FakeApi::usage_doc("7d", "day")),
-        ("Doctor", FakeApi::doctor_doc()),
-        ("CallRecord", FakeApi::all_calls()[0].clone()),
-    ] {
-        for field in schemas[schema]["required"].as_array().unwrap() {
-            assert!(
-                value.get(field.as_str().unwrap()).is_some(),
-                "{schema}.{field} missing in the fake"
-            );
+    // The strict check is not vacuous: a missing field and an extra one fail.
+    let p = support::schema::response_pointer("GET", "/v1/doctor");
+    assert!(!support::schema::errors(&doc, &p, &json!({"ok": true})).is_empty());
+    let extra = json!({"ok": true, "checks": [], "verdict": "pass"});
+    assert!(!support::schema::errors(&doc, &p, &extra).is_empty());
+    assert!(support::schema::errors(&doc, &p, &json!({"ok": true, "checks": []})).is_empty());
+}
+
+/// The typed documents (the fake's canned JSON decoded into the API types
+/// and encoded back, as the server does) match the OpenAPI document's
+/// schemas strictly: a field added to, removed from or renamed in a type
+/// without the document fails here.
+#[tokio::test]
+async fn every_typed_answer_matches_the_openapi_document() {
+    use support::schema::{assert_valid, document, request_pointer, response_pointer};
+    let doc = document();
+    for manual in [false, true] {
+        let mut api = FakeApi::new(TOKEN);
+        api.manual_mode = manual;
+        let s = Server::start_with(api).await;
+        for path in [
+            "/v1/status",
+            "/v1/upstreams",
+            "/v1/prewarm",
+            "/v1/calls",
+            "/v1/usage",
+            "/v1/credit",
+            "/v1/provider-mode",
+            "/v1/install",
+            "/v1/doctor",
+        ] {
+            let r = s.get(path).await;
+            assert_eq!(r.status, 200, "{path}");
+            assert_valid(&doc, &response_pointer("GET", path), &r.json());
         }
+        for (path, body) in [
+            (
+                "/v1/install/preview",
+                r#"{"clients": ["codex"], "model": "m", "force": true}"#,
+            ),
+            ("/v1/install/apply", r#"{"clients": ["codex"]}"#),
+            ("/v1/install/undo", r#"{"clients": ["codex"]}"#),
+        ] {
+            let r = post(&s, path, body).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.text());
+            assert_valid(&doc, &response_pointer("POST", path), &r.json());
+            let sent: Value = serde_json::from_str(body).unwrap();
+            assert_valid(&doc, &request_pointer("POST", path), &sent);
+        }
+        let put = br#"{"mode": "auto", "auto": {"enabled": true, "range": "custom", "seller_ids": ["s-good"], "payment_method": "mock"}}"#;
+        let r = s
+            .send(
+                "PUT",
+                "/v1/provider-mode",
+                Some(&s.host()),
+                &[("x-api-key", TOKEN)],
+                Some(put),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_valid(
+            &doc,
+            &response_pointer("PUT", "/v1/provider-mode"),
+            &r.json(),
+        );
+        let sent: Value = serde_json::from_slice(put).unwrap();
+        assert_valid(&doc, &request_pointer("PUT", "/v1/provider-mode"), &sent);
+        // Errors too.
+        let r = s.get("/v1/nope").await;
+        assert_valid(
+            &doc,
+            &support::schema::component_pointer("Error"),
+            &r.json(),
+        );
     }
+}
+
+/// A request body that does not match its type is refused before the API
+/// sees it: unknown (misspelt) fields, wrong types, a missing mode.
+#[tokio::test]
+async fn request_bodies_are_typed() {
+    let s = Server::start().await;
+    for (path, body) in [
+        ("/v1/install/preview", r#"{"client": ["codex"]}"#),
+        ("/v1/install/apply", r#"{"clients": "codex"}"#),
+        (
+            "/v1/install/undo",
+            r#"{"clients": ["codex"], "model": "m"}"#,
+        ),
+    ] {
+        post(&s, path, body)
+            .await
+            .assert_error(400, "invalid_request");
+    }
+    for body in [
+        r#"{"auto": null}"#,
+        r#"{"mode": "auto", "auto": {"enable": true}}"#,
+        r#"{"mode": "auto", "auto": {"range": "everything"}}"#,
+    ] {
+        s.send(
+            "PUT",
+            "/v1/provider-mode",
+            Some(&s.host()),
+            &[("x-api-key", TOKEN)],
+            Some(body.as_bytes()),
+        )
+        .await
+        .assert_error(400, "invalid_request");
+    }
+    assert!(s.api.seen().bodies.is_empty());
 }
 
 #[tokio::test]

@@ -60,6 +60,9 @@ use tokio::net::TcpListener;
 pub use call::{CallSink, SinkFailure, SinkHealth};
 pub use error::{ErrorCode, ProxyError};
 pub use plan::{Route, RoutePlan};
+pub use report::{
+    BudgetReport, ModeReport, RegistryReport, StatusReport, UpstreamReport, UpstreamsReport,
+};
 pub use server::ShutdownOutcome;
 pub use token::{ACCESS_TOKEN_FILE, AccessToken, TokenError};
 pub use upstream::{TlsSetupError, Upstream, UpstreamClient, UpstreamError, build_client};

@@ -1,28 +1,124 @@
 //! What the proxy tells the control plane, the dashboard and `doctor`
-//! about itself, as JSON documents (shapes in `docs/control-plane.md`).
+//! about itself, as plain data: the daemon maps it into the control
+//! plane's API types (tb-proxy does not know the wire format).
 
-use serde_json::{Value, json};
 use tb_config::{AutoConfig, ProviderMode};
+use tb_prewarm::PrewarmSnapshot;
+use tb_seller::CreditSummary;
 
-use crate::{ModeSetting, Proxy, call};
+use crate::{ModeSetting, Proxy, SinkHealth, call};
+
+/// The routing part of `GET /v1/status`.
+#[derive(Debug, Clone)]
+pub struct StatusReport {
+    /// The provider mode in force.
+    pub mode: ProviderMode,
+    /// Every upstream of the routing table.
+    pub upstreams_total: usize,
+    /// Of which marketplace sellers.
+    pub sellers: usize,
+    /// Upstreams whose circuit is open now.
+    pub open_circuits: usize,
+    /// The registry (`None` without a marketplace).
+    pub registry: Option<RegistryReport>,
+    /// The purchase budget (`None` without a marketplace).
+    pub budget: Option<BudgetReport>,
+    /// Call records dropped because the ledger queue was full.
+    pub ledger_dropped: u64,
+    /// The ledger writer's health.
+    pub ledger: SinkHealth,
+    /// Proxy connections open now.
+    pub connections_open: u64,
+    /// Proxy connections refused since start.
+    pub connections_refused: u64,
+    /// `proxy.max_connections`.
+    pub max_connections: usize,
+}
+
+/// The registry document the proxy routes on.
+#[derive(Debug, Clone)]
+pub struct RegistryReport {
+    /// Where it is fetched from.
+    pub url: String,
+    /// The document's version.
+    pub version: String,
+    /// Sellers in the document.
+    pub sellers: usize,
+    /// Whether an older document is in use after a failed refresh.
+    pub stale: bool,
+    /// Age of the document (`None` before the first one).
+    pub age_ms: Option<i64>,
+    /// The last refresh error.
+    pub last_error: Option<String>,
+}
+
+/// The session's purchase budget, USD micros.
+#[derive(Debug, Clone, Copy)]
+pub struct BudgetReport {
+    /// The budget.
+    pub session_usd_micros: u64,
+    /// Spent.
+    pub spent_usd_micros: u64,
+    /// Left.
+    pub left_usd_micros: u64,
+}
+
+/// `GET /v1/upstreams`.
+#[derive(Debug, Clone)]
+pub struct UpstreamsReport {
+    /// The active scorer.
+    pub scorer: tb_routing::Scorer,
+    /// Every upstream, in routing-table order.
+    pub upstreams: Vec<UpstreamReport>,
+}
+
+/// One upstream: pool state and the score breakdown.
+#[derive(Debug, Clone)]
+pub struct UpstreamReport {
+    /// Provider id or seller id.
+    pub id: String,
+    /// Whether it is a marketplace seller.
+    pub seller: bool,
+    /// Where requests go.
+    pub base_url: String,
+    /// The pool's view of it now.
+    pub view: tb_pool::PoolView,
+    /// The class of the last failure.
+    pub last_error_class: Option<String>,
+    /// The seller's discount, parts per million.
+    pub discount_ppm: u32,
+    /// The score under the active scorer.
+    pub score: tb_routing::ScoreBreakdown,
+}
+
+/// The provider mode in force.
+#[derive(Debug, Clone)]
+pub struct ModeReport {
+    /// `provider.mode`.
+    pub mode: ProviderMode,
+    /// `[provider.auto]`.
+    pub auto: AutoConfig,
+}
 
 impl Proxy {
     /// `GET /v1/upstreams`.
-    pub fn upstreams_report(&self) -> Value {
+    pub fn upstreams_report(&self) -> UpstreamsReport {
         let table = self.state.table.load();
         let now = call::unix_ms_now();
-        json!({
-            "scorer": self.state.router.scorer_name(),
-            "upstreams": self.state.router.report(table.upstreams(), "", now),
-        })
+        UpstreamsReport {
+            scorer: self.state.router.scorer(),
+            upstreams: self.state.router.report(table.upstreams(), "", now),
+        }
     }
 
     /// The routing part of `GET /v1/status`.
-    pub fn status_report(&self) -> Value {
+    pub fn status_report(&self) -> StatusReport {
         let table = self.state.table.load();
         let now = call::unix_ms_now();
-        let views = self.state.router.views(now);
-        let open = views
+        let open_circuits = self
+            .state
+            .router
+            .views(now)
             .values()
             .filter(|v| v.circuit == tb_pool::CircuitState::Open)
             .count();
@@ -33,100 +129,59 @@ impl Proxy {
             .count();
         let registry = self.state.market.as_ref().map(|m| {
             let snap = m.registry.current();
-            json!({
-                "url": m.registry.fetcher().url(),
-                "version": snap.doc.version,
-                "sellers": snap.doc.sellers.len(),
-                "stale": snap.stale,
-                "age_ms": snap.has_document().then(|| snap.age_ms(now)),
-                "last_error": snap.last_error,
-            })
+            RegistryReport {
+                url: m.registry.fetcher().url().to_string(),
+                version: snap.doc.version.clone(),
+                sellers: snap.doc.sellers.len(),
+                stale: snap.stale,
+                age_ms: snap.has_document().then(|| snap.age_ms(now)),
+                last_error: snap.last_error.clone(),
+            }
         });
         let budget = self.state.market.as_ref().map(|m| {
             let c = m.broker.credit_summary();
-            json!({
-                "session_usd_micros": c.budget_usd_micros,
-                "spent_usd_micros": c.budget_spent_usd_micros,
-                "left_usd_micros": m.broker.budget_left(),
-            })
+            BudgetReport {
+                session_usd_micros: c.budget_usd_micros,
+                spent_usd_micros: c.budget_spent_usd_micros,
+                left_usd_micros: m.broker.budget_left(),
+            }
         });
-        let mode = self.state.modes.load();
-        let ledger = self.state.recorder.health();
-        json!({
-            "mode": mode_name(mode.mode),
-            "upstreams": {
-                "total": table.upstreams().len(),
-                "manual": table.upstreams().len() - sellers,
-                "sellers": sellers,
-                "open_circuits": open,
-            },
-            "registry": registry,
-            "budget": budget,
-            "ledger_dropped": self.state.recorder.dropped(),
-            "ledger_health": {
-                "pending": ledger.pending,
-                "failed_writes": ledger.failed_writes,
-                "error": ledger.failing.as_ref().map(|f| f.error.as_str()),
-                "failing_for_ms": ledger.failing.as_ref().map(|f| f.for_ms),
-            },
-            "connections": {
-                "open": self.state.connections.open(),
-                "refused": self.state.connections.refused(),
-                "max": self.state.settings.max_connections,
-            },
-        })
-    }
-
-    /// `GET /v1/credit` (`null` without a marketplace).
-    pub fn credit_report(&self) -> Value {
-        let Some(m) = &self.state.market else {
-            return Value::Null;
-        };
-        let c = m.broker.credit_summary();
-        let sellers: Vec<Value> = c
-            .sellers
-            .iter()
-            .map(|s| {
-                json!({
-                    "seller_id": s.seller_id,
-                    "purchases": s.purchases,
-                    "failed_purchases": s.purchase_failures,
-                    "credit_bought_micros": s.purchased_credit_micros,
-                    "usd_paid_micros": s.paid_usd_micros,
-                    "credit_spent_micros": s.spent_credit_micros,
-                    "credit_remaining_micros": s.remaining_credit_micros,
-                    "credit_wasted_micros": s.wasted_credit_micros,
-                })
-            })
-            .collect();
-        json!({
-            "sellers": sellers,
-            "totals": {
-                "purchases": c.purchases,
-                "failed_purchases": c.purchase_failures,
-                "credit_bought_micros": c.purchased_credit_micros,
-                "usd_paid_micros": c.paid_usd_micros,
-                "credit_spent_micros": c.spent_credit_micros,
-                "credit_remaining_micros": c.remaining_credit_micros,
-                "credit_wasted_micros": c.wasted_credit_micros,
-            },
-            "budget_usd_micros": c.budget_usd_micros,
-            "budget_left_usd_micros": m.broker.budget_left(),
-        })
-    }
-
-    /// `GET /v1/prewarm` (`null` without a marketplace).
-    pub fn prewarm_report(&self) -> Value {
-        match self.state.prewarm.get() {
-            Some(p) => serde_json::to_value(p.snapshot()).unwrap_or(Value::Null),
-            None => Value::Null,
+        StatusReport {
+            mode: self.state.modes.load().mode,
+            upstreams_total: table.upstreams().len(),
+            sellers,
+            open_circuits,
+            registry,
+            budget,
+            ledger_dropped: self.state.recorder.dropped(),
+            ledger: self.state.recorder.health(),
+            connections_open: self.state.connections.open(),
+            connections_refused: self.state.connections.refused(),
+            max_connections: self.state.settings.max_connections,
         }
     }
 
+    /// `GET /v1/credit` (`None` without a marketplace); the budget left is
+    /// the broker's live figure.
+    pub fn credit_report(&self) -> Option<CreditSummary> {
+        let m = self.state.market.as_ref()?;
+        let mut c = m.broker.credit_summary();
+        c.budget_left_usd_micros = m.broker.budget_left();
+        Some(c)
+    }
+
+    /// `GET /v1/prewarm` (`None` without a marketplace).
+    pub fn prewarm_report(&self) -> Option<PrewarmSnapshot> {
+        self.state.prewarm.get().map(|p| p.snapshot())
+    }
+
     /// `GET /v1/provider-mode`.
-    pub fn provider_mode(&self) -> Value {
+    pub fn provider_mode(&self) -> ModeReport {
         let m = self.state.modes.load();
-        json!({ "mode": mode_name(m.mode), "auto": m.auto })
+        ModeReport {
+            mode: m.mode,
+            auto: m.auto.clone(),
+        }
     }
 
     /// Applies a new provider mode at once. Marketplace modes need the
@@ -159,24 +214,6 @@ impl Proxy {
 
     /// Every model the routing table serves.
     pub fn served_models(&self) -> Vec<String> {
-        let body = self.state.table.load().models_body.clone();
-        serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| {
-                v["data"].as_array().map(|a| {
-                    a.iter()
-                        .filter_map(|m| m["id"].as_str().map(String::from))
-                        .collect()
-                })
-            })
-            .unwrap_or_default()
-    }
-}
-
-fn mode_name(mode: ProviderMode) -> &'static str {
-    match mode {
-        ProviderMode::Manual => "manual",
-        ProviderMode::Auto => "auto",
-        ProviderMode::Both => "both",
+        self.state.table.load().models()
     }
 }

@@ -206,46 +206,37 @@ impl Router {
         lock(&self.sticky).on_failover_served(model, Arc::from(id), now_ms);
     }
 
-    /// One JSON object per upstream: pool state and the score breakdown
-    /// under the active scorer (control plane, dashboard, doctor).
+    /// One report per upstream: pool state and the score breakdown under
+    /// the active scorer (control plane, dashboard, doctor).
     pub(crate) fn report(
         &self,
         upstreams: &[Arc<Upstream>],
         model_hint: &str,
         now_ms: i64,
-    ) -> Vec<serde_json::Value> {
+    ) -> Vec<crate::report::UpstreamReport> {
         let refs: Vec<&Arc<Upstream>> = upstreams.iter().collect();
         let candidates = self.candidates(&refs, model_hint, now_ms, true);
         let pool = lock(&self.pool);
         upstreams
             .iter()
             .zip(&candidates)
-            .map(|(u, c)| {
-                let view = pool.snapshot(u.id.as_str(), now_ms);
-                let entry = pool.entry(u.id.as_str());
-                serde_json::json!({
-                    "id": u.id.as_str(),
-                    "kind": if u.seller_url().is_some() { "seller" } else { "manual" },
-                    "base_url": u.base_url(),
-                    "circuit": view.circuit.as_str(),
-                    "upstream_status": view.upstream_status.as_str(),
-                    "health_score": view.health_score,
-                    "benched_until_ms": view.benched_until_ms,
-                    "ttft_ms": view.ttft_ms,
-                    "avg_latency_ms": view.avg_latency_ms,
-                    "tokens_per_second": view.avg_tokens_per_second,
-                    "consecutive_failures": view.consecutive_failures,
-                    "last_error_class": entry.and_then(|e| e.last_error_class.clone()),
-                    "discount_ppm": u.discount_ppm(),
-                    "score": tb_routing::score_breakdown(c, self.scorer),
-                })
+            .map(|(u, c)| crate::report::UpstreamReport {
+                id: u.id.as_str().to_string(),
+                seller: u.seller_url().is_some(),
+                base_url: u.base_url().to_string(),
+                view: pool.snapshot(u.id.as_str(), now_ms),
+                last_error_class: pool
+                    .entry(u.id.as_str())
+                    .and_then(|e| e.last_error_class.clone()),
+                discount_ppm: u.discount_ppm(),
+                score: tb_routing::score_breakdown(c, self.scorer),
             })
             .collect()
     }
 
-    /// The active scorer's name.
-    pub(crate) fn scorer_name(&self) -> &'static str {
-        self.scorer.as_str()
+    /// The active scorer.
+    pub(crate) fn scorer(&self) -> tb_routing::Scorer {
+        self.scorer
     }
 
     /// Pool views for diagnostics (control plane, doctor).

@@ -114,6 +114,11 @@ impl RoutingTable {
     pub(crate) fn upstreams(&self) -> &[Arc<Upstream>] {
         &self.upstreams
     }
+
+    /// Every model the table serves (what `/v1/models` lists).
+    pub(crate) fn models(&self) -> Vec<String> {
+        self.index.models().into_iter().map(String::from).collect()
+    }
 }
 
 #[cfg(test)]

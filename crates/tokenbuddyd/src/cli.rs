@@ -183,26 +183,35 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 /// `doctor`: the running daemon's live checks, else the offline ones.
 fn doctor(paths: Paths) -> Result<(), Failure> {
+    use crate::doctor::{Check, DoctorReport};
     let data_dir = paths.data_dir.clone();
     let loaded = match tb_config::load(paths, &CliOverrides::default()) {
         Ok(l) => l,
         Err(e) => {
-            let check = crate::doctor::Check::fail(
+            let check = Check::fail(
                 "config",
                 e.to_string(),
                 "fix the key named above, or run `tokenbuddyd config show`",
             );
-            crate::doctor::print(&crate::doctor::report(&[check]));
+            crate::doctor::print(&DoctorReport::new(vec![check]));
             return Err(Failure::Runtime(anyhow!("doctor found problems")));
         }
     };
     let report = runtime()?.block_on(async {
-        if let Some(url) = crate::doctor::running_control_url(&data_dir)
-            && let Ok(report) = crate::doctor::get_json(&format!("{url}/v1/doctor")).await
-        {
-            return report;
+        let mut unanswered = None;
+        if let Some(url) = crate::doctor::running_control_url(&data_dir) {
+            match crate::doctor::get::<DoctorReport>(&format!("{url}/v1/doctor")).await {
+                Ok(report) => return report,
+                Err(e) => unanswered = Some(Check::warn(
+                    "daemon",
+                    format!("daemon.json names {url}, which did not answer the checks: {e:#}"),
+                    "showing the checks that need no daemon; restart the daemon if it should be running",
+                )),
+            }
         }
-        crate::doctor::report(&crate::doctor::offline_checks(&loaded).await)
+        let mut checks = crate::doctor::offline_checks(&loaded).await;
+        checks.extend(unanswered);
+        DoctorReport::new(checks)
     });
     if crate::doctor::print(&report) {
         Ok(())
@@ -219,42 +228,56 @@ fn status(paths: Paths) -> Result<(), Failure> {
             paths.data_dir.join("daemon.json").display()
         ))
     })?;
-    let s = runtime()?
-        .block_on(crate::doctor::get_json(&format!("{url}/v1/status")))
+    let s: tb_control::api::Status = runtime()?
+        .block_on(crate::doctor::get(&format!("{url}/v1/status")))
         .map_err(|e| Failure::Runtime(e.context(format!("asking the daemon at {url}"))))?;
-    println!(
-        "tokenbuddyd {} up {} s, mode {}",
-        s["version"].as_str().unwrap_or("?"),
-        s["uptime_s"],
-        s["mode"].as_str().unwrap_or("?")
-    );
-    println!("proxy: {}", s["proxy_url"].as_str().unwrap_or("?"));
-    println!("control: {}", s["control_url"].as_str().unwrap_or("?"));
-    let u = &s["upstreams"];
-    println!(
-        "upstreams: {} ({} manual, {} sellers), {} open circuits",
-        u["total"], u["manual"], u["sellers"], u["open_circuits"]
-    );
-    if let Some(r) = s["registry"].as_object() {
-        println!(
-            "registry: {} sellers, version {}{}",
-            r["sellers"],
-            r["version"],
-            if r["stale"] == true { " (stale)" } else { "" }
-        );
-    }
-    if let Some(b) = s["budget"].as_object() {
-        println!(
-            "purchase budget left: {} of {} USD micros",
-            b["left_usd_micros"], b["session_usd_micros"]
-        );
-    }
-    println!(
-        "ledger: {} ({} records dropped)",
-        s["ledger"]["backend"].as_str().unwrap_or("?"),
-        s["ledger"]["dropped"]
-    );
+    print!("{}", status_text(&s));
     Ok(())
+}
+
+/// The lines `status` prints.
+fn status_text(s: &tb_control::api::Status) -> String {
+    use std::fmt::Write as _;
+    let mode = s.mode.as_str();
+    let u = &s.upstreams;
+    let mut out = format!(
+        "tokenbuddyd {} up {} s, mode {mode}\nproxy: {}\ncontrol: {}\nupstreams: {} ({} manual, {} sellers), {} open circuits\n",
+        s.version,
+        s.uptime_s,
+        s.proxy_url,
+        s.control_url,
+        u.total,
+        u.manual,
+        u.sellers,
+        u.open_circuits
+    );
+    if let Some(r) = &s.registry {
+        let stale = if r.stale { " (stale)" } else { "" };
+        let _ = writeln!(
+            out,
+            "registry: {} sellers, version {}{stale}",
+            r.sellers, r.version
+        );
+    }
+    if let Some(b) = &s.budget {
+        let _ = writeln!(
+            out,
+            "purchase budget left: {} of {} USD micros",
+            b.left_usd_micros, b.session_usd_micros
+        );
+    }
+    let _ = writeln!(
+        out,
+        "ledger: {} ({} records dropped){}",
+        s.ledger.backend,
+        s.ledger.dropped,
+        s.ledger
+            .error
+            .as_deref()
+            .map(|e| format!(", failing: {e}"))
+            .unwrap_or_default()
+    );
+    out
 }
 
 fn load(paths: Paths, overrides: &CliOverrides) -> Result<LoadedConfig, Failure> {

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::{Value, json};
-use tb_config::{AutoConfig, Config, ProviderMode};
+use tb_config::{AutoConfig, AutoRange, Config, ProviderMode};
+use tb_control::api::{self as wire, Check, DoctorReport, UsageBy};
 use tb_control::{ApiError, ControlApi, Fut};
 use tb_proxy::{AccessToken, Proxy};
-use tb_store::{CallCursor, GroupBy, Ledger};
+use tb_store::{CallCursor, Ledger};
 
-use crate::doctor::{self, Check};
+use crate::doctor;
 use crate::install::{self, InstallOps};
 
 /// Key of the provider mode saved through the control plane.
@@ -44,20 +44,6 @@ impl DaemonApi {
         .map_err(|e| ApiError::internal(e.to_string()))
     }
 
-    fn install_request(body: &Value) -> (Vec<String>, Option<String>, bool) {
-        let clients = body["clients"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| c.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let model = body["model"].as_str().map(String::from);
-        let force = body["force"] == true;
-        (clients, model, force)
-    }
-
     async fn checks(&self) -> Vec<Check> {
         let mut checks = vec![Check::pass(
             "config",
@@ -70,35 +56,8 @@ impl DaemonApi {
                 self.proxy_url, self.control_url
             ),
         ));
-        let status = self.proxy.status_report();
-        if let Some(reg) = status["registry"].as_object() {
-            let version = reg.get("version").and_then(Value::as_str).unwrap_or("");
-            let err = reg.get("last_error").and_then(Value::as_str).unwrap_or("");
-            if version.is_empty()
-                && reg.get("sellers").and_then(Value::as_u64) == Some(0)
-                && !err.is_empty()
-            {
-                checks.push(Check::fail(
-                    "registry",
-                    format!("down and no saved document: {err}"),
-                    "check registry.url and that the registry is reachable",
-                ));
-            } else if reg.get("stale") == Some(&Value::Bool(true)) {
-                checks.push(Check::warn(
-                    "registry",
-                    format!("routing on the last good document ({err})"),
-                    "the registry is refetched every registry.refresh_secs",
-                ));
-            } else {
-                checks.push(Check::pass(
-                    "registry",
-                    format!(
-                        "version {version}, {} sellers",
-                        reg.get("sellers").and_then(Value::as_u64).unwrap_or(0)
-                    ),
-                ));
-            }
-        }
+        let status = self.status();
+        checks.extend(status.registry.as_ref().map(doctor::registry_check));
         for id in self.proxy.open_circuits() {
             checks.push(Check::fail(
                 format!("upstream {id}"),
@@ -119,104 +78,70 @@ impl DaemonApi {
                 )),
             }
         }
-        if let Some(b) = status["budget"].as_object() {
-            let left = b
-                .get("left_usd_micros")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            if left == 0 {
-                checks.push(Check::fail(
-                    "budget",
-                    "the session purchase budget is spent: sellers that need credit are skipped",
-                    "raise purchase.session_budget_usd_micros or restart the daemon",
-                ));
-            } else {
-                checks.push(Check::pass(
-                    "budget",
-                    format!("{left} USD micros left to buy credit"),
-                ));
-            }
-        }
+        checks.extend(status.budget.as_ref().map(doctor::budget_check));
         if let Ok(ops) = self.installer() {
-            for c in ops.status()["clients"].as_array().into_iter().flatten() {
-                let id = c["id"].as_str().unwrap_or("?");
-                if c["configured"] == true {
-                    checks.push(Check::pass(format!("client {id}"), "points at tokenbuddy"));
-                } else if c["detected"] == true {
-                    checks.push(Check::warn(
-                        format!("client {id}"),
-                        "installed but points elsewhere",
-                        format!("run `tokenbuddyd install {id}`"),
-                    ));
-                }
-            }
+            checks.extend(ops.status().clients.iter().filter_map(doctor::client_check));
         }
-        let health = &status["ledger_health"];
-        if let Some(error) = health["error"].as_str() {
-            checks.push(Check::fail(
-                "ledger",
-                format!(
-                    "call records are not being stored: {error} (failing for {} s; {} records waiting in memory)",
-                    health["failing_for_ms"].as_u64().unwrap_or(0) / 1000,
-                    health["pending"].as_u64().unwrap_or(0),
-                ),
-                format!(
-                    "free disk space or make the {} ledger writable; waiting records are written when it recovers (up to ledger.queue_capacity, then dropped)",
-                    self.ledger.backend().as_str()
-                ),
-            ));
-        } else {
-            checks.push(Check::pass(
-                "ledger",
-                format!(
-                    "{} writable ({} records waiting)",
-                    self.ledger.backend().as_str(),
-                    health["pending"].as_u64().unwrap_or(0)
-                ),
-            ));
-        }
-        let dropped = status["ledger_dropped"].as_u64().unwrap_or(0);
-        if dropped > 0 {
-            checks.push(Check::warn(
-                "ledger",
-                format!("{dropped} call records were dropped (queue full)"),
-                "raise ledger.queue_capacity or check the ledger's database",
-            ));
-        }
+        checks.extend(doctor::ledger_checks(&status.ledger));
         checks.push(doctor::clock_check());
         checks
     }
 }
 
 impl ControlApi for DaemonApi {
-    fn status(&self) -> Value {
-        let mut s = self.proxy.status_report();
-        s["version"] = json!(env!("CARGO_PKG_VERSION"));
-        s["uptime_s"] = json!(self.started.elapsed().as_secs());
-        s["proxy_url"] = json!(self.proxy_url);
-        s["control_url"] = json!(self.control_url);
-        s["ledger"] = json!({
-            "backend": self.ledger.backend().as_str(),
-            "dropped": s["ledger_dropped"].clone(),
-            "pending": s["ledger_health"]["pending"].clone(),
-            "error": s["ledger_health"]["error"].clone(),
-        });
-        s
+    fn status(&self) -> wire::Status {
+        let r = self.proxy.status_report();
+        wire::Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_s: self.started.elapsed().as_secs(),
+            mode: mode_to_wire(r.mode),
+            proxy_url: self.proxy_url.clone(),
+            control_url: self.control_url.clone(),
+            upstreams: wire::UpstreamCounts {
+                total: r.upstreams_total as u64,
+                manual: r.upstreams_total.saturating_sub(r.sellers) as u64,
+                sellers: r.sellers as u64,
+                open_circuits: r.open_circuits as u64,
+            },
+            registry: r.registry.map(registry_to_wire),
+            ledger: wire::LedgerStatus {
+                backend: self.ledger.backend().as_str().to_string(),
+                dropped: r.ledger_dropped,
+                pending: r.ledger.pending,
+                failed_writes: r.ledger.failed_writes,
+                error: r.ledger.failing.as_ref().map(|f| f.error.clone()),
+                failing_for_ms: r.ledger.failing.as_ref().map(|f| f.for_ms),
+            },
+            connections: wire::Connections {
+                open: r.connections_open,
+                refused: r.connections_refused,
+                max: r.max_connections as u64,
+            },
+            budget: r.budget.map(|b| wire::Budget {
+                session_usd_micros: b.session_usd_micros,
+                spent_usd_micros: b.spent_usd_micros,
+                left_usd_micros: b.left_usd_micros,
+            }),
+        }
     }
 
-    fn upstreams(&self) -> Value {
-        self.proxy.upstreams_report()
+    fn upstreams(&self) -> wire::Upstreams {
+        let r = self.proxy.upstreams_report();
+        wire::Upstreams {
+            scorer: r.scorer.as_str().to_string(),
+            upstreams: r.upstreams.into_iter().map(upstream_to_wire).collect(),
+        }
     }
 
-    fn prewarm(&self) -> Value {
+    fn prewarm(&self) -> wire::Prewarm {
         self.proxy.prewarm_report()
     }
 
-    fn credit(&self) -> Value {
-        self.proxy.credit_report()
+    fn credit(&self) -> wire::Credit {
+        self.proxy.credit_report().map(credit_to_wire)
     }
 
-    fn calls(&self, limit: u32, before: Option<String>) -> Fut<'_, Result<Value, ApiError>> {
+    fn calls(&self, limit: u32, before: Option<String>) -> Fut<'_, Result<wire::Calls, ApiError>> {
         Box::pin(async move {
             let cursor = before
                 .as_deref()
@@ -239,52 +164,37 @@ impl ControlApi for DaemonApi {
                         .map(|c| format!("{}:{}", c.started_at_ms, c.id))
                 })
                 .flatten();
-            Ok(json!({"calls": calls, "next_before": next}))
+            Ok(wire::Calls {
+                calls,
+                next_before: next,
+            })
         })
     }
 
-    fn usage(&self, since: String, by: String) -> Fut<'_, Result<Value, ApiError>> {
+    fn usage(&self, since: String, by: UsageBy) -> Fut<'_, Result<wire::Usage, ApiError>> {
         Box::pin(async move {
-            let now = tb_proxy_now_ms();
-            let since_ms = crate::history::parse_since(&since, now)
+            let since_ms = crate::history::parse_since(&since, tb_proxy_now_ms())
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            let group = match by.as_str() {
-                "upstream" => GroupBy::Upstream,
-                "day" => GroupBy::Day,
-                _ => GroupBy::Model,
-            };
-            let rows = self
-                .ledger
-                .usage_summary(since_ms, group)
+            crate::history::usage_doc(&self.ledger, since_ms, by)
                 .await
-                .map_err(store_err)?;
-            let totals = self.ledger.totals(since_ms).await.map_err(store_err)?;
-            let rows: Vec<Value> = rows
-                .iter()
-                .map(|r| json!({"key": r.key, "calls": r.calls, "ok_calls": r.ok_calls, "input_tokens": r.input_tokens,
-                    "cached_input_tokens": r.cached_input_tokens, "output_tokens": r.output_tokens,
-                    "cost_usd_micros": r.cost_usd_micros, "saved_usd_micros": r.saved_usd_micros, "unpriced_calls": r.unpriced_calls}))
-                .collect();
-            Ok(
-                json!({"since_ms": since_ms, "by": by, "rows": rows, "totals": {"calls": totals.calls,
-                "cost_usd_micros": totals.cost_usd_micros, "saved_usd_micros": totals.saved_usd_micros, "unpriced_calls": totals.unpriced_calls}}),
-            )
+                .map_err(store_err)
         })
     }
 
-    fn provider_mode(&self) -> Value {
-        self.proxy.provider_mode()
+    fn provider_mode(&self) -> wire::ProviderMode {
+        let m = self.proxy.provider_mode();
+        provider_mode_to_wire(m.mode, &m.auto)
     }
 
-    fn set_provider_mode(&self, body: Value) -> Fut<'_, Result<Value, ApiError>> {
+    fn set_provider_mode(
+        &self,
+        body: wire::ProviderModeUpdate,
+    ) -> Fut<'_, Result<wire::ProviderMode, ApiError>> {
         Box::pin(async move {
-            let mode: ProviderMode = serde_json::from_value(body["mode"].clone()).map_err(|e| {
-                ApiError::bad_request(format!("mode: {e}; use \"manual\", \"auto\" or \"both\""))
-            })?;
-            let auto: AutoConfig = match body.get("auto") {
-                None | Some(Value::Null) => self.config.provider.auto.clone(),
-                Some(a) => serde_json::from_value(a.clone())
-                    .map_err(|e| ApiError::bad_request(format!("auto: {e}")))?,
+            let mode = mode_from_wire(body.mode);
+            let auto = match body.auto {
+                None => self.config.provider.auto.clone(),
+                Some(a) => auto_from_wire(a),
             };
             let mut candidate = self.config.clone();
             candidate.provider.mode = mode;
@@ -296,60 +206,68 @@ impl ControlApi for DaemonApi {
             self.proxy
                 .set_provider_mode(mode, auto)
                 .map_err(|e| ApiError::new(409, "restart_required", e))?;
-            let saved = self.proxy.provider_mode();
+            let saved = self.provider_mode();
+            let text = serde_json::to_string(&saved)
+                .map_err(|e| ApiError::internal(format!("encoding the provider mode: {e}")))?;
             self.ledger
-                .config_put(PROVIDER_MODE_KEY, &saved.to_string())
+                .config_put(PROVIDER_MODE_KEY, &text)
                 .await
                 .map_err(|e| ApiError::internal(format!("saving the provider mode: {e}")))?;
             Ok(saved)
         })
     }
 
-    fn install_status(&self) -> Fut<'_, Result<Value, ApiError>> {
+    fn install_status(&self) -> Fut<'_, Result<wire::InstallStatus, ApiError>> {
         Box::pin(async move { Ok(self.installer()?.status()) })
     }
 
-    fn install_preview(&self, body: Value) -> Fut<'_, Result<Value, ApiError>> {
+    fn install_preview(
+        &self,
+        body: wire::InstallRequest,
+    ) -> Fut<'_, Result<wire::InstallPreview, ApiError>> {
         Box::pin(async move {
-            let (clients, model, force) = Self::install_request(&body);
             let p = self
                 .installer()?
-                .preview(&clients, model.as_deref(), false, force)
+                .preview(&body.clients, body.model.as_deref(), false, body.force)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            Ok(install::preview_json(&p))
+            Ok(install::preview_doc(&p))
         })
     }
 
-    fn install_apply(&self, body: Value) -> Fut<'_, Result<Value, ApiError>> {
+    fn install_apply(
+        &self,
+        body: wire::InstallRequest,
+    ) -> Fut<'_, Result<wire::InstallChanged, ApiError>> {
         Box::pin(async move {
-            let (clients, model, force) = Self::install_request(&body);
             let ops = self.installer()?;
             let p = ops
-                .preview(&clients, model.as_deref(), false, force)
+                .preview(&body.clients, body.model.as_deref(), false, body.force)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
             let applied = ops
                 .apply(&p)
                 .map_err(|e| ApiError::new(409, "install_failed", e.to_string()))?;
-            Ok(install::applied_json(&applied))
+            Ok(install::applied_doc(&applied))
         })
     }
 
-    fn install_undo(&self, body: Value) -> Fut<'_, Result<Value, ApiError>> {
+    fn install_undo(
+        &self,
+        body: wire::UndoRequest,
+    ) -> Fut<'_, Result<wire::InstallChanged, ApiError>> {
         Box::pin(async move {
-            let (clients, _, _) = Self::install_request(&body);
             let ops = self.installer()?;
             let p = ops
-                .preview(&clients, None, true, false)
+                .preview(&body.clients, None, true, false)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
             let applied = ops
                 .apply(&p)
                 .map_err(|e| ApiError::new(409, "undo_failed", e.to_string()))?;
-            Ok(install::applied_json(&applied))
+            Ok(install::applied_doc(&applied))
         })
     }
 
-    fn doctor(&self) -> Fut<'_, Value> {
-        Box::pin(async move { doctor::report(&self.checks().await) })
+    fn doctor(&self) -> Fut<'_, DoctorReport> {
+        Box::pin(async move { DoctorReport::new(self.checks().await) })
     }
 
     fn metrics(&self) -> String {
@@ -374,4 +292,210 @@ fn tb_proxy_now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+// The proxy's reports as the API's types. The mapping is exhaustive on
+// purpose: a new variant on either side fails to compile here.
+
+fn mode_to_wire(mode: ProviderMode) -> wire::Mode {
+    match mode {
+        ProviderMode::Manual => wire::Mode::Manual,
+        ProviderMode::Auto => wire::Mode::Auto,
+        ProviderMode::Both => wire::Mode::Both,
+    }
+}
+
+fn mode_from_wire(mode: wire::Mode) -> ProviderMode {
+    match mode {
+        wire::Mode::Manual => ProviderMode::Manual,
+        wire::Mode::Auto => ProviderMode::Auto,
+        wire::Mode::Both => ProviderMode::Both,
+    }
+}
+
+fn range_to_wire(range: AutoRange) -> wire::SellerRange {
+    match range {
+        AutoRange::Recommended => wire::SellerRange::Recommended,
+        AutoRange::Custom => wire::SellerRange::Custom,
+    }
+}
+
+fn range_from_wire(range: wire::SellerRange) -> AutoRange {
+    match range {
+        wire::SellerRange::Recommended => AutoRange::Recommended,
+        wire::SellerRange::Custom => AutoRange::Custom,
+    }
+}
+
+/// The provider mode document (also what is saved in `config_kv`).
+pub(crate) fn provider_mode_to_wire(mode: ProviderMode, auto: &AutoConfig) -> wire::ProviderMode {
+    wire::ProviderMode {
+        mode: mode_to_wire(mode),
+        auto: wire::AutoSettings {
+            enabled: auto.enabled,
+            range: range_to_wire(auto.range),
+            seller_ids: auto.seller_ids.clone(),
+            selected_seller: auto.selected_seller.clone(),
+            payment_method: auto.payment_method,
+        },
+    }
+}
+
+/// A requested `[provider.auto]`: absent fields take the configuration
+/// defaults, as in the config file.
+pub(crate) fn auto_from_wire(a: wire::AutoUpdate) -> AutoConfig {
+    let d = AutoConfig::default();
+    AutoConfig {
+        enabled: a.enabled.unwrap_or(d.enabled),
+        range: a.range.map_or(d.range, range_from_wire),
+        seller_ids: a.seller_ids.unwrap_or(d.seller_ids),
+        selected_seller: a.selected_seller.or(d.selected_seller),
+        payment_method: a.payment_method.unwrap_or(d.payment_method),
+    }
+}
+
+/// A saved provider mode document as config values.
+pub(crate) fn provider_mode_from_wire(saved: wire::ProviderMode) -> (ProviderMode, AutoConfig) {
+    let a = saved.auto;
+    let auto = AutoConfig {
+        enabled: a.enabled,
+        range: range_from_wire(a.range),
+        seller_ids: a.seller_ids,
+        selected_seller: a.selected_seller,
+        payment_method: a.payment_method,
+    };
+    (mode_from_wire(saved.mode), auto)
+}
+
+fn registry_to_wire(r: tb_proxy::RegistryReport) -> wire::RegistryStatus {
+    wire::RegistryStatus {
+        url: r.url,
+        version: r.version,
+        sellers: r.sellers as u64,
+        stale: r.stale,
+        age_ms: r.age_ms,
+        last_error: r.last_error,
+    }
+}
+
+fn circuit_to_wire(c: tb_pool::CircuitState) -> wire::Circuit {
+    match c {
+        tb_pool::CircuitState::Closed => wire::Circuit::Closed,
+        tb_pool::CircuitState::Open => wire::Circuit::Open,
+        tb_pool::CircuitState::HalfOpen => wire::Circuit::HalfOpen,
+    }
+}
+
+fn health_to_wire(s: tb_pool::UpstreamStatus) -> wire::UpstreamHealth {
+    match s {
+        tb_pool::UpstreamStatus::Healthy => wire::UpstreamHealth::Healthy,
+        tb_pool::UpstreamStatus::Degraded => wire::UpstreamHealth::Degraded,
+        tb_pool::UpstreamStatus::Unhealthy => wire::UpstreamHealth::Unhealthy,
+        tb_pool::UpstreamStatus::Unknown => wire::UpstreamHealth::Unknown,
+    }
+}
+
+fn upstream_to_wire(u: tb_proxy::UpstreamReport) -> wire::Upstream {
+    let s = u.score;
+    wire::Upstream {
+        id: u.id,
+        kind: if u.seller {
+            wire::UpstreamKind::Seller
+        } else {
+            wire::UpstreamKind::Manual
+        },
+        base_url: u.base_url,
+        circuit: circuit_to_wire(u.view.circuit),
+        upstream_status: health_to_wire(u.view.upstream_status),
+        health_score: u.view.health_score,
+        benched_until_ms: u.view.benched_until_ms,
+        ttft_ms: u.view.ttft_ms,
+        avg_latency_ms: u.view.avg_latency_ms,
+        tokens_per_second: u.view.avg_tokens_per_second,
+        consecutive_failures: u.view.consecutive_failures,
+        last_error_class: u.last_error_class,
+        discount_ppm: u.discount_ppm,
+        score: wire::Score {
+            scorer: s.scorer.as_str().to_string(),
+            latency: s.latency,
+            throughput: s.throughput,
+            discount: s.discount,
+            health: s.health,
+            total: s.total,
+            effective_ttft_ms: s.effective_ttft_ms,
+            price_usd_micros_per_1m: s.price_usd_micros_per_1m,
+            missing_inputs: s.missing_inputs.iter().map(|m| m.to_string()).collect(),
+        },
+    }
+}
+
+fn credit_to_wire(c: tb_seller::CreditSummary) -> wire::CreditReport {
+    let sellers = c
+        .sellers
+        .iter()
+        .map(|s| wire::SellerCredit {
+            seller_id: s.seller_id.clone(),
+            purchases: s.purchases,
+            failed_purchases: s.purchase_failures,
+            credit_bought_micros: s.purchased_credit_micros,
+            usd_paid_micros: s.paid_usd_micros,
+            credit_spent_micros: s.spent_credit_micros,
+            credit_remaining_micros: s.remaining_credit_micros,
+            credit_wasted_micros: s.wasted_credit_micros,
+        })
+        .collect();
+    wire::CreditReport {
+        sellers,
+        totals: wire::CreditCounters {
+            purchases: c.purchases,
+            failed_purchases: c.purchase_failures,
+            credit_bought_micros: c.purchased_credit_micros,
+            usd_paid_micros: c.paid_usd_micros,
+            credit_spent_micros: c.spent_credit_micros,
+            credit_remaining_micros: c.remaining_credit_micros,
+            credit_wasted_micros: c.wasted_credit_micros,
+        },
+        budget_usd_micros: c.budget_usd_micros,
+        budget_left_usd_micros: c.budget_left_usd_micros,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_mode_round_trips_through_the_wire_type() {
+        let auto = AutoConfig {
+            enabled: false,
+            range: AutoRange::Custom,
+            seller_ids: vec!["s-1".into()],
+            selected_seller: Some("s-1".into()),
+            payment_method: tb_domain::PaymentMethod::Clawtip,
+        };
+        for mode in [ProviderMode::Manual, ProviderMode::Auto, ProviderMode::Both] {
+            let doc = provider_mode_to_wire(mode, &auto);
+            let text = serde_json::to_string(&doc).unwrap();
+            let back: wire::ProviderMode = serde_json::from_str(&text).unwrap();
+            let (m, a) = provider_mode_from_wire(back);
+            assert_eq!(m, mode);
+            assert_eq!(
+                serde_json::to_value(&a).unwrap(),
+                serde_json::to_value(&auto).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn an_absent_auto_field_takes_the_config_default() {
+        let d = AutoConfig::default();
+        let a = auto_from_wire(wire::AutoUpdate {
+            range: Some(wire::SellerRange::Custom),
+            ..wire::AutoUpdate::default()
+        });
+        assert_eq!(a.range, AutoRange::Custom);
+        assert_eq!(a.enabled, d.enabled);
+        assert_eq!(a.payment_method, d.payment_method);
+        assert!(a.seller_ids.is_empty() && a.selected_seller.is_none());
+    }
 }

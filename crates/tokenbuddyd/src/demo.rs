@@ -123,8 +123,9 @@ async fn demo(wait: bool) -> anyhow::Result<()> {
     // The ledger writer commits within 50 ms; wait until all are in.
     let mut calls = Vec::new();
     for _ in 0..200 {
-        let v = crate::doctor::get_json(&format!("{control}/v1/calls?limit=100")).await?;
-        calls = v["calls"].as_array().cloned().unwrap_or_default();
+        let page: tb_control::api::Calls =
+            crate::doctor::get(&format!("{control}/v1/calls?limit=100")).await?;
+        calls = page.calls;
         if calls.len() >= n {
             break;
         }
@@ -132,33 +133,29 @@ async fn demo(wait: bool) -> anyhow::Result<()> {
     }
     calls.reverse();
     println!();
-    for c in &calls {
-        match serde_json::from_value::<tb_billing::record::CallRecord>(c.clone()) {
-            Ok(r) => println!("{}", r.one_line()),
-            Err(_) => println!("{c}"),
-        }
+    for r in &calls {
+        println!("{}", r.one_line());
     }
-    let usage =
-        crate::doctor::get_json(&format!("{control}/v1/usage?since=1h&by=upstream")).await?;
-    let t = &usage["totals"];
-    let spend = t["cost_usd_micros"].as_i64().unwrap_or(0);
-    let saved = t["saved_usd_micros"].as_i64().unwrap_or(0);
+    let usage: tb_control::api::Usage =
+        crate::doctor::get(&format!("{control}/v1/usage?since=1h&by=upstream")).await?;
+    let t = &usage.totals;
     println!();
     println!(
         "{} calls · spend {} · saved {} vs list prices",
-        t["calls"],
-        usd(spend),
-        usd(saved)
+        t.calls,
+        usd(t.cost_usd_micros),
+        usd(t.saved_usd_micros)
     );
-    for row in usage["rows"].as_array().into_iter().flatten() {
-        let key = row["key"]
-            .as_str()
-            .filter(|k| !k.is_empty())
-            .unwrap_or("(no answer)");
+    for row in &usage.rows {
+        let key = if row.key.is_empty() {
+            "(no answer)"
+        } else {
+            row.key.as_str()
+        };
         println!(
             "  {key:<10} {:>3} calls  spend {}",
-            row["calls"],
-            usd(row["cost_usd_micros"].as_i64().unwrap_or(0))
+            row.calls,
+            usd(row.cost_usd_micros)
         );
     }
     if wait {

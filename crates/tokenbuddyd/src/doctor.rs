@@ -5,60 +5,108 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
-use serde_json::Value;
+use anyhow::{Context, bail};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tb_control::api::{Budget, InstallClient, LedgerStatus, RegistryStatus, Verdict};
+pub(crate) use tb_control::api::{Check, DoctorReport};
 
-/// One check's result.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Check {
-    pub name: String,
-    /// `pass`, `warn` or `fail`.
-    pub verdict: &'static str,
-    pub detail: String,
-    pub hint: String,
+/// `daemon.json`: how `status`, `doctor`, tests and tools find the running
+/// daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct DaemonFile {
+    pub pid: u32,
+    pub proxy_url: String,
+    pub control_url: String,
+    pub started_at: String,
 }
 
-impl Check {
-    pub(crate) fn pass(name: impl Into<String>, detail: impl Into<String>) -> Check {
-        Check {
-            name: name.into(),
-            verdict: "pass",
-            detail: detail.into(),
-            hint: String::new(),
-        }
-    }
-    pub(crate) fn warn(
-        name: impl Into<String>,
-        detail: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> Check {
-        Check {
-            name: name.into(),
-            verdict: "warn",
-            detail: detail.into(),
-            hint: hint.into(),
-        }
-    }
-    pub(crate) fn fail(
-        name: impl Into<String>,
-        detail: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> Check {
-        Check {
-            name: name.into(),
-            verdict: "fail",
-            detail: detail.into(),
-            hint: hint.into(),
-        }
+/// The registry's verdict from the daemon's status.
+pub(crate) fn registry_check(reg: &RegistryStatus) -> Check {
+    let err = reg.last_error.as_deref().unwrap_or("");
+    if reg.version.is_empty() && reg.sellers == 0 && !err.is_empty() {
+        Check::fail(
+            "registry",
+            format!("down and no saved document: {err}"),
+            "check registry.url and that the registry is reachable",
+        )
+    } else if reg.stale {
+        Check::warn(
+            "registry",
+            format!("routing on the last good document ({err})"),
+            "the registry is refetched every registry.refresh_secs",
+        )
+    } else {
+        Check::pass(
+            "registry",
+            format!("version {}, {} sellers", reg.version, reg.sellers),
+        )
     }
 }
 
-/// The report: `ok` unless a check failed (warnings do not fail it).
-pub(crate) fn report(checks: &[Check]) -> Value {
-    serde_json::json!({
-        "ok": checks.iter().all(|c| c.verdict != "fail"),
-        "checks": checks,
-    })
+/// The purchase budget's verdict: spent means sellers needing credit are skipped.
+pub(crate) fn budget_check(budget: &Budget) -> Check {
+    if budget.left_usd_micros == 0 {
+        Check::fail(
+            "budget",
+            "the session purchase budget is spent: sellers that need credit are skipped",
+            "raise purchase.session_budget_usd_micros or restart the daemon",
+        )
+    } else {
+        Check::pass(
+            "budget",
+            format!("{} USD micros left to buy credit", budget.left_usd_micros),
+        )
+    }
+}
+
+/// A detected client's verdict (`None` for a client that is not installed).
+pub(crate) fn client_check(c: &InstallClient) -> Option<Check> {
+    let name = format!("client {}", c.id);
+    if c.configured {
+        Some(Check::pass(name, "points at tokenbuddy"))
+    } else if c.detected {
+        Some(Check::warn(
+            name,
+            "installed but points elsewhere",
+            format!("run `tokenbuddyd install {}`", c.id),
+        ))
+    } else {
+        None
+    }
+}
+
+/// The ledger writer's verdicts: failing commits, dropped records.
+pub(crate) fn ledger_checks(ledger: &LedgerStatus) -> Vec<Check> {
+    let mut checks = vec![match &ledger.error {
+        Some(error) => Check::fail(
+            "ledger",
+            format!(
+                "call records are not being stored: {error} (failing for {} s; {} records waiting in memory)",
+                ledger.failing_for_ms.unwrap_or(0) / 1000,
+                ledger.pending,
+            ),
+            format!(
+                "free disk space or make the {} ledger writable; waiting records are written when it recovers (up to ledger.queue_capacity, then dropped)",
+                ledger.backend
+            ),
+        ),
+        None => Check::pass(
+            "ledger",
+            format!(
+                "{} writable ({} records waiting)",
+                ledger.backend, ledger.pending
+            ),
+        ),
+    }];
+    if ledger.dropped > 0 {
+        checks.push(Check::warn(
+            "ledger",
+            format!("{} call records were dropped (queue full)", ledger.dropped),
+            "raise ledger.queue_capacity or check the ledger's database",
+        ));
+    }
+    checks
 }
 
 /// The clock is plausible (certificates, token expiry and the ledger need it).
@@ -119,43 +167,52 @@ pub(crate) fn port_check(name: &str, addr: SocketAddr, key: &str) -> Check {
 }
 
 /// Prints the report; returns whether everything passed or only warned.
-pub(crate) fn print(report: &Value) -> bool {
-    for c in report["checks"].as_array().into_iter().flatten() {
-        let mark = match c["verdict"].as_str() {
-            Some("pass") => "✓",
-            Some("warn") => "!",
-            _ => "✗",
+pub(crate) fn print(report: &DoctorReport) -> bool {
+    for c in &report.checks {
+        let mark = match c.verdict {
+            Verdict::Pass => "✓",
+            Verdict::Warn => "!",
+            Verdict::Fail => "✗",
         };
-        let hint = c["hint"]
-            .as_str()
-            .filter(|h| !h.is_empty())
-            .map(|h| format!(" — {h}"))
-            .unwrap_or_default();
-        println!(
-            "{mark} {}: {}{hint}",
-            c["name"].as_str().unwrap_or("?"),
-            c["detail"].as_str().unwrap_or("")
-        );
+        let hint = if c.hint.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", c.hint)
+        };
+        println!("{mark} {}: {}{hint}", c.name, c.detail);
     }
-    report["ok"] == true
+    report.ok
 }
 
-/// GETs a JSON document from the running daemon's control plane.
-pub(crate) async fn get_json(url: &str) -> anyhow::Result<Value> {
+/// GETs a control-plane document from the running daemon, as its type: a
+/// document that does not match (another version, an error) is an error,
+/// never a default.
+pub(crate) async fn get<T: DeserializeOwned>(url: &str) -> anyhow::Result<T> {
     use http_body_util::BodyExt;
     let client = tb_proxy::build_client(None)?;
     let mut req = http::Request::new(http_body_util::Full::new(bytes::Bytes::new()));
-    *req.uri_mut() = url.parse()?;
-    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req)).await??;
+    *req.uri_mut() = url.parse().with_context(|| format!("{url} is not a URL"))?;
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .with_context(|| format!("no answer from {url} within 30 s"))??;
+    let status = resp.status();
     let body = resp.into_body().collect().await?.to_bytes();
-    Ok(serde_json::from_slice(&body)?)
+    if !status.is_success() {
+        let why = serde_json::from_slice::<tb_control::api::ErrorBody>(&body).map_or_else(
+            |_| String::from_utf8_lossy(&body).into_owned(),
+            |e| e.error.message,
+        );
+        bail!("{url} answered {status}: {why}");
+    }
+    serde_json::from_slice(&body)
+        .with_context(|| format!("{url} answered a document this version does not understand"))
 }
 
 /// The running daemon's control URL, from `daemon.json`.
 pub(crate) fn running_control_url(data_dir: &std::path::Path) -> Option<String> {
-    let v: Value =
+    let file: DaemonFile =
         serde_json::from_slice(&std::fs::read(data_dir.join("daemon.json")).ok()?).ok()?;
-    v["control_url"].as_str().map(String::from)
+    Some(file.control_url)
 }
 
 /// The checks that need no running daemon.

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, ValueEnum};
-use serde_json::json;
 use tb_billing::record::{CallRecord, usd};
 use tb_config::LoadedConfig;
-use tb_store::{GroupBy, Ledger};
+use tb_control::api::{Usage, UsageBy, UsageRow, UsageTotals};
+use tb_store::{GroupBy, Ledger, StoreError};
 
 use crate::Failure;
 
@@ -135,71 +135,121 @@ pub(crate) fn parse_since(text: &str, now_ms: i64) -> anyhow::Result<i64> {
     Ok(ms)
 }
 
+/// The usage document of `GET /v1/usage` and `usage --json`.
+pub(crate) async fn usage_doc(
+    ledger: &Ledger,
+    since_ms: i64,
+    by: UsageBy,
+) -> Result<Usage, StoreError> {
+    let group = match by {
+        UsageBy::Model => GroupBy::Model,
+        UsageBy::Upstream => GroupBy::Upstream,
+        UsageBy::Day => GroupBy::Day,
+    };
+    let rows = ledger.usage_summary(since_ms, group).await?;
+    let t = ledger.totals(since_ms).await?;
+    Ok(Usage {
+        since_ms,
+        by,
+        rows: rows
+            .into_iter()
+            .map(|r| UsageRow {
+                key: r.key,
+                calls: r.calls,
+                ok_calls: r.ok_calls,
+                input_tokens: r.input_tokens,
+                cached_input_tokens: r.cached_input_tokens,
+                output_tokens: r.output_tokens,
+                cost_usd_micros: r.cost_usd_micros,
+                saved_usd_micros: r.saved_usd_micros,
+                unpriced_calls: r.unpriced_calls,
+            })
+            .collect(),
+        totals: UsageTotals {
+            calls: t.calls,
+            cost_usd_micros: t.cost_usd_micros,
+            saved_usd_micros: t.saved_usd_micros,
+            unpriced_calls: t.unpriced_calls,
+        },
+    })
+}
+
 pub(crate) fn usage(loaded: LoadedConfig, args: &UsageArgs) -> Result<(), Failure> {
     let now_ms = tb_store_now_ms();
     let since_ms = parse_since(&args.since, now_ms).map_err(Failure::Config)?;
     let by = match args.by {
-        By::Model => GroupBy::Model,
-        By::Upstream => GroupBy::Upstream,
-        By::Day => GroupBy::Day,
+        By::Model => UsageBy::Model,
+        By::Upstream => UsageBy::Upstream,
+        By::Day => UsageBy::Day,
     };
     runtime()?.block_on(async {
         let ledger = open(&loaded).await?;
-        let store = |e: tb_store::StoreError| Failure::Runtime(anyhow!(e).context("reading the ledger"));
-        let rows = ledger.usage_summary(since_ms, by).await.map_err(store)?;
-        let totals = ledger.totals(since_ms).await.map_err(store)?;
+        let doc = usage_doc(&ledger, since_ms, by)
+            .await
+            .map_err(|e| Failure::Runtime(anyhow!(e).context("reading the ledger")))?;
         if args.json {
-            let rows: Vec<_> = rows
-                .iter()
-                .map(|r| {
-                    json!({
-                        "key": r.key, "calls": r.calls, "ok_calls": r.ok_calls,
-                        "input_tokens": r.input_tokens, "cached_input_tokens": r.cached_input_tokens,
-                        "output_tokens": r.output_tokens, "cost_usd_micros": r.cost_usd_micros,
-                        "saved_usd_micros": r.saved_usd_micros, "unpriced_calls": r.unpriced_calls,
-                    })
-                })
-                .collect();
-            let doc = json!({
-                "since_ms": since_ms,
-                "by": format!("{:?}", args.by).to_lowercase(),
-                "rows": rows,
-                "totals": {
-                    "calls": totals.calls, "cost_usd_micros": totals.cost_usd_micros,
-                    "saved_usd_micros": totals.saved_usd_micros, "unpriced_calls": totals.unpriced_calls,
-                },
-            });
-            println!("{doc}");
-            return Ok(());
+            let line = serde_json::to_string(&doc)
+                .context("encoding the usage document")
+                .map_err(Failure::Runtime)?;
+            println!("{line}");
+        } else {
+            print!("{}", usage_table(&doc));
         }
-        let width = rows.iter().map(|r| r.key.len()).max().unwrap_or(0).max(8);
-        println!(
-            "{:<width$}  {:>6}  {:>6}  {:>10}  {:>10}  {:>10}  {:>12}  {:>12}",
-            "key", "calls", "ok", "input", "cached", "output", "spend", "saved"
-        );
-        for r in &rows {
-            let key = if r.key.is_empty() { "-" } else { r.key.as_str() };
-            let unpriced = if r.unpriced_calls > 0 { format!("  ({} unpriced)", r.unpriced_calls) } else { String::new() };
-            println!(
-                "{key:<width$}  {:>6}  {:>6}  {:>10}  {:>10}  {:>10}  {:>12}  {:>12}{unpriced}",
-                r.calls,
-                r.ok_calls,
-                r.input_tokens,
-                r.cached_input_tokens,
-                r.output_tokens,
-                usd(r.cost_usd_micros),
-                usd(r.saved_usd_micros),
-            );
-        }
-        println!(
-            "total: {} calls, spend {}, saved {}{}",
-            totals.calls,
-            usd(totals.cost_usd_micros),
-            usd(totals.saved_usd_micros),
-            if totals.unpriced_calls > 0 { format!(" ({} calls unpriced)", totals.unpriced_calls) } else { String::new() }
-        );
         Ok(())
     })
+}
+
+/// The table `usage` prints.
+fn usage_table(doc: &Usage) -> String {
+    use std::fmt::Write as _;
+    let width = doc
+        .rows
+        .iter()
+        .map(|r| r.key.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    let mut out = format!(
+        "{:<width$}  {:>6}  {:>6}  {:>10}  {:>10}  {:>10}  {:>12}  {:>12}\n",
+        "key", "calls", "ok", "input", "cached", "output", "spend", "saved"
+    );
+    for r in &doc.rows {
+        let key = if r.key.is_empty() {
+            "-"
+        } else {
+            r.key.as_str()
+        };
+        let unpriced = if r.unpriced_calls > 0 {
+            format!("  ({} unpriced)", r.unpriced_calls)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "{key:<width$}  {:>6}  {:>6}  {:>10}  {:>10}  {:>10}  {:>12}  {:>12}{unpriced}",
+            r.calls,
+            r.ok_calls,
+            r.input_tokens,
+            r.cached_input_tokens,
+            r.output_tokens,
+            usd(r.cost_usd_micros),
+            usd(r.saved_usd_micros),
+        );
+    }
+    let t = &doc.totals;
+    let unpriced = if t.unpriced_calls > 0 {
+        format!(" ({} calls unpriced)", t.unpriced_calls)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "total: {} calls, spend {}, saved {}{unpriced}",
+        t.calls,
+        usd(t.cost_usd_micros),
+        usd(t.saved_usd_micros),
+    );
+    out
 }
 
 fn tb_store_now_ms() -> i64 {

@@ -4,7 +4,10 @@
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
-use serde_json::{Value, json};
+use tb_control::api::{
+    Change, ChangedFile, FileAction, InstallChanged, InstallClient, InstallPreview, InstallStatus,
+    Instruction,
+};
 use tb_installer::{
     Applied, ClientInstaller, InstallEnv, Installer, ManualClient, Options, Preview, Target,
 };
@@ -79,26 +82,39 @@ impl InstallOps {
             .collect()
     }
 
-    pub(crate) fn status(&self) -> Value {
-        let clients: Vec<Value> = self
+    pub(crate) fn status(&self) -> InstallStatus {
+        let clients: Vec<InstallClient> = self
             .installer
             .status(&self.proxy_url)
             .into_iter()
-            .map(|r| json!({"id": r.client, "name": r.name, "detected": r.detected, "configured": r.configured, "paths": r.paths}))
+            .map(|r| InstallClient {
+                id: r.client.to_string(),
+                name: r.name.to_string(),
+                detected: r.detected,
+                configured: r.configured,
+                paths: r.paths.iter().map(|p| p.display().to_string()).collect(),
+            })
             .collect();
         // `GET /v1/install` needs no token, so it must not hand one out
         // (any local user can reach loopback): the snippets name the file.
-        let instructions: Vec<Value> = match self.target(None) {
+        let instructions: Vec<Instruction> = match self.target(None) {
             Ok(mut target) => {
                 target.token = format!("<the access token in {}>", self.token_path);
                 ManualClient::ALL
                     .iter()
-                    .map(|c| json!({"client": c.id(), "name": c.name(), "text": tb_installer::instructions(*c, &target)}))
+                    .map(|c| Instruction {
+                        client: c.id().to_string(),
+                        name: c.name().to_string(),
+                        text: tb_installer::instructions(*c, &target),
+                    })
                     .collect()
             }
             Err(_) => Vec::new(),
         };
-        json!({"clients": clients, "instructions": instructions})
+        InstallStatus {
+            clients,
+            instructions,
+        }
     }
 
     pub(crate) fn preview(
@@ -127,24 +143,40 @@ impl InstallOps {
     }
 }
 
-/// A preview as JSON (secrets redacted in the diff).
-pub(crate) fn preview_json(p: &Preview) -> Value {
-    let changes: Vec<Value> = p
-        .changes
-        .iter()
-        .map(|c| json!({"client": c.client, "path": c.path, "description": c.description}))
-        .collect();
-    json!({"changes": changes, "diff": p.diff})
+/// A preview as the API answers it (secrets redacted in the diff).
+pub(crate) fn preview_doc(p: &Preview) -> InstallPreview {
+    InstallPreview {
+        changes: p
+            .changes
+            .iter()
+            .map(|c| Change {
+                client: c.client.to_string(),
+                path: c.path.display().to_string(),
+                description: c.description.clone(),
+            })
+            .collect(),
+        diff: p.diff.clone(),
+    }
 }
 
-/// What an apply or undo changed, as JSON.
-pub(crate) fn applied_json(a: &Applied) -> Value {
-    let changed: Vec<Value> = a
-        .files
-        .iter()
-        .map(|f| json!({"client": f.client, "path": f.path, "description": f.description, "action": format!("{:?}", f.action).to_lowercase()}))
-        .collect();
-    json!({"changed": changed})
+/// What an apply or undo changed, as the API answers it.
+pub(crate) fn applied_doc(a: &Applied) -> InstallChanged {
+    InstallChanged {
+        changed: a
+            .files
+            .iter()
+            .map(|f| ChangedFile {
+                client: f.client.to_string(),
+                path: f.path.display().to_string(),
+                description: f.description.clone(),
+                action: match f.action {
+                    tb_installer::Action::Created => FileAction::Created,
+                    tb_installer::Action::Updated => FileAction::Updated,
+                    tb_installer::Action::Deleted => FileAction::Deleted,
+                },
+            })
+            .collect(),
+    }
 }
 
 /// The proxy URL clients should use: the running daemon's, else the
@@ -152,9 +184,8 @@ pub(crate) fn applied_json(a: &Applied) -> Value {
 pub(crate) fn proxy_url_for(data_dir: &Path, port: u16) -> String {
     std::fs::read(data_dir.join("daemon.json"))
         .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .and_then(|v| v["proxy_url"].as_str().map(String::from))
-        .unwrap_or_else(|| format!("http://127.0.0.1:{port}"))
+        .and_then(|b| serde_json::from_slice::<crate::doctor::DaemonFile>(&b).ok())
+        .map_or_else(|| format!("http://127.0.0.1:{port}"), |f| f.proxy_url)
 }
 
 /// `tokenbuddyd install`.
@@ -211,17 +242,14 @@ fn print_status(ops: &InstallOps) {
         "{:<16} {:<9} {:<11} path",
         "client", "detected", "configured"
     );
-    for c in status["clients"].as_array().into_iter().flatten() {
-        let path = c["paths"]
-            .as_array()
-            .and_then(|p| p.first())
-            .and_then(Value::as_str)
-            .unwrap_or("-");
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    for c in &status.clients {
+        let path = c.paths.first().map_or("-", String::as_str);
         println!(
             "{:<16} {:<9} {:<11} {path}",
-            c["id"].as_str().unwrap_or("?"),
-            if c["detected"] == true { "yes" } else { "no" },
-            if c["configured"] == true { "yes" } else { "no" }
+            c.id,
+            yes(c.detected),
+            yes(c.configured)
         );
     }
 }

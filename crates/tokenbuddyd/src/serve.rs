@@ -290,18 +290,17 @@ async fn apply_saved_provider_mode(config: &mut Config, ledger: &tb_store::Ledge
     let Ok(Some(saved)) = ledger.config_get(crate::control::PROVIDER_MODE_KEY).await else {
         return;
     };
-    let parsed: Result<serde_json::Value, _> = serde_json::from_str(&saved);
-    let Ok(v) = parsed else { return };
-    let mode = serde_json::from_value::<ProviderMode>(v["mode"].clone());
-    let auto = serde_json::from_value::<tb_config::AutoConfig>(v["auto"].clone());
-    if let (Ok(mode), Ok(auto)) = (mode, auto) {
-        let mut candidate = config.clone();
-        candidate.provider.mode = mode;
-        candidate.provider.auto = auto;
-        if candidate.validate().is_ok() {
-            tracing::info!(target: "config.provider_mode_restored", "provider mode from the control plane applied");
-            *config = candidate;
-        }
+    let Ok(doc) = serde_json::from_str::<tb_control::api::ProviderMode>(&saved) else {
+        tracing::warn!(target: "config.provider_mode_unreadable", "the provider mode saved through the control plane is not readable; using the config file's");
+        return;
+    };
+    let (mode, auto) = crate::control::provider_mode_from_wire(doc);
+    let mut candidate = config.clone();
+    candidate.provider.mode = mode;
+    candidate.provider.auto = auto;
+    if candidate.validate().is_ok() {
+        tracing::info!(target: "config.provider_mode_restored", "provider mode from the control plane applied");
+        *config = candidate;
     }
 }
 
@@ -345,14 +344,15 @@ fn spawn_retention(ledger: tb_store::Ledger, days: u32) {
 /// `daemon.json` lets `status`, tests and tools find the running daemon.
 /// Written to a temporary file and renamed, so readers never see half of it.
 fn write_daemon_json(path: &Path, proxy_url: &str, control_url: &str) -> anyhow::Result<()> {
-    let body = serde_json::json!({
-        "pid": std::process::id(),
-        "proxy_url": proxy_url,
-        "control_url": control_url,
-        "started_at": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-    });
+    let body = crate::doctor::DaemonFile {
+        pid: std::process::id(),
+        proxy_url: proxy_url.to_string(),
+        control_url: control_url.to_string(),
+        started_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+    };
     let tmp = path.with_extension("json.tmp");
-    fs::write(&tmp, body.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
+    let text = serde_json::to_string(&body).context("encoding daemon.json")?;
+    fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

@@ -336,3 +336,84 @@ async fn demo_runs_to_its_summary() {
     // The demo's home is its own temporary one, not TB_HOME.
     assert!(!home.path().join("daemon.json").exists());
 }
+
+// The OpenAPI checker of tb-control's tests, shared by path so the live
+// answers and the typed documents are held to one standard.
+#[path = "../../tb-control/tests/support/schema.rs"]
+mod schema;
+
+/// Every endpoint of the real daemon answers what `/v1/openapi.json`
+/// describes, checked strictly (an undocumented field fails too), and the
+/// document it serves is the one the checks use.
+#[tokio::test]
+async fn every_live_answer_matches_the_served_openapi_document() {
+    let Setup { upstream, daemon } = setup().await;
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-test","messages":[]}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    body_bytes(resp).await;
+    let doc = get_json(&daemon, "/v1/openapi.json").await;
+    assert_eq!(
+        doc,
+        schema::document(),
+        "the daemon serves another document"
+    );
+    // Wait for the record so /v1/calls is checked with a real CallRecord.
+    for _ in 0..100 {
+        let calls = get_json(&daemon, "/v1/calls?limit=10").await;
+        if !calls["calls"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for (path, query) in [
+        ("/v1/status", ""),
+        ("/v1/upstreams", ""),
+        ("/v1/prewarm", ""),
+        ("/v1/calls", "?limit=10"),
+        ("/v1/usage", "?since=1h&by=upstream"),
+        ("/v1/credit", ""),
+        ("/v1/provider-mode", ""),
+        ("/v1/install", ""),
+        ("/v1/doctor", ""),
+    ] {
+        let live = get_json(&daemon, &format!("{path}{query}")).await;
+        schema::assert_valid(&doc, &schema::response_pointer("GET", path), &live);
+    }
+    let calls = get_json(&daemon, "/v1/calls?limit=10").await;
+    assert!(!calls["calls"].as_array().unwrap().is_empty(), "{calls}");
+    let mutating = [
+        (Method::POST, "/v1/install/preview", r#"{"clients": []}"#),
+        (Method::PUT, "/v1/provider-mode", r#"{"mode": "manual"}"#),
+    ];
+    for (method, path, body) in mutating {
+        let sent: Value = serde_json::from_str(body).unwrap();
+        schema::assert_valid(&doc, &schema::request_pointer(method.as_str(), path), &sent);
+        let (s, text) = control(&daemon, method.clone(), path, None, true, body).await;
+        assert_eq!(s, 200, "{method} {path}: {text}");
+        let live: Value = serde_json::from_str(&text).unwrap();
+        schema::assert_valid(
+            &doc,
+            &schema::response_pointer(method.as_str(), path),
+            &live,
+        );
+    }
+    // Refusals are documented errors.
+    let (s, text) = control(
+        &daemon,
+        Method::PUT,
+        "/v1/provider-mode",
+        None,
+        true,
+        r#"{"mode": "never"}"#,
+    )
+    .await;
+    assert_eq!(s, 400, "{text}");
+    let err: Value = serde_json::from_str(&text).unwrap();
+    schema::assert_valid(&doc, &schema::component_pointer("Error"), &err);
+    drop(upstream);
+}

@@ -8,8 +8,22 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use http::HeaderMap;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tb_control::api::{
+    Calls, Credit, DoctorReport, InstallChanged, InstallPreview, InstallRequest, InstallStatus,
+    Prewarm, ProviderMode, ProviderModeUpdate, Status, UndoRequest, Upstreams, Usage, UsageBy,
+};
 use tb_control::{ApiError, ControlApi, Fut};
+
+/// A canned document as its API type: the canned documents are realistic
+/// JSON, and a field the types do not know (or lack) fails the tests here.
+pub fn typed<T: DeserializeOwned>(doc: Value) -> T {
+    match serde_json::from_value(doc.clone()) {
+        Ok(v) => v,
+        Err(e) => panic!("canned document does not match its type: {e}\n{doc:#}"),
+    }
+}
 
 /// What the fake saw.
 #[derive(Debug, Default, Clone)]
@@ -17,7 +31,7 @@ pub struct Seen {
     /// `(limit, before)` of every `calls`.
     pub calls: Vec<(u32, Option<String>)>,
     /// `(since, by)` of every `usage`.
-    pub usage: Vec<(String, String)>,
+    pub usage: Vec<(String, UsageBy)>,
     /// `(method name, body)` of every mutating call.
     pub bodies: Vec<(&'static str, Value)>,
     /// How many times `doctor` ran.
@@ -26,7 +40,7 @@ pub struct Seen {
 
 struct State {
     seen: Seen,
-    mode: Value,
+    mode: ProviderMode,
     /// `(id, name, detected, configured)`.
     clients: Vec<(String, String, bool, bool)>,
 }
@@ -54,10 +68,10 @@ impl FakeApi {
             manual_mode: false,
             state: Mutex::new(State {
                 seen: Seen::default(),
-                mode: json!({
+                mode: typed(json!({
                     "mode": "both",
                     "auto": {"enabled": true, "range": "recommended", "seller_ids": [], "selected_seller": null, "payment_method": "mock"}
-                }),
+                })),
                 clients: vec![
                     ("claude-code".into(), "Claude Code".into(), true, false),
                     ("codex".into(), "Codex CLI".into(), true, false),
@@ -121,7 +135,7 @@ impl FakeApi {
                 1,
                 "deepseek-chat",
                 vec![
-                    attempt("s-bad", Some(503), "http_error", Some("server_error"), 30),
+                    attempt("s-bad", Some(503), "server_error", Some("server_error"), 30),
                     attempt("s-good", Some(200), "ok", None, 300),
                 ],
                 Some(363),
@@ -168,13 +182,13 @@ impl FakeApi {
 
     /// The canned `/v1/usage?by=day` document (totals: 7 calls, $0.002541
     /// spent, $0.000500 saved).
-    pub fn usage_doc(since: &str, by: &str) -> Value {
+    pub fn usage_doc(by: &str) -> Value {
         let row = |key: &str, calls: u64, cost: i64, saved: i64, unpriced: u64| {
             json!({"key": key, "calls": calls, "ok_calls": calls, "input_tokens": calls * 100, "cached_input_tokens": 0,
                    "output_tokens": calls * 20, "cost_usd_micros": cost, "saved_usd_micros": saved, "unpriced_calls": unpriced})
         };
         json!({
-            "since_ms": NOW_MS - 7 * 86_400_000, "by": by, "since": since,
+            "since_ms": NOW_MS - 7 * 86_400_000, "by": by,
             "rows": [row("2024-05-05", 2, 800, 100, 0), row("2024-05-06", 1, 0, 0, 1), row("2024-05-07", 4, 1741, 400, 0)],
             "totals": {"calls": 7, "cost_usd_micros": 2541, "saved_usd_micros": 500, "unpriced_calls": 1}
         })
@@ -187,7 +201,8 @@ impl FakeApi {
             "proxy_url": "http://127.0.0.1:7878", "control_url": "http://127.0.0.1:7879",
             "upstreams": {"total": 3, "manual": 1, "sellers": 2, "open_circuits": 1},
             "registry": {"url": "http://127.0.0.1:9/registry", "version": "42", "sellers": 2, "stale": false, "age_ms": 1200, "last_error": null},
-            "ledger": {"backend": "sqlite", "dropped": 0},
+            "ledger": {"backend": "sqlite", "dropped": 0, "pending": 0, "failed_writes": 0, "error": null, "failing_for_ms": null},
+            "connections": {"open": 2, "refused": 0, "max": 1024},
             "budget": {"session_usd_micros": 5_000_000, "spent_usd_micros": 2541, "left_usd_micros": 4_997_459}
         })
     }
@@ -208,7 +223,7 @@ impl FakeApi {
                 "consecutive_failures": if circuit == "open" { 5 } else { 0 },
                 "last_error_class": if circuit == "open" { Some("server_error") } else { None },
                 "discount_ppm": 200_000,
-                "score": {"latency": 88.0, "throughput": 50.0, "discount": 20.0, "health": f64::from(health), "total": total, "missing_inputs": missing}
+                "score": {"scorer": "balanced", "effective_ttft_ms": 120, "price_usd_micros_per_1m": 2_000_000, "latency": 88.0, "throughput": 50.0, "discount": 20.0, "health": f64::from(health), "total": total, "missing_inputs": missing}
             })
         };
         json!({"scorer": "balanced", "upstreams": [
@@ -236,8 +251,8 @@ impl FakeApi {
     /// The canned `/v1/doctor`.
     pub fn doctor_doc() -> Value {
         json!({"ok": false, "checks": [
-            {"name": "config", "verdict": "pass", "detail": "config valid", "hint": null},
-            {"name": "registry", "verdict": "warn", "detail": "registry answered 2 s ago", "hint": null},
+            {"name": "config", "verdict": "pass", "detail": "config valid", "hint": ""},
+            {"name": "registry", "verdict": "warn", "detail": "registry answered 2 s ago", "hint": ""},
             {"name": "upstream s-bad", "verdict": "fail", "detail": "circuit open after 5 failures", "hint": "check the seller's status page"}
         ]})
     }
@@ -247,15 +262,15 @@ impl FakeApi {
         "# HELP tb_requests_total Requests.\n# TYPE tb_requests_total counter\ntb_requests_total{endpoint=\"chat\",model=\"deepseek-chat\",outcome=\"ok\"} 7\n".to_string()
     }
 
-    fn install_doc(&self) -> Value {
+    fn install_doc(&self) -> InstallStatus {
         let st = self.lock();
-        json!({
+        typed(json!({
             "clients": st.clients.iter().map(|(id, name, detected, configured)| json!({
                 "id": id, "name": name, "detected": detected, "configured": configured,
                 "paths": [format!("/home/user/.{id}/config")]
             })).collect::<Vec<_>>(),
-            "instructions": [{"client": "cursor", "text": "Set the base URL to http://127.0.0.1:7878/v1"}]
-        })
+            "instructions": [{"client": "cursor", "name": "Cursor", "text": "Set the base URL to http://127.0.0.1:7878/v1"}]
+        }))
     }
 
     /// Applies (`configured = true`) or undoes an install for the listed
@@ -264,23 +279,12 @@ impl FakeApi {
         &self,
         method: &'static str,
         body: Value,
+        clients: Vec<String>,
         configured: bool,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<InstallChanged, ApiError> {
         let mut st = self.lock();
-        st.seen.bodies.push((method, body.clone()));
-        let wanted: Option<Vec<String>> = match body.get("clients") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(ids)) => Some(
-                ids.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect(),
-            ),
-            Some(_) => {
-                return Err(ApiError::bad_request(
-                    "clients must be an array of client ids",
-                ));
-            }
-        };
+        st.seen.bodies.push((method, body));
+        let wanted = (!clients.is_empty()).then_some(clients);
         if let Some(ids) = &wanted
             && let Some(unknown) = ids
                 .iter()
@@ -298,42 +302,46 @@ impl FakeApi {
             if selected && c.3 != configured {
                 c.3 = configured;
                 changed.push(json!({"client": c.0, "path": format!("/home/user/.{}/config", c.0),
-                    "description": if configured { "added provider tokenbuddy" } else { "restored the pristine copy" }}));
+                    "description": if configured { "added provider tokenbuddy" } else { "restored the pristine copy" },
+                    "action": if configured { "updated" } else { "deleted" }}));
             }
         }
-        Ok(json!({"changed": changed}))
+        Ok(typed(json!({"changed": changed})))
     }
 }
 
 impl ControlApi for FakeApi {
-    fn status(&self) -> Value {
-        FakeApi::status_doc()
+    fn status(&self) -> Status {
+        typed(FakeApi::status_doc())
     }
 
-    fn upstreams(&self) -> Value {
-        FakeApi::upstreams_doc()
+    fn upstreams(&self) -> Upstreams {
+        typed(FakeApi::upstreams_doc())
     }
 
-    fn prewarm(&self) -> Value {
+    fn prewarm(&self) -> Prewarm {
         if self.manual_mode {
-            return Value::Null;
+            return None;
         }
-        json!({
-            "focus": [{"model": "deepseek-chat", "protocol": "chat_completions", "payment": "mock"}],
+        typed(json!({
+            "now_ms": NOW_MS,
+            "focus": ["deepseek-chat"],
             "entries": [{"key": {"model": "deepseek-chat", "protocol": "chat_completions", "payment": "mock"},
-                         "entry": {"state": "warm", "candidates": ["s-good"], "warmed_at_ms": NOW_MS - 5_000}}],
-            "stats": {"sweeps_run": 3, "probes_sent": 6, "probes_failed": 1, "last_sweep_at_ms": NOW_MS - 5_000}
-        })
+                         "entry": {"state": "warm", "candidates": [{"upstream_id": "s-good", "latency_ms": 80, "ok": true}],
+                                   "warmed_at_ms": NOW_MS - 5_000, "ttl_ms": 300_000, "consecutive_warming_failures": 0,
+                                   "next_attempt_at_ms": null, "warming_started_at_ms": null}}],
+            "stats": {"sweeps_run": 3, "lazy_warmups_run": 0, "probes_sent": 6, "probes_failed": 1, "last_sweep_at_ms": NOW_MS - 5_000}
+        }))
     }
 
-    fn credit(&self) -> Value {
+    fn credit(&self) -> Credit {
         if self.manual_mode {
-            return Value::Null;
+            return None;
         }
-        FakeApi::credit_doc()
+        typed(FakeApi::credit_doc())
     }
 
-    fn calls(&self, limit: u32, before: Option<String>) -> Fut<'_, Result<Value, ApiError>> {
+    fn calls(&self, limit: u32, before: Option<String>) -> Fut<'_, Result<Calls, ApiError>> {
         Box::pin(async move {
             self.lock().seen.calls.push((limit, before.clone()));
             let all = FakeApi::all_calls();
@@ -367,75 +375,74 @@ impl ControlApi for FakeApi {
                     })
                 })
                 .flatten();
-            Ok(json!({"calls": page, "next_before": next_before}))
+            Ok(typed(json!({"calls": page, "next_before": next_before})))
         })
     }
 
-    fn usage(&self, since: String, by: String) -> Fut<'_, Result<Value, ApiError>> {
+    fn usage(&self, since: String, by: UsageBy) -> Fut<'_, Result<Usage, ApiError>> {
         Box::pin(async move {
-            self.lock().seen.usage.push((since.clone(), by.clone()));
+            self.lock().seen.usage.push((since.clone(), by));
             if since == "never" {
                 return Err(ApiError::bad_request(
                     "since: expected 30m, 12h, 7d or an RFC 3339 time",
                 ));
             }
-            Ok(FakeApi::usage_doc(&since, &by))
+            Ok(typed(FakeApi::usage_doc(by.as_str())))
         })
     }
 
-    fn provider_mode(&self) -> Value {
+    fn provider_mode(&self) -> ProviderMode {
         self.lock().mode.clone()
     }
 
-    fn set_provider_mode(&self, body: Value) -> Fut<'_, Result<Value, ApiError>> {
+    fn set_provider_mode(
+        &self,
+        body: ProviderModeUpdate,
+    ) -> Fut<'_, Result<ProviderMode, ApiError>> {
         Box::pin(async move {
             let mut st = self.lock();
-            st.seen.bodies.push(("set_provider_mode", body.clone()));
-            match body.get("mode").and_then(Value::as_str) {
-                Some("manual" | "auto" | "both") => {
-                    if let Some(obj) = st.mode.as_object_mut() {
-                        obj.insert("mode".into(), body["mode"].clone());
-                    }
-                    Ok(st.mode.clone())
-                }
-                _ => Err(ApiError::new(
-                    400,
-                    "invalid_mode",
-                    "mode must be manual, auto or both",
-                )),
-            }
+            st.seen.bodies.push(("set_provider_mode", json!(body)));
+            st.mode.mode = body.mode;
+            Ok(st.mode.clone())
         })
     }
 
-    fn install_status(&self) -> Fut<'_, Result<Value, ApiError>> {
+    fn install_status(&self) -> Fut<'_, Result<InstallStatus, ApiError>> {
         Box::pin(async move { Ok(self.install_doc()) })
     }
 
-    fn install_preview(&self, body: Value) -> Fut<'_, Result<Value, ApiError>> {
+    fn install_preview(&self, body: InstallRequest) -> Fut<'_, Result<InstallPreview, ApiError>> {
         Box::pin(async move {
-            self.lock().seen.bodies.push(("install_preview", body));
-            Ok(
+            self.lock()
+                .seen
+                .bodies
+                .push(("install_preview", json!(body)));
+            Ok(typed(
                 json!({"changes": [{"client": "codex", "path": "/home/user/.codex/config.toml", "description": "add provider tokenbuddy"}],
                       "diff": "+model_provider = \"tokenbuddy\"\n+experimental_bearer_token = \"<redacted>\"\n"}),
-            )
+            ))
         })
     }
 
-    fn install_apply(&self, body: Value) -> Fut<'_, Result<Value, ApiError>> {
-        Box::pin(async move { self.set_configured("install_apply", body, true) })
+    fn install_apply(&self, body: InstallRequest) -> Fut<'_, Result<InstallChanged, ApiError>> {
+        Box::pin(
+            async move { self.set_configured("install_apply", json!(body), body.clients, true) },
+        )
     }
 
-    fn install_undo(&self, body: Value) -> Fut<'_, Result<Value, ApiError>> {
-        Box::pin(async move { self.set_configured("install_undo", body, false) })
+    fn install_undo(&self, body: UndoRequest) -> Fut<'_, Result<InstallChanged, ApiError>> {
+        Box::pin(
+            async move { self.set_configured("install_undo", json!(body), body.clients, false) },
+        )
     }
 
-    fn doctor(&self) -> Fut<'_, Value> {
+    fn doctor(&self) -> Fut<'_, DoctorReport> {
         Box::pin(async move {
             if !self.doctor_delay.is_zero() {
                 tokio::time::sleep(self.doctor_delay).await;
             }
             self.lock().seen.doctor_runs += 1;
-            FakeApi::doctor_doc()
+            typed(FakeApi::doctor_doc())
         })
     }
 

@@ -1,0 +1,165 @@
+//! `GET /v1/calls`, `/v1/usage`, `/v1/credit` and `/v1/prewarm`: what the
+//! ledger, the credit broker and the prewarmer know.
+
+use serde::{Deserialize, Serialize};
+
+/// One proxied request, as the ledger stores it.
+pub use tb_billing::record::CallRecord;
+/// The prewarmer's entries, focus set and counters.
+pub use tb_prewarm::PrewarmSnapshot;
+
+/// `GET /v1/prewarm`: `null` in manual mode.
+pub type Prewarm = Option<PrewarmSnapshot>;
+
+/// `GET /v1/credit`: `null` in manual mode.
+pub type Credit = Option<CreditReport>;
+
+/// `GET /v1/calls`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calls {
+    /// Newest first.
+    pub calls: Vec<CallRecord>,
+    /// The cursor of the next (older) page, `<started_at_ms>:<id>`; `None`
+    /// on the last page.
+    pub next_before: Option<String>,
+}
+
+/// How `GET /v1/usage` groups its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageBy {
+    /// The requested model.
+    #[default]
+    Model,
+    /// The upstream that answered.
+    Upstream,
+    /// The UTC day.
+    Day,
+}
+
+impl UsageBy {
+    /// The query and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageBy::Model => "model",
+            UsageBy::Upstream => "upstream",
+            UsageBy::Day => "day",
+        }
+    }
+
+    /// Parses the query value.
+    pub fn parse(s: &str) -> Option<UsageBy> {
+        [UsageBy::Model, UsageBy::Upstream, UsageBy::Day]
+            .into_iter()
+            .find(|b| b.as_str() == s)
+    }
+}
+
+/// `GET /v1/usage` (also `tokenbuddyd usage --json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Usage {
+    /// The window's start (Unix milliseconds).
+    pub since_ms: i64,
+    /// The grouping.
+    pub by: UsageBy,
+    /// One row per group.
+    pub rows: Vec<UsageRow>,
+    /// The whole window.
+    pub totals: UsageTotals,
+}
+
+/// One group of `GET /v1/usage`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageRow {
+    /// The model, upstream or day (empty: no upstream answered).
+    pub key: String,
+    /// Calls.
+    pub calls: u64,
+    /// Calls that succeeded.
+    pub ok_calls: u64,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Input tokens served from the cache.
+    pub cached_input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Spend, USD micros.
+    pub cost_usd_micros: i64,
+    /// Saved against list prices, USD micros.
+    pub saved_usd_micros: i64,
+    /// Calls without a price (not in the sums).
+    pub unpriced_calls: u64,
+}
+
+/// The totals of `GET /v1/usage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageTotals {
+    /// Calls.
+    pub calls: u64,
+    /// Spend, USD micros.
+    pub cost_usd_micros: i64,
+    /// Saved against list prices, USD micros.
+    pub saved_usd_micros: i64,
+    /// Calls without a price.
+    pub unpriced_calls: u64,
+}
+
+/// The credit bought from sellers this session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditReport {
+    /// One row per seller.
+    pub sellers: Vec<SellerCredit>,
+    /// Summed over the sellers.
+    pub totals: CreditCounters,
+    /// The session's purchase budget, USD micros.
+    pub budget_usd_micros: u64,
+    /// What is left of it, USD micros.
+    pub budget_left_usd_micros: u64,
+}
+
+/// One seller's credit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SellerCredit {
+    /// The seller.
+    pub seller_id: String,
+    /// Purchases that completed.
+    pub purchases: u64,
+    /// Purchases that failed.
+    pub failed_purchases: u64,
+    /// Credit bought, seller micros.
+    pub credit_bought_micros: u64,
+    /// Paid for it, USD micros.
+    pub usd_paid_micros: u64,
+    /// Credit spent on calls.
+    pub credit_spent_micros: u64,
+    /// Credit left.
+    pub credit_remaining_micros: u64,
+    /// Credit lost (expired or refused tokens).
+    pub credit_wasted_micros: u64,
+}
+
+/// The counters of a [`SellerCredit`], summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditCounters {
+    /// Purchases that completed.
+    pub purchases: u64,
+    /// Purchases that failed.
+    pub failed_purchases: u64,
+    /// Credit bought, seller micros.
+    pub credit_bought_micros: u64,
+    /// Paid for it, USD micros.
+    pub usd_paid_micros: u64,
+    /// Credit spent on calls.
+    pub credit_spent_micros: u64,
+    /// Credit left.
+    pub credit_remaining_micros: u64,
+    /// Credit lost.
+    pub credit_wasted_micros: u64,
+}
