@@ -2,7 +2,7 @@
 //! Keys are snake_case everywhere (JSON output, ledger columns).
 
 use serde::{Deserialize, Serialize};
-use tb_domain::Protocol;
+use tb_domain::{Outcome, Protocol};
 
 /// How a request ended, from the client's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,10 +145,11 @@ pub struct Attempt {
     pub upstream: String,
     /// HTTP status, when the upstream answered.
     pub status: Option<u16>,
-    /// `ok`, `http_error`, `connect_failed`, `deadline`, `server_error`, …
-    pub outcome: String,
-    /// Error class for failures (routing.md outcome names), else `None`.
-    pub error_class: Option<String>,
+    /// How the attempt ended (routing.md's outcome table).
+    pub outcome: Outcome,
+    /// The outcome again for failures, else `None` (kept for readers of
+    /// stored records, where it has always been a separate field).
+    pub error_class: Option<Outcome>,
     /// Time from sending to the response head (or the failure).
     pub latency_ms: u64,
 }
@@ -349,7 +350,7 @@ impl CallRecord {
         let failed: Vec<String> = self
             .attempts
             .iter()
-            .filter(|a| a.outcome != "ok")
+            .filter(|a| a.outcome != Outcome::Ok)
             .map(|a| match (a.status, &a.error_class) {
                 (Some(s), _) => format!("{} {s}", a.upstream),
                 (None, Some(class)) => format!("{} {class}", a.upstream),
@@ -385,7 +386,7 @@ mod tests {
             attempts: vec![Attempt {
                 upstream: "alpha".into(),
                 status: Some(200),
-                outcome: "ok".into(),
+                outcome: Outcome::Ok,
                 error_class: None,
                 latency_ms: 100,
             }],
@@ -438,8 +439,8 @@ mod tests {
             Attempt {
                 upstream: "alpha".into(),
                 status: Some(502),
-                outcome: "server_error".into(),
-                error_class: Some("server_error".into()),
+                outcome: Outcome::ServerError,
+                error_class: Some(Outcome::ServerError),
                 latency_ms: 5,
             },
         );
@@ -464,7 +465,7 @@ mod tests {
                 Attempt {
                     upstream: u.into(),
                     status: st.parse().ok(),
-                    outcome: "http_error".into(),
+                    outcome: Outcome::ServerError,
                     error_class: None,
                     latency_ms: 1,
                 }
@@ -486,8 +487,8 @@ mod tests {
             r.one_line()
         );
         r.attempts[0].status = None;
-        r.attempts[0].outcome = "connect_failed".into();
-        r.attempts[0].error_class = Some("connect_failed".into());
+        r.attempts[0].outcome = Outcome::ConnectFailed;
+        r.attempts[0].error_class = Some(Outcome::ConnectFailed);
         r.ok = false;
         r.outcome = CallOutcome::Cancelled;
         assert!(

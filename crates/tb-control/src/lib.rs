@@ -37,7 +37,7 @@
 //! struct Daemon;
 //!
 //! impl ControlApi for Daemon {
-//!     fn status(&self) -> Status { unimplemented!("the daemon's status") }
+//!     fn status(&self) -> Status { unreachable!("a real daemon builds its status here") }
 //!     fn upstreams(&self) -> Upstreams { Upstreams { scorer: "speed".into(), upstreams: vec![] } }
 //!     fn prewarm(&self) -> Prewarm { None }
 //!     fn credit(&self) -> Credit { None }
@@ -47,7 +47,7 @@
 //!     fn usage(&self, _since: String, _by: UsageBy) -> Fut<'_, Result<Usage, ApiError>> {
 //!         Box::pin(async { Err(ApiError::internal("no ledger")) })
 //!     }
-//!     fn provider_mode(&self) -> ProviderMode { unimplemented!("the mode in force") }
+//!     fn provider_mode(&self) -> ProviderMode { unreachable!("a real daemon reports the mode in force here") }
 //!     fn set_provider_mode(&self, _body: ProviderModeUpdate) -> Fut<'_, Result<ProviderMode, ApiError>> {
 //!         Box::pin(async { Err(ApiError::bad_request("read-only example")) })
 //!     }

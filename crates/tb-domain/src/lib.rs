@@ -217,6 +217,84 @@ impl fmt::Display for UpstreamId {
     }
 }
 
+/// How one attempt at one upstream ended: the one vocabulary from
+/// classification (tb-routing) through pool feedback to the call record
+/// (routing.md, "Failover"). Serialised snake_case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A usable answer.
+    Ok,
+    /// The client went away (set by the caller, never by [`classify`]).
+    Cancelled,
+    /// `402`, or an error answer with billing wording: the credit ran out.
+    InsufficientFunds,
+    /// `401` / `403` without billing wording.
+    AuthInvalid,
+    /// `429`.
+    RateLimited,
+    /// `400`, `404`, `413`, `422` (and any other 4xx the table does not
+    /// name): the request itself was refused.
+    ClientError,
+    /// `5xx`, `408`, `409`, `498`, a connection reset or dropped before a
+    /// complete answer, or a status the proxy cannot use (1xx, 3xx).
+    ServerError,
+    /// The connection could not be made (refused, DNS, TLS handshake): a
+    /// transient "connect failure" (proxy.md) that is not worth retrying on
+    /// the same upstream. Not in routing.md's table; see [`decide`].
+    ConnectFailed,
+    /// No response head in time, a connect timeout, or the stream went idle
+    /// before content.
+    Deadline,
+    /// Buying credit failed or the session budget is spent (set by the
+    /// caller).
+    PurchaseFailed,
+    /// Success with input > 0, output = 0 and no content (set by the
+    /// caller, which has the usage).
+    EmptyCompletion,
+}
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 11] = [
+        Outcome::Ok,
+        Outcome::Cancelled,
+        Outcome::InsufficientFunds,
+        Outcome::AuthInvalid,
+        Outcome::RateLimited,
+        Outcome::ClientError,
+        Outcome::ServerError,
+        Outcome::ConnectFailed,
+        Outcome::Deadline,
+        Outcome::PurchaseFailed,
+        Outcome::EmptyCompletion,
+    ];
+
+    /// The snake_case name (call records, `x-tokenbuddy-attempts`, metric
+    /// labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Cancelled => "cancelled",
+            Outcome::InsufficientFunds => "insufficient_funds",
+            Outcome::AuthInvalid => "auth_invalid",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::ClientError => "client_error",
+            Outcome::ServerError => "server_error",
+            Outcome::ConnectFailed => "connect_failed",
+            Outcome::Deadline => "deadline",
+            Outcome::PurchaseFailed => "purchase_failed",
+            Outcome::EmptyCompletion => "empty_completion",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tb_billing::cost::{RoutePrice, cost_manual_call, cost_seller_call};
+use tb_billing::cost::{Costing, RoutePrice, cost_manual_call, cost_seller_call};
 use tb_billing::record::{
     Attempt, BalanceSource, BillingUnit, CallOutcome, CallRecord, endpoint_label, prompt_hash,
 };
@@ -212,6 +212,52 @@ impl Drop for CallTracker {
     }
 }
 
+/// What the call cost and who paid: a seller's settlement or estimate, a
+/// manual provider's price with its savings baseline, or nothing for a
+/// call that failed. A reported cost far off the estimate is logged.
+fn price_call(
+    start: &CallStart,
+    winner: Option<&Upstream>,
+    ok_report: Option<&UsageReport>,
+    settlement: Option<&Settlement>,
+) -> (Costing, BalanceSource) {
+    let usage = ok_report.and_then(|r| r.usage.as_ref());
+    let official = RoutePrice::official(&start.model);
+    let (costing, balance_source) = match winner {
+        Some(w) if w.seller_url().is_some() => cost_seller_call(
+            usage,
+            &w.price_of(&start.model),
+            &official,
+            settlement.and_then(|s| s.settled_usd_micros),
+        ),
+        Some(w) if ok_report.is_some() => {
+            let plan: Vec<RoutePrice> = start
+                .plan
+                .iter()
+                .map(|u| u.price_of(&start.model))
+                .collect();
+            cost_manual_call(
+                usage,
+                &w.price_of(&start.model),
+                &plan,
+                &official,
+                ok_report.and_then(|r| r.reported_cost_usd_micros),
+            )
+        }
+        _ => (Costing::default(), BalanceSource::SelfFundedProvider),
+    };
+    if costing.outlier {
+        tracing::warn!(
+            target: "billing.cost_outlier",
+            request_id = %start.request_id,
+            reported = ?costing.cost_usd_micros,
+            estimate = ?costing.est_cost_usd_micros,
+            "the upstream's reported cost is 25× off our estimate; check its units"
+        );
+    }
+    (costing, balance_source)
+}
+
 impl Tracked {
     fn into_record(
         self,
@@ -234,38 +280,12 @@ impl Tracked {
         let report = report.filter(|_| ok).unwrap_or_default();
         let usage = report.usage.as_ref();
 
-        let (costing, balance_source) = match &winner {
-            Some(w) if seller_won => cost_seller_call(
-                usage.filter(|_| ok),
-                &w.price_of(&start.model),
-                &RoutePrice::official(&start.model),
-                settlement.as_ref().and_then(|s| s.settled_usd_micros),
-            ),
-            Some(w) if ok => {
-                let plan: Vec<RoutePrice> = start
-                    .plan
-                    .iter()
-                    .map(|u| u.price_of(&start.model))
-                    .collect();
-                cost_manual_call(
-                    usage,
-                    &w.price_of(&start.model),
-                    &plan,
-                    &RoutePrice::official(&start.model),
-                    report.reported_cost_usd_micros,
-                )
-            }
-            _ => (Default::default(), BalanceSource::SelfFundedProvider),
-        };
-        if costing.outlier {
-            tracing::warn!(
-                target: "billing.cost_outlier",
-                request_id = %start.request_id,
-                reported = ?costing.cost_usd_micros,
-                estimate = ?costing.est_cost_usd_micros,
-                "the upstream's reported cost is 25× off our estimate; check its units"
-            );
-        }
+        let (costing, balance_source) = price_call(
+            &start,
+            winner.as_deref(),
+            ok.then_some(&report),
+            settlement.as_ref(),
+        );
 
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let latency_ms = ms(latency);

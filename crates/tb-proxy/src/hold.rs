@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http_body::Body;
 use http_body_util::BodyExt;
+use tb_domain::Outcome;
 
 use crate::stream::Tap;
 use crate::tap::ResponseTap;
@@ -34,8 +35,8 @@ pub(crate) enum Held<B> {
     },
     /// The stream broke, went silent or sent an error event before content.
     Broke {
-        /// The routing outcome class (`server_error`, `deadline`).
-        class: &'static str,
+        /// `server_error` or `deadline`.
+        outcome: Outcome,
         /// What happened.
         detail: String,
     },
@@ -57,7 +58,7 @@ where
         match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => {
                 return Held::Broke {
-                    class: "deadline",
+                    outcome: Outcome::Deadline,
                     detail: format!(
                         "no event for {} ms before the first content",
                         idle.as_millis()
@@ -80,7 +81,7 @@ where
             }
             Ok(Some(Err(e))) => {
                 return Held::Broke {
-                    class: "server_error",
+                    outcome: Outcome::ServerError,
                     detail: format!("the stream broke before the first content: {e}"),
                 };
             }
@@ -99,7 +100,7 @@ where
                 }
                 if tap.saw_error() {
                     return Held::Broke {
-                        class: "server_error",
+                        outcome: Outcome::ServerError,
                         detail: "the upstream sent an error event before any content".into(),
                     };
                 }
@@ -129,7 +130,7 @@ pub(crate) enum Buffered<B> {
     /// The body broke (`server_error`) or went silent (`deadline`).
     Broke {
         /// The failure class.
-        class: tb_routing::Outcome,
+        class: Outcome,
         /// What happened.
         detail: String,
     },
@@ -147,14 +148,14 @@ where
         match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => {
                 return Buffered::Broke {
-                    class: tb_routing::Outcome::Deadline,
+                    class: Outcome::Deadline,
                     detail: format!("the answer stalled for {} ms", idle.as_millis()),
                 };
             }
             Ok(None) => return Buffered::Whole(buf.freeze()),
             Ok(Some(Err(e))) => {
                 return Buffered::Broke {
-                    class: tb_routing::Outcome::ServerError,
+                    class: Outcome::ServerError,
                     detail: format!("the answer broke: {e}"),
                 };
             }

@@ -21,8 +21,11 @@
 //! # Ok(()) }
 //! ```
 
+mod attempt;
 mod body;
 mod call;
+mod commit;
+mod credit;
 mod error;
 mod handler;
 mod headers;
@@ -112,6 +115,8 @@ pub(crate) struct ProxyState {
     client: UpstreamClient,
     recorder: Arc<call::Recorder>,
     market: Option<Market>,
+    /// Seller credit for the attempt loop (from `market`).
+    credit: Option<Arc<dyn attempt::Credit>>,
     router: Arc<route::Router>,
     prewarm: std::sync::OnceLock<tb_prewarm::PrewarmHandle>,
     metrics: Arc<metrics::ProxyMetrics>,
@@ -143,14 +148,7 @@ impl ProxyState {
         if !self.settings.require_auth {
             return true;
         }
-        let bearer = headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes())
-            .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
-            .map(|v| v[7..].trim_ascii());
-        let api_key = headers.get("x-api-key").map(|v| v.as_bytes().trim_ascii());
-        bearer.is_some_and(|t| self.token.matches(t))
-            || api_key.is_some_and(|k| self.token.matches(k))
+        self.token.authorizes(headers)
     }
 
     fn plan(&self, model: &str, protocol: Protocol) -> RoutePlan {
@@ -278,6 +276,13 @@ impl Proxy {
             aliases: config.models.aliases.clone(),
             client,
             recorder: Arc::new(call::Recorder::new(sink, Arc::clone(&metrics))),
+            credit: market.as_ref().map(|m| {
+                Arc::new(credit::MarketCredit {
+                    broker: m.broker.clone(),
+                    payment: m.payment,
+                    metrics: Arc::clone(&metrics),
+                }) as Arc<dyn attempt::Credit>
+            }),
             market,
             router: Arc::new(route::Router::new(&config.routing, &config.breaker)),
             prewarm: std::sync::OnceLock::new(),
@@ -318,8 +323,9 @@ impl Proxy {
         Some(handle)
     }
 
-    /// The Prometheus text exposition: call series plus gauges refreshed
-    /// now (circuits, credit, registry, prewarm).
+    /// The Prometheus text exposition of the proxy plane: call series and
+    /// the circuits, refreshed now. The binary appends the other
+    /// components' gauges.
     pub fn metrics_text(&self) -> String {
         let state = &self.state;
         let m = &state.metrics;
@@ -329,32 +335,27 @@ impl Proxy {
                 .with_label_values(&[id.as_str()])
                 .set(i64::from(view.circuit == tb_pool::CircuitState::Open));
         }
-        if let Some(market) = &state.market {
-            for seller in market.broker.credit_summary().sellers {
-                m.credit_remaining
-                    .with_label_values(&[seller.seller_id.as_str()])
-                    .set(i64::try_from(seller.remaining_credit_micros).unwrap_or(i64::MAX));
-            }
-            let snapshot = market.registry.current();
-            m.registry_sellers
-                .set(i64::try_from(snapshot.doc.sellers.len()).unwrap_or(i64::MAX));
-            m.registry_stale.set(i64::from(snapshot.stale));
-        }
-        let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        m.connections_open.set(to_i64(state.connections.open()));
-        advance_to(&m.connections_refused, state.connections.refused());
-        let ledger = state.recorder.health();
-        m.ledger_pending.set(to_i64(ledger.pending));
-        m.ledger_failing.set(i64::from(ledger.failing.is_some()));
-        advance_to(&m.ledger_write_failures, ledger.failed_writes);
-        if let Some(prewarm) = state.prewarm.get() {
-            for (st, n) in prewarm.state_counts() {
-                m.prewarm_entries
-                    .with_label_values(&[st.as_str()])
-                    .set(i64::try_from(n).unwrap_or(i64::MAX));
-            }
-        }
         m.encode()
+    }
+
+    /// The marketplace (registry and credit broker), when routing to sellers.
+    pub fn market(&self) -> Option<&Market> {
+        self.state.market.as_ref()
+    }
+
+    /// The prewarmer, once started.
+    pub fn prewarm(&self) -> Option<&tb_prewarm::PrewarmHandle> {
+        self.state.prewarm.get()
+    }
+
+    /// Whether call records reach storage.
+    pub fn sink_health(&self) -> SinkHealth {
+        self.state.recorder.health()
+    }
+
+    /// Open and refused client connections.
+    pub fn connections(&self) -> &tb_listener::ConnectionStats {
+        &self.state.connections
     }
 
     /// Call records the sink refused (queue full) since start.
@@ -394,14 +395,5 @@ impl Proxy {
             w.abort();
         }
         outcome
-    }
-}
-
-/// Moves a counter fed from an external total up to that total (counters
-/// only go up; a smaller total leaves it alone).
-fn advance_to(counter: &prometheus::IntCounter, total: u64) {
-    let now = counter.get();
-    if total > now {
-        counter.inc_by(total - now);
     }
 }

@@ -1,12 +1,13 @@
-//! Prometheus metrics (operations.md, "Metrics"). Per-call series are
-//! derived from the call record in one place; gauges (circuits, credit,
-//! registry, prewarm) are refreshed when `/metrics` is scraped. Label values
+//! Prometheus metrics of the proxy plane (operations.md, "Metrics"). Per-call
+//! series are derived from the call record in one place; the circuit gauge
+//! is refreshed when `/metrics` is scraped. Other components' gauges
+//! (credit, registry, prewarm, ledger, connections) are the binary's. Label values
 //! are bounded: model and upstream ids come from config or the registry
 //! (only planned requests have a record), never from free client input.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tb_billing::record::CallRecord;
 
@@ -22,17 +23,8 @@ pub(crate) struct ProxyMetrics {
     tokens: IntCounterVec,
     cost: IntCounterVec,
     saved: IntCounter,
-    pub(crate) credit_remaining: IntGaugeVec,
     pub(crate) purchases: IntCounterVec,
-    pub(crate) prewarm_entries: IntGaugeVec,
-    pub(crate) registry_sellers: IntGauge,
-    pub(crate) registry_stale: IntGauge,
     pub(crate) ledger_dropped: IntCounter,
-    pub(crate) ledger_pending: IntGauge,
-    pub(crate) ledger_failing: IntGauge,
-    pub(crate) ledger_write_failures: IntCounter,
-    pub(crate) connections_open: IntGauge,
-    pub(crate) connections_refused: IntCounter,
     pub(crate) overhead: Histogram,
 }
 
@@ -43,23 +35,24 @@ const OVERHEAD_BUCKETS: [f64; 10] = [
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1,
 ];
 
+/// Registers a collector. Registration of these fixed, valid names cannot
+/// fail; a failure would be a programming error caught by the tests, so it
+/// degrades to an unregistered metric.
+fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
+    if let Err(e) = r.register(Box::new(c.clone())) {
+        tracing::error!(target: "metrics.register_failed", error = %e, "metric not registered");
+    }
+    c
+}
+
 impl ProxyMetrics {
     /// Registers every metric on a fresh registry. Registration of these
     /// fixed, valid names cannot fail; a failure would be a programming
     /// error caught by the tests, so it degrades to an unregistered metric.
     pub(crate) fn new() -> ProxyMetrics {
         let registry = Registry::new();
-        fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
-            if let Err(e) = r.register(Box::new(c.clone())) {
-                tracing::error!(target: "metrics.register_failed", error = %e, "metric not registered");
-            }
-            c
-        }
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels).map(|c| reg(&registry, c))
-        };
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            IntGaugeVec::new(Opts::new(name, help), labels).map(|c| reg(&registry, c))
         };
         let hist_vec = |name: &str, help: &str, labels: &[&str]| {
             HistogramVec::new(
@@ -102,11 +95,11 @@ impl ProxyMetrics {
                 &["from", "to"],
             )
             .expect("valid metric"),
-            circuit_open: gauge_vec(
-                "tb_circuit_open",
-                "1 when the upstream's circuit is open.",
+            circuit_open: IntGaugeVec::new(
+                Opts::new("tb_circuit_open", "1 when the upstream's circuit is open."),
                 &["upstream"],
             )
+            .map(|g| reg(&registry, g))
             .expect("valid metric"),
             tokens: counter_vec(
                 "tb_tokens_total",
@@ -125,79 +118,17 @@ impl ProxyMetrics {
                 IntCounter::new("tb_saved_usd_micros_total", "Savings in USD micros.")
                     .expect("valid metric"),
             ),
-            credit_remaining: gauge_vec(
-                "tb_credit_remaining_micros",
-                "Seller credit left.",
-                &["seller"],
-            )
-            .expect("valid metric"),
             purchases: counter_vec(
                 "tb_purchases_total",
                 "Credit purchases by seller and result.",
                 &["seller", "result"],
             )
             .expect("valid metric"),
-            prewarm_entries: gauge_vec(
-                "tb_prewarm_entries",
-                "Prewarm cache entries by state.",
-                &["state"],
-            )
-            .expect("valid metric"),
-            registry_sellers: reg(
-                &registry,
-                IntGauge::new("tb_registry_sellers", "Sellers in the registry snapshot.")
-                    .expect("valid metric"),
-            ),
-            registry_stale: reg(
-                &registry,
-                IntGauge::new(
-                    "tb_registry_stale",
-                    "1 when routing on a stale registry snapshot.",
-                )
-                .expect("valid metric"),
-            ),
             ledger_dropped: reg(
                 &registry,
                 IntCounter::new(
                     "tb_ledger_dropped_total",
                     "Call records the ledger queue refused.",
-                )
-                .expect("valid metric"),
-            ),
-            ledger_pending: reg(
-                &registry,
-                IntGauge::new(
-                    "tb_ledger_pending_records",
-                    "Call records accepted but not yet committed to the ledger.",
-                )
-                .expect("valid metric"),
-            ),
-            ledger_failing: reg(
-                &registry,
-                IntGauge::new(
-                    "tb_ledger_write_failing",
-                    "1 while ledger commits fail (records wait in memory).",
-                )
-                .expect("valid metric"),
-            ),
-            ledger_write_failures: reg(
-                &registry,
-                IntCounter::new(
-                    "tb_ledger_write_failures_total",
-                    "Failed ledger commits (each retried).",
-                )
-                .expect("valid metric"),
-            ),
-            connections_open: reg(
-                &registry,
-                IntGauge::new("tb_connections_open", "Client connections being served.")
-                    .expect("valid metric"),
-            ),
-            connections_refused: reg(
-                &registry,
-                IntCounter::new(
-                    "tb_connections_refused_total",
-                    "Client connections refused at proxy.max_connections.",
                 )
                 .expect("valid metric"),
             ),

@@ -46,6 +46,23 @@ impl RoutePlan {
         }
     }
 
+    /// A plan over these routes, for tests that script the upstreams.
+    #[cfg(test)]
+    pub(crate) fn scripted(model: &str, routes: Vec<Route>) -> RoutePlan {
+        RoutePlan {
+            model: model.to_string(),
+            lookup: Lookup {
+                model: model.to_string(),
+                rule: tb_registry::ResolutionRule::Exact,
+                upstreams: (0..routes.len()).collect(),
+                considered: routes.len(),
+                other_protocols: Vec::new(),
+                other_payment_methods: Vec::new(),
+            },
+            routes,
+        }
+    }
+
     /// The `model_not_found` message: model, protocol, how many upstreams
     /// were considered, and what to do.
     pub fn not_found_message(&self, requested: &str, protocol: Protocol) -> String {

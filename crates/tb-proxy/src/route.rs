@@ -178,8 +178,8 @@ impl Router {
     }
 
     /// A failure that says something about the upstream.
-    pub(crate) fn failure(&self, id: &str, now_ms: i64, class: &str) {
-        lock(&self.pool).record_failure(id, now_ms, class);
+    pub(crate) fn failure(&self, id: &str, now_ms: i64, outcome: tb_domain::Outcome) {
+        lock(&self.pool).record_failure(id, now_ms, outcome.as_str());
     }
 
     /// An attempt that ended without judging the upstream (client's fault,

@@ -114,6 +114,23 @@ impl AccessToken {
         self.0.as_bytes().ct_eq(presented).into()
     }
 
+    /// Whether a request's headers carry this token, as
+    /// `Authorization: Bearer <token>` (any case of "bearer") or
+    /// `x-api-key: <token>`, surrounding whitespace ignored. The one check
+    /// both planes use.
+    pub fn authorizes(&self, headers: &http::HeaderMap) -> bool {
+        let bearer = headers
+            .get(http::header::AUTHORIZATION)
+            .map(http::HeaderValue::as_bytes)
+            .and_then(|v| {
+                let (scheme, rest) = v.split_at_checked(7)?;
+                scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
+            })
+            .map(<[u8]>::trim_ascii);
+        let api_key = headers.get("x-api-key").map(|v| v.as_bytes().trim_ascii());
+        bearer.is_some_and(|t| self.matches(t)) || api_key.is_some_and(|k| self.matches(k))
+    }
+
     /// The token text, for the installer and tests.
     pub fn expose(&self) -> &str {
         &self.0
@@ -139,6 +156,38 @@ mod tests {
         assert!(a.matches(b.expose().as_bytes()));
         assert!(!a.matches(b"wrong"));
         assert!(!format!("{a:?}").contains(a.expose()));
+    }
+
+    #[test]
+    fn authorizes_bearer_in_any_case_and_x_api_key() {
+        let token = AccessToken::from_string("a".repeat(43)).unwrap();
+        let t = token.expose().to_string();
+        let check = |name: &str, value: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(value).unwrap(),
+            );
+            token.authorizes(&h)
+        };
+        for ok in [
+            format!("Bearer {t}"),
+            format!("bearer {t}"),
+            format!("BEARER  {t} "),
+        ] {
+            assert!(check("authorization", &ok), "{ok}");
+        }
+        assert!(check("x-api-key", &format!(" {t}")));
+        for bad in [
+            t.clone(),
+            format!("Basic {t}"),
+            "Bearer ".to_string(),
+            format!("Bearer {t}x"),
+        ] {
+            assert!(!check("authorization", &bad), "{bad}");
+        }
+        assert!(!check("x-api-key", "nope"));
+        assert!(!token.authorizes(&http::HeaderMap::new()));
     }
 
     #[test]

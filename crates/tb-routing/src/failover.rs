@@ -1,85 +1,9 @@
 //! Attempt outcomes, the failover decision and the final-response rule
 //! (routing.md, "Failover"; proxy.md, "Errors").
 
-use std::fmt;
+use serde::Serialize;
 
-use serde::{Deserialize, Serialize};
-
-/// How one attempt at one upstream ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// A usable answer.
-    Ok,
-    /// The client went away (set by the caller, never by [`classify`]).
-    Cancelled,
-    /// `402`, or an error answer with billing wording: the credit ran out.
-    InsufficientFunds,
-    /// `401` / `403` without billing wording.
-    AuthInvalid,
-    /// `429`.
-    RateLimited,
-    /// `400`, `404`, `413`, `422` (and any other 4xx the table does not
-    /// name): the request itself was refused.
-    ClientError,
-    /// `5xx`, `408`, `409`, `498`, a connection reset or dropped before a
-    /// complete answer, or a status the proxy cannot use (1xx, 3xx).
-    ServerError,
-    /// The connection could not be made (refused, DNS, TLS handshake): a
-    /// transient "connect failure" (proxy.md) that is not worth retrying on
-    /// the same upstream. Not in routing.md's table; see [`decide`].
-    ConnectFailed,
-    /// No response head in time, a connect timeout, or the stream went idle
-    /// before content.
-    Deadline,
-    /// Buying credit failed or the session budget is spent (set by the
-    /// caller).
-    PurchaseFailed,
-    /// Success with input > 0, output = 0 and no content (set by the
-    /// caller, which has the usage).
-    EmptyCompletion,
-}
-
-impl Outcome {
-    /// Every outcome.
-    pub const ALL: [Outcome; 11] = [
-        Outcome::Ok,
-        Outcome::Cancelled,
-        Outcome::InsufficientFunds,
-        Outcome::AuthInvalid,
-        Outcome::RateLimited,
-        Outcome::ClientError,
-        Outcome::ServerError,
-        Outcome::ConnectFailed,
-        Outcome::Deadline,
-        Outcome::PurchaseFailed,
-        Outcome::EmptyCompletion,
-    ];
-
-    /// The snake_case name (call records, `x-tokenbuddy-attempts`, metric
-    /// labels).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Cancelled => "cancelled",
-            Outcome::InsufficientFunds => "insufficient_funds",
-            Outcome::AuthInvalid => "auth_invalid",
-            Outcome::RateLimited => "rate_limited",
-            Outcome::ClientError => "client_error",
-            Outcome::ServerError => "server_error",
-            Outcome::ConnectFailed => "connect_failed",
-            Outcome::Deadline => "deadline",
-            Outcome::PurchaseFailed => "purchase_failed",
-            Outcome::EmptyCompletion => "empty_completion",
-        }
-    }
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use tb_domain::Outcome;
 
 /// A failure below HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -166,7 +90,7 @@ fn classify_transport(t: TransportFailure) -> Outcome {
 /// | `insufficient_funds` | no | our credit ran out; the upstream answered correctly (the seller path buys and retries) |
 /// | `purchase_failed` | no | no inference was attempted: a spent budget is our state, a failed purchase is the credit broker's to account |
 /// | `auth_invalid` | yes | the upstream refuses us; benching a provider with a bad key stops wasting attempts on it |
-/// | `rate_limited` | yes | as the spec says only the two above are exempt (the caller also sets the capacity block) |
+/// | `rate_limited` | no | a 429 is capacity, not sickness: the caller benches the upstream until `Retry-After` (the pool's capacity block), which already stops wasting attempts; counting it too would open the breaker of a busy but healthy upstream (docs/decisions.md) |
 /// | `server_error`, `connect_failed`, `deadline` | yes | the upstream is sick or unreachable |
 /// | `empty_completion` | yes | the upstream took the input and produced nothing |
 pub fn counts_as_pool_failure(outcome: Outcome) -> bool {
@@ -175,9 +99,9 @@ pub fn counts_as_pool_failure(outcome: Outcome) -> bool {
         | Outcome::Cancelled
         | Outcome::ClientError
         | Outcome::InsufficientFunds
+        | Outcome::RateLimited
         | Outcome::PurchaseFailed => false,
         Outcome::AuthInvalid
-        | Outcome::RateLimited
         | Outcome::ServerError
         | Outcome::ConnectFailed
         | Outcome::Deadline
@@ -628,7 +552,7 @@ mod tests {
             (Cancelled, false, false),
             (InsufficientFunds, false, false),
             (AuthInvalid, true, false),
-            (RateLimited, true, true),
+            (RateLimited, false, true),
             (ClientError, false, false),
             (ServerError, true, true),
             (ConnectFailed, true, true),

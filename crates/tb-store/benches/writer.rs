@@ -16,7 +16,7 @@ use criterion::{Criterion, SamplingMode, Throughput};
 use tb_billing::record::{
     Attempt, BalanceSource, BaselineKind, BillingUnit, CallOutcome, CallRecord,
 };
-use tb_domain::Protocol;
+use tb_domain::{Outcome, Protocol};
 use tb_store::{Ledger, LedgerTarget, LedgerWriter};
 
 const RECORDS: u64 = 50_000;
@@ -36,15 +36,15 @@ fn record(i: u64, base_ms: i64) -> CallRecord {
         attempts.push(Attempt {
             upstream: UPSTREAMS[(i_usize + 1) % 3].into(),
             status: Some(502),
-            outcome: "server_error".into(),
-            error_class: Some("upstream_5xx".into()),
+            outcome: Outcome::ServerError,
+            error_class: Some(Outcome::ServerError),
             latency_ms: 40,
         });
     }
     attempts.push(Attempt {
         upstream: UPSTREAMS[i_usize % 3].into(),
         status: Some(200),
-        outcome: "ok".into(),
+        outcome: Outcome::Ok,
         error_class: None,
         latency_ms: 180,
     });

@@ -26,6 +26,8 @@ pub(crate) struct DaemonApi {
     pub control_url: String,
     pub data_dir: std::path::PathBuf,
     pub config_file: String,
+    /// Gauges of the components the binary wires (rendered at each scrape).
+    pub gauges: crate::metrics::DaemonGauges,
 }
 
 fn store_err(e: tb_store::StoreError) -> ApiError {
@@ -271,20 +273,11 @@ impl ControlApi for DaemonApi {
     }
 
     fn metrics(&self) -> String {
-        self.proxy.metrics_text()
+        self.gauges.render(&self.proxy)
     }
 
     fn authorized(&self, headers: &http::HeaderMap) -> bool {
-        let bearer = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            });
-        let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
-        bearer.is_some_and(|t| self.token.matches(t.trim().as_bytes()))
-            || key.is_some_and(|k| self.token.matches(k.trim().as_bytes()))
+        self.token.authorizes(headers)
     }
 }
 

@@ -11,6 +11,7 @@ mod doctor;
 mod history;
 mod install;
 mod ledger;
+mod metrics;
 mod prices;
 mod serve;
 

@@ -186,6 +186,7 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         } else {
             "defaults".into()
         },
+        gauges: crate::metrics::DaemonGauges::default(),
     });
     let control = tokio::spawn(tb_control::serve(
         control_listener,

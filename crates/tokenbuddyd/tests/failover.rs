@@ -237,6 +237,43 @@ async fn rate_limits_bench_the_upstream_until_retry_after() {
     assert_eq!(second.request_count(), 2);
 }
 
+/// The 429 rule (docs/decisions.md) with the default breaker (3 failures
+/// in 60 s open it): a 429 benches the upstream only until `Retry-After`
+/// and never counts toward the breaker, so after five 429s in a row the
+/// upstream is first in line again as soon as its `Retry-After` passed.
+#[tokio::test]
+async fn rate_limits_never_open_the_breaker_with_the_default_config() {
+    let first = MockUpstream::start().await.unwrap();
+    let second = MockUpstream::start().await.unwrap();
+    let provider = |id: &str, url: String| all_protocols_provider(id, &url, MODEL);
+    let config = format!(
+        "[routing]\nsticky_reset_ms = 0\n{}{}",
+        provider("first", first.base_url()),
+        provider("second", second.base_url())
+    );
+    let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    let body = format!("{{\"model\":\"{MODEL}\",\"messages\":[]}}");
+    for i in 0..5 {
+        first.push_reply(
+            Reply::openai_error(429, "rate_limit_error", "rate_limited", "slow down")
+                .with_header("retry-after", "0"),
+        );
+        let resp = daemon.post_json("/v1/chat/completions", body.clone()).await;
+        assert_eq!(
+            resp.headers()["x-tokenbuddy-attempts"],
+            "first:429|rate_limited,second:200|ok",
+            "request {i}"
+        );
+        body_bytes(resp).await;
+    }
+    // Five "failures" would have opened a breaker counting them (`first`
+    // would go last); the rule keeps it closed and first in line.
+    let resp = daemon.post_json("/v1/chat/completions", body).await;
+    assert_eq!(resp.headers()["x-tokenbuddy-attempts"], "first:200|ok");
+    body_bytes(resp).await;
+    assert_eq!(first.request_count(), 6);
+}
+
 #[tokio::test]
 async fn refused_and_silent_upstreams_are_failed_over() {
     let second = MockUpstream::start().await.unwrap();

@@ -21,7 +21,7 @@ fn crate_dirs() -> Result<Vec<PathBuf>> {
 }
 
 /// Every `.rs` file under `dir`, skipping build output.
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+pub(crate) fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let path = entry?.path();
         if path.is_dir() {

@@ -6,6 +6,7 @@
 mod architecture;
 mod conventions;
 mod deny;
+mod length;
 mod metadata;
 mod wording;
 

@@ -9,7 +9,7 @@ use sqlx::Connection;
 use tb_billing::record::{
     Attempt, BalanceSource, BaselineKind, BillingUnit, CallOutcome, CallRecord,
 };
-use tb_domain::Protocol;
+use tb_domain::{Outcome, Protocol};
 use tb_store::{Ledger, LedgerTarget};
 use tempfile::TempDir;
 
@@ -192,21 +192,21 @@ pub fn full_record(started_at_ms: i64) -> CallRecord {
             Attempt {
                 upstream: "alpha".into(),
                 status: Some(502),
-                outcome: "server_error".into(),
-                error_class: Some("upstream_5xx".into()),
+                outcome: Outcome::ServerError,
+                error_class: Some(Outcome::ServerError),
                 latency_ms: 87,
             },
             Attempt {
                 upstream: "gamma \"quoted\" ✓".into(),
                 status: None,
-                outcome: "connect_failed".into(),
-                error_class: Some("connect".into()),
+                outcome: Outcome::ConnectFailed,
+                error_class: Some(Outcome::ConnectFailed),
                 latency_ms: 3,
             },
             Attempt {
                 upstream: "beta".into(),
                 status: Some(200),
-                outcome: "ok".into(),
+                outcome: Outcome::Ok,
                 error_class: None,
                 latency_ms: 120,
             },

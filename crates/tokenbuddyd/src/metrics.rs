@@ -1,0 +1,153 @@
+//! The daemon's gauges of components other than the proxy plane — seller
+//! credit, the registry snapshot, the prewarm cache, the ledger writer, the
+//! connection limit — read from each component when `/metrics` is scraped
+//! and appended to the proxy's own call series. The proxy renders only
+//! what it observes itself (calls, attempts, circuits, purchases,
+//! overhead); the binary owns the wiring, so it renders the rest.
+
+use prometheus::{Encoder, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use tb_proxy::Proxy;
+
+/// Gauges refreshed from the components at each scrape.
+pub(crate) struct DaemonGauges {
+    registry: Registry,
+    credit_remaining: IntGaugeVec,
+    prewarm_entries: IntGaugeVec,
+    registry_sellers: IntGauge,
+    registry_stale: IntGauge,
+    ledger_pending: IntGauge,
+    ledger_failing: IntGauge,
+    ledger_write_failures: IntCounter,
+    connections_open: IntGauge,
+    connections_refused: IntCounter,
+}
+
+/// Registers a collector; these fixed, valid names cannot clash, so a
+/// failure is logged rather than fatal.
+fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
+    if let Err(e) = r.register(Box::new(c.clone())) {
+        tracing::error!(target: "metrics.register_failed", error = %e, "metric not registered");
+    }
+    c
+}
+
+impl Default for DaemonGauges {
+    // The constructors fail only on invalid names or label sets, which
+    // are constants here.
+    #[allow(clippy::expect_used)]
+    fn default() -> DaemonGauges {
+        let r = Registry::new();
+        let gauge =
+            |name: &str, help: &str| reg(&r, IntGauge::new(name, help).expect("valid metric"));
+        let counter =
+            |name: &str, help: &str| reg(&r, IntCounter::new(name, help).expect("valid metric"));
+        let vec = |name: &str, help: &str, label: &str| {
+            reg(
+                &r,
+                IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric"),
+            )
+        };
+        DaemonGauges {
+            credit_remaining: vec(
+                "tb_credit_remaining_micros",
+                "Seller credit left.",
+                "seller",
+            ),
+            prewarm_entries: vec(
+                "tb_prewarm_entries",
+                "Prewarm cache entries by state.",
+                "state",
+            ),
+            registry_sellers: gauge("tb_registry_sellers", "Sellers in the registry snapshot."),
+            registry_stale: gauge(
+                "tb_registry_stale",
+                "1 when routing on a stale registry snapshot.",
+            ),
+            ledger_pending: gauge(
+                "tb_ledger_pending_records",
+                "Call records accepted but not yet committed to the ledger.",
+            ),
+            ledger_failing: gauge(
+                "tb_ledger_write_failing",
+                "1 while ledger commits fail (records wait in memory).",
+            ),
+            ledger_write_failures: counter(
+                "tb_ledger_write_failures_total",
+                "Failed ledger commits (each retried).",
+            ),
+            connections_open: gauge("tb_connections_open", "Client connections being served."),
+            connections_refused: counter(
+                "tb_connections_refused_total",
+                "Client connections refused at proxy.max_connections.",
+            ),
+            registry: r,
+        }
+    }
+}
+
+impl DaemonGauges {
+    /// The whole exposition: the proxy's series, then these gauges read now.
+    pub(crate) fn render(&self, proxy: &Proxy) -> String {
+        let mut text = proxy.metrics_text();
+        self.refresh(proxy);
+        let mut buf = Vec::new();
+        match TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            Ok(()) => text.push_str(&String::from_utf8_lossy(&buf)),
+            Err(e) => {
+                tracing::error!(target: "metrics.encode_failed", error = %e, "daemon gauges not encoded");
+            }
+        }
+        text
+    }
+
+    fn refresh(&self, proxy: &Proxy) {
+        let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        if let Some(market) = proxy.market() {
+            for seller in market.broker.credit_summary().sellers {
+                self.credit_remaining
+                    .with_label_values(&[seller.seller_id.as_str()])
+                    .set(to_i64(seller.remaining_credit_micros));
+            }
+            let snapshot = market.registry.current();
+            self.registry_sellers
+                .set(i64::try_from(snapshot.doc.sellers.len()).unwrap_or(i64::MAX));
+            self.registry_stale.set(i64::from(snapshot.stale));
+        }
+        if let Some(prewarm) = proxy.prewarm() {
+            for (state, n) in prewarm.state_counts() {
+                self.prewarm_entries
+                    .with_label_values(&[state.as_str()])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+        let ledger = proxy.sink_health();
+        self.ledger_pending.set(to_i64(ledger.pending));
+        self.ledger_failing.set(i64::from(ledger.failing.is_some()));
+        advance_to(&self.ledger_write_failures, ledger.failed_writes);
+        let connections = proxy.connections();
+        self.connections_open.set(to_i64(connections.open()));
+        advance_to(&self.connections_refused, connections.refused());
+    }
+}
+
+/// Moves a counter fed from an external total up to that total (counters
+/// only go up; a smaller total leaves it alone).
+fn advance_to(counter: &IntCounter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_follow_external_totals_upwards_only() {
+        let c = IntCounter::new("t", "t").unwrap();
+        advance_to(&c, 5);
+        advance_to(&c, 3);
+        assert_eq!(c.get(), 5);
+    }
+}
