@@ -154,21 +154,27 @@ impl AttemptRecord {
         }
     }
 
-    fn header_part(&self) -> String {
-        match self.status {
-            Some(s) => format!("{}:{s}|{}", self.upstream, self.outcome),
-            None => format!("{}:-|{}", self.upstream, self.outcome),
-        }
+    fn write_header_part(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        // Writing into a `String` cannot fail.
+        let _ = match self.status {
+            Some(s) => write!(out, "{}:{s}|{}", self.upstream, self.outcome),
+            None => write!(out, "{}:-|{}", self.upstream, self.outcome),
+        };
     }
 }
 
-/// The `x-tokenbuddy-attempts` value: `upstream:status|outcome,…`.
+/// The `x-tokenbuddy-attempts` value: `upstream:status|outcome,…`. Built
+/// in one buffer: it goes on every response.
 pub(crate) fn attempts_header(attempts: &[AttemptRecord]) -> String {
-    attempts
-        .iter()
-        .map(AttemptRecord::header_part)
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut out = String::with_capacity(attempts.len() * 32);
+    for (i, attempt) in attempts.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        attempt.write_header_part(&mut out);
+    }
+    out
 }
 
 /// An error answer kept in case it becomes the final response.

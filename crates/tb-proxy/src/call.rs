@@ -301,12 +301,13 @@ impl Tracked {
         let signed = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
         let record = CallRecord {
             id: uuid::Uuid::now_v7().to_string(),
-            request_id: start.request_id.clone(),
+            // `start` is consumed here: its strings move into the record.
+            request_id: start.request_id,
             started_at_ms: start.started_at_ms,
             endpoint: endpoint_label(start.protocol).to_string(),
             protocol: start.protocol,
-            requested_model: start.requested_model.clone(),
-            model: start.model.clone(),
+            requested_model: start.requested_model,
+            model: start.model,
             stream: start.stream,
             ok,
             outcome,

@@ -91,7 +91,7 @@ where
     tracing::info!(target: "upstream.response", upstream = %upstream.id, status, head_ms = winner.head_ms, "upstream answered");
     let feedback = Feedback {
         router: Arc::clone(&a.state.router),
-        id: upstream.id.to_string(),
+        upstream: Arc::clone(&upstream),
         head_ms: winner.head_ms,
         request_started: a.started,
     };
@@ -311,7 +311,8 @@ fn stamp_overhead(
 /// place successes (and breaks after the commit) reach the pool.
 struct Feedback {
     router: Arc<Router>,
-    id: String,
+    /// Shared, not copied: the id is only read when the body ends.
+    upstream: Arc<Upstream>,
     head_ms: u64,
     request_started: Instant,
 }
@@ -319,15 +320,16 @@ struct Feedback {
 impl Feedback {
     fn report(&self, ending: Ending, ttft: Option<Duration>, usage: Option<&UsageReport>) {
         let now = unix_ms_now();
+        let id = self.upstream.id.as_str();
         match ending {
             Ending::Complete => {
                 let metrics = self.metrics(ttft, usage);
-                self.router.success(&self.id, now, metrics);
+                self.router.success(id, now, metrics);
             }
-            Ending::UpstreamError => self.router.failure(&self.id, now, Outcome::ServerError),
-            Ending::IdleTimeout => self.router.failure(&self.id, now, Outcome::Deadline),
+            Ending::UpstreamError => self.router.failure(id, now, Outcome::ServerError),
+            Ending::IdleTimeout => self.router.failure(id, now, Outcome::Deadline),
             // The client went away: says nothing about the upstream.
-            Ending::ClientGone => self.router.neutral(&self.id),
+            Ending::ClientGone => self.router.neutral(id),
         }
     }
 

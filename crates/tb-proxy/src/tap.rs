@@ -175,7 +175,7 @@ impl SseTap {
             strip_usage_only,
             settlement,
         } = self;
-        strip.pending.extend_from_slice(&data);
+        let nothing_held = strip.pending.is_empty();
         parser.feed(&data, |item| {
             if let tb_sse::SseItem::Event(ev) = item
                 && cut(&ev, usage, *strip_usage_only, settlement)
@@ -183,7 +183,17 @@ impl SseTap {
                 strip.drop.push(ev.range.clone());
             }
         });
-        strip.release(parser.block_start())
+        let upto = parser.block_start();
+        let data_end = strip.pending_start + data.len() as u64;
+        if nothing_held && strip.drop.is_empty() && upto == data_end {
+            // The usual chunk: whole events, nothing to cut. Forward the
+            // upstream's bytes as they are instead of copying them through
+            // the hold-back buffer.
+            strip.pending_start = upto;
+            return data;
+        }
+        strip.pending.extend_from_slice(&data);
+        strip.release(upto)
     }
 
     fn on_end(&mut self) -> Bytes {
