@@ -183,9 +183,11 @@ fn daemon_error(
     call: CallTracker,
 ) -> Response<ProxyBody> {
     call.finish(CallOutcome::Failed, None, None, None);
-    let code = match choice {
+    // routing.md's rule picks the status (504 when every attempt was a
+    // deadline, else 502); the credit case is the daemon's own 503.
+    let code = match choice.daemon_status() {
         _ if credit_problem => ErrorCode::NoRoute,
-        FinalChoice::NoAnswer { all_deadline: true } => ErrorCode::UpstreamTimeout,
+        Some(504) => ErrorCode::UpstreamTimeout,
         _ => ErrorCode::UpstreamUnreachable,
     };
     let tried: Vec<String> = walk

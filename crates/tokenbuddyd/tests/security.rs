@@ -219,7 +219,10 @@ async fn no_secret_reaches_any_output() {
     let records = stop_and_read_ledger(&mut daemon).await;
     // One record per routed request, and the malformed body's `rejected`
     // record (refused before any upstream, still on the ledger).
-    let rejected = records.iter().filter(|r| r["outcome"] == "rejected").count();
+    let rejected = records
+        .iter()
+        .filter(|r| r["outcome"] == "rejected")
+        .count();
     assert_eq!((records.len(), rejected), (15, 1), "{records:#?}");
     out.add("ledger records", serde_json::to_vec(&records).unwrap());
     out.add("daemon logs", daemon.logs());
