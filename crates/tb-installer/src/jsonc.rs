@@ -403,6 +403,9 @@ impl JsonDoc {
         };
         let found = arr.elements().into_iter().find(|e| pred(e));
         match found {
+            // Already what it would be: rewriting it could only change its
+            // layout, and a second install must plan nothing.
+            Some(el) if same_value(&el, &value) => Ok(()),
             Some(el) => {
                 let (input, raw) = to_input(value);
                 let new = replace(el, input).ok_or_else(|| self.internal("replace an element"))?;
@@ -667,6 +670,32 @@ fn remove_item(n: CstNode) {
         && gap.parent().is_some()
     {
         gap.remove();
+    }
+}
+
+/// Whether `n` holds exactly `v` (same members in the same order, same
+/// strings and booleans). Verbatim text is never taken as equal.
+fn same_value(n: &CstNode, v: &J) -> bool {
+    match v {
+        J::Str(want) => n
+            .as_string_lit()
+            .is_some_and(|s| s.decoded_value().is_ok_and(|got| &got == want)),
+        J::Bool(want) => n.as_boolean_lit().is_some_and(|b| b.value() == *want),
+        J::Arr(want) => n.as_array().is_some_and(|a| {
+            let got = a.elements();
+            got.len() == want.len() && got.iter().zip(want).all(|(g, w)| same_value(g, w))
+        }),
+        J::Obj(want) => n.as_object().is_some_and(|o| {
+            let got = o.properties();
+            got.len() == want.len()
+                && got.iter().zip(want).all(|(g, (key, w))| {
+                    g.name()
+                        .and_then(|name| name.decoded_value().ok())
+                        .is_some_and(|name| &name == key)
+                        && g.value().is_some_and(|gv| same_value(&gv, w))
+                })
+        }),
+        J::Raw(_) => false,
     }
 }
 
