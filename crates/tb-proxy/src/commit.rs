@@ -83,8 +83,7 @@ where
     walk.attempts.push(record);
     call.set_winner(Arc::clone(&upstream));
     if winner.route != 0 {
-        let state = a.state;
-        state
+        a.state
             .router
             .served_after_failover(&a.plan.model, upstream.id.as_str(), unix_ms_now());
     }

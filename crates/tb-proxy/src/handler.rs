@@ -195,7 +195,7 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let bytes = read_limited(body, content_length, state.settings.max_body_bytes).await?;
-    let incoming = Incoming_ {
+    let incoming = ReadRequest {
         protocol,
         headers: &parts.headers,
         query: parts.uri.query(),
@@ -207,7 +207,7 @@ async fn forward(
 }
 
 /// A request whose body has been read.
-pub(crate) struct Incoming_<'a> {
+pub(crate) struct ReadRequest<'a> {
     pub protocol: Protocol,
     pub headers: &'a HeaderMap,
     pub query: Option<&'a str>,
@@ -221,9 +221,9 @@ pub(crate) struct Incoming_<'a> {
 pub(crate) async fn forward_with<T: Transport>(
     state: &ProxyState,
     transport: &T,
-    req: Incoming_<'_>,
+    req: ReadRequest<'_>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let Incoming_ {
+    let ReadRequest {
         protocol,
         request_id,
         started,
@@ -357,7 +357,7 @@ fn outbound_body(
 /// cancelled when the client goes away first).
 fn track_call(
     state: &ProxyState,
-    req: &Incoming_<'_>,
+    req: &ReadRequest<'_>,
     probe: &Probe,
     plan: &RoutePlan,
 ) -> CallTracker {

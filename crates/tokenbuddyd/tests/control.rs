@@ -168,6 +168,12 @@ async fn the_control_plane_reports_traffic_and_guards_itself() {
         "tb_proxy_overhead_seconds",
         "tb_registry_sellers",
         "tb_registry_stale",
+        // Rendered by the binary's gauges, not the proxy's series.
+        "tb_ledger_pending_records",
+        "tb_ledger_write_failing",
+        "tb_ledger_write_failures_total",
+        "tb_connections_open",
+        "tb_connections_refused_total",
     ] {
         assert!(
             text.contains(&format!("# TYPE {name} ")),

@@ -16,7 +16,7 @@ use tb_seller::{Lease, SellerSecret};
 
 use super::*;
 use crate::call::{CallSink, unix_ms_now};
-use crate::handler::{Incoming_, forward_with};
+use crate::handler::{ReadRequest, forward_with};
 use crate::plan::{Route, RoutePlan};
 use crate::route::Router;
 use crate::upstream::Upstream;
@@ -191,7 +191,7 @@ async fn call(proxy: &Proxy, script: &Script, stream: bool) -> (u16, String, Str
         r#"{{"model":"{MODEL}","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
     );
     let headers = HeaderMap::new();
-    let req = Incoming_ {
+    let req = ReadRequest {
         protocol: Protocol::ChatCompletions,
         headers: &headers,
         query: None,
