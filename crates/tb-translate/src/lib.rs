@@ -1,0 +1,145 @@
+//! Translation between the three text protocols tokenbuddy serves:
+//! OpenAI Chat Completions (`chat_completions`), OpenAI Responses
+//! (`responses`) and Anthropic Messages (`messages`), in all six
+//! directions.
+//!
+//! Why it exists: a model is often reachable only over a protocol the
+//! client does not speak (Claude Code speaks Messages, Codex speaks
+//! Responses, opencode and Hermes speak Chat Completions, while a cheap
+//! provider may serve only one of them). The proxy sends a native route
+//! first and, when it runs out of those, a translated one: the client's
+//! body is translated into the upstream's protocol just before the attempt
+//! ([`translate_request`]), and the upstream's answer — a whole JSON body
+//! ([`translate_answer`]), an SSE stream ([`StreamTranslator`]) or an error
+//! ([`translate_error`]) — is translated back into the client's protocol.
+//!
+//! What it guarantees:
+//! - **Nothing silently dropped.** A field the upstream's protocol cannot
+//!   express is a [`Refusal`] naming the field, the upstream and the
+//!   reason (the proxy answers 400). Only purely advisory fields (cache
+//!   hints, storage flags, metadata…) are dropped; `docs/translation.md`
+//!   lists each one and why.
+//! - **Provider-private state never leaves its provider.** Anthropic
+//!   thinking signatures, `redacted_thinking` and Responses
+//!   `encrypted_content` are dropped from a translated request (visible
+//!   reasoning text is kept only where the target accepts it), so a
+//!   foreign upstream never sees a signature it cannot verify.
+//! - **Usage keeps its meaning.** Anthropic's `input_tokens` excludes cache
+//!   reads and writes, OpenAI's includes them; each client sees its own
+//!   protocol's meaning.
+//! - **Streams stay streams.** [`StreamTranslator`] reads the upstream's
+//!   SSE with `tb-sse` over any chunking and writes the client's event
+//!   sequence as it goes, keeping per open block or tool call only what the
+//!   client protocol's events must repeat.
+//! - **Pure.** No I/O, no clock, no async, no panics on any input.
+//!
+//! ```
+//! use tb_domain::Protocol;
+//! use tb_translate::{Route, translate_request};
+//!
+//! let route = Route {
+//!     client: Protocol::Messages,
+//!     upstream: Protocol::ChatCompletions,
+//!     upstream_name: "deepseek",
+//! };
+//! let body = br#"{"model":"deepseek-chat","max_tokens":512,"stream":true,
+//!     "system":"Be brief.","messages":[{"role":"user","content":"Hi"}]}"#;
+//! let upstream = translate_request(&route, body).unwrap();
+//! assert_eq!(
+//!     String::from_utf8(upstream.body).unwrap(),
+//!     r#"{"model":"deepseek-chat","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}],"max_tokens":512,"stream":true,"stream_options":{"include_usage":true}}"#
+//! );
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod answer;
+mod error_body;
+mod ir;
+mod request;
+mod stream;
+mod usage;
+mod wire;
+
+use tb_domain::Protocol;
+
+pub use answer::{AnswerError, translate_answer, translate_answer_with};
+pub use error_body::translate_error;
+pub use request::{DEFAULT_MAX_TOKENS, RequestOptions, translate_request, translate_request_with};
+pub use stream::StreamTranslator;
+
+/// Which protocol the client speaks and which the upstream serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route<'a> {
+    /// The client's protocol (the endpoint it called).
+    pub client: Protocol,
+    /// The upstream's protocol for this attempt.
+    pub upstream: Protocol,
+    /// The upstream's name, for refusal messages.
+    pub upstream_name: &'a str,
+}
+
+impl Route<'_> {
+    /// Both sides speak the same protocol: everything passes through.
+    pub fn is_native(&self) -> bool {
+        self.client == self.upstream
+    }
+}
+
+/// A client request field the upstream's protocol cannot express (the
+/// proxy answers 400 with this message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} cannot be sent to upstream {upstream}: {reason}")]
+pub struct Refusal {
+    /// The field, as a path in the client's body (`tools[2].type`).
+    pub field: String,
+    /// Why the upstream's protocol cannot express it.
+    pub reason: String,
+    /// The upstream's name.
+    pub upstream: String,
+}
+
+/// A client body translated for the upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranslatedRequest {
+    /// The upstream body (JSON).
+    pub body: Vec<u8>,
+    /// The client asked for a stream.
+    pub stream: bool,
+    /// The model named in the body.
+    pub model: String,
+    /// What the answer translation needs to know about the request.
+    pub context: AnswerContext,
+}
+
+/// What translating the answer needs to know about the request it
+/// answers: hand it to [`translate_answer_with`] and
+/// [`StreamTranslator::with_context`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerContext {
+    /// A Chat client asked for the usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+    /// Responses `custom` tools sent upstream as function tools: their
+    /// calls go back to the client as `custom_tool_call` items.
+    pub custom_tools: Vec<String>,
+    /// Structured output sent to a Messages upstream as a forced tool: its
+    /// call goes back to the client as the answer's text.
+    pub json_tool: Option<String>,
+    /// The client asked not to get reasoning text back.
+    pub hide_reasoning: bool,
+    /// Unix seconds for Chat `created` and Responses `created_at` when the
+    /// upstream does not say (the crate has no clock; 0 when unset).
+    pub created: u64,
+}
+
+impl Default for AnswerContext {
+    fn default() -> Self {
+        AnswerContext {
+            include_usage: true,
+            custom_tools: Vec::new(),
+            json_tool: None,
+            hide_reasoning: false,
+            created: 0,
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Request translation: the client's body is read into the neutral
+//! [`Request`](crate::ir::Request) by the client protocol's reader, which
+//! refuses what the upstream protocol cannot express, then written by the
+//! upstream protocol's writer.
+
+mod chat;
+mod messages;
+mod responses;
+
+use serde::Deserialize;
+use tb_domain::Protocol;
+
+use crate::wire::{Extra, Str};
+use crate::{AnswerContext, Refusal, Route, TranslatedRequest};
+
+/// `max_tokens` sent to a Messages upstream when the client set no limit
+/// (Messages requires one): 32,000, the largest output every current
+/// Claude model accepts and Claude Code's own default.
+pub const DEFAULT_MAX_TOKENS: u64 = 32_000;
+
+/// Choices the proxy may make per upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestOptions {
+    /// `max_tokens` for a Messages upstream when the client set none.
+    pub default_max_tokens: u64,
+}
+
+impl Default for RequestOptions {
+    fn default() -> Self {
+        RequestOptions {
+            default_max_tokens: DEFAULT_MAX_TOKENS,
+        }
+    }
+}
+
+/// Translates a client body into the upstream's protocol, or refuses it
+/// naming the field the upstream cannot express.
+pub fn translate_request(route: &Route<'_>, body: &[u8]) -> Result<TranslatedRequest, Refusal> {
+    translate_request_with(route, body, &RequestOptions::default())
+}
+
+/// [`translate_request`] with per-upstream [`RequestOptions`].
+pub fn translate_request_with(
+    route: &Route<'_>,
+    body: &[u8],
+    options: &RequestOptions,
+) -> Result<TranslatedRequest, Refusal> {
+    let ctx = Ctx {
+        target: route.upstream,
+        upstream: route.upstream_name,
+        default_max_tokens: options.default_max_tokens,
+    };
+    if route.is_native() {
+        return pass_through(&ctx, body);
+    }
+    let request = match route.client {
+        Protocol::ChatCompletions => chat::read(&ctx, body)?,
+        Protocol::Responses => responses::read(&ctx, body)?,
+        Protocol::Messages => messages::read(&ctx, body)?,
+        Protocol::ImagesGenerations => return Err(ctx.not_text("endpoint")),
+    };
+    let (body, json_tool) = match route.upstream {
+        Protocol::ChatCompletions => (chat::write(&ctx, &request)?, None),
+        Protocol::Responses => (responses::write(&ctx, &request)?, None),
+        Protocol::Messages => messages::write(&ctx, &request)?,
+        Protocol::ImagesGenerations => return Err(ctx.not_text("model")),
+    };
+    Ok(TranslatedRequest {
+        body,
+        stream: request.stream,
+        model: request.model.to_string(),
+        context: AnswerContext {
+            include_usage: request.include_usage,
+            custom_tools: request.custom_tools,
+            json_tool,
+            hide_reasoning: request.reasoning.hidden,
+            ..AnswerContext::default()
+        },
+    })
+}
+
+/// Same protocol on both sides: the body goes as it is; only `model` and
+/// `stream` are read.
+fn pass_through(ctx: &Ctx<'_>, body: &[u8]) -> Result<TranslatedRequest, Refusal> {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        model: Option<Str<'a>>,
+        stream: Option<bool>,
+    }
+    let head: Head<'_> = serde_json::from_slice(body).map_err(|e| ctx.malformed(&e))?;
+    Ok(TranslatedRequest {
+        body: body.to_vec(),
+        stream: head.stream.unwrap_or(false),
+        model: head.model.map(|m| m.to_string()).unwrap_or_default(),
+        context: AnswerContext::default(),
+    })
+}
+
+/// What a reader or writer needs to know about the route.
+pub(crate) struct Ctx<'r> {
+    pub(crate) target: Protocol,
+    pub(crate) upstream: &'r str,
+    pub(crate) default_max_tokens: u64,
+}
+
+impl Ctx<'_> {
+    pub(crate) fn refuse(&self, field: impl Into<String>, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            field: field.into(),
+            reason: reason.into(),
+            upstream: self.upstream.to_owned(),
+        }
+    }
+
+    /// The body does not match the client protocol's types.
+    pub(crate) fn malformed(&self, err: &serde_json::Error) -> Refusal {
+        self.refuse("body", format!("not a valid request: {err}"))
+    }
+
+    fn not_text(&self, field: &str) -> Refusal {
+        self.refuse(
+            field,
+            "only chat_completions, responses and messages are translated",
+        )
+    }
+
+    /// The target's protocol name, for reasons.
+    pub(crate) fn target_name(&self) -> &'static str {
+        self.target.as_str()
+    }
+
+    /// Refuses the first meaningful unknown member of an object unless it
+    /// is on the advisory list (dropped on purpose, docs/translation.md).
+    pub(crate) fn check_extra(
+        &self,
+        extra: &Extra<'_>,
+        path: &str,
+        advisory: &[&str],
+    ) -> Result<(), Refusal> {
+        for (key, _) in extra.meaningful() {
+            if !advisory.contains(&key) {
+                return Err(self.refuse(
+                    join(path, key),
+                    format!(
+                        "not a field tokenbuddy translates to {}; it has no equivalent there",
+                        self.target_name()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `path.key`, or `key` at the top level.
+pub(crate) fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Reads an effort word, refusing unknown ones.
+pub(crate) fn effort(
+    ctx: &Ctx<'_>,
+    field: &str,
+    word: &str,
+    reasoning: &mut crate::ir::Reasoning,
+) -> Result<(), Refusal> {
+    match crate::ir::Effort::parse(word) {
+        Ok(Some(effort)) => reasoning.effort = Some(effort),
+        Ok(None) => reasoning.off = true,
+        Err(()) => {
+            return Err(ctx.refuse(field, format!("unknown reasoning effort `{word}`")));
+        }
+    }
+    Ok(())
+}
+
+/// Makes a tool-call id acceptable to Anthropic (`^[a-zA-Z0-9_-]+$`):
+/// other characters become `_`. Applied to a call and to its result
+/// alike, so they still match.
+pub(crate) fn anthropic_id(id: &str) -> std::borrow::Cow<'_, str> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if !id.is_empty() && id.chars().all(ok) {
+        return std::borrow::Cow::Borrowed(id);
+    }
+    let cleaned: String = id.chars().map(|c| if ok(c) { c } else { '_' }).collect();
+    if cleaned.is_empty() {
+        std::borrow::Cow::Borrowed("call")
+    } else {
+        std::borrow::Cow::Owned(cleaned)
+    }
+}
+
+/// Text of an error tool result on a target without `is_error`.
+pub(crate) const ERROR_PREFIX: &str = "Error: ";
+
+/// Serialises a writer's output; serde_json cannot fail on these types
+/// except on non-finite floats, which are refused instead of panicking.
+pub(crate) fn to_body<T: serde::Serialize>(ctx: &Ctx<'_>, value: &T) -> Result<Vec<u8>, Refusal> {
+    serde_json::to_vec(value).map_err(|e| ctx.refuse("body", format!("cannot be written: {e}")))
+}
+
+#[cfg(test)]
+mod tests;
