@@ -277,7 +277,6 @@ pub(crate) enum Format<'a> {
 
 /// Token usage with OpenAI's meaning: `input` is the whole prompt, cache
 /// reads and cache writes included.
-#[allow(dead_code)] // Used by answers and streams (step 2).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Usage {
     pub(crate) input: u64,
@@ -287,7 +286,6 @@ pub(crate) struct Usage {
     pub(crate) reasoning: Option<u64>,
 }
 
-#[allow(dead_code)] // Used by answers and streams (step 2).
 impl Usage {
     /// Anthropic's `input_tokens`: the prompt minus cache reads and writes.
     pub(crate) fn fresh_input(&self) -> u64 {
@@ -298,7 +296,6 @@ impl Usage {
 }
 
 /// Why the model stopped.
-#[allow(dead_code)] // Used by answers and streams (step 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Finish {
     Stop,
@@ -307,6 +304,35 @@ pub(crate) enum Finish {
     ToolCalls,
     ContentFilter,
     Refusal,
+}
+
+/// An answer in no protocol's shape.
+#[derive(Debug, Default)]
+pub(crate) struct Answer<'a> {
+    pub(crate) id: Str<'a>,
+    pub(crate) model: Str<'a>,
+    /// Unix seconds, when the upstream says.
+    pub(crate) created: Option<u64>,
+    pub(crate) parts: Vec<OutPart<'a>>,
+    pub(crate) finish: Option<Finish>,
+    pub(crate) stop_sequence: Option<Str<'a>>,
+    pub(crate) usage: Option<Usage>,
+}
+
+/// One piece of an answer, in order.
+#[derive(Debug)]
+pub(crate) enum OutPart<'a> {
+    /// Visible reasoning (a signature or encrypted state is never kept).
+    Reasoning(Str<'a>),
+    Text(Str<'a>),
+    /// The model declined (OpenAI `refusal`).
+    Refusal(Str<'a>),
+    ToolCall {
+        id: Str<'a>,
+        name: Str<'a>,
+        /// JSON text.
+        arguments: std::borrow::Cow<'a, str>,
+    },
 }
 
 #[cfg(test)]

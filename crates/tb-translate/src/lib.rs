@@ -55,8 +55,10 @@
 
 mod answer;
 mod error_body;
+mod ids;
 mod ir;
 mod request;
+mod shape;
 mod stream;
 mod usage;
 mod wire;

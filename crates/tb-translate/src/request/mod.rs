@@ -153,6 +153,8 @@ impl Ctx<'_> {
     }
 }
 
+pub(crate) use crate::ids::anthropic_id;
+
 /// `path.key`, or `key` at the top level.
 pub(crate) fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
@@ -177,22 +179,6 @@ pub(crate) fn effort(
         }
     }
     Ok(())
-}
-
-/// Makes a tool-call id acceptable to Anthropic (`^[a-zA-Z0-9_-]+$`):
-/// other characters become `_`. Applied to a call and to its result
-/// alike, so they still match.
-pub(crate) fn anthropic_id(id: &str) -> std::borrow::Cow<'_, str> {
-    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-    if !id.is_empty() && id.chars().all(ok) {
-        return std::borrow::Cow::Borrowed(id);
-    }
-    let cleaned: String = id.chars().map(|c| if ok(c) { c } else { '_' }).collect();
-    if cleaned.is_empty() {
-        std::borrow::Cow::Borrowed("call")
-    } else {
-        std::borrow::Cow::Owned(cleaned)
-    }
 }
 
 /// Text of an error tool result on a target without `is_error`.
