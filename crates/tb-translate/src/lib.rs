@@ -35,7 +35,7 @@
 //!
 //! ```
 //! use tb_domain::Protocol;
-//! use tb_translate::{Route, translate_request};
+//! use tb_translate::{Route, StreamTranslator, translate_request};
 //!
 //! let route = Route {
 //!     client: Protocol::Messages,
@@ -49,6 +49,18 @@
 //!     String::from_utf8(upstream.body).unwrap(),
 //!     r#"{"model":"deepseek-chat","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}],"max_tokens":512,"stream":true,"stream_options":{"include_usage":true}}"#
 //! );
+//!
+//! // The upstream's chat stream, in whatever chunks the network delivers…
+//! let mut stream = StreamTranslator::with_context(&route, &upstream.model, &upstream.context);
+//! let mut out = Vec::new();
+//! stream.push(b"data: {\"id\":\"c1\",\"model\":\"deepseek-chat\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel", &mut out);
+//! stream.push(b"lo\"}}]}\n\ndata: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n", &mut out);
+//! stream.finish(&mut out);
+//! // …becomes the Messages event sequence Claude Code expects.
+//! let text = String::from_utf8(out).unwrap();
+//! assert!(text.starts_with("event: message_start\n"));
+//! assert!(text.contains(r#""delta":{"type":"text_delta","text":"Hello"}"#));
+//! assert!(text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
 //! ```
 
 #![forbid(unsafe_code)]

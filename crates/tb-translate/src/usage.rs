@@ -124,6 +124,53 @@ impl WireUsage {
     }
 }
 
+/// A Messages stream's counts so far: `message_start` says the input
+/// side, `message_delta` the (cumulative) output and sometimes the input
+/// again; each field keeps its latest value.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct MessagesCounts {
+    fresh: Option<u64>,
+    cache_read: Option<u64>,
+    cache_write: Option<u64>,
+    output: Option<u64>,
+}
+
+impl MessagesCounts {
+    /// Takes the fields `u` reports. An input count of 0 after a non-zero
+    /// one is ignored: some compatible servers repeat the input side as
+    /// zeros in `message_delta`.
+    pub(crate) fn update(&mut self, u: &WireUsage) {
+        let keep = |old: Option<u64>, new: Option<u64>| match (old, new) {
+            (Some(o), Some(0)) if o > 0 => Some(o),
+            (old, new) => new.or(old),
+        };
+        self.fresh = keep(self.fresh, u.input_tokens.0.or(u.prompt_tokens.0));
+        self.cache_read = keep(self.cache_read, u.cache_read_input_tokens.0);
+        self.cache_write = keep(self.cache_write, u.cache_creation_input_tokens.0);
+        self.output = u.output_tokens.0.or(u.completion_tokens.0).or(self.output);
+    }
+
+    /// The usage with OpenAI's meaning, once anything was reported.
+    pub(crate) fn usage(&self) -> Option<Usage> {
+        if self.fresh.is_none() && self.output.is_none() {
+            return None;
+        }
+        let cached = self.cache_read.unwrap_or(0);
+        let cache_write = self.cache_write.unwrap_or(0);
+        Some(Usage {
+            input: self
+                .fresh
+                .unwrap_or(0)
+                .saturating_add(cached)
+                .saturating_add(cache_write),
+            cached,
+            cache_write,
+            output: self.output.unwrap_or(0),
+            reasoning: None,
+        })
+    }
+}
+
 /// Chat Completions `usage`.
 #[derive(Debug, Serialize)]
 pub(crate) struct ChatUsageOut {
