@@ -19,6 +19,8 @@
 //! - [`marketplace`]: a simulated registry and sellers (purchases, tokens,
 //!   credit, settlement) on loopback ports: the product crate
 //!   `tb-sim-market` (which `tokenbuddyd demo` runs), re-exported here.
+//! - [`agent_upstream`]: a scripted upstream that plays the model side of a
+//!   two-turn tool task for real coding agents, in any protocol.
 //! - [`relay`]: a TCP relay that can be cut, to "restart" a real service
 //!   (PostgreSQL) under a running daemon.
 //!
@@ -46,6 +48,7 @@
 //! # }
 //! ```
 
+pub mod agent_upstream;
 pub mod chunking;
 pub mod daemon;
 pub mod relay;
