@@ -32,7 +32,8 @@ pub(crate) struct Request<'a> {
     pub(crate) user: Option<Str<'a>>,
     pub(crate) reasoning: Reasoning,
     pub(crate) format: Option<Format<'a>>,
-    /// Responses `text.verbosity` / Chat `verbosity`.
+    /// Responses `text.verbosity` / Chat `verbosity`: kept for a Responses
+    /// upstream only (a style hint most Chat servers do not take).
     pub(crate) verbosity: Option<Str<'a>>,
     pub(crate) stream: bool,
     /// The client wants the usage chunk (Chat `stream_options`).

@@ -239,17 +239,24 @@ pub(crate) fn output_item_parts<'a>(item: OutputItem<'a>, parts: &mut Vec<OutPar
                 }
             }
         }
+        // Summary parts are paragraphs of one reasoning text (a stream
+        // separates them the same way).
         Some("reasoning") => {
-            let texts = item
+            let texts: Vec<Str<'a>> = item
                 .summary
                 .unwrap_or_default()
                 .into_iter()
-                .chain(item.content.unwrap_or_default());
-            parts.extend(
-                texts
-                    .filter_map(|p| p.text.and_then(non_empty))
-                    .map(OutPart::Reasoning),
-            );
+                .chain(item.content.unwrap_or_default())
+                .filter_map(|p| p.text.and_then(non_empty))
+                .collect();
+            let text = match texts.as_slice() {
+                [] => None,
+                [_] => texts.into_iter().next(),
+                many => Some(Str::owned(
+                    many.iter().map(|t| &**t).collect::<Vec<_>>().join("\n\n"),
+                )),
+            };
+            parts.extend(text.map(OutPart::Reasoning));
         }
         Some("function_call") => parts.push(OutPart::ToolCall {
             id: item.call_id.unwrap_or_default(),

@@ -524,6 +524,8 @@ struct ChatOut<'r> {
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     top_p: Option<f64>,
@@ -533,8 +535,6 @@ struct ChatOut<'r> {
     user: Option<&'r str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_effort: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    verbosity: Option<&'r str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     response_format: Option<FormatOut<'r>>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -677,13 +677,13 @@ pub(crate) fn write(ctx: &Ctx<'_>, req: &Request<'_>) -> Result<Vec<u8>, Refusal
         tools: req.tools.iter().map(tool_out).collect(),
         tool_choice: req.tool_choice.as_ref().map(tool_choice_out),
         parallel_tool_calls: req.parallel_tool_calls.filter(|_| has_tools),
-        max_tokens: req.max_tokens,
+        max_tokens: req.max_tokens.filter(|_| !ctx.max_completion_tokens),
+        max_completion_tokens: req.max_tokens.filter(|_| ctx.max_completion_tokens),
         temperature: req.temperature,
         top_p: req.top_p,
         stop: &req.stop,
         user: req.user.as_deref(),
         reasoning_effort: req.reasoning.openai_effort().map(|e| e.openai()),
-        verbosity: req.verbosity.as_deref(),
         response_format: req.format.as_ref().map(format_out),
         stream: req.stream,
         stream_options: req.stream.then_some(IncludeUsage {
@@ -825,8 +825,10 @@ fn join_strs<'r>(texts: &[&'r str], sep: &str) -> Cow<'r, str> {
 }
 
 /// Arguments as JSON text (Messages `input` objects are written out).
+/// Empty arguments are written `{}`: the other side parses them as JSON.
 pub(super) fn arguments_text<'r>(args: &'r Args<'r>) -> Cow<'r, str> {
     match args {
+        Args::Text(text) if text.trim().is_empty() => Cow::Borrowed("{}"),
         Args::Text(text) => Cow::Borrowed(text),
         Args::Json(raw) => Cow::Borrowed(raw.get()),
     }

@@ -543,8 +543,6 @@ struct ToolOut<'r> {
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<&'r str>,
     input_schema: &'r RawValue,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    strict: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -607,7 +605,6 @@ pub(crate) fn write(
             name,
             description: Some("Give the answer as this tool's input."),
             input_schema: schema,
-            strict: None,
         });
         tool_choice = Some(ToolChoiceOut {
             kind: "tool",
@@ -804,8 +801,9 @@ fn tool_out<'r>(tool: &'r Tool<'r>, no_parameters: &'r RawValue) -> ToolOut<'r> 
     ToolOut {
         name: &tool.name,
         description: tool.description.as_deref(),
+        // `strict` is not sent: Anthropic takes it only behind a beta
+        // header (docs/translation.md, advisory fields).
         input_schema: tool.parameters.as_deref().unwrap_or(no_parameters),
-        strict: tool.strict,
     }
 }
 

@@ -23,12 +23,17 @@ pub const DEFAULT_MAX_TOKENS: u64 = 32_000;
 pub struct RequestOptions {
     /// `max_tokens` for a Messages upstream when the client set none.
     pub default_max_tokens: u64,
+    /// Write a Chat upstream's limit as `max_completion_tokens` instead of
+    /// `max_tokens` (OpenAI's reasoning models refuse `max_tokens`; most
+    /// other Chat servers know only `max_tokens`, the default).
+    pub max_completion_tokens: bool,
 }
 
 impl Default for RequestOptions {
     fn default() -> Self {
         RequestOptions {
             default_max_tokens: DEFAULT_MAX_TOKENS,
+            max_completion_tokens: false,
         }
     }
 }
@@ -49,6 +54,7 @@ pub fn translate_request_with(
         target: route.upstream,
         upstream: route.upstream_name,
         default_max_tokens: options.default_max_tokens,
+        max_completion_tokens: options.max_completion_tokens,
     };
     if route.is_native() {
         return pass_through(&ctx, body);
@@ -102,6 +108,7 @@ pub(crate) struct Ctx<'r> {
     pub(crate) target: Protocol,
     pub(crate) upstream: &'r str,
     pub(crate) default_max_tokens: u64,
+    pub(crate) max_completion_tokens: bool,
 }
 
 impl Ctx<'_> {

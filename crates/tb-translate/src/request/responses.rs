@@ -447,18 +447,25 @@ fn read_tools<'a>(
                     tool.format,
                 )?);
             }
-            other => {
-                return Err(ctx.refuse(
-                    join(&path, "type"),
-                    format!(
-                        "{other:?} is a tool OpenAI runs itself (or a client tool with no function equivalent); {} cannot run it",
-                        ctx.target_name()
-                    ),
-                ));
-            }
+            other => return Err(refuse_tool(ctx, &path, other.unwrap_or(""))),
         }
     }
     Ok(out)
+}
+
+fn refuse_tool(ctx: &Ctx<'_>, path: &str, kind: &str) -> Refusal {
+    let reason = match kind {
+        "local_shell" => format!(
+            "`local_shell` is the shell tool OpenAI's codex models call natively; {} has no equivalent (Codex sends a function `shell` tool for other models)",
+            ctx.target_name()
+        ),
+        "" => "a tool needs a type".to_owned(),
+        _ => format!(
+            "`{kind}` is a tool OpenAI runs on its servers; {} cannot run it",
+            ctx.target_name()
+        ),
+    };
+    ctx.refuse(join(path, "type"), reason)
 }
 
 /// A `custom` tool (free-form text input, as Codex's `apply_patch`) as a

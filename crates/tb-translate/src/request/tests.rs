@@ -278,7 +278,7 @@ fn structured_output() {
         Responses,
         Chat,
         r#"{"model":"m","input":"q","text":{"format":{"type":"json_object"},"verbosity":"low"}}"#,
-        r#"{"model":"m","messages":[{"role":"user","content":"q"}],"response_format":{"type":"json_object"},"verbosity":"low"}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"q"}],"response_format":{"type":"json_object"}}"#,
     );
     check(
         Chat,
@@ -624,4 +624,22 @@ fn answer_context_says_what_the_answer_needs() {
     .unwrap();
     assert_eq!(t.context.json_tool.as_deref(), Some("json_answer"));
     assert!(!t.context.include_usage);
+}
+
+#[test]
+fn chat_limit_field_is_a_per_upstream_choice() {
+    let options = crate::RequestOptions {
+        max_completion_tokens: true,
+        ..crate::RequestOptions::default()
+    };
+    let t = crate::translate_request_with(
+        &route(Messages, Chat),
+        br#"{"model":"m","max_tokens":64,"messages":[]}"#,
+        &options,
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(t.body).unwrap(),
+        r#"{"model":"m","messages":[],"max_completion_tokens":64}"#
+    );
 }
