@@ -107,7 +107,10 @@ fn cached_dir(prefix: &str, hash: &str, fill: impl FnOnce(&Path)) -> PathBuf {
     println!("installed {prefix} in {:.1?}", started.elapsed());
     for entry in std::fs::read_dir(cache()).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&format!("{prefix}-")) && entry.path() != dir {
+        let older = name
+            .strip_prefix(&format!("{prefix}-"))
+            .is_some_and(|h| h.len() == 16 && h.chars().all(|c| c.is_ascii_hexdigit()));
+        if older && entry.path() != dir {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -116,7 +119,8 @@ fn cached_dir(prefix: &str, hash: &str, fill: impl FnOnce(&Path)) -> PathBuf {
 
 /// The environment for installers: the test's own (registry settings,
 /// certificate bundles and proxies included), but HOME inside the cache,
-/// never the real one, and the package caches there too.
+/// never the real one, and no download caches (what is installed is the
+/// cache).
 fn install_env<'a>(
     cmd: &'a mut std::process::Command,
     path: &str,
@@ -126,8 +130,8 @@ fn install_env<'a>(
     cmd.env("PATH", path)
         .env("HOME", &home)
         .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-        .env("PIP_CACHE_DIR", cache().join("pip-cache"))
-        .env("npm_config_cache", cache().join("npm-cache"))
+        .env("PIP_NO_CACHE_DIR", "1")
+        .env("npm_config_cache", home.join("npm-cache"))
         .env("npm_config_update_notifier", "false")
 }
 
@@ -174,7 +178,9 @@ fn install_npm_agents(node: &Path) -> PathBuf {
             ])
             .current_dir(dir),
             "npm install (the pinned agents)",
-        )
+        );
+        // The downloads are in node_modules now; keep one copy, not two.
+        let _ = std::fs::remove_dir_all(cache().join("install-home").join("npm-cache"));
     });
     dir.join("node_modules").join(".bin")
 }
@@ -261,7 +267,7 @@ impl Agent {
     /// A model id the agent knows (so it does not warn or guess limits).
     pub fn model(self) -> &'static str {
         match self {
-            Agent::ClaudeCode => "claude-sonnet-4-5",
+            Agent::ClaudeCode => "claude-sonnet-4-6",
             _ => "gpt-5-mini",
         }
     }
@@ -540,10 +546,19 @@ pub async fn two_turn_tool_task(agent: Agent, upstream: Protocol) {
             daemon.logs()
         )
     });
+    // What else the agent asked the daemon for and did not get (probes of
+    // endpoints the daemon does not serve): worth seeing, not failing on.
+    let logs = daemon.logs();
+    let refused: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("request.completed") && !l.contains("status=200"))
+        .filter_map(|l| l.split_once("method=").map(|(_, rest)| rest))
+        .collect();
     println!(
-        "{agent:?} over {upstream}: ran in {:.1?}; upstream saw:\n  {}",
+        "{agent:?} over {upstream}: ran in {:.1?}; upstream saw:\n  {}\nthe daemon refused:\n  {}",
         run.elapsed,
-        summary.join("\n  ")
+        summary.join("\n  "),
+        refused.join("\n  ")
     );
     let context = format!(
         "stdout:\n{}\nstderr:\n{}\nupstream saw:\n{}\ndaemon logs:\n{}",
