@@ -29,14 +29,12 @@ use http_body_util::{BodyExt, Either, Full};
 use tb_billing::record::Attempt;
 use tb_billing::usage::{self, RequestFacts, UsageReport};
 use tb_domain::{Outcome, Protocol, ProviderKind};
+use tb_router::{Route, RoutePlan, Router, Upstream};
 use tb_routing::{Action, AttemptState, BodyHint, TransportFailure};
 use tb_seller::{Lease, is_insufficient_funds};
 
 use crate::hold::{Buffered, Held as HeldStream, buffer_json, hold_stream};
-use crate::plan::{Route, RoutePlan};
-use crate::route::Router;
 use crate::tap::ResponseTap;
-use crate::upstream::Upstream;
 
 const DEADLINE_MS: HeaderName = HeaderName::from_static("x-tokenbuddy-deadline-ms");
 const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
@@ -70,7 +68,7 @@ pub(crate) trait Transport: Send + Sync {
     ) -> impl Future<Output = Result<Response<Self::Body>, SendError>> + Send;
 }
 
-impl Transport for crate::upstream::UpstreamClient {
+impl Transport for crate::UpstreamClient {
     type Body = hyper::body::Incoming;
 
     async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Self::Body>, SendError> {
@@ -621,7 +619,7 @@ impl<'a, T: Transport> AttemptLoop<'a, T> {
             bought_after_dry: walk.bought_after_dry,
             jitter_seed: seed_of(self.ctx.request_id, walk.attempts.len() + 1),
         };
-        tb_routing::decide(failure.outcome, state, self.env.router.failover)
+        tb_routing::decide(failure.outcome, state, self.env.router.failover())
     }
 
     /// Moves the walk on; `false` when it stops here.

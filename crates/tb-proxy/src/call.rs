@@ -15,8 +15,7 @@ use tb_billing::record::{
 use tb_billing::settlement::Settlement;
 use tb_billing::usage::UsageReport;
 use tb_domain::Protocol;
-
-use crate::upstream::Upstream;
+use tb_router::Upstream;
 
 /// Where call records go (the ledger writer, in the daemon). `submit` must
 /// not block: when it cannot take the record it hands it back.

@@ -15,6 +15,7 @@ use tb_billing::record::CallOutcome;
 use tb_billing::settlement::{self, SETTLEMENT_HEADER, Settlement};
 use tb_billing::usage::UsageReport;
 use tb_domain::{Outcome, Protocol};
+use tb_router::{RoutePlan, Router, Upstream};
 use tb_routing::FinalChoice;
 use tb_seller::Lease;
 
@@ -24,11 +25,8 @@ use crate::attempt::{
 use crate::call::{CallTracker, unix_ms_now};
 use crate::error::{ErrorCode, ProxyError};
 use crate::headers::client_response_headers;
-use crate::plan::RoutePlan;
-use crate::route::Router;
 use crate::stream::{Ending, Finish, OnBreak, PassThrough, Tap};
 use crate::tap::ResponseTap;
-use crate::upstream::Upstream;
 use crate::{ProxyBody, ProxyState};
 
 pub(crate) const UPSTREAM: HeaderName = HeaderName::from_static("x-tokenbuddy-upstream");
@@ -83,13 +81,15 @@ where
     walk.attempts.push(record);
     call.set_winner(Arc::clone(&upstream));
     if winner.route != 0 {
-        a.state
-            .router
-            .served_after_failover(&a.plan.model, upstream.id.as_str(), unix_ms_now());
+        a.state.routing.router().served_after_failover(
+            &a.plan.model,
+            upstream.id.as_str(),
+            unix_ms_now(),
+        );
     }
     tracing::info!(target: "upstream.response", upstream = %upstream.id, status, head_ms = winner.head_ms, "upstream answered");
     let feedback = Feedback {
-        router: Arc::clone(&a.state.router),
+        router: Arc::clone(a.state.routing.router()),
         upstream: Arc::clone(&upstream),
         head_ms: winner.head_ms,
         request_started: a.started,

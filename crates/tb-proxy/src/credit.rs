@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use tb_domain::PaymentMethod;
+use tb_router::Upstream;
 use tb_seller::{AcquireError, CreditBroker, Lease, SellerRef};
 
 use crate::attempt::{BoxFuture, Credit};
 use crate::metrics::ProxyMetrics;
-use crate::upstream::Upstream;
 
 /// Seller credit through the broker.
 pub(crate) struct MarketCredit {

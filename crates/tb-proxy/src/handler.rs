@@ -9,8 +9,10 @@ use bytes::Bytes;
 use futures_util::FutureExt as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use serde_json::json;
 use tb_billing::usage::RequestFacts;
 use tb_domain::{ApiFamily, Protocol};
+use tb_router::RoutePlan;
 use tracing::Instrument;
 
 use crate::attempt::{AttemptLoop, Ctx, End, Env, Transport};
@@ -19,7 +21,6 @@ use crate::call::{CallStart, CallTracker, unix_ms_now};
 use crate::commit::{self, Answering, UPSTREAM};
 use crate::error::{ErrorCode, ProxyError};
 use crate::headers::upstream_request_headers;
-use crate::plan::RoutePlan;
 use crate::validate::RequestProbe as Probe;
 use crate::{ProxyBody, ProxyState};
 
@@ -150,7 +151,7 @@ async fn dispatch(
         .response(family);
     }
     match protocol {
-        None => json_response(state.table.load().models_body.clone()),
+        None => json_response(models_body(&state.routing.table().models())),
         Some(protocol) => match forward(state, req, protocol, request_id, started).await {
             Ok(resp) => resp,
             Err(err) => err.response(family),
@@ -166,6 +167,15 @@ fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// The `/v1/models` answer: OpenAI's model list.
+fn models_body(models: &[String]) -> Bytes {
+    let data: Vec<_> = models
+        .iter()
+        .map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "tokenbuddy"}))
+        .collect();
+    Bytes::from(json!({"object": "list", "data": data}).to_string())
 }
 
 fn json_response(body: Bytes) -> Response<ProxyBody> {
@@ -270,7 +280,7 @@ async fn walk<T: Transport>(
 ) -> Response<ProxyBody> {
     let env = Env {
         transport,
-        router: &state.router,
+        router: state.routing.router(),
         credit: state.credit.as_ref(),
     };
     let end = AttemptLoop::new(ctx, env)
@@ -298,8 +308,8 @@ fn plan_routes(
     probe: &Probe,
     protocol: Protocol,
 ) -> Result<RoutePlan, ProxyError> {
-    if let Some(problem) = state.auto_mode_problem() {
-        return Err(ProxyError::new(ErrorCode::NoRoute, problem));
+    if let Err(why) = state.routing.can_route() {
+        return Err(ProxyError::new(ErrorCode::NoRoute, why.to_string()));
     }
     let plan = state.plan(&probe.model, protocol);
     tracing::info!(
@@ -311,16 +321,7 @@ fn plan_routes(
         candidates = ?plan.routes.iter().map(|r| r.upstream.id.as_str()).collect::<Vec<_>>(),
         "planned"
     );
-    if let (Some(prewarm), Some(key)) = (
-        state.prewarm.get(),
-        crate::warm::key_for(state, &plan.model, protocol),
-    ) && plan
-        .routes
-        .iter()
-        .any(|r| r.upstream.seller_url().is_some())
-    {
-        prewarm.request_warmup(key);
-    }
+    state.routing.warm_up(&plan, protocol);
     if plan.routes.is_empty() {
         return Err(ProxyError::new(
             ErrorCode::ModelNotFound,

@@ -1,12 +1,13 @@
 //! What the proxy tells the control plane, the dashboard and `doctor`
 //! about itself, as plain data: the daemon maps it into the control
-//! plane's API types (tb-proxy does not know the wire format).
+//! plane's API types (tb-proxy does not know the wire format). The
+//! upstreams' own report comes from the routing runtime
+//! ([`tb_router::Routing::upstreams_report`]).
 
-use tb_config::{AutoConfig, ProviderMode};
-use tb_prewarm::PrewarmSnapshot;
+use tb_config::ProviderMode;
 use tb_seller::CreditSummary;
 
-use crate::{ModeSetting, Proxy, SinkHealth, call};
+use crate::{Proxy, SinkHealth, call};
 
 /// The routing part of `GET /v1/status`.
 #[derive(Debug, Clone)]
@@ -63,70 +64,13 @@ pub struct BudgetReport {
     pub left_usd_micros: u64,
 }
 
-/// `GET /v1/upstreams`.
-#[derive(Debug, Clone)]
-pub struct UpstreamsReport {
-    /// The active scorer.
-    pub scorer: tb_routing::Scorer,
-    /// Every upstream, in routing-table order.
-    pub upstreams: Vec<UpstreamReport>,
-}
-
-/// One upstream: pool state and the score breakdown.
-#[derive(Debug, Clone)]
-pub struct UpstreamReport {
-    /// Provider id or seller id.
-    pub id: String,
-    /// Whether it is a marketplace seller.
-    pub seller: bool,
-    /// Where requests go.
-    pub base_url: String,
-    /// The pool's view of it now.
-    pub view: tb_pool::PoolView,
-    /// The class of the last failure.
-    pub last_error_class: Option<String>,
-    /// The seller's discount, parts per million.
-    pub discount_ppm: u32,
-    /// The score under the active scorer.
-    pub score: tb_routing::ScoreBreakdown,
-}
-
-/// The provider mode in force.
-#[derive(Debug, Clone)]
-pub struct ModeReport {
-    /// `provider.mode`.
-    pub mode: ProviderMode,
-    /// `[provider.auto]`.
-    pub auto: AutoConfig,
-}
-
 impl Proxy {
-    /// `GET /v1/upstreams`.
-    pub fn upstreams_report(&self) -> UpstreamsReport {
-        let table = self.state.table.load();
-        let now = call::unix_ms_now();
-        UpstreamsReport {
-            scorer: self.state.router.scorer(),
-            upstreams: self.state.router.report(table.upstreams(), "", now),
-        }
-    }
-
     /// The routing part of `GET /v1/status`.
     pub fn status_report(&self) -> StatusReport {
-        let table = self.state.table.load();
+        let routing = &self.state.routing;
+        let table = routing.table();
         let now = call::unix_ms_now();
-        let open_circuits = self
-            .state
-            .router
-            .views(now)
-            .values()
-            .filter(|v| v.circuit == tb_pool::CircuitState::Open)
-            .count();
-        let sellers = table
-            .upstreams()
-            .iter()
-            .filter(|u| u.seller_url().is_some())
-            .count();
+        let open_circuits = routing.open_circuits(now).len();
         let registry = self.state.market.as_ref().map(|m| {
             let snap = m.registry.current();
             RegistryReport {
@@ -147,9 +91,9 @@ impl Proxy {
             }
         });
         StatusReport {
-            mode: self.state.modes.load().mode,
+            mode: routing.provider_mode().mode,
             upstreams_total: table.upstreams().len(),
-            sellers,
+            sellers: table.sellers(),
             open_circuits,
             registry,
             budget,
@@ -168,52 +112,5 @@ impl Proxy {
         let mut c = m.broker.credit_summary();
         c.budget_left_usd_micros = m.broker.budget_left();
         Some(c)
-    }
-
-    /// `GET /v1/prewarm` (`None` without a marketplace).
-    pub fn prewarm_report(&self) -> Option<PrewarmSnapshot> {
-        self.state.prewarm.get().map(|p| p.snapshot())
-    }
-
-    /// `GET /v1/provider-mode`.
-    pub fn provider_mode(&self) -> ModeReport {
-        let m = self.state.modes.load();
-        ModeReport {
-            mode: m.mode,
-            auto: m.auto.clone(),
-        }
-    }
-
-    /// Applies a new provider mode at once. Marketplace modes need the
-    /// marketplace the daemon started with (`registry.url`).
-    pub fn set_provider_mode(&self, mode: ProviderMode, auto: AutoConfig) -> Result<(), String> {
-        if mode != ProviderMode::Manual && self.state.market.is_none() {
-            return Err("the marketplace is not running: set registry.url and restart the daemon to use auto or both".into());
-        }
-        self.state
-            .modes
-            .store(std::sync::Arc::new(ModeSetting { mode, auto }));
-        self.state.rebuild();
-        Ok(())
-    }
-
-    /// Upstreams whose circuit is open now (doctor).
-    pub fn open_circuits(&self) -> Vec<String> {
-        let now = call::unix_ms_now();
-        let mut open: Vec<String> = self
-            .state
-            .router
-            .views(now)
-            .into_iter()
-            .filter(|(_, v)| v.circuit == tb_pool::CircuitState::Open)
-            .map(|(id, _)| id)
-            .collect();
-        open.sort();
-        open
-    }
-
-    /// Every model the routing table serves.
-    pub fn served_models(&self) -> Vec<String> {
-        self.state.table.load().models()
     }
 }

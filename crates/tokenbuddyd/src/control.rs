@@ -41,7 +41,7 @@ impl DaemonApi {
             self.proxy_url.clone(),
             self.token.expose().to_string(),
             self.config.routing.focus_models.clone(),
-            self.proxy.served_models(),
+            self.proxy.routing().table().models(),
         )
         .map_err(|e| ApiError::internal(e.to_string()))
     }
@@ -60,7 +60,7 @@ impl DaemonApi {
         ));
         let status = self.status();
         checks.extend(status.registry.as_ref().map(doctor::registry_check));
-        for id in self.proxy.open_circuits() {
+        for id in self.proxy.routing().open_circuits(unix_ms_now()) {
             checks.push(Check::fail(
                 format!("upstream {id}"),
                 "circuit open: benched after repeated failures",
@@ -128,7 +128,7 @@ impl ControlApi for DaemonApi {
     }
 
     fn upstreams(&self) -> wire::Upstreams {
-        let r = self.proxy.upstreams_report();
+        let r = self.proxy.routing().upstreams_report(unix_ms_now());
         wire::Upstreams {
             scorer: r.scorer.as_str().to_string(),
             upstreams: r.upstreams.into_iter().map(upstream_to_wire).collect(),
@@ -136,7 +136,7 @@ impl ControlApi for DaemonApi {
     }
 
     fn prewarm(&self) -> wire::Prewarm {
-        self.proxy.prewarm_report()
+        self.proxy.routing().prewarm().map(|p| p.snapshot())
     }
 
     fn credit(&self) -> wire::Credit {
@@ -175,7 +175,7 @@ impl ControlApi for DaemonApi {
 
     fn usage(&self, since: String, by: UsageBy) -> Fut<'_, Result<wire::Usage, ApiError>> {
         Box::pin(async move {
-            let since_ms = crate::history::parse_since(&since, tb_proxy_now_ms())
+            let since_ms = crate::history::parse_since(&since, unix_ms_now())
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
             crate::history::usage_doc(&self.ledger, since_ms, by)
                 .await
@@ -184,7 +184,7 @@ impl ControlApi for DaemonApi {
     }
 
     fn provider_mode(&self) -> wire::ProviderMode {
-        let m = self.proxy.provider_mode();
+        let m = self.proxy.routing().provider_mode();
         provider_mode_to_wire(m.mode, &m.auto)
     }
 
@@ -206,8 +206,9 @@ impl ControlApi for DaemonApi {
                 return Err(ApiError::bad_request(msg.join("; ")));
             }
             self.proxy
+                .routing()
                 .set_provider_mode(mode, auto)
-                .map_err(|e| ApiError::new(409, "restart_required", e))?;
+                .map_err(|e| ApiError::new(409, "restart_required", e.to_string()))?;
             let saved = self.provider_mode();
             let text = serde_json::to_string(&saved)
                 .map_err(|e| ApiError::internal(format!("encoding the provider mode: {e}")))?;
@@ -281,7 +282,7 @@ impl ControlApi for DaemonApi {
     }
 }
 
-fn tb_proxy_now_ms() -> i64 {
+fn unix_ms_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -388,7 +389,7 @@ fn health_to_wire(s: tb_pool::UpstreamStatus) -> wire::UpstreamHealth {
     }
 }
 
-fn upstream_to_wire(u: tb_proxy::UpstreamReport) -> wire::Upstream {
+fn upstream_to_wire(u: tb_router::UpstreamReport) -> wire::Upstream {
     let s = u.score;
     wire::Upstream {
         id: u.id,

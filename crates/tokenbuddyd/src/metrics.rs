@@ -113,7 +113,7 @@ impl DaemonGauges {
                 .set(i64::try_from(snapshot.doc.sellers.len()).unwrap_or(i64::MAX));
             self.registry_stale.set(i64::from(snapshot.stale));
         }
-        if let Some(prewarm) = proxy.prewarm() {
+        if let Some(prewarm) = proxy.routing().prewarm() {
             for (state, n) in prewarm.state_counts() {
                 self.prewarm_entries
                     .with_label_values(&[state.as_str()])

@@ -166,7 +166,7 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     tracing::info!(
         target: "daemon.started",
         proxy = %proxy_url,
-        upstreams = proxy.upstreams().len(),
+        upstreams = proxy.routing().table().upstreams().len(),
         runtime = ?runtime.runtime_flavor(),
         runtime_threads = runtime.metrics().num_workers(),
         "tokenbuddyd is serving"

@@ -12,14 +12,12 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use tb_billing::record::{CallOutcome, CallRecord};
 use tb_domain::{Outcome, PaymentMethod, Protocol, UpstreamId};
 use tb_pool::CircuitState;
+use tb_router::{Route, RoutePlan, Router, Upstream};
 use tb_seller::{Lease, SellerSecret};
 
 use super::*;
 use crate::call::{CallSink, unix_ms_now};
 use crate::handler::{ReadRequest, forward_with};
-use crate::plan::{Route, RoutePlan};
-use crate::route::Router;
-use crate::upstream::Upstream;
 use crate::{AccessToken, Proxy, ProxyBody};
 
 const MODEL: &str = "m";
@@ -221,7 +219,8 @@ async fn call(proxy: &Proxy, script: &Script, stream: bool) -> (u16, String, Str
 fn view(proxy: &Proxy, id: &str) -> tb_pool::PoolView {
     proxy
         .state
-        .router
+        .routing
+        .router()
         .views(unix_ms_now())
         .remove(id)
         .expect("a pool entry")
@@ -544,7 +543,7 @@ async fn walk_sellers(
     script: &Script,
     credit: FakeCredit,
 ) -> (Vec<Outcome>, Vec<(String, Option<String>)>, Vec<String>) {
-    let plan = RoutePlan::scripted(
+    let plan = RoutePlan::from_routes(
         MODEL,
         vec![
             Route {

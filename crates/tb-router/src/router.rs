@@ -1,7 +1,8 @@
-//! Routing glue: turns the model index's candidates into an ordered plan
+//! The router: turns the model index's candidates into an ordered plan
 //! with the pool's live state and the configured scorer (tb-routing), and
-//! feeds attempt results back into the pool (tb-pool). The pure decisions
-//! live in those crates; this module only holds their state and converts.
+//! feeds attempt results back into the pool (tb-pool) and stickiness. The
+//! pure decisions live in those crates; this module only holds their state
+//! and converts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,6 +16,7 @@ use tb_routing::{
 };
 
 use crate::plan::RoutePlan;
+use crate::report::UpstreamReport;
 use crate::upstream::Upstream;
 
 /// How long a 429 without `Retry-After` benches an upstream.
@@ -30,14 +32,16 @@ pub(crate) fn auto_plan_mode(auto: &AutoConfig) -> PlanMode {
     }
 }
 
-/// Pool, stickiness and the routing settings.
-pub(crate) struct Router {
+/// Pool, stickiness and the routing settings: the live state that orders
+/// a plan and learns from every attempt. Shared by all requests; each call
+/// holds a lock only for its own bookkeeping, never across an `.await`.
+pub struct Router {
     pool: Mutex<SellerPool>,
     sticky: Mutex<Stickiness>,
     scorer: Scorer,
     manual_mode: PlanMode,
     max_attempts: usize,
-    pub(crate) failover: FailoverConfig,
+    failover: FailoverConfig,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -46,7 +50,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Router {
-    pub(crate) fn new(routing: &RoutingConfig, breaker: &BreakerConfig) -> Router {
+    /// A router with an empty pool, from `[routing]` and `[breaker]`.
+    pub fn new(routing: &RoutingConfig, breaker: &BreakerConfig) -> Router {
         let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let pool = SellerPool::new(PoolConfig {
             max_failures: breaker.max_failures,
@@ -82,7 +87,7 @@ impl Router {
     }
 
     /// Keeps one pool entry per upstream of the current table.
-    pub(crate) fn sync(&self, upstreams: &[Arc<Upstream>]) {
+    pub fn sync(&self, upstreams: &[Arc<Upstream>]) {
         lock(&self.pool).sync(upstreams.iter().map(|u| u.id.as_str()));
     }
 
@@ -127,7 +132,7 @@ impl Router {
     /// Orders the plan: manual providers by their policy, then sellers by
     /// the scorer; benched upstreams last (never dropped); stickiness; at
     /// most `max_attempts` upstreams.
-    pub(crate) fn order(
+    pub fn order(
         &self,
         mut plan: RoutePlan,
         model: &str,
@@ -168,33 +173,33 @@ impl Router {
     }
 
     /// Half-open admission (the planner already put benched ones last).
-    pub(crate) fn admit(&self, id: &str, now_ms: i64) -> Admission {
+    pub fn admit(&self, id: &str, now_ms: i64) -> Admission {
         lock(&self.pool).try_acquire(id, now_ms)
     }
 
     /// A successful answer.
-    pub(crate) fn success(&self, id: &str, now_ms: i64, metrics: CallMetrics) {
+    pub fn success(&self, id: &str, now_ms: i64, metrics: CallMetrics) {
         lock(&self.pool).record_success(id, now_ms, metrics);
     }
 
     /// A failure that says something about the upstream.
-    pub(crate) fn failure(&self, id: &str, now_ms: i64, outcome: tb_domain::Outcome) {
+    pub fn failure(&self, id: &str, now_ms: i64, outcome: tb_domain::Outcome) {
         lock(&self.pool).record_failure(id, now_ms, outcome.as_str());
     }
 
     /// An attempt that ended without judging the upstream (client's fault,
     /// cancelled, our credit): frees a half-open trial.
-    pub(crate) fn neutral(&self, id: &str) {
+    pub fn neutral(&self, id: &str) {
         lock(&self.pool).release_trial(id);
     }
 
     /// A health probe's result (probe metrics never overwrite newer live ones).
-    pub(crate) fn probe(&self, id: &str, now_ms: i64, ok: bool, latency_ms: Option<u64>) {
+    pub fn probe(&self, id: &str, now_ms: i64, ok: bool, latency_ms: Option<u64>) {
         lock(&self.pool).record_probe(id, now_ms, tb_pool::ProbeResult { ok, latency_ms });
     }
 
     /// A 429: bench the upstream until `Retry-After` (or a short default).
-    pub(crate) fn rate_limited(&self, id: &str, now_ms: i64, retry_after: Option<&str>) {
+    pub fn rate_limited(&self, id: &str, now_ms: i64, retry_after: Option<&str>) {
         let until = retry_after
             .and_then(|v| tb_pool::parse_retry_after(v, now_ms))
             .unwrap_or(now_ms + DEFAULT_CAPACITY_BLOCK_MS);
@@ -202,25 +207,25 @@ impl Router {
     }
 
     /// A failover was served by `id`: start there for a while.
-    pub(crate) fn served_after_failover(&self, model: &str, id: &str, now_ms: i64) {
+    pub fn served_after_failover(&self, model: &str, id: &str, now_ms: i64) {
         lock(&self.sticky).on_failover_served(model, Arc::from(id), now_ms);
     }
 
     /// One report per upstream: pool state and the score breakdown under
     /// the active scorer (control plane, dashboard, doctor).
-    pub(crate) fn report(
+    pub fn report(
         &self,
         upstreams: &[Arc<Upstream>],
         model_hint: &str,
         now_ms: i64,
-    ) -> Vec<crate::report::UpstreamReport> {
+    ) -> Vec<UpstreamReport> {
         let refs: Vec<&Arc<Upstream>> = upstreams.iter().collect();
         let candidates = self.candidates(&refs, model_hint, now_ms, true);
         let pool = lock(&self.pool);
         upstreams
             .iter()
             .zip(&candidates)
-            .map(|(u, c)| crate::report::UpstreamReport {
+            .map(|(u, c)| UpstreamReport {
                 id: u.id.as_str().to_string(),
                 seller: u.seller_url().is_some(),
                 base_url: u.base_url().to_string(),
@@ -235,13 +240,17 @@ impl Router {
     }
 
     /// The active scorer.
-    pub(crate) fn scorer(&self) -> tb_routing::Scorer {
+    pub fn scorer(&self) -> tb_routing::Scorer {
         self.scorer
     }
 
-    /// Pool views for diagnostics (control plane, doctor).
-    #[allow(dead_code)]
-    pub(crate) fn views(&self, now_ms: i64) -> HashMap<String, tb_pool::PoolView> {
+    /// The failover settings the attempt loop decides with.
+    pub fn failover(&self) -> FailoverConfig {
+        self.failover
+    }
+
+    /// Pool views by upstream id (metrics, control plane, doctor).
+    pub fn views(&self, now_ms: i64) -> HashMap<String, tb_pool::PoolView> {
         let pool = lock(&self.pool);
         pool.entries()
             .map(|(id, _)| (id.to_string(), pool.snapshot(id, now_ms)))

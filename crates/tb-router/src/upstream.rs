@@ -1,6 +1,6 @@
-//! Upstreams as the forwarder sees them: a base URL, a precomputed auth
-//! header, extra headers. The pooled HTTP(S) client that reaches them is
-//! tb-http's, re-exported under the names callers already use.
+//! Upstreams as routing and the forwarder see them: an id, a base URL,
+//! how they are priced, and (manual providers) a precomputed auth header
+//! and extra headers. Sending to them is the proxy's job.
 
 use http::{HeaderName, HeaderValue, Uri};
 use std::collections::HashMap;
@@ -10,11 +10,6 @@ use tb_config::{ModelPriceConfig, ProviderConfig};
 use tb_domain::{Protocol, ProviderKind, UpstreamId};
 use tb_prices::{Ppm, TokenPrices};
 use tb_registry::SellerEntry;
-
-pub use tb_http::{TlsSetupError, build_client};
-
-/// The pooled client used for every upstream call (tb-http's one client).
-pub type UpstreamClient = tb_http::HttpClient;
 
 /// One upstream, ready to be called: a manual provider or a marketplace
 /// seller.
@@ -226,8 +221,8 @@ impl Upstream {
     }
 
     /// The configured authentication header (manual providers; a seller's
-    /// token is bought per request).
-    pub(crate) fn auth_header(&self) -> Option<(&HeaderName, &HeaderValue)> {
+    /// token is bought per request). The value is marked sensitive.
+    pub fn auth_header(&self) -> Option<(&HeaderName, &HeaderValue)> {
         match &self.source {
             Source::Manual { auth, .. } => Some((&auth.0, &auth.1)),
             Source::Seller { .. } => None,
@@ -237,15 +232,15 @@ impl Upstream {
     /// The provider key itself, as sent in [`auth_header`](Self::auth_header)
     /// (without the `Bearer ` that `from_config` puts before it), so an
     /// upstream that quotes it back can be redacted.
-    pub(crate) fn credential(&self) -> Option<&[u8]> {
+    pub fn credential(&self) -> Option<&[u8]> {
         self.auth_header().map(|(_, v)| {
             let v = v.as_bytes();
             v.strip_prefix(b"Bearer ").unwrap_or(v)
         })
     }
 
-    /// Extra configured headers.
-    pub(crate) fn extra_headers(&self) -> &[(HeaderName, HeaderValue)] {
+    /// Extra configured headers (values marked sensitive).
+    pub fn extra_headers(&self) -> &[(HeaderName, HeaderValue)] {
         match &self.source {
             Source::Manual { extra_headers, .. } => extra_headers,
             Source::Seller { .. } => &[],

@@ -7,30 +7,48 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use serde_json::json;
-use tb_config::{AutoConfig, AutoRange, ProviderMode};
+use tb_config::{AutoConfig, AutoRange, ProviderConfig, ProviderMode};
 use tb_domain::{PaymentMethod, Protocol};
 use tb_registry::{IndexedUpstream, ModelIndex, RegistryDoc};
 
 use crate::plan::RoutePlan;
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamError};
 
 /// One immutable routing table.
-pub(crate) struct RoutingTable {
+pub struct RoutingTable {
     index: ModelIndex,
     upstreams: Vec<Arc<Upstream>>,
     payments: Vec<PaymentMethod>,
-    /// The `/v1/models` answer, built once per table.
-    pub(crate) models_body: Bytes,
     /// How many sellers the table holds.
-    pub(crate) sellers: usize,
+    sellers: usize,
 }
 
 /// The manual providers, built once from config.
 pub(crate) struct ManualUpstreams {
     pub(crate) upstreams: Vec<Arc<Upstream>>,
     pub(crate) indexed: Vec<IndexedUpstream>,
+}
+
+impl ManualUpstreams {
+    /// One [`Upstream`] per `[[providers]]` entry, in order; `env` reads
+    /// the variables named by `api_key_env`.
+    pub(crate) fn from_config(
+        providers: &[ProviderConfig],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ManualUpstreams, UpstreamError> {
+        let mut upstreams = Vec::with_capacity(providers.len());
+        let mut indexed = Vec::with_capacity(providers.len());
+        for (i, p) in providers.iter().enumerate() {
+            let upstream = Upstream::from_config(i, p, env)?;
+            indexed.push(IndexedUpstream::manual(
+                upstream.id.clone(),
+                p.models.clone(),
+                p.effective_protocols(),
+            ));
+            upstreams.push(Arc::new(upstream));
+        }
+        Ok(ManualUpstreams { upstreams, indexed })
+    }
 }
 
 /// Which sellers auto mode may use, in order: the default seller first,
@@ -81,24 +99,17 @@ impl RoutingTable {
                 }
             }
         }
-        let index = ModelIndex::new(indexed, aliases.clone());
-        let data: Vec<_> = index
-            .models()
-            .into_iter()
-            .map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "tokenbuddy"}))
-            .collect();
-        let models_body = Bytes::from(json!({"object": "list", "data": data}).to_string());
         RoutingTable {
-            index,
+            index: ModelIndex::new(indexed, aliases.clone()),
             upstreams,
             payments,
-            models_body,
             sellers,
         }
     }
 
-    /// The routes for `model` over `protocol`, in order.
-    pub(crate) fn plan(&self, model: &str, protocol: Protocol) -> RoutePlan {
+    /// The routes for `model` over `protocol`, in the index's order (the
+    /// [`Router`](crate::Router) reorders them).
+    pub fn plan(&self, model: &str, protocol: Protocol) -> RoutePlan {
         RoutePlan::from_lookup(
             self.index.lookup(model, protocol, &self.payments),
             &self.upstreams,
@@ -111,13 +122,18 @@ impl RoutingTable {
     }
 
     /// Every upstream, in order.
-    pub(crate) fn upstreams(&self) -> &[Arc<Upstream>] {
+    pub fn upstreams(&self) -> &[Arc<Upstream>] {
         &self.upstreams
     }
 
-    /// Every model the table serves (what `/v1/models` lists).
-    pub(crate) fn models(&self) -> Vec<String> {
+    /// Every model the table serves (what `/v1/models` lists), sorted.
+    pub fn models(&self) -> Vec<String> {
         self.index.models().into_iter().map(String::from).collect()
+    }
+
+    /// How many of the upstreams are marketplace sellers.
+    pub fn sellers(&self) -> usize {
+        self.sellers
     }
 }
 
@@ -170,25 +186,16 @@ mod tests {
         };
         let d = doc();
         let auto = AutoConfig::default();
-        let t = RoutingTable::build(
-            &manual,
-            Some(&d),
-            ProviderMode::Auto,
-            &auto,
-            &BTreeMap::new(),
-        );
-        assert_eq!(t.sellers, 3);
+        let build = |registry: Option<&RegistryDoc>, mode| {
+            RoutingTable::build(&manual, registry, mode, &auto, &BTreeMap::new())
+        };
+        let t = build(Some(&d), ProviderMode::Auto);
+        assert_eq!(t.sellers(), 3);
         assert_eq!(t.plan("m", Protocol::ChatCompletions).routes.len(), 3);
         assert!(t.plan("m", Protocol::Messages).routes.is_empty());
-        let t = RoutingTable::build(
-            &manual,
-            Some(&d),
-            ProviderMode::Manual,
-            &auto,
-            &BTreeMap::new(),
-        );
+        let t = build(Some(&d), ProviderMode::Manual);
         assert!(t.plan("m", Protocol::ChatCompletions).routes.is_empty());
-        let t = RoutingTable::build(&manual, None, ProviderMode::Both, &auto, &BTreeMap::new());
-        assert_eq!(t.sellers, 0);
+        let t = build(None, ProviderMode::Both);
+        assert_eq!(t.sellers(), 0);
     }
 }

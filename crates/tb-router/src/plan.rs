@@ -1,7 +1,7 @@
-//! The seam where routing plugs in: a [`RoutePlan`] is the ordered list of
-//! routes the attempt loop walks. Today it is the model index's preference
-//! order (config order); the routing crate (pool, breakers, scorers) will
-//! produce it instead without the attempt loop changing.
+//! What routing hands the proxy: a [`RoutePlan`] is the ordered list of
+//! routes one request's attempt loop walks. The routing table fills it in
+//! the model index's order ([`RoutingTable::plan`](crate::RoutingTable::plan));
+//! the [`Router`](crate::Router) reorders it with the pool's live state.
 
 use std::sync::Arc;
 
@@ -46,9 +46,11 @@ impl RoutePlan {
         }
     }
 
-    /// A plan over these routes, for tests that script the upstreams.
-    #[cfg(test)]
-    pub(crate) fn scripted(model: &str, routes: Vec<Route>) -> RoutePlan {
+    /// A plan over routes the caller chose, tried in the given order,
+    /// without the model index: `model` is sent as it is (an exact match)
+    /// and every route counts as considered. For callers that pick their
+    /// upstreams themselves, such as a test that scripts them.
+    pub fn from_routes(model: &str, routes: Vec<Route>) -> RoutePlan {
         RoutePlan {
             model: model.to_string(),
             lookup: Lookup {
@@ -88,5 +90,36 @@ impl RoutePlan {
             ));
         }
         msg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tb_domain::{PaymentMethod, UpstreamId};
+
+    fn seller(id: &str) -> Route {
+        Route {
+            upstream: Arc::new(Upstream::seller(&tb_registry::SellerEntry {
+                id: UpstreamId::new(id),
+                name: id.into(),
+                url: format!("http://{id}.test"),
+                models: vec!["m".into()],
+                protocols: vec![Protocol::ChatCompletions],
+                payment_methods: vec![PaymentMethod::Mock],
+                discount_ratio: tb_prices::Ppm::ZERO,
+                service_fee_ratio: tb_prices::Ppm::ZERO,
+            })),
+        }
+    }
+
+    #[test]
+    fn a_plan_from_chosen_routes_keeps_their_order() {
+        let plan = RoutePlan::from_routes("m", vec![seller("b"), seller("a")]);
+        let ids: Vec<&str> = plan.routes.iter().map(|r| r.upstream.id.as_str()).collect();
+        assert_eq!((plan.model.as_str(), ids), ("m", vec!["b", "a"]));
+        let msg = plan.not_found_message("m", Protocol::ChatCompletions);
+        assert!(msg.contains("any of the 2 upstream(s) considered"), "{msg}");
+        assert!(!msg.contains("resolved to"), "{msg}");
     }
 }

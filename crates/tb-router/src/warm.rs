@@ -1,26 +1,30 @@
 //! Prewarm wiring: which sellers serve a focus model (from the routing
 //! table), how a seller is probed ([`SellerClient::healthz`] on the pooled
-//! client), and where the results go (the seller pool).
+//! client), and where the results go (the router's seller pool).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tb_domain::PaymentMethod;
-use tb_http::duration_ms;
+use tb_http::{HttpClient, duration_ms};
 use tb_prewarm::{BoxFuture, PrewarmKey, ProbeOutcome, ProbeSink, ProbeTarget, Prober, Targets};
 use tb_seller::SellerClient;
 
-use crate::ProxyState;
+use crate::Routing;
 
-/// Implements the prewarm traits over the proxy's state.
-pub(crate) struct Warm(pub(crate) Arc<ProxyState>);
+/// Implements the prewarm traits over the routing runtime (its current
+/// table, its router, how sellers are paid) and a pooled client to probe
+/// with.
+pub(crate) struct Warm {
+    pub(crate) routing: Arc<Routing>,
+    pub(crate) client: HttpClient,
+}
 
 impl Targets for Warm {
     fn targets(&self, model: &str) -> Vec<(PrewarmKey, Vec<ProbeTarget>)> {
-        let Some(market) = &self.0.market else {
+        let Some(payment) = self.routing.seller_payment() else {
             return Vec::new();
         };
-        let table = self.0.table.load();
+        let table = self.routing.table();
         let Some(protocol) = table.prewarm_protocol(model) else {
             return Vec::new();
         };
@@ -38,10 +42,7 @@ impl Targets for Warm {
         if targets.is_empty() {
             return Vec::new();
         }
-        vec![(
-            PrewarmKey::new(plan.model, protocol, market.payment),
-            targets,
-        )]
+        vec![(PrewarmKey::new(plan.model, protocol, payment), targets)]
     }
 }
 
@@ -52,7 +53,7 @@ impl Prober for Warm {
         timeout: Duration,
     ) -> BoxFuture<'a, ProbeOutcome> {
         // A clone of the pooled client: cheap, and the probe's timeout.
-        let sellers = SellerClient::new(self.0.client.clone(), timeout);
+        let sellers = SellerClient::new(self.client.clone(), timeout);
         Box::pin(async move { probe_seller(&sellers, &target.url).await })
     }
 }
@@ -71,23 +72,10 @@ async fn probe_seller(sellers: &SellerClient, url: &str) -> ProbeOutcome {
 
 impl ProbeSink for Warm {
     fn record(&self, upstream_id: &str, now_ms: i64, outcome: ProbeOutcome) {
-        self.0
-            .router
+        self.routing
+            .router()
             .probe(upstream_id, now_ms, outcome.ok, outcome.latency_ms);
     }
-}
-
-/// The prewarm key of a request, when it goes to sellers.
-pub(crate) fn key_for(
-    state: &ProxyState,
-    model: &str,
-    protocol: tb_domain::Protocol,
-) -> Option<PrewarmKey> {
-    let market = state.market.as_ref()?;
-    if market.payment == PaymentMethod::ProviderKey {
-        return None;
-    }
-    Some(PrewarmKey::new(model, protocol, market.payment))
 }
 
 #[cfg(test)]
