@@ -1,14 +1,16 @@
 //! Translation cost on what the agents send:
-//! - `request/messages_200k_to_chat`: a 200 KB Claude-Code-like Messages
-//!   request (billing header and cached system blocks, 30 tool
+//! - `translate_request/chat_1k_to_messages`: a 1 KB opencode-like Chat
+//!   request → Messages (the common small case);
+//! - `translate_request/messages_200k_to_chat`: a 200 KB Claude-Code-like
+//!   Messages request (billing header and cached system blocks, 30 tool
 //!   definitions, a long conversation whose tool results are file
 //!   contents full of `\n`, `\t` and `\"`, signed thinking) → Chat;
-//! - `request/responses_codex_to_chat`: a Codex-like Responses request
-//!   (instructions, developer and user items, reasoning items with
+//! - `translate_request/responses_codex_to_chat`: a Codex-like Responses
+//!   request (instructions, developer and user items, reasoning items with
 //!   `encrypted_content`, shell calls and outputs, the custom
 //!   `apply_patch` tool) → Chat;
-//! - `stream/chat_to_messages`, `stream/chat_to_responses`: a Chat stream
-//!   of text deltas, reasoning deltas and a tool call with streamed
+//! - `translate_stream/chat_to_messages`, `.../chat_to_responses`: a Chat
+//!   stream of text deltas, reasoning deltas and a tool call with streamed
 //!   arguments, fed one upstream event per push; throughput is per chunk.
 //!
 //! Budgets (the issue): ≤ 20 µs per request, ≤ 5 µs per streamed chunk.
@@ -171,6 +173,24 @@ fn chat_stream_events(n: usize) -> Vec<Vec<u8>> {
     events
 }
 
+/// A 1 KB Chat request as opencode sends one (system, user, a tool).
+fn small_chat_body() -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "model": "claude-sonnet-4-5",
+        "stream": true,
+        "stream_options": {"include_usage": true},
+        "max_tokens": 4096,
+        "temperature": 0.2,
+        "messages": [
+            {"role": "system", "content": PROSE},
+            {"role": "user", "content": PROSE.repeat(2) + "Résumé: what does \"parse\" do?\n"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "read", "description": "Read a file.",
+                   "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}],
+    }))
+    .unwrap()
+}
+
 fn route(client: Protocol, upstream: Protocol) -> Route<'static> {
     Route {
         client,
@@ -182,17 +202,27 @@ fn route(client: Protocol, upstream: Protocol) -> Route<'static> {
 fn requests(c: &mut Criterion) {
     let cases = [
         (
+            "chat_1k_to_messages",
+            Protocol::ChatCompletions,
+            small_chat_body(),
+        ),
+        (
             "messages_200k_to_chat",
             Protocol::Messages,
             claude_code_body(200 * 1024),
         ),
         ("responses_codex_to_chat", Protocol::Responses, codex_body()),
     ];
-    let mut g = c.benchmark_group("request");
+    let mut g = c.benchmark_group("translate_request");
     g.warm_up_time(Duration::from_millis(500));
     g.measurement_time(Duration::from_secs(3));
     for (name, client, body) in &cases {
-        let route = route(*client, Protocol::ChatCompletions);
+        let upstream = if *client == Protocol::ChatCompletions {
+            Protocol::Messages
+        } else {
+            Protocol::ChatCompletions
+        };
+        let route = route(*client, upstream);
         translate_request(&route, body).unwrap();
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(*name, |b| {
@@ -207,7 +237,7 @@ fn requests(c: &mut Criterion) {
 
 fn streams(c: &mut Criterion) {
     let events = chat_stream_events(400);
-    let mut g = c.benchmark_group("stream");
+    let mut g = c.benchmark_group("translate_stream");
     g.warm_up_time(Duration::from_millis(500));
     g.measurement_time(Duration::from_secs(3));
     g.throughput(Throughput::Elements(events.len() as u64));

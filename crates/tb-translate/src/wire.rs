@@ -154,11 +154,39 @@ pub(crate) fn at<E: de::Error>(key: &str, err: E) -> E {
 }
 
 /// Declares a wire struct: every listed member is an `Option` of its type
-/// (JSON `null` reads as absent), everything else is kept in `extra`.
+/// (JSON `null` reads as absent), everything else is kept in `extra`
+/// (`struct`) or skipped without being stored (`lenient struct`, for
+/// upstream answers and events, where unknown members are ignored).
 macro_rules! wire {
     (
         $(#[$meta:meta])*
-        struct $name:ident {
+        struct $name:ident { $($body:tt)* }
+    ) => {
+        $crate::wire::wire!(@define keep [] $(#[$meta])* $name { $($body)* });
+    };
+    (
+        $(#[$meta:meta])*
+        lenient struct $name:ident { $($body:tt)* }
+    ) => {
+        $crate::wire::wire!(
+            @define skip [#[allow(dead_code, reason = "lenient types skip unknown members")]]
+            $(#[$meta])* $name { $($body)* }
+        );
+    };
+    (@unknown keep, $out:ident, $map:ident, $key:ident) => {{
+        let value = $map
+            .next_value()
+            .map_err(|e| $crate::wire::at(&$key, e))?;
+        $out.extra.push($key, value)
+    }};
+    (@unknown skip, $out:ident, $map:ident, $key:ident) => {{
+        let _ = &$key;
+        $map.next_value::<serde::de::IgnoredAny>()?;
+    }};
+    (
+        @define $mode:ident [$(#[$extra_meta:meta])*]
+        $(#[$meta:meta])*
+        $name:ident {
             $( $(#[$fmeta:meta])* $field:ident : $ty:ty = $key:literal, )*
         }
     ) => {
@@ -167,6 +195,7 @@ macro_rules! wire {
         pub(crate) struct $name<'a> {
             $( $(#[$fmeta])* pub(crate) $field: Option<$ty>, )*
             /// The members this type does not declare.
+            $(#[$extra_meta])*
             pub(crate) extra: $crate::wire::Extra<'a>,
         }
 
@@ -190,12 +219,7 @@ macro_rules! wire {
                                         .next_value()
                                         .map_err(|e| $crate::wire::at($key, e))?
                                 } )*
-                                _ => {
-                                    let value = map
-                                        .next_value()
-                                        .map_err(|e| $crate::wire::at(&key, e))?;
-                                    out.extra.push(key, value)
-                                }
+                                _ => $crate::wire::wire!(@unknown $mode, out, map, key),
                             }
                         }
                         Ok(out)
@@ -213,6 +237,29 @@ pub(crate) use wire;
 /// path the macro adds, and line/column) for the caller.
 pub(crate) fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, serde_json::Error> {
     serde_json::from_slice(body)
+}
+
+/// The first element of an array; the rest is skipped without being
+/// stored (Chat `choices`: translated requests ask for one).
+#[derive(Debug, Default)]
+pub(crate) struct First<T>(pub(crate) Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for First<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = First<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<First<T>, A::Error> {
+                let first = seq.next_element()?;
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(First(first))
+            }
+        }
+        d.deserialize_seq(V(PhantomData))
+    }
 }
 
 /// A `&RawValue` for JSON text this crate wrote itself.

@@ -8,27 +8,27 @@ use tb_domain::Protocol;
 use super::{AnswerError, malformed};
 use crate::ir::{Answer, Finish, OutPart};
 use crate::usage::WireUsage;
-use crate::wire::{self, Str, StrOr, wire};
+use crate::wire::{self, First, Str, StrOr, wire};
 
 wire! {
-    struct ChatCompletion {
+    lenient struct ChatCompletion {
         id: Str<'a> = "id",
         model: Str<'a> = "model",
         created: u64 = "created",
-        choices: Vec<ChatChoice<'a>> = "choices",
+        choices: First<ChatChoice<'a>> = "choices",
         usage: WireUsage = "usage",
     }
 }
 
 wire! {
-    struct ChatChoice {
+    lenient struct ChatChoice {
         message: ChatAnswerMessage<'a> = "message",
         finish_reason: Str<'a> = "finish_reason",
     }
 }
 
 wire! {
-    struct ChatAnswerMessage {
+    lenient struct ChatAnswerMessage {
         content: StrOr<'a, Vec<TextPart<'a>>> = "content",
         reasoning_content: Str<'a> = "reasoning_content",
         reasoning: Str<'a> = "reasoning",
@@ -38,7 +38,7 @@ wire! {
 }
 
 wire! {
-    struct TextPart {
+    lenient struct TextPart {
         kind: Str<'a> = "type",
         text: Str<'a> = "text",
         refusal: Str<'a> = "refusal",
@@ -46,14 +46,14 @@ wire! {
 }
 
 wire! {
-    struct ChatAnswerCall {
+    lenient struct ChatAnswerCall {
         id: Str<'a> = "id",
         function: ChatAnswerFunction<'a> = "function",
     }
 }
 
 wire! {
-    struct ChatAnswerFunction {
+    lenient struct ChatAnswerFunction {
         name: Str<'a> = "name",
         arguments: Str<'a> = "arguments",
     }
@@ -71,7 +71,7 @@ pub(super) fn chat(body: &[u8]) -> Result<Answer<'_>, AnswerError> {
         usage: c.usage.and_then(|u| u.read(Protocol::ChatCompletions)),
         ..Answer::default()
     };
-    let Some(choice) = c.choices.and_then(|cs| cs.into_iter().next()) else {
+    let Some(choice) = c.choices.and_then(|first| first.0) else {
         return Ok(answer);
     };
     answer.finish = choice.finish_reason.map(|f| Finish::from_chat(&f));
@@ -117,7 +117,7 @@ fn non_empty(text: Str<'_>) -> Option<Str<'_>> {
 }
 
 wire! {
-    struct MessagesAnswer {
+    lenient struct MessagesAnswer {
         id: Str<'a> = "id",
         model: Str<'a> = "model",
         content: Vec<AnswerBlock<'a>> = "content",
@@ -128,7 +128,7 @@ wire! {
 }
 
 wire! {
-    struct AnswerBlock {
+    lenient struct AnswerBlock {
         kind: Str<'a> = "type",
         text: Str<'a> = "text",
         id: Str<'a> = "id",
@@ -170,7 +170,7 @@ pub(super) fn messages(body: &[u8]) -> Result<Answer<'_>, AnswerError> {
 }
 
 wire! {
-    struct ResponsesAnswer {
+    lenient struct ResponsesAnswer {
         id: Str<'a> = "id",
         model: Str<'a> = "model",
         created_at: u64 = "created_at",
@@ -182,13 +182,13 @@ wire! {
 }
 
 wire! {
-    struct Incomplete {
+    lenient struct Incomplete {
         reason: Str<'a> = "reason",
     }
 }
 
 wire! {
-    struct OutputItem {
+    lenient struct OutputItem {
         kind: Str<'a> = "type",
         content: Vec<TextPart<'a>> = "content",
         summary: Vec<TextPart<'a>> = "summary",

@@ -10,7 +10,7 @@ use tb_domain::Protocol;
 use super::Ev;
 use crate::ir::Finish;
 use crate::usage::{MessagesCounts, WireUsage};
-use crate::wire::{self, Str, wire};
+use crate::wire::{self, First, Str, wire};
 
 #[derive(Debug)]
 pub(super) enum Decoder {
@@ -59,25 +59,25 @@ fn find(calls: &mut [Call], upstream: u64) -> Option<&mut Call> {
 // ------------------------------------------------------------------ chat
 
 wire! {
-    struct ChatChunk {
+    lenient struct ChatChunk {
         id: Str<'a> = "id",
         model: Str<'a> = "model",
         created: u64 = "created",
-        choices: Vec<ChunkChoice<'a>> = "choices",
+        choices: First<ChunkChoice<'a>> = "choices",
         usage: WireUsage = "usage",
         error: StreamError<'a> = "error",
     }
 }
 
 wire! {
-    struct ChunkChoice {
+    lenient struct ChunkChoice {
         delta: ChunkDelta<'a> = "delta",
         finish_reason: Str<'a> = "finish_reason",
     }
 }
 
 wire! {
-    struct ChunkDelta {
+    lenient struct ChunkDelta {
         content: Str<'a> = "content",
         reasoning_content: Str<'a> = "reasoning_content",
         reasoning: Str<'a> = "reasoning",
@@ -87,7 +87,7 @@ wire! {
 }
 
 wire! {
-    struct ChunkCall {
+    lenient struct ChunkCall {
         index: u64 = "index",
         id: Str<'a> = "id",
         function: ChunkFunction<'a> = "function",
@@ -95,14 +95,14 @@ wire! {
 }
 
 wire! {
-    struct ChunkFunction {
+    lenient struct ChunkFunction {
         name: Str<'a> = "name",
         arguments: Str<'a> = "arguments",
     }
 }
 
 wire! {
-    struct StreamError {
+    lenient struct StreamError {
         kind: Str<'a> = "type",
         code: &'a RawValue = "code",
         message: Str<'a> = "message",
@@ -138,7 +138,7 @@ impl ChatDecoder {
                 created: chunk.created,
             });
         }
-        if let Some(choice) = chunk.choices.as_ref().and_then(|c| c.first()) {
+        if let Some(choice) = chunk.choices.as_ref().and_then(|c| c.0.as_ref()) {
             self.choice(choice, emit);
         }
         if let Some(usage) = chunk
@@ -211,7 +211,7 @@ impl ChatDecoder {
 // -------------------------------------------------------------- messages
 
 wire! {
-    struct MessagesEvent {
+    lenient struct MessagesEvent {
         kind: Str<'a> = "type",
         message: StartMessage<'a> = "message",
         index: u64 = "index",
@@ -223,7 +223,7 @@ wire! {
 }
 
 wire! {
-    struct StartMessage {
+    lenient struct StartMessage {
         id: Str<'a> = "id",
         model: Str<'a> = "model",
         usage: WireUsage = "usage",
@@ -231,7 +231,7 @@ wire! {
 }
 
 wire! {
-    struct BlockStart {
+    lenient struct BlockStart {
         kind: Str<'a> = "type",
         text: Str<'a> = "text",
         thinking: Str<'a> = "thinking",
@@ -242,7 +242,7 @@ wire! {
 }
 
 wire! {
-    struct Delta {
+    lenient struct Delta {
         kind: Str<'a> = "type",
         text: Str<'a> = "text",
         thinking: Str<'a> = "thinking",
@@ -402,7 +402,7 @@ impl MessagesDecoder {
 // ------------------------------------------------------------- responses
 
 wire! {
-    struct ResponsesEvent {
+    lenient struct ResponsesEvent {
         kind: Str<'a> = "type",
         response: ResponseIn<'a> = "response",
         item: ItemIn<'a> = "item",
@@ -415,7 +415,7 @@ wire! {
 }
 
 wire! {
-    struct ResponseIn {
+    lenient struct ResponseIn {
         id: Str<'a> = "id",
         model: Str<'a> = "model",
         created_at: u64 = "created_at",
@@ -427,13 +427,13 @@ wire! {
 }
 
 wire! {
-    struct Reason {
+    lenient struct Reason {
         reason: Str<'a> = "reason",
     }
 }
 
 wire! {
-    struct ItemIn {
+    lenient struct ItemIn {
         kind: Str<'a> = "type",
         call_id: Str<'a> = "call_id",
         name: Str<'a> = "name",
