@@ -186,7 +186,7 @@ impl ChatDecoder {
             Some(c) => c.key,
             None => {
                 let key = self.next_key;
-                self.next_key += 1;
+                self.next_key = self.next_key.saturating_add(1);
                 let id = new_id.map_or_else(|| format!("call_{key}"), str::to_owned);
                 let name = function.and_then(|f| f.name.as_deref()).unwrap_or("");
                 emit(Ev::ToolStart { key, id: &id, name });
@@ -341,7 +341,7 @@ impl MessagesDecoder {
             }
             Some("tool_use") => {
                 let key = self.next_key;
-                self.next_key += 1;
+                self.next_key = self.next_key.saturating_add(1);
                 let id = block.id.as_deref().unwrap_or("");
                 emit(Ev::ToolStart {
                     key,
@@ -510,7 +510,7 @@ impl ResponsesDecoder {
             return;
         }
         let key = self.next_key;
-        self.next_key += 1;
+        self.next_key = self.next_key.saturating_add(1);
         self.any_call = true;
         let id = item.call_id.as_deref().unwrap_or("");
         emit(Ev::ToolStart {

@@ -283,7 +283,7 @@ impl MessagesEncoder {
             self.stop_block(previous, out);
         }
         let index = self.next_index;
-        self.next_index += 1;
+        self.next_index = self.next_index.saturating_add(1);
         write(
             out,
             &Event::ContentBlockStart {

@@ -199,7 +199,7 @@ impl ResponsesEncoder {
 
     fn next_output_index(&mut self) -> usize {
         let index = self.next_output;
-        self.next_output += 1;
+        self.next_output = self.next_output.saturating_add(1);
         index
     }
 
@@ -614,7 +614,7 @@ impl ResponsesEncoder {
 /// Writes an event with the next sequence number.
 fn send(seq: &mut u64, mut event: Event<'_>, out: &mut Vec<u8>) {
     event.sequence_number = *seq;
-    *seq += 1;
+    *seq = seq.saturating_add(1);
     write_event(out, Some(event.kind), &event);
 }
 
