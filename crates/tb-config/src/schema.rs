@@ -327,6 +327,18 @@ pub struct ProviderConfig {
     /// bundled price table.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub prices: BTreeMap<String, ModelPriceConfig>,
+    /// Whether requests in another protocol may be translated to reach
+    /// this provider (with `routing.translate`); `false` = native only.
+    #[serde(default = "yes")]
+    pub translate: bool,
+    /// `anthropic-beta` values never forwarded to this provider (those it
+    /// rejects); the others pass on native Messages routes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop_anthropic_betas: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[[providers]] prices."<model>"`: USD per 1M tokens.
@@ -389,6 +401,9 @@ pub struct RoutingConfig {
     pub sticky_reset_ms: u64,
     /// Models to keep warm (prewarm); limits nothing.
     pub focus_models: Vec<String>,
+    /// Reach upstreams that speak another protocol by translating the
+    /// request and the answer (native routes still come first).
+    pub translate: bool,
 }
 
 impl Default for RoutingConfig {
@@ -405,6 +420,7 @@ impl Default for RoutingConfig {
             stream_idle_timeout_ms: 120_000,
             sticky_reset_ms: 60_000,
             focus_models: Vec::new(),
+            translate: true,
         }
     }
 }

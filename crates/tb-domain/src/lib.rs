@@ -45,6 +45,18 @@ impl Protocol {
         Protocol::ImagesGenerations,
     ];
 
+    /// The text protocols requests are translated between (translation.md).
+    pub const TRANSLATABLE: [Protocol; 3] = [
+        Protocol::ChatCompletions,
+        Protocol::Responses,
+        Protocol::Messages,
+    ];
+
+    /// Whether requests in this protocol can be translated to another.
+    pub fn is_translatable(self) -> bool {
+        Protocol::TRANSLATABLE.contains(&self)
+    }
+
     /// The config/ledger name (`chat_completions`, …).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -38,9 +38,39 @@ use crate::tap::ResponseTap;
 
 const DEADLINE_MS: HeaderName = HeaderName::from_static("x-tokenbuddy-deadline-ms");
 const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 
 /// A boxed future, for the object-safe [`Credit`].
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The Anthropic headers a route gets: on a translated route none of the
+/// client's (they describe a protocol the upstream is not spoken to in);
+/// on a native one every `anthropic-beta` but those the upstream drops.
+fn anthropic_headers(headers: &mut HeaderMap, upstream: &Upstream, translated: bool) {
+    if translated {
+        headers.remove(ANTHROPIC_BETA);
+        headers.remove(ANTHROPIC_VERSION);
+        return;
+    }
+    if upstream.dropped_betas.is_empty() || !headers.contains_key(ANTHROPIC_BETA) {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(ANTHROPIC_BETA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|b| !b.is_empty() && !upstream.dropped_betas.iter().any(|d| d == b))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(ANTHROPIC_BETA);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join(","))
+    {
+        headers.insert(ANTHROPIC_BETA, v);
+    }
+}
 
 /// Why a request never got a response head.
 #[derive(Debug, Clone)]
@@ -105,8 +135,11 @@ pub(crate) trait Credit: Send + Sync {
 pub(crate) struct Ctx<'a> {
     pub protocol: Protocol,
     pub plan: &'a RoutePlan,
-    /// The body sent upstream (model rewritten, usage asked for).
+    /// The body sent upstream on a native route (model rewritten, usage
+    /// asked for).
     pub body: Bytes,
+    /// The bodies for translated routes, and what their answers need.
+    pub translations: &'a crate::translation::Translations,
     /// The client's headers as forwarded (hop-by-hop and auth removed).
     pub base_headers: HeaderMap,
     pub query: Option<&'a str>,
@@ -340,7 +373,7 @@ impl<'a, T: Transport> AttemptLoop<'a, T> {
                 return Step::Failed(Failure::new(Outcome::PurchaseFailed, detail), None, 0);
             }
         };
-        let req = match self.request(upstream, lease.as_ref()) {
+        let req = match self.request(route, lease.as_ref()) {
             Ok(req) => req,
             Err(detail) => {
                 return Step::Failed(Failure::new(Outcome::ConnectFailed, detail), lease, 0);
@@ -381,13 +414,19 @@ impl<'a, T: Transport> AttemptLoop<'a, T> {
     /// (or the seller token), its extra headers.
     fn request(
         &self,
-        upstream: &Upstream,
+        route: &Route,
         lease: Option<&Lease>,
     ) -> Result<Request<Full<Bytes>>, String> {
+        let upstream = &route.upstream;
+        let translated = self.ctx.translations.body(route.protocol);
+        // A query string means something only to the protocol it was
+        // written for (`?beta=true`).
+        let query = self.ctx.query.filter(|_| translated.is_none());
         let uri = upstream
-            .url(self.ctx.protocol, self.ctx.query)
+            .url(route.protocol, query)
             .map_err(|e| format!("cannot build the upstream URL: {e}"))?;
         let mut headers = self.ctx.base_headers.clone();
+        anthropic_headers(&mut headers, upstream, translated.is_some());
         if let Some((name, value)) = upstream.auth_header() {
             headers.insert(name.clone(), value.clone());
         }
@@ -401,13 +440,16 @@ impl<'a, T: Transport> AttemptLoop<'a, T> {
                 HeaderValue::from(millis(self.ctx.head_deadline)),
             );
         }
-        if upstream.kind == ProviderKind::Anthropic && !headers.contains_key(ANTHROPIC_VERSION) {
+        let speaks_messages =
+            upstream.kind == ProviderKind::Anthropic || route.protocol == Protocol::Messages;
+        if speaks_messages && !headers.contains_key(ANTHROPIC_VERSION) {
             headers.insert(ANTHROPIC_VERSION, HeaderValue::from_static("2023-06-01"));
         }
         for (k, v) in upstream.extra_headers() {
             headers.insert(k.clone(), v.clone());
         }
-        let mut req = Request::new(Full::new(self.ctx.body.clone()));
+        let body = translated.unwrap_or(&self.ctx.body).clone();
+        let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
@@ -446,13 +488,11 @@ impl<'a, T: Transport> AttemptLoop<'a, T> {
         };
         let head_ms = millis(sent.elapsed());
         if !resp.status().is_success() {
-            let failure = self
-                .error_answer(resp, &route.upstream, lease.as_ref())
-                .await;
+            let failure = self.error_answer(resp, route, lease.as_ref()).await;
             return Step::Failed(failure, lease, 0);
         }
         let status = resp.status().as_u16();
-        match self.hold(resp, routes_left).await {
+        match self.hold(resp, route, routes_left).await {
             Ok((head, held, rest)) => Step::Answered(Winner {
                 route: at,
                 head,
@@ -473,9 +513,10 @@ impl<'a, T: Transport> AttemptLoop<'a, T> {
     async fn error_answer(
         &self,
         resp: Response<T::Body>,
-        upstream: &Upstream,
+        route: &Route,
         lease: Option<&Lease>,
     ) -> Failure {
+        let upstream = &route.upstream;
         let status = resp.status().as_u16();
         let (mut head, body) = resp.into_parts();
         let mut error_body = read_error_body(body, self.ctx.head_deadline).await;
@@ -488,6 +529,16 @@ impl<'a, T: Transport> AttemptLoop<'a, T> {
             billing_wording: is_insufficient_funds(status, &error_body),
         };
         let outcome = tb_routing::classify(Some(status), None, hint);
+        if self.ctx.translations.answer(route.protocol).is_some() {
+            // Kept in the client's shape, in case it becomes the answer.
+            let troute = crate::translation::route_of(self.ctx.protocol, route);
+            error_body = Bytes::from(tb_translate::translate_error(&troute, status, &error_body));
+            head.headers.remove(header::CONTENT_LENGTH);
+            head.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
         let retry_after = head
             .headers
             .get(header::RETRY_AFTER)
@@ -511,13 +562,14 @@ impl<'a, T: Transport> AttemptLoop<'a, T> {
     async fn hold(
         &self,
         resp: Response<T::Body>,
+        route: &Route,
         routes_left: usize,
     ) -> Result<(http::response::Parts, Held, Rest<T::Body>), Failure> {
         let (head, body) = resp.into_parts();
         let (held, rest) = if is_event_stream(&head.headers) {
-            self.hold_stream(body, routes_left).await?
+            self.hold_stream(body, route, routes_left).await?
         } else {
-            self.hold_json(body, routes_left).await?
+            self.hold_json(body, route, routes_left).await?
         };
         Ok((head, held, rest))
     }
@@ -525,10 +577,21 @@ impl<'a, T: Transport> AttemptLoop<'a, T> {
     async fn hold_stream(
         &self,
         body: T::Body,
+        route: &Route,
         routes_left: usize,
     ) -> Result<(Held, Rest<T::Body>), Failure> {
         let ctx = self.ctx;
-        let mut tap = ResponseTap::sse(ctx.protocol, ctx.facts, ctx.add_usage);
+        // The taps read the upstream's own stream (usage, settlement,
+        // content); the translator then writes the client's.
+        let mut tap = match ctx.translations.answer(route.protocol) {
+            None => ResponseTap::sse(ctx.protocol, ctx.facts, ctx.add_usage),
+            Some(answer) => {
+                let troute = crate::translation::route_of(ctx.protocol, route);
+                let translator =
+                    tb_translate::StreamTranslator::with_context(&troute, &ctx.plan.model, answer);
+                ResponseTap::sse(route.protocol, ctx.facts, false).translated(translator)
+            }
+        };
         match hold_stream(body, &mut tap, ctx.idle_timeout, ctx.started).await {
             HeldStream::Commit { prefix, rest, ttft } => {
                 Ok((Held { tap, prefix, ttft }, Either::Left(rest)))
@@ -548,12 +611,16 @@ impl<'a, T: Transport> AttemptLoop<'a, T> {
     async fn hold_json(
         &self,
         body: T::Body,
+        route: &Route,
         routes_left: usize,
     ) -> Result<(Held, Rest<T::Body>), Failure> {
         let ctx = self.ctx;
         match buffer_json(body, ctx.max_response_bytes, ctx.idle_timeout).await {
             Buffered::Whole(bytes) => {
-                let report = usage::from_json(ctx.protocol, &bytes, ctx.facts);
+                let report = usage::from_json(route.protocol, &bytes, ctx.facts);
+                let bytes = self
+                    .translate_answer(route, bytes)
+                    .map_err(|detail| Failure::new(Outcome::ServerError, detail))?;
                 if report.empty_completion && routes_left > 0 {
                     return Err(Failure::new(
                         Outcome::EmptyCompletion,
@@ -581,6 +648,22 @@ impl<'a, T: Transport> AttemptLoop<'a, T> {
             }
             Buffered::Broke { class, detail } => Err(Failure::new(class, detail)),
         }
+    }
+
+    /// A whole answer in the client's protocol (as it is on a native route).
+    fn translate_answer(&self, route: &Route, bytes: Bytes) -> Result<Bytes, String> {
+        let Some(answer) = self.ctx.translations.answer(route.protocol) else {
+            return Ok(bytes);
+        };
+        let troute = crate::translation::route_of(self.ctx.protocol, route);
+        tb_translate::translate_answer_with(&troute, answer, &bytes)
+            .map(Bytes::from)
+            .map_err(|e| {
+                format!(
+                    "the upstream's {} answer could not be read: {e}",
+                    route.protocol
+                )
+            })
     }
 
     /// What the attempt teaches, fed from this one place: pool health (a

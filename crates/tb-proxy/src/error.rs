@@ -29,6 +29,11 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 413: body over `proxy.max_body_bytes`.
     BodyTooLarge,
+    /// 400: a field no route's protocol can express (translation.md).
+    Untranslatable,
+    /// 426: a WebSocket upgrade; the endpoint streams over HTTP (Codex
+    /// falls back at once on a 426, and retries on anything else).
+    WebSocketUnsupported,
     /// 502: no upstream could be reached.
     UpstreamUnreachable,
     /// 503: routing is impossible (mode disabled, budget spent, …).
@@ -53,6 +58,8 @@ impl ErrorCode {
             ErrorCode::UnknownRoute => "unknown_route",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::WebSocketUnsupported => "websocket_unsupported",
+            ErrorCode::Untranslatable => "untranslatable_field",
             ErrorCode::UpstreamUnreachable => "upstream_unreachable",
             ErrorCode::NoRoute => "no_route",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
@@ -71,6 +78,8 @@ impl ErrorCode {
             ErrorCode::ModelNotFound | ErrorCode::UnknownRoute => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::WebSocketUnsupported => StatusCode::UPGRADE_REQUIRED,
+            ErrorCode::Untranslatable => StatusCode::BAD_REQUEST,
             ErrorCode::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             ErrorCode::NoRoute | ErrorCode::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -100,7 +109,9 @@ impl ErrorCode {
             ErrorCode::InvalidJson
             | ErrorCode::MissingModel
             | ErrorCode::InvalidField
-            | ErrorCode::MethodNotAllowed => "invalid_request_error",
+            | ErrorCode::MethodNotAllowed
+            | ErrorCode::WebSocketUnsupported
+            | ErrorCode::Untranslatable => "invalid_request_error",
         }
     }
 }
@@ -227,6 +238,18 @@ mod tests {
             (
                 MethodNotAllowed,
                 405,
+                "invalid_request_error",
+                "invalid_request_error",
+            ),
+            (
+                Untranslatable,
+                400,
+                "invalid_request_error",
+                "invalid_request_error",
+            ),
+            (
+                WebSocketUnsupported,
+                426,
                 "invalid_request_error",
                 "invalid_request_error",
             ),

@@ -7,20 +7,21 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::FutureExt as _;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use serde_json::json;
 use tb_billing::usage::RequestFacts;
 use tb_domain::{ApiFamily, Protocol};
 use tb_router::RoutePlan;
 use tracing::Instrument;
 
 use crate::attempt::{AttemptLoop, Ctx, End, Env, Transport};
-use crate::body::{BodyEdits, edit_body, full, probe, read_limited};
+use crate::body::{BodyEdits, edit_body, probe, read_limited};
 use crate::call::{CallStart, CallTracker, unix_ms_now};
 use crate::commit::{self, Answering, UPSTREAM};
 use crate::error::{ErrorCode, ProxyError};
+use crate::gateway::{self, Endpoint};
 use crate::headers::upstream_request_headers;
+use crate::translation::Translations;
 use crate::validate::RequestProbe as Probe;
 use crate::{ProxyBody, ProxyState};
 
@@ -108,39 +109,8 @@ async fn dispatch(
 ) -> Response<ProxyBody> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let not_allowed = |allow: &'static str| {
-        let mut r = ProxyError::new(
-            ErrorCode::MethodNotAllowed,
-            format!("{method} is not allowed on {path}; use {allow}"),
-        )
-        .response(family);
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(allow));
-        r
-    };
-
-    match path.as_str() {
-        "/healthz" if method == Method::GET => return text(StatusCode::OK, "ok"),
-        "/managed-settings" if method == Method::GET => {
-            return json_response(Bytes::from_static(b"{}"));
-        }
-        "/healthz" | "/managed-settings" | "/v1/models" if method != Method::GET => {
-            return not_allowed("GET");
-        }
-        _ => {}
-    }
-    let protocol = Protocol::from_path(&path);
-    if protocol.is_some() && method != Method::POST {
-        return not_allowed("POST");
-    }
-    if protocol.is_none() && path != "/v1/models" {
-        return ProxyError::new(
-            ErrorCode::UnknownRoute,
-            format!("no endpoint {method} {path}; tokenbuddy serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/images/generations and GET /v1/models"),
-        )
-        .response(family);
-    }
-    if !state.authorized(req.headers()) {
+    let endpoint = Endpoint::of(&method, &path, req.headers());
+    if endpoint.needs_token() && !state.authorized(req.headers()) {
         return ProxyError::new(
             ErrorCode::InvalidAccessToken,
             format!(
@@ -150,41 +120,79 @@ async fn dispatch(
         )
         .response(family);
     }
-    match protocol {
-        None => json_response(models_body(&state.routing.table().models())),
-        Some(protocol) => match forward(state, req, protocol, request_id, started).await {
-            Ok(resp) => resp,
-            Err(err) => err.response(family),
-        },
-    }
+    let answer = match endpoint {
+        Endpoint::Hello => return gateway::hello(&method),
+        Endpoint::Health => return gateway::text(StatusCode::OK, "ok"),
+        Endpoint::ManagedSettings => {
+            return gateway::json_response(Bytes::from_static(b"{}"));
+        }
+        Endpoint::Models => {
+            let anthropic = gateway::is_anthropic_caller(req.headers());
+            let models = state.routing.table().models();
+            return gateway::json_response(gateway::models_body(&models, anthropic));
+        }
+        Endpoint::WebSocket => {
+            let protocol = Protocol::from_path(&path).unwrap_or(Protocol::Responses);
+            return gateway::websocket_refused(&path, protocol);
+        }
+        Endpoint::NotAllowed(allow) => {
+            let mut r = ProxyError::new(
+                ErrorCode::MethodNotAllowed,
+                format!("{method} is not allowed on {path}; use {allow}"),
+            )
+            .response(family);
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            return r;
+        }
+        Endpoint::Unknown => Err(ProxyError::new(
+            ErrorCode::UnknownRoute,
+            format!(
+                "no endpoint {method} {path}; tokenbuddy serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/messages/count_tokens, /v1/images/generations and GET /v1/models"
+            ),
+        )),
+        Endpoint::CountTokens => count_tokens(state, req).await,
+        Endpoint::Forward(protocol) => forward(state, req, protocol, request_id, started).await,
+    };
+    answer.unwrap_or_else(|err| err.response(family))
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut r = Response::new(full(Bytes::from_static(body.as_bytes())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-/// The `/v1/models` answer: OpenAI's model list.
-fn models_body(models: &[String]) -> Bytes {
-    let data: Vec<_> = models
+/// `POST /v1/messages/count_tokens`: asked of a manual provider that
+/// serves the model over Messages, else counted locally (on a blocking
+/// thread: a long conversation takes milliseconds to tokenize).
+async fn count_tokens(
+    state: &ProxyState,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let (parts, body) = req.into_parts();
+    let bytes = read_limited(body, None, state.settings.max_body_bytes).await?;
+    let probe = probe(&bytes, Protocol::Messages).map_err(|e| e.to_proxy_error())?;
+    let plan = state.plan(&probe.model, Protocol::Messages);
+    let body = outbound_body(&bytes, &probe.model, &plan.model, false)?;
+    let native = plan
+        .routes
         .iter()
-        .map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "tokenbuddy"}))
-        .collect();
-    Bytes::from(json!({"object": "list", "data": data}).to_string())
-}
-
-fn json_response(body: Bytes) -> Response<ProxyBody> {
-    let mut r = Response::new(full(body));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
+        .filter(|r| r.protocol == Protocol::Messages && r.upstream.seller_url().is_none());
+    for route in native {
+        let asked = gateway::upstream_count(
+            &state.client,
+            &route.upstream,
+            &parts.headers,
+            body.clone(),
+            state.settings.request_deadline,
+        );
+        if let Some(resp) = asked.await {
+            return Ok(resp);
+        }
+    }
+    tokio::task::spawn_blocking(move || gateway::local_count(body))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ProxyError::new(
+                ErrorCode::Internal,
+                "counting the tokens failed; retry the request".to_string(),
+            ))
+        })
 }
 
 /// The proxy stages before the attempt loop: read the body within the
@@ -242,7 +250,10 @@ pub(crate) async fn forward_with<T: Transport>(
     let probe = probe(&req.bytes, protocol)
         .map_err(|e| crate::call::reject(&state.recorder, e, protocol, request_id, started))?;
     fault_hook(&probe.model);
-    let plan = plan_routes(state, &probe, protocol)?;
+    let mut plan = plan_routes(state, &probe, protocol)?;
+    let resolved = outbound_body(&req.bytes, &probe.model, &plan.model, false)?;
+    let created = u64::try_from(started.1 / 1000).unwrap_or(0);
+    let translations = Translations::prepare(&mut plan, protocol, &resolved, created)?;
     // Chat streams carry usage only when asked: ask for it, and strip the
     // extra chunk again on the way back (billing.md).
     let add_usage = protocol == Protocol::ChatCompletions && probe.stream && !probe.usage_requested;
@@ -253,6 +264,7 @@ pub(crate) async fn forward_with<T: Transport>(
         protocol,
         plan: &plan,
         body,
+        translations: &translations,
         base_headers: base_headers(req.headers, request_id),
         query: req.query,
         facts: &facts,

@@ -29,6 +29,7 @@ mod call;
 mod commit;
 mod credit;
 mod error;
+mod gateway;
 mod handler;
 mod headers;
 mod hold;
@@ -38,6 +39,7 @@ mod server;
 mod stream;
 mod tap;
 mod token;
+mod translation;
 pub mod validate;
 
 use std::future::Future;

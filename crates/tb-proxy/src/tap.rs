@@ -9,6 +9,7 @@ use tb_billing::settlement::{MAX_SETTLEMENT_BYTES, SETTLEMENT_EVENT};
 use tb_billing::usage::{EventClass, RequestFacts, UsageReport, UsageTap};
 use tb_domain::Protocol;
 use tb_sse::SseParser;
+use tb_translate::StreamTranslator;
 
 use crate::stream::Tap;
 
@@ -47,7 +48,20 @@ impl ResponseTap {
             },
             strip_usage_only,
             settlement: None,
+            translator: None,
         }))
+    }
+
+    /// The same tap, with what it forwards translated into the client's
+    /// protocol (an event-stream tap only; others are returned as they are).
+    pub(crate) fn translated(self, translator: StreamTranslator) -> ResponseTap {
+        match self {
+            ResponseTap::Sse(mut t) => {
+                t.translator = Some(Box::new(translator));
+                ResponseTap::Sse(t)
+            }
+            other => other,
+        }
     }
 
     /// The data of the settlement event the stream carried, if any.
@@ -80,13 +94,19 @@ impl Tap for ResponseTap {
     fn on_data(&mut self, data: Bytes) -> Bytes {
         match self {
             ResponseTap::Opaque | ResponseTap::Ready(_) => data,
-            ResponseTap::Sse(t) => t.on_data(data),
+            ResponseTap::Sse(t) => {
+                let forwarded = t.on_data(data);
+                t.translate(forwarded, false)
+            }
         }
     }
 
     fn on_end(&mut self) -> Bytes {
         match self {
-            ResponseTap::Sse(t) => t.on_end(),
+            ResponseTap::Sse(t) => {
+                let tail = t.on_end();
+                t.translate(tail, true)
+            }
             _ => Bytes::new(),
         }
     }
@@ -108,6 +128,9 @@ pub(crate) struct SseTap {
     /// The last settlement event's data (bounded by the parser's event cap
     /// and [`tb_billing::settlement::MAX_SETTLEMENT_BYTES`]).
     settlement: Option<String>,
+    /// On a translated route: writes the client's stream from what the
+    /// tap forwards (the upstream's, settlement cut out).
+    translator: Option<Box<StreamTranslator>>,
 }
 
 /// Decides whether an event leaves the stream: the seller's settlement
@@ -167,6 +190,19 @@ impl Strip {
 }
 
 impl SseTap {
+    /// `forwarded` in the client's protocol; `end` closes the stream.
+    fn translate(&mut self, forwarded: Bytes, end: bool) -> Bytes {
+        let Some(translator) = self.translator.as_mut() else {
+            return forwarded;
+        };
+        let mut out = Vec::with_capacity(forwarded.len() + 128);
+        translator.push(&forwarded, &mut out);
+        if end {
+            translator.finish(&mut out);
+        }
+        Bytes::from(out)
+    }
+
     fn on_data(&mut self, data: Bytes) -> Bytes {
         let SseTap {
             parser,
@@ -174,6 +210,7 @@ impl SseTap {
             strip,
             strip_usage_only,
             settlement,
+            ..
         } = self;
         let nothing_held = strip.pending.is_empty();
         parser.feed(&data, |item| {
@@ -203,6 +240,7 @@ impl SseTap {
             strip,
             strip_usage_only,
             settlement,
+            ..
         } = self;
         parser.finish(|item| {
             if let tb_sse::SseItem::Event(ev) = item

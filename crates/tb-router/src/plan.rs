@@ -10,11 +10,21 @@ use tb_registry::Lookup;
 
 use crate::upstream::Upstream;
 
-/// One place the request can go, and the model id to send there.
+/// One place the request can go, and the protocol it is spoken there.
 #[derive(Debug, Clone)]
 pub struct Route {
     /// The upstream.
     pub upstream: Arc<Upstream>,
+    /// The protocol the upstream is called with: the client's own on a
+    /// native route, another one on a translated route.
+    pub protocol: Protocol,
+}
+
+impl Route {
+    /// A route to `upstream` over `protocol`.
+    pub fn new(upstream: Arc<Upstream>, protocol: Protocol) -> Route {
+        Route { upstream, protocol }
+    }
 }
 
 /// The ordered routes for one request, plus what the error message needs
@@ -29,15 +39,18 @@ pub struct RoutePlan {
 }
 
 impl RoutePlan {
-    /// Builds the plan from an index lookup and the upstream table (same order).
-    pub fn from_lookup(lookup: Lookup, upstreams: &[Arc<Upstream>]) -> RoutePlan {
+    /// Builds the plan from an index lookup over `protocol` and the
+    /// upstream table (same order).
+    pub fn from_lookup(
+        lookup: Lookup,
+        upstreams: &[Arc<Upstream>],
+        protocol: Protocol,
+    ) -> RoutePlan {
         let routes = lookup
             .upstreams
             .iter()
             .filter_map(|&i| upstreams.get(i))
-            .map(|u| Route {
-                upstream: Arc::clone(u),
-            })
+            .map(|u| Route::new(Arc::clone(u), protocol))
             .collect();
         RoutePlan {
             model: lookup.model.clone(),
@@ -62,6 +75,26 @@ impl RoutePlan {
                 other_payment_methods: Vec::new(),
             },
             routes,
+        }
+    }
+
+    /// Appends `translated`'s routes after this plan's (native first),
+    /// skipping upstreams already in the plan, up to `max_routes` in all.
+    /// When this plan has no route, the model id sent is `translated`'s.
+    pub fn append_translated(&mut self, translated: RoutePlan, max_routes: usize) {
+        if self.routes.is_empty() && !translated.routes.is_empty() {
+            self.model = translated.model;
+        }
+        for route in translated.routes {
+            if self.routes.len() >= max_routes {
+                break;
+            }
+            // An upstream already tried (natively or over another
+            // protocol) would fail the same way again.
+            let id = &route.upstream.id;
+            if !self.routes.iter().any(|r| r.upstream.id == *id) {
+                self.routes.push(route);
+            }
         }
     }
 
@@ -100,6 +133,7 @@ mod tests {
 
     fn seller(id: &str) -> Route {
         Route {
+            protocol: Protocol::ChatCompletions,
             upstream: Arc::new(Upstream::seller(&tb_registry::SellerEntry {
                 id: UpstreamId::new(id),
                 name: id.into(),

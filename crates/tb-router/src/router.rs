@@ -172,6 +172,11 @@ impl Router {
         plan
     }
 
+    /// Distinct upstreams tried per request (`routing.max_attempts`).
+    pub fn max_attempts(&self) -> usize {
+        self.max_attempts
+    }
+
     /// Half-open admission (the planner already put benched ones last).
     pub fn admit(&self, id: &str, now_ms: i64) -> Admission {
         lock(&self.pool).try_acquire(id, now_ms)

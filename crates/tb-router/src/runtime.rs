@@ -83,6 +83,8 @@ pub struct Routing {
     table: ArcSwap<RoutingTable>,
     router: Arc<Router>,
     prewarm: OnceLock<PrewarmHandle>,
+    /// `routing.translate`: plans add translated routes after native ones.
+    translate: bool,
 }
 
 impl Routing {
@@ -119,6 +121,7 @@ impl Routing {
             table: ArcSwap::from_pointee(empty),
             router: Arc::new(Router::new(&config.routing, &config.breaker)),
             prewarm: OnceLock::new(),
+            translate: config.routing.translate,
         };
         routing.rebuild();
         Ok(routing)
@@ -127,9 +130,18 @@ impl Routing {
     /// The ordered routes for `model` over `protocol`: the table's
     /// candidates, ordered by the router (empty when nothing serves it).
     pub fn plan(&self, model: &str, protocol: Protocol, now_ms: i64) -> RoutePlan {
-        let plan = self.table.load().plan(model, protocol);
+        let table = self.table.load();
         let auto_mode = auto_plan_mode(&self.modes.load().auto);
-        self.router.order(plan, model, now_ms, auto_mode)
+        let mut plan = self
+            .router
+            .order(table.plan(model, protocol), model, now_ms, auto_mode);
+        if self.translate {
+            for other in table.translated_plans(model, protocol) {
+                let other = self.router.order(other, model, now_ms, auto_mode);
+                plan.append_translated(other, self.router.max_attempts());
+            }
+        }
+        plan
     }
 
     /// Whether the provider mode can route at all right now; the error

@@ -113,7 +113,28 @@ impl RoutingTable {
         RoutePlan::from_lookup(
             self.index.lookup(model, protocol, &self.payments),
             &self.upstreams,
+            protocol,
         )
+    }
+
+    /// The routes that reach `model` by translating from `protocol`: the
+    /// upstreams serving it over the other text protocols that allow
+    /// translation, one plan per protocol in [`Protocol::TRANSLATABLE`]
+    /// order (empty for a protocol that is not translated at all).
+    pub fn translated_plans(&self, model: &str, protocol: Protocol) -> Vec<RoutePlan> {
+        if !protocol.is_translatable() {
+            return Vec::new();
+        }
+        Protocol::TRANSLATABLE
+            .into_iter()
+            .filter(|p| *p != protocol)
+            .map(|p| {
+                let mut plan = self.plan(model, p);
+                plan.routes.retain(|r| r.upstream.translate);
+                plan
+            })
+            .filter(|plan| !plan.routes.is_empty())
+            .collect()
     }
 
     /// The protocol a model is prewarmed on (the first that has a seller).

@@ -19,6 +19,10 @@ pub struct Upstream {
     pub id: UpstreamId,
     /// Auth header family.
     pub kind: ProviderKind,
+    /// Whether requests in another protocol may be translated to reach it.
+    pub translate: bool,
+    /// `anthropic-beta` values never forwarded to it.
+    pub dropped_betas: Vec<String>,
     base_url: String,
     source: Source,
 }
@@ -146,6 +150,8 @@ impl Upstream {
         Ok(Upstream {
             id: UpstreamId::new(p.id.clone()),
             kind: p.kind,
+            translate: p.translate,
+            dropped_betas: p.drop_anthropic_betas.clone(),
             base_url,
             source: Source::Manual {
                 auth: (name, value),
@@ -163,6 +169,8 @@ impl Upstream {
         Upstream {
             id: entry.id.clone(),
             kind: ProviderKind::Openai,
+            translate: true,
+            dropped_betas: Vec::new(),
             base_url: format!("{url}/v1"),
             source: Source::Seller {
                 url,

@@ -47,31 +47,26 @@ async fn openclaw_reads_a_file_through_a_chat_upstream() {
 }
 
 #[tokio::test]
-#[ignore = "needs protocol translation in the request path (issue 15)"]
 async fn claude_code_reads_a_file_through_a_chat_only_upstream() {
     two_turn_tool_task(Agent::ClaudeCode, Protocol::ChatCompletions).await;
 }
 
 #[tokio::test]
-#[ignore = "needs protocol translation in the request path (issue 15)"]
 async fn codex_reads_a_file_through_a_chat_only_upstream() {
     two_turn_tool_task(Agent::Codex, Protocol::ChatCompletions).await;
 }
 
 #[tokio::test]
-#[ignore = "needs protocol translation in the request path (issue 15)"]
 async fn opencode_reads_a_file_through_a_messages_only_upstream() {
     two_turn_tool_task(Agent::Opencode, Protocol::Messages).await;
 }
 
 #[tokio::test]
-#[ignore = "needs protocol translation in the request path (issue 15)"]
 async fn hermes_reads_a_file_through_a_messages_only_upstream() {
     two_turn_tool_task(Agent::Hermes, Protocol::Messages).await;
 }
 
 #[tokio::test]
-#[ignore = "needs protocol translation in the request path (issue 15)"]
 async fn openclaw_reads_a_file_through_a_messages_only_upstream() {
     two_turn_tool_task(Agent::OpenClaw, Protocol::Messages).await;
 }

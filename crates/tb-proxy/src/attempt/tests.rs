@@ -546,12 +546,8 @@ async fn walk_sellers(
     let plan = RoutePlan::from_routes(
         MODEL,
         vec![
-            Route {
-                upstream: seller("s1"),
-            },
-            Route {
-                upstream: seller("s2"),
-            },
+            Route::new(seller("s1"), Protocol::ChatCompletions),
+            Route::new(seller("s2"), Protocol::ChatCompletions),
         ],
     );
     let config = tb_config::Config::default();
@@ -559,10 +555,12 @@ async fn walk_sellers(
     let fake = Arc::new(credit);
     let credit: Arc<dyn Credit> = Arc::clone(&fake) as Arc<dyn Credit>;
     let facts = tb_billing::usage::RequestFacts::default();
+    let translations = crate::translation::Translations::default();
     let ctx = Ctx {
         protocol: Protocol::ChatCompletions,
         plan: &plan,
         body: Bytes::from_static(b"{}"),
+        translations: &translations,
         base_headers: HeaderMap::new(),
         query: None,
         facts: &facts,
