@@ -165,8 +165,12 @@ pub struct CallRecord {
     pub started_at_ms: i64,
     /// Endpoint label: `chat`, `responses`, `messages`, `images`.
     pub endpoint: String,
-    /// Protocol.
+    /// Protocol the client spoke.
     pub protocol: Protocol,
+    /// Protocol the winning upstream was spoken to in, when it differs from
+    /// the client's (a translated route); `None` on a native route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_protocol: Option<Protocol>,
     /// The model the client asked for.
     pub requested_model: String,
     /// The model id sent upstream (after alias/prefix resolution).
@@ -317,10 +321,19 @@ impl CallRecord {
         } else {
             chain.join("→")
         };
-        let mut line = format!(
-            "{mark} {} {}  {chain}  {}ms",
-            self.endpoint, self.model, self.latency_ms
-        );
+        let mut line = match self.upstream_protocol {
+            Some(up) => format!(
+                "{mark} {}→{} {}  {chain}  {}ms",
+                self.endpoint,
+                endpoint_label(up),
+                self.model,
+                self.latency_ms
+            ),
+            None => format!(
+                "{mark} {} {}  {chain}  {}ms",
+                self.endpoint, self.model, self.latency_ms
+            ),
+        };
         if let Some(ttft) = self.ttft_ms {
             line.push_str(&format!(" (ttft {ttft}ms)"));
         }
@@ -376,6 +389,7 @@ mod tests {
             started_at_ms: 1_700_000_000_000,
             endpoint: "chat".into(),
             protocol: Protocol::ChatCompletions,
+            upstream_protocol: None,
             requested_model: "deepseek-chat".into(),
             model: "deepseek-chat".into(),
             stream: true,
@@ -426,6 +440,13 @@ mod tests {
         assert_eq!(
             r.one_line(),
             "✓ chat deepseek-chat  alpha  412ms (ttft 120ms)  $0.000300  (saved $0.000100)"
+        );
+
+        let mut r = sample();
+        r.upstream_protocol = Some(Protocol::Messages);
+        assert_eq!(
+            r.one_line(),
+            "✓ chat→messages deepseek-chat  alpha  412ms (ttft 120ms)  $0.000300  (saved $0.000100)"
         );
 
         let mut r = sample();

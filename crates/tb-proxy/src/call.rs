@@ -159,6 +159,8 @@ struct Tracked {
     start: CallStart,
     attempts: Vec<Attempt>,
     winner: Option<Arc<Upstream>>,
+    /// The winner's protocol on a translated route.
+    translated_to: Option<Protocol>,
 }
 
 impl CallTracker {
@@ -169,6 +171,7 @@ impl CallTracker {
                 start,
                 attempts: Vec::new(),
                 winner: None,
+                translated_to: None,
             }),
         }
     }
@@ -181,9 +184,12 @@ impl CallTracker {
     }
 
     /// The upstream whose answer goes to the client.
-    pub(crate) fn set_winner(&mut self, upstream: Arc<Upstream>) {
+    /// The upstream whose answer the client gets, and the protocol it was
+    /// spoken to in when that is not the client's.
+    pub(crate) fn set_winner(&mut self, upstream: Arc<Upstream>, translated_to: Option<Protocol>) {
         if let Some(t) = &mut self.inner {
             t.winner = Some(upstream);
+            t.translated_to = translated_to;
         }
     }
 
@@ -270,6 +276,7 @@ impl Tracked {
             start,
             attempts,
             winner,
+            translated_to,
         } = self;
         let seller_won = winner.as_ref().is_some_and(|w| w.seller_url().is_some());
         // Only marketplace sellers settle; a manual provider's is ignored.
@@ -305,6 +312,7 @@ impl Tracked {
             started_at_ms: start.started_at_ms,
             endpoint: endpoint_label(start.protocol).to_string(),
             protocol: start.protocol,
+            upstream_protocol: translated_to,
             requested_model: start.requested_model,
             model: start.model,
             stream: start.stream,

@@ -68,6 +68,7 @@ where
         return give_up(a, walk, call);
     };
     let upstream = Arc::clone(&route.upstream);
+    let translated_to = (route.protocol != a.protocol).then_some(route.protocol);
     let status = winner.head.status.as_u16();
     let record = AttemptRecord {
         upstream: upstream.id.to_string(),
@@ -79,7 +80,7 @@ where
     };
     call.attempt(record.to_attempt());
     walk.attempts.push(record);
-    call.set_winner(Arc::clone(&upstream));
+    call.set_winner(Arc::clone(&upstream), translated_to);
     if winner.route != 0 {
         a.state.routing.router().served_after_failover(
             &a.plan.model,
@@ -141,7 +142,9 @@ pub(crate) fn give_up(a: &Answering<'_>, mut walk: Walk, call: CallTracker) -> R
         .and_then(|(_, id)| a.plan.routes.iter().find(|r| r.upstream.id.as_str() == id));
     match (kept, route) {
         (Some((answer, _)), Some(route)) => {
-            pass_error_answer(a, answer, Arc::clone(&route.upstream), &walk, call)
+            let translated_to = (route.protocol != a.protocol).then_some(route.protocol);
+            let winner = (Arc::clone(&route.upstream), translated_to);
+            pass_error_answer(a, answer, winner, &walk, call)
         }
         _ => daemon_error(a, &walk, choice, credit_problem, call),
     }
@@ -151,11 +154,11 @@ pub(crate) fn give_up(a: &Answering<'_>, mut walk: Walk, call: CallTracker) -> R
 fn pass_error_answer(
     a: &Answering<'_>,
     answer: KeptAnswer,
-    upstream: Arc<Upstream>,
+    (upstream, translated_to): (Arc<Upstream>, Option<Protocol>),
     walk: &Walk,
     mut call: CallTracker,
 ) -> Response<ProxyBody> {
-    call.set_winner(Arc::clone(&upstream));
+    call.set_winner(Arc::clone(&upstream), translated_to);
     let overhead = a.started.elapsed().saturating_sub(walk.upstream_wait);
     let out: Outgoing<Full<Bytes>> = Outgoing {
         head: answer.head,

@@ -55,6 +55,7 @@ fn record(i: u64, base_ms: i64) -> CallRecord {
         started_at_ms: base_ms + i64::try_from(i).unwrap(),
         endpoint: "chat".into(),
         protocol: Protocol::ChatCompletions,
+        upstream_protocol: None,
         requested_model: MODELS[i_usize % 4].into(),
         model: MODELS[i_usize % 4].into(),
         stream: i.is_multiple_of(2),

@@ -12,7 +12,7 @@ use crate::StoreError;
 
 /// The `calls` columns in bind order (every field of [`CallRecord`];
 /// `seq` is assigned by the database).
-pub(crate) const CALL_COLUMNS: [&str; 40] = [
+pub(crate) const CALL_COLUMNS: [&str; 41] = [
     "id",
     "request_id",
     "started_at_ms",
@@ -53,6 +53,7 @@ pub(crate) const CALL_COLUMNS: [&str; 40] = [
     "unpriced",
     "price_drift_ppm",
     "prompt_hash",
+    "upstream_protocol",
 ];
 
 /// A record in column form, borrowing from the record where it can.
@@ -97,6 +98,7 @@ pub(crate) struct EncodedCall<'a> {
     pub(crate) unpriced: bool,
     pub(crate) price_drift_ppm: Option<i64>,
     pub(crate) prompt_hash: Option<Cow<'a, str>>,
+    pub(crate) upstream_protocol: Option<&'static str>,
 }
 
 impl<'a> EncodedCall<'a> {
@@ -150,6 +152,7 @@ impl<'a> EncodedCall<'a> {
             unpriced: r.unpriced,
             price_drift_ppm: r.price_drift_ppm,
             prompt_hash: r.prompt_hash.as_deref().map(text),
+            upstream_protocol: r.upstream_protocol.map(Protocol::as_str),
         })
     }
 }
@@ -201,6 +204,7 @@ macro_rules! bind_call {
             .bind(e.unpriced)
             .bind(e.price_drift_ppm)
             .bind(e.prompt_hash.as_deref())
+            .bind(e.upstream_protocol)
     }};
 }
 pub(crate) use bind_call;
@@ -301,6 +305,7 @@ pub(crate) fn decode_call(row: &impl RowExt) -> Result<CallRecord, StoreError> {
         unpriced: row.bool_col("unpriced")?,
         price_drift_ppm: row.opt_i64_col("price_drift_ppm")?,
         prompt_hash: row.opt_text_col("prompt_hash")?,
+        upstream_protocol: d.opt_parsed("upstream_protocol", parse_protocol)?,
         id,
     })
 }
