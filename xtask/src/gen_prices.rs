@@ -25,8 +25,9 @@
 //! # What is kept
 //!
 //! Entries whose `litellm_provider` is in [`PROVIDERS`] and whose `mode` is
-//! `chat`, `responses` or `image_generation`; chat/responses entries need
-//! both an input and an output price > 0. `sample_spec`, non-object values
+//! `chat`, `responses`, `image_generation` or `embedding`; chat/responses
+//! entries need both an input and an output price > 0, embedding entries an
+//! input price > 0. `sample_spec`, non-object values
 //! and `ft:` keys are dropped. The id is the key with everything up to the
 //! first `/` removed; on a collision the key without a prefix wins, otherwise
 //! the first in file order (the top-level object is read with its key order).
@@ -407,6 +408,7 @@ enum Mode {
     Chat,
     Responses,
     ImageGeneration,
+    Embedding,
 }
 
 impl Mode {
@@ -415,6 +417,7 @@ impl Mode {
             "chat" => Some(Mode::Chat),
             "responses" => Some(Mode::Responses),
             "image_generation" => Some(Mode::ImageGeneration),
+            "embedding" => Some(Mode::Embedding),
             _ => None,
         }
     }
@@ -424,6 +427,7 @@ impl Mode {
             Mode::Chat => "Mode::Chat",
             Mode::Responses => "Mode::Responses",
             Mode::ImageGeneration => "Mode::ImageGeneration",
+            Mode::Embedding => "Mode::Embedding",
         }
     }
 }
@@ -686,7 +690,9 @@ pub(crate) fn generate(input_name: &str, bytes: &[u8]) -> Result<Generated> {
 
         let tokens = entry.tokens()?;
         let is_image = mode == Mode::ImageGeneration;
-        if !is_image && (tokens.input.is_none() || tokens.output.is_none()) {
+        // An embedding has no output tokens: its input price is enough.
+        let needs_output = !is_image && mode != Mode::Embedding;
+        if !is_image && (tokens.input.is_none() || (needs_output && tokens.output.is_none())) {
             count_drop(DropReason::NoPrice);
             continue;
         }
@@ -771,6 +777,7 @@ pub(crate) fn generate(input_name: &str, bytes: &[u8]) -> Result<Generated> {
             Mode::Chat => "chat",
             Mode::Responses => "responses",
             Mode::ImageGeneration => "image_generation",
+            Mode::Embedding => "embedding",
         };
         *summary.kept_by_mode.entry(mode).or_default() += 1;
     }

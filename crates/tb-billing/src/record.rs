@@ -250,11 +250,13 @@ pub fn endpoint_label(protocol: Protocol) -> &'static str {
         Protocol::Responses => "responses",
         Protocol::Messages => "messages",
         Protocol::ImagesGenerations => "images",
+        Protocol::Embeddings => "embeddings",
     }
 }
 
 /// SHA-256 (hex) of the compact JSON of the prompt: `messages` (chat),
-/// `[system, messages]` (messages), `input` (responses), `prompt` (images).
+/// `[system, messages]` (messages), `input` (responses, embeddings),
+/// `prompt` (images).
 /// Identifies repeated prompts without storing them. `None` when the body
 /// has no such field.
 pub fn prompt_hash(protocol: Protocol, request_body: &[u8]) -> Option<String> {
@@ -292,6 +294,7 @@ pub fn prompt_hash(protocol: Protocol, request_body: &[u8]) -> Option<String> {
         }
         Protocol::Responses => serde_json::to_writer(&mut hasher, &value(fields.input)?),
         Protocol::ImagesGenerations => serde_json::to_writer(&mut hasher, &value(fields.prompt)?),
+        Protocol::Embeddings => serde_json::to_writer(&mut hasher, &value(fields.input)?),
     };
     written.ok()?;
     Some(format!("{:x}", hasher.finalize()))

@@ -43,7 +43,7 @@ pub const STARTER_CONFIG: &str = r#"# tokenbuddy configuration.
 # base_url = "https://openrouter.ai/api/v1"
 # api_key_env = "OPENROUTER_API_KEY"    # or api_key = "..." (keep the file private)
 # models = ["deepseek-chat", "claude-sonnet-4-5"]
-# protocols = ["chat_completions", "responses", "messages", "images_generations"]
+# protocols = ["chat_completions", "responses", "messages", "images_generations", "embeddings"]
 # discount = 0.1              # fraction off the bundled table price
 # [providers.prices."deepseek-chat"]   # USD per 1M tokens; wins over the table
 # input = 0.28

@@ -19,10 +19,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// One of the four LLM APIs the proxy plane speaks.
+/// One of the five LLM APIs the proxy plane speaks.
 ///
-/// There is no translation between protocols: a request only goes to
-/// upstreams that list its protocol.
+/// The three text protocols ([`Protocol::TRANSLATABLE`]) are translated
+/// between (tb-translate); images and embeddings only go to upstreams that
+/// list their protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
@@ -34,15 +35,18 @@ pub enum Protocol {
     Messages,
     /// OpenAI Images (`POST /v1/images/generations`).
     ImagesGenerations,
+    /// OpenAI Embeddings (`POST /v1/embeddings`).
+    Embeddings,
 }
 
 impl Protocol {
     /// Every protocol, in a stable order.
-    pub const ALL: [Protocol; 4] = [
+    pub const ALL: [Protocol; 5] = [
         Protocol::ChatCompletions,
         Protocol::Responses,
         Protocol::Messages,
         Protocol::ImagesGenerations,
+        Protocol::Embeddings,
     ];
 
     /// The text protocols requests are translated between (translation.md).
@@ -64,6 +68,7 @@ impl Protocol {
             Protocol::Responses => "responses",
             Protocol::Messages => "messages",
             Protocol::ImagesGenerations => "images_generations",
+            Protocol::Embeddings => "embeddings",
         }
     }
 
@@ -74,6 +79,7 @@ impl Protocol {
             "/v1/responses" => Some(Protocol::Responses),
             "/v1/messages" | "/messages" => Some(Protocol::Messages),
             "/v1/images/generations" => Some(Protocol::ImagesGenerations),
+            "/v1/embeddings" => Some(Protocol::Embeddings),
             _ => None,
         }
     }
@@ -85,6 +91,7 @@ impl Protocol {
             Protocol::Responses => "/v1/responses",
             Protocol::Messages => "/v1/messages",
             Protocol::ImagesGenerations => "/v1/images/generations",
+            Protocol::Embeddings => "/v1/embeddings",
         }
     }
 
@@ -96,6 +103,7 @@ impl Protocol {
             Protocol::Responses => "/responses",
             Protocol::Messages => "/messages",
             Protocol::ImagesGenerations => "/images/generations",
+            Protocol::Embeddings => "/embeddings",
         }
     }
 
@@ -159,6 +167,7 @@ impl ProviderKind {
                 Protocol::ChatCompletions,
                 Protocol::Responses,
                 Protocol::ImagesGenerations,
+                Protocol::Embeddings,
             ],
             ProviderKind::Anthropic => vec![Protocol::Messages],
         }

@@ -74,16 +74,20 @@ pub enum Mode {
     Responses,
     /// Image generation (`mode: image_generation`).
     ImageGeneration,
+    /// Embeddings (`mode: embedding`): input tokens only.
+    Embedding,
 }
 
 impl Mode {
-    /// LiteLLM's spelling: `chat`, `responses` or `image_generation`.
+    /// LiteLLM's spelling: `chat`, `responses`, `image_generation` or
+    /// `embedding`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Mode::Chat => "chat",
             Mode::Responses => "responses",
             Mode::ImageGeneration => "image_generation",
+            Mode::Embedding => "embedding",
         }
     }
 }

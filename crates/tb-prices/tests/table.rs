@@ -253,12 +253,18 @@ fn other_image_models() {
 }
 
 #[test]
+fn embeddings_are_priced_on_input_only() {
+    let e = get("text-embedding-3-small").expect("embedding models are kept");
+    assert_eq!(e.mode, tb_prices::Mode::Embedding);
+    assert_eq!(e.tokens.input, Some(20_000), "$0.02 per 1M");
+}
+
+#[test]
 fn dropped_entries_are_absent() {
     for id in [
         "sample_spec",
         "ft:gpt-4o-2024-08-06",
         "glm-4.7-flash", // zai, priced 0/0: no positive price
-        "text-embedding-3-small",
         "whisper-1",
         "low/1024-x-1024/gpt-image-1",
         "1024-x-1024/gpt-image-1.5",

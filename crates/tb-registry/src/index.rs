@@ -21,11 +21,12 @@ pub const ALL_PAYMENT_METHODS: [PaymentMethod; 3] = [
 ];
 
 /// The order in which a model's protocols are tried for prewarming.
-pub const PREWARM_ORDER: [Protocol; 4] = [
+pub const PREWARM_ORDER: [Protocol; 5] = [
     Protocol::ChatCompletions,
     Protocol::Messages,
     Protocol::Responses,
     Protocol::ImagesGenerations,
+    Protocol::Embeddings,
 ];
 
 const PROTOCOLS: usize = Protocol::ALL.len();
@@ -41,6 +42,7 @@ fn protocol_idx(p: Protocol) -> usize {
         Protocol::Responses => 1,
         Protocol::Messages => 2,
         Protocol::ImagesGenerations => 3,
+        Protocol::Embeddings => 4,
     }
 }
 

@@ -133,7 +133,7 @@ pub(super) fn empty_json(protocol: Protocol, model: &str) -> Vec<u8> {
         Protocol::ChatCompletions => value["choices"][0]["message"]["content"] = json!(""),
         Protocol::Responses => value["output"][0]["content"] = json!([]),
         Protocol::Messages => value["content"] = json!([]),
-        Protocol::ImagesGenerations => value["data"] = json!([]),
+        Protocol::ImagesGenerations | Protocol::Embeddings => value["data"] = json!([]),
     }
     zero_output(&mut value);
     net::to_vec(&value)
@@ -170,6 +170,7 @@ pub(super) fn empty_events(protocol: Protocol, model: &str) -> Vec<Vec<u8>> {
                 Some("content_block_start" | "content_block_delta" | "content_block_stop")
             ),
             Protocol::ImagesGenerations => name != Some("image_generation.partial_image"),
+            Protocol::Embeddings => true,
         };
         if !keep {
             continue;

@@ -82,6 +82,7 @@ pub fn json(protocol: Protocol, model: &str) -> Vec<u8> {
         ),
         Protocol::Messages => messages_json(model),
         Protocol::ImagesGenerations => images_json(),
+        Protocol::Embeddings => embeddings_json(model),
     };
     to_vec(&value)
 }
@@ -95,6 +96,8 @@ pub fn sse_events(protocol: Protocol, model: &str) -> Vec<Vec<u8>> {
         Protocol::Responses => responses_events(model),
         Protocol::Messages => messages_events(model),
         Protocol::ImagesGenerations => images_events(),
+        // Embeddings have no streaming form; the JSON answer as one event.
+        Protocol::Embeddings => vec![event(None, &embeddings_json(model))],
     }
 }
 
@@ -461,6 +464,16 @@ fn images_usage() -> Value {
         "input_tokens_details": { "text_tokens": IMAGE_TEXT_INPUT_TOKENS, "image_tokens": 0 },
         "output_tokens": IMAGE_OUTPUT_TOKENS,
         "total_tokens": IMAGE_TEXT_INPUT_TOKENS + IMAGE_OUTPUT_TOKENS,
+    })
+}
+
+/// An embeddings answer: one three-dimensional vector, input tokens only.
+fn embeddings_json(model: &str) -> Value {
+    json!({
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.0125, -0.5, 0.25]}],
+        "model": model,
+        "usage": {"prompt_tokens": INPUT_TOKENS, "total_tokens": INPUT_TOKENS},
     })
 }
 

@@ -557,6 +557,7 @@ impl SellerSpec {
                 cost.billing_unit = "images";
                 cost.image_count = u64::from(!self.empty_completion);
             }
+            Protocol::Embeddings => cost.input_tokens = canned::INPUT_TOKENS,
         }
         if protocol == Protocol::ImagesGenerations {
             cost.original_usd_micros = cost.image_count.saturating_mul(self.image_price);

@@ -122,6 +122,11 @@ async fn default_json_reply_per_protocol_names_the_model() {
                 assert_eq!(value["data"][0]["b64_json"], canned::PNG_1X1_B64);
                 assert!(value["usage"]["total_tokens"].as_u64().unwrap() > 0);
             }
+            Protocol::Embeddings => {
+                assert_eq!(value["model"], "model-under-test");
+                assert_eq!(value["data"][0]["object"], "embedding");
+                assert_eq!(value["usage"]["prompt_tokens"], canned::INPUT_TOKENS);
+            }
         }
     }
     assert_eq!(mock.requests().len(), 4);

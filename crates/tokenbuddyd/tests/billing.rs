@@ -12,6 +12,15 @@ use tb_domain::Protocol;
 use tb_test_support::daemon::{Daemon, body_bytes};
 use tb_test_support::{MockUpstream, Reply, canned};
 
+/// The protocols that answer streamed or not (embeddings only answer
+/// whole; `embeddings_are_routed_failed_over_and_billed` covers them).
+const STREAMABLE: [Protocol; 4] = [
+    Protocol::ChatCompletions,
+    Protocol::Responses,
+    Protocol::Messages,
+    Protocol::ImagesGenerations,
+];
+
 fn model_of(p: Protocol) -> &'static str {
     match p {
         Protocol::Messages => "claude-sonnet-4-5",
@@ -58,7 +67,7 @@ async fn streamed_and_plain_answers_leave_equal_records() {
         .await
         .unwrap();
 
-    for protocol in Protocol::ALL {
+    for protocol in STREAMABLE {
         for stream in [false, true] {
             // Chat streams do not ask for usage: the daemon must add and strip it.
             let body = format!(
@@ -103,7 +112,7 @@ async fn streamed_and_plain_answers_leave_equal_records() {
         9,
         "one record per proxied request: {records:#?}"
     );
-    for protocol in Protocol::ALL {
+    for protocol in STREAMABLE {
         let of = |stream: bool| {
             records
                 .iter()
@@ -233,6 +242,62 @@ async fn streamed_and_plain_answers_leave_equal_records() {
             && lines[1].ends_with("FAILED  ⤷ oa 500, oa 500"),
         "{lines:?}"
     );
+}
+
+#[tokio::test]
+async fn embeddings_are_routed_failed_over_and_billed() {
+    let broken = MockUpstream::start().await.unwrap();
+    let upstream = MockUpstream::start().await.unwrap();
+    for _ in 0..2 {
+        broken.push_reply(Reply::openai_error(500, "server_error", "boom", "down"));
+    }
+    let config = format!(
+        r#"
+[[providers]]
+id = "first"
+kind = "openai"
+base_url = "{}"
+api_key_env = "TEST_OPENAI_KEY"
+models = ["text-embedding-3-small"]
+
+[[providers]]
+id = "second"
+kind = "openai"
+base_url = "{}"
+api_key_env = "TEST_OPENAI_KEY"
+models = ["text-embedding-3-small"]
+"#,
+        broken.base_url(),
+        upstream.base_url()
+    );
+    let mut daemon = Daemon::start(bin(), &config, &[("TEST_OPENAI_KEY", OPENAI_KEY)])
+        .await
+        .unwrap();
+    let resp = daemon
+        .post_json(
+            "/v1/embeddings",
+            r#"{"model":"text-embedding-3-small","input":"hello"}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-tokenbuddy-upstream"], "second");
+    let body: serde_json::Value = serde_json::from_slice(&body_bytes(resp).await).unwrap();
+    assert_eq!(body["data"][0]["object"], "embedding");
+    let sent = upstream.requests().pop().unwrap();
+    assert_eq!(sent.path(), "/v1/embeddings");
+    assert_eq!(sent.json()["input"], "hello");
+
+    let records = stop_and_read_ledger(&mut daemon).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let r = &records[0];
+    assert_eq!(r["protocol"], "embeddings");
+    assert_eq!(r["winner"], "second");
+    assert_eq!(r["attempts"][0]["status"], 500);
+    assert_eq!(r["input_tokens"], canned::INPUT_TOKENS);
+    // 12 tokens at $0.02 per 1M (the table's text-embedding-3-small),
+    // rounded up once: 0.24 micros → 1.
+    let cost = (u128::from(canned::INPUT_TOKENS) * 20_000).div_ceil(1_000_000) as i64;
+    assert_eq!(r["cost_usd_micros"], cost, "{r}");
 }
 
 #[tokio::test]

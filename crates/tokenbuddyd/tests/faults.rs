@@ -104,6 +104,9 @@ fn empty_json(p: Protocol) -> &'static str {
         Protocol::ImagesGenerations => {
             r#"{"created":1,"data":[],"usage":{"input_tokens":12,"output_tokens":0,"total_tokens":12}}"#
         }
+        Protocol::Embeddings => {
+            r#"{"object":"list","data":[],"model":"m","usage":{"prompt_tokens":12,"total_tokens":12}}"#
+        }
     }
 }
 

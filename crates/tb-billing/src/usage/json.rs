@@ -26,6 +26,8 @@ pub fn from_json(protocol: Protocol, body: &[u8], request: &RequestFacts) -> Usa
             let (image, images) = image_facts(&env, request);
             (Some(image), images > 0)
         }
+        // An embedding has no content to look for: a vector per input.
+        Protocol::Embeddings => (None, raw_non_empty_array(env.data)),
     };
     UsageReport::new(build_usage(protocol, &counts, image), saw_content, cost)
 }

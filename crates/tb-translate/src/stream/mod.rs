@@ -97,7 +97,7 @@ impl StreamTranslator {
             Protocol::Responses => {
                 Encoder::Responses(encode_responses::ResponsesEncoder::new(model, ctx))
             }
-            Protocol::ImagesGenerations => Encoder::None,
+            Protocol::ImagesGenerations | Protocol::Embeddings => Encoder::None,
         };
         StreamTranslator {
             parser: SseParser::new(),

@@ -274,7 +274,7 @@ pub fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
 /// An upstream `error` event in `p`'s stream dialect.
 pub fn error_event(p: tb_domain::Protocol) -> &'static str {
     match p {
-        tb_domain::Protocol::ChatCompletions => {
+        tb_domain::Protocol::ChatCompletions | tb_domain::Protocol::Embeddings => {
             "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n"
         }
         tb_domain::Protocol::Messages => {
