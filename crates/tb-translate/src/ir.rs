@@ -40,6 +40,8 @@ pub(crate) struct Request<'a> {
     pub(crate) include_usage: bool,
     /// Responses `custom` tools turned into function tools (their names).
     pub(crate) custom_tools: Vec<String>,
+    /// Tools of Responses `namespace`s sent as top-level tools.
+    pub(crate) namespaced_tools: Vec<crate::NamespacedTool>,
 }
 
 impl<'a> Request<'a> {

@@ -17,8 +17,14 @@
 //! - **Nothing silently dropped.** A field the upstream's protocol cannot
 //!   express is a [`Refusal`] naming the field, the upstream and the
 //!   reason (the proxy answers 400). Only purely advisory fields (cache
-//!   hints, storage flags, metadata…) are dropped; `docs/translation.md`
-//!   lists each one and why.
+//!   hints, storage flags, metadata…) are dropped, and the hosted tools a
+//!   Responses client declares without forcing them (Codex declares
+//!   `web_search` on every request; the model, not seeing it, does not
+//!   call it); `docs/translation.md` lists each one and why.
+//! - **Tool names the client can route.** Tools inside a Responses
+//!   `namespace` go upstream under a flat, valid name
+//!   ([`NamespacedTool`]), and their calls come back with the tool's own
+//!   `name` and its `namespace`.
 //! - **Provider-private state never leaves its provider.** Anthropic
 //!   thinking signatures, `redacted_thinking` and Responses
 //!   `encrypted_content` are dropped from a translated request (visible
@@ -136,6 +142,10 @@ pub struct AnswerContext {
     /// Responses `custom` tools sent upstream as function tools: their
     /// calls go back to the client as `custom_tool_call` items.
     pub custom_tools: Vec<String>,
+    /// Tools of Responses `namespace`s sent upstream as top-level tools
+    /// under a flat name: their calls go back to the client with the
+    /// tool's own `name` and its `namespace`.
+    pub namespaced_tools: Vec<NamespacedTool>,
     /// Structured output sent to a Messages upstream as a forced tool: its
     /// call goes back to the client as the answer's text.
     pub json_tool: Option<String>,
@@ -151,9 +161,65 @@ impl Default for AnswerContext {
         AnswerContext {
             include_usage: true,
             custom_tools: Vec::new(),
+            namespaced_tools: Vec::new(),
             json_tool: None,
             hide_reasoning: false,
             created: 0,
+        }
+    }
+}
+
+/// A tool declared inside a Responses `namespace` (Codex groups each MCP
+/// server's tools, and some of its own, that way), sent to a Chat or
+/// Messages upstream as a top-level tool named [`flat`](Self::flat).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespacedTool {
+    /// The name the upstream knows the tool by: `<namespace>__<name>`, or a
+    /// shortened name when that is not a valid tool name there.
+    pub flat: String,
+    /// The namespace's `name`.
+    pub namespace: String,
+    /// The tool's own `name` inside the namespace.
+    pub name: String,
+    /// A `custom` tool: its calls go back as `custom_tool_call` items.
+    pub custom: bool,
+}
+
+/// How a tool call named by the upstream goes back to a Responses client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CallName<'c> {
+    pub(crate) name: &'c str,
+    pub(crate) namespace: Option<&'c str>,
+    pub(crate) custom: bool,
+}
+
+impl AnswerContext {
+    /// The client's name, namespace and kind for a call of the upstream
+    /// tool `upstream_name`.
+    pub(crate) fn call_name<'c>(&'c self, upstream_name: &'c str) -> CallName<'c> {
+        CallName::of(&self.custom_tools, &self.namespaced_tools, upstream_name)
+    }
+}
+
+impl<'c> CallName<'c> {
+    /// The client's name for a call of the upstream tool `upstream_name`,
+    /// given the request's custom and namespaced tools.
+    pub(crate) fn of(
+        custom_tools: &'c [String],
+        namespaced_tools: &'c [NamespacedTool],
+        upstream_name: &'c str,
+    ) -> CallName<'c> {
+        match namespaced_tools.iter().find(|t| t.flat == upstream_name) {
+            Some(tool) => CallName {
+                name: &tool.name,
+                namespace: Some(&tool.namespace),
+                custom: tool.custom,
+            },
+            None => CallName {
+                name: upstream_name,
+                namespace: None,
+                custom: custom_tools.iter().any(|c| c == upstream_name),
+            },
         }
     }
 }

@@ -123,6 +123,10 @@ pub(crate) enum ItemOut<'r> {
         status: &'static str,
         call_id: &'r str,
         name: &'r str,
+        /// The namespace of a tool declared in one (Codex routes a call
+        /// on `namespace` and `name`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        namespace: Option<&'r str>,
         arguments: &'r str,
     },
     CustomToolCall {
@@ -130,6 +134,8 @@ pub(crate) enum ItemOut<'r> {
         status: &'static str,
         call_id: &'r str,
         name: &'r str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        namespace: Option<&'r str>,
         input: &'r str,
     },
 }

@@ -163,3 +163,62 @@ fn same_protocol_passes_through() {
     let body = br#"{"anything":1}"#;
     assert_eq!(translate_answer(&route(Chat, Chat), body).unwrap(), body);
 }
+
+/// What a request declaring an MCP server's `namespace` (a function `js`
+/// and a custom `patch`) says about its tools.
+fn namespaced_ctx() -> AnswerContext {
+    AnswerContext {
+        namespaced_tools: vec![
+            crate::NamespacedTool {
+                flat: "mcp__x__js".to_owned(),
+                namespace: "mcp__x".to_owned(),
+                name: "js".to_owned(),
+                custom: false,
+            },
+            crate::NamespacedTool {
+                flat: "mcp__x__patch".to_owned(),
+                namespace: "mcp__x".to_owned(),
+                name: "patch".to_owned(),
+                custom: true,
+            },
+        ],
+        ..AnswerContext::default()
+    }
+}
+
+#[test]
+fn namespaced_tool_calls_go_back_with_name_and_namespace() {
+    let output = r#"[{"type":"function_call","id":"fc_a_0","status":"completed","call_id":"call_1","name":"js","namespace":"mcp__x","arguments":"{\"code\":\"1\"}"},{"type":"custom_tool_call","id":"ctc_a_1","status":"completed","call_id":"call_2","name":"patch","namespace":"mcp__x","input":"P"},{"type":"function_call","id":"fc_a_2","status":"completed","call_id":"call_3","name":"exec_command","arguments":"{}"}]"#;
+    for (upstream, answer) in [
+        (
+            Chat,
+            r#"{"id":"a","model":"m","choices":[{"index":0,"message":{"role":"assistant","tool_calls":[{"id":"call_1","type":"function","function":{"name":"mcp__x__js","arguments":"{\"code\":\"1\"}"}},{"id":"call_2","type":"function","function":{"name":"mcp__x__patch","arguments":"{\"input\":\"P\"}"}},{"id":"call_3","type":"function","function":{"name":"exec_command","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#,
+        ),
+        (
+            Messages,
+            r#"{"id":"a","type":"message","role":"assistant","model":"m","content":[{"type":"tool_use","id":"call_1","name":"mcp__x__js","input":{"code":"1"}},{"type":"tool_use","id":"call_2","name":"mcp__x__patch","input":{"input":"P"}},{"type":"tool_use","id":"call_3","name":"exec_command","input":{}}],"stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":1}}"#,
+        ),
+    ] {
+        let got = translate_answer_with(
+            &route(Responses, upstream),
+            &namespaced_ctx(),
+            answer.as_bytes(),
+        )
+        .unwrap();
+        let got: Value = serde_json::from_slice(&got).unwrap();
+        let expected: Value = serde_json::from_str(output).unwrap();
+        assert_eq!(got["output"], expected, "{upstream}: {got}");
+    }
+    // Other clients know no namespaces: they get the upstream's name.
+    let got = translate_answer_with(
+        &route(Chat, Messages),
+        &namespaced_ctx(),
+        br#"{"id":"a","type":"message","role":"assistant","model":"m","content":[{"type":"tool_use","id":"t","name":"mcp__x__js","input":{}}],"stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":1}}"#,
+    )
+    .unwrap();
+    assert!(
+        String::from_utf8(got)
+            .unwrap()
+            .contains(r#""name":"mcp__x__js""#)
+    );
+}

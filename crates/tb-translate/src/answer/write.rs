@@ -6,7 +6,6 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::AnswerError;
-use crate::AnswerContext;
 use crate::ids;
 use crate::ir::{Answer, Finish, OutPart};
 use crate::shape::{
@@ -14,6 +13,7 @@ use crate::shape::{
     input_object,
 };
 use crate::usage::{ChatUsageOut, MessagesUsageOut, ResponsesUsageOut};
+use crate::{AnswerContext, CallName};
 
 #[derive(Serialize)]
 struct ChatCompletionOut<'r> {
@@ -225,7 +225,7 @@ fn same_item(first: &OutPart<'_>, other: &OutPart<'_>) -> bool {
 
 /// The item for a run of parts of one kind.
 fn item_for<'r>(
-    ctx: &AnswerContext,
+    ctx: &'r AnswerContext,
     response_id: &str,
     index: usize,
     run: &'r [OutPart<'r>],
@@ -234,29 +234,30 @@ fn item_for<'r>(
         Some(OutPart::Reasoning(_)) => OwnedItem {
             id: ids::item("rs", response_id, index),
             run,
-            custom: false,
+            call: None,
         },
         Some(OutPart::ToolCall { name, .. }) => {
-            let custom = ctx.custom_tools.iter().any(|c| **c == **name);
+            let call = ctx.call_name(name);
             OwnedItem {
-                id: ids::item(if custom { "ctc" } else { "fc" }, response_id, index),
+                id: ids::item(if call.custom { "ctc" } else { "fc" }, response_id, index),
                 run,
-                custom,
+                call: Some(call),
             }
         }
         _ => OwnedItem {
             id: ids::item("msg", response_id, index),
             run,
-            custom: false,
+            call: None,
         },
     }
 }
 
-/// An item id with the parts it covers (serialised through [`ItemOut`]).
+/// An item id with the parts it covers (serialised through [`ItemOut`]);
+/// for a tool call, the client's name for it.
 struct OwnedItem<'r> {
     id: String,
     run: &'r [OutPart<'r>],
-    custom: bool,
+    call: Option<CallName<'r>>,
 }
 
 impl Serialize for OwnedItem<'_> {
@@ -279,30 +280,37 @@ impl Serialize for OwnedItem<'_> {
                 id: call_id,
                 name,
                 arguments,
-            }) if self.custom => ItemOut::CustomToolCall {
-                id,
-                status: "completed",
-                call_id,
-                name,
-                input: &custom_input(arguments),
+            }) => {
+                let call = self.call.unwrap_or(CallName {
+                    name,
+                    namespace: None,
+                    custom: false,
+                });
+                if call.custom {
+                    return ItemOut::CustomToolCall {
+                        id,
+                        status: "completed",
+                        call_id,
+                        name: call.name,
+                        namespace: call.namespace,
+                        input: &custom_input(arguments),
+                    }
+                    .serialize(s);
+                }
+                ItemOut::FunctionCall {
+                    id,
+                    status: "completed",
+                    call_id,
+                    name: call.name,
+                    namespace: call.namespace,
+                    arguments: if arguments.trim().is_empty() {
+                        "{}"
+                    } else {
+                        arguments
+                    },
+                }
+                .serialize(s)
             }
-            .serialize(s),
-            Some(OutPart::ToolCall {
-                id: call_id,
-                name,
-                arguments,
-            }) => ItemOut::FunctionCall {
-                id,
-                status: "completed",
-                call_id,
-                name,
-                arguments: if arguments.trim().is_empty() {
-                    "{}"
-                } else {
-                    arguments
-                },
-            }
-            .serialize(s),
             _ => ItemOut::Message {
                 id,
                 status: "completed",

@@ -675,7 +675,11 @@ pub(crate) fn write(ctx: &Ctx<'_>, req: &Request<'_>) -> Result<Vec<u8>, Refusal
         model: &req.model,
         messages,
         tools: req.tools.iter().map(tool_out).collect(),
-        tool_choice: req.tool_choice.as_ref().map(tool_choice_out),
+        tool_choice: req
+            .tool_choice
+            .as_ref()
+            .filter(|_| has_tools)
+            .map(tool_choice_out),
         parallel_tool_calls: req.parallel_tool_calls.filter(|_| has_tools),
         max_tokens: req.max_tokens.filter(|_| !ctx.max_completion_tokens),
         max_completion_tokens: req.max_tokens.filter(|_| ctx.max_completion_tokens),

@@ -5,6 +5,7 @@
 
 mod chat;
 mod messages;
+mod namespace;
 mod responses;
 
 use serde::Deserialize;
@@ -78,6 +79,7 @@ pub fn translate_request_with(
         context: AnswerContext {
             include_usage: request.include_usage,
             custom_tools: request.custom_tools,
+            namespaced_tools: request.namespaced_tools,
             json_tool,
             hide_reasoning: request.reasoning.hidden,
             ..AnswerContext::default()

@@ -2,19 +2,21 @@
 //! Codex sends it) and the writer (the body for a Responses upstream).
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tb_domain::Protocol;
 
 use super::chat::{arguments_text, joined, simple_choice};
+use super::namespace::{flat_name, unique_flat_name};
 use super::{Ctx, ERROR_PREFIX, effort, join, to_body};
-use crate::Refusal;
 use crate::ir::{
     Args, Format, Image, Part, Reasoning, Request, ResultPart, Role, Tool, ToolCall, ToolChoice,
     ToolResult, Turn,
 };
 use crate::wire::{self, Str, StrOr, json_string, wire};
+use crate::{NamespacedTool, Refusal};
 
 wire! {
     struct ResponsesRequest {
@@ -93,6 +95,8 @@ wire! {
         input: Str<'a> = "input",
         summary: Vec<ItemPart<'a>> = "summary",
         encrypted_content: Str<'a> = "encrypted_content",
+        namespace: Str<'a> = "namespace",
+        tools: Vec<ResponsesTool<'a>> = "tools",
     }
 }
 
@@ -119,8 +123,14 @@ wire! {
         parameters: &'a RawValue = "parameters",
         strict: bool = "strict",
         format: CustomFormat<'a> = "format",
+        tools: Vec<ResponsesTool<'a>> = "tools",
     }
 }
+
+/// Function tool members dropped: `defer_loading` asks OpenAI to load the
+/// tool's definition only when a tool search finds it; a translated
+/// request sends every declared tool whole.
+const TOOL_ADVISORY: &[&str] = &["defer_loading"];
 
 wire! {
     struct CustomFormat {
@@ -134,6 +144,7 @@ wire! {
     struct ResponsesToolChoice {
         kind: Str<'a> = "type",
         name: Str<'a> = "name",
+        namespace: Str<'a> = "namespace",
     }
 }
 
@@ -163,7 +174,7 @@ pub(crate) fn read<'a>(ctx: &Ctx<'_>, body: &'a [u8]) -> Result<Request<'a>, Ref
         out.verbosity = text.verbosity;
         out.format = text.format.map(|f| read_format(ctx, f)).transpose()?;
     }
-    out.tools = read_tools(ctx, req.tools.unwrap_or_default(), &mut out.custom_tools)?;
+    read_tools(ctx, "tools", req.tools.unwrap_or_default(), &mut out)?;
     match req.input {
         Some(StrOr::Str(text)) if !text.is_empty() => out.push(Role::User, Part::Text(text)),
         Some(StrOr::Other(items)) => read_items(ctx, items, &mut out)?,
@@ -171,7 +182,7 @@ pub(crate) fn read<'a>(ctx: &Ctx<'_>, body: &'a [u8]) -> Result<Request<'a>, Ref
     }
     out.tool_choice = req
         .tool_choice
-        .map(|c| read_tool_choice(ctx, c))
+        .map(|c| read_tool_choice(ctx, c, &out))
         .transpose()?;
     Ok(out)
 }
@@ -223,33 +234,48 @@ fn read_format<'a>(ctx: &Ctx<'_>, f: FormatConfig<'a>) -> Result<Format<'a>, Ref
 
 fn read_items<'a>(
     ctx: &Ctx<'_>,
-    items: Vec<Item<'a>>,
+    mut items: Vec<Item<'a>>,
     out: &mut Request<'a>,
 ) -> Result<(), Refusal> {
+    // Tools declared in `additional_tools` items (Codex's Responses Lite)
+    // first: the history's calls may name them.
+    for (i, item) in items.iter_mut().enumerate() {
+        if item.kind.as_deref() == Some("additional_tools") {
+            let tools = item.tools.take().unwrap_or_default();
+            read_tools(ctx, &format!("input[{i}].tools"), tools, out)?;
+        }
+    }
     for (i, item) in items.into_iter().enumerate() {
         let path = format!("input[{i}]");
         ctx.check_extra(&item.extra, &path, ITEM_ADVISORY)?;
         let kind = item.kind.clone();
         match kind.as_deref() {
             Some("message") | None => read_message(ctx, &path, item, out)?,
-            Some("function_call") => out.push(
-                Role::Assistant,
-                Part::ToolCall(ToolCall {
-                    id: item.call_id.unwrap_or_default(),
-                    name: item.name.unwrap_or_default(),
-                    arguments: Args::Text(item.arguments.unwrap_or_default()),
-                }),
-            ),
-            Some("custom_tool_call") => out.push(
-                Role::Assistant,
-                Part::ToolCall(ToolCall {
-                    id: item.call_id.unwrap_or_default(),
-                    name: item.name.unwrap_or_default(),
-                    arguments: Args::Text(Str::owned(custom_arguments(
-                        item.input.as_deref().unwrap_or(""),
-                    ))),
-                }),
-            ),
+            Some("additional_tools") => {}
+            Some("function_call") => {
+                let name = call_name(out, item.namespace, item.name);
+                out.push(
+                    Role::Assistant,
+                    Part::ToolCall(ToolCall {
+                        id: item.call_id.unwrap_or_default(),
+                        name,
+                        arguments: Args::Text(item.arguments.unwrap_or_default()),
+                    }),
+                );
+            }
+            Some("custom_tool_call") => {
+                let name = call_name(out, item.namespace, item.name);
+                out.push(
+                    Role::Assistant,
+                    Part::ToolCall(ToolCall {
+                        id: item.call_id.unwrap_or_default(),
+                        name,
+                        arguments: Args::Text(Str::owned(custom_arguments(
+                            item.input.as_deref().unwrap_or(""),
+                        ))),
+                    }),
+                );
+            }
             Some("function_call_output" | "custom_tool_call_output") => {
                 let result = read_output(ctx, &path, item)?;
                 out.push(Role::User, Part::ToolResult(result));
@@ -418,28 +444,47 @@ fn read_output<'a>(ctx: &Ctx<'_>, path: &str, item: Item<'a>) -> Result<ToolResu
     })
 }
 
+/// Reads a list of tool declarations (`tools`, or an `additional_tools`
+/// item's) into `out`: function and custom tools, the tools of each
+/// namespace under a flat name, hosted tools the model may simply not
+/// call dropped, other tools refused.
 fn read_tools<'a>(
     ctx: &Ctx<'_>,
+    path: &str,
     tools: Vec<ResponsesTool<'a>>,
-    custom: &mut Vec<String>,
-) -> Result<Vec<Tool<'a>>, Refusal> {
-    let mut out = Vec::with_capacity(tools.len());
+    out: &mut Request<'a>,
+) -> Result<(), Refusal> {
+    // Names a flattened tool must not take: every other top-level tool's.
+    let mut taken: HashSet<String> = HashSet::new();
+    if tools.iter().any(|t| t.kind.as_deref() == Some("namespace")) {
+        taken.extend(out.tools.iter().map(|t| t.name.to_string()));
+        taken.extend(
+            tools
+                .iter()
+                .filter(|t| matches!(t.kind.as_deref(), Some("function" | "custom")))
+                .filter_map(|t| t.name.as_deref().map(str::to_owned)),
+        );
+    }
+    out.tools.reserve(tools.len());
     for (i, tool) in tools.into_iter().enumerate() {
-        let path = format!("tools[{i}]");
-        if matches!(tool.kind.as_deref(), Some("function" | "custom")) {
-            ctx.check_extra(&tool.extra, &path, &[])?;
-        }
+        let path = format!("{path}[{i}]");
         match tool.kind.as_deref() {
-            Some("function") => out.push(Tool {
-                name: tool.name.unwrap_or_default(),
-                description: tool.description,
-                parameters: tool.parameters.map(Cow::Borrowed),
-                strict: tool.strict,
-            }),
+            Some("function") => {
+                ctx.check_extra(&tool.extra, &path, TOOL_ADVISORY)?;
+                refuse_nested(ctx, &path, &tool)?;
+                out.tools.push(Tool {
+                    name: tool.name.unwrap_or_default(),
+                    description: tool.description,
+                    parameters: tool.parameters.map(Cow::Borrowed),
+                    strict: tool.strict,
+                });
+            }
             Some("custom") => {
+                ctx.check_extra(&tool.extra, &path, &[])?;
+                refuse_nested(ctx, &path, &tool)?;
                 let name = tool.name.unwrap_or_default();
-                custom.push(name.to_string());
-                out.push(custom_tool(
+                out.custom_tools.push(name.to_string());
+                out.tools.push(custom_tool(
                     ctx,
                     &path,
                     name,
@@ -447,10 +492,131 @@ fn read_tools<'a>(
                     tool.format,
                 )?);
             }
+            Some("namespace") => read_namespace(ctx, &path, tool, &mut taken, out)?,
+            Some(kind) if dropped_tool(kind) => {}
             other => return Err(refuse_tool(ctx, &path, other.unwrap_or(""))),
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// A function or custom tool has no `tools` of its own.
+fn refuse_nested(ctx: &Ctx<'_>, path: &str, tool: &ResponsesTool<'_>) -> Result<(), Refusal> {
+    match &tool.tools {
+        Some(tools) if !tools.is_empty() => {
+            Err(ctx.refuse(join(path, "tools"), "only a namespace holds tools"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The tools of a `namespace`, each sent as a top-level tool under its
+/// flat name (`request/namespace.rs`), its description followed by the
+/// namespace's; the mapping goes into the answer context.
+fn read_namespace<'a>(
+    ctx: &Ctx<'_>,
+    path: &str,
+    namespace: ResponsesTool<'a>,
+    taken: &mut HashSet<String>,
+    out: &mut Request<'a>,
+) -> Result<(), Refusal> {
+    ctx.check_extra(&namespace.extra, path, &[])?;
+    let ns = namespace.name.unwrap_or_default();
+    if ns.is_empty() {
+        return Err(ctx.refuse(join(path, "name"), "a namespace needs a name"));
+    }
+    for (j, tool) in namespace.tools.unwrap_or_default().into_iter().enumerate() {
+        let path = format!("{path}.tools[{j}]");
+        let custom = match tool.kind.as_deref() {
+            Some("function") => false,
+            Some("custom") => true,
+            other => {
+                return Err(ctx.refuse(
+                    join(&path, "type"),
+                    format!(
+                        "{other:?} tools inside a namespace are not translated (function and custom tools are)"
+                    ),
+                ));
+            }
+        };
+        ctx.check_extra(&tool.extra, &path, if custom { &[] } else { TOOL_ADVISORY })?;
+        refuse_nested(ctx, &path, &tool)?;
+        let name = tool.name.unwrap_or_default();
+        if name.is_empty() {
+            return Err(ctx.refuse(join(&path, "name"), "a tool needs a name"));
+        }
+        let flat = unique_flat_name(&ns, &name, taken);
+        taken.insert(flat.clone());
+        let description = combined(tool.description, namespace.description.as_deref());
+        out.tools.push(if custom {
+            custom_tool(
+                ctx,
+                &path,
+                Str::owned(flat.clone()),
+                description,
+                tool.format,
+            )?
+        } else {
+            Tool {
+                name: Str::owned(flat.clone()),
+                description,
+                parameters: tool.parameters.map(Cow::Borrowed),
+                strict: tool.strict,
+            }
+        });
+        out.namespaced_tools.push(NamespacedTool {
+            flat,
+            namespace: ns.to_string(),
+            name: name.to_string(),
+            custom,
+        });
+    }
+    Ok(())
+}
+
+/// A namespaced tool's description: its own, then the namespace's (which
+/// says what the group is for), a blank line apart.
+fn combined<'a>(tool: Option<Str<'a>>, namespace: Option<&str>) -> Option<Str<'a>> {
+    match (
+        tool.filter(|t| !t.is_empty()),
+        namespace.filter(|n| !n.is_empty()),
+    ) {
+        (Some(tool), Some(namespace)) => Some(Str::owned(format!("{}\n\n{namespace}", &*tool))),
+        (Some(tool), None) => Some(tool),
+        (None, Some(namespace)) => Some(Str::owned(namespace.to_owned())),
+        (None, None) => None,
+    }
+}
+
+/// The upstream's name for a call in the history: a call carrying a
+/// `namespace` names its tool's flat name, as the tools list does.
+fn call_name<'a>(out: &Request<'a>, namespace: Option<Str<'a>>, name: Option<Str<'a>>) -> Str<'a> {
+    let name = name.unwrap_or_default();
+    match namespace.filter(|n| !n.is_empty()) {
+        None => name,
+        Some(ns) => Str::owned(flat_for(out, &ns, &name)),
+    }
+}
+
+/// The flat name of `namespace`'s tool `name`: the one its declaration got,
+/// or the same rule for a tool this request does not declare.
+fn flat_for(out: &Request<'_>, namespace: &str, name: &str) -> String {
+    out.namespaced_tools
+        .iter()
+        .find(|t| t.namespace == namespace && t.name == name)
+        .map(|t| t.flat.clone())
+        .unwrap_or_else(|| flat_name(namespace, name))
+}
+
+/// Hosted tools dropped rather than refused when the client declares them
+/// without forcing them (docs/translation.md, "Tools"): Codex declares
+/// `web_search` on every request (and `image_generation`, `tool_search`
+/// when the model supports them). The upstream cannot run them and the
+/// model, not seeing them, simply does not call them; refusing would make
+/// the whole agent unusable over a translated route. A `tool_choice` that
+/// forces one is still refused.
+fn dropped_tool(kind: &str) -> bool {
+    kind.starts_with("web_search") || matches!(kind, "image_generation" | "tool_search")
 }
 
 fn refuse_tool(ctx: &Ctx<'_>, path: &str, kind: &str) -> Refusal {
@@ -461,7 +627,7 @@ fn refuse_tool(ctx: &Ctx<'_>, path: &str, kind: &str) -> Refusal {
         ),
         "" => "a tool needs a type".to_owned(),
         _ => format!(
-            "`{kind}` is a tool OpenAI runs on its servers; {} cannot run it",
+            "`{kind}` is one of OpenAI's built-in tools; {} cannot run it and has no equivalent (declare a function tool instead)",
             ctx.target_name()
         ),
     };
@@ -504,13 +670,21 @@ fn custom_tool<'a>(
 fn read_tool_choice<'a>(
     ctx: &Ctx<'_>,
     choice: StrOr<'a, ResponsesToolChoice<'a>>,
+    out: &Request<'a>,
 ) -> Result<ToolChoice<'a>, Refusal> {
     match choice {
         StrOr::Str(word) => simple_choice(ctx, "tool_choice", &word),
         StrOr::Other(c) => {
             ctx.check_extra(&c.extra, "tool_choice", &[])?;
             match c.kind.as_deref() {
-                Some("function" | "custom") => Ok(ToolChoice::Tool(c.name.unwrap_or_default())),
+                Some("function" | "custom") => Ok(ToolChoice::Tool(call_name(out, c.namespace, c.name))),
+                Some(kind) if dropped_tool(kind) => Err(ctx.refuse(
+                    "tool_choice.type",
+                    format!(
+                        "`{kind}` is one of OpenAI's built-in tools, which {} cannot run, so it cannot be forced",
+                        ctx.target_name()
+                    ),
+                )),
                 other => Err(ctx.refuse(
                     "tool_choice.type",
                     format!("{other:?} cannot be translated (only a function or custom tool can be forced)"),

@@ -3,7 +3,9 @@
 use serde_json::Value;
 use tb_domain::Protocol::{self, ChatCompletions as Chat, Messages, Responses};
 
-use crate::{Route, translate_request};
+use serde_json::json;
+
+use crate::{NamespacedTool, Route, translate_request};
 
 fn route(client: Protocol, upstream: Protocol) -> Route<'static> {
     Route {
@@ -455,8 +457,32 @@ fn fields_without_equivalent_are_refused_by_name() {
         (
             Responses,
             Messages,
-            r#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#,
+            r#"{"model":"m","input":"x","tools":[{"type":"web_search"}],"tool_choice":{"type":"web_search"}}"#,
+            "tool_choice.type",
+        ),
+        (
+            Responses,
+            Chat,
+            r#"{"model":"m","input":"x","tools":[{"type":"mcp","server_label":"s","server_url":"https://x"}]}"#,
             "tools[0].type",
+        ),
+        (
+            Responses,
+            Chat,
+            r#"{"model":"m","input":"x","tools":[{"type":"namespace","name":"n","tools":[{"type":"web_search"}]}]}"#,
+            "tools[0].tools[0].type",
+        ),
+        (
+            Responses,
+            Chat,
+            r#"{"model":"m","input":"x","tools":[{"type":"namespace","tools":[{"type":"function","name":"f"}]}]}"#,
+            "tools[0].name",
+        ),
+        (
+            Responses,
+            Chat,
+            r#"{"model":"m","input":"x","tools":[{"type":"namespace","name":"n","tools":[{"type":"function","name":"f","brand_new":1}]}]}"#,
+            "tools[0].tools[0].brand_new",
         ),
         (
             Responses,
@@ -641,5 +667,118 @@ fn chat_limit_field_is_a_per_upstream_choice() {
     assert_eq!(
         String::from_utf8(t.body).unwrap(),
         r#"{"model":"m","messages":[],"max_completion_tokens":64}"#
+    );
+}
+
+/// A Codex request: a plain function tool, an MCP server's `namespace`
+/// holding a function and a custom tool, `web_search` (declared on every
+/// Codex request), a choice forcing a namespaced tool, and history calls
+/// that carry their `namespace`.
+const CODEX_NAMESPACES: &str = r#"{"model":"m","input":[{"role":"user","content":"run js"},{"type":"function_call","call_id":"c1","namespace":"mcp__x","name":"js","arguments":"{\"code\":\"1\"}"},{"type":"function_call_output","call_id":"c1","output":[{"type":"input_text","text":"1"}]},{"type":"custom_tool_call","call_id":"c2","namespace":"mcp__x","name":"patch","input":"P"},{"type":"custom_tool_call_output","call_id":"c2","output":"ok"}],"tools":[{"type":"function","name":"exec_command","parameters":{"type":"object"},"strict":false},{"type":"namespace","name":"mcp__x","description":"The x server.","tools":[{"type":"function","name":"js","description":"Runs JS.","strict":false,"defer_loading":true,"parameters":{"type":"object","properties":{"code":{"type":"string"}}}},{"type":"custom","name":"patch","description":"Patches.","format":{"type":"grammar","syntax":"lark","definition":"start: x"}}]},{"type":"web_search","external_web_access":true}],"tool_choice":{"type":"function","namespace":"mcp__x","name":"js"}}"#;
+
+#[test]
+fn codex_namespaces_become_top_level_tools() {
+    let patch_schema = r#"{"type":"object","properties":{"input":{"type":"string","description":"The tool's input, as free-form text. It must follow this lark grammar:\nstart: x"}},"required":["input"],"additionalProperties":false}"#;
+    for (upstream, expected) in [
+        (
+            Chat,
+            format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"run js"}},{{"role":"assistant","tool_calls":[{{"id":"c1","type":"function","function":{{"name":"mcp__x__js","arguments":"{{\"code\":\"1\"}}"}}}}]}},{{"role":"tool","tool_call_id":"c1","content":"1"}},{{"role":"assistant","tool_calls":[{{"id":"c2","type":"function","function":{{"name":"mcp__x__patch","arguments":"{{\"input\":\"P\"}}"}}}}]}},{{"role":"tool","tool_call_id":"c2","content":"ok"}}],"tools":[{{"type":"function","function":{{"name":"exec_command","parameters":{{"type":"object"}},"strict":false}}}},{{"type":"function","function":{{"name":"mcp__x__js","description":"Runs JS.\n\nThe x server.","parameters":{{"type":"object","properties":{{"code":{{"type":"string"}}}}}},"strict":false}}}},{{"type":"function","function":{{"name":"mcp__x__patch","description":"Patches.\n\nThe x server.","parameters":{patch_schema}}}}}],"tool_choice":{{"type":"function","function":{{"name":"mcp__x__js"}}}}}}"#
+            ),
+        ),
+        (
+            Messages,
+            format!(
+                r#"{{"model":"m","max_tokens":32000,"messages":[{{"role":"user","content":"run js"}},{{"role":"assistant","content":[{{"type":"tool_use","id":"c1","name":"mcp__x__js","input":{{"code":"1"}}}}]}},{{"role":"user","content":[{{"type":"tool_result","tool_use_id":"c1","content":"1"}}]}},{{"role":"assistant","content":[{{"type":"tool_use","id":"c2","name":"mcp__x__patch","input":{{"input":"P"}}}}]}},{{"role":"user","content":[{{"type":"tool_result","tool_use_id":"c2","content":"ok"}}]}}],"tools":[{{"name":"exec_command","input_schema":{{"type":"object"}}}},{{"name":"mcp__x__js","description":"Runs JS.\n\nThe x server.","input_schema":{{"type":"object","properties":{{"code":{{"type":"string"}}}}}}}},{{"name":"mcp__x__patch","description":"Patches.\n\nThe x server.","input_schema":{patch_schema}}}],"tool_choice":{{"type":"tool","name":"mcp__x__js"}}}}"#
+            ),
+        ),
+    ] {
+        check(Responses, upstream, CODEX_NAMESPACES, &expected);
+        let t =
+            translate_request(&route(Responses, upstream), CODEX_NAMESPACES.as_bytes()).unwrap();
+        assert_eq!(
+            t.context.namespaced_tools,
+            [
+                NamespacedTool {
+                    flat: "mcp__x__js".into(),
+                    namespace: "mcp__x".into(),
+                    name: "js".into(),
+                    custom: false,
+                },
+                NamespacedTool {
+                    flat: "mcp__x__patch".into(),
+                    namespace: "mcp__x".into(),
+                    name: "patch".into(),
+                    custom: true,
+                },
+            ]
+        );
+        assert!(t.context.custom_tools.is_empty());
+    }
+}
+
+#[test]
+fn namespaced_tool_names_are_made_valid_for_the_target() {
+    // (namespace, tool name, the flat name sent upstream)
+    for (namespace, name, flat) in [
+        // Codex's reserved namespace for plain functions: names stay.
+        ("functions", "exec", "exec"),
+        ("mcp__srv__", "read", "mcp__srv__read"),
+        ("mcp__my.server", "read file", "mcp__my_server__read_file"),
+        // Over 64 characters: 55 kept, then `_` and a hash.
+        (
+            "mcp__a_very_long_server_name_that_someone_configured",
+            "fetch_every_issue_comment",
+            "mcp__a_very_long_server_name_that_someone_configured__f_49719a0f",
+        ),
+        // Taken by a top-level tool: a hash suffix.
+        ("mcp__x", "js", "mcp__x__js_e91b01e7"),
+    ] {
+        let body = format!(
+            r#"{{"model":"m","input":[{{"type":"function_call","call_id":"c","namespace":"{namespace}","name":"{name}","arguments":"{{}}"}},{{"type":"function_call_output","call_id":"c","output":"done"}}],"tools":[{{"type":"function","name":"mcp__x__js"}},{{"type":"namespace","name":"{namespace}","description":"","tools":[{{"type":"function","name":"{name}"}}]}}],"tool_choice":{{"type":"function","namespace":"{namespace}","name":"{name}"}}}}"#
+        );
+        for upstream in [Chat, Messages] {
+            let t = translate_request(&route(Responses, upstream), body.as_bytes())
+                .unwrap_or_else(|r| panic!("{r}"));
+            let got: Value = serde_json::from_slice(&t.body).unwrap();
+            let (tool, call, choice) = match upstream {
+                Chat => (
+                    &got["tools"][1]["function"]["name"],
+                    &got["messages"][0]["tool_calls"][0]["function"]["name"],
+                    &got["tool_choice"]["function"]["name"],
+                ),
+                _ => (
+                    &got["tools"][1]["name"],
+                    &got["messages"][0]["content"][0]["name"],
+                    &got["tool_choice"]["name"],
+                ),
+            };
+            assert_eq!(
+                (tool, call, choice),
+                (&json!(flat), &json!(flat), &json!(flat)),
+                "{upstream}: {got}"
+            );
+            assert!(flat.len() <= 64);
+            assert_eq!(t.context.namespaced_tools[0].flat, flat);
+            assert_eq!(t.context.namespaced_tools[0].namespace, namespace);
+            assert_eq!(t.context.namespaced_tools[0].name, name);
+        }
+    }
+}
+
+#[test]
+fn responses_lite_additional_tools_are_declarations() {
+    check(
+        Responses,
+        Chat,
+        r#"{"model":"m","input":[{"type":"additional_tools","id":"at_1","role":"developer","tools":[{"type":"namespace","name":"functions","description":"","tools":[{"type":"custom","name":"exec","description":"Runs."},{"type":"function","name":"wait","parameters":{"type":"object"}}]}]},{"role":"user","content":"hi"},{"type":"custom_tool_call","call_id":"c","namespace":"functions","name":"exec","input":"ls"},{"type":"custom_tool_call_output","call_id":"c","output":"a.txt"}],"tools":[{"type":"image_generation","output_format":"png"},{"type":"tool_search","execution":"client","description":"Find tools.","parameters":{"type":"object"}}]}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"exec","arguments":"{\"input\":\"ls\"}"}}]},{"role":"tool","tool_call_id":"c","content":"a.txt"}],"tools":[{"type":"function","function":{"name":"exec","description":"Runs.","parameters":{"type":"object","properties":{"input":{"type":"string","description":"The tool's input, as free-form text."}},"required":["input"],"additionalProperties":false}}},{"type":"function","function":{"name":"wait","parameters":{"type":"object"}}}]}"#,
+    );
+    // Only hosted tools, all dropped: no tools, so no tool choice either.
+    check(
+        Responses,
+        Chat,
+        r#"{"model":"m","input":"hi","tools":[{"type":"web_search_preview"}],"tool_choice":"auto","parallel_tool_calls":true}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
     );
 }

@@ -13,13 +13,13 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::{BROKEN_STREAM, Ev, write_event};
-use crate::AnswerContext;
 use crate::ids;
 use crate::ir::{Finish, Usage};
 use crate::shape::{
     ContentOut, ErrorObject, IncompleteOut, ItemOut, ResponseObject, SummaryOut, custom_input,
 };
 use crate::usage::ResponsesUsageOut;
+use crate::{AnswerContext, CallName, NamespacedTool};
 
 #[derive(Debug)]
 pub(crate) struct ResponsesEncoder {
@@ -27,6 +27,7 @@ pub(crate) struct ResponsesEncoder {
     model: String,
     created: u64,
     custom_tools: Vec<String>,
+    namespaced_tools: Vec<NamespacedTool>,
     seq: u64,
     started: bool,
     /// Finished output items, serialised, for `response.completed`.
@@ -70,7 +71,9 @@ struct OpenCall {
     item_id: String,
     output_index: usize,
     call_id: String,
+    /// The client's name for the tool, and its namespace if any.
     name: String,
+    namespace: Option<String>,
     arguments: String,
     custom: bool,
 }
@@ -126,6 +129,7 @@ impl ResponsesEncoder {
             model: model.to_owned(),
             created: ctx.created,
             custom_tools: ctx.custom_tools.clone(),
+            namespaced_tools: ctx.namespaced_tools.clone(),
             seq: 0,
             started: false,
             items: Vec::new(),
@@ -438,7 +442,8 @@ impl ResponsesEncoder {
         self.close_message(out);
         self.close_reasoning(out);
         let output_index = self.next_output_index();
-        let custom = self.custom_tools.iter().any(|c| c == name);
+        let call = CallName::of(&self.custom_tools, &self.namespaced_tools, name);
+        let custom = call.custom;
         self.any_call = true;
         let item_id = ids::item(if custom { "ctc" } else { "fc" }, &self.id, output_index);
         let item = if custom {
@@ -446,7 +451,8 @@ impl ResponsesEncoder {
                 id: &item_id,
                 status: "in_progress",
                 call_id: id,
-                name,
+                name: call.name,
+                namespace: call.namespace,
                 input: "",
             }
         } else {
@@ -454,7 +460,8 @@ impl ResponsesEncoder {
                 id: &item_id,
                 status: "in_progress",
                 call_id: id,
-                name,
+                name: call.name,
+                namespace: call.namespace,
                 arguments: "",
             }
         };
@@ -470,7 +477,8 @@ impl ResponsesEncoder {
             item_id,
             output_index,
             call_id: id.to_owned(),
-            name: name.to_owned(),
+            name: call.name.to_owned(),
+            namespace: call.namespace.map(str::to_owned),
             arguments: String::new(),
             custom,
         });
@@ -524,6 +532,7 @@ impl ResponsesEncoder {
             status: "completed",
             call_id: &call.call_id,
             name: &call.name,
+            namespace: call.namespace.as_deref(),
             arguments,
         };
         self.item_done(call.output_index, item, out);
@@ -554,6 +563,7 @@ impl ResponsesEncoder {
             status: "completed",
             call_id: &call.call_id,
             name: &call.name,
+            namespace: call.namespace.as_deref(),
             input: &input,
         };
         self.item_done(call.output_index, item, out);

@@ -400,3 +400,88 @@ fn same_protocol_passes_bytes_through() {
     t.finish(&mut out);
     assert_eq!(out, input.as_bytes());
 }
+
+#[test]
+fn namespaced_tool_calls_stream_with_name_and_namespace() {
+    let ctx = AnswerContext {
+        namespaced_tools: vec![
+            crate::NamespacedTool {
+                flat: "mcp__x__js".to_owned(),
+                namespace: "mcp__x".to_owned(),
+                name: "js".to_owned(),
+                custom: false,
+            },
+            crate::NamespacedTool {
+                flat: "mcp__x__patch".to_owned(),
+                namespace: "mcp__x".to_owned(),
+                name: "patch".to_owned(),
+                custom: true,
+            },
+        ],
+        ..ctx()
+    };
+    let chat = [
+        chat_chunk(
+            r#"{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"mcp__x__js","arguments":"{\"code\":"}}]}"#,
+            "null",
+        ),
+        chat_chunk(r#"{"tool_calls":[{"index":0,"function":{"arguments":"\"1\"}"}}]}"#, "null"),
+        chat_chunk(
+            r#"{"tool_calls":[{"index":1,"id":"call_2","type":"function","function":{"name":"mcp__x__patch","arguments":"{\"input\":\"P\"}"}}]}"#,
+            "null",
+        ),
+        chat_chunk("{}", r#""tool_calls""#),
+        "data: [DONE]\n\n".to_owned(),
+    ]
+    .concat();
+    let messages = [
+        r#"{"type":"message_start","message":{"id":"c","model":"m","usage":{"input_tokens":1,"output_tokens":0}}}"#,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"call_1","name":"mcp__x__js","input":{}}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"code\":"}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"\"1\"}"}}"#,
+        r#"{"type":"content_block_stop","index":0}"#,
+        r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"call_2","name":"mcp__x__patch","input":{}}}"#,
+        r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"input\":\"P\"}"}}"#,
+        r#"{"type":"content_block_stop","index":1}"#,
+        r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":5}}"#,
+        r#"{"type":"message_stop"}"#,
+    ]
+    .map(|data| format!("data: {data}\n\n"))
+    .concat();
+    // Chat ends parallel calls only at the finish: the second call opens
+    // before the first is done.
+    let chat_expected = [
+        "response.created ",
+        "response.in_progress ",
+        r#"response.output_item.added {"type":"response.output_item.added","sequence_number":2,"output_index":0,"item":{"type":"function_call","id":"fc_c_0","status":"in_progress","call_id":"call_1","name":"js","namespace":"mcp__x","arguments":""}}"#,
+        r#"response.function_call_arguments.delta {"type":"response.function_call_arguments.delta","sequence_number":3,"output_index":0,"item_id":"fc_c_0","delta":"{\"code\":"}"#,
+        r#"response.function_call_arguments.delta {"type":"response.function_call_arguments.delta","sequence_number":4,"output_index":0,"item_id":"fc_c_0","delta":"\"1\"}"}"#,
+        r#"response.output_item.added {"type":"response.output_item.added","sequence_number":5,"output_index":1,"item":{"type":"custom_tool_call","id":"ctc_c_1","status":"in_progress","call_id":"call_2","name":"patch","namespace":"mcp__x","input":""}}"#,
+        r#"response.function_call_arguments.done {"type":"response.function_call_arguments.done","sequence_number":6,"output_index":0,"item_id":"fc_c_0","arguments":"{\"code\":\"1\"}","name":"js"}"#,
+        r#"response.output_item.done {"type":"response.output_item.done","sequence_number":7,"output_index":0,"item":{"type":"function_call","id":"fc_c_0","status":"completed","call_id":"call_1","name":"js","namespace":"mcp__x","arguments":"{\"code\":\"1\"}"}}"#,
+        r#"response.custom_tool_call_input.delta {"type":"response.custom_tool_call_input.delta","sequence_number":8,"output_index":1,"item_id":"ctc_c_1","delta":"P"}"#,
+        r#"response.custom_tool_call_input.done {"type":"response.custom_tool_call_input.done","sequence_number":9,"output_index":1,"item_id":"ctc_c_1","input":"P"}"#,
+        r#"response.output_item.done {"type":"response.output_item.done","sequence_number":10,"output_index":1,"item":{"type":"custom_tool_call","id":"ctc_c_1","status":"completed","call_id":"call_2","name":"patch","namespace":"mcp__x","input":"P"}}"#,
+        r#"response.completed {"type":"response.completed","sequence_number":11,"response":{"id":"resp_c","object":"response","created_at":0,"status":"completed","error":null,"incomplete_details":null,"instructions":null,"max_output_tokens":null,"model":"m","output":[{"type":"function_call","id":"fc_c_0","status":"completed","call_id":"call_1","name":"js","namespace":"mcp__x","arguments":"{\"code\":\"1\"}"},{"type":"custom_tool_call","id":"ctc_c_1","status":"completed","call_id":"call_2","name":"patch","namespace":"mcp__x","input":"P"}]"#,
+    ];
+    let messages_expected = [
+        "response.created ",
+        "response.in_progress ",
+        r#"response.output_item.added {"type":"response.output_item.added","sequence_number":2,"output_index":0,"item":{"type":"function_call","id":"fc_c_0","status":"in_progress","call_id":"call_1","name":"js","namespace":"mcp__x","arguments":""}}"#,
+        r#"response.function_call_arguments.delta {"type":"response.function_call_arguments.delta","sequence_number":3,"output_index":0,"item_id":"fc_c_0","delta":"{\"code\":"}"#,
+        r#"response.function_call_arguments.delta {"type":"response.function_call_arguments.delta","sequence_number":4,"output_index":0,"item_id":"fc_c_0","delta":"\"1\"}"}"#,
+        r#"response.function_call_arguments.done {"type":"response.function_call_arguments.done","sequence_number":5,"output_index":0,"item_id":"fc_c_0","arguments":"{\"code\":\"1\"}","name":"js"}"#,
+        r#"response.output_item.done {"type":"response.output_item.done","sequence_number":6,"output_index":0,"item":{"type":"function_call","id":"fc_c_0","status":"completed","call_id":"call_1","name":"js","namespace":"mcp__x","arguments":"{\"code\":\"1\"}"}}"#,
+        r#"response.output_item.added {"type":"response.output_item.added","sequence_number":7,"output_index":1,"item":{"type":"custom_tool_call","id":"ctc_c_1","status":"in_progress","call_id":"call_2","name":"patch","namespace":"mcp__x","input":""}}"#,
+        r#"response.custom_tool_call_input.delta {"type":"response.custom_tool_call_input.delta","sequence_number":8,"output_index":1,"item_id":"ctc_c_1","delta":"P"}"#,
+        r#"response.custom_tool_call_input.done {"type":"response.custom_tool_call_input.done","sequence_number":9,"output_index":1,"item_id":"ctc_c_1","input":"P"}"#,
+        r#"response.output_item.done {"type":"response.output_item.done","sequence_number":10,"output_index":1,"item":{"type":"custom_tool_call","id":"ctc_c_1","status":"completed","call_id":"call_2","name":"patch","namespace":"mcp__x","input":"P"}}"#,
+        r#"response.completed {"type":"response.completed","sequence_number":11,"response":{"id":"resp_c","object":"response","created_at":0,"status":"completed","error":null,"incomplete_details":null,"instructions":null,"max_output_tokens":null,"model":"m","output":[{"type":"function_call","id":"fc_c_0","status":"completed","call_id":"call_1","name":"js","namespace":"mcp__x","arguments":"{\"code\":\"1\"}"},{"type":"custom_tool_call","id":"ctc_c_1","status":"completed","call_id":"call_2","name":"patch","namespace":"mcp__x","input":"P"}]"#,
+    ];
+    for (upstream, input, expected) in [
+        (Chat, chat, chat_expected),
+        (Messages, messages, messages_expected),
+    ] {
+        check(Responses, upstream, &ctx, &input, &expected);
+    }
+}
