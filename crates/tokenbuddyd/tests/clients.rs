@@ -276,7 +276,7 @@ async fn clients_that_go_away_are_recorded_cancelled_for_every_protocol() {
         }
     };
     let mut n = 0;
-    for p in Protocol::ALL {
+    for p in STREAMING_PROTOCOLS {
         // Before the answer: the upstream is slow, the client gives up.
         // (A chunked body reports how it ended; a whole one would not.)
         upstream.push_reply(

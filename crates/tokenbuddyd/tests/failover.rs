@@ -46,7 +46,7 @@ fn stream_body(p: Protocol) -> String {
 async fn failures_before_content_fail_over_invisibly() {
     let (first, second, mut daemon) = two_upstreams().await;
     let mut expected_records = 0;
-    for protocol in Protocol::ALL {
+    for protocol in STREAMING_PROTOCOLS {
         let events = canned::sse_events(protocol, MODEL);
         let k = first_content(protocol, &events);
         let preamble: Vec<Chunk> = events[..k]
@@ -168,7 +168,7 @@ async fn failures_before_content_fail_over_invisibly() {
 #[tokio::test]
 async fn failures_after_content_end_the_stream_with_an_error_event() {
     let (first, _second, mut daemon) = two_upstreams().await;
-    for protocol in Protocol::ALL {
+    for protocol in STREAMING_PROTOCOLS {
         let events = canned::sse_events(protocol, MODEL);
         let k = first_content(protocol, &events);
         let gate = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -322,7 +322,7 @@ async fn refused_and_silent_upstreams_are_failed_over() {
 async fn non_streaming_http_errors_fail_over_for_every_protocol() {
     let (first, second, mut daemon) = two_upstreams().await;
     let mut n = 0;
-    for protocol in Protocol::ALL {
+    for protocol in STREAMING_PROTOCOLS {
         for (status, reply) in [
             (
                 500,

@@ -42,7 +42,7 @@ async fn every_endpoint_json_and_stream_is_byte_faithful() {
         mut daemon,
     } = setup().await;
     let mut n = 0;
-    for protocol in Protocol::ALL {
+    for protocol in STREAMING_PROTOCOLS {
         for stream in [false, true] {
             let model = model_of(protocol);
             let expected: Vec<u8> = if stream {
@@ -125,10 +125,11 @@ async fn every_endpoint_json_and_stream_is_byte_faithful() {
     // Every proxied request left one correct call record.
     let records = stop_and_read_ledger(&mut daemon).await;
     assert_eq!(records.len(), 8);
-    for (r, (protocol, stream)) in records
-        .iter()
-        .zip(Protocol::ALL.iter().flat_map(|p| [(*p, false), (*p, true)]))
-    {
+    for (r, (protocol, stream)) in records.iter().zip(
+        STREAMING_PROTOCOLS
+            .iter()
+            .flat_map(|p| [(*p, false), (*p, true)]),
+    ) {
         assert_eq!(r["protocol"], protocol.as_str(), "{r}");
         assert_eq!(r["stream"], stream, "{r}");
         assert_eq!(
@@ -169,7 +170,7 @@ async fn every_endpoint_json_and_stream_is_byte_faithful() {
 #[tokio::test]
 async fn streams_are_not_buffered() {
     let Setup { upstream, daemon } = setup().await;
-    for protocol in Protocol::ALL {
+    for protocol in STREAMING_PROTOCOLS {
         let events = canned::sse_events(protocol, model_of(protocol));
         let (reply, gate, k) = gated_after_first_content(protocol, &events);
         upstream.push_reply(reply);
@@ -355,16 +356,17 @@ async fn bad_requests_get_protocol_shaped_errors() {
         "{msg}"
     );
 
-    // A model served only over another protocol says so, in Anthropic shape.
+    // A model served only over a protocol this endpoint cannot be
+    // translated to says so (text protocols translate to each other).
     let resp = daemon
-        .post_json("/v1/messages", r#"{"model": "gpt-test"}"#)
+        .post_json(
+            "/v1/embeddings",
+            r#"{"model": "claude-test", "input": "hi"}"#,
+        )
         .await;
-    let v = anthropic_error(resp, 404, "not_found_error").await;
+    let v = openai_error(resp, 404, "invalid_request_error", "model_not_found").await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("chat_completions"),
+        v["error"]["message"].as_str().unwrap().contains("messages"),
         "{v}"
     );
 

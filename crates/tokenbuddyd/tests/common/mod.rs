@@ -271,6 +271,16 @@ pub fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
     out
 }
 
+/// The protocols that answer both streamed and whole, which the
+/// per-protocol suites walk (embeddings answer whole only and have their
+/// own test in billing.rs).
+pub const STREAMING_PROTOCOLS: [tb_domain::Protocol; 4] = [
+    tb_domain::Protocol::ChatCompletions,
+    tb_domain::Protocol::Responses,
+    tb_domain::Protocol::Messages,
+    tb_domain::Protocol::ImagesGenerations,
+];
+
 /// An upstream `error` event in `p`'s stream dialect.
 pub fn error_event(p: tb_domain::Protocol) -> &'static str {
     match p {
