@@ -54,6 +54,7 @@ pub mod daemon;
 pub mod relay;
 mod reply;
 mod server;
+pub mod text_and_call;
 mod tls;
 
 pub use reply::{Chunk, Reply, ReplyBody, StreamEnd};
