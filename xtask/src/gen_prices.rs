@@ -1021,7 +1021,7 @@ mod tests {
         }"#,
         );
         assert_eq!(s.entries, 10);
-        assert_eq!(s.kept, 2);
+        assert_eq!(s.kept, 3, "kept-chat, kept-responses and the embedding");
         let dropped: Vec<(DropReason, usize)> = s.dropped.iter().map(|(d, n)| (*d, *n)).collect();
         assert_eq!(
             dropped,
@@ -1030,7 +1030,7 @@ mod tests {
                 (DropReason::NotAnObject, 1),
                 (DropReason::FineTuned, 1),
                 (DropReason::Provider, 1),
-                (DropReason::Mode, 2),
+                (DropReason::Mode, 1),
                 (DropReason::NoPrice, 2),
             ]
         );
@@ -1048,6 +1048,7 @@ mod tests {
         },"
         ));
         assert!(code.contains("mode: Mode::Responses"));
+        assert!(code.contains("mode: Mode::Embedding"));
         assert!(code.contains("input: Some(150_000_000)"));
     }
 

@@ -23,7 +23,7 @@
 //!     models = ["gpt-4o-mini"]
 //! "#).unwrap();
 //! assert_eq!(cfg.proxy.port, 0);
-//! assert_eq!(cfg.providers[0].effective_protocols().len(), 3);
+//! assert_eq!(cfg.providers[0].effective_protocols().len(), 4);
 //! cfg.validate().unwrap();
 //! ```
 

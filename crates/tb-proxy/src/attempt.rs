@@ -38,39 +38,9 @@ use crate::tap::ResponseTap;
 
 const DEADLINE_MS: HeaderName = HeaderName::from_static("x-tokenbuddy-deadline-ms");
 const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
-const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 
 /// A boxed future, for the object-safe [`Credit`].
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// The Anthropic headers a route gets: on a translated route none of the
-/// client's (they describe a protocol the upstream is not spoken to in);
-/// on a native one every `anthropic-beta` but those the upstream drops.
-fn anthropic_headers(headers: &mut HeaderMap, upstream: &Upstream, translated: bool) {
-    if translated {
-        headers.remove(ANTHROPIC_BETA);
-        headers.remove(ANTHROPIC_VERSION);
-        return;
-    }
-    if upstream.dropped_betas.is_empty() || !headers.contains_key(ANTHROPIC_BETA) {
-        return;
-    }
-    let kept: Vec<String> = headers
-        .get_all(ANTHROPIC_BETA)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|b| !b.is_empty() && !upstream.dropped_betas.iter().any(|d| d == b))
-        .map(str::to_owned)
-        .collect();
-    headers.remove(ANTHROPIC_BETA);
-    if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept.join(","))
-    {
-        headers.insert(ANTHROPIC_BETA, v);
-    }
-}
 
 /// Why a request never got a response head.
 #[derive(Debug, Clone)]
@@ -426,7 +396,7 @@ impl<'a, T: Transport> AttemptLoop<'a, T> {
             .url(route.protocol, query)
             .map_err(|e| format!("cannot build the upstream URL: {e}"))?;
         let mut headers = self.ctx.base_headers.clone();
-        anthropic_headers(&mut headers, upstream, translated.is_some());
+        crate::headers::anthropic_headers(&mut headers, upstream, translated.is_some());
         if let Some((name, value)) = upstream.auth_header() {
             headers.insert(name.clone(), value.clone());
         }

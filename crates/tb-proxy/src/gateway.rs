@@ -208,13 +208,17 @@ pub(crate) async fn upstream_count(
     client: &crate::UpstreamClient,
     upstream: &tb_router::Upstream,
     client_headers: &HeaderMap,
+    query: Option<&str>,
     body: Bytes,
     deadline: std::time::Duration,
 ) -> Option<Response<ProxyBody>> {
     use http_body_util::BodyExt as _;
-    let uri: http::Uri = format!("{}/messages/count_tokens", upstream.base_url())
-        .parse()
-        .ok()?;
+    let mut url = format!("{}/messages/count_tokens", upstream.base_url());
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    let uri: http::Uri = url.parse().ok()?;
     let mut req = http::Request::new(http_body_util::Full::new(body));
     *req.method_mut() = Method::POST;
     *req.uri_mut() = uri;
@@ -223,13 +227,14 @@ pub(crate) async fn upstream_count(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    let version = client_headers
-        .get("anthropic-version")
-        .cloned()
-        .unwrap_or(HeaderValue::from_static("2023-06-01"));
-    headers.insert("anthropic-version", version);
-    if let Some(beta) = client_headers.get("anthropic-beta") {
-        headers.insert("anthropic-beta", beta.clone());
+    for name in ["anthropic-version", "anthropic-beta"] {
+        for value in client_headers.get_all(name) {
+            headers.append(name, value.clone());
+        }
+    }
+    crate::headers::anthropic_headers(headers, upstream, false);
+    if !headers.contains_key("anthropic-version") {
+        headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
     }
     if let Some((name, value)) = upstream.auth_header() {
         headers.insert(name.clone(), value.clone());

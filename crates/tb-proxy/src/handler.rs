@@ -178,6 +178,7 @@ async fn count_tokens(
             &state.client,
             &route.upstream,
             &parts.headers,
+            parts.uri.query(),
             body.clone(),
             state.settings.request_deadline,
         );

@@ -73,6 +73,42 @@ pub(crate) fn client_response_headers(upstream: &HeaderMap) -> HeaderMap {
     out
 }
 
+const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
+const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+
+/// The Anthropic headers a route gets: on a translated route none of the
+/// client's (they describe a protocol the upstream is not spoken to in);
+/// on a native one every `anthropic-beta` but those the upstream drops.
+pub(crate) fn anthropic_headers(
+    headers: &mut HeaderMap,
+    upstream: &tb_router::Upstream,
+    translated: bool,
+) {
+    if translated {
+        headers.remove(ANTHROPIC_BETA);
+        headers.remove(ANTHROPIC_VERSION);
+        return;
+    }
+    if upstream.dropped_betas.is_empty() || !headers.contains_key(ANTHROPIC_BETA) {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(ANTHROPIC_BETA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|b| !b.is_empty() && !upstream.dropped_betas.iter().any(|d| d == b))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(ANTHROPIC_BETA);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join(","))
+    {
+        headers.insert(ANTHROPIC_BETA, v);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

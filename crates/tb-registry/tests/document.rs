@@ -196,16 +196,16 @@ fn seller_validation_rules() {
                 "protocols",
                 set(json!([
                     "chat_completions",
-                    "embeddings",
+                    "audio_speech",
                     "messages",
                     "chat_completions"
                 ])),
             )],
-            Kept(|_| {}, Some("unsupported protocol(s) [\"embeddings\"]")),
+            Kept(|_| {}, Some("unsupported protocol(s) [\"audio_speech\"]")),
         ),
         (
             "no known protocol keeps the seller",
-            vec![("protocols", set(json!(["embeddings"])))],
+            vec![("protocols", set(json!(["audio_speech"])))],
             Kept(|e| e.protocols.clear(), Some("no supported protocol")),
         ),
         // payment methods

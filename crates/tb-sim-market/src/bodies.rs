@@ -241,7 +241,8 @@ mod tests {
 
     #[test]
     fn empty_variants_have_no_text_and_zero_output() {
-        for protocol in Protocol::ALL {
+        // Embeddings have no output tokens to zero.
+        for protocol in Protocol::ALL[..4].iter().copied() {
             let body = String::from_utf8(empty_json(protocol, "m")).unwrap();
             assert!(!body.contains("wörld"), "{protocol}: {body}");
             let v: Value = serde_json::from_str(&body).unwrap();

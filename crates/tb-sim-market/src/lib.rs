@@ -72,7 +72,7 @@ mod spec;
 use std::io;
 use std::time::Duration;
 
-use tb_domain::{PaymentMethod, Protocol};
+use tb_domain::PaymentMethod;
 
 pub use recorded::RecordedRequest;
 pub use registry::{
@@ -83,7 +83,9 @@ pub use seller::{
     BALANCE_HEADER, DEFAULT_PURCHASE_CREDIT_MICROS, IssuedToken, SELLER_ID_HEADER,
     SELLER_REQUEST_ID_HEADER, SETTLEMENT_EVENT, SETTLEMENT_HEADER, SellerCounters, SellerServer,
 };
-pub use spec::{CallCost, FailEvery, ModelPrice, ScriptedFailure, SellerSpec, SettlementMode};
+pub use spec::{
+    CallCost, FailEvery, ModelPrice, SOLD_PROTOCOLS, ScriptedFailure, SellerSpec, SettlementMode,
+};
 
 /// Seller ids of a [`Marketplace`], in order (then `s-11`, `s-12`, …).
 const NAMES: [&str; 10] = [
@@ -145,7 +147,7 @@ impl Marketplace {
         let mut spec = SellerSpec::new(id)
             .name(name)
             .models(Marketplace::MODELS)
-            .protocols(Protocol::ALL)
+            .protocols(SOLD_PROTOCOLS)
             .payment_methods(payment)
             .default_price(ModelPrice::new(
                 base.input * scale,

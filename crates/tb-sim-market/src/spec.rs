@@ -111,6 +111,16 @@ pub enum SettlementMode {
     Raw(String),
 }
 
+/// What a simulated seller sells unless told otherwise: the four LLM
+/// protocols with streams (embeddings are left to manual providers, so the
+/// marketplace suites keep walking what sellers stream).
+pub const SOLD_PROTOCOLS: [Protocol; 4] = [
+    Protocol::ChatCompletions,
+    Protocol::Responses,
+    Protocol::Messages,
+    Protocol::ImagesGenerations,
+];
+
 /// Everything a [`SellerServer`](super::SellerServer) does, builder-style. Fields are public so
 /// [`SellerServer::update`](super::SellerServer::update) can change any of them between requests.
 ///
@@ -220,7 +230,7 @@ impl SellerSpec {
             name: format!("Seller {id}"),
             id,
             models: vec!["sim-model".into()],
-            protocols: Protocol::ALL.to_vec(),
+            protocols: SOLD_PROTOCOLS.to_vec(),
             payment_methods: vec![PaymentMethod::Mock],
             discount_ratio: 0.0,
             service_fee_ratio: 0.0,

@@ -392,7 +392,7 @@ async fn health_and_manifest() {
 
 #[tokio::test]
 async fn purchase_then_inference_settles_in_a_header() {
-    for protocol in Protocol::ALL {
+    for protocol in tb_sim_market::SOLD_PROTOCOLS {
         let seller = SellerServer::start(
             spec()
                 .discount_ratio(0.2)
@@ -620,7 +620,7 @@ async fn clawtip_purchases_stay_pending() {
 
 #[tokio::test]
 async fn streamed_settlement_event_appears_once_and_the_rest_is_canned() {
-    for protocol in Protocol::ALL {
+    for protocol in tb_sim_market::SOLD_PROTOCOLS {
         let seller = SellerServer::start(spec()).await.unwrap();
         let token = buy(&seller).await;
         let resp = infer(&seller, protocol, Some(&token), true).await;
@@ -949,7 +949,7 @@ async fn inference_rejects_what_the_seller_does_not_sell() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let resp = send(
         Method::POST,
-        &format!("{}/v1/embeddings", seller.url()),
+        &format!("{}/v1/audio/speech", seller.url()),
         &[("authorization", auth.as_str())],
         "{}",
     )

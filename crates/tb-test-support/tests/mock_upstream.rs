@@ -129,7 +129,7 @@ async fn default_json_reply_per_protocol_names_the_model() {
             }
         }
     }
-    assert_eq!(mock.requests().len(), 4);
+    assert_eq!(mock.requests().len(), Protocol::ALL.len());
 }
 
 #[tokio::test]

@@ -258,7 +258,6 @@ async fn count_tokens_for_a_messages_model_is_forwarded() {
 /// gets the client's betas as `POST /v1/messages` would, every header line
 /// of them, minus the provider's drop list.
 #[tokio::test]
-#[ignore = "bug: count_tokens forwarding (gateway::upstream_count) copies only the first anthropic-beta header line, unfiltered by drop_anthropic_betas"]
 async fn count_tokens_forwarded_honours_the_beta_drop_list() {
     let g = gateway().await;
     g.an.push_reply(Reply::json(200, r#"{"input_tokens":5}"#));
@@ -294,7 +293,6 @@ async fn count_tokens_forwarded_honours_the_beta_drop_list() {
 /// string, meant for the Messages protocol, goes to the Messages provider
 /// as it does on a native `POST /v1/messages?beta=true`.
 #[tokio::test]
-#[ignore = "bug: count_tokens forwarding (gateway::upstream_count) drops the client's query string (?beta=true)"]
 async fn count_tokens_forwarded_keeps_the_query_string() {
     let g = gateway().await;
     g.an.push_reply(Reply::json(200, r#"{"input_tokens":5}"#));
