@@ -853,9 +853,22 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
     let mut a = vec!["bench", "-p", "tb-proxy", "--bench", "validate"];
     a.extend(crit);
     cargo(&a)?;
+    // Protocol translation: per request and per streamed chunk (issue 15's
+    // ≤ 20 µs and ≤ 5 µs budgets).
+    let mut a = vec!["bench", "-p", "tb-translate", "--bench", "translate"];
+    a.extend(crit);
+    cargo(&a)?;
     let mut crit_json = serde_json::Map::new();
     // Only the groups this run measured (older results may sit beside them).
-    for group in ["plan", "index", "lookup", "registry", "validate"] {
+    for group in [
+        "plan",
+        "index",
+        "lookup",
+        "registry",
+        "validate",
+        "translate_request",
+        "translate_stream",
+    ] {
         collect_criterion(
             &root.join("target/criterion").join(group),
             group,
