@@ -224,7 +224,15 @@
     const time = el('td', { 'data-testid': 'call-time' });
     time.appendChild(el('time', { datetime: iso, title: iso }, clock(c.started_at_ms)));
     tr.appendChild(time);
-    tr.appendChild(el('td', { 'data-testid': 'call-endpoint' }, c.endpoint));
+    // A translated call shows both protocols: `chat→messages`.
+    const upstreamLabel = { chat_completions: 'chat', responses: 'responses', messages: 'messages' };
+    const endpoint = c.upstream_protocol
+      ? `${c.endpoint}→${upstreamLabel[c.upstream_protocol] || c.upstream_protocol}`
+      : c.endpoint;
+    tr.appendChild(el('td', {
+      'data-testid': 'call-endpoint',
+      title: c.upstream_protocol ? `translated: the upstream was spoken to in ${c.upstream_protocol}` : undefined,
+    }, endpoint));
     tr.appendChild(el('td', {
       'data-testid': 'call-model',
       title: c.requested_model && c.requested_model !== c.model ? `requested ${c.requested_model}` : undefined,

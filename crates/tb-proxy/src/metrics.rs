@@ -9,7 +9,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use tb_billing::record::CallRecord;
+use tb_billing::record::{CallRecord, endpoint_label};
 
 /// Every metric the proxy exports, registered on one registry.
 pub(crate) struct ProxyMetrics {
@@ -18,6 +18,7 @@ pub(crate) struct ProxyMetrics {
     duration: HistogramVec,
     ttft: HistogramVec,
     attempts: IntCounterVec,
+    translated: IntCounterVec,
     failovers: IntCounterVec,
     pub(crate) circuit_open: IntGaugeVec,
     tokens: IntCounterVec,
@@ -81,6 +82,12 @@ impl ProxyMetrics {
                 "tb_ttft_seconds",
                 "Time to the first content byte of streams.",
                 &["endpoint"],
+            )
+            .expect("valid metric"),
+            translated: counter_vec(
+                "tb_translated_requests_total",
+                "Calls answered over a translated route, by client and upstream protocol.",
+                &["endpoint", "upstream_protocol"],
             )
             .expect("valid metric"),
             attempts: counter_vec(
@@ -156,6 +163,11 @@ impl ProxyMetrics {
         self.duration
             .with_label_values(&[r.endpoint.as_str()])
             .observe(r.latency_ms as f64 / 1000.0);
+        if let Some(up) = r.upstream_protocol {
+            self.translated
+                .with_label_values(&[r.endpoint.as_str(), endpoint_label(up)])
+                .inc();
+        }
         if let Some(t) = r.ttft_ms {
             self.ttft
                 .with_label_values(&[r.endpoint.as_str()])

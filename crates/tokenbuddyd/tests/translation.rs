@@ -256,6 +256,15 @@ async fn a_messages_client_is_served_by_a_chat_only_upstream() {
         assert_eq!(r.tools, tools, "#{i}");
     }
 
+    // The metrics count the translated calls by both protocols.
+    let (_, text) = control(&daemon, Method::GET, "/metrics", None, false, "").await;
+    let m = parse_metrics(&text);
+    assert_eq!(
+        m.get(r#"tb_translated_requests_total{endpoint="messages",upstream_protocol="chat"}"#),
+        Some(&4.0),
+        "{text}"
+    );
+
     // The ledger has the upstream's usage for every call.
     let records = stop_and_read_ledger(&mut daemon).await;
     assert_eq!(records.len(), 4, "{records:#?}");
