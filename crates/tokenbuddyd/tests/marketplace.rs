@@ -292,7 +292,7 @@ async fn settlements_never_reach_the_client_and_price_the_call() {
         let mut daemon = Daemon::start(bin(), &auto_config(&registry.url(), ""), &[])
             .await
             .unwrap();
-        for protocol in Protocol::ALL {
+        for protocol in STREAMING_PROTOCOLS {
             let body = format!(
                 r#"{{"model":"{}","stream":true,"stream_options":{{"include_usage":true}},"messages":[],"input":"hi","prompt":"a dot"}}"#,
                 model_of(protocol)
@@ -312,7 +312,7 @@ async fn settlements_never_reach_the_client_and_price_the_call() {
             );
         }
         let records = stop_and_read_ledger(&mut daemon).await;
-        for (r, protocol) in records.iter().zip(Protocol::ALL) {
+        for (r, protocol) in records.iter().zip(STREAMING_PROTOCOLS) {
             let cost = s.spec().call_cost(protocol, model_of(protocol));
             assert_eq!(r["balance_source"], "seller_authoritative", "{r}");
             assert_eq!(
