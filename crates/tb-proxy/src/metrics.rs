@@ -52,15 +52,20 @@ impl ProxyMetrics {
     /// error caught by the tests, so it degrades to an unregistered metric.
     pub(crate) fn new() -> ProxyMetrics {
         let registry = Registry::new();
+        // These constructors fail only on invalid names or label sets,
+        // which are constants here.
+        #[allow(clippy::expect_used)]
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            IntCounterVec::new(Opts::new(name, help), labels).map(|c| reg(&registry, c))
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            reg(&registry, c)
         };
+        #[allow(clippy::expect_used)]
         let hist_vec = |name: &str, help: &str, labels: &[&str]| {
-            HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
-                labels,
+            let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+            reg(
+                &registry,
+                HistogramVec::new(opts, labels).expect("valid metric"),
             )
-            .map(|c| reg(&registry, c))
         };
         // These constructors fail only on invalid names or label sets,
         // which are constants here.
@@ -70,38 +75,32 @@ impl ProxyMetrics {
                 "tb_requests_total",
                 "Proxied requests by endpoint, model and outcome.",
                 &["endpoint", "model", "outcome"],
-            )
-            .expect("valid metric"),
+            ),
             duration: hist_vec(
                 "tb_request_duration_seconds",
                 "Time from request to last byte.",
                 &["endpoint"],
-            )
-            .expect("valid metric"),
+            ),
             ttft: hist_vec(
                 "tb_ttft_seconds",
                 "Time to the first content byte of streams.",
                 &["endpoint"],
-            )
-            .expect("valid metric"),
+            ),
             translated: counter_vec(
                 "tb_translated_requests_total",
                 "Calls answered over a translated route, by client and upstream protocol.",
                 &["endpoint", "upstream_protocol"],
-            )
-            .expect("valid metric"),
+            ),
             attempts: counter_vec(
                 "tb_upstream_attempts_total",
                 "Upstream attempts by outcome.",
                 &["upstream", "outcome"],
-            )
-            .expect("valid metric"),
+            ),
             failovers: counter_vec(
                 "tb_failovers_total",
                 "Failovers from one upstream to the next.",
                 &["from", "to"],
-            )
-            .expect("valid metric"),
+            ),
             circuit_open: IntGaugeVec::new(
                 Opts::new("tb_circuit_open", "1 when the upstream's circuit is open."),
                 &["upstream"],
@@ -112,14 +111,12 @@ impl ProxyMetrics {
                 "tb_tokens_total",
                 "Tokens by model and kind (input, cached, output).",
                 &["model", "kind"],
-            )
-            .expect("valid metric"),
+            ),
             cost: counter_vec(
                 "tb_cost_usd_micros_total",
                 "Spend in USD micros by upstream.",
                 &["upstream"],
-            )
-            .expect("valid metric"),
+            ),
             saved: reg(
                 &registry,
                 IntCounter::new("tb_saved_usd_micros_total", "Savings in USD micros.")
@@ -129,8 +126,7 @@ impl ProxyMetrics {
                 "tb_purchases_total",
                 "Credit purchases by seller and result.",
                 &["seller", "result"],
-            )
-            .expect("valid metric"),
+            ),
             ledger_dropped: reg(
                 &registry,
                 IntCounter::new(
