@@ -679,7 +679,7 @@ fn responses_events(model: &str, say: &Say<'_>) -> Vec<(Option<&'static str>, Va
         .collect()
 }
 
-fn whole(status: u16, body: Value) -> Response<Frames> {
+pub(crate) fn whole(status: u16, body: Value) -> Response<Frames> {
     let mut response = Response::new(Frames(vec![Bytes::from(body.to_string())].into_iter()));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     response.headers_mut().insert(
@@ -691,7 +691,7 @@ fn whole(status: u16, body: Value) -> Response<Frames> {
 
 /// An SSE response, one HTTP chunk per event; chat streams end with
 /// `data: [DONE]`.
-fn sse(events: Vec<(Option<&'static str>, Value)>) -> Response<Frames> {
+pub(crate) fn sse(events: Vec<(Option<&'static str>, Value)>) -> Response<Frames> {
     let chat = events.first().is_some_and(|(name, _)| name.is_none());
     let mut frames: Vec<Bytes> = events
         .into_iter()
@@ -713,7 +713,7 @@ fn sse(events: Vec<(Option<&'static str>, Value)>) -> Response<Frames> {
 
 /// A body sent as the given frames, one HTTP chunk each (no length).
 #[derive(Debug)]
-struct Frames(std::vec::IntoIter<Bytes>);
+pub(crate) struct Frames(std::vec::IntoIter<Bytes>);
 
 impl Body for Frames {
     type Data = Bytes;

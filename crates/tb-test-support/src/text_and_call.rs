@@ -11,13 +11,9 @@
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -25,6 +21,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tb_domain::Protocol;
 use tokio::net::TcpListener;
+
+use crate::agent_upstream::{Frames, sse, whole};
 use tokio::task::{JoinHandle, JoinSet};
 
 /// The text before the call, as streamed (its pieces joined).
@@ -179,11 +177,11 @@ async fn handle(
 fn answer(protocol: Protocol, model: &str, stream: bool) -> Response<Frames> {
     match (protocol, stream) {
         (Protocol::Messages, false) => whole(200, messages_body(model)),
-        (Protocol::Messages, true) => sse(messages_events(model), false),
+        (Protocol::Messages, true) => sse(messages_events(model)),
         (Protocol::Responses, false) => whole(200, responses_body(model)),
-        (Protocol::Responses, true) => sse(responses_events(model), false),
+        (Protocol::Responses, true) => sse(responses_events(model)),
         (Protocol::ChatCompletions, false) => whole(200, chat_body(model)),
-        (Protocol::ChatCompletions, true) => sse(chat_events(model), true),
+        (Protocol::ChatCompletions, true) => sse(chat_events(model)),
         _ => whole(
             400,
             json!({"error": {"message": "text-and-call upstream: not a text protocol", "type": "invalid_request_error"}}),
@@ -392,61 +390,6 @@ fn responses_events(model: &str) -> Vec<(Option<&'static str>, Value)> {
             (Some(name), data)
         })
         .collect()
-}
-
-fn whole(status: u16, body: Value) -> Response<Frames> {
-    let mut response = Response::new(Frames(vec![Bytes::from(body.to_string())].into_iter()));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// An SSE response, one HTTP chunk per event; `done` ends it with
-/// `data: [DONE]` (chat).
-fn sse(events: Vec<(Option<&'static str>, Value)>, done: bool) -> Response<Frames> {
-    let mut frames: Vec<Bytes> = events
-        .into_iter()
-        .map(|(name, data)| {
-            let event = name.map(|n| format!("event: {n}\n")).unwrap_or_default();
-            Bytes::from(format!("{event}data: {data}\n\n"))
-        })
-        .collect();
-    if done {
-        frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    }
-    let mut response = Response::new(Frames(frames.into_iter()));
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/event-stream"),
-    );
-    response
-}
-
-/// A body sent as the given frames, one HTTP chunk each (no length).
-#[derive(Debug)]
-struct Frames(std::vec::IntoIter<Bytes>);
-
-impl Body for Frames {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.get_mut().0.next().map(|b| Ok(Frame::data(b))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.len() == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
 }
 
 #[cfg(test)]
