@@ -33,11 +33,11 @@ use tb_router::{Route, RoutePlan, Router, Upstream};
 use tb_routing::{Action, AttemptState, BodyHint, TransportFailure};
 use tb_seller::{Lease, is_insufficient_funds};
 
+use crate::headers::ANTHROPIC_VERSION;
 use crate::hold::{Buffered, Held as HeldStream, buffer_json, hold_stream};
 use crate::tap::ResponseTap;
 
 const DEADLINE_MS: HeaderName = HeaderName::from_static("x-tokenbuddy-deadline-ms");
-const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 
 /// A boxed future, for the object-safe [`Credit`].
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -252,9 +252,15 @@ pub(crate) async fn forward_with<T: Transport>(
         .map_err(|e| crate::call::reject(&state.recorder, e, protocol, request_id, started))?;
     fault_hook(&probe.model);
     let mut plan = plan_routes(state, &probe, protocol)?;
-    let resolved = outbound_body(&req.bytes, &probe.model, &plan.model, false)?;
-    let created = u64::try_from(started.1 / 1000).unwrap_or(0);
-    let translations = Translations::prepare(&mut plan, protocol, &resolved, created)?;
+    // Translated routes need the client's body with only `model` resolved;
+    // a native-only plan (the usual case) never builds it.
+    let translations = if plan.routes.iter().any(|r| r.protocol != protocol) {
+        let resolved = outbound_body(&req.bytes, &probe.model, &plan.model, false)?;
+        let created = u64::try_from(started.1 / 1000).unwrap_or(0);
+        Translations::prepare(&mut plan, protocol, &resolved, created)?
+    } else {
+        Translations::default()
+    };
     // Chat streams carry usage only when asked: ask for it, and strip the
     // extra chunk again on the way back (billing.md).
     let add_usage = protocol == Protocol::ChatCompletions && probe.stream && !probe.usage_requested;

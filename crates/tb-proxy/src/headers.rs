@@ -74,7 +74,7 @@ pub(crate) fn client_response_headers(upstream: &HeaderMap) -> HeaderMap {
 }
 
 const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
-const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+pub(crate) const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 
 /// The Anthropic headers a route gets: on a translated route none of the
 /// client's (they describe a protocol the upstream is not spoken to in);

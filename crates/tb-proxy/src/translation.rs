@@ -47,11 +47,7 @@ impl Translations {
             {
                 continue;
             }
-            let troute = tb_translate::Route {
-                client,
-                upstream: p,
-                upstream_name: route.upstream.id.as_str(),
-            };
+            let troute = route_of(client, route);
             match tb_translate::translate_request_with(&troute, body, &RequestOptions::default()) {
                 Ok(t) => {
                     let mut answer = t.context;
