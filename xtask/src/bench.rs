@@ -21,6 +21,10 @@ use serde_json::{Value, json};
 use crate::cargo;
 
 const BODY: &str = r#"{"model":"bench-model","messages":[{"role":"user","content":"hi"}]}"#;
+/// The same question in Anthropic's shape: sent to `/v1/messages` of the
+/// daemon in front of the chat-only mock, it takes a translated route.
+const BODY_MESSAGES: &str =
+    r#"{"model":"bench-model","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#;
 const BODY_20MS: &str =
     r#"{"model":"bench-model-20ms","messages":[{"role":"user","content":"hi"}]}"#;
 
@@ -167,10 +171,12 @@ impl Load {
     }
 }
 
-/// Where oha sends requests: a base URL and the headers that go with it.
+/// Where oha sends requests: a base URL, the endpoint, and the headers
+/// that go with it.
 #[derive(Clone)]
 struct Target {
     url: String,
+    path: &'static str,
     headers: Vec<String>,
 }
 
@@ -178,14 +184,23 @@ impl Target {
     fn direct(url: &str) -> Target {
         Target {
             url: url.to_owned(),
+            path: "/v1/chat/completions",
             headers: Vec::new(),
         }
     }
 
     fn bearer(url: &str, token: &str) -> Target {
         Target {
-            url: url.to_owned(),
             headers: vec![format!("authorization: Bearer {token}")],
+            ..Target::direct(url)
+        }
+    }
+
+    /// The same target, another endpoint.
+    fn at(&self, path: &'static str) -> Target {
+        Target {
+            path,
+            ..self.clone()
         }
     }
 }
@@ -207,7 +222,7 @@ fn run_oha(oha: &Path, target: &Target, body: &str, shape: &[String]) -> Result<
     // -w: requests in flight at the end of a -z run finish (not errors).
     cmd.args(["-w", "-d", body])
         .args(shape)
-        .arg(format!("{}/v1/chat/completions", target.url));
+        .arg(format!("{}{}", target.url, target.path));
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!("oha failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -452,11 +467,13 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
 
-fn stream_probe(mock_bin: &Path, url: &str, token: &str, n: u64) -> Result<Value> {
-    let out = Command::new(mock_bin)
-        .args(["stream-probe", url, token, &n.to_string()])
-        .output()
-        .context("running the stream probe")?;
+fn stream_probe(mock_bin: &Path, url: &str, token: &str, n: u64, messages: bool) -> Result<Value> {
+    let mut cmd = Command::new(mock_bin);
+    cmd.args(["stream-probe", url, token, &n.to_string()]);
+    if messages {
+        cmd.arg("--messages");
+    }
+    let out = cmd.output().context("running the stream probe")?;
     if !out.status.success() {
         bail!(
             "stream probe failed: {}",
@@ -604,6 +621,33 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
         add99 <= 300.0,
     ));
 
+    // 1b. A translated route at c=1: the same question asked in Anthropic's
+    // shape, answered by the chat-only mock through messages → chat → messages.
+    // What translation adds is its p50 minus the native route's p50.
+    let messages = via.at("/v1/messages");
+    run_oha(
+        &oha,
+        &messages,
+        BODY_MESSAGES,
+        &args(&["-n", "500", "-c", "1"]),
+    )?;
+    let native = run_oha(&oha, &via, BODY, &args(&["-n", &n, "-c", "1"]))?;
+    let translated = run_oha(
+        &oha,
+        &messages,
+        BODY_MESSAGES,
+        &args(&["-n", &n, "-c", "1"]),
+    )?;
+    let translation_added = translated.p50 - native.p50;
+    report["translated_c1"] = json!({"native": native.to_json(), "translated": translated.to_json(),
+        "added_p50_us": translation_added.round()});
+    rows.push((
+        "translation added, c=1, p50 (messages → chat route vs native chat)".into(),
+        "≤ 20 µs".into(),
+        format!("{translation_added:.0} µs"),
+        translated.errors == 0 && translation_added <= 20.0,
+    ));
+
     // 2. Open-loop constant rates.
     let mut rates = Vec::new();
     for &rate in &plan.rates {
@@ -706,8 +750,8 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
     ));
 
     // 5. Streaming: time to first byte and gap between chunks.
-    let sd = stream_probe(&mock_bin, &mock_url, "", plan.streams)?;
-    let sv = stream_probe(&mock_bin, &proxy_url, &token, plan.streams)?;
+    let sd = stream_probe(&mock_bin, &mock_url, "", plan.streams, false)?;
+    let sv = stream_probe(&mock_bin, &proxy_url, &token, plan.streams, false)?;
     let f = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
     let ttfb_added = f(&sv, "ttfc_p50_us") - f(&sd, "ttfc_p50_us");
     let gap_added = f(&sv, "gap_p50_us") - f(&sd, "gap_p50_us");
@@ -723,6 +767,19 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
         "≤ 50 µs".into(),
         format!("{gap_added:.0} µs"),
         gap_added <= 50.0,
+    ));
+
+    // 5b. A translated stream: Anthropic events made from the chat mock's
+    // chunks; per chunk, the gap added over the native stream's.
+    let st = stream_probe(&mock_bin, &proxy_url, &token, plan.streams, true)?;
+    let chunk_added = f(&st, "gap_p50_us") - f(&sv, "gap_p50_us");
+    report["streaming_translated"] =
+        json!({"daemon": st, "gap_added_over_native_p50_us": chunk_added.round()});
+    rows.push((
+        "translated stream: added gap per chunk over native (p50)".into(),
+        "≤ 5 µs".into(),
+        format!("{chunk_added:.0} µs"),
+        chunk_added <= 5.0,
     ));
 
     // 6. Memory: soak at 1,000 RPS.
@@ -793,6 +850,7 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
         wait_port(port)?;
         let pk = |upstream: &str| Target {
             url: format!("http://127.0.0.1:{port}"),
+            path: "/v1/chat/completions",
             headers: vec![
                 "x-portkey-provider: openai".into(),
                 format!("x-portkey-custom-host: {upstream}/v1"),

@@ -116,6 +116,21 @@ pub(crate) fn websocket_refused(path: &str, protocol: Protocol) -> Response<Prox
     r
 }
 
+/// The protocols a `/v1/models` caller speaks: Messages for an Anthropic
+/// caller, OpenAI's otherwise.
+pub(crate) fn caller_protocols(anthropic: bool) -> &'static [Protocol] {
+    if anthropic {
+        &[Protocol::Messages]
+    } else {
+        &[
+            Protocol::ChatCompletions,
+            Protocol::Responses,
+            Protocol::Embeddings,
+            Protocol::ImagesGenerations,
+        ]
+    }
+}
+
 /// One model in Anthropic's `/v1/models` list.
 #[derive(Debug, Serialize)]
 struct AnthropicModel<'a> {

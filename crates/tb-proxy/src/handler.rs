@@ -15,7 +15,7 @@ use tb_router::RoutePlan;
 use tracing::Instrument;
 
 use crate::attempt::{AttemptLoop, Ctx, End, Env, Transport};
-use crate::body::{BodyEdits, edit_body, probe, read_limited};
+use crate::body::{BodyEdits, edit_body, has_unsigned_thinking, probe, read_limited};
 use crate::call::{CallStart, CallTracker, unix_ms_now};
 use crate::commit::{self, Answering, UPSTREAM};
 use crate::error::{ErrorCode, ProxyError};
@@ -128,7 +128,9 @@ async fn dispatch(
         }
         Endpoint::Models => {
             let anthropic = gateway::is_anthropic_caller(req.headers());
-            let models = state.routing.table().models();
+            let models = state
+                .routing
+                .models_for(gateway::caller_protocols(anthropic));
             return gateway::json_response(gateway::models_body(&models, anthropic));
         }
         Endpoint::WebSocket => {
@@ -168,7 +170,8 @@ async fn count_tokens(
     let bytes = read_limited(body, None, state.settings.max_body_bytes).await?;
     let probe = probe(&bytes, Protocol::Messages).map_err(|e| e.to_proxy_error())?;
     let plan = state.plan(&probe.model, Protocol::Messages);
-    let body = outbound_body(&bytes, &probe.model, &plan.model, false)?;
+    let edits = native_edits(Protocol::Messages, &bytes, false);
+    let body = outbound_body(&bytes, &probe.model, &plan.model, edits)?;
     let native = plan
         .routes
         .iter()
@@ -255,7 +258,7 @@ pub(crate) async fn forward_with<T: Transport>(
     // Translated routes need the client's body with only `model` resolved;
     // a native-only plan (the usual case) never builds it.
     let translations = if plan.routes.iter().any(|r| r.protocol != protocol) {
-        let resolved = outbound_body(&req.bytes, &probe.model, &plan.model, false)?;
+        let resolved = outbound_body(&req.bytes, &probe.model, &plan.model, BodyEdits::default())?;
         let created = u64::try_from(started.1 / 1000).unwrap_or(0);
         Translations::prepare(&mut plan, protocol, &resolved, created)?
     } else {
@@ -264,7 +267,8 @@ pub(crate) async fn forward_with<T: Transport>(
     // Chat streams carry usage only when asked: ask for it, and strip the
     // extra chunk again on the way back (billing.md).
     let add_usage = protocol == Protocol::ChatCompletions && probe.stream && !probe.usage_requested;
-    let body = outbound_body(&req.bytes, &probe.model, &plan.model, add_usage)?;
+    let edits = native_edits(protocol, &req.bytes, add_usage);
+    let body = outbound_body(&req.bytes, &probe.model, &plan.model, edits)?;
     let call = track_call(state, &req, &probe, &plan);
     let facts = RequestFacts::from_request_json(protocol, &req.bytes);
     let ctx = Ctx {
@@ -350,17 +354,29 @@ fn plan_routes(
     Ok(plan)
 }
 
+/// The edits a native route's body needs: usage asked for when the daemon
+/// needs it; foreign thinking left out of a Messages request.
+fn native_edits(protocol: Protocol, bytes: &[u8], add_usage: bool) -> BodyEdits<'static> {
+    BodyEdits {
+        include_usage: add_usage,
+        drop_unsigned_thinking: protocol == Protocol::Messages && has_unsigned_thinking(bytes),
+        model: None,
+    }
+}
+
 /// The body sent upstream: the client's bytes, with `model` rewritten only
-/// if resolution changed it and usage asked for when the daemon needs it.
+/// if resolution changed it, and `edits`' other changes (usage asked for
+/// when the daemon needs it, foreign thinking left out of a native
+/// Messages request).
 fn outbound_body(
     bytes: &Bytes,
     requested: &str,
     resolved: &str,
-    add_usage: bool,
+    edits: BodyEdits<'_>,
 ) -> Result<Bytes, ProxyError> {
     let edits = BodyEdits {
         model: (resolved != requested).then_some(resolved),
-        include_usage: add_usage,
+        ..edits
     };
     if edits.is_empty() {
         return Ok(bytes.clone());

@@ -180,6 +180,13 @@ impl Routing {
         self.table.load_full()
     }
 
+    /// What `/v1/models` lists to a caller speaking one of `callers`: the
+    /// models it can reach, natively or (with `routing.translate`) by
+    /// translation.
+    pub fn models_for(&self, callers: &[Protocol]) -> Vec<String> {
+        self.table.load().models_for(callers, self.translate)
+    }
+
     /// The router: what the attempt loop reports to, and the pool's views.
     pub fn router(&self) -> &Arc<Router> {
         &self.router
@@ -377,6 +384,56 @@ mod tests {
             routing.set_provider_mode(ProviderMode::Manual, auto),
             Ok(())
         );
+    }
+
+    #[test]
+    fn models_are_listed_to_the_callers_that_can_reach_them() {
+        let providers = r#"
+[[providers]]
+id = "chat"
+kind = "openai"
+base_url = "http://c/v1"
+api_key = "k"
+models = ["c"]
+protocols = ["chat_completions"]
+
+[[providers]]
+id = "private"
+kind = "openai"
+base_url = "http://p/v1"
+api_key = "k"
+models = ["p"]
+protocols = ["chat_completions"]
+translate = false
+
+[[providers]]
+id = "an"
+kind = "anthropic"
+base_url = "http://a"
+api_key = "k"
+models = ["a"]
+protocols = ["messages"]
+
+[[providers]]
+id = "emb"
+kind = "openai"
+base_url = "http://e/v1"
+api_key = "k"
+models = ["e"]
+protocols = ["embeddings"]
+"#;
+        let messages = [Protocol::Messages];
+        let openai = [Protocol::ChatCompletions, Protocol::Embeddings];
+        let routing = Routing::new(&config(providers), &|_| None, None).unwrap();
+        // Translation reaches the other text protocols' models, not a
+        // provider that opts out, and never embeddings from Messages.
+        assert_eq!(routing.models_for(&messages), ["a", "c"]);
+        assert_eq!(routing.models_for(&openai), ["a", "c", "e", "p"]);
+        assert_eq!(routing.models_for(&[Protocol::Embeddings]), ["e"]);
+        let native = config(&format!("[routing]\ntranslate = false\n{providers}"));
+        let routing = Routing::new(&native, &|_| None, None).unwrap();
+        assert_eq!(routing.models_for(&messages), ["a"]);
+        assert_eq!(routing.models_for(&openai), ["c", "e", "p"]);
     }
 
     #[test]

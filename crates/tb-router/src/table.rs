@@ -147,9 +147,31 @@ impl RoutingTable {
         &self.upstreams
     }
 
-    /// Every model the table serves (what `/v1/models` lists), sorted.
+    /// Every model the table serves, whatever the protocol, sorted.
     pub fn models(&self) -> Vec<String> {
         self.index.models().into_iter().map(String::from).collect()
+    }
+
+    /// The models a caller speaking one of `callers` can reach (what
+    /// `/v1/models` lists): served over one of them, or — with `translate`
+    /// — over another text protocol by an upstream that allows
+    /// translation, when the caller speaks a text protocol too. Sorted,
+    /// de-duplicated.
+    pub fn models_for(&self, callers: &[Protocol], translate: bool) -> Vec<String> {
+        let text_caller = callers.iter().any(|c| c.is_translatable());
+        let reachable = |indexed: &IndexedUpstream, upstream: &Upstream| {
+            indexed.protocols.iter().any(|p| {
+                callers.contains(p)
+                    || (translate && upstream.translate && text_caller && p.is_translatable())
+            })
+        };
+        let mut models = std::collections::BTreeSet::new();
+        for (indexed, upstream) in self.index.upstreams().iter().zip(&self.upstreams) {
+            if reachable(indexed, upstream) {
+                models.extend(indexed.models.iter().map(String::as_str));
+            }
+        }
+        models.into_iter().map(String::from).collect()
     }
 
     /// How many of the upstreams are marketplace sellers.

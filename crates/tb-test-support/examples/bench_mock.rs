@@ -11,12 +11,15 @@
 //!   ledger). Its throughput is the ceiling any two-hop gateway can reach
 //!   on the machine; the harness reports the daemon against it.
 //!   Prints `url: http://…`.
-//! - `bench_mock stream-probe URL [TOKEN] [N]`: opens `N` streams one after
-//!   the other and prints, as JSON, the time to the first byte, to the
-//!   first *content* byte (the first chunk with a non-empty delta: the
-//!   daemon holds a stream until then so it can still fail over) and the
-//!   gaps between body chunks (µs percentiles). Run once direct and once
-//!   through the daemon, the difference is what the daemon adds.
+//! - `bench_mock stream-probe URL [TOKEN] [N] [--messages]`: opens `N`
+//!   streams one after the other and prints, as JSON, the time to the
+//!   first byte, to the first *content* byte (the first chunk with a
+//!   non-empty delta: the daemon holds a stream until then so it can still
+//!   fail over) and the gaps between body chunks (µs percentiles). Run once
+//!   direct and once through the daemon, the difference is what the daemon
+//!   adds. `--messages` asks `/v1/messages` in Anthropic's shape instead of
+//!   chat completions: through the daemon in front of this chat-only mock,
+//!   that is a translated route.
 //!
 //! ```text
 //! cargo run --release -p tb-test-support --example bench_mock -- serve
@@ -64,10 +67,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let url = args.get(1).ok_or("stream-probe URL [TOKEN] [N]")?;
             let token = args.get(2).cloned().unwrap_or_default();
             let n = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(200);
-            stream_probe(url, &token, n).await
+            let shape = if args.iter().any(|a| a == "--messages") {
+                ProbeShape::MESSAGES
+            } else {
+                ProbeShape::CHAT
+            };
+            stream_probe(url, &token, n, shape).await
         }
         _ => Err(
-            "usage: bench_mock serve [--delay-ms D] [--gap-us G] | forward URL | stream-probe URL [TOKEN] [N]"
+            "usage: bench_mock serve [--delay-ms D] [--gap-us G] | forward URL | stream-probe URL [TOKEN] [N] [--messages]"
                 .into(),
         ),
     }
@@ -194,12 +202,34 @@ impl http_body::Body for ChannelBody {
     }
 }
 
-/// Whether an SSE chunk carries a non-empty `"content":"…"` delta.
-fn has_content(chunk: &[u8]) -> bool {
-    const KEY: &[u8] = b"\"content\":\"";
-    chunk
-        .windows(KEY.len() + 1)
-        .any(|w| w.starts_with(KEY) && w[KEY.len()] != b'"')
+/// What the stream probe asks, and how it recognises the first content.
+#[derive(Clone, Copy)]
+struct ProbeShape {
+    path: &'static str,
+    body: &'static str,
+    /// The key of a non-empty text delta in this protocol's events.
+    content_key: &'static [u8],
+}
+
+impl ProbeShape {
+    const CHAT: ProbeShape = ProbeShape {
+        path: "/v1/chat/completions",
+        body: r#"{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        content_key: b"\"content\":\"",
+    };
+    const MESSAGES: ProbeShape = ProbeShape {
+        path: "/v1/messages",
+        body: r#"{"model":"bench-model","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        content_key: b"\"text\":\"",
+    };
+
+    /// Whether an SSE chunk carries a non-empty text delta.
+    fn has_content(&self, chunk: &[u8]) -> bool {
+        let key = self.content_key;
+        chunk
+            .windows(key.len() + 1)
+            .any(|w| w.starts_with(key) && w[key.len()] != b'"')
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -210,18 +240,21 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-async fn stream_probe(url: &str, token: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
+async fn stream_probe(
+    url: &str,
+    token: &str,
+    n: usize,
+    shape: ProbeShape,
+) -> Result<(), Box<dyn std::error::Error>> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let body =
-        r#"{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let mut ttfb = Vec::with_capacity(n);
     let mut ttfc = Vec::with_capacity(n);
     let mut gaps = Vec::new();
     for _ in 0..n {
-        let req = Request::post(format!("{url}/v1/chat/completions"))
+        let req = Request::post(format!("{url}{}", shape.path))
             .header("content-type", "application/json")
             .header("authorization", format!("Bearer {token}"))
-            .body(Full::new(Bytes::from_static(body.as_bytes())))?;
+            .body(Full::new(Bytes::from_static(shape.body.as_bytes())))?;
         let start = Instant::now();
         let resp = client.request(req).await?;
         if !resp.status().is_success() {
@@ -234,7 +267,7 @@ async fn stream_probe(url: &str, token: &str, n: usize) -> Result<(), Box<dyn st
             let frame = frame?;
             if let Some(d) = frame.data_ref().filter(|d| !d.is_empty()) {
                 let now = Instant::now();
-                if !content_seen && has_content(d) {
+                if !content_seen && shape.has_content(d) {
                     content_seen = true;
                     ttfc.push(now.duration_since(start).as_micros() as u64);
                 }

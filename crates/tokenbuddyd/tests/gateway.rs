@@ -29,10 +29,17 @@ struct Gateway {
 }
 
 async fn gateway() -> Gateway {
+    gateway_with("").await
+}
+
+/// The gateway with `extra` config (whole sections) before the providers.
+async fn gateway_with(extra: &str) -> Gateway {
     let chat = MockUpstream::start().await.unwrap();
     let an = MockUpstream::start().await.unwrap();
     let config = format!(
         r#"
+{extra}
+
 [log]
 level = "info,tb_proxy=debug"
 
@@ -163,6 +170,38 @@ async fn models_come_in_the_callers_shape_with_translated_models_listed() {
     version.push(("anthropic-version", "2023-06-01".to_string()));
     let resp = g.send(Method::GET, "/v1/models", &version, "").await;
     assert_eq!(body_json(resp).await, anthropic_page);
+    assert_eq!(g.chat.request_count() + g.an.request_count(), 0);
+}
+
+/// The ids of a `/v1/models` list, either shape.
+fn model_ids(list: &serde_json::Value) -> Vec<&str> {
+    let data = list["data"].as_array().unwrap();
+    data.iter().map(|m| m["id"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn without_translation_each_caller_sees_only_its_own_protocols_models() {
+    let g = gateway_with("[routing]\ntranslate = false").await;
+    let bearer = vec![("authorization", format!("Bearer {}", g.daemon.token))];
+    let v = body_json(g.send(Method::GET, "/v1/models", &bearer, "").await).await;
+    assert_eq!(model_ids(&v), [CHAT_MODEL], "{v}");
+    let v = body_json(
+        g.send(Method::GET, "/v1/models", &g.anthropic_headers(), "")
+            .await,
+    )
+    .await;
+    assert_eq!(model_ids(&v), [CLAUDE_MODEL], "{v}");
+    assert_eq!(v["first_id"], CLAUDE_MODEL);
+    // What is listed is what is served: the unlisted model is refused.
+    let resp = g
+        .send(
+            Method::POST,
+            "/v1/messages",
+            &g.anthropic_headers(),
+            &messages_body(CHAT_MODEL),
+        )
+        .await;
+    assert_ne!(resp.status(), 200);
     assert_eq!(g.chat.request_count() + g.an.request_count(), 0);
 }
 
@@ -457,4 +496,74 @@ async fn anthropic_betas_and_query_reach_native_routes_only() {
     let logs = g.daemon.logs();
     assert!(!logs.contains(&g.daemon.token), "the token is in the logs");
     assert!(!logs.contains(ANTHROPIC_KEY) && !logs.contains(CHAT_KEY));
+}
+
+#[tokio::test]
+async fn foreign_thinking_never_reaches_a_native_anthropic_upstream() {
+    let g = gateway().await;
+    // Turn 1, translated: the chat upstream reasons (DeepSeek-style), the
+    // agent gets a thinking block with an empty signature.
+    g.chat.push_reply(Reply::json(
+        200,
+        format!(
+            r#"{{"id":"c1","object":"chat.completion","created":1,"model":"{CHAT_MODEL}","choices":[{{"index":0,"message":{{"role":"assistant","reasoning_content":"foreign thoughts","content":"Hello"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}}}"#
+        ),
+    ));
+    let resp = g
+        .send(
+            Method::POST,
+            "/v1/messages",
+            &g.anthropic_headers(),
+            &messages_body(CHAT_MODEL),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let answer = body_json(resp).await;
+    let thinking = answer["content"][0].clone();
+    assert_eq!(thinking["type"], "thinking", "{answer}");
+    assert_eq!(thinking["signature"], "", "{answer}");
+
+    // Turn 2 goes to the native Anthropic upstream with that history, as
+    // the agent sends it (Python-style spacing): the foreign block is left
+    // out, the signed one and every other byte stay.
+    let history = serde_json::json!({
+        "model": CLAUDE_MODEL,
+        "max_tokens": 16,
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": [
+                thinking,
+                {"type": "thinking", "thinking": "native", "signature": "c2lnbmVk"},
+                answer["content"][1].clone(),
+            ]},
+            {"role": "user", "content": "Again"},
+        ],
+    });
+    let body = serde_json::to_string_pretty(&history).unwrap();
+    let resp = g
+        .send(Method::POST, "/v1/messages", &g.anthropic_headers(), &body)
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-tokenbuddy-upstream"], "an");
+    let seen: serde_json::Value = serde_json::from_slice(&g.an.requests()[0].body).unwrap();
+    let mut expected = history.clone();
+    expected["messages"][1]["content"]
+        .as_array_mut()
+        .unwrap()
+        .remove(0);
+    assert_eq!(seen, expected);
+
+    // The token count asked of the native upstream gets the same body.
+    g.an.push_reply(Reply::json(200, r#"{"input_tokens":5}"#));
+    let resp = g
+        .send(
+            Method::POST,
+            "/v1/messages/count_tokens",
+            &g.anthropic_headers(),
+            &body,
+        )
+        .await;
+    assert_eq!(resp.headers()["x-tokenbuddy-token-count"], "upstream");
+    let seen: serde_json::Value = serde_json::from_slice(&g.an.requests()[1].body).unwrap();
+    assert_eq!(seen, expected);
 }
