@@ -104,6 +104,17 @@ pub enum ProviderMode {
     Both,
 }
 
+impl ProviderMode {
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderMode::Manual => "manual",
+            ProviderMode::Auto => "auto",
+            ProviderMode::Both => "both",
+        }
+    }
+}
+
 /// `[provider]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -131,6 +142,16 @@ pub enum AutoRange {
     Recommended,
     /// Only `seller_ids`.
     Custom,
+}
+
+impl AutoRange {
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoRange::Recommended => "recommended",
+            AutoRange::Custom => "custom",
+        }
+    }
 }
 
 /// `[provider.auto]`.
@@ -847,6 +868,16 @@ fn authority(url: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mode_and_range_names_are_the_config_names() {
+        for m in [ProviderMode::Manual, ProviderMode::Auto, ProviderMode::Both] {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
+        for r in [AutoRange::Recommended, AutoRange::Custom] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+    }
 
     fn provider(extra: &str) -> String {
         format!(

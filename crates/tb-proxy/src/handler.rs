@@ -335,15 +335,7 @@ fn plan_routes(
         return Err(ProxyError::new(ErrorCode::NoRoute, why.to_string()));
     }
     let plan = state.plan(&probe.model, protocol);
-    tracing::info!(
-        target: "route.decision",
-        model = %probe.model,
-        upstream_model = %plan.model,
-        protocol = %protocol,
-        stream = probe.stream,
-        candidates = ?plan.routes.iter().map(|r| r.upstream.id.as_str()).collect::<Vec<_>>(),
-        "planned"
-    );
+    log_decision(state, probe, protocol, &plan);
     state.routing.warm_up(&plan, protocol);
     if plan.routes.is_empty() {
         return Err(ProxyError::new(
@@ -362,6 +354,33 @@ fn native_edits(protocol: Protocol, bytes: &[u8], add_usage: bool) -> BodyEdits<
         drop_unsigned_thinking: protocol == Protocol::Messages && has_unsigned_thinking(bytes),
         model: None,
     }
+}
+
+/// The `route.decision` event (operations.md): the mode, the chosen
+/// upstream, every candidate in order, the translated ones, and why.
+/// Built only when the event is enabled.
+fn log_decision(state: &ProxyState, probe: &Probe, protocol: Protocol, plan: &RoutePlan) {
+    if !tracing::enabled!(target: "route.decision", tracing::Level::INFO) {
+        return;
+    }
+    let ids = |translated: bool| -> Vec<&str> {
+        let routes = plan.routes.iter();
+        let routes = routes.filter(|r| (r.protocol != protocol) == translated);
+        routes.map(|r| r.upstream.id.as_str()).collect()
+    };
+    tracing::info!(
+        target: "route.decision",
+        mode = state.routing.mode().as_str(),
+        model = %probe.model,
+        upstream_model = %plan.model,
+        protocol = %protocol,
+        stream = probe.stream,
+        chosen = plan.routes.first().map_or("none", |r| r.upstream.id.as_str()),
+        candidates = ?ids(false),
+        translated = ?ids(true),
+        reason = %plan.reason(),
+        "planned"
+    );
 }
 
 /// The body sent upstream: the client's bytes, with `model` rewritten only

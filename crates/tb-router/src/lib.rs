@@ -84,7 +84,7 @@ mod table;
 mod upstream;
 mod warm;
 
-pub use plan::{Route, RoutePlan};
+pub use plan::{GroupDecision, Route, RoutePlan};
 pub use report::{UpstreamReport, UpstreamsReport};
 pub use router::Router;
 pub use runtime::{ModeError, ModeSetting, NoRoute, Routing, Sellers};

@@ -5,8 +5,11 @@
 
 use std::sync::Arc;
 
+use std::fmt;
+
 use tb_domain::Protocol;
 use tb_registry::Lookup;
+use tb_routing::{PlanDiagnostics, PlanMode, Ranking};
 
 use crate::upstream::Upstream;
 
@@ -27,6 +30,52 @@ impl Route {
     }
 }
 
+/// How the router ordered one group of a plan (the manual providers or
+/// the sellers, over one protocol): what `route.decision` says as its
+/// reason.
+#[derive(Debug, Clone)]
+pub struct GroupDecision {
+    /// Marketplace sellers (else manual providers).
+    pub sellers: bool,
+    /// The protocol the group is spoken over.
+    pub protocol: Protocol,
+    /// The planner's mode (manual policy, or the marketplace range).
+    pub mode: PlanMode,
+    /// What the planner saw and did.
+    pub diagnostics: PlanDiagnostics,
+}
+
+impl fmt::Display for GroupDecision {
+    /// `manual/chat_completions: config_order, policy fallback, sticky
+    /// no_hint, 0 of 2 benched`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let group = if self.sellers { "sellers" } else { "manual" };
+        let d = &self.diagnostics;
+        write!(f, "{group}/{}: ", self.protocol)?;
+        match d.ranking {
+            Ranking::ConfigOrder => f.write_str("config_order")?,
+            Ranking::CheapestFirst => f.write_str("cheapest_first")?,
+            Ranking::Locked => f.write_str("locked")?,
+            Ranking::Scorer(s) => write!(f, "scorer {s}")?,
+        }
+        match self.mode {
+            PlanMode::Manual { policy, .. } => write!(f, ", policy {}", policy.as_str())?,
+            PlanMode::FullAuto => f.write_str(", range recommended")?,
+            PlanMode::FixedSet => f.write_str(", range custom")?,
+            PlanMode::Fixed => f.write_str(", selected seller")?,
+        }
+        write!(f, ", sticky {}", d.sticky.as_str())?;
+        write!(f, ", {} of {} benched", d.benched, d.considered)?;
+        if d.all_benched {
+            f.write_str(" (all benched: tried anyway)")?;
+        }
+        if d.left_out > 0 {
+            write!(f, ", {} left out", d.left_out)?;
+        }
+        Ok(())
+    }
+}
+
 /// The ordered routes for one request, plus what the error message needs
 /// when there are none.
 #[derive(Debug)]
@@ -35,6 +84,8 @@ pub struct RoutePlan {
     pub model: String,
     /// Routes in the order they are tried.
     pub routes: Vec<Route>,
+    /// How each group was ordered (empty until the router orders it).
+    pub decisions: Vec<GroupDecision>,
     lookup: Lookup,
 }
 
@@ -55,6 +106,7 @@ impl RoutePlan {
         RoutePlan {
             model: lookup.model.clone(),
             routes,
+            decisions: Vec::new(),
             lookup,
         }
     }
@@ -75,6 +127,18 @@ impl RoutePlan {
                 other_payment_methods: Vec::new(),
             },
             routes,
+            decisions: Vec::new(),
+        }
+    }
+
+    /// The reason `route.decision` gives: each group's ordering, `; `
+    /// between groups.
+    pub fn reason(&self) -> String {
+        let groups: Vec<String> = self.decisions.iter().map(ToString::to_string).collect();
+        if groups.is_empty() {
+            "no candidates".to_string()
+        } else {
+            groups.join("; ")
         }
     }
 
@@ -85,6 +149,7 @@ impl RoutePlan {
         if self.routes.is_empty() && !translated.routes.is_empty() {
             self.model = translated.model;
         }
+        let before = self.routes.len();
         for route in translated.routes {
             if self.routes.len() >= max_routes {
                 break;
@@ -95,6 +160,10 @@ impl RoutePlan {
             if !self.routes.iter().any(|r| r.upstream.id == *id) {
                 self.routes.push(route);
             }
+        }
+        // A group's ordering is part of the reason only if it added a route.
+        if self.routes.len() > before {
+            self.decisions.extend(translated.decisions);
         }
     }
 
@@ -155,5 +224,33 @@ mod tests {
         let msg = plan.not_found_message("m", Protocol::ChatCompletions);
         assert!(msg.contains("any of the 2 upstream(s) considered"), "{msg}");
         assert!(!msg.contains("resolved to"), "{msg}");
+    }
+
+    #[test]
+    fn a_group_decision_reads_as_its_reason() {
+        let diagnostics = PlanDiagnostics {
+            ranking: Ranking::Scorer(tb_routing::Scorer::Cheapest),
+            considered: 3,
+            benched: 3,
+            benched_in_plan: vec![0, 1, 2],
+            all_benched: true,
+            sticky: tb_routing::StickyStatus::Applied,
+            left_out: 1,
+        };
+        let d = GroupDecision {
+            sellers: true,
+            protocol: Protocol::Messages,
+            mode: PlanMode::Fixed,
+            diagnostics,
+        };
+        assert_eq!(
+            d.to_string(),
+            "sellers/messages: scorer cheapest, selected seller, sticky applied, 3 of 3 benched (all benched: tried anyway), 1 left out"
+        );
+        let mut plan = RoutePlan::from_routes("m", vec![seller("a")]);
+        assert_eq!(plan.reason(), "no candidates");
+        plan.decisions.push(d.clone());
+        plan.decisions.push(d);
+        assert_eq!(plan.reason().matches("; ").count(), 1);
     }
 }

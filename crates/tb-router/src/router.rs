@@ -15,7 +15,7 @@ use tb_routing::{
     Candidate, FailoverConfig, ManualPolicy, PlanInput, PlanMode, Scorer, Stickiness, StickyHint,
 };
 
-use crate::plan::RoutePlan;
+use crate::plan::{GroupDecision, RoutePlan};
 use crate::report::UpstreamReport;
 use crate::upstream::Upstream;
 
@@ -159,7 +159,12 @@ impl Router {
             input.max_attempts = self.max_attempts;
             input.sticky = hint.clone();
             let planned = tb_routing::plan(input);
-            tracing::debug!(target: "route.plan", sellers = is_sellers, diagnostics = ?planned.diagnostics, "planned group");
+            plan.decisions.push(GroupDecision {
+                sellers: is_sellers,
+                protocol: group[0].protocol,
+                mode,
+                diagnostics: planned.diagnostics.clone(),
+            });
             ordered.extend(
                 planned
                     .order

@@ -152,14 +152,27 @@ impl Routing {
             return Ok(());
         }
         if !m.auto.enabled {
-            tracing::warn!(target: "route.auto_provider.disabled", "auto mode with marketplace routing disabled");
+            tracing::warn!(
+                target: "route.auto_provider.disabled",
+                mode = m.mode.as_str(),
+                enabled = m.auto.enabled,
+                range = m.auto.range.as_str(),
+                "auto mode with marketplace routing disabled: set provider.auto.enabled = true or provider.mode = \"manual\" or \"both\""
+            );
             return Err(NoRoute::AutoDisabled);
         }
         if m.auto.selected_seller.is_none()
             && m.auto.range == AutoRange::Custom
             && m.auto.seller_ids.is_empty()
         {
-            tracing::warn!(target: "route.auto_provider.custom_empty", "range custom with no seller ids");
+            tracing::warn!(
+                target: "route.auto_provider.custom_empty",
+                mode = m.mode.as_str(),
+                range = m.auto.range.as_str(),
+                seller_ids = m.auto.seller_ids.len(),
+                selected_seller = ?m.auto.selected_seller,
+                "range custom with no seller ids: list sellers in provider.auto.seller_ids or set range = \"recommended\""
+            );
             return Err(NoRoute::NoCustomSellers);
         }
         let Some(snapshot) = self.sellers.as_ref().map(|s| s.registry.current()) else {
@@ -190,6 +203,11 @@ impl Routing {
     /// The router: what the attempt loop reports to, and the pool's views.
     pub fn router(&self) -> &Arc<Router> {
         &self.router
+    }
+
+    /// The provider mode alone (no copy of the auto settings).
+    pub fn mode(&self) -> ProviderMode {
+        self.modes.load().mode
     }
 
     /// The provider mode in force.

@@ -22,6 +22,16 @@ pub enum ManualPolicy {
     Locked,
 }
 
+impl ManualPolicy {
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ManualPolicy::Fallback => "fallback",
+            ManualPolicy::Locked => "locked",
+        }
+    }
+}
+
 /// Where the candidates come from and so how they are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -110,6 +120,21 @@ pub enum StickyStatus {
     Benched,
     /// Manual `locked` never moves off its first provider.
     IgnoredLocked,
+}
+
+impl StickyStatus {
+    /// The wire and log name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StickyStatus::NoHint => "no_hint",
+            StickyStatus::Applied => "applied",
+            StickyStatus::AlreadyFirst => "already_first",
+            StickyStatus::Expired => "expired",
+            StickyStatus::NotACandidate => "not_a_candidate",
+            StickyStatus::Benched => "benched",
+            StickyStatus::IgnoredLocked => "ignored_locked",
+        }
+    }
 }
 
 /// Why the plan looks the way it does (for `route.decision` and the call
@@ -380,6 +405,17 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_000_000;
+
+    #[test]
+    fn log_names_are_the_wire_names() {
+        use StickyStatus::*;
+        for s in [NoHint, Applied, AlreadyFirst, Expired, NotACandidate, Benched, IgnoredLocked] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        for p in [ManualPolicy::Fallback, ManualPolicy::Locked] {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+    }
 
     fn c(id: &str, reg: usize) -> Candidate {
         Candidate {

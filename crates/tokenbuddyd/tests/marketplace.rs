@@ -416,11 +416,26 @@ async fn a_broken_registry_leaves_routing_on_the_last_good_document() {
 async fn auto_mode_misconfigurations_answer_503_saying_how_to_fix_them() {
     let s = seller(SellerSpec::new("s-alpha")).await;
     let registry = market_of(&[&s]).await;
-    for (extra, needle) in [
-        ("[provider.auto]\nenabled = false", "provider.auto.enabled"),
-        ("[provider.auto]\nrange = \"custom\"", "seller_ids"),
+    // Each misconfiguration is logged as its own event with the settings
+    // that cause it.
+    let disabled = serde_json::json!({"mode": "auto", "enabled": false, "range": "recommended"});
+    let custom_empty = serde_json::json!({"mode": "auto", "range": "custom", "seller_ids": 0, "selected_seller": "None"});
+    for (extra, needle, event, fields) in [
+        (
+            "[provider.auto]\nenabled = false",
+            "provider.auto.enabled",
+            "route.auto_provider.disabled",
+            disabled,
+        ),
+        (
+            "[provider.auto]\nrange = \"custom\"",
+            "seller_ids",
+            "route.auto_provider.custom_empty",
+            custom_empty,
+        ),
     ] {
-        let daemon = Daemon::start(bin(), &auto_config(&registry.url(), extra), &[])
+        let extra = format!("{extra}\n[log]\nformat = \"json\"");
+        let daemon = Daemon::start(bin(), &auto_config(&registry.url(), &extra), &[])
             .await
             .unwrap();
         let resp = daemon
@@ -436,6 +451,11 @@ async fn auto_mode_misconfigurations_answer_503_saying_how_to_fix_them() {
             v["error"]["message"].as_str().unwrap().contains(needle),
             "{v}"
         );
+        daemon.wait_for_log(&format!("\"{event}\"")).await;
+        let logged = log_events(&daemon, event);
+        for (key, value) in fields.as_object().unwrap() {
+            assert_eq!(&logged[0][key], value, "{key} in {}", logged[0]);
+        }
     }
     // A registry that never answered and no saved document: 503, not a hang.
     let dead = RegistryServer::start(serde_json::json!({})).await.unwrap();

@@ -215,3 +215,35 @@ async fn after_a_failover_the_model_sticks_to_the_upstream_that_served() {
     assert_eq!(attempts_of(&daemon).await, "b:200|ok");
     assert_eq!(a.request_count(), 1);
 }
+
+#[tokio::test]
+async fn route_decision_names_the_mode_the_chosen_upstream_the_candidates_and_why() {
+    let a = MockUpstream::start().await.unwrap();
+    let b = MockUpstream::start().await.unwrap();
+    let an = MockUpstream::start().await.unwrap();
+    let mut config = manual(
+        &[("a", a.base_url()), ("b", b.base_url())],
+        "[log]\nlevel = \"info\"\nformat = \"json\"",
+    );
+    config.push_str(&format!(
+        "[[providers]]\nid = \"an\"\nkind = \"anthropic\"\nbase_url = \"{}\"\napi_key = \"k\"\nmodels = [\"m\"]\nprotocols = [\"messages\"]\n",
+        an.base_url()
+    ));
+    let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    assert_eq!(attempts_of(&daemon).await, "a:200|ok");
+    daemon.wait_for_log("\"route.decision\"").await;
+    let events = log_events(&daemon, "route.decision");
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e["mode"], "manual", "{e}");
+    assert_eq!(e["model"], "m");
+    assert_eq!(e["protocol"], "chat_completions");
+    assert_eq!(e["chosen"], "a");
+    assert_eq!(e["candidates"], r#"["a", "b"]"#);
+    assert_eq!(e["translated"], r#"["an"]"#);
+    assert_eq!(
+        e["reason"],
+        "manual/chat_completions: config_order, policy fallback, sticky no_hint, 0 of 2 benched; \
+         manual/messages: config_order, policy fallback, sticky no_hint, 0 of 1 benched"
+    );
+}

@@ -298,3 +298,15 @@ pub fn error_event(p: tb_domain::Protocol) -> &'static str {
         }
     }
 }
+
+/// The events of `target` in a daemon's JSON logs (`log.format = "json"`,
+/// one flattened object per line), in order.
+#[allow(dead_code)]
+pub fn log_events(daemon: &Daemon, target: &str) -> Vec<serde_json::Value> {
+    daemon
+        .logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == target)
+        .collect()
+}
