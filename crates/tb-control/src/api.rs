@@ -21,8 +21,8 @@ mod status;
 
 pub use doctor::{Check, DoctorReport, Verdict};
 pub use history::{
-    CallRecord, Calls, Credit, CreditCounters, CreditReport, Prewarm, PrewarmSnapshot,
-    SellerCredit, Usage, UsageBy, UsageRow, UsageTotals,
+    CallRecord, Calls, Credit, CreditCounters, CreditReport, PoolSummary, Prewarm, PrewarmReport,
+    PrewarmSnapshot, SellerCredit, Usage, UsageBy, UsageRow, UsageTotals,
 };
 pub use settings::{
     AutoSettings, AutoUpdate, Change, ChangedFile, FileAction, InstallChanged, InstallClient,

@@ -136,7 +136,11 @@ impl ControlApi for DaemonApi {
     }
 
     fn prewarm(&self) -> wire::Prewarm {
-        self.proxy.routing().prewarm().map(|p| p.snapshot())
+        let snapshot = self.proxy.routing().prewarm()?.snapshot();
+        let report = self.proxy.routing().upstreams_report(snapshot.now_ms);
+        let pool = pool_summary(&report.upstreams, snapshot.now_ms);
+        let credit = self.proxy.credit_report().map(credit_to_wire);
+        Some(wire::PrewarmReport::new(snapshot, pool, credit))
     }
 
     fn credit(&self) -> wire::Credit {
@@ -421,6 +425,23 @@ fn upstream_to_wire(u: tb_router::UpstreamReport) -> wire::Upstream {
             missing_inputs: s.missing_inputs.iter().map(|m| m.to_string()).collect(),
         },
     }
+}
+
+/// The pool in counts at `now_ms`.
+fn pool_summary(upstreams: &[tb_router::UpstreamReport], now_ms: i64) -> wire::PoolSummary {
+    let mut pool = wire::PoolSummary::default();
+    for u in upstreams {
+        pool.upstreams += 1;
+        pool.sellers += u64::from(u.seller);
+        match u.view.circuit {
+            tb_pool::CircuitState::Closed => pool.closed += 1,
+            tb_pool::CircuitState::Open => pool.open += 1,
+            tb_pool::CircuitState::HalfOpen => pool.half_open += 1,
+        }
+        let blocked = u.view.capacity_blocked_until_ms.is_some_and(|t| t > now_ms);
+        pool.capacity_blocked += u64::from(blocked);
+    }
+    pool
 }
 
 fn credit_to_wire(c: tb_seller::CreditSummary) -> wire::CreditReport {

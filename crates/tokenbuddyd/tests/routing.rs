@@ -198,6 +198,27 @@ async fn the_speed_scorer_prefers_the_fastest_seller_once_probed() {
         served_fast >= 9,
         "the fastest seller serves most requests: {served_fast}/10"
     );
+    // The prewarm snapshot carries the pool and the credit it served from.
+    let prewarm = get_json(&daemon, "/v1/prewarm").await;
+    assert_eq!(prewarm["focus"], serde_json::json!(["gpt-4o"]), "{prewarm}");
+    assert_eq!(
+        prewarm["pool"],
+        serde_json::json!({"upstreams": 2, "sellers": 2, "closed": 2, "open": 0, "half_open": 0, "capacity_blocked": 0})
+    );
+    let credit = &prewarm["credit"];
+    assert_eq!(credit, &get_json(&daemon, "/v1/credit").await);
+    let bought = credit["totals"]["purchases"].as_u64().unwrap();
+    assert!(bought >= 1, "{credit}");
+    let fast_row = credit["sellers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["seller_id"] == "s-fast")
+        .unwrap();
+    assert!(
+        fast_row["credit_spent_micros"].as_u64().unwrap() > 0,
+        "{credit}"
+    );
 }
 
 #[tokio::test]

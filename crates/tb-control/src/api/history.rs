@@ -7,9 +7,65 @@ use serde::{Deserialize, Serialize};
 pub use tb_billing::record::CallRecord;
 /// The prewarmer's entries, focus set and counters.
 pub use tb_prewarm::PrewarmSnapshot;
+use tb_prewarm::{EntrySnapshot, SchedulerStats};
 
 /// `GET /v1/prewarm`: `null` in manual mode.
-pub type Prewarm = Option<PrewarmSnapshot>;
+pub type Prewarm = Option<PrewarmReport>;
+
+/// The prewarmer's state with what it serves: the pool the warm entries
+/// feed and the credit the sellers hold, in one snapshot (operations.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrewarmReport {
+    /// The instant the states were evaluated at (Unix milliseconds).
+    pub now_ms: i64,
+    /// The focus set.
+    pub focus: Vec<String>,
+    /// Every known key, sorted.
+    pub entries: Vec<EntrySnapshot>,
+    /// Scheduler counters.
+    pub stats: SchedulerStats,
+    /// The upstream pool now.
+    pub pool: PoolSummary,
+    /// The sellers' credit (as `GET /v1/credit`).
+    pub credit: Option<CreditReport>,
+}
+
+impl PrewarmReport {
+    /// The prewarmer's snapshot with the pool and credit summaries.
+    pub fn new(
+        snapshot: PrewarmSnapshot,
+        pool: PoolSummary,
+        credit: Option<CreditReport>,
+    ) -> PrewarmReport {
+        PrewarmReport {
+            now_ms: snapshot.now_ms,
+            focus: snapshot.focus,
+            entries: snapshot.entries,
+            stats: snapshot.stats,
+            pool,
+            credit,
+        }
+    }
+}
+
+/// The upstream pool in counts: how much of it can take a request now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSummary {
+    /// Upstreams in the routing table.
+    pub upstreams: u64,
+    /// Of them, marketplace sellers.
+    pub sellers: u64,
+    /// Circuit closed.
+    pub closed: u64,
+    /// Circuit open (benched).
+    pub open: u64,
+    /// Circuit half-open (one trial at a time).
+    pub half_open: u64,
+    /// Under a capacity block (429 with `Retry-After`).
+    pub capacity_blocked: u64,
+}
 
 /// `GET /v1/credit`: `null` in manual mode.
 pub type Credit = Option<CreditReport>;

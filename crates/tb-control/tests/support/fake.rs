@@ -330,7 +330,9 @@ impl ControlApi for FakeApi {
                          "entry": {"state": "warm", "candidates": [{"upstream_id": "s-good", "latency_ms": 80, "ok": true}],
                                    "warmed_at_ms": NOW_MS - 5_000, "ttl_ms": 300_000, "consecutive_warming_failures": 0,
                                    "next_attempt_at_ms": null, "warming_started_at_ms": null}}],
-            "stats": {"sweeps_run": 3, "lazy_warmups_run": 0, "probes_sent": 6, "probes_failed": 1, "last_sweep_at_ms": NOW_MS - 5_000}
+            "stats": {"sweeps_run": 3, "lazy_warmups_run": 0, "probes_sent": 6, "probes_failed": 1, "last_sweep_at_ms": NOW_MS - 5_000},
+            "pool": {"upstreams": 3, "sellers": 2, "closed": 2, "open": 1, "half_open": 0, "capacity_blocked": 0},
+            "credit": FakeApi::credit_doc()
         }))
     }
 
