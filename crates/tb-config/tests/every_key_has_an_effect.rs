@@ -158,8 +158,8 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
     (
         "providers[].drop_anthropic_betas",
         "crates/tokenbuddyd/tests/gateway.rs",
-        "gateway",
-        "",
+        "anthropic_betas_and_query_reach_native_routes_only",
+        "DROPPED_BETA",
     ),
     (
         "providers[].id",

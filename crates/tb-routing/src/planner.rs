@@ -409,7 +409,15 @@ mod tests {
     #[test]
     fn log_names_are_the_wire_names() {
         use StickyStatus::*;
-        for s in [NoHint, Applied, AlreadyFirst, Expired, NotACandidate, Benched, IgnoredLocked] {
+        for s in [
+            NoHint,
+            Applied,
+            AlreadyFirst,
+            Expired,
+            NotACandidate,
+            Benched,
+            IgnoredLocked,
+        ] {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
         for p in [ManualPolicy::Fallback, ManualPolicy::Locked] {
