@@ -129,6 +129,42 @@ impl RoutePrice {
         }
     }
 
+    /// What `tokens` image output tokens cost at this route's image-token
+    /// output price (an explicit price list has one output price for
+    /// everything), rounded up; `None` when that price is unknown.
+    pub fn image_output_cost(&self, tokens: u64) -> Option<u64> {
+        let output = match self {
+            RoutePrice::Explicit(p) => p.output?,
+            RoutePrice::Table {
+                price,
+                discount,
+                fee,
+            } => {
+                price
+                    .image_tokens
+                    .discounted(*discount)
+                    .with_fee(*fee)?
+                    .output?
+            }
+            RoutePrice::Unpriced => return None,
+        };
+        let only_output = TokenPrices {
+            input: None,
+            output: Some(output),
+            cache_read: None,
+            cache_write: None,
+        };
+        tb_prices::cost_usd_micros(
+            &only_output,
+            TokenCounts {
+                input: 0,
+                cached: 0,
+                cache_write: 0,
+                output: tokens,
+            },
+        )
+    }
+
     /// Whether any price is known.
     pub fn is_priced(&self) -> bool {
         !matches!(self, RoutePrice::Unpriced)
@@ -226,27 +262,71 @@ pub fn cost_manual_call(
         c.price_drift_ppm = Some(u64::try_from(drift).unwrap_or(u64::MAX));
     }
 
-    let priced: Vec<u64> = plan.iter().filter_map(|p| p.cost(usage)).collect();
-    let (baseline, kind) = if priced.len() >= 2 {
-        (priced.last().copied(), BaselineKind::LastLeg)
-    } else {
-        (official.cost(usage), BaselineKind::Official)
-    };
-    if let Some(b) = baseline {
-        c.baseline_usd_micros = Some(b);
-        c.baseline_kind = Some(kind);
-        c.saved_usd_micros = c.cost_usd_micros.map(|cost| b.saturating_sub(cost));
-    }
+    c.set_baseline(savings_baseline(usage, Served::Manual, plan, official));
     (c, BalanceSource::SelfFundedProvider)
+}
+
+/// Who served a call, for the choice of its savings baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// A manual provider (the user's own key).
+    Manual,
+    /// A marketplace seller.
+    Seller,
+}
+
+/// The savings baseline of `usage` (billing.md, "Savings baseline"), first
+/// that applies:
+///
+/// 1. `last_leg` — a manual call whose plan prices two or more routes: the
+///    last priced route of the chain (not the dearest, so cache-heavy calls
+///    show no fake savings);
+/// 2. `official` — the first-party list price, when the table knows the
+///    model;
+/// 3. `priciest_route` — no list price: the priciest priced route of the
+///    planned chain (what the call could have cost among the routes the
+///    user had);
+///
+/// else `None` (nothing is priced; `saved` stays unknown).
+pub fn savings_baseline(
+    usage: &Usage,
+    served: Served,
+    plan: &[RoutePrice],
+    official: &RoutePrice,
+) -> Option<(u64, BaselineKind)> {
+    let priced: Vec<u64> = plan.iter().filter_map(|p| p.cost(usage)).collect();
+    if served == Served::Manual && priced.len() >= 2 {
+        return priced.last().map(|b| (*b, BaselineKind::LastLeg));
+    }
+    if let Some(b) = official.cost(usage) {
+        return Some((b, BaselineKind::Official));
+    }
+    priced
+        .iter()
+        .max()
+        .map(|b| (*b, BaselineKind::PriciestRoute))
+}
+
+impl Costing {
+    /// Sets the baseline and what routing saved against it.
+    fn set_baseline(&mut self, baseline: Option<(u64, BaselineKind)>) {
+        if let Some((b, kind)) = baseline {
+            self.baseline_usd_micros = Some(b);
+            self.baseline_kind = Some(kind);
+            self.saved_usd_micros = self.cost_usd_micros.map(|cost| b.saturating_sub(cost));
+        }
+    }
 }
 
 /// Prices a call served by a marketplace seller. The settlement's
 /// `settledUsdMicros` is the cost when present (`seller_authoritative`);
-/// otherwise the estimate stands (`estimated`). The baseline is always the
-/// first-party list price.
+/// otherwise the estimate stands (`estimated`). The baseline is the
+/// first-party list price, else the priciest route of `plan` (the planned
+/// chain's prices, in order).
 pub fn cost_seller_call(
     usage: Option<&Usage>,
     winner: &RoutePrice,
+    plan: &[RoutePrice],
     official: &RoutePrice,
     settled_usd_micros: Option<u64>,
 ) -> (Costing, BalanceSource) {
@@ -270,11 +350,7 @@ pub fn cost_seller_call(
         c.outlier = r >= 25 * e || r * 25 <= e;
         c.price_drift_ppm = Some(u64::try_from(r.abs_diff(e) * 1_000_000 / e).unwrap_or(u64::MAX));
     }
-    if let Some(b) = usage.and_then(|u| official.cost(u)) {
-        c.baseline_usd_micros = Some(b);
-        c.baseline_kind = Some(BaselineKind::Official);
-        c.saved_usd_micros = c.cost_usd_micros.map(|cost| b.saturating_sub(cost));
-    }
+    c.set_baseline(usage.and_then(|u| savings_baseline(u, Served::Seller, plan, official)));
     (c, source)
 }
 
@@ -342,6 +418,86 @@ mod tests {
     }
 
     #[test]
+    fn no_list_price_falls_back_to_the_priciest_route() {
+        let u = tokens(1_000_000, 0, 0);
+        let (cheap, mid, dear) = (
+            explicit(1_000_000, 0),
+            explicit(2_000_000, 0),
+            explicit(3_000_000, 0),
+        );
+        let none = RoutePrice::Unpriced;
+        // Manual, one priced route and a model the table does not know.
+        assert_eq!(
+            savings_baseline(&u, Served::Manual, &[none, cheap], &none),
+            Some((1_000_000, BaselineKind::PriciestRoute))
+        );
+        let (c, _) = cost_manual_call(Some(&u), &cheap, &[cheap, none], &none, None);
+        assert_eq!(
+            (c.baseline_usd_micros, c.baseline_kind, c.saved_usd_micros),
+            (Some(1_000_000), Some(BaselineKind::PriciestRoute), Some(0))
+        );
+        // Two or more priced manual routes: the last leg still wins.
+        assert_eq!(
+            savings_baseline(&u, Served::Manual, &[dear, cheap], &none),
+            Some((1_000_000, BaselineKind::LastLeg))
+        );
+        // Sellers: never the last leg; the dearest of the chain.
+        assert_eq!(
+            savings_baseline(&u, Served::Seller, &[mid, dear, none, cheap], &none),
+            Some((3_000_000, BaselineKind::PriciestRoute))
+        );
+        let (c, src) =
+            cost_seller_call(Some(&u), &cheap, &[mid, dear, cheap], &none, Some(900_000));
+        assert_eq!(src, BalanceSource::SellerAuthoritative);
+        assert_eq!(
+            (c.baseline_usd_micros, c.baseline_kind, c.saved_usd_micros),
+            (
+                Some(3_000_000),
+                Some(BaselineKind::PriciestRoute),
+                Some(2_100_000)
+            )
+        );
+        // A list price, when known, is the baseline before any route.
+        let official = RoutePrice::official("gpt-4o");
+        assert_eq!(
+            savings_baseline(&u, Served::Seller, &[dear], &official),
+            Some((2_500_000, BaselineKind::Official))
+        );
+        assert_eq!(
+            savings_baseline(&u, Served::Manual, &[dear], &official),
+            Some((2_500_000, BaselineKind::Official))
+        );
+        // Nothing priced at all: no baseline, nothing claimed as saved.
+        assert_eq!(
+            savings_baseline(&u, Served::Seller, &[none, none], &none),
+            None
+        );
+        assert_eq!(savings_baseline(&u, Served::Manual, &[], &none), None);
+        let (c, _) = cost_seller_call(Some(&u), &none, &[none], &none, Some(5));
+        assert_eq!((c.baseline_kind, c.saved_usd_micros), (None, None));
+    }
+
+    #[test]
+    fn image_output_tokens_cost_the_routes_image_token_price() {
+        // gpt-image-1: image output tokens $40 per 1M.
+        assert_eq!(
+            RoutePrice::official("gpt-image-1").image_output_cost(272),
+            Some(10_880)
+        );
+        // 50 % off, then a 2 % fee: 10_880 × 0.5 × 1.02 = 5_548.8 → 5_549.
+        let seller = RoutePrice::seller(None, "gpt-image-1", Ppm::new(500_000), Ppm::new(20_000));
+        assert_eq!(seller.image_output_cost(272), Some(5_549));
+        assert_eq!(explicit(1, 2_000_000).image_output_cost(3), Some(6));
+        assert_eq!(RoutePrice::Unpriced.image_output_cost(3), None);
+        // gpt-4o has no image-token price.
+        assert_eq!(RoutePrice::official("gpt-4o").image_output_cost(3), None);
+        assert_eq!(
+            RoutePrice::official("gpt-image-1").image_output_cost(0),
+            Some(0)
+        );
+    }
+
+    #[test]
     fn unknown_stays_unknown() {
         let u = tokens(10, 0, 10);
         let (c, _) = cost_manual_call(
@@ -396,11 +552,11 @@ mod tests {
         let official = RoutePrice::official("gpt-4o");
         // 20 % off, 2 % fee: 12.5 × 0.8 × 1.02 = 10.2 USD.
         let seller = RoutePrice::seller(None, "gpt-4o", Ppm::new(200_000), Ppm::new(20_000));
-        let (c, src) = cost_seller_call(Some(&u), &seller, &official, None);
+        let (c, src) = cost_seller_call(Some(&u), &seller, &[seller], &official, None);
         assert_eq!(src, BalanceSource::Estimated);
         assert_eq!(c.cost_usd_micros, Some(10_200_000));
         assert_eq!(c.saved_usd_micros, Some(2_300_000));
-        let (c, src) = cost_seller_call(Some(&u), &seller, &official, Some(10_000_000));
+        let (c, src) = cost_seller_call(Some(&u), &seller, &[seller], &official, Some(10_000_000));
         assert_eq!(src, BalanceSource::SellerAuthoritative);
         assert_eq!(
             (c.cost_usd_micros, c.est_cost_usd_micros),
@@ -409,7 +565,7 @@ mod tests {
         assert_eq!(c.saved_usd_micros, Some(2_500_000));
         assert_eq!(c.price_drift_ppm, Some(19_607));
         // Usage missing but settled: the settlement is the cost.
-        let (c, src) = cost_seller_call(None, &seller, &official, Some(7));
+        let (c, src) = cost_seller_call(None, &seller, &[seller], &official, Some(7));
         assert_eq!(
             (c.cost_usd_micros, src),
             (Some(7), BalanceSource::SellerAuthoritative)

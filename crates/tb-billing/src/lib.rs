@@ -4,12 +4,15 @@
 //!   tap that watches forwarded events without delaying or storing them).
 //! - [`cost`]: the money: estimate, reported cost, savings baseline.
 //! - [`settlement`]: a marketplace seller's settlement, sanitised field by field.
+//! - [`image`]: the image fields of a record (the seller's breakdown first,
+//!   then the usage; per-image cost = ceil(total ÷ count)).
 //! - [`record`]: the call record, one per proxied request, and its
 //!   one-line form for logs and `tokenbuddyd calls`.
 //!
 //! Everything here is pure: values in, values out, no clock, no I/O.
 
 pub mod cost;
+pub mod image;
 pub mod record;
 pub mod settlement;
 pub mod usage;

@@ -88,6 +88,9 @@ pub enum BaselineKind {
     Official,
     /// The last priced route of the planned chain.
     LastLeg,
+    /// The priciest route of the planned chain, when the model has no
+    /// first-party list price.
+    PriciestRoute,
 }
 
 impl BaselineKind {
@@ -96,6 +99,7 @@ impl BaselineKind {
         match self {
             BaselineKind::Official => "official",
             BaselineKind::LastLeg => "last_leg",
+            BaselineKind::PriciestRoute => "priciest_route",
         }
     }
 
@@ -104,6 +108,7 @@ impl BaselineKind {
         Some(match s {
             "official" => BaselineKind::Official,
             "last_leg" => BaselineKind::LastLeg,
+            "priciest_route" => BaselineKind::PriciestRoute,
             _ => return None,
         })
     }
@@ -231,6 +236,16 @@ pub struct CallRecord {
     pub image_quality: Option<String>,
     /// Image output format.
     pub image_format: Option<String>,
+    /// What one image cost: `ceil(cost ÷ image_count)`.
+    #[serde(default)]
+    pub image_cost_per_image_usd_micros: Option<i64>,
+    /// Image output tokens (the seller's breakdown, else the answer's usage).
+    #[serde(default)]
+    pub image_output_tokens: Option<u64>,
+    /// What the image output tokens cost (the seller's breakdown, else the
+    /// route's image-token output price).
+    #[serde(default)]
+    pub image_output_cost_usd_micros: Option<i64>,
     /// A successful answer carried no usage.
     pub usage_missing: bool,
     /// Input > 0, output = 0 and no content.
@@ -429,6 +444,9 @@ mod tests {
             image_size: None,
             image_quality: None,
             image_format: None,
+            image_cost_per_image_usd_micros: None,
+            image_output_tokens: None,
+            image_output_cost_usd_micros: None,
             usage_missing: false,
             empty_completion: false,
             unpriced: false,
@@ -603,7 +621,11 @@ mod tests {
         ] {
             assert_eq!(BalanceSource::parse(b.as_str()), Some(b));
         }
-        for k in [BaselineKind::Official, BaselineKind::LastLeg] {
+        for k in [
+            BaselineKind::Official,
+            BaselineKind::LastLeg,
+            BaselineKind::PriciestRoute,
+        ] {
             assert_eq!(BaselineKind::parse(k.as_str()), Some(k));
         }
         for u in [BillingUnit::Tokens, BillingUnit::Images] {

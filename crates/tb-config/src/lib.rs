@@ -32,7 +32,7 @@ mod schema;
 mod show;
 mod starter;
 
-pub use load::{CliOverrides, ConfigError, LoadedConfig, PathOverrides, Paths, load};
+pub use load::{CliOverrides, ConfigError, LoadedConfig, PathOverrides, Paths, REMOVED_KEYS, load};
 pub use schema::{
     AutoConfig, AutoRange, BreakerConfig, Config, ControlConfig, LedgerConfig, LogConfig,
     LogFormat, ManualPolicyConfig, ModelPriceConfig, ModelsConfig, PrewarmConfig, ProviderConfig,

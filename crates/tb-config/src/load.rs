@@ -206,6 +206,21 @@ pub struct InvalidKey {
     pub origin: Option<String>,
 }
 
+/// Keys tokenbuddy accepted once and no longer has, with what to do about
+/// them: a config file (or `TB_…` variable) that still sets one gets this
+/// message instead of a bare "unknown field".
+pub const REMOVED_KEYS: &[(&str, &str)] = &[
+    (
+        "ledger.store_bodies",
+        "was removed: tokenbuddy never stores prompt or completion text (the ledger keeps only \
+         `prompt_hash`, a SHA-256 of the prompt); delete the key",
+    ),
+    (
+        "log.bodies",
+        "was removed: tokenbuddy never logs prompt or completion text; delete the key",
+    ),
+];
+
 pub(crate) fn from_figment_error(err: figment::Error) -> ConfigError {
     let mut out = Vec::new();
     for e in err {
@@ -214,9 +229,22 @@ pub(crate) fn from_figment_error(err: figment::Error) -> ConfigError {
             Some(other) => format!("{} ({other})", md.name),
             None => md.name.to_string(),
         });
-        let key = (!e.path.is_empty()).then(|| e.path.join("."));
+        let mut key = (!e.path.is_empty()).then(|| e.path.join("."));
+        let mut message = e.kind.to_string();
+        if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+            let full = match &key {
+                // Figment's path may or may not already end at the field.
+                Some(k) if k == field || k.ends_with(&format!(".{field}")) => k.clone(),
+                Some(k) => format!("{k}.{field}"),
+                None => field.clone(),
+            };
+            if let Some((_, why)) = REMOVED_KEYS.iter().find(|(k, _)| *k == full) {
+                message = format!("`{full}` {why}");
+                key = Some(full);
+            }
+        }
         out.push(InvalidKey {
-            message: e.kind.to_string(),
+            message,
             key,
             origin,
         });
@@ -409,6 +437,39 @@ mod tests {
             assert!(err.contains("environment"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn removed_keys_say_they_were_removed_from_file_and_env() {
+        figment::Jail::expect_with(|jail| {
+            let dir = jail.directory().to_path_buf();
+            for (key, why) in REMOVED_KEYS {
+                let (section, field) = key.split_once('.').ok_or("a dotted key")?;
+                jail.create_file("config.toml", &format!("[{section}]\n{field} = true\n"))?;
+                let err = load(paths_in(&dir, false), &CliOverrides::default())
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains(&format!("`{key}` {why}")), "{key}: {err}");
+                assert!(err.contains(&format!("(key `{key}`)")), "{key}: {err}");
+                assert!(
+                    err.contains(&dir.join("config.toml").display().to_string()),
+                    "{err}"
+                );
+            }
+            std::fs::remove_file(dir.join("config.toml")).map_err(|e| e.to_string())?;
+            jail.set_env("TB_LOG__BODIES", "true");
+            let err = load(paths_in(&dir, false), &CliOverrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("`log.bodies` was removed"), "{err}");
+            assert!(err.contains("environment"), "{err}");
+            Ok(())
+        });
+        // A key merely named like a removed one elsewhere stays unknown.
+        let err = Config::from_toml_str("[proxy]\nbodies = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("removed") && err.contains("bodies"), "{err}");
     }
 
     #[test]

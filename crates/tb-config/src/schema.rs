@@ -219,8 +219,6 @@ pub struct LedgerConfig {
     /// plain path for SQLite; unset = `<data_dir>/ledger.db`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// Store prompt and completion bodies (off: only a prompt hash is kept).
-    pub store_bodies: bool,
     /// Days of call records to keep (0 = keep forever).
     pub retention_days: u32,
     /// Records that may wait for the writer before new ones are dropped.
@@ -231,7 +229,6 @@ impl Default for LedgerConfig {
     fn default() -> Self {
         LedgerConfig {
             url: None,
-            store_bodies: false,
             retention_days: 90,
             queue_capacity: 65_536,
         }
@@ -511,8 +508,6 @@ pub struct LogConfig {
     pub level: String,
     /// Human or machine output.
     pub format: LogFormat,
-    /// Log prompt and completion bodies (off: they are the user's data).
-    pub bodies: bool,
 }
 
 impl Default for LogConfig {
@@ -520,7 +515,6 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".into(),
             format: LogFormat::Pretty,
-            bodies: false,
         }
     }
 }

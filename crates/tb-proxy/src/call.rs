@@ -9,11 +9,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tb_billing::cost::{Costing, RoutePrice, cost_manual_call, cost_seller_call};
+use tb_billing::image::{ImageFields, image_fields};
 use tb_billing::record::{
-    Attempt, BalanceSource, BillingUnit, CallOutcome, CallRecord, endpoint_label, prompt_hash,
+    Attempt, BalanceSource, CallOutcome, CallRecord, endpoint_label, prompt_hash,
 };
 use tb_billing::settlement::Settlement;
-use tb_billing::usage::UsageReport;
+use tb_billing::usage::{Usage, UsageReport};
 use tb_domain::Protocol;
 use tb_router::Upstream;
 
@@ -228,27 +229,28 @@ fn price_call(
 ) -> (Costing, BalanceSource) {
     let usage = ok_report.and_then(|r| r.usage.as_ref());
     let official = RoutePrice::official(&start.model);
+    let plan = || -> Vec<RoutePrice> {
+        start
+            .plan
+            .iter()
+            .map(|u| u.price_of(&start.model))
+            .collect()
+    };
     let (costing, balance_source) = match winner {
         Some(w) if w.seller_url().is_some() => cost_seller_call(
             usage,
             &w.price_of(&start.model),
+            &plan(),
             &official,
             settlement.and_then(|s| s.settled_usd_micros),
         ),
-        Some(w) if ok_report.is_some() => {
-            let plan: Vec<RoutePrice> = start
-                .plan
-                .iter()
-                .map(|u| u.price_of(&start.model))
-                .collect();
-            cost_manual_call(
-                usage,
-                &w.price_of(&start.model),
-                &plan,
-                &official,
-                ok_report.and_then(|r| r.reported_cost_usd_micros),
-            )
-        }
+        Some(w) if ok_report.is_some() => cost_manual_call(
+            usage,
+            &w.price_of(&start.model),
+            &plan(),
+            &official,
+            ok_report.and_then(|r| r.reported_cost_usd_micros),
+        ),
         _ => (Costing::default(), BalanceSource::SelfFundedProvider),
     };
     if costing.outlier {
@@ -261,6 +263,30 @@ fn price_call(
         );
     }
     (costing, balance_source)
+}
+
+/// The record's image fields: the seller's breakdown first, then the
+/// usage; image output tokens at the serving route's price.
+fn image_of(
+    start: &CallStart,
+    winner: Option<&Upstream>,
+    usage: Option<&Usage>,
+    settlement: Option<&Settlement>,
+    cost_usd_micros: Option<u64>,
+) -> ImageFields {
+    // Only an image call has image output tokens to price, so no other
+    // call pays for the price lookup.
+    let route = match winner {
+        Some(w) if start.protocol == Protocol::ImagesGenerations => w.price_of(&start.model),
+        _ => RoutePrice::Unpriced,
+    };
+    image_fields(
+        start.protocol,
+        usage,
+        settlement.and_then(|s| s.breakdown.as_ref()),
+        cost_usd_micros,
+        &route,
+    )
 }
 
 impl Tracked {
@@ -303,7 +329,13 @@ impl Tracked {
             }
             _ => None,
         };
-        let image = usage.and_then(|u| u.image.as_ref());
+        let image = image_of(
+            &start,
+            winner.as_deref(),
+            usage,
+            settlement.as_ref(),
+            costing.cost_usd_micros,
+        );
         let signed = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
         let record = CallRecord {
             id: uuid::Uuid::now_v7().to_string(),
@@ -340,15 +372,14 @@ impl Tracked {
             remaining_credit_micros: signed(
                 settlement.as_ref().and_then(|s| s.remaining_credit_micros),
             ),
-            billing_unit: if start.protocol == Protocol::ImagesGenerations {
-                BillingUnit::Images
-            } else {
-                BillingUnit::Tokens
-            },
-            image_count: image.and_then(|i| i.count),
-            image_size: image.and_then(|i| i.size.clone()),
-            image_quality: image.and_then(|i| i.quality.clone()),
-            image_format: image.and_then(|i| i.output_format.clone()),
+            billing_unit: image.billing_unit,
+            image_count: image.count,
+            image_size: image.size,
+            image_quality: image.quality,
+            image_format: image.format,
+            image_cost_per_image_usd_micros: signed(image.cost_per_image_usd_micros),
+            image_output_tokens: image.output_tokens,
+            image_output_cost_usd_micros: signed(image.output_cost_usd_micros),
             usage_missing: ok && report.usage_missing,
             empty_completion: ok && report.empty_completion,
             unpriced: ok && costing.unpriced,

@@ -12,7 +12,7 @@ use crate::StoreError;
 
 /// The `calls` columns in bind order (every field of [`CallRecord`];
 /// `seq` is assigned by the database).
-pub(crate) const CALL_COLUMNS: [&str; 41] = [
+pub(crate) const CALL_COLUMNS: [&str; 44] = [
     "id",
     "request_id",
     "started_at_ms",
@@ -54,6 +54,9 @@ pub(crate) const CALL_COLUMNS: [&str; 41] = [
     "price_drift_ppm",
     "prompt_hash",
     "upstream_protocol",
+    "image_cost_per_image_usd_micros",
+    "image_output_tokens",
+    "image_output_cost_usd_micros",
 ];
 
 /// A record in column form, borrowing from the record where it can.
@@ -99,6 +102,9 @@ pub(crate) struct EncodedCall<'a> {
     pub(crate) price_drift_ppm: Option<i64>,
     pub(crate) prompt_hash: Option<Cow<'a, str>>,
     pub(crate) upstream_protocol: Option<&'static str>,
+    pub(crate) image_cost_per_image_usd_micros: Option<i64>,
+    pub(crate) image_output_tokens: Option<i64>,
+    pub(crate) image_output_cost_usd_micros: Option<i64>,
 }
 
 impl<'a> EncodedCall<'a> {
@@ -153,6 +159,9 @@ impl<'a> EncodedCall<'a> {
             price_drift_ppm: r.price_drift_ppm,
             prompt_hash: r.prompt_hash.as_deref().map(text),
             upstream_protocol: r.upstream_protocol.map(Protocol::as_str),
+            image_cost_per_image_usd_micros: r.image_cost_per_image_usd_micros,
+            image_output_tokens: r.image_output_tokens.map(count),
+            image_output_cost_usd_micros: r.image_output_cost_usd_micros,
         })
     }
 }
@@ -205,6 +214,9 @@ macro_rules! bind_call {
             .bind(e.price_drift_ppm)
             .bind(e.prompt_hash.as_deref())
             .bind(e.upstream_protocol)
+            .bind(e.image_cost_per_image_usd_micros)
+            .bind(e.image_output_tokens)
+            .bind(e.image_output_cost_usd_micros)
     }};
 }
 pub(crate) use bind_call;
@@ -306,6 +318,9 @@ pub(crate) fn decode_call(row: &impl RowExt) -> Result<CallRecord, StoreError> {
         price_drift_ppm: row.opt_i64_col("price_drift_ppm")?,
         prompt_hash: row.opt_text_col("prompt_hash")?,
         upstream_protocol: d.opt_parsed("upstream_protocol", parse_protocol)?,
+        image_cost_per_image_usd_micros: row.opt_i64_col("image_cost_per_image_usd_micros")?,
+        image_output_tokens: d.opt_unsigned("image_output_tokens")?,
+        image_output_cost_usd_micros: row.opt_i64_col("image_output_cost_usd_micros")?,
         id,
     })
 }

@@ -430,3 +430,200 @@ async fn calls_tail_follows_a_running_daemon() {
     assert_eq!(record["output_tokens"], canned::OUTPUT_TOKENS, "{record}");
     tail.kill().await.unwrap();
 }
+
+/// `tokenbuddyd calls` (one line per record, oldest first) against the
+/// stopped daemon's ledger.
+async fn call_lines(daemon: &Daemon) -> Vec<String> {
+    let out = tb_test_support::daemon::command(bin(), daemon.home())
+        .args(["calls", "--limit", "20"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn image_records_carry_every_image_field_computed_by_hand() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let config = providers_config(&upstream.base_url(), &["gpt-image-1"], &["claude-test"], "");
+    let mut daemon = Daemon::start(bin(), &config, &[("TEST_OPENAI_KEY", OPENAI_KEY)])
+        .await
+        .unwrap();
+    // Two images, the answer's own size/quality/format (the request asked
+    // for others), 11 text input tokens and 543 image output tokens.
+    upstream.push_reply(Reply::json(
+        200,
+        r#"{"created":1,"data":[{"b64_json":"AA=="},{"b64_json":"AA=="}],"size":"1024x1536","quality":"high","output_format":"webp","usage":{"input_tokens":11,"input_tokens_details":{"text_tokens":11,"image_tokens":0},"output_tokens":543,"total_tokens":554}}"#,
+    ));
+    for stream in [false, true] {
+        let body = format!(
+            r#"{{"model":"gpt-image-1","prompt":"two dots","n":2,"size":"1024x1024","quality":"low","stream":{stream}}}"#
+        );
+        let resp = daemon.post_json("/v1/images/generations", body).await;
+        assert_eq!(resp.status(), 200);
+        body_bytes(resp).await;
+    }
+    let records = stop_and_read_ledger(&mut daemon).await;
+    assert_eq!(records.len(), 2, "{records:#?}");
+    // gpt-image-1 in the table: text input $5 per 1M, image output $40 per
+    // 1M. Whole answer: 11 × 5 + 543 × 40 = 21_775 micros for 2 images.
+    let plain = records.iter().find(|r| r["stream"] == false).unwrap();
+    let want = |cost: i64, per_image: i64, count: i64, out: i64, out_cost: i64, look: [&str; 3]| {
+        serde_json::json!({
+            "billing_unit": "images", "cost_usd_micros": cost,
+            "image_cost_per_image_usd_micros": per_image, "image_count": count,
+            "image_output_tokens": out, "image_output_cost_usd_micros": out_cost,
+            "image_size": look[0], "image_quality": look[1], "image_format": look[2],
+            "baseline_kind": "official", "saved_usd_micros": 0,
+        })
+    };
+    let pick = |r: &serde_json::Value| {
+        let keys = want(0, 0, 0, 0, 0, ["", "", ""]);
+        let keys = keys.as_object().unwrap().keys().cloned();
+        serde_json::Value::Object(keys.map(|k| (k.clone(), r[&k].clone())).collect())
+    };
+    assert_eq!(
+        pick(plain),
+        want(
+            21_775,
+            10_888,
+            2,
+            543,
+            21_720,
+            ["1024x1536", "high", "webp"]
+        ),
+        "{plain}"
+    );
+    // The canned stream: one image, 10 text input and 272 output tokens:
+    // 10 × 5 + 272 × 40 = 10_930 micros, of which output 10_880.
+    let streamed = records.iter().find(|r| r["stream"] == true).unwrap();
+    assert_eq!(
+        pick(streamed),
+        want(10_930, 10_930, 1, 272, 10_880, ["1024x1024", "low", "png"]),
+        "{streamed}"
+    );
+}
+
+#[tokio::test]
+async fn empty_completions_are_flagged_in_the_record_and_the_call_line() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let config = providers_config(&upstream.base_url(), &["gpt-4o"], &["claude-test"], "");
+    let mut daemon = Daemon::start(bin(), &config, &[("TEST_OPENAI_KEY", OPENAI_KEY)])
+        .await
+        .unwrap();
+    // One route only: the empty answer is the answer, passed on and flagged.
+    upstream.push_reply(Reply::json(
+        200,
+        r#"{"id":"x","object":"chat.completion","model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":""},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":0,"total_tokens":12}}"#,
+    ));
+    let chunk =
+        |json: &str| tb_test_support::Chunk::Data(bytes::Bytes::from(format!("data: {json}\n\n")));
+    upstream.push_reply(Reply::sse(vec![
+        chunk(r#"{"id":"x","object":"chat.completion.chunk","model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#),
+        chunk(r#"{"id":"x","object":"chat.completion.chunk","model":"gpt-4o","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#),
+        chunk(r#"{"id":"x","object":"chat.completion.chunk","model":"gpt-4o","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":0,"total_tokens":12}}"#),
+        chunk("[DONE]"),
+    ]));
+    for stream in [false, true] {
+        let body = format!(
+            r#"{{"model":"gpt-4o","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        let resp = daemon.post_json("/v1/chat/completions", body).await;
+        assert_eq!(resp.status(), 200);
+        body_bytes(resp).await;
+    }
+    // A normal answer is not flagged.
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","messages":[]}"#,
+        )
+        .await;
+    body_bytes(resp).await;
+
+    let records = stop_and_read_ledger(&mut daemon).await;
+    assert_eq!(records.len(), 3, "{records:#?}");
+    for r in &records[..2] {
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["empty_completion"], true, "{r}");
+        assert_eq!(
+            (r["input_tokens"].as_i64(), r["output_tokens"].as_i64()),
+            (Some(12), Some(0)),
+            "{r}"
+        );
+        // The input is still billed: 12 × $2.50 per 1M, rounded up.
+        assert_eq!(r["cost_usd_micros"], 30, "{r}");
+    }
+    assert_eq!(records[2]["empty_completion"], false);
+    let lines = call_lines(&daemon).await;
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    // Oldest first: the two empty answers, then the normal one.
+    assert!(!lines[2].contains("⚠empty"), "{lines:?}");
+    for line in &lines[..2] {
+        assert!(
+            line.starts_with("✓ chat gpt-4o  oa  ") && line.ends_with("$0.000030  ⚠empty"),
+            "{lines:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_model_without_a_list_price_saves_against_the_priciest_route() {
+    let upstream = MockUpstream::start().await.unwrap();
+    // Only `priced` knows a price for the house model, and the table does
+    // not: with fewer than two priced routes and no list price, the
+    // baseline is the priciest priced route of the plan.
+    let config = format!(
+        r#"
+[[providers]]
+id = "free"
+kind = "openai"
+base_url = "{base}"
+api_key = "k1"
+models = ["house-model"]
+
+[[providers]]
+id = "priced"
+kind = "openai"
+base_url = "{base}"
+api_key = "k2"
+models = ["house-model"]
+prices = {{ house-model = {{ input = 4.0, output = 8.0 }} }}
+"#,
+        base = upstream.base_url()
+    );
+    let mut daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    for _ in 0..2 {
+        upstream.push_reply(Reply::openai_error(500, "server_error", "boom", "down"));
+    }
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            r#"{"model":"house-model","messages":[]}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-tokenbuddy-upstream"], "priced");
+    body_bytes(resp).await;
+    let records = stop_and_read_ledger(&mut daemon).await;
+    let r = &records[0];
+    // 12 input (3 of them cached, at the input price: no cache-read price)
+    // × $4 + 9 output × $8 per 1M = 48 + 72 = 120 micros.
+    assert_eq!(r["cost_usd_micros"], 120, "{r}");
+    assert_eq!(r["baseline_kind"], "priciest_route", "{r}");
+    assert_eq!(r["baseline_usd_micros"], 120, "{r}");
+    assert_eq!(
+        r["saved_usd_micros"], 0,
+        "served by the priciest: nothing saved"
+    );
+    assert_eq!(r["unpriced"], false);
+}

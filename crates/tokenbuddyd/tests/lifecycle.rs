@@ -95,19 +95,37 @@ async fn config_show_masks_secrets_and_names_sources() {
 async fn unknown_config_key_fails_naming_key_and_file() {
     let home = home_with_config("[proxy]\nport = 0\nmax_body_byte = 5\n").unwrap();
     for args in [&["serve"][..], &["config", "show"][..]] {
-        let out = command(bin(), home.path())
-            .args(args)
-            .output()
-            .await
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let stderr = refused(home.path(), args).await;
         assert!(stderr.contains("max_body_byte"), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn removed_config_keys_fail_saying_they_were_removed() {
+    for (toml, key) in [
+        ("[ledger]\nstore_bodies = true\n", "ledger.store_bodies"),
+        ("[log]\nbodies = false\n", "log.bodies"),
+    ] {
+        let home = home_with_config(toml).unwrap();
+        let stderr = refused(home.path(), &["serve", "--port", "0"]).await;
         assert!(
-            stderr.contains(&home.path().join("config.toml").display().to_string()),
+            stderr.contains(&format!("`{key}` was removed")) && stderr.contains("delete the key"),
             "{stderr}"
         );
     }
+}
+
+/// Runs `args` against the config in `home`, which must be refused with
+/// exit 2 and an error naming the config file; returns stderr.
+async fn refused(home: &std::path::Path, args: &[&str]) -> String {
+    let out = command(bin(), home).args(args).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(
+        stderr.contains(&home.join("config.toml").display().to_string()),
+        "{stderr}"
+    );
+    stderr
 }
 
 #[tokio::test]

@@ -593,3 +593,95 @@ async fn a_flapping_registry_under_load_fails_no_request() {
         .collect();
     assert!(winners.contains("s-alpha"), "{winners:?}");
 }
+
+#[tokio::test]
+async fn a_sellers_image_breakdown_and_empty_answers_reach_the_record() {
+    // 50 % off and a 2 % fee: the usage-based image output cost would be
+    // 272 × $40 per 1M × 0.5 × 1.02 = 5_549 micros; the seller's breakdown
+    // says its own figure, and the breakdown wins.
+    let s = seller(
+        SellerSpec::new("s-img")
+            .discount_ratio(0.5)
+            .service_fee_ratio(0.02)
+            .image_price(41_001),
+    )
+    .await;
+    let empty = seller(SellerSpec::new("s-empty").empty_completion(true)).await;
+    let registry = market_of(&[&s]).await;
+    let mut daemon = Daemon::start(bin(), &auto_config(&registry.url(), ""), &[])
+        .await
+        .unwrap();
+    for stream in [false, true] {
+        let body = format!(
+            r#"{{"model":"gpt-image-1","prompt":"a dot","size":"1536x1024","quality":"high","stream":{stream}}}"#
+        );
+        let resp = daemon.post_json("/v1/images/generations", body).await;
+        assert_eq!(resp.status(), 200);
+        body_bytes(resp).await;
+    }
+    let records = stop_and_read_ledger(&mut daemon).await;
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let cost = s
+        .spec()
+        .call_cost(Protocol::ImagesGenerations, "gpt-image-1");
+    // One image: 41_001 at list price, × 0.5 rounded up = 20_501, × 1.02
+    // rounded up = 20_912 credit micros = USD micros at 1 USD per credit.
+    assert_eq!(cost.settled_usd_micros, 20_912);
+    for r in &records {
+        assert_eq!(r["balance_source"], "seller_authoritative", "{r}");
+        assert_eq!(r["billing_unit"], "images", "{r}");
+        assert_eq!(r["cost_usd_micros"], 20_912, "{r}");
+        assert_eq!(r["image_count"], 1, "{r}");
+        assert_eq!(r["image_cost_per_image_usd_micros"], 20_912, "{r}");
+        assert_eq!(
+            r["image_size"], "1024x1024",
+            "the seller's, not the request's: {r}"
+        );
+        assert_eq!(r["image_quality"], "low", "{r}");
+        assert_eq!(r["image_format"], "png", "{r}");
+        assert_eq!(r["image_output_tokens"], canned::IMAGE_OUTPUT_TOKENS, "{r}");
+        assert_eq!(
+            r["image_output_cost_usd_micros"], 41_001,
+            "the breakdown's: {r}"
+        );
+        assert_eq!(r["empty_completion"], false, "{r}");
+    }
+
+    // A seller answering empty completions, and no other route: passed on,
+    // flagged in the record and marked in `calls`.
+    let registry = market_of(&[&empty]).await;
+    let mut daemon = Daemon::start(bin(), &auto_config(&registry.url(), ""), &[])
+        .await
+        .unwrap();
+    for stream in [false, true] {
+        let body = format!(
+            r#"{{"model":"gpt-4o","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        let resp = daemon.post_json("/v1/chat/completions", body).await;
+        assert_eq!(resp.status(), 200);
+        body_bytes(resp).await;
+    }
+    let records = stop_and_read_ledger(&mut daemon).await;
+    assert_eq!(records.len(), 2, "{records:#?}");
+    for r in &records {
+        assert_eq!(
+            (r["ok"].as_bool(), r["empty_completion"].as_bool()),
+            (Some(true), Some(true)),
+            "{r}"
+        );
+        assert_eq!(r["output_tokens"], 0, "{r}");
+    }
+    let out = tb_test_support::daemon::command(bin(), daemon.home())
+        .args(["calls"])
+        .output()
+        .await
+        .unwrap();
+    let lines = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(
+        lines
+            .lines()
+            .all(|l| l.starts_with("✓ chat gpt-4o  s-empty  ") && l.ends_with("⚠empty")),
+        "{lines}"
+    );
+}
