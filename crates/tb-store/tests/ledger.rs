@@ -491,6 +491,8 @@ fn injected() -> StoreError {
 }
 
 impl BatchSink for TestSink {
+    type Item = CallRecord;
+
     async fn write_batch(&self, batch: &[CallRecord]) -> Result<(), StoreError> {
         self.calls
             .lock()
