@@ -82,6 +82,9 @@ mod tests {
     const MARGIN: i64 = 60_000;
     const EXPIRES: i64 = BOUGHT + 3_600_000;
 
+    /// What a rule returns.
+    type Verdict = Option<(u64, WasteReason)>;
+
     fn policy() -> PurchasePolicy {
         PurchasePolicy {
             fresh_window_ms: WINDOW as u64,
@@ -103,7 +106,7 @@ mod tests {
         use WasteReason::Failover;
         let fo = TokenEvent::FailedOver;
         // (balance, now, expected)
-        let table: &[(u64, i64, Option<(u64, WasteReason)>)] = &[
+        let table: &[(u64, i64, Verdict)] = &[
             (900_000, BOUGHT, Some((900_000, Failover))),
             (900_000, BOUGHT + 1, Some((900_000, Failover))),
             (900_000, BOUGHT + WINDOW - 1, Some((900_000, Failover))),
@@ -149,7 +152,7 @@ mod tests {
         let listed = TokenEvent::Checked { listed: true };
         let gone = TokenEvent::Checked { listed: false };
         // (balance, event, now, expected)
-        let table: &[(u64, TokenEvent, i64, Option<(u64, WasteReason)>)] = &[
+        let table: &[(u64, TokenEvent, i64, Verdict)] = &[
             // Usable: nothing.
             (500, listed, BOUGHT, None),
             (500, listed, EXPIRES - MARGIN - 1, None),

@@ -15,7 +15,7 @@ use common::{
 };
 use tb_billing::record::{BalanceSource, BillingUnit, CallOutcome, CallRecord};
 use tb_domain::{PaymentMethod, Protocol};
-use tb_seller::{CreditSummary, PurchaseJournal, SellerRef, TokenStore};
+use tb_seller::{PurchaseJournal, SellerCredit, SellerRef, TokenStore};
 use tb_store::{
     Ledger, LedgerTarget, LedgerWriter, PurchaseEvent, PurchaseLog, PurchaseStatus, WasteReason,
 };
@@ -275,24 +275,6 @@ async fn replacing_an_expiring_token_wastes_its_balance() {
     assert_eq!(s.remaining_credit_micros, 1_000_000, "the new token");
 }
 
-fn figures(s: &CreditSummary) -> Vec<(String, u64, u64, u64, u64, u64, u64, u64)> {
-    s.sellers
-        .iter()
-        .map(|c| {
-            (
-                c.seller_id.clone(),
-                c.purchases,
-                c.purchase_failures,
-                c.purchased_credit_micros,
-                c.paid_usd_micros,
-                c.spent_credit_micros,
-                c.remaining_credit_micros,
-                c.wasted_credit_micros,
-            )
-        })
-        .collect()
-}
-
 /// The daemon's wiring against a real SQLite ledger: the journal through
 /// the ledger's purchase writer, the tokens in the ledger, the spending
 /// in the calls; a second broker rebuilt from it shows the same figures.
@@ -331,17 +313,17 @@ async fn a_broker_rebuilt_from_the_ledger_shows_the_same_figures() {
     assert!(writer.shutdown(Duration::from_secs(10)).await.is_complete());
     let before = broker.credit_summary();
     assert_eq!(
-        figures(&before),
-        vec![(
-            "s-alpha".into(),
-            1,
-            1,
-            1_000_000,
-            800_000,
-            30_000,
-            0,
-            970_000
-        )]
+        before.sellers,
+        vec![SellerCredit {
+            seller_id: "s-alpha".into(),
+            purchases: 1,
+            purchase_failures: 1,
+            purchased_credit_micros: 1_000_000,
+            paid_usd_micros: 800_000,
+            spent_credit_micros: 30_000,
+            remaining_credit_micros: 0,
+            wasted_credit_micros: 970_000,
+        }]
     );
 
     // "Restart": a new broker on the same ledger and key.
@@ -355,7 +337,7 @@ async fn a_broker_rebuilt_from_the_ledger_shows_the_same_figures() {
     assert_eq!(again.load().await.unwrap(), 1);
     again.restore(&history);
     let after = again.credit_summary();
-    assert_eq!(figures(&after), figures(&before));
+    assert_eq!(after.sellers, before.sellers);
     assert_eq!(after.wasted_credit_micros, 970_000);
     // The budget is per run.
     assert_eq!(after.budget_spent_usd_micros, 0);
