@@ -13,8 +13,8 @@ use std::time::Duration;
 use common::{
     Fixture, HOUR, NOW, broker_with, complete_reply, policy, quote_reply, script_purchase,
 };
-use tb_billing::record::{BalanceSource, BillingUnit, CallOutcome, CallRecord};
-use tb_domain::{PaymentMethod, Protocol};
+use tb_billing::record::CallRecord;
+use tb_domain::PaymentMethod;
 use tb_seller::{PurchaseJournal, SellerCredit, SellerRef, TokenStore};
 use tb_store::{
     Ledger, LedgerTarget, LedgerWriter, PurchaseEvent, PurchaseLog, PurchaseStatus, WasteReason,
@@ -349,49 +349,17 @@ async fn a_broker_rebuilt_from_the_ledger_shows_the_same_figures() {
     assert!(!stored.contains("tok-a"));
 }
 
-/// A call `seller` answered and settled for `credit` micros.
+/// A call `seller` answered and settled for `credit` micros (the fields
+/// left out are unknown).
 fn settled_call(seller: &str, credit: i64) -> CallRecord {
-    CallRecord {
-        id: "c-1".into(),
-        request_id: "r-1".into(),
-        started_at_ms: NOW,
-        endpoint: "chat".into(),
-        protocol: Protocol::ChatCompletions,
-        upstream_protocol: None,
-        requested_model: MODEL.into(),
-        model: MODEL.into(),
-        stream: false,
-        ok: true,
-        outcome: CallOutcome::Ok,
-        winner: Some(seller.into()),
-        failed_over: false,
-        attempts: Vec::new(),
-        latency_ms: 10,
-        ttft_ms: None,
-        input_tokens: None,
-        cached_input_tokens: None,
-        cache_write_tokens: None,
-        output_tokens: None,
-        reasoning_tokens: None,
-        tokens_per_second: None,
-        cost_usd_micros: None,
-        est_cost_usd_micros: None,
-        baseline_usd_micros: None,
-        baseline_kind: None,
-        saved_usd_micros: None,
-        cached_saving_usd_micros: None,
-        settled_credit_micros: Some(credit),
-        balance_source: BalanceSource::SellerAuthoritative,
-        remaining_credit_micros: None,
-        billing_unit: BillingUnit::Tokens,
-        image_count: None,
-        image_size: None,
-        image_quality: None,
-        image_format: None,
-        usage_missing: false,
-        empty_completion: false,
-        unpriced: false,
-        price_drift_ppm: None,
-        prompt_hash: None,
-    }
+    serde_json::from_value(serde_json::json!({
+        "id": "c-1", "request_id": "r-1", "started_at_ms": NOW, "endpoint": "chat",
+        "protocol": "chat_completions", "requested_model": MODEL, "model": MODEL,
+        "stream": false, "ok": true, "outcome": "ok", "winner": seller,
+        "failed_over": false, "attempts": [], "latency_ms": 10,
+        "settled_credit_micros": credit, "balance_source": "seller_authoritative",
+        "billing_unit": "tokens", "usage_missing": false, "empty_completion": false,
+        "unpriced": false,
+    }))
+    .unwrap()
 }

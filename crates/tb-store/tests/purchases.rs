@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -14,28 +15,6 @@ use tb_store::{
     LedgerWriter, PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus, SellerCreditHistory,
     SellerWaste, WasteReason, WasteRow,
 };
-
-/// Generates `sqlite::<name>` and `postgres::<name>` for each shared test.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::common::Fixture::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::common::Fixture::postgres().await).await;
-                }
-            )*
-        }
-    };
-}
 
 both_backends!(
     purchase_round_trip_and_update,
