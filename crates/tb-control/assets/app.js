@@ -289,19 +289,26 @@
     }
     section.hidden = false;
     const sellers = Array.isArray(data.sellers) ? data.sellers : [];
-    const rows = sellers.map((s) => {
-      const tr = el('tr', { 'data-testid': 'credit-row', 'data-seller-id': s.seller_id });
-      tr.appendChild(el('th', { scope: 'row', 'data-testid': 'credit-seller' }, s.seller_id));
-      tr.appendChild(el('td', { 'data-testid': 'credit-purchases', class: 'num' },
+    // One row per seller, and the totals (testids prefixed `credit-total-`).
+    const row = (s, attrs, prefix, head) => {
+      const tr = el('tr', attrs);
+      tr.appendChild(el('th', { scope: 'row', 'data-testid': `${prefix}seller` }, head));
+      tr.appendChild(el('td', { 'data-testid': `${prefix}purchases`, class: 'num' },
         s.failed_purchases ? `${s.purchases} (${s.failed_purchases} failed)` : s.purchases));
-      tr.appendChild(el('td', { 'data-testid': 'credit-paid', class: 'num' }, usd(s.usd_paid_micros)));
-      tr.appendChild(el('td', { 'data-testid': 'credit-bought', class: 'num' }, amount(s.credit_bought_micros)));
-      tr.appendChild(el('td', { 'data-testid': 'credit-spent', class: 'num' }, amount(s.credit_spent_micros)));
-      tr.appendChild(el('td', { 'data-testid': 'credit-remaining', class: 'num' }, amount(s.credit_remaining_micros)));
-      tr.appendChild(el('td', { 'data-testid': 'credit-wasted', class: 'num' }, amount(s.credit_wasted_micros)));
+      tr.appendChild(el('td', { 'data-testid': `${prefix}paid`, class: 'num' }, usd(s.usd_paid_micros)));
+      tr.appendChild(el('td', { 'data-testid': `${prefix}bought`, class: 'num' }, amount(s.credit_bought_micros)));
+      tr.appendChild(el('td', { 'data-testid': `${prefix}spent`, class: 'num' }, amount(s.credit_spent_micros)));
+      tr.appendChild(el('td', { 'data-testid': `${prefix}remaining`, class: 'num' }, amount(s.credit_remaining_micros)));
+      tr.appendChild(el('td', { 'data-testid': `${prefix}wasted`, class: 'num' }, amount(s.credit_wasted_micros)));
       return tr;
-    });
+    };
+    const rows = sellers.map((s) =>
+      row(s, { 'data-testid': 'credit-row', 'data-seller-id': s.seller_id }, 'credit-', s.seller_id));
     byId('credit-body').replaceChildren(...rows);
+    const totals = data.totals && typeof data.totals === 'object' && sellers.length > 0
+      ? [row(data.totals, { 'data-testid': 'credit-total-row' }, 'credit-total-', 'All sellers')]
+      : [];
+    byId('credit-total').replaceChildren(...totals);
     const budget = [];
     if (isNum(data.budget_usd_micros)) budget.push(`Session budget ${usd(data.budget_usd_micros)}`);
     if (isNum(data.budget_left_usd_micros)) budget.push(`left ${usd(data.budget_left_usd_micros)}`);

@@ -98,6 +98,9 @@ pub(crate) trait Credit: Send + Sync {
     fn mark_dry(&self, lease: &Lease);
     /// The seller's settlement of a committed answer.
     fn settle(&self, lease: &Lease, settled_micros: Option<u64>, remaining_micros: Option<u64>);
+    /// The walk fails over away from the seller the token is for: credit
+    /// bought within the fresh-purchase window counts as wasted.
+    fn abandon(&self, lease: &Lease);
 }
 
 /// What every attempt of one request shares: the plan, the body and the
@@ -303,8 +306,17 @@ impl<'a, T: Transport> AttemptLoop<'a, T> {
             match self.attempt(route, &mut walk).await {
                 Step::Answered(winner) => return End::Commit(winner, walk),
                 Step::Failed(failure, lease, latency_ms) => {
-                    self.settle(route, &failure, lease.as_ref());
                     let action = self.decide(&failure, &walk, lease.is_some());
+                    // Before `settle`, which may drop a refused token: the
+                    // credit left on it is what the failover wastes. Giving
+                    // up after the last route is no failover.
+                    let routes_left = self.ctx.plan.routes.len() - walk.next - 1;
+                    if let (Action::FailoverNext, Some(lease), Some(credit), 1..) =
+                        (action, lease.as_ref(), self.env.credit, routes_left)
+                    {
+                        credit.abandon(lease);
+                    }
+                    self.settle(route, &failure, lease.as_ref());
                     let record = AttemptRecord {
                         upstream: route.upstream.id.to_string(),
                         location: route.upstream.base_url().to_string(),

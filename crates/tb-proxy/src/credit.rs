@@ -75,4 +75,8 @@ impl Credit for MarketCredit {
         self.broker
             .settle_lease(lease, settled_micros, remaining_micros);
     }
+
+    fn abandon(&self, lease: &Lease) {
+        self.broker.abandon_lease(lease);
+    }
 }

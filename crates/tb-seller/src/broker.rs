@@ -3,14 +3,32 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use tb_domain::PaymentMethod;
+use tb_store::{CreditHistory, LedgerSender, PurchaseEvent, PurchaseRow, PurchaseStatus, WasteRow};
 
+use crate::waste::{self, TokenEvent, TokenFacts};
 use crate::{
     SellerClient, SellerError, SellerSecret, SellerToken, StoredToken, TokenCipher, TokenStore,
     TokenStoreError,
 };
+
+/// Where the broker writes every purchase attempt and every change of
+/// wasted credit, without waiting (the ledger's purchase writer in the
+/// daemon). Never given the token: only its fingerprint.
+pub trait PurchaseJournal: Send + Sync {
+    /// Queues `event`; never blocks. A refused event is logged.
+    fn record(&self, event: PurchaseEvent);
+}
+
+impl PurchaseJournal for LedgerSender<PurchaseEvent> {
+    fn record(&self, event: PurchaseEvent) {
+        if let Err(dropped) = LedgerSender::record(self, event) {
+            tracing::warn!(target: "ledger.dropped", "{dropped}");
+        }
+    }
+}
 
 /// The current time as unix milliseconds. Injected so tests control time.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -124,8 +142,10 @@ pub enum AcquireError {
 }
 
 /// Credit bookkeeping for one seller. Purchases, payments, spending and
-/// waste count this run; `remaining` is the balance of the tokens held now
-/// (restored ones included).
+/// waste count over the ledger's history (rebuilt at start-up with
+/// [`CreditBroker::restore`]) plus this run; `remaining` is the balance of
+/// the tokens held now (restored ones included) that are not counted as
+/// wasted.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SellerCredit {
     /// The seller.
@@ -142,8 +162,9 @@ pub struct SellerCredit {
     pub spent_credit_micros: u64,
     /// Balance of the tokens held now, micros.
     pub remaining_credit_micros: u64,
-    /// Credit left on the seller when it was abandoned within
-    /// `fresh_window_ms` of buying, micros.
+    /// Credit lost (see [`crate::waste`]): left on the seller when it was
+    /// failed over within `fresh_window_ms` of buying, on a token that
+    /// expired, or on a seller that left the registry, micros.
     pub wasted_credit_micros: u64,
 }
 
@@ -168,7 +189,8 @@ pub struct CreditSummary {
     pub wasted_credit_micros: u64,
     /// `purchase.session_budget_usd_micros`.
     pub budget_usd_micros: u64,
-    /// USD micros paid this run.
+    /// USD micros paid this run (the budget is per run: history does not
+    /// count against it).
     pub budget_spent_usd_micros: u64,
     /// What may still be spent (budget − paid − reserved by purchases in
     /// flight).
@@ -255,6 +277,7 @@ struct Inner {
     clock: Clock,
     state: Mutex<State>,
     gates: Mutex<HashMap<FlightKey, Gate>>,
+    journal: OnceLock<Arc<dyn PurchaseJournal>>,
     /// Serialises store writes; each write stores the state current when
     /// it holds this lock, so the last write is always the newest state.
     persist_lock: tokio::sync::Mutex<()>,
@@ -306,10 +329,20 @@ struct Entry {
     /// Changes only when a new token replaces the entry.
     generation: u64,
     updated_at_ms: i64,
-    wasted_counted: bool,
+    /// Credit counted as wasted on this token, micros (it then leaves
+    /// `remaining`).
+    wasted: Option<u64>,
 }
 
 impl Entry {
+    fn facts(&self) -> TokenFacts {
+        TokenFacts {
+            balance_micros: self.token.balance_micros,
+            purchased_at_ms: self.token.purchased_at_ms,
+            expires_at_ms: self.token.expires_at_ms,
+        }
+    }
+
     fn lease(&self, bought: bool) -> Lease {
         Lease {
             token: self.token.access_token.clone(),
@@ -343,6 +376,47 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn journal(&self, event: PurchaseEvent) {
+        if let Some(journal) = self.journal.get() {
+            journal.record(event);
+        }
+    }
+
+    /// Applies a waste rule's verdict to the cached token of `key`: counts
+    /// it (once per token) and journals it. Returns the micros counted.
+    fn waste(st: &mut State, key: &TokenKey, event: TokenEvent, now: i64, inner: &Inner) -> u64 {
+        let Some(e) = st.tokens.get_mut(key) else {
+            return 0;
+        };
+        if e.wasted.is_some() {
+            return 0;
+        }
+        let Some((amount, reason)) = waste::wasted(e.facts(), event, now, &inner.policy) else {
+            return 0;
+        };
+        e.wasted = Some(amount);
+        let row = WasteRow {
+            seller_id: key.0.clone(),
+            token_fingerprint: e.fingerprint.clone(),
+            wasted_credit_micros: amount,
+            reason: Some(reason),
+            at_ms: now,
+        };
+        tracing::info!(
+            target: "purchase.credit_wasted",
+            seller = %key.0,
+            payment = %key.1,
+            fingerprint = %row.token_fingerprint,
+            wasted_credit_micros = amount,
+            reason = reason.as_str(),
+            "seller credit wasted"
+        );
+        let c = st.counters(&key.0);
+        c.wasted_credit = c.wasted_credit.saturating_add(amount);
+        inner.journal(PurchaseEvent::Waste(row));
+        amount
+    }
+
     fn now(&self) -> i64 {
         (self.clock)()
     }
@@ -365,6 +439,21 @@ impl Inner {
         let budget = self.policy.session_budget_usd_micros;
         let failed =
             |e: SellerError| AcquireError::PurchaseFailed(format!("seller {}: {e}", seller.id));
+        let mut row = PurchaseRow {
+            id: purchase_id(self.now()),
+            seller_id: seller.id.clone(),
+            model: Some(model.to_owned()),
+            payment_method: payment,
+            status: PurchaseStatus::Quoted,
+            quote_id: None,
+            credit_micros: None,
+            price_usd_micros: None,
+            payment_reference: None,
+            token_fingerprint: None,
+            error: None,
+            created_at_ms: self.now(),
+            completed_at_ms: None,
+        };
         {
             let st = self.state();
             let spent = st.committed();
@@ -385,10 +474,15 @@ impl Inner {
             Ok(quote) => quote,
             Err(e) => {
                 self.state().counters(&seller.id).purchase_failures += 1;
-                return Err(failed(e));
+                let error = failed(e);
+                self.journal_end(row, PurchaseStatus::Failed, Some(&error));
+                return Err(error);
             }
         };
         let price = quote.price_usd_micros;
+        row.quote_id = Some(quote.quote_id.clone());
+        row.credit_micros = Some(quote.credit_micros);
+        row.price_usd_micros = Some(price);
         {
             let mut st = self.state();
             let spent = st.committed();
@@ -401,10 +495,14 @@ impl Inner {
                     budget_usd_micros = budget,
                     "session purchase budget would be exceeded; not buying"
                 );
-                return Err(AcquireError::BudgetSpent { spent, budget });
+                drop(st);
+                let error = AcquireError::BudgetSpent { spent, budget };
+                self.journal_end(row, PurchaseStatus::Declined, Some(&error));
+                return Err(error);
             }
             st.budget_reserved += price;
         }
+        self.journal(PurchaseEvent::Purchase(row.clone()));
         let completed = self
             .client
             .complete(&seller.url, &quote.quote_id, payment, None)
@@ -413,12 +511,18 @@ impl Inner {
         let purchased = match completed {
             Ok(purchased) => purchased,
             Err(e) => {
-                let mut st = self.state();
-                st.budget_reserved = st.budget_reserved.saturating_sub(price);
-                st.counters(&seller.id).purchase_failures += 1;
-                return Err(failed(e));
+                {
+                    let mut st = self.state();
+                    st.budget_reserved = st.budget_reserved.saturating_sub(price);
+                    st.counters(&seller.id).purchase_failures += 1;
+                }
+                let error = failed(e);
+                self.journal_end(row, PurchaseStatus::Failed, Some(&error));
+                return Err(error);
             }
         };
+        row.credit_micros = Some(purchased.credit_micros);
+        row.payment_reference = purchased.payment_reference.clone();
         let token = SellerToken {
             seller_id: seller.id.clone(),
             payment_method: payment,
@@ -430,6 +534,8 @@ impl Inner {
             purchased_at_ms: now,
         };
         let fingerprint = token.fingerprint();
+        row.token_fingerprint = Some(fingerprint.clone());
+        self.journal_end(row, PurchaseStatus::Completed, None);
         let sealed = match self.cipher.encrypt(&token.access_token) {
             Ok((ciphertext, nonce)) => Some((ciphertext, nonce.to_vec())),
             Err(e) => {
@@ -458,7 +564,7 @@ impl Inner {
                 sealed,
                 fingerprint,
                 updated_at_ms: now,
-                wasted_counted: false,
+                wasted: None,
             };
             let lease = entry.lease(true);
             tracing::info!(
@@ -485,6 +591,14 @@ impl Inner {
                     self.policy.token_expiry_margin_ms
                 )
             });
+            // The token replaced: what expiry left on it is lost.
+            Inner::waste(
+                &mut st,
+                &key,
+                TokenEvent::Checked { listed: true },
+                now,
+                self,
+            );
             st.tokens.insert(key.clone(), entry);
             match unusable {
                 Some(message) => Err(AcquireError::PurchaseFailed(message)),
@@ -493,6 +607,19 @@ impl Inner {
         };
         self.persist(&key).await;
         lease
+    }
+
+    /// Journals the end of a purchase attempt.
+    fn journal_end(
+        &self,
+        mut row: PurchaseRow,
+        status: PurchaseStatus,
+        error: Option<&AcquireError>,
+    ) {
+        row.status = status;
+        row.error = error.map(ToString::to_string);
+        row.completed_at_ms = Some(self.now());
+        self.journal(PurchaseEvent::Purchase(row));
     }
 
     /// Writes the current state of `key` (or deletes it) to the store.
@@ -588,11 +715,46 @@ impl Inner {
             e.updated_at_ms = now;
             true
         });
+        let mut st = self.state();
         if let Some(spent) = spent.filter(|s| *s > 0) {
-            let mut st = self.state();
             let c = st.counters(seller_id);
             c.spent_credit = c.spent_credit.saturating_add(spent);
         }
+        if settled.is_some() || remaining.is_some() {
+            self.reclaim(&mut st, &key, fingerprint);
+        }
+    }
+
+    /// The token of `key` served a call after its credit was counted as
+    /// wasted: it was not lost after all. The waste is undone (here and in
+    /// the ledger).
+    fn reclaim(&self, st: &mut State, key: &TokenKey, fingerprint: &str) {
+        let Some(e) = st.tokens.get_mut(key) else {
+            return;
+        };
+        if e.fingerprint != fingerprint {
+            return;
+        }
+        let Some(amount) = e.wasted.take() else {
+            return;
+        };
+        let row = WasteRow {
+            seller_id: key.0.clone(),
+            token_fingerprint: e.fingerprint.clone(),
+            wasted_credit_micros: 0,
+            reason: None,
+            at_ms: self.now(),
+        };
+        tracing::info!(
+            target: "purchase.credit_reclaimed",
+            seller = %key.0,
+            fingerprint = %row.token_fingerprint,
+            reclaimed_credit_micros = amount,
+            "a token counted as wasted was spent again; its waste is undone"
+        );
+        let c = st.counters(&key.0);
+        c.wasted_credit = c.wasted_credit.saturating_sub(amount);
+        self.journal(PurchaseEvent::Waste(row));
     }
 
     fn drop_token(self: &Arc<Self>, seller_id: &str, payment: PaymentMethod, fingerprint: &str) {
@@ -631,6 +793,20 @@ impl Inner {
             changed
         });
     }
+}
+
+/// A unique purchase id: the time, then 64 random bits (hex).
+fn purchase_id(now_ms: i64) -> String {
+    let mut bytes = [0u8; 8];
+    // Without randomness the time and a process-wide counter still keep
+    // ids apart within this daemon.
+    if getrandom::fill(&mut bytes).is_err() {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        bytes = (n ^ u64::from(std::process::id())).to_be_bytes();
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("p-{now_ms}-{hex}")
 }
 
 /// Holds a single-flight gate; removes it from the map when the last
@@ -676,6 +852,7 @@ impl CreditBroker {
                 clock,
                 state: Mutex::new(State::default()),
                 gates: Mutex::new(HashMap::new()),
+                journal: OnceLock::new(),
                 persist_lock: tokio::sync::Mutex::new(()),
             }),
         }
@@ -738,7 +915,7 @@ impl CreditBroker {
                 sealed: Some((s.ciphertext, s.nonce)),
                 fingerprint: s.fingerprint,
                 updated_at_ms: s.updated_at_ms,
-                wasted_counted: false,
+                wasted: None,
             };
             st.tokens.insert(key, entry);
             restored += 1;
@@ -891,22 +1068,81 @@ impl CreditBroker {
 
     /// The daemon gave up on the seller (failed over away from it). If the
     /// cached token was bought less than `fresh_window_ms` ago, its balance
-    /// counts as wasted (once per token). Returns the micros counted now.
+    /// counts as wasted (once per token; see [`crate::waste`]) and is
+    /// journaled. Returns the micros counted now.
     pub fn abandoned(&self, seller_id: &str, payment: PaymentMethod) -> u64 {
-        let window = i64::try_from(self.inner.policy.fresh_window_ms).unwrap_or(i64::MAX);
         let now = self.inner.now();
         let mut st = self.inner.state();
-        let Some(e) = st.tokens.get_mut(&(seller_id.to_owned(), payment)) else {
-            return 0;
-        };
-        if e.wasted_counted || now.saturating_sub(e.token.purchased_at_ms) >= window {
+        let key = (seller_id.to_owned(), payment);
+        Inner::waste(&mut st, &key, TokenEvent::FailedOver, now, &self.inner)
+    }
+
+    /// [`abandoned`](CreditBroker::abandoned) for the token `lease` was
+    /// paid with, while it is still the cached one (a failover on a token
+    /// already replaced wastes nothing of the new one).
+    pub fn abandon_lease(&self, lease: &Lease) -> u64 {
+        let now = self.inner.now();
+        let mut st = self.inner.state();
+        let key = (lease.seller_id.clone(), lease.payment_method);
+        if st
+            .tokens
+            .get(&key)
+            .is_none_or(|e| e.fingerprint != lease.fingerprint)
+        {
             return 0;
         }
-        e.wasted_counted = true;
-        let wasted = e.token.balance_micros;
-        let c = st.counters(seller_id);
-        c.wasted_credit = c.wasted_credit.saturating_add(wasted);
-        wasted
+        Inner::waste(&mut st, &key, TokenEvent::FailedOver, now, &self.inner)
+    }
+
+    /// Applies the expiry and delisting rules to every cached token:
+    /// `listed` says whether a seller is in the registry's current document
+    /// (`None`: no document to judge by, only expiry applies). Call it
+    /// periodically and when the registry changes. Returns the micros
+    /// counted as wasted now.
+    pub fn sweep(&self, listed: Option<&dyn Fn(&str) -> bool>) -> u64 {
+        let now = self.inner.now();
+        let mut st = self.inner.state();
+        let keys: Vec<TokenKey> = st.tokens.keys().cloned().collect();
+        let mut total = 0u64;
+        for key in keys {
+            let listed = listed.is_none_or(|f| f(&key.0));
+            let event = TokenEvent::Checked { listed };
+            total = total.saturating_add(Inner::waste(&mut st, &key, event, now, &self.inner));
+        }
+        total
+    }
+
+    /// Sends every purchase attempt and waste change to `journal` from now
+    /// on (set once, before the first purchase; later calls are ignored).
+    pub fn set_journal(&self, journal: Arc<dyn PurchaseJournal>) {
+        if self.inner.journal.set(journal).is_err() {
+            tracing::warn!(target: "purchase.journal", "the purchase journal is already set");
+        }
+    }
+
+    /// Rebuilds the credit tracker from the ledger's `history` (at
+    /// start-up, after [`load`](CreditBroker::load)): the per-seller
+    /// figures are added to this run's, and restored tokens whose waste
+    /// the ledger recorded stay counted as wasted (out of `remaining`).
+    /// The session budget is per run and not touched.
+    pub fn restore(&self, history: &CreditHistory) {
+        let mut st = self.inner.state();
+        for h in &history.sellers {
+            let c = st.counters(&h.seller_id);
+            c.purchases = c.purchases.saturating_add(h.purchases);
+            c.purchase_failures = c.purchase_failures.saturating_add(h.purchase_failures);
+            c.purchased_credit = c.purchased_credit.saturating_add(h.purchased_credit_micros);
+            c.paid_usd = c.paid_usd.saturating_add(h.paid_usd_micros);
+            c.spent_credit = c.spent_credit.saturating_add(h.spent_credit_micros);
+            c.wasted_credit = c.wasted_credit.saturating_add(h.wasted_credit_micros);
+        }
+        for (seller, fingerprint, amount) in &history.wasted_tokens {
+            for ((id, _), e) in st.tokens.iter_mut() {
+                if id == seller && &e.fingerprint == fingerprint {
+                    e.wasted = Some(*amount);
+                }
+            }
+        }
     }
 
     /// What the session budget still allows, USD micros (purchases in
@@ -942,9 +1178,11 @@ impl CreditBroker {
                 seller_id: id.clone(),
                 ..SellerCredit::default()
             });
-            s.remaining_credit_micros = s
-                .remaining_credit_micros
-                .saturating_add(e.token.balance_micros);
+            if e.wasted.is_none() {
+                s.remaining_credit_micros = s
+                    .remaining_credit_micros
+                    .saturating_add(e.token.balance_micros);
+            }
         }
         let sellers: Vec<SellerCredit> = per.into_values().collect();
         let sum =

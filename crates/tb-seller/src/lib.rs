@@ -9,7 +9,12 @@
 //! - [`CreditBroker`]: the token cache the proxy asks for a [`Lease`]:
 //!   single-flight purchases per `seller:model:payment`, the session
 //!   budget, settlement bookkeeping, dropped and dry tokens, and the
-//!   credit tracker ([`CreditSummary`]).
+//!   credit tracker ([`CreditSummary`]): every purchase attempt and every
+//!   change of wasted credit goes to a [`PurchaseJournal`] (the ledger's
+//!   `purchases` table in the daemon), and [`CreditBroker::restore`]
+//!   rebuilds the tracker from the ledger at start-up.
+//! - [`waste`]: the pure rules for wasted credit (failover inside the
+//!   fresh-purchase window, expiry, a seller leaving the registry).
 //! - [`TokenCipher`]: XChaCha20-Poly1305 with a key in
 //!   `<data_dir>/token-key` (mode 0600); tokens are persisted only
 //!   encrypted, through a [`TokenStore`] (implemented for the ledger,
@@ -53,11 +58,12 @@ mod cipher;
 mod secret;
 mod store;
 mod token;
+pub mod waste;
 mod wire;
 
 pub use broker::{
-    AcquireError, Clock, CreditBroker, CreditSummary, Lease, PurchasePolicy, SellerCredit,
-    SellerRef, is_insufficient_funds, system_clock,
+    AcquireError, Clock, CreditBroker, CreditSummary, Lease, PurchaseJournal, PurchasePolicy,
+    SellerCredit, SellerRef, is_insufficient_funds, system_clock,
 };
 pub use cipher::{CipherError, KEY_FILE, KEY_LEN, NONCE_LEN, TokenCipher};
 pub use secret::SellerSecret;

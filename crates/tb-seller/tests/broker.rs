@@ -509,7 +509,8 @@ async fn the_tracker_counts_purchases_spending_and_waste() {
     assert_eq!(alpha.purchased_credit_micros, 1_000_000);
     assert_eq!(alpha.paid_usd_micros, 800_000);
     assert_eq!(alpha.spent_credit_micros, 100_000);
-    assert_eq!(alpha.remaining_credit_micros, 900_000);
+    // The wasted credit left `remaining`: bought = spent + remaining + wasted.
+    assert_eq!(alpha.remaining_credit_micros, 0);
     assert_eq!(alpha.wasted_credit_micros, 900_000);
     assert_eq!(
         (b.seller_id.as_str(), b.purchases, b.purchase_failures),
@@ -522,7 +523,7 @@ async fn the_tracker_counts_purchases_spending_and_waste() {
     assert_eq!(s.purchased_credit_micros, 2_000_000);
     assert_eq!(s.paid_usd_micros, 1_600_000);
     assert_eq!(s.spent_credit_micros, 100_000);
-    assert_eq!(s.remaining_credit_micros, 900_000);
+    assert_eq!(s.remaining_credit_micros, 0);
     assert_eq!(s.wasted_credit_micros, 900_000);
     assert_eq!(s.budget_usd_micros, 5_000_000);
     assert_eq!(s.budget_spent_usd_micros, 1_600_000);

@@ -59,7 +59,12 @@ macro_rules! with_pool {
     };
 }
 
+mod purchases;
 mod tokens;
+pub use purchases::{
+    CreditHistory, PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus, SellerCreditHistory,
+    SellerWaste, StoredPurchase, WasteReason, WasteRow,
+};
 pub use tokens::TokenRow;
 
 /// A position in the recent-first listing: the last record of a page.

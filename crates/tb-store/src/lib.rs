@@ -16,6 +16,11 @@
 //!   seller and payment method), [`Ledger::load_tokens`],
 //!   [`Ledger::delete_token`]. Only ciphertext, nonce and fingerprint are
 //!   stored; tb-seller encrypts.
+//! - Purchases ([`PurchaseRow`], [`PurchaseEvent`]): every quote and
+//!   completion, and the credit wasted on bought tokens, written through a
+//!   second [`LedgerWriter`] over [`PurchaseLog`];
+//!   [`Ledger::credit_history`] rebuilds the credit tracker at start-up and
+//!   [`Ledger::wasted_credit_by_seller`] reports waste per seller.
 //! - [`LedgerWriter`]: a bounded queue and one task that commits batches
 //!   (≤ 256 records or 50 ms) in single transactions. The request path only
 //!   calls [`LedgerSender::record`], which never waits: a full queue hands
@@ -54,9 +59,13 @@ mod target;
 mod writer;
 
 pub use error::StoreError;
-pub use ledger::{CallCursor, GroupBy, Ledger, TokenRow, Totals, UsageRow};
+pub use ledger::{
+    CallCursor, CreditHistory, GroupBy, Ledger, PurchaseEvent, PurchaseLog, PurchaseRow,
+    PurchaseStatus, SellerCreditHistory, SellerWaste, StoredPurchase, TokenRow, Totals, UsageRow,
+    WasteReason, WasteRow,
+};
 pub use target::{Backend, LedgerTarget};
 pub use writer::{
-    BatchSink, DropReason, Dropped, LedgerSender, LedgerWriter, ShutdownReport, WriteFailure,
-    WriterHandle, WriterHealth, WriterOptions,
+    BatchSink, DropReason, Dropped, LedgerItem, LedgerSender, LedgerWriter, ShutdownReport,
+    WriteFailure, WriterHandle, WriterHealth, WriterOptions,
 };

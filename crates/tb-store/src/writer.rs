@@ -14,28 +14,49 @@ use tokio::time::Instant;
 
 use crate::{Ledger, StoreError};
 
-/// Where the writer puts its batches. [`Ledger`] is the real one; tests
-/// wrap it to inject failures.
+/// What a writer carries: call records ([`Ledger`]'s sink) or purchase
+/// events ([`PurchaseLog`](crate::PurchaseLog)'s).
+pub trait LedgerItem: Send + Sync + 'static {
+    /// Names the item in a message about it (never its secrets).
+    fn describe(&self) -> String;
+}
+
+impl LedgerItem for CallRecord {
+    fn describe(&self) -> String {
+        format!("call record {}", self.id)
+    }
+}
+
+/// Where the writer puts its batches. [`Ledger`] is the real one for call
+/// records, [`PurchaseLog`](crate::PurchaseLog) for purchases; tests wrap
+/// them to inject failures.
 pub trait BatchSink: Send + Sync + 'static {
+    /// What the batches hold.
+    type Item: LedgerItem;
+
     /// Stores the whole batch, atomically: on `Err` nothing of it may have
     /// been kept *or* all of it may have been (the writer then retries the
-    /// same batch, so storing must be idempotent per record `id`).
+    /// same batch, so storing must be idempotent per item).
     fn write_batch(
         &self,
-        batch: &[CallRecord],
+        batch: &[Self::Item],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 impl BatchSink for Ledger {
+    type Item = CallRecord;
+
     async fn write_batch(&self, batch: &[CallRecord]) -> Result<(), StoreError> {
         self.insert_batch(batch).await.map(|_| ())
     }
 }
 
 impl<S: BatchSink> BatchSink for Arc<S> {
+    type Item = S::Item;
+
     fn write_batch(
         &self,
-        batch: &[CallRecord],
+        batch: &[S::Item],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).write_batch(batch)
     }
@@ -131,7 +152,7 @@ pub struct LedgerWriter;
 impl LedgerWriter {
     /// Spawns the writer task on the current tokio runtime with the default
     /// batching and a queue of `capacity` records.
-    pub fn spawn<S: BatchSink>(sink: S, capacity: usize) -> (LedgerSender, WriterHandle) {
+    pub fn spawn<S: BatchSink>(sink: S, capacity: usize) -> (LedgerSender<S::Item>, WriterHandle) {
         LedgerWriter::spawn_with(
             sink,
             WriterOptions {
@@ -146,7 +167,7 @@ impl LedgerWriter {
     pub fn spawn_with<S: BatchSink>(
         sink: S,
         options: WriterOptions,
-    ) -> (LedgerSender, WriterHandle) {
+    ) -> (LedgerSender<S::Item>, WriterHandle) {
         let options = WriterOptions {
             capacity: options.capacity.max(1),
             max_batch: options.max_batch.max(1),
@@ -171,18 +192,27 @@ impl LedgerWriter {
 }
 
 /// The request path's end of the queue. Clone it freely; it never blocks.
-#[derive(Debug, Clone)]
-pub struct LedgerSender {
-    tx: mpsc::Sender<CallRecord>,
+#[derive(Debug)]
+pub struct LedgerSender<T = CallRecord> {
+    tx: mpsc::Sender<T>,
     stats: Arc<Stats>,
 }
 
-impl LedgerSender {
+impl<T> Clone for LedgerSender<T> {
+    fn clone(&self) -> Self {
+        LedgerSender {
+            tx: self.tx.clone(),
+            stats: Arc::clone(&self.stats),
+        }
+    }
+}
+
+impl<T: LedgerItem> LedgerSender<T> {
     /// Queues `record` for the writer without waiting. When the queue is
     /// full (or the writer has shut down) the record comes back in
     /// [`Dropped`] so the caller can log it (`ledger.dropped`), and the
     /// dropped counter rises.
-    pub fn record(&self, record: CallRecord) -> Result<(), Dropped> {
+    pub fn record(&self, record: T) -> Result<(), Dropped<T>> {
         self.stats.accepted.fetch_add(1, Ordering::AcqRel);
         let (record, reason) = match self.tx.try_send(record) {
             Ok(()) => return Ok(()),
@@ -259,24 +289,24 @@ pub enum DropReason {
 
 /// A record the queue refused, handed back to the caller.
 #[derive(Debug)]
-pub struct Dropped {
+pub struct Dropped<T = CallRecord> {
     /// The record that was not queued.
-    pub record: Box<CallRecord>,
+    pub record: Box<T>,
     /// Why.
     pub reason: DropReason,
 }
 
-impl fmt::Display for Dropped {
+impl<T: LedgerItem> fmt::Display for Dropped<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let why = match self.reason {
             DropReason::QueueFull => "the ledger queue is full",
             DropReason::WriterClosed => "the ledger writer has shut down",
         };
-        write!(f, "call record {} not stored: {why}", self.record.id)
+        write!(f, "{} not stored: {why}", self.record.describe())
     }
 }
 
-impl std::error::Error for Dropped {}
+impl<T: LedgerItem + fmt::Debug> std::error::Error for Dropped<T> {}
 
 /// Owns the writer task: counters, and a graceful [`shutdown`].
 ///
@@ -376,7 +406,7 @@ async fn close_requested(close: &mut Option<oneshot::Receiver<()>>) {
 
 async fn run<S: BatchSink>(
     sink: S,
-    mut rx: mpsc::Receiver<CallRecord>,
+    mut rx: mpsc::Receiver<S::Item>,
     close: oneshot::Receiver<()>,
     options: WriterOptions,
     stats: Arc<Stats>,
@@ -419,12 +449,7 @@ async fn run<S: BatchSink>(
 
 /// Commits `batch`, retrying the same batch with exponential backoff until
 /// it succeeds: a batch the writer has taken is never discarded.
-async fn commit<S: BatchSink>(
-    sink: &S,
-    batch: &[CallRecord],
-    options: &WriterOptions,
-    stats: &Stats,
-) {
+async fn commit<S: BatchSink>(sink: &S, batch: &[S::Item], options: &WriterOptions, stats: &Stats) {
     let mut delay = options.backoff_initial;
     let mut attempt: u32 = 1;
     loop {

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -17,28 +18,6 @@ use tb_store::{
     BatchSink, CallCursor, DropReason, GroupBy, Ledger, LedgerWriter, StoreError, UsageRow,
     WriterOptions,
 };
-
-/// Generates `sqlite::<name>` and `postgres::<name>` for each shared test.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::common::Fixture::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::common::Fixture::postgres().await).await;
-                }
-            )*
-        }
-    };
-}
 
 both_backends!(
     round_trip_full_record,
@@ -491,6 +470,8 @@ fn injected() -> StoreError {
 }
 
 impl BatchSink for TestSink {
+    type Item = CallRecord;
+
     async fn write_batch(&self, batch: &[CallRecord]) -> Result<(), StoreError> {
         self.calls
             .lock()

@@ -3,34 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use common::{Fixture, POSTGRES_URL};
 use sqlx::Connection;
 use tb_domain::PaymentMethod;
 use tb_store::{LedgerTarget, TokenRow};
-
-/// Generates `sqlite::<name>` and `postgres::<name>` for each shared test.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::common::Fixture::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::common::Fixture::postgres().await).await;
-                }
-            )*
-        }
-    };
-}
 
 both_backends!(
     token_round_trip,

@@ -228,11 +228,56 @@ fn status(paths: Paths) -> Result<(), Failure> {
             paths.data_dir.join("daemon.json").display()
         ))
     })?;
-    let s: tb_control::api::Status = runtime()?
+    let rt = runtime()?;
+    let ask = |e: anyhow::Error| Failure::Runtime(e.context(format!("asking the daemon at {url}")));
+    let s: tb_control::api::Status = rt
         .block_on(crate::doctor::get(&format!("{url}/v1/status")))
-        .map_err(|e| Failure::Runtime(e.context(format!("asking the daemon at {url}"))))?;
+        .map_err(ask)?;
     print!("{}", status_text(&s));
+    let credit: tb_control::api::Credit = rt
+        .block_on(crate::doctor::get(&format!("{url}/v1/credit")))
+        .map_err(ask)?;
+    if let Some(c) = credit {
+        print!("{}", credit_text(&c));
+    }
     Ok(())
+}
+
+/// The seller credit lines of `status`: one per seller, then the totals
+/// (credit in seller micros, as `/v1/credit` gives it).
+fn credit_text(c: &tb_control::api::CreditReport) -> String {
+    use std::fmt::Write as _;
+    let line = |out: &mut String, name: &str, n: &tb_control::api::CreditCounters| {
+        let _ = writeln!(
+            out,
+            "  {name}: bought {} spent {} remaining {} wasted {} ({} purchases, {} failed, {} USD micros paid)",
+            n.credit_bought_micros,
+            n.credit_spent_micros,
+            n.credit_remaining_micros,
+            n.credit_wasted_micros,
+            n.purchases,
+            n.failed_purchases,
+            n.usd_paid_micros
+        );
+    };
+    let mut out = String::from("seller credit (micros):\n");
+    for s in &c.sellers {
+        line(
+            &mut out,
+            &s.seller_id,
+            &tb_control::api::CreditCounters {
+                purchases: s.purchases,
+                failed_purchases: s.failed_purchases,
+                credit_bought_micros: s.credit_bought_micros,
+                usd_paid_micros: s.usd_paid_micros,
+                credit_spent_micros: s.credit_spent_micros,
+                credit_remaining_micros: s.credit_remaining_micros,
+                credit_wasted_micros: s.credit_wasted_micros,
+            },
+        );
+    }
+    line(&mut out, "total", &c.totals);
+    out
 }
 
 /// The lines `status` prints.

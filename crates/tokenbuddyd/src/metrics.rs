@@ -12,6 +12,8 @@ use tb_proxy::Proxy;
 pub(crate) struct DaemonGauges {
     registry: Registry,
     credit_remaining: IntGaugeVec,
+    credit_wasted: IntGaugeVec,
+    credit_wasted_total: IntGauge,
     prewarm_entries: IntGaugeVec,
     registry_sellers: IntGauge,
     registry_stale: IntGauge,
@@ -52,6 +54,15 @@ impl Default for DaemonGauges {
                 "tb_credit_remaining_micros",
                 "Seller credit left.",
                 "seller",
+            ),
+            credit_wasted: vec(
+                "tb_credit_wasted_micros",
+                "Seller credit wasted: left on a seller failed over within the fresh-purchase window, on an expired token, or on a seller that left the registry.",
+                "seller",
+            ),
+            credit_wasted_total: gauge(
+                "tb_credit_wasted_total_micros",
+                "Seller credit wasted, over all sellers.",
             ),
             prewarm_entries: vec(
                 "tb_prewarm_entries",
@@ -103,11 +114,18 @@ impl DaemonGauges {
     fn refresh(&self, proxy: &Proxy) {
         let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         if let Some(market) = proxy.market() {
-            for seller in market.broker.credit_summary().sellers {
+            let credit = market.broker.credit_summary();
+            for seller in &credit.sellers {
+                let label = [seller.seller_id.as_str()];
                 self.credit_remaining
-                    .with_label_values(&[seller.seller_id.as_str()])
+                    .with_label_values(&label)
                     .set(to_i64(seller.remaining_credit_micros));
+                self.credit_wasted
+                    .with_label_values(&label)
+                    .set(to_i64(seller.wasted_credit_micros));
             }
+            self.credit_wasted_total
+                .set(to_i64(credit.wasted_credit_micros));
             let snapshot = market.registry.current();
             self.registry_sellers
                 .set(i64::try_from(snapshot.doc.sellers.len()).unwrap_or(i64::MAX));

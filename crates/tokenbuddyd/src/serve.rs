@@ -16,7 +16,7 @@ use tb_registry::{Registry, RegistryFetcher};
 use tb_seller::{
     CreditBroker, PurchasePolicy, SellerClient, TokenCipher, TokenStore, system_clock,
 };
-use tb_store::LedgerWriter;
+use tb_store::{LedgerSender, LedgerWriter, PurchaseEvent, PurchaseLog};
 
 /// How long shutdown waits for queued call records to be committed.
 const LEDGER_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -84,13 +84,20 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     let (sender, writer) = LedgerWriter::spawn(ledger.clone(), config.ledger.queue_capacity);
     let sink: Arc<dyn CallSink> = Arc::new(crate::ledger::LedgerSink(sender));
 
-    let market = start_market(config, &ledger, data_dir).await?;
+    // Purchases and wasted credit take the same road as call records: a
+    // writer of their own, off the request path, drained at shutdown.
+    let (purchases, purchase_writer) =
+        LedgerWriter::spawn(PurchaseLog(ledger.clone()), config.ledger.queue_capacity);
+    let market = start_market(config, &ledger, data_dir, purchases).await?;
     let refresher = market.as_ref().map(|m| {
         Arc::clone(&m.registry).spawn_refresh(
             std::time::Duration::from_secs(config.registry.refresh_secs),
             std::future::pending::<()>(),
         )
     });
+    let sweeper = market
+        .as_ref()
+        .map(|m| spawn_credit_sweep(m, config.registry.refresh_secs));
     let broker = market.as_ref().map(|m| m.broker.clone());
 
     let env = |var: &str| std::env::var(var).ok();
@@ -198,6 +205,9 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     if let Some(r) = refresher {
         r.abort();
     }
+    if let Some(s) = sweeper {
+        s.abort();
+    }
     if let Some(p) = prewarm {
         p.stop().await;
     }
@@ -205,6 +215,7 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         b.flush().await;
     }
     // Every response has ended, so every record is queued: drain them all.
+    let purchase_report = purchase_writer.shutdown(LEDGER_DRAIN_LIMIT).await;
     let report = writer.shutdown(LEDGER_DRAIN_LIMIT).await;
     ledger.close().await;
     let _ = fs::remove_file(&daemon_json);
@@ -212,6 +223,12 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         return Err(Failure::Runtime(anyhow!(
             "{} call records could not be written to the ledger before exit",
             report.unwritten
+        )));
+    }
+    if !purchase_report.is_complete() {
+        return Err(Failure::Runtime(anyhow!(
+            "{} purchase records could not be written to the ledger before exit",
+            purchase_report.unwritten
         )));
     }
     match outcome {
@@ -227,11 +244,14 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
 
 /// Starts the marketplace side when `provider.mode` is auto or both: the
 /// registry (last good document first, then a fetch) and the credit broker
-/// (tokens restored from the ledger, encrypted with `<data_dir>/token-key`).
+/// (tokens restored from the ledger, encrypted with `<data_dir>/token-key`;
+/// the credit tracker rebuilt from the ledger's purchases and calls;
+/// purchases journaled to `purchases`).
 async fn start_market(
     config: &Config,
     ledger: &tb_store::Ledger,
     data_dir: &Path,
+    purchases: LedgerSender<PurchaseEvent>,
 ) -> Result<Option<Market>, Failure> {
     if config.provider.mode == ProviderMode::Manual {
         return Ok(None);
@@ -270,6 +290,10 @@ async fn start_market(
         policy,
         system_clock(),
     );
+    // The history is read before anything new is journaled, so nothing
+    // counts twice.
+    let history = ledger.credit_history().await;
+    broker.set_journal(Arc::new(purchases));
     match broker.load().await {
         Ok(n) => {
             tracing::info!(target: "purchase.tokens_restored", tokens = n, "seller tokens restored")
@@ -278,11 +302,53 @@ async fn start_market(
             tracing::warn!(target: "purchase.tokens_restore_failed", error = %e, "seller tokens not restored; they will be bought again")
         }
     }
+    match history {
+        Ok(history) => broker.restore(&history),
+        Err(e) => {
+            tracing::warn!(target: "purchase.history_unreadable", error = %e, "the credit tracker starts from zero: the ledger's purchases could not be read")
+        }
+    }
+    sweep_credit(&broker, &registry);
     Ok(Some(Market {
         registry,
         broker,
         payment: config.provider.auto.payment_method,
     }))
+}
+
+/// Applies the expiry and delisting waste rules to the held seller tokens
+/// (delisting only when the registry has a document to judge by).
+fn sweep_credit(broker: &CreditBroker, registry: &Registry) {
+    let snapshot = registry.current();
+    let ids: std::collections::HashSet<&str> =
+        snapshot.doc.sellers.iter().map(|s| s.id.as_str()).collect();
+    let listed = |id: &str| ids.contains(id);
+    let judge: Option<&dyn Fn(&str) -> bool> = (snapshot.generation > 0).then_some(&listed);
+    broker.sweep(judge);
+}
+
+/// Sweeps the held seller tokens for wasted credit when the registry
+/// changes and every `refresh_secs` (tokens expire between changes).
+fn spawn_credit_sweep(market: &Market, refresh_secs: u64) -> tokio::task::JoinHandle<()> {
+    let broker = market.broker.clone();
+    let registry = Arc::clone(&market.registry);
+    let mut changes = registry.subscribe();
+    let period = std::time::Duration::from_secs(refresh_secs.max(1));
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+            sweep_credit(&broker, &registry);
+        }
+    })
 }
 
 /// A provider mode saved through the control plane (`PUT

@@ -127,6 +127,21 @@ async fn the_dashboard_shows_the_daemon_and_installs_a_client() {
     }
     let totals = &usage["totals"];
     assert_eq!(totals["calls"], 4, "{usage}");
+    let credit = get_json(&daemon, "/v1/credit").await;
+    let bad = credit["sellers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["seller_id"] == "s-bad")
+        .unwrap();
+    let wasted = bad["credit_wasted_micros"].as_i64().unwrap();
+    assert_eq!(
+        wasted,
+        bad["credit_bought_micros"].as_i64().unwrap(),
+        "{credit}"
+    );
+    assert!(wasted > 0, "{credit}");
+    let wasted_bad = format!("{}.{:06}", wasted / 1_000_000, wasted % 1_000_000);
     let expect = json!({
         "calls": 4,
         "spend": usd(totals["cost_usd_micros"].as_i64().unwrap()),
@@ -135,6 +150,9 @@ async fn the_dashboard_shows_the_daemon_and_installs_a_client() {
         "chain": "s-bad→s-good",
         "model": "gpt-4o",
         "sellers": ["s-good"],
+        // s-bad was bought from, then failed over at once: all its credit
+        // is wasted.
+        "wasted": {"s-bad": wasted_bad, "s-good": "0.000000", "*": wasted_bad},
         "client": "codex",
         "doctor": true,
     });

@@ -32,7 +32,6 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
-const POSTGRES_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 const BODY: &str = r#"{"model":"gpt-test","messages":[{"role":"user","content":"hi"}]}"#;
 
 /// How long after the batch window a finished request's record may still
@@ -45,53 +44,6 @@ const BATCH_WINDOW: Duration = Duration::from_millis(50);
 /// The load tests measure what one daemon does with the machine to itself:
 /// they take turns.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A database of its own on the machine's PostgreSQL server, dropped when
-/// the test ends.
-struct PgDatabase {
-    name: String,
-}
-
-impl PgDatabase {
-    async fn create() -> PgDatabase {
-        let name = format!("tb_e2e_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = sqlx::PgConnection::connect(&format!("{POSTGRES_SERVER}/postgres"))
-            .await
-            .unwrap_or_else(|e| panic!("these tests need PostgreSQL at {POSTGRES_SERVER}: {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        PgDatabase { name }
-    }
-
-    fn url_via(&self, host_port: &str) -> String {
-        format!("postgres://postgres@{host_port}/{}", self.name)
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop cannot await: a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut admin) =
-                    sqlx::PgConnection::connect(&format!("{POSTGRES_SERVER}/postgres")).await
-                {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// What a load run saw: request ids of `200` answers with the instant each
 /// finished, and how many requests failed (any way).

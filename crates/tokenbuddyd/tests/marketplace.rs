@@ -685,3 +685,165 @@ async fn a_sellers_image_breakdown_and_empty_answers_reach_the_record() {
         "{lines}"
     );
 }
+
+/// The credit figures a user can see, from every place they are shown:
+/// `/v1/credit` (the dashboard's data), `tokenbuddyd status` and `/metrics`.
+struct CreditView {
+    api: Value,
+    status: String,
+    metrics: std::collections::BTreeMap<String, f64>,
+}
+
+async fn credit_view(daemon: &Daemon) -> CreditView {
+    let api = get_json(daemon, "/v1/credit").await;
+    let out = tb_test_support::daemon::command(bin(), daemon.home())
+        .arg("status")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, text) = control(daemon, http::Method::GET, "/metrics", None, false, "").await;
+    CreditView {
+        api,
+        status: String::from_utf8(out.stdout).unwrap(),
+        metrics: parse_metrics(&text),
+    }
+}
+
+fn seller_credit<'a>(api: &'a Value, id: &str) -> &'a Value {
+    api["sellers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["seller_id"] == id)
+        .unwrap_or_else(|| panic!("no credit row for {id}: {api}"))
+}
+
+/// Issue 16's acceptance: a seller bought from and then failed over inside
+/// the fresh-purchase window shows non-zero wasted credit in the API, the
+/// dashboard's data, `status` and the metrics; the purchases are in the
+/// ledger (never the token); the figures are identical after a restart.
+async fn wasted_credit_is_shown_and_survives_a_restart(ledger: &str) {
+    // `s-cheap` is tried first (cheapest scorer); its second call answers
+    // 400, so the daemon fails over to `s-dear` seconds after buying.
+    let cheap = seller(
+        SellerSpec::new("s-cheap")
+            .discount_ratio(0.5)
+            .fail_every(2, 400),
+    )
+    .await;
+    let dear = seller(SellerSpec::new("s-dear")).await;
+    let registry = market_of(&[&cheap, &dear]).await;
+    let config = auto_config(
+        &registry.url(),
+        &format!("{ledger}\n[routing]\nscorer = \"cheapest\"\n"),
+    );
+    let mut daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    let mut attempts = Vec::new();
+    for _ in 0..2 {
+        let resp = daemon
+            .post_json(
+                "/v1/chat/completions",
+                r#"{"model":"gpt-4o","messages":[]}"#,
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        attempts.push(resp.headers()["x-tokenbuddy-attempts"].clone());
+        body_bytes(resp).await;
+    }
+    assert_eq!(
+        attempts,
+        ["s-cheap:200|ok", "s-cheap:400|client_error,s-dear:200|ok"]
+    );
+
+    let cost = cheap.spec().call_cost(Protocol::ChatCompletions, "gpt-4o");
+    let dear_cost = dear.spec().call_cost(Protocol::ChatCompletions, "gpt-4o");
+    let wasted = 1_000_000 - cost.settled_micros;
+    let before = credit_view(&daemon).await;
+    let c = seller_credit(&before.api, "s-cheap");
+    assert_eq!(c["purchases"], 1, "{c}");
+    assert_eq!(c["credit_bought_micros"], 1_000_000);
+    assert_eq!(c["credit_spent_micros"], cost.settled_micros, "{c}");
+    assert_eq!(c["credit_remaining_micros"], 0, "{c}");
+    assert_eq!(c["credit_wasted_micros"], wasted, "{c}");
+    let d = seller_credit(&before.api, "s-dear");
+    assert_eq!(d["credit_spent_micros"], dear_cost.settled_micros, "{d}");
+    assert_eq!(
+        d["credit_remaining_micros"],
+        1_000_000 - dear_cost.settled_micros
+    );
+    assert_eq!(d["credit_wasted_micros"], 0);
+    assert_eq!(before.api["totals"]["credit_wasted_micros"], wasted);
+    assert_eq!(before.api["totals"]["purchases"], 2);
+    assert!(
+        before.status.contains(&format!(
+            "  s-cheap: bought 1000000 spent {} remaining 0 wasted {wasted} ",
+            cost.settled_micros
+        )),
+        "{}",
+        before.status
+    );
+    assert!(
+        before.status.contains(&format!(
+            "  total: bought 2000000 spent {} remaining {} wasted {wasted} ",
+            cost.settled_micros + dear_cost.settled_micros,
+            1_000_000 - dear_cost.settled_micros
+        )),
+        "{}",
+        before.status
+    );
+    let m = &before.metrics;
+    assert_eq!(
+        m[r#"tb_credit_wasted_micros{seller="s-cheap"}"#],
+        wasted as f64
+    );
+    assert_eq!(m[r#"tb_credit_wasted_micros{seller="s-dear"}"#], 0.0);
+    assert_eq!(m["tb_credit_wasted_total_micros"], wasted as f64);
+    // The dashboard renders `/v1/credit` with a totals row.
+    let (_, js) = control(&daemon, http::Method::GET, "/app.js", None, false, "").await;
+    assert!(js.contains("'credit-total-'") && js.contains("credit_wasted_micros"));
+
+    daemon.sigterm().unwrap();
+    assert!(daemon.wait().await.unwrap().success(), "{}", daemon.logs());
+    let logs = daemon.logs();
+    let token = cheap.tokens()[0].token.clone();
+    assert!(!logs.contains(&token));
+    let home = daemon.into_home();
+    let daemon = Daemon::start_in(bin(), home, &[]).await.unwrap();
+    let after = credit_view(&daemon).await;
+    assert_eq!(after.api["sellers"], before.api["sellers"]);
+    assert_eq!(after.api["totals"], before.api["totals"]);
+    let credit_lines = |s: &str| -> Vec<String> {
+        s.lines()
+            .skip_while(|l| !l.starts_with("seller credit"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(credit_lines(&after.status), credit_lines(&before.status));
+    for key in [
+        r#"tb_credit_wasted_micros{seller="s-cheap"}"#,
+        r#"tb_credit_wasted_micros{seller="s-dear"}"#,
+        r#"tb_credit_remaining_micros{seller="s-dear"}"#,
+        "tb_credit_wasted_total_micros",
+    ] {
+        assert_eq!(after.metrics[key], before.metrics[key], "{key}");
+    }
+    // No purchase after the restart: the restored token serves.
+    assert_eq!(cheap.purchase_count() + dear.purchase_count(), 2);
+}
+
+#[tokio::test]
+async fn wasted_credit_is_shown_and_survives_a_restart_sqlite() {
+    wasted_credit_is_shown_and_survives_a_restart("").await;
+}
+
+#[tokio::test]
+async fn wasted_credit_is_shown_and_survives_a_restart_postgres() {
+    let db = PgDatabase::create().await;
+    wasted_credit_is_shown_and_survives_a_restart(&format!("[ledger]\nurl = \"{}\"\n", db.url()))
+        .await;
+}

@@ -196,7 +196,10 @@ pub struct SellerCredit {
     pub credit_spent_micros: u64,
     /// Credit left.
     pub credit_remaining_micros: u64,
-    /// Credit lost (expired or refused tokens).
+    /// Credit wasted: left on the seller when the daemon failed over
+    /// within `purchase.fresh_window_ms` of buying it, on a token that
+    /// expired, or on a seller that left the registry (undone if the token
+    /// is spent again). Not part of `credit_remaining_micros`.
     pub credit_wasted_micros: u64,
 }
 
@@ -216,6 +219,6 @@ pub struct CreditCounters {
     pub credit_spent_micros: u64,
     /// Credit left.
     pub credit_remaining_micros: u64,
-    /// Credit lost.
+    /// Credit wasted (see [`SellerCredit::credit_wasted_micros`]).
     pub credit_wasted_micros: u64,
 }

@@ -522,6 +522,13 @@ impl Credit for FakeCredit {
             .unwrap()
             .push(format!("settle {}", lease.fingerprint));
     }
+
+    fn abandon(&self, lease: &Lease) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("abandon {}", lease.fingerprint));
+    }
 }
 
 fn seller(id: &str) -> Arc<Upstream> {
@@ -644,6 +651,31 @@ async fn a_refused_seller_token_is_dropped_and_the_walk_fails_over() {
     assert_eq!(outcomes, [Outcome::AuthInvalid, Outcome::Ok]);
     assert_eq!(
         events,
-        ["acquire s1 new=false", "drop fp-1", "acquire s2 new=false"]
+        [
+            "acquire s1 new=false",
+            "abandon fp-1",
+            "drop fp-1",
+            "acquire s2 new=false"
+        ],
+        "the failover is reported before the token is dropped"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_over_away_from_a_seller_abandons_its_token_once() {
+    // 502 twice: retried once on the same seller (not abandoned), then the
+    // walk fails over (abandoned); the seller that answers is not.
+    let script = Script::new(&[("s1", vec![status(502), status(502)]), ("s2", vec![ok()])]);
+    let (outcomes, _, events) = walk_sellers(&script, FakeCredit::default()).await;
+    assert_eq!(
+        outcomes,
+        [Outcome::ServerError, Outcome::ServerError, Outcome::Ok]
+    );
+    let abandons: Vec<&String> = events.iter().filter(|e| e.starts_with("abandon")).collect();
+    assert_eq!(abandons, ["abandon fp-1"], "{events:?}");
+    // The last seller failing is no failover: nothing abandoned.
+    let script = Script::new(&[("s1", vec![status(400)]), ("s2", vec![status(400)])]);
+    let (_, _, events) = walk_sellers(&script, FakeCredit::default()).await;
+    let abandons: Vec<&String> = events.iter().filter(|e| e.starts_with("abandon")).collect();
+    assert_eq!(abandons, ["abandon fp-1"], "{events:?}");
 }

@@ -1,7 +1,29 @@
 //! Fixtures shared by the ledger tests: one per backend, and record
 //! builders.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_macros)]
+
+/// Generates (in the test file that uses it, with `#[macro_use] mod common;`) `sqlite::<name>` and `postgres::<name>` for each shared test.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::common::Fixture::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::common::Fixture::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -16,6 +16,8 @@
 //                    chain      string   a failover chain shown in a row, e.g. "s-bad→s-good"
 //                    credit     null     the credit section must be hidden (manual mode)
 //                    sellers    string[] seller ids with a credit row
+//                    wasted     object   seller id -> its "Wasted" cell, e.g. "1.000000";
+//                                        the key "*" is the totals row's
 //                    doctor     boolean  at least one doctor verdict is shown
 //   SCREENSHOT     where to save a full-page PNG (taken at the end, pass or fail)
 //   CHROMIUM       the browser binary (default /usr/bin/chromium)
@@ -41,7 +43,8 @@
 //   credit-section (hidden when /v1/credit is null), credit-budget,
 //     credit-table, credit-body, credit-row (data-seller-id) with
 //     credit-seller, credit-purchases, credit-paid, credit-bought,
-//     credit-spent, credit-remaining, credit-wasted
+//     credit-spent, credit-remaining, credit-wasted; credit-total
+//     (tfoot) with credit-total-row and the same cells as credit-total-*
 //   access-token (password input; value kept in sessionStorage)
 //   clients-table, clients-body, clients-status, client-row
 //     (data-client-id) with client-name, client-detected,
@@ -172,6 +175,12 @@ try {
   for (const seller of want.sellers || []) {
     const [held] = await until(() => page.locator(`${tid('credit-row')}${attr('data-seller-id', seller)}`).count(), (n) => n === 1);
     if (!held) problem(`credit: no row for seller ${seller}`);
+  }
+  for (const [seller, text] of Object.entries(want.wasted || {})) {
+    const selector = seller === '*'
+      ? `${tid('credit-total-row')} ${tid('credit-total-wasted')}`
+      : `${tid('credit-row')}${attr('data-seller-id', seller)} ${tid('credit-wasted')}`;
+    await expectText(page, selector, text, `credit wasted on ${seller === '*' ? 'all sellers' : seller}`);
   }
 
   // Doctor.

@@ -10,6 +10,8 @@
 
 use std::path::Path;
 
+use sqlx::Connection as _;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -309,4 +311,61 @@ pub fn log_events(daemon: &Daemon, target: &str) -> Vec<serde_json::Value> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["target"] == target)
         .collect()
+}
+
+/// The machine's PostgreSQL server (trust auth).
+pub const POSTGRES_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// A database of its own on the machine's PostgreSQL server, dropped when
+/// the test ends.
+pub struct PgDatabase {
+    pub name: String,
+}
+
+impl PgDatabase {
+    pub async fn create() -> PgDatabase {
+        let name = format!("tb_e2e_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(&format!("{POSTGRES_SERVER}/postgres"))
+            .await
+            .unwrap_or_else(|e| panic!("these tests need PostgreSQL at {POSTGRES_SERVER}: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        PgDatabase { name }
+    }
+
+    pub fn url_via(&self, host_port: &str) -> String {
+        format!("postgres://postgres@{host_port}/{}", self.name)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop cannot await: a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut admin) =
+                    sqlx::PgConnection::connect(&format!("{POSTGRES_SERVER}/postgres")).await
+                {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+impl PgDatabase {
+    /// The URL of this database on the machine's server.
+    pub fn url(&self) -> String {
+        self.url_via("127.0.0.1:5432")
+    }
 }
