@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use tb_billing::record::BilledTier;
 use tb_billing::record::{
     Attempt, BalanceSource, BaselineKind, BillingUnit, CallOutcome, CallRecord,
 };
@@ -12,7 +13,7 @@ use crate::StoreError;
 
 /// The `calls` columns in bind order (every field of [`CallRecord`];
 /// `seq` is assigned by the database).
-pub(crate) const CALL_COLUMNS: [&str; 41] = [
+pub(crate) const CALL_COLUMNS: [&str; 43] = [
     "id",
     "request_id",
     "started_at_ms",
@@ -54,6 +55,8 @@ pub(crate) const CALL_COLUMNS: [&str; 41] = [
     "price_drift_ppm",
     "prompt_hash",
     "upstream_protocol",
+    "cache_write_1h_tokens",
+    "price_tier",
 ];
 
 /// A record in column form, borrowing from the record where it can.
@@ -99,6 +102,8 @@ pub(crate) struct EncodedCall<'a> {
     pub(crate) price_drift_ppm: Option<i64>,
     pub(crate) prompt_hash: Option<Cow<'a, str>>,
     pub(crate) upstream_protocol: Option<&'static str>,
+    pub(crate) cache_write_1h_tokens: Option<i64>,
+    pub(crate) price_tier: Option<String>,
 }
 
 impl<'a> EncodedCall<'a> {
@@ -153,6 +158,8 @@ impl<'a> EncodedCall<'a> {
             price_drift_ppm: r.price_drift_ppm,
             prompt_hash: r.prompt_hash.as_deref().map(text),
             upstream_protocol: r.upstream_protocol.map(Protocol::as_str),
+            cache_write_1h_tokens: r.cache_write_1h_tokens.map(count),
+            price_tier: r.price_tier.map(|t| t.to_string()),
         })
     }
 }
@@ -205,6 +212,8 @@ macro_rules! bind_call {
             .bind(e.price_drift_ppm)
             .bind(e.prompt_hash.as_deref())
             .bind(e.upstream_protocol)
+            .bind(e.cache_write_1h_tokens)
+            .bind(e.price_tier.as_deref())
     }};
 }
 pub(crate) use bind_call;
@@ -306,6 +315,8 @@ pub(crate) fn decode_call(row: &impl RowExt) -> Result<CallRecord, StoreError> {
         price_drift_ppm: row.opt_i64_col("price_drift_ppm")?,
         prompt_hash: row.opt_text_col("prompt_hash")?,
         upstream_protocol: d.opt_parsed("upstream_protocol", parse_protocol)?,
+        cache_write_1h_tokens: d.opt_unsigned("cache_write_1h_tokens")?,
+        price_tier: d.opt_parsed("price_tier", |s| s.parse::<BilledTier>().ok())?,
         id,
     })
 }

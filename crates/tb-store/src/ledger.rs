@@ -616,8 +616,8 @@ mod tests {
     fn insert_sql_numbers_every_parameter() {
         let pg = insert_sql(Backend::Postgres, 2);
         assert!(pg.contains("$1, "));
-        assert!(pg.contains("$82)"));
-        assert!(!pg.contains("$83"));
+        assert!(pg.contains("$86)"));
+        assert!(!pg.contains("$87"));
         assert!(pg.ends_with("ON CONFLICT (id) DO NOTHING"));
         for backend in [Backend::Sqlite, Backend::Postgres] {
             let marker = if backend == Backend::Sqlite { '?' } else { '$' };
