@@ -110,7 +110,7 @@ impl FakeApi {
                     outcome: &str,
                     flags: (bool, bool, bool)| {
             let ok = outcome == "ok";
-            json!({
+            let mut record = json!({
                 "id": format!("0190-{i:04}"), "request_id": format!("req-{i}"),
                 "started_at_ms": NOW_MS - i * 60_000,
                 "endpoint": "chat", "protocol": "chat_completions",
@@ -128,7 +128,15 @@ impl FakeApi {
                 "image_count": null, "image_size": null, "image_quality": null, "image_format": null,
                 "usage_missing": flags.0, "empty_completion": flags.1, "unpriced": flags.2,
                 "price_drift_ppm": null, "prompt_hash": null
-            })
+            });
+            // Added apart: one `json!` of every field passes its recursion limit.
+            record["cache_write_1h_tokens"] = Value::Null;
+            record["price_tier"] = if ok {
+                json!("priority+above_200k")
+            } else {
+                Value::Null
+            };
+            record
         };
         vec![
             call(
