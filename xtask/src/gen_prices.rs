@@ -41,8 +41,17 @@
 //! Prices are converted exactly from the JSON number text (see
 //! [`crate::decimal`]). A missing price is `None`; so is a `0`, which LiteLLM
 //! uses as a placeholder (`cache_creation_input_token_cost: 0.0` on DeepSeek,
-//! whose cache writes are billed as plain input). Tiered prices
-//! (`…_above_200k_tokens`, `_priority`, `_batches`, `_flex`, …) are ignored.
+//! whose cache writes are billed as plain input).
+//!
+//! Tiered prices are kept as tiers of the entry (see [`TierField`]): the
+//! `_priority` and `_flex` service tiers, the `…_above_<N>k_tokens` context
+//! thresholds (xAI's read as "at least", as LiteLLM bills them, the others'
+//! as "over") and their combinations, of the input, output, cache-read,
+//! cache-write and 1-hour cache-write (`cache_creation_input_token_cost_above_1hr`)
+//! prices. Every other tiered price is ignored and counted: `_batches` (the
+//! batch API is not proxied), `_ultrafast`, `_decisions`, OpenAI's
+//! `…_above_12hr` cache writes (no answer reports them), per-audio,
+//! per-image and per-character tiers, and LiteLLM's `tiered_pricing` ranges.
 
 use std::collections::{BTreeMap, btree_map};
 use std::fmt::{self, Write as _};
@@ -291,6 +300,8 @@ impl<'de> Deserialize<'de> for Ordered<'de> {
 struct Entry<'a> {
     key: &'a str,
     fields: BTreeMap<&'a str, &'a RawValue>,
+    /// The tiered price fields that are kept, with their names.
+    tiered: Vec<(TierField, String, &'a RawValue)>,
 }
 
 impl<'a> Entry<'a> {
@@ -298,14 +309,21 @@ impl<'a> Entry<'a> {
         let members: Ordered<'a> = serde_json::from_str(raw.get()).ok()?;
         // Keys that needed unescaping are owned; LiteLLM's field names never do.
         let mut fields = BTreeMap::new();
+        let mut tiered = Vec::new();
         for (name, value) in members.0 {
             if let Some(known) = FIELD_NAMES.iter().find(|f| **f == name) {
                 fields.insert(*known, value);
+            } else if let Some(field) = TierField::parse(&name) {
+                tiered.push((field, name, value));
             } else if is_tiered(&name) {
                 fields.insert(TIERED_MARKER, value);
             }
         }
-        Some(Entry { key, fields })
+        Some(Entry {
+            key,
+            fields,
+            tiered,
+        })
     }
 
     fn string(&self, field: &str) -> Option<String> {
@@ -318,6 +336,17 @@ impl<'a> Entry<'a> {
         let Some(raw) = self.fields.get(field) else {
             return Ok(None);
         };
+        self.scaled_raw(field, raw, pow10, multiplier)
+    }
+
+    /// [`Entry::scaled`] of a raw value.
+    fn scaled_raw(
+        &self,
+        field: &str,
+        raw: &RawValue,
+        pow10: i32,
+        multiplier: u128,
+    ) -> Result<Option<u64>> {
         let text = raw.get().trim();
         if text == "null" {
             return Ok(None);
@@ -355,7 +384,36 @@ impl<'a> Entry<'a> {
             output: self.per_million("output_cost_per_token")?,
             cache_read: self.per_million("cache_read_input_token_cost")?,
             cache_write: self.per_million("cache_creation_input_token_cost")?,
+            cache_write_1h: self.per_million("cache_creation_input_token_cost_above_1hr")?,
         })
+    }
+
+    /// The kept tiers: (service tier, threshold) → prices, for an entry of
+    /// `provider` (xAI's thresholds are "at least").
+    fn tiers(&self, provider: &str) -> Result<BTreeMap<TierKey, Prices>> {
+        let mut tiers: BTreeMap<TierKey, Prices> = BTreeMap::new();
+        for (field, name, raw) in &self.tiered {
+            let Some(micros) = self.scaled_raw(name, raw, 12, 1)? else {
+                continue;
+            };
+            let above = field.above.map(|n| {
+                if provider == "xai" {
+                    Threshold::AtLeast(n)
+                } else {
+                    Threshold::Over(n)
+                }
+            });
+            let prices = tiers.entry((field.service, above)).or_default();
+            let slot = match field.class {
+                PriceClass::Input => &mut prices.input,
+                PriceClass::Output => &mut prices.output,
+                PriceClass::CacheRead => &mut prices.cache_read,
+                PriceClass::CacheWrite => &mut prices.cache_write,
+                PriceClass::CacheWrite1h => &mut prices.cache_write_1h,
+            };
+            *slot = Some(micros);
+        }
+        Ok(tiers)
     }
 
     fn image_tokens(&self) -> Result<Prices> {
@@ -364,6 +422,7 @@ impl<'a> Entry<'a> {
             output: self.per_million("output_cost_per_image_token")?,
             cache_read: self.per_million("cache_read_input_image_token_cost")?,
             cache_write: None,
+            cache_write_1h: None,
         })
     }
 
@@ -380,6 +439,7 @@ const FIELD_NAMES: &[&str] = &[
     "output_cost_per_token",
     "cache_read_input_token_cost",
     "cache_creation_input_token_cost",
+    "cache_creation_input_token_cost_above_1hr",
     "input_cost_per_image_token",
     "output_cost_per_image_token",
     "cache_read_input_image_token_cost",
@@ -391,8 +451,98 @@ const FIELD_NAMES: &[&str] = &[
 /// Stands in an [`Entry`] for "had at least one tiered price".
 const TIERED_MARKER: &str = " tiered";
 
-/// A tiered price field: a `…cost…` field with a tier qualifier.
+/// The price classes a tier can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PriceClass {
+    Input,
+    Output,
+    CacheRead,
+    CacheWrite,
+    CacheWrite1h,
+}
+
+/// A service tier with prices of its own (LiteLLM's key suffix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Service {
+    Standard,
+    Priority,
+    Flex,
+}
+
+/// A context threshold: over N (most providers) or at least N (xAI).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Threshold {
+    Over(u64),
+    AtLeast(u64),
+}
+
+/// A tier's place in the table: service tier, then threshold (none first).
+type TierKey = (Service, Option<Threshold>);
+
+/// A kept tiered price field: `<class>[_above_<N>[k]_tokens][_priority|_flex]`
+/// where `<class>` is `input_cost_per_token`, `output_cost_per_token`,
+/// `cache_read_input_token_cost`, `cache_creation_input_token_cost` or
+/// `cache_creation_input_token_cost_above_1hr` (the base 1-hour write price,
+/// read as a base field, is not one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TierField {
+    class: PriceClass,
+    above: Option<u64>,
+    service: Service,
+}
+
+impl TierField {
+    pub(crate) fn parse(name: &str) -> Option<TierField> {
+        let (rest, service) = if let Some(r) = name.strip_suffix("_priority") {
+            (r, Service::Priority)
+        } else if let Some(r) = name.strip_suffix("_flex") {
+            (r, Service::Flex)
+        } else {
+            (name, Service::Standard)
+        };
+        let (class_name, above) = match rest.strip_suffix("_tokens") {
+            Some(r) => {
+                let (class_name, count) = r.rsplit_once("_above_")?;
+                (class_name, Some(parse_token_count(count)?))
+            }
+            None => (rest, None),
+        };
+        let class = match class_name {
+            "input_cost_per_token" => PriceClass::Input,
+            "output_cost_per_token" => PriceClass::Output,
+            "cache_read_input_token_cost" => PriceClass::CacheRead,
+            "cache_creation_input_token_cost" => PriceClass::CacheWrite,
+            "cache_creation_input_token_cost_above_1hr" => PriceClass::CacheWrite1h,
+            _ => return None,
+        };
+        let field = TierField {
+            class,
+            above,
+            service,
+        };
+        // The base prices are not tiers.
+        (above.is_some() || service != Service::Standard).then_some(field)
+    }
+}
+
+/// `200k` → 200_000, `128` → 128; anything else is not a count.
+fn parse_token_count(text: &str) -> Option<u64> {
+    let (digits, scale) = match text.strip_suffix('k') {
+        Some(d) => (d, 1_000),
+        None => (text, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(scale)
+}
+
+/// A tiered price field that is not kept: a `…cost…` field with a tier
+/// qualifier, or LiteLLM's `tiered_pricing` ranges.
 fn is_tiered(field: &str) -> bool {
+    if field == "tiered_pricing" {
+        return true;
+    }
     field.contains("cost")
         && (field.contains("_above_")
             || ["_priority", "_batches", "_flex", "_ultrafast", "_decisions"]
@@ -438,6 +588,7 @@ struct Prices {
     output: Option<u64>,
     cache_read: Option<u64>,
     cache_write: Option<u64>,
+    cache_write_1h: Option<u64>,
 }
 
 impl Prices {
@@ -453,6 +604,7 @@ struct Model {
     provider: String,
     mode: Mode,
     tokens: Prices,
+    tiers: BTreeMap<TierKey, Prices>,
     image_tokens: Prices,
     per_image: BTreeMap<String, u64>,
     per_image_any_size: Option<u64>,
@@ -567,6 +719,9 @@ pub(crate) struct Summary {
     /// Collisions whose input prices differ by more than 5 %: id → (winner
     /// key, loser key).
     pub(crate) differing: BTreeMap<String, Vec<(String, String)>>,
+    /// Kept entries with tiered prices kept.
+    pub(crate) tiered_kept: usize,
+    /// Kept entries with tiered prices ignored (`_batches`, …).
     pub(crate) tiered_ignored: usize,
 }
 
@@ -608,7 +763,12 @@ impl fmt::Display for Summary {
         }
         writeln!(
             f,
-            "tiered prices ignored on {} kept entries (_above_*, _priority, _batches, _flex, …)",
+            "tiered prices kept on {} entries (_priority, _flex, _above_<N>k_tokens, 1-hour cache writes above <N>k)",
+            self.tiered_kept
+        )?;
+        writeln!(
+            f,
+            "tiered prices ignored on {} kept entries (_batches, _ultrafast, _decisions, above_12hr, tiered_pricing, …)",
             self.tiered_ignored
         )
     }
@@ -696,12 +856,14 @@ pub(crate) fn generate(input_name: &str, bytes: &[u8]) -> Result<Generated> {
             count_drop(DropReason::NoPrice);
             continue;
         }
+        let tiers = entry.tiers(&provider)?;
         let model = Model {
             id: strip_prefix(key).to_owned(),
             key: key.clone(),
             provider,
             mode,
             tokens,
+            tiers,
             image_tokens: if is_image {
                 entry.image_tokens()?
             } else {
@@ -754,6 +916,7 @@ pub(crate) fn generate(input_name: &str, bytes: &[u8]) -> Result<Generated> {
             provider,
             mode: Mode::ImageGeneration,
             tokens: Prices::default(),
+            tiers: BTreeMap::new(),
             image_tokens: Prices::default(),
             per_image: BTreeMap::new(),
             per_image_any_size: None,
@@ -772,6 +935,7 @@ pub(crate) fn generate(input_name: &str, bytes: &[u8]) -> Result<Generated> {
         *summary.dropped.entry(DropReason::NoPrice).or_default() += before - models.len();
     }
     summary.kept = models.len();
+    summary.tiered_kept = models.values().filter(|m| !m.tiers.is_empty()).count();
     for m in models.values() {
         let mode = match m.mode {
             Mode::Chat => "chat",
@@ -819,21 +983,68 @@ fn option(p: Option<u64>) -> String {
     )
 }
 
-fn render_prices(out: &mut String, field: &str, p: &Prices) {
+/// `field: TokenPrices { … },` at `indent` spaces.
+fn render_prices(out: &mut String, indent: usize, field: &str, p: &Prices) {
+    let pad = " ".repeat(indent);
     if p.is_none() {
-        let _ = writeln!(out, "        {field}: TokenPrices::NONE,");
+        let _ = writeln!(out, "{pad}{field}: TokenPrices::NONE,");
         return;
     }
-    let _ = writeln!(out, "        {field}: TokenPrices {{");
+    let _ = writeln!(out, "{pad}{field}: TokenPrices {{");
     for (name, value) in [
         ("input", p.input),
         ("output", p.output),
         ("cache_read", p.cache_read),
         ("cache_write", p.cache_write),
+        ("cache_write_1h", p.cache_write_1h),
     ] {
-        let _ = writeln!(out, "            {name}: {},", option(value));
+        let _ = writeln!(out, "{pad}    {name}: {},", option(value));
     }
-    out.push_str("        },\n");
+    let _ = writeln!(out, "{pad}}},");
+}
+
+/// `tiers: &[…],`: one `TierPrices` per tier, in key order.
+fn render_tiers(out: &mut String, tiers: &BTreeMap<TierKey, Prices>) {
+    if tiers.is_empty() {
+        out.push_str("        tiers: &[],\n");
+        return;
+    }
+    // rustfmt puts a lone struct literal on the brackets' lines.
+    let one = tiers.len() == 1;
+    let (open, item, close, pad) = if one {
+        ("        tiers: &[TierPrices {\n", "", "        }],\n", 12)
+    } else {
+        (
+            "        tiers: &[\n",
+            "            TierPrices {\n",
+            "        ],\n",
+            16,
+        )
+    };
+    out.push_str(open);
+    for ((service, above), prices) in tiers {
+        let service = match service {
+            Service::Standard => "ServiceTier::Standard",
+            Service::Priority => "ServiceTier::Priority",
+            Service::Flex => "ServiceTier::Flex",
+        };
+        let above = match above {
+            None => "None".to_owned(),
+            Some(Threshold::Over(n)) => format!("Some(Threshold::Over({}))", underscored(*n)),
+            Some(Threshold::AtLeast(n)) => {
+                format!("Some(Threshold::AtLeast({}))", underscored(*n))
+            }
+        };
+        let spaces = " ".repeat(pad);
+        out.push_str(item);
+        let _ = writeln!(out, "{spaces}service: {service},");
+        let _ = writeln!(out, "{spaces}above: {above},");
+        render_prices(out, pad, "tokens", prices);
+        if !one {
+            out.push_str("            },\n");
+        }
+    }
+    out.push_str(close);
 }
 
 /// rustfmt's `array_width` (60 % of `max_width` 100): an array whose items
@@ -898,9 +1109,13 @@ fn render<'a>(summary: &Summary, models: impl Iterator<Item = &'a Model>) -> Str
     )));
     out.push_str("//\n");
     out.push_str(&comment(
-        "Tiered prices are IGNORED (`…_above_200k_tokens` and every other \
-         `_above_*` tier, `_priority`, `_batches`, `_flex`): only the base tier \
-         is here.",
+        "Tiered prices are `tiers` of the entry: the `_priority` and `_flex` \
+         service tiers, the `…_above_<N>k_tokens` context thresholds (xAI's as \
+         `AtLeast`, the others' as `Over`) and their combinations; \
+         `cache_write_1h` is `cache_creation_input_token_cost_above_1hr`. \
+         `_batches` prices are IGNORED (the batch API is not proxied), and so \
+         are `_ultrafast`, `_decisions`, `…_above_12hr` cache writes, \
+         per-audio/image/character tiers and `tiered_pricing` ranges.",
     ));
     let _ = write!(
         out,
@@ -909,7 +1124,7 @@ fn render<'a>(summary: &Summary, models: impl Iterator<Item = &'a Model>) -> Str
 // Regenerate: {REGENERATE}
 // Check:      {REGENERATE} --check
 
-use crate::{{Mode, ModelPrice, TokenPrices}};
+use crate::{{Mode, ModelPrice, ServiceTier, Threshold, TierPrices, TokenPrices}};
 
 pub(crate) const SOURCE_FILE: &str = {input:?};
 ",
@@ -934,8 +1149,9 @@ pub(crate) const SOURCE_FILE: &str = {input:?};
         let _ = writeln!(out, "        id: {:?},", m.id);
         let _ = writeln!(out, "        provider: {:?},", m.provider);
         let _ = writeln!(out, "        mode: {},", m.mode.variant());
-        render_prices(&mut out, "tokens", &m.tokens);
-        render_prices(&mut out, "image_tokens", &m.image_tokens);
+        render_prices(&mut out, 8, "tokens", &m.tokens);
+        render_tiers(&mut out, &m.tiers);
+        render_prices(&mut out, 8, "image_tokens", &m.image_tokens);
         render_per_image(&mut out, &m.per_image);
         let _ = writeln!(
             out,
@@ -1000,6 +1216,7 @@ mod tests {
         assert_eq!(s.dropped.get(&DropReason::SampleSpec), Some(&1));
         assert!(s.kept > 300, "{s}");
         assert!(s.tiered_ignored > 0);
+        assert_eq!(s.tiered_kept, 121);
         assert!(g.code.contains("Tiered prices"));
         assert!(g.code.contains(&sha256_hex(&bytes)));
     }
@@ -1034,8 +1251,8 @@ mod tests {
                 (DropReason::NoPrice, 2),
             ]
         );
-        assert_eq!(s.tiered_ignored, 1);
-        // Zero is missing (`None`), tiers are ignored, prices are exact.
+        assert_eq!((s.tiered_kept, s.tiered_ignored), (1, 0));
+        // Zero is missing (`None`), tiers are kept, prices are exact.
         assert!(code.contains(
             "        id: \"kept-chat\",
         provider: \"openai\",
@@ -1045,11 +1262,128 @@ mod tests {
             output: Some(10_000_000),
             cache_read: Some(1_250_000),
             cache_write: None,
-        },"
+            cache_write_1h: None,
+        },
+        tiers: &[
+            TierPrices {
+                service: ServiceTier::Standard,
+                above: Some(Threshold::Over(200_000)),
+                tokens: TokenPrices {
+                    input: Some(5_000_000),
+                    output: None,
+                    cache_read: None,
+                    cache_write: None,
+                    cache_write_1h: None,
+                },
+            },
+            TierPrices {
+                service: ServiceTier::Priority,
+                above: None,
+                tokens: TokenPrices {
+                    input: Some(4_000_000),
+                    output: None,
+                    cache_read: None,
+                    cache_write: None,
+                    cache_write_1h: None,
+                },
+            },
+        ],"
         ));
         assert!(code.contains("mode: Mode::Responses"));
         assert!(code.contains("mode: Mode::Embedding"));
         assert!(code.contains("input: Some(150_000_000)"));
+    }
+
+    #[test]
+    fn tier_fields() {
+        use PriceClass::{CacheRead, CacheWrite, CacheWrite1h, Input, Output};
+        use Service::{Flex, Priority, Standard};
+        let f = |class, above, service| {
+            Some(TierField {
+                class,
+                above,
+                service,
+            })
+        };
+        for (name, want) in [
+            ("input_cost_per_token_priority", f(Input, None, Priority)),
+            ("output_cost_per_token_flex", f(Output, None, Flex)),
+            (
+                "cache_read_input_token_cost_above_200k_tokens",
+                f(CacheRead, Some(200_000), Standard),
+            ),
+            (
+                "input_cost_per_token_above_272k_tokens_priority",
+                f(Input, Some(272_000), Priority),
+            ),
+            (
+                "cache_creation_input_token_cost_above_128_tokens_flex",
+                f(CacheWrite, Some(128), Flex),
+            ),
+            (
+                "cache_creation_input_token_cost_above_1hr_above_100k_tokens",
+                f(CacheWrite1h, Some(100_000), Standard),
+            ),
+            // Base prices are not tiers.
+            ("input_cost_per_token", None),
+            ("cache_creation_input_token_cost_above_1hr", None),
+            // Ignored tiers.
+            ("input_cost_per_token_batches", None),
+            ("input_cost_per_token_above_200k_tokens_batches", None),
+            ("input_cost_per_token_ultrafast", None),
+            ("cache_creation_input_token_cost_above_12hr", None),
+            ("cache_creation_input_token_cost_above_12hr_priority", None),
+            ("input_cost_per_audio_token_priority", None),
+            ("input_cost_per_character_above_128k_tokens", None),
+            ("input_cost_per_token_above_k_tokens", None),
+            ("input_cost_per_token_above_2x_tokens", None),
+            ("input_cost_per_token_priority_above_200k_tokens", None),
+        ] {
+            assert_eq!(TierField::parse(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn tiers_are_kept_per_entry() {
+        let (s, code) = run_gen(
+            r#"{
+            "grok": {"litellm_provider": "xai", "mode": "chat", "input_cost_per_token": 2e-6, "output_cost_per_token": 1e-5, "input_cost_per_token_above_200k_tokens": 4e-6, "output_cost_per_token_above_200k_tokens": 2e-5, "input_cost_per_token_batches": 1e-6},
+            "claude": {"litellm_provider": "anthropic", "mode": "chat", "input_cost_per_token": 3e-6, "output_cost_per_token": 1.5e-5, "cache_creation_input_token_cost": 3.75e-6, "cache_creation_input_token_cost_above_1hr": 6e-6, "cache_creation_input_token_cost_above_1hr_above_200k_tokens": 1.2e-5, "input_cost_per_token_above_200k_tokens": 6e-6, "input_cost_per_token_flex": 0, "tiered_pricing": []}
+        }"#,
+        );
+        assert_eq!((s.kept, s.tiered_kept, s.tiered_ignored), (2, 2, 2));
+        // xAI: "at least"; `_batches` ignored.
+        assert!(code.contains(
+            "        tiers: &[TierPrices {
+            service: ServiceTier::Standard,
+            above: Some(Threshold::AtLeast(200_000)),
+            tokens: TokenPrices {
+                input: Some(4_000_000),
+                output: Some(20_000_000),
+                cache_read: None,
+                cache_write: None,
+                cache_write_1h: None,
+            },
+        }],"
+        ));
+        // Anthropic: the base 1-hour price on the entry, the tier's above
+        // 200k; a 0 tier price is a placeholder (no flex tier at all).
+        assert!(code.contains(
+            "            cache_write: Some(3_750_000),
+            cache_write_1h: Some(6_000_000),
+        },
+        tiers: &[TierPrices {
+            service: ServiceTier::Standard,
+            above: Some(Threshold::Over(200_000)),
+            tokens: TokenPrices {
+                input: Some(6_000_000),
+                output: None,
+                cache_read: None,
+                cache_write: None,
+                cache_write_1h: Some(12_000_000),
+            },
+        }],"
+        ));
     }
 
     #[test]
@@ -1127,6 +1461,7 @@ mod tests {
         provider: \"openai\",
         mode: Mode::ImageGeneration,
         tokens: TokenPrices::NONE,
+        tiers: &[],
         image_tokens: TokenPrices::NONE,
         per_image: &[(\"default/1024x1024\", 20_000), (\"default/512x512\", 17_983)],
         per_image_any_size: None,"
@@ -1140,12 +1475,15 @@ mod tests {
             output: None,
             cache_read: None,
             cache_write: None,
+            cache_write_1h: None,
         },
+        tiers: &[],
         image_tokens: TokenPrices {
             input: Some(10_000_000),
             output: Some(40_000_000),
             cache_read: Some(2_500_000),
             cache_write: None,
+            cache_write_1h: None,
         },
         per_image: &[(\"high/1024x1536\", 250_000), (\"low/1024x1024\", 11_000)],
         per_image_any_size: None,"
@@ -1199,6 +1537,8 @@ mod tests {
         let (_, code) = run_gen(
             r#"{
             "a": {"litellm_provider": "openai", "mode": "chat", "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6},
+            "t1": {"litellm_provider": "openai", "mode": "chat", "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6, "input_cost_per_token_priority": 2e-6},
+            "t2": {"litellm_provider": "xai", "mode": "chat", "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6, "input_cost_per_token_above_200k_tokens": 2e-6, "output_cost_per_token_flex": 1e-6, "cache_creation_input_token_cost_above_1hr": 3e-6},
             "low/1024-x-1024/b": {"litellm_provider": "openai", "mode": "image_generation", "input_cost_per_image": 0.011},
             "low/1024-x-1024/c": {"litellm_provider": "openai", "mode": "image_generation", "input_cost_per_image": 0.011},
             "high/1024-x-1536/c": {"litellm_provider": "openai", "mode": "image_generation", "input_cost_per_image": 0.25},

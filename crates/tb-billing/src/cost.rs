@@ -4,7 +4,7 @@
 //! Pure: the usage, the route prices and the reported cost come in as
 //! values; integer USD micros come out. `None` is unknown, never zero.
 
-use tb_prices::{ImageTokenCounts, ModelPrice, Ppm, TokenCounts, TokenPrices};
+use tb_prices::{BilledTier, ImageTokenCounts, ModelPrice, Ppm, TokenCounts, TokenPrices};
 
 use crate::record::{BalanceSource, BaselineKind};
 use crate::usage::Usage;
@@ -61,37 +61,73 @@ impl RoutePrice {
     }
 
     /// What `usage` costs at this price, rounded up; `None` when the price
-    /// or the usage needed is unknown.
+    /// or the usage needed is unknown. A table price is the tier the answer
+    /// says it used (service tier, context length, 1-hour cache writes:
+    /// [`ModelPrice::tiered`]); explicit prices have no tiers.
     pub fn cost(&self, usage: &Usage) -> Option<u64> {
         match usage.image.as_ref() {
             Some(image) => self.image_cost(usage, image),
-            None => cost_tokens(&self.token_prices()?, usage),
+            None => {
+                let counts = counts(usage)?;
+                tb_prices::cost_usd_micros(&self.tiered(usage, counts)?.0, counts)
+            }
         }
     }
 
-    /// The provider's own prompt-cache discount on `usage` at this price.
+    /// The provider's own prompt-cache discount on `usage` at this price
+    /// (at the tier's cache-read price).
     pub fn cached_saving(&self, usage: &Usage) -> Option<u64> {
         if usage.image.is_some() {
             return None;
         }
-        tb_prices::cached_saving(&self.token_prices()?, counts(usage)?)
+        let counts = counts(usage)?;
+        tb_prices::cached_saving(&self.tiered(usage, counts)?.0, counts)
     }
 
-    /// The effective input + output price, USD micros per 1M tokens (what
-    /// the `cheapest` scorer compares); `None` when either is unknown.
+    /// Which price tier `usage` is billed at: a table price's tier; `None`
+    /// for explicit prices (they have none), an unpriced route, an image
+    /// answer or unknown usage.
+    pub fn billed_tier(&self, usage: &Usage) -> Option<BilledTier> {
+        if usage.image.is_some() {
+            return None;
+        }
+        self.tiered(usage, counts(usage)?)?.1
+    }
+
+    /// The effective input + output price of the base tier, USD micros per
+    /// 1M tokens (what the `cheapest` scorer compares); `None` when either
+    /// is unknown.
     pub fn list_price_per_1m(&self) -> Option<u64> {
-        let p = self.token_prices()?;
-        p.input?.checked_add(p.output?)
-    }
-
-    fn token_prices(&self) -> Option<TokenPrices> {
-        match self {
-            RoutePrice::Explicit(p) => Some(*p),
+        let p = match self {
+            RoutePrice::Explicit(p) => *p,
             RoutePrice::Table {
                 price,
                 discount,
                 fee,
-            } => price.tokens.discounted(*discount).with_fee(*fee),
+            } => price.tokens.discounted(*discount).with_fee(*fee)?,
+            RoutePrice::Unpriced => return None,
+        };
+        p.input?.checked_add(p.output?)
+    }
+
+    /// The effective prices for `usage` (its tier for a table price, then
+    /// the discount and the fee) and the tier.
+    fn tiered(
+        &self,
+        usage: &Usage,
+        counts: TokenCounts,
+    ) -> Option<(TokenPrices, Option<BilledTier>)> {
+        match self {
+            RoutePrice::Explicit(p) => Some((*p, None)),
+            RoutePrice::Table {
+                price,
+                discount,
+                fee,
+            } => {
+                let tiered = price.tiered(usage.service_tier.unwrap_or_default(), counts);
+                let prices = tiered.prices.discounted(*discount).with_fee(*fee)?;
+                Some((prices, Some(tiered.tier)))
+            }
             RoutePrice::Unpriced => None,
         }
     }
@@ -102,14 +138,12 @@ impl RoutePrice {
             RoutePrice::Explicit(p) => {
                 // Explicit prices are token prices: usable when tokens were reported.
                 let t = tokens?;
-                cost_tokens(
-                    p,
-                    &Usage {
-                        input_tokens: Some(t.text_input + t.image_input),
-                        output_tokens: Some(t.output),
-                        ..Usage::default()
-                    },
-                )
+                let counts = TokenCounts {
+                    input: t.text_input + t.image_input,
+                    output: t.output,
+                    ..TokenCounts::default()
+                };
+                tb_prices::cost_usd_micros(p, counts)
             }
             RoutePrice::Table {
                 price,
@@ -149,18 +183,14 @@ impl RoutePrice {
             RoutePrice::Unpriced => return None,
         };
         let only_output = TokenPrices {
-            input: None,
             output: Some(output),
-            cache_read: None,
-            cache_write: None,
+            ..TokenPrices::NONE
         };
         tb_prices::cost_usd_micros(
             &only_output,
             TokenCounts {
-                input: 0,
-                cached: 0,
-                cache_write: 0,
                 output: tokens,
+                ..TokenCounts::default()
             },
         )
     }
@@ -176,12 +206,9 @@ fn counts(usage: &Usage) -> Option<TokenCounts> {
         input: usage.input_tokens?,
         cached: usage.cached_input_tokens.unwrap_or(0),
         cache_write: usage.cache_write_tokens.unwrap_or(0),
+        cache_write_1h: usage.cache_write_1h_tokens.unwrap_or(0),
         output: usage.output_tokens.unwrap_or(0),
     })
-}
-
-fn cost_tokens(prices: &TokenPrices, usage: &Usage) -> Option<u64> {
-    tb_prices::cost_usd_micros(prices, counts(usage)?)
 }
 
 fn image_tokens(usage: &Usage, image: &crate::usage::ImageUsage) -> Option<ImageTokenCounts> {
@@ -225,6 +252,9 @@ pub struct Costing {
     pub cached_saving_usd_micros: Option<u64>,
     /// No price for the serving route.
     pub unpriced: bool,
+    /// The price tier the estimate was billed at (the serving route's
+    /// table price; `None` for explicit prices, images, unknown usage).
+    pub price_tier: Option<BilledTier>,
     /// `|cost / est − 1|` in ppm, when both are known and > 0.
     pub price_drift_ppm: Option<u64>,
     /// A reported cost ≥ 25× or ≤ 1/25 of the estimate (log `billing.cost_outlier`).
@@ -250,6 +280,7 @@ pub fn cost_manual_call(
         return (c, BalanceSource::SelfFundedProvider);
     };
     c.est_cost_usd_micros = winner.cost(usage);
+    c.price_tier = winner.billed_tier(usage);
     c.cost_usd_micros = reported.or(c.est_cost_usd_micros);
     c.cached_saving_usd_micros = winner.cached_saving(usage);
     if let (Some(r), Some(e)) = (reported, c.est_cost_usd_micros)
@@ -340,6 +371,7 @@ pub fn cost_seller_call(
         BalanceSource::Estimated
     };
     c.est_cost_usd_micros = usage.and_then(|u| winner.cost(u));
+    c.price_tier = usage.and_then(|u| winner.billed_tier(u));
     c.cost_usd_micros = settled_usd_micros.or(c.est_cost_usd_micros);
     c.cached_saving_usd_micros = usage.and_then(|u| winner.cached_saving(u));
     if let (Some(r), Some(e)) = (settled_usd_micros, c.est_cost_usd_micros)
@@ -374,6 +406,7 @@ mod tests {
             output: Some(output),
             cache_read: None,
             cache_write: None,
+            cache_write_1h: None,
         })
     }
 
@@ -583,6 +616,87 @@ mod tests {
         // 200k × (3 − 0.30) = $0.54
         assert_eq!(c.cached_saving_usd_micros, Some(540_000));
         assert_eq!(c.saved_usd_micros, Some(0));
+    }
+
+    #[test]
+    fn table_prices_follow_the_tier_the_answer_reports() {
+        use tb_prices::ServiceTier;
+        // Gemini 2.5 Pro, 300k input, 2k output: above 200k, the whole call
+        // at $2.50 / $15: 0.75 + 0.03 = $0.78; a 10 % discount after the tier.
+        let long = Usage {
+            input_tokens: Some(300_000),
+            output_tokens: Some(2_000),
+            ..Usage::default()
+        };
+        let official = RoutePrice::official("gemini-2.5-pro");
+        let discounted = RoutePrice::manual(None, "gemini-2.5-pro", Ppm::new(100_000));
+        let (c, _) = cost_manual_call(Some(&long), &discounted, &[discounted], &official, None);
+        assert_eq!(c.est_cost_usd_micros, Some(702_000));
+        assert_eq!(
+            c.baseline_usd_micros,
+            Some(780_000),
+            "the baseline is tiered too"
+        );
+        assert_eq!(c.saved_usd_micros, Some(78_000));
+        assert_eq!(
+            c.price_tier.map(|t| t.to_string()).as_deref(),
+            Some("above_200k")
+        );
+        // GPT-5 priority through a seller with a fee: 2× then the fee.
+        let priority = Usage {
+            input_tokens: Some(1_000_000),
+            output_tokens: Some(0),
+            service_tier: Some(ServiceTier::Priority),
+            ..Usage::default()
+        };
+        let seller = RoutePrice::seller(None, "gpt-5", Ppm::ZERO, Ppm::new(20_000));
+        let (c, _) = cost_seller_call(
+            Some(&priority),
+            &seller,
+            std::slice::from_ref(&seller),
+            &RoutePrice::official("gpt-5"),
+            None,
+        );
+        assert_eq!(c.est_cost_usd_micros, Some(2_550_000));
+        assert_eq!(c.baseline_usd_micros, Some(2_500_000));
+        assert_eq!(
+            c.price_tier.map(|t| t.to_string()).as_deref(),
+            Some("priority")
+        );
+        // Explicit prices have no tiers: no label, the same price.
+        let w = explicit(1_000_000, 0);
+        let (c, _) = cost_manual_call(Some(&priority), &w, &[w], &RoutePrice::Unpriced, None);
+        assert_eq!((c.cost_usd_micros, c.price_tier), (Some(1_000_000), None));
+        // 1-hour writes on Claude: $6 instead of $3.75; the saving of cache
+        // reads is unchanged.
+        let one_hour = Usage {
+            input_tokens: Some(1_000_000),
+            cache_write_tokens: Some(1_000_000),
+            cache_write_1h_tokens: Some(1_000_000),
+            output_tokens: Some(0),
+            ..Usage::default()
+        };
+        let claude = RoutePrice::official("claude-sonnet-4-5");
+        assert_eq!(claude.cost(&one_hour), Some(6_000_000));
+        assert_eq!(
+            claude
+                .billed_tier(&one_hour)
+                .map(|t| t.to_string())
+                .as_deref(),
+            Some("cache_write_1h")
+        );
+        // Standard usage is labelled standard; unpriced and images are not labelled.
+        let plain = tokens(10, 0, 1);
+        assert_eq!(
+            claude.billed_tier(&plain),
+            Some(tb_prices::BilledTier::STANDARD)
+        );
+        assert_eq!(RoutePrice::Unpriced.billed_tier(&plain), None);
+        let image = Usage {
+            image: Some(crate::usage::ImageUsage::default()),
+            ..plain
+        };
+        assert_eq!(claude.billed_tier(&image), None);
     }
 
     #[test]

@@ -251,8 +251,7 @@ mod tests {
         let route = RoutePrice::Explicit(TokenPrices {
             input: Some(1),
             output: Some(3_000_000),
-            cache_read: None,
-            cache_write: None,
+            ..TokenPrices::NONE
         });
         let f = image_fields(
             Protocol::ImagesGenerations,

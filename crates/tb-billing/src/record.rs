@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 use tb_domain::{Outcome, Protocol};
+/// The price tier of [`CallRecord::price_tier`] (re-exported: the ledger
+/// reads it back without depending on `tb-prices`).
+pub use tb_prices::BilledTier;
 
 /// How a request ended, from the client's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +205,9 @@ pub struct CallRecord {
     pub cached_input_tokens: Option<u64>,
     /// Cache-write input tokens.
     pub cache_write_tokens: Option<u64>,
+    /// Of `cache_write_tokens`, those written for 1 hour (Anthropic).
+    #[serde(default)]
+    pub cache_write_1h_tokens: Option<u64>,
     /// Output tokens (reasoning included).
     pub output_tokens: Option<u64>,
     /// Reasoning tokens, when reported.
@@ -252,10 +258,42 @@ pub struct CallRecord {
     pub empty_completion: bool,
     /// No price was found for the model.
     pub unpriced: bool,
+    /// The price tier the estimate was billed at, from what the answer
+    /// reported (`standard`, `priority`, `flex`, `above_200k`,
+    /// `cache_write_1h`, or parts joined by `+`); `None` when the route's
+    /// price is not the bundled table's (explicit or manifest prices), for
+    /// images and when nothing was priced.
+    #[serde(default, with = "price_tier_text")]
+    pub price_tier: Option<BilledTier>,
     /// `|cost / est − 1|` in parts per million, when both are known.
     pub price_drift_ppm: Option<i64>,
     /// SHA-256 (hex) of the compact JSON of the prompt.
     pub prompt_hash: Option<String>,
+}
+
+/// [`CallRecord::price_tier`] as its text (`priority+above_200k`).
+mod price_tier_text {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+    use tb_prices::BilledTier;
+
+    #[allow(clippy::ref_option)] // serde's `with` passes `&Option<T>`
+    pub(super) fn serialize<S: Serializer>(
+        tier: &Option<BilledTier>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match tier {
+            Some(t) => s.collect_str(t),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<BilledTier>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| text.parse().map_err(D::Error::custom))
+            .transpose()
+    }
 }
 
 /// The endpoint label of a protocol, as used in the one-line form.
@@ -324,7 +362,9 @@ pub fn usd(micros: i64) -> String {
 
 impl CallRecord {
     /// The one-line form for logs and `tokenbuddyd calls`:
-    /// `✓ chat deepseek-chat  alpha  412ms (ttft 120ms)  $0.000300  (saved $0.000100)`.
+    /// `✓ chat deepseek-chat  alpha  412ms (ttft 120ms)  $0.000300  (saved $0.000100)`;
+    /// a call billed above the base tier shows it after the cost:
+    /// `$0.032750 [priority]`.
     pub fn one_line(&self) -> String {
         let mark = if !self.ok {
             "✗"
@@ -364,6 +404,12 @@ impl CallRecord {
             CallOutcome::Cancelled => line.push_str("CANCELLED"),
             CallOutcome::Rejected => line.push_str("REJECTED"),
             CallOutcome::Failed | CallOutcome::FailedMidStream => line.push_str("FAILED"),
+        }
+        // Why a call cost more (or less) than the base price.
+        if let Some(tier) = self.price_tier.filter(|t| *t != BilledTier::STANDARD)
+            && self.ok
+        {
+            line.push_str(&format!(" [{tier}]"));
         }
         if let Some(saved) = self.saved_usd_micros.filter(|s| *s > 0) {
             line.push_str(&format!("  (saved {})", usd(saved)));
@@ -427,6 +473,7 @@ mod tests {
             input_tokens: Some(10),
             cached_input_tokens: Some(0),
             cache_write_tokens: Some(0),
+            cache_write_1h_tokens: None,
             output_tokens: Some(5),
             reasoning_tokens: None,
             tokens_per_second: Some(17.1),
@@ -450,6 +497,7 @@ mod tests {
             usage_missing: false,
             empty_completion: false,
             unpriced: false,
+            price_tier: Some(BilledTier::STANDARD),
             price_drift_ppm: None,
             prompt_hash: None,
         }
@@ -538,6 +586,41 @@ mod tests {
             "{}",
             r.one_line()
         );
+    }
+
+    #[test]
+    fn the_price_tier_shows_in_the_line_and_the_json() {
+        use tb_prices::{ServiceTier, Threshold};
+        let mut r = sample();
+        r.price_tier = Some(BilledTier {
+            service: ServiceTier::Priority,
+            above: Some(Threshold::Over(200_000)),
+            cache_write_1h: false,
+        });
+        assert_eq!(
+            r.one_line(),
+            "✓ chat deepseek-chat  alpha  412ms (ttft 120ms)  $0.000300 [priority+above_200k]  (saved $0.000100)"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["price_tier"], "priority+above_200k");
+        let back: CallRecord = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, r);
+        // Standard is not shown; unknown is null; a record without the
+        // field (older JSON) reads as unknown; junk is an error.
+        r.price_tier = None;
+        assert!(!r.one_line().contains('['));
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["price_tier"],
+            serde_json::Value::Null
+        );
+        let mut old = json.clone();
+        old.as_object_mut().unwrap().remove("price_tier");
+        old.as_object_mut().unwrap().remove("cache_write_1h_tokens");
+        let back: CallRecord = serde_json::from_value(old).unwrap();
+        assert_eq!((back.price_tier, back.cache_write_1h_tokens), (None, None));
+        let mut junk = json;
+        junk["price_tier"] = "turbo".into();
+        assert!(serde_json::from_value::<CallRecord>(junk).is_err());
     }
 
     #[test]

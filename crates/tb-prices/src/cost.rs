@@ -15,15 +15,19 @@ pub struct TokenCounts {
     pub input: u64,
     /// Input tokens read from the prompt cache.
     pub cached: u64,
-    /// Input tokens written to the prompt cache.
+    /// Input tokens written to the prompt cache (1-hour writes included).
     pub cache_write: u64,
+    /// Of `cache_write`, the tokens written for 1 hour (billed at the
+    /// 1-hour write price).
+    pub cache_write_1h: u64,
     /// Output tokens (reasoning included).
     pub output: u64,
 }
 
 impl TokenCounts {
     /// The counts with `cached + cache_write` clamped to at most `input`:
-    /// `cached` is clamped first, then `cache_write` to what is left.
+    /// `cached` is clamped first, then `cache_write` to what is left, then
+    /// `cache_write_1h` to at most `cache_write`.
     #[must_use]
     pub fn clamped(self) -> TokenCounts {
         let cached = self.cached.min(self.input);
@@ -32,6 +36,7 @@ impl TokenCounts {
             input: self.input,
             cached,
             cache_write,
+            cache_write_1h: self.cache_write_1h.min(cache_write),
             output: self.output,
         }
     }
@@ -57,10 +62,12 @@ pub(crate) fn term(tokens: u64, price: Option<u64>) -> Option<u128> {
 pub(crate) fn cost_numerator(prices: &TokenPrices, counts: TokenCounts) -> Option<u128> {
     let c = counts.clamped();
     let fresh = c.input - c.cached - c.cache_write;
+    let write = prices.cache_write.or(prices.input);
     let parts = [
         term(fresh, prices.input)?,
         term(c.cached, prices.cache_read.or(prices.input))?,
-        term(c.cache_write, prices.cache_write.or(prices.input))?,
+        term(c.cache_write - c.cache_write_1h, write)?,
+        term(c.cache_write_1h, prices.cache_write_1h.or(write))?,
         term(c.output, prices.output)?,
     ];
     parts.iter().try_fold(0u128, |sum, p| sum.checked_add(*p))
@@ -74,9 +81,10 @@ pub(crate) fn ceil_micros(numerator: u128) -> Option<u64> {
 /// The cost of a call in USD micros, rounded up once at the end:
 ///
 /// `(input − cached − cache_write) × input_price + cached × (cache_read ??
-/// input_price) + cache_write × (cache_write ?? input_price) + output ×
-/// output_price`, all ÷ 1,000,000, with `u128` intermediates and
-/// `cached + cache_write` clamped to at most `input` (see
+/// input_price) + (cache_write − cache_write_1h) × (cache_write ??
+/// input_price) + cache_write_1h × (cache_write_1h ?? cache_write ??
+/// input_price) + output × output_price`, all ÷ 1,000,000, with `u128`
+/// intermediates and `cached + cache_write` clamped to at most `input` (see
 /// [`TokenCounts::clamped`]).
 ///
 /// `None` when a price needed for a non-zero count is unknown (the call is
@@ -84,9 +92,12 @@ pub(crate) fn ceil_micros(numerator: u128) -> Option<u64> {
 ///
 /// ```
 /// use tb_prices::{TokenCounts, TokenPrices, cost_usd_micros};
-/// let p = TokenPrices { input: Some(3_000_000), output: Some(15_000_000), cache_read: Some(300_000), cache_write: Some(3_750_000) };
-/// let c = TokenCounts { input: 1_000, cached: 0, cache_write: 0, output: 1 };
+/// let p = TokenPrices { input: Some(3_000_000), output: Some(15_000_000), cache_read: Some(300_000), cache_write: Some(3_750_000), cache_write_1h: Some(6_000_000) };
+/// let c = TokenCounts { input: 1_000, output: 1, ..TokenCounts::default() };
 /// assert_eq!(cost_usd_micros(&p, c), Some(3_015)); // 3000 + 15 micros
+/// // 1000 tokens written to the cache, 600 of them for 1 hour.
+/// let c = TokenCounts { input: 1_000, cache_write: 1_000, cache_write_1h: 600, ..TokenCounts::default() };
+/// assert_eq!(cost_usd_micros(&p, c), Some(5_100)); // 400 × 3.75 + 600 × 6
 /// ```
 #[must_use]
 pub fn cost_usd_micros(prices: &TokenPrices, counts: TokenCounts) -> Option<u64> {

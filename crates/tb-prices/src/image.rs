@@ -103,8 +103,7 @@ impl ModelPrice {
             TokenCounts {
                 input: t.text_input,
                 cached: t.cached_text_input,
-                cache_write: 0,
-                output: 0,
+                ..TokenCounts::default()
             },
         )?;
         let image = cost::cost_numerator(
@@ -112,8 +111,7 @@ impl ModelPrice {
             TokenCounts {
                 input: t.image_input,
                 cached: t.cached_image_input,
-                cache_write: 0,
-                output: 0,
+                ..TokenCounts::default()
             },
         )?;
         let output = term(t.output, self.image_tokens.output)?;

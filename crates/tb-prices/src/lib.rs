@@ -16,13 +16,17 @@
 //! a cost unknown rather than free. Costs are computed with `u128`
 //! intermediates and rounded up once at the end.
 //!
-//! Tiered prices (`…_above_200k_tokens`, `_priority`, `_batches`, `_flex`)
-//! are not in the table: the base tier is what is billed here.
+//! Tiered prices are in the table too ([`ModelPrice::tiers`]): the
+//! `_priority` and `_flex` service tiers, the context thresholds
+//! (`…_above_200k_tokens`: the whole call at the higher rates) and the
+//! 1-hour cache-write price; [`ModelPrice::tiered`] picks what a call is
+//! billed at from what its answer reports. `_batches` prices are not (the
+//! batch API is not proxied).
 //!
 //! # Example
 //!
 //! ```
-//! use tb_prices::{TokenCounts, price_for};
+//! use tb_prices::{ServiceTier, TokenCounts, price_for};
 //!
 //! // A provider prefix and a dotted version still find the table entry.
 //! let found = price_for("anthropic/claude-sonnet-4.5").expect("priced");
@@ -31,8 +35,15 @@
 //! assert_eq!(found.price.tokens.input, Some(3_000_000)); // $3.00 per 1M
 //!
 //! // 1M input tokens (200k of them cache reads) and 100k output tokens.
-//! let counts = TokenCounts { input: 1_000_000, cached: 200_000, cache_write: 0, output: 100_000 };
+//! let counts = TokenCounts { input: 1_000_000, cached: 200_000, output: 100_000, ..TokenCounts::default() };
 //! assert_eq!(found.price.cost_usd_micros(counts), Some(3_960_000)); // $3.960000
+//!
+//! // Gemini 2.5 Pro above 200k input tokens: the whole call at 2× input, 1.5× output.
+//! let gemini = tb_prices::get("gemini-2.5-pro").expect("priced");
+//! let long = TokenCounts { input: 300_000, output: 10_000, ..TokenCounts::default() };
+//! let billed = gemini.tiered(ServiceTier::Standard, long);
+//! assert_eq!(billed.tier.to_string(), "above_200k");
+//! assert_eq!(tb_prices::cost_usd_micros(&billed.prices, long), Some(900_000)); // 0.3M × $2.50 + 10k × $15
 //!
 //! // Unknown models are unpriced, never free; `closest` helps the message.
 //! assert!(price_for("no-such-model").is_none());
@@ -44,6 +55,7 @@ mod generated;
 mod image;
 mod lookup;
 mod ratio;
+mod tier;
 
 use std::fmt;
 
@@ -51,6 +63,9 @@ pub use cost::{TokenCounts, cached_saving, cost_usd_micros};
 pub use image::{ImageCost, ImageCostBasis, ImageTokenCounts, ImageUsage, image_cost_usd_micros};
 pub use lookup::{Lookup, LookupRule, closest, get, price_for};
 pub use ratio::{Ppm, RatioError, apply_discount, apply_fee};
+pub use tier::{
+    BadBilledTier, BilledTier, ServiceTier, Threshold, TierPrices, Tiered, UnknownServiceTier,
+};
 
 /// The LiteLLM snapshot file the table was generated from (its file name in
 /// `crates/tb-prices/data/`).
@@ -113,6 +128,9 @@ pub struct TokenPrices {
     pub cache_read: Option<u64>,
     /// Input tokens written to the prompt cache; `None` bills them at `input`.
     pub cache_write: Option<u64>,
+    /// Input tokens written to the prompt cache for 1 hour (Anthropic's
+    /// extended cache); `None` bills them at `cache_write`, else `input`.
+    pub cache_write_1h: Option<u64>,
 }
 
 impl TokenPrices {
@@ -122,6 +140,7 @@ impl TokenPrices {
         output: None,
         cache_read: None,
         cache_write: None,
+        cache_write_1h: None,
     };
 
     /// `true` when no price is known.
@@ -131,6 +150,25 @@ impl TokenPrices {
             && self.output.is_none()
             && self.cache_read.is_none()
             && self.cache_write.is_none()
+            && self.cache_write_1h.is_none()
+    }
+
+    /// Each price of `self`, else the same class's price of `fallback`.
+    #[must_use]
+    pub const fn or(self, fallback: TokenPrices) -> TokenPrices {
+        const fn pick(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+            match a {
+                Some(a) => Some(a),
+                None => b,
+            }
+        }
+        TokenPrices {
+            input: pick(self.input, fallback.input),
+            output: pick(self.output, fallback.output),
+            cache_read: pick(self.cache_read, fallback.cache_read),
+            cache_write: pick(self.cache_write, fallback.cache_write),
+            cache_write_1h: pick(self.cache_write_1h, fallback.cache_write_1h),
+        }
     }
 
     /// Every known price × (1 − `discount`), each rounded up
@@ -143,6 +181,7 @@ impl TokenPrices {
             output: f(self.output),
             cache_read: f(self.cache_read),
             cache_write: f(self.cache_write),
+            cache_write_1h: f(self.cache_write_1h),
         }
     }
 
@@ -159,6 +198,7 @@ impl TokenPrices {
             output: f(self.output)?,
             cache_read: f(self.cache_read)?,
             cache_write: f(self.cache_write)?,
+            cache_write_1h: f(self.cache_write_1h)?,
         })
     }
 }
@@ -178,8 +218,13 @@ pub struct ModelPrice {
     pub provider: &'static str,
     /// The endpoint kind this model is priced for.
     pub mode: Mode,
-    /// Text-token prices.
+    /// Text-token prices of the base (standard) tier.
     pub tokens: TokenPrices,
+    /// The tiered prices LiteLLM publishes for the model (`_priority`,
+    /// `_flex`, `…_above_200k_tokens` and their combinations), sorted by
+    /// service tier then threshold; empty for most models. See
+    /// [`ModelPrice::tiered`].
+    pub tiers: &'static [TierPrices],
     /// Image-token prices (`input_cost_per_image_token`,
     /// `output_cost_per_image_token`, `cache_read_input_image_token_cost`;
     /// `cache_write` is always `None`). Used for an image answer that reports
@@ -195,7 +240,9 @@ pub struct ModelPrice {
 }
 
 impl ModelPrice {
-    /// The cost of a text-token call; see [`cost_usd_micros`].
+    /// The cost of a text-token call at the base (standard) tier; see
+    /// [`cost_usd_micros`] and, for what an answer says it used,
+    /// [`ModelPrice::tiered`].
     #[must_use]
     pub fn cost_usd_micros(&self, counts: TokenCounts) -> Option<u64> {
         cost_usd_micros(&self.tokens, counts)

@@ -13,16 +13,19 @@ fn counts(input: u64, cached: u64, cache_write: u64, output: u64) -> TokenCounts
         input,
         cached,
         cache_write,
+        cache_write_1h: 0,
         output,
     }
 }
 
-/// $3 / $15 / $0.30 read / $3.75 write (claude-sonnet-4-5's list prices).
+/// $3 / $15 / $0.30 read / $3.75 write / $6 1-hour write
+/// (claude-sonnet-4-5's list prices).
 const SONNET: TokenPrices = TokenPrices {
     input: Some(3_000_000),
     output: Some(15_000_000),
     cache_read: Some(300_000),
     cache_write: Some(3_750_000),
+    cache_write_1h: Some(6_000_000),
 };
 
 #[test]
@@ -45,12 +48,14 @@ fn token_costs() {
         output: Some(10_000_000),
         cache_read: None,
         cache_write: None,
+        cache_write_1h: None,
     };
     let no_output = TokenPrices {
         input: Some(5_000_000),
         output: None,
         cache_read: None,
         cache_write: None,
+        cache_write_1h: None,
     };
     let cases = [
         // Nothing used costs nothing.
@@ -89,6 +94,7 @@ fn token_costs() {
                 output: Some(u64::MAX),
                 cache_read: None,
                 cache_write: None,
+                cache_write_1h: None,
             },
             counts(u64::MAX, 0, 0, u64::MAX),
             None,
@@ -100,6 +106,7 @@ fn token_costs() {
                 output: None,
                 cache_read: None,
                 cache_write: None,
+                cache_write_1h: None,
             },
             counts(u64::MAX, 0, 0, 0),
             Some(u64::MAX),
@@ -443,6 +450,7 @@ fn effective_route_prices() {
             output: Some(14_175_000),
             cache_read: Some(283_500),
             cache_write: Some(3_543_750),
+            cache_write_1h: Some(5_670_000),
         }
     );
     assert_eq!(TokenPrices::NONE.discounted(Ppm::ONE), TokenPrices::NONE);
@@ -469,17 +477,22 @@ proptest! {
         p_out in 1u64..=1_000_000_000,
         p_read in proptest::option::of(1u64..=1_000_000_000),
         p_write in proptest::option::of(1u64..=1_000_000_000),
+        write_1h in 0u64..=20_000_000_000,
+        p_write_1h in proptest::option::of(1u64..=1_000_000_000),
     ) {
-        let prices = TokenPrices { input: Some(p_in), output: Some(p_out), cache_read: p_read, cache_write: p_write };
+        let prices = TokenPrices { input: Some(p_in), output: Some(p_out), cache_read: p_read, cache_write: p_write, cache_write_1h: p_write_1h };
         let cached_c = cached.min(input);
         let write_c = cache_write.min(input - cached_c);
+        let write_1h_c = write_1h.min(write_c);
         let fresh = input - cached_c - write_c;
         let n = u128::from(fresh) * u128::from(p_in)
             + u128::from(cached_c) * u128::from(p_read.unwrap_or(p_in))
-            + u128::from(write_c) * u128::from(p_write.unwrap_or(p_in))
+            + u128::from(write_c - write_1h_c) * u128::from(p_write.unwrap_or(p_in))
+            + u128::from(write_1h_c) * u128::from(p_write_1h.or(p_write).unwrap_or(p_in))
             + u128::from(output) * u128::from(p_out);
         let want = u64::try_from(n.div_ceil(1_000_000)).ok();
-        prop_assert_eq!(cost_usd_micros(&prices, counts(input, cached, cache_write, output)), want);
+        let c = TokenCounts { cache_write_1h: write_1h, ..counts(input, cached, cache_write, output) };
+        prop_assert_eq!(cost_usd_micros(&prices, c), want);
         // The saving is never more than the full cost of the cached tokens.
         let saving = cached_saving(&prices, counts(input, cached, cache_write, output)).unwrap();
         prop_assert!(u128::from(saving) * 1_000_000 <= u128::from(cached_c) * u128::from(p_in));

@@ -3,7 +3,10 @@
 //! xtask's `committed_table_is_up_to_date`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use tb_prices::{Mode, ModelPrice, SOURCE_FILE, SOURCE_SHA256, TokenPrices, get, table};
+use tb_prices::{
+    Mode, ModelPrice, SOURCE_FILE, SOURCE_SHA256, ServiceTier, Threshold, TierPrices, TokenPrices,
+    get, table,
+};
 
 const PROVIDERS: &[&str] = &[
     "openai",
@@ -33,6 +36,7 @@ fn prices(
         output: Some(output),
         cache_read,
         cache_write,
+        cache_write_1h: None,
     }
 }
 
@@ -78,12 +82,39 @@ fn every_entry_is_well_formed() {
             assert!(priced, "{id} has no price at all");
         }
         assert_eq!(e.image_tokens.cache_write, None, "{id}");
+        assert_eq!(e.image_tokens.cache_write_1h, None, "{id}");
+        // Tiers: sorted by (service, threshold), unique, never empty,
+        // thresholds named by a positive count, no 0 price.
+        for pair in e.tiers.windows(2) {
+            let key = |t: &TierPrices| (t.service, t.above.map(|a| a.tokens()));
+            assert!(key(&pair[0]) < key(&pair[1]), "{id}: tiers not sorted");
+        }
+        for t in e.tiers {
+            assert!(!t.tokens.is_none(), "{id}: an empty tier");
+            assert!(
+                t.service != ServiceTier::Standard || t.above.is_some(),
+                "{id}"
+            );
+            assert!(t.above.is_none_or(|a| a.tokens() > 0), "{id}");
+            let over = matches!(t.above, None | Some(Threshold::Over(_)));
+            assert_eq!(over, e.provider != "xai" || t.above.is_none(), "{id}");
+            let p = t.tokens;
+            let tier = [
+                p.input,
+                p.output,
+                p.cache_read,
+                p.cache_write,
+                p.cache_write_1h,
+            ];
+            assert!(tier.iter().all(|p| *p != Some(0)), "{id}: {tier:?}");
+        }
         // A missing price is None, never 0.
         let all = [
             e.tokens.input,
             e.tokens.output,
             e.tokens.cache_read,
             e.tokens.cache_write,
+            e.tokens.cache_write_1h,
             e.image_tokens.input,
             e.image_tokens.output,
             e.image_tokens.cache_read,
@@ -129,13 +160,19 @@ fn acceptance_prices() {
             "claude-sonnet-4-5",
             "anthropic",
             Mode::Chat,
-            prices(3_000_000, 15_000_000, Some(300_000), Some(3_750_000)),
+            TokenPrices {
+                cache_write_1h: Some(6_000_000),
+                ..prices(3_000_000, 15_000_000, Some(300_000), Some(3_750_000))
+            },
         ),
         (
             "claude-sonnet-4-5-20250929",
             "anthropic",
             Mode::Chat,
-            prices(3_000_000, 15_000_000, Some(300_000), Some(3_750_000)),
+            TokenPrices {
+                cache_write_1h: Some(6_000_000),
+                ..prices(3_000_000, 15_000_000, Some(300_000), Some(3_750_000))
+            },
         ),
         // The unprefixed DeepSeek entries win over dashscope's resale
         // (dashscope/deepseek-v4-flash is 0.20, …-pro 2.40), and DeepSeek's
@@ -197,6 +234,7 @@ fn gpt_image_1_has_prices_per_quality_and_size() {
             output: Some(40_000_000),
             cache_read: Some(2_500_000),
             cache_write: None,
+            cache_write_1h: None,
         }
     );
     assert_eq!(m.per_image_any_size, None);
@@ -271,4 +309,77 @@ fn dropped_entries_are_absent() {
     ] {
         assert!(get(id).is_none(), "{id}");
     }
+}
+
+fn tier(service: ServiceTier, above: Option<Threshold>, tokens: TokenPrices) -> TierPrices {
+    TierPrices {
+        service,
+        above,
+        tokens,
+    }
+}
+
+/// The tiers of the acceptance models, as LiteLLM 1.109.1 publishes them
+/// (`…_above_200k_tokens`, `_priority`, `_flex`, `…_above_1hr`).
+#[test]
+fn golden_tiers() {
+    use ServiceTier::{Flex, Priority, Standard};
+    let over_200k = Some(Threshold::Over(200_000));
+    // Gemini 2.5 Pro: 2× input and 1.5× output above 200k; priority 1.8×;
+    // flex half; priority above 200k 3.6× / 2.7×.
+    assert_eq!(
+        model("gemini-2.5-pro").tiers,
+        &[
+            tier(
+                Standard,
+                over_200k,
+                prices(2_500_000, 15_000_000, Some(250_000), None)
+            ),
+            tier(
+                Priority,
+                None,
+                prices(2_250_000, 18_000_000, Some(225_000), None)
+            ),
+            tier(
+                Priority,
+                over_200k,
+                prices(4_500_000, 27_000_000, Some(450_000), None)
+            ),
+            tier(Flex, None, prices(625_000, 5_000_000, Some(125_000), None)),
+        ]
+    );
+    // GPT-5: priority 2×, flex half.
+    assert_eq!(
+        model("gpt-5").tiers,
+        &[
+            tier(
+                Priority,
+                None,
+                prices(2_500_000, 20_000_000, Some(250_000), None)
+            ),
+            tier(Flex, None, prices(625_000, 5_000_000, Some(62_500), None)),
+        ]
+    );
+    // Claude: a 1-hour cache write is 1.6× a 5-minute one ($6 vs $3.75);
+    // no service or length tiers.
+    for id in ["claude-sonnet-4-5", "claude-opus-4-6", "claude-haiku-4-5"] {
+        let m = model(id);
+        let write = m.tokens.cache_write.unwrap();
+        assert_eq!(m.tokens.cache_write_1h, Some(write * 8 / 5), "{id}");
+        assert!(m.tiers.is_empty(), "{id}");
+    }
+    // xAI reads its thresholds as "at least".
+    assert_eq!(
+        model("grok-4.20").tiers.first().map(|t| t.above),
+        Some(Some(Threshold::AtLeast(200_000)))
+    );
+    // GPT-4o: a priority tier, nothing else (`_batches` is ignored).
+    assert_eq!(
+        model("gpt-4o").tiers,
+        &[tier(
+            Priority,
+            None,
+            prices(4_250_000, 17_000_000, Some(2_125_000), None)
+        )]
+    );
 }

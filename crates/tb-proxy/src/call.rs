@@ -358,6 +358,7 @@ impl Tracked {
             input_tokens: usage.and_then(|u| u.input_tokens),
             cached_input_tokens: usage.and_then(|u| u.cached_input_tokens),
             cache_write_tokens: usage.and_then(|u| u.cache_write_tokens),
+            cache_write_1h_tokens: usage.and_then(|u| u.cache_write_1h_tokens),
             output_tokens: output,
             reasoning_tokens: usage.and_then(|u| u.reasoning_tokens),
             tokens_per_second,
@@ -383,6 +384,7 @@ impl Tracked {
             usage_missing: ok && report.usage_missing,
             empty_completion: ok && report.empty_completion,
             unpriced: ok && costing.unpriced,
+            price_tier: costing.price_tier,
             price_drift_ppm: signed(costing.price_drift_ppm),
             prompt_hash: prompt_hash(start.protocol, &start.request_body),
         };

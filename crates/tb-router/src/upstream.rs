@@ -143,6 +143,8 @@ impl Upstream {
                     output: Some(micros(c.output)),
                     cache_read: c.cache_read.map(micros),
                     cache_write: c.cache_write.map(micros),
+                    // No config key: 1-hour writes fall back to `cache_write`.
+                    cache_write_1h: None,
                 };
                 (model.clone(), tokens)
             })

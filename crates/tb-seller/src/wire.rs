@@ -756,6 +756,7 @@ fn read_prices(table: Value) -> BTreeMap<String, TokenPrices> {
             output: usd(entry.output),
             cache_read: usd(entry.cache_read),
             cache_write: None,
+            cache_write_1h: None,
         };
         if !p.is_none() {
             prices.insert(model, p);
@@ -970,7 +971,8 @@ mod tests {
                 input: Some(2_400_000),
                 output: Some(12_000_000),
                 cache_read: None,
-                cache_write: None
+                cache_write: None,
+                cache_write_1h: None,
             })
         );
         assert_eq!(m.prices.len(), 1);

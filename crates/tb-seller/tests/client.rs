@@ -80,7 +80,8 @@ async fn manifest_absent_present_and_broken() {
             input: Some(270_000),
             output: Some(1_100_000),
             cache_read: None,
-            cache_write: None
+            cache_write: None,
+            cache_write_1h: None,
         }
     );
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use tb_billing::record::{
-    Attempt, BalanceSource, BaselineKind, BillingUnit, CallOutcome, CallRecord,
+    Attempt, BalanceSource, BaselineKind, BilledTier, BillingUnit, CallOutcome, CallRecord,
 };
 use tb_domain::{Outcome, Protocol};
 use tb_store::{Ledger, LedgerTarget, LedgerWriter};
@@ -69,6 +69,7 @@ fn record(i: u64, base_ms: i64) -> CallRecord {
         input_tokens: Some(1_200 + i % 500),
         cached_input_tokens: Some(256),
         cache_write_tokens: None,
+        cache_write_1h_tokens: None,
         output_tokens: Some(300 + i % 200),
         reasoning_tokens: None,
         tokens_per_second: i.is_multiple_of(2).then_some(87.5),
@@ -92,6 +93,7 @@ fn record(i: u64, base_ms: i64) -> CallRecord {
         usage_missing: false,
         empty_completion: false,
         unpriced: !priced,
+        price_tier: priced.then_some(BilledTier::STANDARD),
         price_drift_ppm: priced.then_some(32_258),
         prompt_hash: Some(
             "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use tb_billing::record::BilledTier;
 use tb_billing::record::{
     Attempt, BalanceSource, BaselineKind, BillingUnit, CallOutcome, CallRecord,
 };
@@ -12,7 +13,7 @@ use crate::StoreError;
 
 /// The `calls` columns in bind order (every field of [`CallRecord`];
 /// `seq` is assigned by the database).
-pub(crate) const CALL_COLUMNS: [&str; 44] = [
+pub(crate) const CALL_COLUMNS: [&str; 46] = [
     "id",
     "request_id",
     "started_at_ms",
@@ -57,6 +58,8 @@ pub(crate) const CALL_COLUMNS: [&str; 44] = [
     "image_cost_per_image_usd_micros",
     "image_output_tokens",
     "image_output_cost_usd_micros",
+    "cache_write_1h_tokens",
+    "price_tier",
 ];
 
 /// A record in column form, borrowing from the record where it can.
@@ -105,6 +108,8 @@ pub(crate) struct EncodedCall<'a> {
     pub(crate) image_cost_per_image_usd_micros: Option<i64>,
     pub(crate) image_output_tokens: Option<i64>,
     pub(crate) image_output_cost_usd_micros: Option<i64>,
+    pub(crate) cache_write_1h_tokens: Option<i64>,
+    pub(crate) price_tier: Option<String>,
 }
 
 impl<'a> EncodedCall<'a> {
@@ -162,6 +167,8 @@ impl<'a> EncodedCall<'a> {
             image_cost_per_image_usd_micros: r.image_cost_per_image_usd_micros,
             image_output_tokens: r.image_output_tokens.map(count),
             image_output_cost_usd_micros: r.image_output_cost_usd_micros,
+            cache_write_1h_tokens: r.cache_write_1h_tokens.map(count),
+            price_tier: r.price_tier.map(|t| t.to_string()),
         })
     }
 }
@@ -217,6 +224,8 @@ macro_rules! bind_call {
             .bind(e.image_cost_per_image_usd_micros)
             .bind(e.image_output_tokens)
             .bind(e.image_output_cost_usd_micros)
+            .bind(e.cache_write_1h_tokens)
+            .bind(e.price_tier.as_deref())
     }};
 }
 pub(crate) use bind_call;
@@ -321,6 +330,8 @@ pub(crate) fn decode_call(row: &impl RowExt) -> Result<CallRecord, StoreError> {
         image_cost_per_image_usd_micros: row.opt_i64_col("image_cost_per_image_usd_micros")?,
         image_output_tokens: d.opt_unsigned("image_output_tokens")?,
         image_output_cost_usd_micros: row.opt_i64_col("image_output_cost_usd_micros")?,
+        cache_write_1h_tokens: d.opt_unsigned("cache_write_1h_tokens")?,
+        price_tier: d.opt_parsed("price_tier", |s| s.parse::<BilledTier>().ok())?,
         id,
     })
 }

@@ -621,8 +621,8 @@ mod tests {
     fn insert_sql_numbers_every_parameter() {
         let pg = insert_sql(Backend::Postgres, 2);
         assert!(pg.contains("$1, "));
-        assert!(pg.contains("$88)"));
-        assert!(!pg.contains("$89"));
+        assert!(pg.contains("$92)"));
+        assert!(!pg.contains("$93"));
         assert!(pg.ends_with("ON CONFLICT (id) DO NOTHING"));
         for backend in [Backend::Sqlite, Backend::Postgres] {
             let marker = if backend == Backend::Sqlite { '?' } else { '$' };

@@ -627,3 +627,234 @@ prices = {{ house-model = {{ input = 4.0, output = 8.0 }} }}
     );
     assert_eq!(r["unpriced"], false);
 }
+
+/// One tiered acceptance call: the usage the upstream reports, the service
+/// tier it says it served, and the cost in USD micros computed by hand.
+#[derive(Clone, Copy)]
+struct TieredCall {
+    protocol: Protocol,
+    model: &'static str,
+    /// Total input, cache reads, cache writes, of them 1-hour, output.
+    input: u64,
+    cached: u64,
+    writes: u64,
+    writes_1h: u64,
+    output: u64,
+    service_tier: &'static str,
+    price_tier: &'static str,
+    cost: i64,
+}
+
+impl TieredCall {
+    /// The protocol's `usage` object reporting this call.
+    fn usage(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self.protocol {
+            Protocol::ChatCompletions => json!({
+                "prompt_tokens": self.input,
+                "completion_tokens": self.output,
+                "total_tokens": self.input + self.output,
+                "prompt_tokens_details": {"cached_tokens": self.cached},
+            }),
+            Protocol::Responses => json!({
+                "input_tokens": self.input,
+                "input_tokens_details": {"cached_tokens": self.cached},
+                "output_tokens": self.output,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": self.input + self.output,
+            }),
+            _ => json!({
+                "input_tokens": self.input - self.cached - self.writes,
+                "cache_read_input_tokens": self.cached,
+                "cache_creation_input_tokens": self.writes,
+                "cache_creation": {
+                    "ephemeral_5m_input_tokens": self.writes - self.writes_1h,
+                    "ephemeral_1h_input_tokens": self.writes_1h,
+                },
+                "output_tokens": self.output,
+                "service_tier": self.service_tier,
+            }),
+        }
+    }
+
+    /// The canned answer (or event payload) with this call's usage and
+    /// service tier wherever the protocol carries them.
+    fn rewrite(&self, v: &mut serde_json::Value) {
+        let Some(object) = v.as_object_mut() else {
+            return;
+        };
+        if self.protocol == Protocol::ChatCompletions {
+            // Every chat answer and chunk carries `service_tier`.
+            object.insert("service_tier".into(), self.service_tier.into());
+        } else if object.contains_key("service_tier") {
+            object.insert("service_tier".into(), self.service_tier.into());
+        }
+        let delta = object.get("type").and_then(|t| t.as_str()) == Some("message_delta");
+        if let Some(usage) = object.get_mut("usage").filter(|u| u.is_object()) {
+            *usage = if delta {
+                serde_json::json!({"output_tokens": self.output})
+            } else {
+                self.usage()
+            };
+        }
+        for nested in ["response", "message"] {
+            if let Some(inner) = object.get_mut(nested) {
+                self.rewrite(inner);
+            }
+        }
+    }
+
+    fn reply(&self, stream: bool) -> Reply {
+        if !stream {
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&canned::json(self.protocol, self.model)).unwrap();
+            self.rewrite(&mut v);
+            return Reply::json(200, serde_json::to_vec(&v).unwrap());
+        }
+        let events = canned::sse_events(self.protocol, self.model)
+            .into_iter()
+            .map(|event| {
+                let text = String::from_utf8(event).unwrap();
+                let lines: Vec<String> = text
+                    .lines()
+                    .map(|line| match line.strip_prefix("data: ") {
+                        Some(data) if data != "[DONE]" => {
+                            let mut v: serde_json::Value = serde_json::from_str(data).unwrap();
+                            self.rewrite(&mut v);
+                            format!("data: {v}")
+                        }
+                        _ => line.to_owned(),
+                    })
+                    .collect();
+                tb_test_support::Chunk::Data(format!("{}\n\n", lines.join("\n")).into())
+            })
+            .collect();
+        Reply::sse(events)
+    }
+}
+
+/// Issue 16's acceptance: a 300k-token Gemini 2.5 Pro call, a priority-tier
+/// GPT-5 call (chat and Responses) and a 1-hour cache write are priced to
+/// the micro as the provider bills them, streamed and not, and the record
+/// says which tier was billed.
+/// A priority-tier GPT-5 chat call: 10k input (1k cached), 500 output.
+const GPT5_PRIORITY: TieredCall = TieredCall {
+    protocol: Protocol::ChatCompletions,
+    model: "gpt-5",
+    input: 10_000,
+    cached: 1_000,
+    writes: 0,
+    writes_1h: 0,
+    output: 500,
+    service_tier: "priority",
+    price_tier: "priority",
+    cost: 32_750,
+};
+
+#[tokio::test]
+async fn tiered_calls_cost_what_the_provider_bills() {
+    let calls = [
+        // 250k fresh × $2.50 + 50k cached × $0.25 + 2k × $15 (above 200k:
+        // 2× input, 1.5× output, the whole call): $0.6675.
+        TieredCall {
+            protocol: Protocol::ChatCompletions,
+            model: "gemini-2.5-pro",
+            input: 300_000,
+            cached: 50_000,
+            writes: 0,
+            writes_1h: 0,
+            output: 2_000,
+            service_tier: "default",
+            price_tier: "above_200k",
+            cost: 667_500,
+        },
+        // 9k × $2.50 + 1k × $0.25 + 500 × $20 (priority: 2×): $0.03275.
+        GPT5_PRIORITY,
+        TieredCall {
+            protocol: Protocol::Responses,
+            ..GPT5_PRIORITY
+        },
+        // 100 fresh × $3 + 4k 5-minute writes × $3.75 + 6k 1-hour writes
+        // × $6 + 200 × $15: 300 + 15_000 + 36_000 + 3_000 micros.
+        TieredCall {
+            protocol: Protocol::Messages,
+            model: "claude-sonnet-4-5",
+            input: 10_100,
+            cached: 0,
+            writes: 10_000,
+            writes_1h: 6_000,
+            output: 200,
+            service_tier: "standard",
+            price_tier: "cache_write_1h",
+            cost: 54_300,
+        },
+    ];
+    let upstream = MockUpstream::start().await.unwrap();
+    let config = providers_config(
+        &upstream.base_url(),
+        &["gemini-2.5-pro", "gpt-5"],
+        &["claude-sonnet-4-5"],
+        "",
+    );
+    let mut daemon = Daemon::start(bin(), &config, &[("TEST_OPENAI_KEY", OPENAI_KEY)])
+        .await
+        .unwrap();
+    for call in &calls {
+        for stream in [false, true] {
+            upstream.push_reply(call.reply(stream));
+            let body = format!(
+                r#"{{"model":"{}","stream":{stream},"max_tokens":10,"messages":[{{"role":"user","content":"hi"}}],"input":"hi"}}"#,
+                call.model
+            );
+            let resp = daemon.post_json(call.protocol.client_path(), body).await;
+            assert_eq!(resp.status(), 200, "{} {stream}", call.model);
+            body_bytes(resp).await;
+        }
+    }
+    let records = stop_and_read_ledger(&mut daemon).await;
+    assert_eq!(records.len(), 2 * calls.len(), "{records:#?}");
+    for call in &calls {
+        for stream in [false, true] {
+            let r = records
+                .iter()
+                .find(|r| {
+                    r["model"] == call.model
+                        && r["protocol"] == call.protocol.as_str()
+                        && r["stream"] == stream
+                })
+                .unwrap_or_else(|| panic!("{} stream={stream}: {records:#?}", call.model));
+            let what = format!("{} {} stream={stream}: {r}", call.protocol, call.model);
+            assert_eq!(r["ok"], true, "{what}");
+            assert_eq!(r["input_tokens"], call.input, "{what}");
+            assert_eq!(r["cost_usd_micros"], call.cost, "{what}");
+            assert_eq!(r["est_cost_usd_micros"], call.cost, "{what}");
+            assert_eq!(r["price_tier"], call.price_tier, "{what}");
+            // The official baseline is tiered too: no fake saving.
+            assert_eq!(r["baseline_usd_micros"], call.cost, "{what}");
+            assert_eq!(r["saved_usd_micros"], 0, "{what}");
+            let writes_1h = (call.protocol == Protocol::Messages).then_some(call.writes_1h);
+            assert_eq!(r["cache_write_1h_tokens"].as_u64(), writes_1h, "{what}");
+        }
+    }
+    // `calls` shows why a call cost more.
+    let home = daemon.home().to_path_buf();
+    let out = tb_test_support::daemon::command(bin(), &home)
+        .args(["calls", "--limit", "8"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let lines = String::from_utf8(out.stdout).unwrap();
+    for (model, cost_and_tier) in [
+        ("gemini-2.5-pro", "$0.667500 [above_200k]"),
+        ("gpt-5", "$0.032750 [priority]"),
+        ("claude-sonnet-4-5", "$0.054300 [cache_write_1h]"),
+    ] {
+        assert!(
+            lines
+                .lines()
+                .any(|l| l.contains(model) && l.contains(cost_and_tier)),
+            "{model}: {lines}"
+        );
+    }
+}

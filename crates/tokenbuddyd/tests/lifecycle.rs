@@ -303,6 +303,54 @@ async fn prices_command_costs_usage_to_the_micro() {
     // (1,000,000 − 200,000) × $3 + 200,000 × $0.30 + 100,000 × $15, per 1M.
     assert_eq!(stdout.lines().last(), Some("cost: $3.960000"), "{stdout}");
 
+    // Tiers: a priority GPT-5 answer (2×) and 1-hour cache writes (1.6×).
+    let prices = |args: &'static [&'static str]| {
+        let home = home.path().to_path_buf();
+        async move {
+            let out = command(bin(), &home).args(args).output().await.unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, stdout, _) = prices(&[
+        "prices", "gpt-5", "--tier", "priority", "--input", "10000", "--cached", "1000",
+        "--output", "500",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("tiers: priority, flex\ntier: priority\n"),
+        "{stdout}"
+    );
+    // 9k × $2.50 + 1k × $0.25 + 500 × $20.
+    assert_eq!(stdout.lines().last(), Some("cost: $0.032750"), "{stdout}");
+    let (code, stdout, _) = prices(&[
+        "prices",
+        "claude-sonnet-4-5",
+        "--input",
+        "10100",
+        "--cache-write",
+        "10000",
+        "--cache-write-1h",
+        "10000",
+        "--output",
+        "200",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("cache write 1h: $6.000000 / 1M tokens\n"),
+        "{stdout}"
+    );
+    // 100 × $3 + 10k × $6 + 200 × $15.
+    assert_eq!(stdout.lines().last(), Some("cost: $0.063300"), "{stdout}");
+    let (code, _, stderr) = prices(&["prices", "gpt-5", "--tier", "turbo"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("standard, priority or flex"), "{stderr}");
+
     let out = command(bin(), home.path())
         .args(["prices", "gpt-4oo"])
         .output()

@@ -17,7 +17,8 @@ use super::{ImageUsage, RequestFacts, UsageReport, build_usage};
 /// the request. A body that is not a JSON object gives `usage_missing`.
 pub fn from_json(protocol: Protocol, body: &[u8], request: &RequestFacts) -> UsageReport {
     let env = Envelope::of(body);
-    let (counts, cost) = wire::read_usage(protocol, env.usage);
+    let (mut counts, cost) = wire::read_usage(protocol, env.usage);
+    counts.take_service_tier(env.service_tier);
     let (image, saw_content) = match protocol {
         Protocol::ChatCompletions => (None, chat_has_content(env.choices)),
         Protocol::Responses => (None, responses_has_content(env.output)),

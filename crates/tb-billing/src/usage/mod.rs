@@ -53,6 +53,7 @@ mod wire;
 mod tests;
 
 use tb_domain::Protocol;
+use tb_prices::ServiceTier;
 
 pub use json::from_json;
 pub use tap::{EventClass, UsageTap, is_usage_only_chunk};
@@ -66,6 +67,13 @@ pub struct Usage {
     pub cached_input_tokens: Option<u64>,
     /// Input tokens written to the provider's prompt cache.
     pub cache_write_tokens: Option<u64>,
+    /// Of `cache_write_tokens`, those written for 1 hour (Anthropic's
+    /// `usage.cache_creation.ephemeral_1h_input_tokens`).
+    pub cache_write_1h_tokens: Option<u64>,
+    /// The service tier the answer says it was served at (OpenAI's
+    /// `service_tier`, Anthropic's `usage.service_tier`); `None` when not
+    /// reported (billed standard).
+    pub service_tier: Option<ServiceTier>,
     /// Output tokens (reasoning included).
     pub output_tokens: Option<u64>,
     /// Reasoning tokens, when reported.
@@ -183,6 +191,8 @@ fn build_usage(
         input_tokens: counts.total_input(protocol),
         cached_input_tokens: counts.cache_read,
         cache_write_tokens: counts.cache_write,
+        cache_write_1h_tokens: counts.cache_write_1h,
+        service_tier: counts.service_tier,
         output_tokens: counts.output,
         reasoning_tokens: counts.reasoning,
         image,

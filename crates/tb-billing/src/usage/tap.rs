@@ -157,6 +157,8 @@ impl UsageTap {
         if wire::raw_is_object(env.usage) {
             self.take_usage(env.usage);
         }
+        // Every chunk carries the answer's `service_tier`.
+        self.counts.take_service_tier(env.service_tier);
         if chat_choices_have_content(env.choices, "delta") {
             EventClass::Content
         } else if usage_only(env) {
@@ -171,7 +173,9 @@ impl UsageTap {
     fn responses(&mut self, name: &str, env: &Envelope<'_>) -> EventClass {
         match name {
             "response.completed" | "response.incomplete" | "response.failed" => {
-                self.take_usage(Envelope::of_raw(env.response).usage);
+                let response = Envelope::of_raw(env.response);
+                self.take_usage(response.usage);
+                self.counts.take_service_tier(response.service_tier);
                 if name == "response.failed" {
                     EventClass::Error
                 } else {

@@ -1060,3 +1060,109 @@ proptest! {
         prop_assert_eq!(report_of_stream(protocol, &data_pieces(&pieces), &request), expected);
     }
 }
+
+// ------------------------------------------------------------- tiers ----
+
+/// `(service tier, 1-hour cache writes)`.
+type TierFacts = (Option<tb_prices::ServiceTier>, Option<u64>);
+
+/// The [`TierFacts`] of a report.
+fn tier_facts(r: &UsageReport) -> TierFacts {
+    let u = r.usage.as_ref().expect("usage");
+    (u.service_tier, u.cache_write_1h_tokens)
+}
+
+#[test]
+fn service_tier_and_one_hour_writes_from_json_answers() {
+    use tb_prices::ServiceTier::{Flex, Priority, Standard};
+    let cases: &[(Protocol, &str, TierFacts)] = &[
+        // OpenAI chat and Responses: the top-level `service_tier`.
+        (
+            CHAT,
+            r#"{"service_tier":"priority","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#,
+            (Some(Priority), None),
+        ),
+        (
+            CHAT,
+            r#"{"service_tier":"default","usage":{"prompt_tokens":5}}"#,
+            (Some(Standard), None),
+        ),
+        (
+            RESP,
+            r#"{"object":"response","service_tier":"flex","usage":{"input_tokens":5,"output_tokens":1}}"#,
+            (Some(Flex), None),
+        ),
+        // Not reported, or not a string: unknown (billed standard).
+        (CHAT, r#"{"usage":{"prompt_tokens":5}}"#, (None, None)),
+        (
+            CHAT,
+            r#"{"service_tier":7,"usage":{"prompt_tokens":5}}"#,
+            (None, None),
+        ),
+        // Anthropic: `usage.service_tier` and `usage.cache_creation`.
+        (
+            MSGS,
+            r#"{"usage":{"input_tokens":10,"cache_creation_input_tokens":300,"cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":200},"output_tokens":2,"service_tier":"standard"}}"#,
+            (Some(Standard), Some(200)),
+        ),
+        (
+            MSGS,
+            r#"{"usage":{"input_tokens":10,"output_tokens":2,"service_tier":"priority","cache_creation":{"ephemeral_1h_input_tokens":-1}}}"#,
+            (Some(Priority), None),
+        ),
+    ];
+    for (protocol, body, want) in cases {
+        assert_eq!(tier_facts(&report(*protocol, body)), *want, "{body}");
+    }
+    // A service tier alone is no usage.
+    let r = report(CHAT, r#"{"service_tier":"priority","choices":[]}"#);
+    assert!(r.usage_missing && r.usage.is_none());
+    let r = report(MSGS, r#"{"usage":{"service_tier":"priority"}}"#);
+    assert!(r.usage_missing, "{r:?}");
+}
+
+#[test]
+fn service_tier_and_one_hour_writes_from_streams() {
+    use tb_prices::ServiceTier::{Priority, Standard};
+    // Chat: every chunk carries it; the usage-only chunk too.
+    let mut tap = UsageTap::new(CHAT, &RequestFacts::default());
+    tap.on_event(
+        None,
+        r#"{"service_tier":"priority","choices":[{"delta":{"content":"Hi"}}]}"#,
+    );
+    tap.on_event(
+        None,
+        r#"{"service_tier":"priority","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":1}}"#,
+    );
+    assert_eq!(tier_facts(&tap.finish()), (Some(Priority), None));
+    // Responses: the terminal event's `response.service_tier` wins over
+    // the `auto` of `response.created`.
+    let mut tap = UsageTap::new(RESP, &RequestFacts::default());
+    tap.on_event(
+        Some("response.created"),
+        r#"{"type":"response.created","response":{"service_tier":"auto"}}"#,
+    );
+    tap.on_event(
+        Some("response.completed"),
+        r#"{"type":"response.completed","response":{"service_tier":"priority","usage":{"input_tokens":9,"output_tokens":2}}}"#,
+    );
+    assert_eq!(tier_facts(&tap.finish()), (Some(Priority), None));
+    // Messages: `message_start` has the input side (cache_creation,
+    // service_tier); `message_delta` repeats only the output.
+    let mut tap = UsageTap::new(MSGS, &RequestFacts::default());
+    tap.on_event(
+        Some("message_start"),
+        r#"{"type":"message_start","message":{"usage":{"input_tokens":4,"cache_creation_input_tokens":1000,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":1000},"output_tokens":1,"service_tier":"standard"}}}"#,
+    );
+    tap.on_event(
+        Some("message_delta"),
+        r#"{"type":"message_delta","usage":{"output_tokens":30}}"#,
+    );
+    let r = tap.finish();
+    assert_eq!(tier_facts(&r), (Some(Standard), Some(1_000)));
+    let u = r.usage.unwrap();
+    assert_eq!(
+        (u.input_tokens, u.cache_write_tokens, u.output_tokens),
+        (Some(1_004), Some(1_000), Some(30))
+    );
+}

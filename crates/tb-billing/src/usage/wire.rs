@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tb_domain::Protocol;
+use tb_prices::ServiceTier;
 
 /// The top-level fields any body or event of the four protocols may carry
 /// that usage extraction looks at. Everything is kept raw (borrowed, not
@@ -46,6 +47,10 @@ pub(crate) struct Envelope<'a> {
     pub(crate) output_format: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub(crate) n: Option<&'a RawValue>,
+    /// OpenAI's `service_tier` (chat answers and chunks, Responses
+    /// answers and the `response` of its events).
+    #[serde(borrow, default)]
+    pub(crate) service_tier: Option<&'a RawValue>,
 }
 
 impl<'a> Envelope<'a> {
@@ -114,6 +119,12 @@ pub(crate) fn raw_text(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
         .map(|k| k.0)
 }
 
+/// The service tier a `service_tier` value is billed at; `None` when it is
+/// absent or not a string.
+pub(crate) fn service_tier(raw: Option<&RawValue>) -> Option<ServiceTier> {
+    raw_text(raw).map(|t| ServiceTier::from_answer(&t))
+}
+
 /// A short display string (image size, quality, format) as the settlement
 /// rules accept them (marketplace.md): 1–80 characters of
 /// `[A-Za-z0-9 _./:-]` after trimming. Anything else is ignored, so junk
@@ -137,6 +148,9 @@ pub(crate) struct Counts {
     pub(crate) input: Option<u64>,
     pub(crate) cache_read: Option<u64>,
     pub(crate) cache_write: Option<u64>,
+    /// Of `cache_write`, the 1-hour writes
+    /// (`cache_creation.ephemeral_1h_input_tokens`).
+    pub(crate) cache_write_1h: Option<u64>,
     pub(crate) output: Option<u64>,
     pub(crate) reasoning: Option<u64>,
     /// Images only: `input_tokens_details.text_tokens`.
@@ -147,6 +161,10 @@ pub(crate) struct Counts {
     pub(crate) output_image: Option<u64>,
     /// Images only: `output_tokens_details.text_tokens`.
     pub(crate) output_text: Option<u64>,
+    /// The service tier reported: Anthropic's `usage.service_tier`, or
+    /// OpenAI's top-level `service_tier` (set by the caller with
+    /// [`Counts::take_service_tier`]). Not a count: it alone is no usage.
+    pub(crate) service_tier: Option<ServiceTier>,
 }
 
 const INPUT: &[&str] = &["input_tokens", "prompt_tokens"];
@@ -268,18 +286,33 @@ impl Counts {
             input: first_count(usage, INPUT),
             cache_read: first_in(&cache_places, CACHE_READ),
             cache_write: first_in(&cache_places, CACHE_WRITE),
+            cache_write_1h: usage
+                .object("cache_creation")
+                .and_then(|c| c.count("ephemeral_1h_input_tokens")),
             output: first_count(usage, OUTPUT),
             reasoning: first_in(&reasoning_places, &["reasoning_tokens"]),
             input_text: image_count(&input_places, "text_tokens"),
             input_image: image_count(&input_places, "image_tokens"),
             output_image: image_count(&output_places, "image_tokens"),
             output_text: image_count(&output_places, "text_tokens"),
+            service_tier: service_tier(usage.get("service_tier")),
         }
     }
 
-    /// Nothing was reported.
+    /// Nothing was reported (a service tier alone is no usage).
     pub(crate) fn is_empty(&self) -> bool {
-        *self == Counts::default()
+        Counts {
+            service_tier: None,
+            ..*self
+        } == Counts::default()
+    }
+
+    /// An answer's top-level `service_tier` (OpenAI), when it has one,
+    /// wins over what the usage said.
+    pub(crate) fn take_service_tier(&mut self, raw: Option<&RawValue>) {
+        if let Some(tier) = service_tier(raw) {
+            self.service_tier = Some(tier);
+        }
     }
 
     /// Later counts win field by field (a stream repeats and updates
@@ -293,12 +326,16 @@ impl Counts {
         pick(&mut self.input, newer.input);
         pick(&mut self.cache_read, newer.cache_read);
         pick(&mut self.cache_write, newer.cache_write);
+        pick(&mut self.cache_write_1h, newer.cache_write_1h);
         pick(&mut self.output, newer.output);
         pick(&mut self.reasoning, newer.reasoning);
         pick(&mut self.input_text, newer.input_text);
         pick(&mut self.input_image, newer.input_image);
         pick(&mut self.output_image, newer.output_image);
         pick(&mut self.output_text, newer.output_text);
+        if newer.service_tier.is_some() {
+            self.service_tier = newer.service_tier;
+        }
     }
 
     /// Adds counts (several streamed images, each with its own usage).
@@ -311,6 +348,7 @@ impl Counts {
         sum(&mut self.input, other.input);
         sum(&mut self.cache_read, other.cache_read);
         sum(&mut self.cache_write, other.cache_write);
+        sum(&mut self.cache_write_1h, other.cache_write_1h);
         sum(&mut self.output, other.output);
         sum(&mut self.reasoning, other.reasoning);
         sum(&mut self.input_text, other.input_text);

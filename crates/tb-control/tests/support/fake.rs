@@ -138,6 +138,12 @@ impl FakeApi {
             ] {
                 record[key] = Value::Null;
             }
+            record["cache_write_1h_tokens"] = Value::Null;
+            record["price_tier"] = if ok {
+                json!("priority+above_200k")
+            } else {
+                Value::Null
+            };
             record
         };
         vec![

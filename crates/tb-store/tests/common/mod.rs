@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::Connection;
 use tb_billing::record::{
-    Attempt, BalanceSource, BaselineKind, BillingUnit, CallOutcome, CallRecord,
+    Attempt, BalanceSource, BaselineKind, BilledTier, BillingUnit, CallOutcome, CallRecord,
 };
 use tb_domain::{Outcome, Protocol};
 use tb_store::{Ledger, LedgerTarget};
@@ -171,6 +171,7 @@ pub fn minimal_record(started_at_ms: i64) -> CallRecord {
         input_tokens: None,
         cached_input_tokens: None,
         cache_write_tokens: None,
+        cache_write_1h_tokens: None,
         output_tokens: None,
         reasoning_tokens: None,
         tokens_per_second: None,
@@ -194,6 +195,7 @@ pub fn minimal_record(started_at_ms: i64) -> CallRecord {
         usage_missing: false,
         empty_completion: false,
         unpriced: false,
+        price_tier: None,
         price_drift_ppm: None,
         prompt_hash: None,
     }
@@ -243,6 +245,7 @@ pub fn full_record(started_at_ms: i64) -> CallRecord {
         input_tokens: Some(12_000),
         cached_input_tokens: Some(8_000),
         cache_write_tokens: Some(1_000),
+        cache_write_1h_tokens: Some(600),
         output_tokens: Some(640),
         reasoning_tokens: Some(128),
         tokens_per_second: Some(719.910_011_248_594),
@@ -266,6 +269,7 @@ pub fn full_record(started_at_ms: i64) -> CallRecord {
         usage_missing: true,
         empty_completion: true,
         unpriced: true,
+        price_tier: "priority+above_200k+cache_write_1h".parse().ok(),
         price_drift_ppm: Some(-17_954),
         prompt_hash: Some(
             "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
@@ -281,6 +285,7 @@ pub fn zero_record(started_at_ms: i64) -> CallRecord {
         input_tokens: Some(0),
         cached_input_tokens: Some(0),
         cache_write_tokens: Some(0),
+        cache_write_1h_tokens: Some(0),
         output_tokens: Some(0),
         reasoning_tokens: Some(0),
         tokens_per_second: Some(0.0),
@@ -299,6 +304,7 @@ pub fn zero_record(started_at_ms: i64) -> CallRecord {
         image_cost_per_image_usd_micros: Some(0),
         image_output_tokens: Some(0),
         image_output_cost_usd_micros: Some(0),
+        price_tier: Some(BilledTier::STANDARD),
         price_drift_ppm: Some(0),
         prompt_hash: Some(String::new()),
         winner: Some(String::new()),
