@@ -377,6 +377,30 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
         "an_extra_ca_file_that_is_not_pem_stops_the_daemon_with_a_config_error",
         "",
     ),
+    (
+        "ledger.url",
+        "crates/tokenbuddyd/tests/marketplace.rs",
+        "wasted_credit_is_shown_and_survives_a_restart_postgres",
+        "ledger",
+    ),
+    (
+        "providers[].headers",
+        "crates/tokenbuddyd/tests/proxy.rs",
+        "a_providers_extra_headers_reach_it",
+        "headers",
+    ),
+    (
+        "proxy.require_auth",
+        "crates/tokenbuddyd/tests/proxy.rs",
+        "without_require_auth_no_token_is_needed",
+        "",
+    ),
+    (
+        "purchase.fresh_window_ms",
+        "crates/tb-seller/src/waste.rs",
+        "failover_inside_the_fresh_window_wastes_the_balance",
+        "",
+    ),
 ];
 
 /// Keys whose effect no test names yet, each with the product file that
@@ -384,16 +408,6 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
 /// code reads any more fails here). Move a key to [`EFFECTS`] when a test
 /// proves it; this list must only shrink.
 const READ_BY_CODE_ONLY: &[(&str, &str, &str)] = &[
-    (
-        "ledger.url",
-        "crates/tokenbuddyd/tests/durability.rs",
-        "postgres",
-    ),
-    (
-        "providers[].headers",
-        "crates/tb-router/src/upstream.rs",
-        "headers",
-    ),
     (
         "providers[].prices.*.cache_read",
         "crates/tb-router/src/upstream.rs",
@@ -415,11 +429,6 @@ const READ_BY_CODE_ONLY: &[(&str, &str, &str)] = &[
         "config.ledger.queue_capacity",
     ),
     (
-        "proxy.require_auth",
-        "crates/tb-proxy/src/lib.rs",
-        "config.proxy.require_auth",
-    ),
-    (
         "provider.auto.payment_method",
         "crates/tokenbuddyd/src/serve.rs",
         "payment_method",
@@ -428,11 +437,6 @@ const READ_BY_CODE_ONLY: &[(&str, &str, &str)] = &[
         "purchase.amount_credit_micros",
         "crates/tokenbuddyd/src/serve.rs",
         "amount_credit_micros",
-    ),
-    (
-        "purchase.fresh_window_ms",
-        "crates/tokenbuddyd/src/serve.rs",
-        "fresh_window_ms",
     ),
     (
         "prewarm.ttl_ms",

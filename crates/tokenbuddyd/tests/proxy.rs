@@ -785,3 +785,53 @@ async fn worker_threads_choose_the_runtime_and_every_shape_serves() {
         daemon.wait_for_log(&runtime).await;
     }
 }
+
+/// `proxy.require_auth = false`: the access token is no longer asked for
+/// (the default asks for it: `security.rs`).
+#[tokio::test]
+async fn without_require_auth_no_token_is_needed() {
+    let Setup { upstream, daemon } = setup_with("[proxy]\nrequire_auth = false").await;
+    let resp = daemon
+        .request(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("content-type", "application/json")],
+            r#"{"model":"gpt-test","messages":[]}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    body_bytes(resp).await;
+    assert_eq!(upstream.request_count(), 1);
+}
+
+/// `[[providers]] headers`: sent upstream with every request of that
+/// provider, and only to it.
+#[tokio::test]
+async fn a_providers_extra_headers_reach_it() {
+    let upstream = tb_test_support::MockUpstream::start().await.unwrap();
+    let other = tb_test_support::MockUpstream::start().await.unwrap();
+    let config = format!(
+        "[[providers]]\nid = \"org\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"k-org\"\nmodels = [\"m\"]\nheaders = {{ \"OpenAI-Organization\" = \"org-acme\", \"x-team\" = \"blue\" }}\n\n[[providers]]\nid = \"plain\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"k-plain\"\nmodels = [\"n\"]\n",
+        upstream.base_url(),
+        other.base_url()
+    );
+    let daemon = tb_test_support::daemon::Daemon::start(bin(), &config, &[])
+        .await
+        .unwrap();
+    for model in ["m", "n"] {
+        let resp = daemon
+            .post_json(
+                "/v1/chat/completions",
+                format!(r#"{{"model":"{model}","messages":[]}}"#),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        body_bytes(resp).await;
+    }
+    let seen = &upstream.requests()[0];
+    assert_eq!(seen.header("openai-organization"), Some("org-acme"));
+    assert_eq!(seen.header("x-team"), Some("blue"));
+    assert_eq!(seen.header("authorization"), Some("Bearer k-org"));
+    let plain = &other.requests()[0];
+    assert_eq!(plain.header("x-team"), None);
+}
