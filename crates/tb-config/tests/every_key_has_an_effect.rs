@@ -401,6 +401,18 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
         "failover_inside_the_fresh_window_wastes_the_balance",
         "",
     ),
+    (
+        "providers[].prices.*.cache_read",
+        "crates/tokenbuddyd/tests/billing.rs",
+        "explicit_cache_read_and_cache_write_prices_are_billed",
+        "",
+    ),
+    (
+        "providers[].prices.*.cache_write",
+        "crates/tokenbuddyd/tests/billing.rs",
+        "explicit_cache_read_and_cache_write_prices_are_billed",
+        "",
+    ),
 ];
 
 /// Keys whose effect no test names yet, each with the product file that
@@ -408,16 +420,6 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
 /// code reads any more fails here). Move a key to [`EFFECTS`] when a test
 /// proves it; this list must only shrink.
 const READ_BY_CODE_ONLY: &[(&str, &str, &str)] = &[
-    (
-        "providers[].prices.*.cache_read",
-        "crates/tb-router/src/upstream.rs",
-        "cache_read",
-    ),
-    (
-        "providers[].prices.*.cache_write",
-        "crates/tb-router/src/upstream.rs",
-        "cache_write",
-    ),
     (
         "control.bind",
         "crates/tokenbuddyd/src/serve.rs",

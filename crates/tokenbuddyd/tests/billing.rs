@@ -858,3 +858,42 @@ async fn tiered_calls_cost_what_the_provider_bills() {
         );
     }
 }
+
+/// Explicit `[[providers]] prices` with their own cache-read and
+/// cache-write prices: each kind of token at its price (without the two
+/// keys both would cost the input price: 35 micros, not 260).
+#[tokio::test]
+async fn explicit_cache_read_and_cache_write_prices_are_billed() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let config = format!(
+        r#"
+[[providers]]
+id = "an"
+kind = "anthropic"
+base_url = "{base}"
+api_key = "k"
+models = ["house-claude"]
+prices = {{ house-claude = {{ input = 1.0, output = 2.0, cache_read = 10.0, cache_write = 100.0 }} }}
+"#,
+        base = upstream.base_url()
+    );
+    let mut daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    let resp = daemon
+        .request(
+            http::Method::POST,
+            "/v1/messages",
+            &[
+                ("authorization", &format!("Bearer {}", daemon.token)),
+                ("anthropic-version", "2023-06-01"),
+            ],
+            r#"{"model":"house-claude","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    body_bytes(resp).await;
+    let records = stop_and_read_ledger(&mut daemon).await;
+    let r = &records[0];
+    // Canned Messages usage: 12 fresh input × $1, 3 cache reads × $10,
+    // 2 cache writes × $100, 9 output × $2 per 1M = 12 + 30 + 200 + 18.
+    assert_eq!(r["cost_usd_micros"], 260, "{r}");
+}
