@@ -413,6 +413,12 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
         "explicit_cache_read_and_cache_write_prices_are_billed",
         "",
     ),
+    (
+        "purchase.amount_credit_micros",
+        "crates/tokenbuddyd/tests/routing.rs",
+        "the_speed_scorer_prefers_the_fastest_seller_once_probed",
+        "",
+    ),
 ];
 
 /// Keys whose effect no test names yet, each with the product file that
@@ -434,11 +440,6 @@ const READ_BY_CODE_ONLY: &[(&str, &str, &str)] = &[
         "provider.auto.payment_method",
         "crates/tokenbuddyd/src/serve.rs",
         "payment_method",
-    ),
-    (
-        "purchase.amount_credit_micros",
-        "crates/tokenbuddyd/src/serve.rs",
-        "amount_credit_micros",
     ),
     (
         "prewarm.ttl_ms",

@@ -173,7 +173,7 @@ async fn the_speed_scorer_prefers_the_fastest_seller_once_probed() {
         .await
         .unwrap();
     let config = format!(
-        "[provider]\nmode = \"auto\"\n[registry]\nurl = \"{}\"\n[routing]\nscorer = \"speed\"\nfocus_models = [\"gpt-4o\"]\n[prewarm]\nstartup_jitter_ms = [0, 0]\n",
+        "[provider]\nmode = \"auto\"\n[registry]\nurl = \"{}\"\n[routing]\nscorer = \"speed\"\nfocus_models = [\"gpt-4o\"]\n[prewarm]\nstartup_jitter_ms = [0, 0]\n[purchase]\namount_credit_micros = 2500000\n",
         registry.url()
     );
     let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
@@ -209,6 +209,12 @@ async fn the_speed_scorer_prefers_the_fastest_seller_once_probed() {
     assert_eq!(credit, &get_json(&daemon, "/v1/credit").await);
     let bought = credit["totals"]["purchases"].as_u64().unwrap();
     assert!(bought >= 1, "{credit}");
+    // Each purchase asks for `purchase.amount_credit_micros` of credit.
+    assert_eq!(
+        credit["totals"]["credit_bought_micros"].as_u64().unwrap(),
+        bought * 2_500_000,
+        "{credit}"
+    );
     let fast_row = credit["sellers"]
         .as_array()
         .unwrap()
