@@ -413,6 +413,7 @@ fn upstream_to_wire(u: tb_router::UpstreamReport) -> wire::Upstream {
         consecutive_failures: u.view.consecutive_failures,
         last_error_class: u.last_error_class,
         discount_ppm: u.discount_ppm,
+        own_prices: u32::try_from(u.own_prices).unwrap_or(u32::MAX),
         score: wire::Score {
             scorer: s.scorer.as_str().to_string(),
             latency: s.latency,
