@@ -187,6 +187,28 @@ impl ControlApi for DaemonApi {
         })
     }
 
+    fn sellers(&self, since: String) -> Fut<'_, Result<wire::Sellers, ApiError>> {
+        Box::pin(async move {
+            let since_ms = crate::history::parse_since(&since, unix_ms_now())
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let manual = crate::sellers::manual_ids(&self.config);
+            crate::sellers::sellers_doc(&self.ledger, since_ms, &manual)
+                .await
+                .map_err(store_err)
+        })
+    }
+
+    fn seller_audit(&self, since: String) -> Fut<'_, Result<wire::SellerAudit, ApiError>> {
+        Box::pin(async move {
+            let since_ms = crate::history::parse_since(&since, unix_ms_now())
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let manual = crate::sellers::manual_ids(&self.config);
+            crate::sellers::audit_doc(&self.ledger, since_ms, &manual)
+                .await
+                .map_err(store_err)
+        })
+    }
+
     fn provider_mode(&self) -> wire::ProviderMode {
         let m = self.proxy.routing().provider_mode();
         provider_mode_to_wire(m.mode, &m.auto)
