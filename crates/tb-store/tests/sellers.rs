@@ -3,33 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use common::{Fixture, minimal_record};
 use tb_billing::record::CallOutcome;
 use tb_domain::PaymentMethod;
 use tb_store::TokenRow;
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::common::Fixture::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::common::Fixture::postgres().await).await;
-                }
-            )*
-        }
-    };
-}
 
 both_backends!(window_is_newest_first_and_capped, last_purchase_per_seller);
 
