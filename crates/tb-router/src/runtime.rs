@@ -536,6 +536,78 @@ protocols = ["embeddings"]
     }
 
     #[tokio::test]
+    async fn manifests_price_sellers_and_a_bad_one_falls_back_to_the_table() {
+        use tb_test_support::marketplace::{ModelPrice, SellerServer, SellerSpec, registry_doc};
+        let priced = SellerServer::start(
+            SellerSpec::new("s-priced")
+                .models(["gpt-4o"])
+                .price("gpt-4o", ModelPrice::new(1_000_000, 2_000_000, 0))
+                .with_generated_manifest(),
+        )
+        .await
+        .unwrap();
+        let garbled = SellerServer::start(
+            SellerSpec::new("s-garbled")
+                .models(["gpt-4o"])
+                .manifest("not a manifest".into()),
+        )
+        .await
+        .unwrap();
+        let none = SellerServer::start(SellerSpec::new("s-none").models(["gpt-4o"]))
+            .await
+            .unwrap();
+        let doc = registry_doc(&[&priced, &garbled, &none], None).to_string();
+        let cfg = config("[provider]\nmode = \"auto\"");
+        let routing =
+            Arc::new(Routing::new(&cfg, &|_| None, Some(sellers(Some(&doc)).await)).unwrap());
+        let prices = |routing: &Routing| -> Vec<(String, Option<u64>)> {
+            routing
+                .table()
+                .upstreams()
+                .iter()
+                .map(|u| (u.id.to_string(), u.price_of("gpt-4o").list_price_per_1m()))
+                .collect()
+        };
+        // gpt-4o from the table: $2.50 + $10 per 1M.
+        let table = Some(12_500_000);
+        assert_eq!(
+            prices(&routing),
+            [
+                ("s-priced".into(), table),
+                ("s-garbled".into(), table),
+                ("s-none".into(), table)
+            ]
+        );
+        let client = SellerClient::new(
+            tb_http::client_with_roots(tb_http::RootCertStore::empty()).unwrap(),
+            manifests::MANIFEST_TIMEOUT,
+        );
+        let generation = routing
+            .sellers
+            .as_ref()
+            .unwrap()
+            .registry
+            .current()
+            .generation;
+        routing.refresh_manifests(&client, generation).await;
+        assert_eq!(
+            prices(&routing),
+            [
+                ("s-priced".into(), Some(3_000_000)),
+                ("s-garbled".into(), table),
+                ("s-none".into(), table)
+            ]
+        );
+        let m = routing.manifests.load();
+        assert_eq!((m.len(), m.absent, m.failed), (1, 1, 1));
+        // Once per generation: asking again fetches nothing.
+        routing.refresh_manifests(&client, generation).await;
+        for s in [&priced, &garbled, &none] {
+            assert_eq!(s.manifest_count(), 1, "{}", s.id());
+        }
+    }
+
+    #[tokio::test]
     async fn auto_mode_says_why_it_cannot_route() {
         let cfg = config("[provider]\nmode = \"auto\"");
         let routing = Routing::new(&cfg, &|_| None, Some(sellers(None).await)).unwrap();
