@@ -50,12 +50,16 @@ pub(crate) fn manual_ids(config: &tb_config::Config) -> BTreeSet<String> {
     config.providers.iter().map(|p| p.id.clone()).collect()
 }
 
-/// Credit left behind on each seller, micros.
-///
-/// Stub: wasted credit per seller is being persisted by another branch
-/// (wip/credit); until it lands on main this reads 0 for every seller.
-async fn wasted_by_seller(_ledger: &Ledger) -> Result<BTreeMap<String, u64>, StoreError> {
-    Ok(BTreeMap::new())
+/// Credit left behind on each seller, micros: the ledger's waste per
+/// seller (failover in the fresh window, expiry, delisting), the figure
+/// `/v1/credit` shows.
+async fn wasted_by_seller(ledger: &Ledger) -> Result<BTreeMap<String, u64>, StoreError> {
+    Ok(ledger
+        .wasted_credit_by_seller()
+        .await?
+        .into_iter()
+        .map(|w| (w.seller_id, w.wasted_credit_micros))
+        .collect())
 }
 
 async fn audited(

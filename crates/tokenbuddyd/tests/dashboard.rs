@@ -149,6 +149,16 @@ async fn the_dashboard_shows_the_daemon_and_installs_a_client() {
     assert_eq!(audit["flagged"][0]["seller_id"], "s-good", "{audit}");
     assert_eq!(audit["flagged"][0]["kind"], "over_billing", "{audit}");
     assert_eq!(audit["flagged"].as_array().unwrap().len(), 1, "{audit}");
+    let sellers = get_json(&daemon, "/v1/sellers").await;
+    assert_eq!(sellers["sellers"][0]["seller_id"], "s-bad", "{sellers}");
+    assert_eq!(
+        sellers["sellers"][0]["wasted_credit_micros"], wasted,
+        "{sellers}"
+    );
+    assert_eq!(
+        sellers["sellers"][0]["failure_share_ppm"], 1_000_000,
+        "{sellers}"
+    );
     let expect = json!({
         "calls": 4,
         "spend": usd(totals["cost_usd_micros"].as_i64().unwrap()),
@@ -161,6 +171,7 @@ async fn the_dashboard_shows_the_daemon_and_installs_a_client() {
         // is wasted.
         "wasted": {"s-bad": wasted_bad, "s-good": "0.000000", "*": wasted_bad},
         "audited": {"s-good": "over_billing", "s-bad": null},
+        "audit_wasted": {"s-bad": wasted_bad, "s-good": "0.000000"},
         "client": "codex",
         "doctor": true,
     });

@@ -35,14 +35,14 @@ impl Ledger {
     }
 
     /// When credit was last bought from each seller, unix ms: the newest of
-    /// its stored tokens' `purchased_at_ms` and its completed purchases
-    /// (`purchases` rows with a completion time and a token fingerprint).
+    /// its stored tokens' `purchased_at_ms` and its completed purchases'
+    /// `completed_at_ms`.
     pub async fn last_purchases(&self) -> Result<BTreeMap<String, i64>, StoreError> {
         let sql = "SELECT seller_id, CAST(MAX(t) AS BIGINT) AS t FROM ( \
                      SELECT seller_id, purchased_at_ms AS t FROM tokens \
                      UNION ALL \
                      SELECT seller_id, completed_at_ms AS t FROM purchases \
-                       WHERE completed_at_ms IS NOT NULL AND token_fingerprint IS NOT NULL \
+                       WHERE status = 'completed' AND completed_at_ms IS NOT NULL \
                    ) AS bought GROUP BY seller_id";
         with_pool!(self, pool => {
             let rows = sqlx::query(sql).fetch_all(pool).await?;

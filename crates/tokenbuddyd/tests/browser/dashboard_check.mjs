@@ -22,6 +22,7 @@
 //                                        "div_100", "over_billing", "under_billing")
 //                                        or null: a seller-audit row each, flagged
 //                                        with that kind or not at all
+//                    audit_wasted object seller id -> its seller-audit "Wasted" cell
 //                    doctor     boolean  at least one doctor verdict is shown
 //   SCREENSHOT     where to save a full-page PNG (taken at the end, pass or fail)
 //   CHROMIUM       the browser binary (default /usr/bin/chromium)
@@ -204,6 +205,10 @@ try {
     } else {
       await expectText(page, `${flag} ${tid('audit-kind')}`, kind, `seller audit: ${seller} flag`);
     }
+  }
+
+  for (const [seller, text] of Object.entries(want.audit_wasted || {})) {
+    await expectText(page, `${tid('seller-row')}${attr('data-seller-id', seller)} ${tid('seller-wasted')}`, text, `seller audit: wasted on ${seller}`);
   }
 
   // Doctor.
