@@ -35,29 +35,6 @@ use tb_domain::{Outcome, Protocol};
 use tb_store::{Ledger, LedgerTarget};
 use tempfile::TempDir;
 
-/// Generates `sqlite::<name>` and `postgres::<name>` for each shared test.
-#[allow(unused_macros)]
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::common::Fixture::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::common::Fixture::postgres().await).await;
-                }
-            )*
-        }
-    };
-}
-
 /// The machine's PostgreSQL server (billing.md, "Ledger"). Tests fail, never
 /// skip, when it is absent.
 pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
