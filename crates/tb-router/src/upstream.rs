@@ -363,6 +363,7 @@ mod tests {
             output: Some(2_000_000),
             cache_read: None,
             cache_write: None,
+            cache_write_1h: None,
         };
         let half = TokenPrices {
             output: None,

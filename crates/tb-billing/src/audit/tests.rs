@@ -27,6 +27,7 @@ fn call(n: i64, winner: &str, cost: Option<i64>, est: Option<i64>) -> CallRecord
         input_tokens: Some(10),
         cached_input_tokens: Some(0),
         cache_write_tokens: Some(0),
+        cache_write_1h_tokens: None,
         output_tokens: Some(5),
         reasoning_tokens: None,
         tokens_per_second: None,
@@ -50,6 +51,7 @@ fn call(n: i64, winner: &str, cost: Option<i64>, est: Option<i64>) -> CallRecord
         usage_missing: false,
         empty_completion: false,
         unpriced: false,
+        price_tier: None,
         price_drift_ppm: None,
         prompt_hash: None,
     }
