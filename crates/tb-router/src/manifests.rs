@@ -19,6 +19,10 @@ use tb_seller::{Manifest, SellerClient};
 pub(crate) const MANIFEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many manifests are fetched at once.
 pub(crate) const MANIFEST_CONCURRENCY: usize = 16;
+/// How many unusable manifests a generation logs as warnings (the rest at
+/// debug level; the `registry.manifests` summary counts them all), so a
+/// large registry of unreachable sellers does not flood the log.
+const WARNINGS_PER_GENERATION: usize = 10;
 
 /// The manifests of one registry generation, by seller id, each with the
 /// URL it was fetched from (a seller whose URL changed is not matched).
@@ -78,7 +82,11 @@ pub(crate) async fn fetch(client: &SellerClient, doc: &RegistryDoc, generation: 
                 failed += 1;
                 // The error names the call and the URL (credentials
                 // removed); no token is sent to /manifest.
-                tracing::warn!(target: "registry.manifest_failed", seller = %id, error = %e, "seller manifest unusable; pricing it from the table × its discount");
+                if failed <= WARNINGS_PER_GENERATION {
+                    tracing::warn!(target: "registry.manifest_failed", seller = %id, error = %e, "seller manifest unusable; pricing it from the table × its discount");
+                } else {
+                    tracing::debug!(target: "registry.manifest_failed", seller = %id, error = %e, "seller manifest unusable");
+                }
             }
         }
     }
