@@ -1,59 +1,23 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::record::{Attempt, BillingUnit, CallOutcome};
-use tb_domain::Protocol;
+use crate::record::{Attempt, CallOutcome};
 
-/// A call answered by `winner` after `failed` attempts elsewhere,
-/// settled at `cost` against an estimate of `est`.
+/// A call answered by `winner` at once, settled at `cost` against an
+/// estimate of `est`.
 fn call(n: i64, winner: &str, cost: Option<i64>, est: Option<i64>) -> CallRecord {
     CallRecord {
         id: format!("call-{n:03}"),
         request_id: format!("r{n}"),
         started_at_ms: 1_000 + n,
-        endpoint: "chat".into(),
-        protocol: Protocol::ChatCompletions,
-        upstream_protocol: None,
-        requested_model: "m".into(),
         model: "m".into(),
-        stream: false,
-        ok: true,
-        outcome: CallOutcome::Ok,
         winner: Some(winner.into()),
-        failed_over: false,
         attempts: vec![attempt(winner, Outcome::Ok)],
-        latency_ms: 10,
-        ttft_ms: None,
-        input_tokens: Some(10),
-        cached_input_tokens: Some(0),
-        cache_write_tokens: Some(0),
-        cache_write_1h_tokens: None,
-        output_tokens: Some(5),
-        reasoning_tokens: None,
-        tokens_per_second: None,
         cost_usd_micros: cost,
         est_cost_usd_micros: est,
-        baseline_usd_micros: None,
-        baseline_kind: None,
-        saved_usd_micros: None,
-        cached_saving_usd_micros: None,
         settled_credit_micros: cost,
         balance_source: BalanceSource::SellerAuthoritative,
-        remaining_credit_micros: None,
-        billing_unit: BillingUnit::Tokens,
-        image_count: None,
-        image_size: None,
-        image_quality: None,
-        image_format: None,
-        image_cost_per_image_usd_micros: None,
-        image_output_tokens: None,
-        image_output_cost_usd_micros: None,
-        usage_missing: false,
-        empty_completion: false,
-        unpriced: false,
-        price_tier: None,
-        price_drift_ppm: None,
-        prompt_hash: None,
+        ..crate::record::tests::sample()
     }
 }
 
