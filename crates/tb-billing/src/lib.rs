@@ -3,6 +3,7 @@
 //! - [`usage`]: usage extraction from JSON answers and from SSE streams (a
 //!   tap that watches forwarded events without delaying or storing them).
 //! - [`cost`]: the money: estimate, reported cost, savings baseline.
+//! - [`audit`]: the seller audit: per-seller figures and billing findings.
 //! - [`settlement`]: a marketplace seller's settlement, sanitised field by field.
 //! - [`image`]: the image fields of a record (the seller's breakdown first,
 //!   then the usage; per-image cost = ceil(total ÷ count)).
@@ -11,6 +12,7 @@
 //!
 //! Everything here is pure: values in, values out, no clock, no I/O.
 
+pub mod audit;
 pub mod cost;
 pub mod image;
 pub mod record;

@@ -443,7 +443,7 @@ impl CallRecord {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> CallRecord {

@@ -315,6 +315,50 @@
     byId('credit-budget').textContent = budget.join(', ');
   }
 
+  // Signed ppm as `+2.7%`; `–` when unknown.
+  function percent(ppm) {
+    if (!isNum(ppm)) return '–';
+    return (ppm < 0 ? '-' : '+') + (Math.abs(ppm) / 1e4).toFixed(1) + '%';
+  }
+
+  function when(ms) {
+    return isNum(ms) ? new Date(ms).toLocaleString() : '–';
+  }
+
+  function renderSellers(data) {
+    const sellers = data && Array.isArray(data.sellers) ? data.sellers : [];
+    byId('sellers').hidden = sellers.length === 0;
+    const rows = sellers.map((s) => {
+      const tr = el('tr', { 'data-testid': 'seller-row', 'data-seller-id': s.seller_id });
+      tr.appendChild(el('th', { scope: 'row', 'data-testid': 'seller-id' }, s.seller_id));
+      tr.appendChild(el('td', { 'data-testid': 'seller-calls', class: 'num' }, s.calls));
+      tr.appendChild(el('td', { 'data-testid': 'seller-failed', class: 'num' },
+        isNum(s.failure_share_ppm) ? (s.failure_share_ppm / 1e4).toFixed(1) + '%' : '–'));
+      tr.appendChild(el('td', { 'data-testid': 'seller-settled', class: 'num' }, usd(s.settled_usd_micros)));
+      tr.appendChild(el('td', { 'data-testid': 'seller-estimated', class: 'num' }, usd(s.estimated_usd_micros)));
+      tr.appendChild(el('td', { 'data-testid': 'seller-drift', class: 'num' }, percent(s.median_drift_ppm)));
+      tr.appendChild(el('td', { 'data-testid': 'seller-wasted', class: 'num' }, amount(s.wasted_credit_micros)));
+      tr.appendChild(el('td', { 'data-testid': 'seller-last-purchase' }, when(s.last_purchase_ms)));
+      return tr;
+    });
+    byId('sellers-body').replaceChildren(...rows);
+  }
+
+  function renderAudit(data) {
+    const flagged = data && Array.isArray(data.flagged) ? data.flagged : [];
+    const items = flagged.map((f) => {
+      const li = el('li', { 'data-testid': 'audit-flag', 'data-seller-id': f.seller_id, 'data-kind': f.kind });
+      li.appendChild(el('strong', { 'data-testid': 'audit-seller' }, f.seller_id));
+      li.appendChild(el('span', { class: 'verdict verdict-fail', 'data-testid': 'audit-kind' }, f.kind));
+      li.appendChild(el('span', { 'data-testid': 'audit-message' },
+        `${f.message}: median drift ${percent(f.median_drift_ppm)} over ${f.settled_calls} calls`));
+      const calls = (Array.isArray(f.calls) ? f.calls : []).map((c) => c.call_id);
+      li.appendChild(el('span', { class: 'muted small', 'data-testid': 'audit-calls' }, calls.join(', ')));
+      return li;
+    });
+    byId('audit-list').replaceChildren(...items);
+  }
+
   // Client rows are updated in place (keyed by id) so a refresh never
   // destroys a focused button or an action's result.
   const clientRows = new Map();
@@ -432,6 +476,8 @@
       ['/v1/calls?limit=20', renderCalls],
       ['/v1/upstreams', renderUpstreams],
       ['/v1/credit', renderCredit],
+      ['/v1/sellers?since=7d', renderSellers],
+      ['/v1/sellers/audit?since=7d', renderAudit],
       ['/v1/install', renderClients],
     ];
     if (tick % DOCTOR_EVERY === 0) jobs.push(['/v1/doctor', renderDoctor]);

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 mod doctor;
 mod history;
+mod sellers;
 mod settings;
 mod status;
 
@@ -24,6 +25,7 @@ pub use history::{
     CallRecord, Calls, Credit, CreditCounters, CreditReport, PoolSummary, Prewarm, PrewarmReport,
     PrewarmSnapshot, SellerCredit, Usage, UsageBy, UsageRow, UsageTotals,
 };
+pub use sellers::{AuditedCall, FindingKind, FlaggedSeller, SellerAudit, SellerRow, Sellers};
 pub use settings::{
     AutoSettings, AutoUpdate, Change, ChangedFile, FileAction, InstallChanged, InstallClient,
     InstallPreview, InstallRequest, InstallStatus, Instruction, ProviderMode, ProviderModeUpdate,
@@ -68,6 +70,12 @@ pub trait ControlApi: Send + Sync + 'static {
     /// `GET /v1/usage`: `since` as the client sent it (`7d`, `12h`, `30m`
     /// or an RFC 3339 time; default `7d`), `by` defaulting to `model`.
     fn usage(&self, since: String, by: UsageBy) -> Fut<'_, Result<Usage, ApiError>>;
+
+    /// `GET /v1/sellers`: `since` as for [`usage`](Self::usage).
+    fn sellers(&self, since: String) -> Fut<'_, Result<Sellers, ApiError>>;
+
+    /// `GET /v1/sellers/audit`: `since` as for [`usage`](Self::usage).
+    fn seller_audit(&self, since: String) -> Fut<'_, Result<SellerAudit, ApiError>>;
 
     /// `GET /v1/provider-mode`.
     fn provider_mode(&self) -> ProviderMode;

@@ -47,6 +47,12 @@
 //!     fn usage(&self, _since: String, _by: UsageBy) -> Fut<'_, Result<Usage, ApiError>> {
 //!         Box::pin(async { Err(ApiError::internal("no ledger")) })
 //!     }
+//!     fn sellers(&self, _since: String) -> Fut<'_, Result<Sellers, ApiError>> {
+//!         Box::pin(async { Ok(Sellers { since_ms: 0, sellers: vec![] }) })
+//!     }
+//!     fn seller_audit(&self, _since: String) -> Fut<'_, Result<SellerAudit, ApiError>> {
+//!         Box::pin(async { Err(ApiError::internal("no ledger")) })
+//!     }
 //!     fn provider_mode(&self) -> ProviderMode { unreachable!("a real daemon reports the mode in force here") }
 //!     fn set_provider_mode(&self, _body: ProviderModeUpdate) -> Fut<'_, Result<ProviderMode, ApiError>> {
 //!         Box::pin(async { Err(ApiError::bad_request("read-only example")) })

@@ -117,21 +117,29 @@ pub(crate) fn calls(query: Option<&str>) -> Result<CallsQuery, ApiError> {
 /// `by` (`model` | `upstream` | `day`, default `model`).
 pub(crate) fn usage(query: Option<&str>) -> Result<UsageQuery, ApiError> {
     let pairs = pairs(query)?;
-    let since = match first(&pairs, "since") {
-        None | Some("") => DEFAULT_SINCE.to_string(),
-        Some(v) if v.len() <= 64 && !v.chars().any(char::is_control) => v.to_string(),
-        Some(v) => {
-            return Err(invalid(format!(
-                "since must be a duration like 30m, 12h, 7d or an RFC 3339 time, got {v:?}"
-            )));
-        }
-    };
+    let since = since_of(&pairs)?;
     let by = match first(&pairs, "by") {
         None | Some("") => UsageBy::default(),
         Some(v) => UsageBy::parse(v)
             .ok_or_else(|| invalid(format!("by must be one of model, upstream, day, got {v:?}")))?,
     };
     Ok(UsageQuery { since, by })
+}
+
+/// `since` alone (`/v1/sellers`, `/v1/sellers/audit`), as for `usage`.
+pub(crate) fn since(query: Option<&str>) -> Result<String, ApiError> {
+    since_of(&pairs(query)?)
+}
+
+/// `since`: default `7d`, passed on as sent, at most 64 characters.
+fn since_of(pairs: &[(String, String)]) -> Result<String, ApiError> {
+    match first(pairs, "since") {
+        None | Some("") => Ok(DEFAULT_SINCE.to_string()),
+        Some(v) if v.len() <= 64 && !v.chars().any(char::is_control) => Ok(v.to_string()),
+        Some(v) => Err(invalid(format!(
+            "since must be a duration like 30m, 12h, 7d or an RFC 3339 time, got {v:?}"
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ enum Route {
     Calls,
     Usage,
     Credit,
+    Sellers,
+    SellerAudit,
     ProviderMode,
     Install,
     InstallPreview,
@@ -63,6 +65,8 @@ impl Route {
             "/v1/calls" => (Route::Calls, "GET"),
             "/v1/usage" => (Route::Usage, "GET"),
             "/v1/credit" => (Route::Credit, "GET"),
+            "/v1/sellers" => (Route::Sellers, "GET"),
+            "/v1/sellers/audit" => (Route::SellerAudit, "GET"),
             "/v1/provider-mode" => (Route::ProviderMode, "GET, PUT"),
             "/v1/install" => (Route::Install, "GET"),
             "/v1/install/preview" => (Route::InstallPreview, "POST"),
@@ -180,6 +184,8 @@ async fn answer(
             let q = query::usage(q).map_err(|e| response::error(&e))?;
             api_result(api.usage(q.since, q.by).await)
         }
+        Route::Sellers => api_result(api.sellers(query::since(q).map_err(refuse)?).await),
+        Route::SellerAudit => api_result(api.seller_audit(query::since(q).map_err(refuse)?).await),
         Route::ProviderMode if *method == Method::PUT => {
             api_result(api.set_provider_mode(typed(body).map_err(refuse)?).await)
         }

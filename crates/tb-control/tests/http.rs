@@ -39,6 +39,8 @@ async fn every_read_endpoint_answers_the_api_document() {
         ("/v1/upstreams", FakeApi::upstreams_doc()),
         ("/v1/credit", FakeApi::credit_doc()),
         ("/v1/usage", FakeApi::usage_doc("model")),
+        ("/v1/sellers", FakeApi::sellers_doc()),
+        ("/v1/sellers/audit", FakeApi::seller_audit_doc()),
         ("/v1/doctor", FakeApi::doctor_doc()),
         (
             "/v1/calls",
@@ -406,6 +408,13 @@ async fn query_parsing() {
     s.get("/v1/usage?since=never")
         .await
         .assert_error(400, "invalid_request");
+
+    assert_eq!(s.get("/v1/sellers").await.status, 200);
+    assert_eq!(s.get("/v1/sellers/audit?since=30m").await.status, 200);
+    s.get("/v1/sellers/audit?since=%0A1d")
+        .await
+        .assert_error(400, "invalid_query");
+    assert_eq!(s.api.seen().sellers, ["7d", "30m"]);
 }
 
 #[tokio::test]
@@ -603,6 +612,8 @@ async fn every_typed_answer_matches_the_openapi_document() {
             "/v1/calls",
             "/v1/usage",
             "/v1/credit",
+            "/v1/sellers",
+            "/v1/sellers/audit",
             "/v1/provider-mode",
             "/v1/install",
             "/v1/doctor",

@@ -159,12 +159,13 @@ impl Proxy {
         sink: Option<Arc<dyn CallSink>>,
         market: Option<Market>,
     ) -> Result<Proxy, BuildError> {
+        let client = build_client(config.tls.extra_ca_file.as_deref())?;
         let sellers = market.as_ref().map(|m| tb_router::Sellers {
             registry: Arc::clone(&m.registry),
             payment: m.payment,
+            client: client.clone(),
         });
         let routing = Arc::new(Routing::new(config, env, sellers)?);
-        let client = build_client(config.tls.extra_ca_file.as_deref())?;
         let ms = Duration::from_millis;
         let settings = Settings {
             require_auth: config.proxy.require_auth,

@@ -76,6 +76,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod manifests;
 mod plan;
 mod report;
 mod router;

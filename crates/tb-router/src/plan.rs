@@ -203,16 +203,19 @@ mod tests {
     fn seller(id: &str) -> Route {
         Route {
             protocol: Protocol::ChatCompletions,
-            upstream: Arc::new(Upstream::seller(&tb_registry::SellerEntry {
-                id: UpstreamId::new(id),
-                name: id.into(),
-                url: format!("http://{id}.test"),
-                models: vec!["m".into()],
-                protocols: vec![Protocol::ChatCompletions],
-                payment_methods: vec![PaymentMethod::Mock],
-                discount_ratio: tb_prices::Ppm::ZERO,
-                service_fee_ratio: tb_prices::Ppm::ZERO,
-            })),
+            upstream: Arc::new(Upstream::seller(
+                &tb_registry::SellerEntry {
+                    id: UpstreamId::new(id),
+                    name: id.into(),
+                    url: format!("http://{id}.test"),
+                    models: vec!["m".into()],
+                    protocols: vec![Protocol::ChatCompletions],
+                    payment_methods: vec![PaymentMethod::Mock],
+                    discount_ratio: tb_prices::Ppm::ZERO,
+                    service_fee_ratio: tb_prices::Ppm::ZERO,
+                },
+                None,
+            )),
         }
     }
 

@@ -26,6 +26,8 @@ pub struct UpstreamReport {
     pub last_error_class: Option<String>,
     /// The seller's discount, parts per million.
     pub discount_ppm: u32,
+    /// How many models it prices itself (manifest or configured prices).
+    pub own_prices: usize,
     /// The score under the active scorer.
     pub score: tb_routing::ScoreBreakdown,
 }

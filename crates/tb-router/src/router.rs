@@ -244,6 +244,7 @@ impl Router {
                     .entry(u.id.as_str())
                     .and_then(|e| e.last_error_class.clone()),
                 discount_ppm: u.discount_ppm(),
+                own_prices: u.own_prices(),
                 score: tb_routing::score_breakdown(c, self.scorer),
             })
             .collect()

@@ -11,7 +11,9 @@ use tb_domain::{PaymentMethod, Protocol};
 use tb_http::HttpClient;
 use tb_prewarm::{PrewarmHandle, PrewarmKey};
 use tb_registry::Registry;
+use tb_seller::SellerClient;
 
+use crate::manifests::{self, Manifests};
 use crate::plan::RoutePlan;
 use crate::report::UpstreamsReport;
 use crate::router::{Router, auto_plan_mode};
@@ -26,6 +28,8 @@ pub struct Sellers {
     pub registry: Arc<Registry>,
     /// How purchases are paid (the payment method sellers are warmed on).
     pub payment: PaymentMethod,
+    /// The pooled client sellers' manifests are fetched over.
+    pub client: HttpClient,
 }
 
 /// The provider mode in force: `provider.mode` and `[provider.auto]`,
@@ -80,6 +84,8 @@ pub struct Routing {
     aliases: BTreeMap<String, String>,
     sellers: Option<Sellers>,
     modes: ArcSwap<ModeSetting>,
+    /// The sellers' manifests of the latest registry generation fetched.
+    manifests: ArcSwap<Manifests>,
     table: ArcSwap<RoutingTable>,
     router: Arc<Router>,
     prewarm: OnceLock<PrewarmHandle>,
@@ -109,6 +115,7 @@ impl Routing {
             mode,
             &config.provider.auto,
             &config.models.aliases,
+            &Manifests::default(),
         );
         let routing = Routing {
             manual,
@@ -118,6 +125,7 @@ impl Routing {
                 mode,
                 auto: config.provider.auto.clone(),
             }),
+            manifests: ArcSwap::from_pointee(Manifests::default()),
             table: ArcSwap::from_pointee(empty),
             router: Arc::new(Router::new(&config.routing, &config.breaker)),
             prewarm: OnceLock::new(),
@@ -249,22 +257,52 @@ impl Routing {
         open
     }
 
-    /// Follows the registry: each new generation rebuilds the table, off
-    /// the request path. `None` without sellers; abort the task to stop.
-    /// Call it inside a Tokio runtime.
+    /// Follows the registry, off the request path: each new generation
+    /// rebuilds the table at once (new sellers become routable with the
+    /// manifests already known), then every seller's manifest is fetched
+    /// once for that generation and the table is rebuilt with their
+    /// prices. `None` without sellers; abort the task to stop. Call it
+    /// inside a Tokio runtime.
     pub fn watch_registry(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
-        let mut generations = self.sellers.as_ref()?.registry.subscribe();
+        let sellers = self.sellers.as_ref()?;
+        let mut generations = sellers.registry.subscribe();
+        let client = SellerClient::new(sellers.client.clone(), manifests::MANIFEST_TIMEOUT);
         let routing = Arc::clone(self);
         Some(tokio::spawn(async move {
-            while generations.changed().await.is_ok() {
-                // Tens of ms for a 10k-seller registry: on a blocking
-                // thread, so a one-thread runtime keeps serving.
-                let routing = Arc::clone(&routing);
-                if let Err(e) = tokio::task::spawn_blocking(move || routing.rebuild()).await {
-                    tracing::error!(target: "route.table_rebuilt", error = %e, "rebuilding the routing table failed; the previous table stays");
+            loop {
+                let generation = *generations.borrow_and_update();
+                routing.refresh_manifests(&client, generation).await;
+                if generations.changed().await.is_err() {
+                    return;
                 }
+                Arc::clone(&routing).rebuild_off_thread().await;
             }
         }))
+    }
+
+    /// Fetches the sellers' manifests for the current snapshot (unless
+    /// they were fetched for `generation` already) and rebuilds the table
+    /// with them.
+    async fn refresh_manifests(self: &Arc<Self>, client: &SellerClient, generation: u64) {
+        let Some(snapshot) = self.sellers.as_ref().map(|s| s.registry.current()) else {
+            return;
+        };
+        if !snapshot.has_document() || self.manifests.load().generation == snapshot.generation {
+            return;
+        }
+        let fetched = Arc::new(manifests::fetch(client, &snapshot.doc, snapshot.generation).await);
+        self.manifests.store(Arc::clone(&fetched));
+        Arc::clone(self).rebuild_off_thread().await;
+        // After the rebuild: from here on requests are priced with them.
+        tracing::info!(target: "registry.manifests", generation, published = fetched.len(), absent = fetched.absent, failed = fetched.failed, "seller manifests applied");
+    }
+
+    /// [`rebuild`](Self::rebuild) on a blocking thread: tens of ms for a
+    /// 10k-seller registry, so a one-thread runtime keeps serving.
+    async fn rebuild_off_thread(self: Arc<Self>) {
+        if let Err(e) = tokio::task::spawn_blocking(move || self.rebuild()).await {
+            tracing::error!(target: "route.table_rebuilt", error = %e, "rebuilding the routing table failed; the previous table stays");
+        }
     }
 
     /// Starts keeping `focus` warm (sellers only; `None` without them):
@@ -342,7 +380,15 @@ impl Routing {
             .map(|s| s.doc.as_ref());
         let table = {
             let m = self.modes.load();
-            RoutingTable::build(&self.manual, doc, m.mode, &m.auto, &self.aliases)
+            let manifests = self.manifests.load();
+            RoutingTable::build(
+                &self.manual,
+                doc,
+                m.mode,
+                &m.auto,
+                &self.aliases,
+                &manifests,
+            )
         };
         tracing::info!(target: "route.table_rebuilt", sellers = table.sellers(), upstreams = table.upstreams().len(), "routing table ready");
         self.router.sync(table.upstreams());
@@ -380,6 +426,7 @@ mod tests {
         Sellers {
             registry: Registry::load(fetcher, store).await,
             payment: PaymentMethod::Mock,
+            client: tb_http::client_with_roots(tb_http::RootCertStore::empty()).unwrap(),
         }
     }
 
@@ -486,6 +533,78 @@ protocols = ["embeddings"]
                 .is_empty()
         );
         assert_eq!(routing.table().sellers(), 0);
+    }
+
+    #[tokio::test]
+    async fn manifests_price_sellers_and_a_bad_one_falls_back_to_the_table() {
+        use tb_test_support::marketplace::{ModelPrice, SellerServer, SellerSpec, registry_doc};
+        let priced = SellerServer::start(
+            SellerSpec::new("s-priced")
+                .models(["gpt-4o"])
+                .price("gpt-4o", ModelPrice::new(1_000_000, 2_000_000, 0))
+                .with_generated_manifest(),
+        )
+        .await
+        .unwrap();
+        let garbled = SellerServer::start(
+            SellerSpec::new("s-garbled")
+                .models(["gpt-4o"])
+                .manifest("not a manifest".into()),
+        )
+        .await
+        .unwrap();
+        let none = SellerServer::start(SellerSpec::new("s-none").models(["gpt-4o"]))
+            .await
+            .unwrap();
+        let doc = registry_doc(&[&priced, &garbled, &none], None).to_string();
+        let cfg = config("[provider]\nmode = \"auto\"");
+        let routing =
+            Arc::new(Routing::new(&cfg, &|_| None, Some(sellers(Some(&doc)).await)).unwrap());
+        let prices = |routing: &Routing| -> Vec<(String, Option<u64>)> {
+            routing
+                .table()
+                .upstreams()
+                .iter()
+                .map(|u| (u.id.to_string(), u.price_of("gpt-4o").list_price_per_1m()))
+                .collect()
+        };
+        // gpt-4o from the table: $2.50 + $10 per 1M.
+        let table = Some(12_500_000);
+        assert_eq!(
+            prices(&routing),
+            [
+                ("s-priced".into(), table),
+                ("s-garbled".into(), table),
+                ("s-none".into(), table)
+            ]
+        );
+        let client = SellerClient::new(
+            tb_http::client_with_roots(tb_http::RootCertStore::empty()).unwrap(),
+            manifests::MANIFEST_TIMEOUT,
+        );
+        let generation = routing
+            .sellers
+            .as_ref()
+            .unwrap()
+            .registry
+            .current()
+            .generation;
+        routing.refresh_manifests(&client, generation).await;
+        assert_eq!(
+            prices(&routing),
+            [
+                ("s-priced".into(), Some(3_000_000)),
+                ("s-garbled".into(), table),
+                ("s-none".into(), table)
+            ]
+        );
+        let m = routing.manifests.load();
+        assert_eq!((m.len(), m.absent, m.failed), (1, 1, 1));
+        // Once per generation: asking again fetches nothing.
+        routing.refresh_manifests(&client, generation).await;
+        for s in [&priced, &garbled, &none] {
+            assert_eq!(s.manifest_count(), 1, "{}", s.id());
+        }
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use tb_config::{AutoConfig, AutoRange, ProviderConfig, ProviderMode};
 use tb_domain::{PaymentMethod, Protocol};
 use tb_registry::{IndexedUpstream, ModelIndex, RegistryDoc};
 
+use crate::manifests::Manifests;
 use crate::plan::RoutePlan;
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -79,6 +80,7 @@ impl RoutingTable {
         mode: ProviderMode,
         auto: &AutoConfig,
         aliases: &BTreeMap<String, String>,
+        manifests: &Manifests,
     ) -> RoutingTable {
         let mut upstreams = Vec::new();
         let mut indexed = Vec::new();
@@ -93,7 +95,7 @@ impl RoutingTable {
             payments.push(auto.payment_method);
             if let Some(doc) = doc {
                 for entry in selected_sellers(doc, auto) {
-                    upstreams.push(Arc::new(Upstream::seller(entry)));
+                    upstreams.push(Arc::new(Upstream::seller(entry, manifests.get(entry))));
                     indexed.push(IndexedUpstream::from_seller(entry));
                     sellers += 1;
                 }
@@ -230,7 +232,14 @@ mod tests {
         let d = doc();
         let auto = AutoConfig::default();
         let build = |registry: Option<&RegistryDoc>, mode| {
-            RoutingTable::build(&manual, registry, mode, &auto, &BTreeMap::new())
+            RoutingTable::build(
+                &manual,
+                registry,
+                mode,
+                &auto,
+                &BTreeMap::new(),
+                &Manifests::default(),
+            )
         };
         let t = build(Some(&d), ProviderMode::Auto);
         assert_eq!(t.sellers(), 3);

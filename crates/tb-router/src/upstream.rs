@@ -10,6 +10,7 @@ use tb_config::{ModelPriceConfig, ProviderConfig};
 use tb_domain::{Protocol, ProviderKind, UpstreamId};
 use tb_prices::{Ppm, TokenPrices};
 use tb_registry::SellerEntry;
+use tb_seller::Manifest;
 
 /// One upstream, ready to be called: a manual provider or a marketplace
 /// seller.
@@ -43,6 +44,10 @@ enum Source {
         url: String,
         discount: Ppm,
         fee: Ppm,
+        /// The seller's own prices from its manifest (both input and
+        /// output known), by model; a model not listed is priced from the
+        /// table × (1 − discount) × (1 + fee).
+        prices: HashMap<String, TokenPrices>,
     },
 }
 
@@ -164,10 +169,22 @@ impl Upstream {
         })
     }
 
-    /// A marketplace seller from the registry. Inference goes to
-    /// `<url>/v1/...`; the token is bought per (seller, payment method).
-    pub fn seller(entry: &SellerEntry) -> Upstream {
+    /// A marketplace seller from the registry, refined by its manifest
+    /// when it published one (its `selection` ratios replace the
+    /// registry's; its prices are used for the models they cover).
+    /// Inference goes to `<url>/v1/...`; the token is bought per (seller,
+    /// payment method).
+    pub fn seller(entry: &SellerEntry, manifest: Option<&Manifest>) -> Upstream {
         let url = entry.url.trim_end_matches('/').to_string();
+        let prices = manifest
+            .map(|m| {
+                m.prices
+                    .iter()
+                    .filter(|(_, p)| p.input.is_some() && p.output.is_some())
+                    .map(|(model, p)| (model.clone(), *p))
+                    .collect()
+            })
+            .unwrap_or_default();
         Upstream {
             id: entry.id.clone(),
             kind: ProviderKind::Openai,
@@ -176,8 +193,13 @@ impl Upstream {
             base_url: format!("{url}/v1"),
             source: Source::Seller {
                 url,
-                discount: entry.discount_ratio,
-                fee: entry.service_fee_ratio,
+                discount: manifest
+                    .and_then(|m| m.discount_ratio)
+                    .unwrap_or(entry.discount_ratio),
+                fee: manifest
+                    .and_then(|m| m.service_fee_ratio)
+                    .unwrap_or(entry.service_fee_ratio),
+                prices,
             },
         }
     }
@@ -212,16 +234,29 @@ impl Upstream {
         s.parse()
     }
 
-    /// How this upstream prices `model`: explicit `prices`, else the table
-    /// with the provider's discount, else unpriced.
+    /// How this upstream prices `model`: its own prices (a manual
+    /// provider's `prices`, a seller's manifest), else the table with the
+    /// discount (and a seller's fee), else unpriced. The estimate, the
+    /// savings baseline, the drift and the `cheapest` scorer all read this.
     pub fn price_of(&self, model: &str) -> RoutePrice {
         match &self.source {
             Source::Manual {
                 discount, prices, ..
             } => RoutePrice::manual(prices.get(model).copied(), model, *discount),
-            Source::Seller { discount, fee, .. } => {
-                RoutePrice::seller(None, model, *discount, *fee)
-            }
+            Source::Seller {
+                discount,
+                fee,
+                prices,
+                ..
+            } => RoutePrice::seller(prices.get(model).copied(), model, *discount, *fee),
+        }
+    }
+
+    /// How many models this upstream prices itself (a manual provider's
+    /// `prices`, a seller's manifest prices).
+    pub fn own_prices(&self) -> usize {
+        match &self.source {
+            Source::Manual { prices, .. } | Source::Seller { prices, .. } => prices.len(),
         }
     }
 
@@ -308,6 +343,58 @@ mod tests {
         assert!(
             err.contains("providers[3] (p)") && err.contains("NOPE"),
             "{err}"
+        );
+    }
+
+    fn seller_entry() -> SellerEntry {
+        let raw = br#"{"version":"v","sellers":[{"id":"s","url":"http://s/","models":["gpt-4o","m"],"protocols":["chat_completions"],"paymentMethods":["mock"],"discountRatio":0.5}]}"#;
+        tb_registry::parse_registry(raw)
+            .unwrap()
+            .doc
+            .sellers
+            .remove(0)
+    }
+
+    #[test]
+    fn a_seller_prices_with_its_manifest_else_the_table() {
+        let entry = seller_entry();
+        let own = TokenPrices {
+            input: Some(1_000_000),
+            output: Some(2_000_000),
+            cache_read: None,
+            cache_write: None,
+            cache_write_1h: None,
+        };
+        let half = TokenPrices {
+            output: None,
+            ..own
+        };
+        let manifest = Manifest {
+            discount_ratio: Some(Ppm::new(100_000)),
+            prices: [("m".to_string(), own), ("gpt-4o".to_string(), half)]
+                .into_iter()
+                .collect(),
+            ..Manifest::default()
+        };
+        let table_only = Upstream::seller(&entry, None);
+        assert_eq!(table_only.own_prices(), 0);
+        assert_eq!(table_only.discount_ppm(), 500_000);
+        assert_eq!(table_only.price_of("m"), RoutePrice::Unpriced);
+        // gpt-4o: $2.50 + $10 per 1M, half off.
+        assert_eq!(
+            table_only.price_of("gpt-4o").list_price_per_1m(),
+            Some(6_250_000)
+        );
+
+        let priced = Upstream::seller(&entry, Some(&manifest));
+        assert_eq!(priced.own_prices(), 1, "a price without output is not used");
+        assert_eq!(priced.price_of("m"), RoutePrice::Explicit(own));
+        assert_eq!(priced.price_of("m").list_price_per_1m(), Some(3_000_000));
+        // The manifest's discount replaces the registry's for table prices.
+        assert_eq!(priced.discount_ppm(), 100_000);
+        assert_eq!(
+            priced.price_of("gpt-4o").list_price_per_1m(),
+            Some(11_250_000)
         );
     }
 

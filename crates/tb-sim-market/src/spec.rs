@@ -466,8 +466,19 @@ impl SellerSpec {
 
     /// A manifest describing this spec (`marketplace.md`): models,
     /// protocols, payment methods, `selection` ratios and per-model
-    /// `prices` in USD per 1M tokens.
+    /// `prices` in USD per 1M tokens. The prices are what the seller
+    /// charges (billing.md: a manifest price is the route's effective
+    /// price): its list price × (1 − discount) × (1 + fee), so a daemon
+    /// estimating with them sees (rounding aside) no drift. `usd_per_credit`
+    /// is left out on purpose: a seller settling at another rate than it
+    /// publishes is what the seller audit catches.
     pub fn generated_manifest(&self) -> Value {
+        let discount = 1_000_000 - ratio_ppm(self.discount_ratio).min(1_000_000);
+        let fee = 1_000_000 + ratio_ppm(self.service_fee_ratio);
+        let charged = |list: u64| {
+            let micros = u128::from(list) * u128::from(discount) * u128::from(fee);
+            (micros as f64 / 1e12).round() / 1e6
+        };
         let prices: serde_json::Map<String, Value> = self
             .models
             .iter()
@@ -476,9 +487,9 @@ impl SellerSpec {
                 (
                     model.clone(),
                     json!({
-                        "inputUsdPer1m": p.input as f64 / 1e6,
-                        "outputUsdPer1m": p.output as f64 / 1e6,
-                        "cacheReadUsdPer1m": p.cache_read as f64 / 1e6,
+                        "inputUsdPer1m": charged(p.input),
+                        "outputUsdPer1m": charged(p.output),
+                        "cacheReadUsdPer1m": charged(p.cache_read),
                     }),
                 )
             })

@@ -385,8 +385,20 @@ async fn health_and_manifest() {
     assert_eq!(manifest["prices"][MODEL]["outputUsdPer1m"], 10.0);
     assert_eq!(manifest["prices"][MODEL]["cacheReadUsdPer1m"], 0.25);
 
+    // The published prices are what it charges: list × (1 − discount) × (1 + fee).
+    seller.update(|s| {
+        s.discount_ratio = 0.2;
+        s.service_fee_ratio = 0.02;
+        s.manifest = Some(s.generated_manifest());
+    });
+    let manifest = body_json(get(&manifest_url).await).await;
+    assert_eq!(manifest["selection"]["discountRatio"], 0.2);
+    assert_eq!(manifest["prices"][MODEL]["inputUsdPer1m"], 2.04);
+    assert_eq!(manifest["prices"][MODEL]["outputUsdPer1m"], 8.16);
+    assert_eq!(manifest["prices"][MODEL]["cacheReadUsdPer1m"], 0.204);
+
     assert_eq!(seller.healthz_count(), 1);
-    assert_eq!(seller.manifest_count(), 2);
+    assert_eq!(seller.manifest_count(), 3);
     assert_eq!(seller.inference_count(), 0);
 }
 

@@ -60,6 +60,7 @@ macro_rules! with_pool {
 }
 
 mod purchases;
+mod sellers;
 mod tokens;
 pub use purchases::{
     CreditHistory, PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus, SellerCreditHistory,

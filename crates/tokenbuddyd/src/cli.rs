@@ -50,6 +50,10 @@ enum Command {
     Calls(crate::history::CallsArgs),
     /// Spend, savings and tokens over a window, grouped.
     Usage(crate::history::UsageArgs),
+    /// Per marketplace seller: calls, failure share, settled vs estimated
+    /// cost with the median drift, wasted credit, last purchase; `sellers
+    /// audit` flags the ones that bill far off.
+    Sellers(crate::sellers::SellersArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -170,6 +174,9 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Usage(args) => {
             crate::history::usage(load(paths, &CliOverrides::default())?, &args)
+        }
+        Command::Sellers(args) => {
+            crate::sellers::run(load(paths, &CliOverrides::default())?, &args)
         }
     }
 }

@@ -187,6 +187,28 @@ impl ControlApi for DaemonApi {
         })
     }
 
+    fn sellers(&self, since: String) -> Fut<'_, Result<wire::Sellers, ApiError>> {
+        Box::pin(async move {
+            let since_ms = crate::history::parse_since(&since, unix_ms_now())
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let manual = crate::sellers::manual_ids(&self.config);
+            crate::sellers::sellers_doc(&self.ledger, since_ms, &manual)
+                .await
+                .map_err(store_err)
+        })
+    }
+
+    fn seller_audit(&self, since: String) -> Fut<'_, Result<wire::SellerAudit, ApiError>> {
+        Box::pin(async move {
+            let since_ms = crate::history::parse_since(&since, unix_ms_now())
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let manual = crate::sellers::manual_ids(&self.config);
+            crate::sellers::audit_doc(&self.ledger, since_ms, &manual)
+                .await
+                .map_err(store_err)
+        })
+    }
+
     fn provider_mode(&self) -> wire::ProviderMode {
         let m = self.proxy.routing().provider_mode();
         provider_mode_to_wire(m.mode, &m.auto)
@@ -413,6 +435,7 @@ fn upstream_to_wire(u: tb_router::UpstreamReport) -> wire::Upstream {
         consecutive_failures: u.view.consecutive_failures,
         last_error_class: u.last_error_class,
         discount_ppm: u.discount_ppm,
+        own_prices: u32::try_from(u.own_prices).unwrap_or(u32::MAX),
         score: wire::Score {
             scorer: s.scorer.as_str().to_string(),
             latency: s.latency,

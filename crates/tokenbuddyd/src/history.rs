@@ -49,7 +49,7 @@ enum By {
 /// How often `calls --tail` looks for new records.
 const TAIL_POLL: Duration = Duration::from_millis(500);
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -57,7 +57,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(Failure::Runtime)
 }
 
-async fn open(loaded: &LoadedConfig) -> Result<Ledger, Failure> {
+pub(crate) async fn open(loaded: &LoadedConfig) -> Result<Ledger, Failure> {
     let (ledger, _) =
         crate::ledger::open(loaded.config.ledger.url.as_deref(), &loaded.paths.data_dir)
             .await
@@ -175,7 +175,7 @@ pub(crate) async fn usage_doc(
 }
 
 pub(crate) fn usage(loaded: LoadedConfig, args: &UsageArgs) -> Result<(), Failure> {
-    let now_ms = tb_store_now_ms();
+    let now_ms = now_ms();
     let since_ms = parse_since(&args.since, now_ms).map_err(Failure::Config)?;
     let by = match args.by {
         By::Model => UsageBy::Model,
@@ -252,7 +252,7 @@ fn usage_table(doc: &Usage) -> String {
     out
 }
 
-fn tb_store_now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

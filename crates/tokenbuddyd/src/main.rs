@@ -13,6 +13,7 @@ mod install;
 mod ledger;
 mod metrics;
 mod prices;
+mod sellers;
 mod serve;
 
 use std::process::ExitCode;

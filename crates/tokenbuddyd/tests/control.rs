@@ -383,6 +383,8 @@ async fn every_live_answer_matches_the_served_openapi_document() {
         ("/v1/calls", "?limit=10"),
         ("/v1/usage", "?since=1h&by=upstream"),
         ("/v1/credit", ""),
+        ("/v1/sellers", ""),
+        ("/v1/sellers/audit", "?since=1h"),
         ("/v1/provider-mode", ""),
         ("/v1/install", ""),
         ("/v1/doctor", ""),

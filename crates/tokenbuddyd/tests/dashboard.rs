@@ -142,6 +142,23 @@ async fn the_dashboard_shows_the_daemon_and_installs_a_client() {
     );
     assert!(wasted > 0, "{credit}");
     let wasted_bad = format!("{}.{:06}", wasted / 1_000_000, wasted % 1_000_000);
+    // s-good publishes no manifest and bills its own list price (the
+    // simulator's $10 / $30 per 1M), about 3× the table's gpt-4o price
+    // the daemon estimates with: the audit flags it; s-bad never settled.
+    let audit = get_json(&daemon, "/v1/sellers/audit").await;
+    assert_eq!(audit["flagged"][0]["seller_id"], "s-good", "{audit}");
+    assert_eq!(audit["flagged"][0]["kind"], "over_billing", "{audit}");
+    assert_eq!(audit["flagged"].as_array().unwrap().len(), 1, "{audit}");
+    let sellers = get_json(&daemon, "/v1/sellers").await;
+    assert_eq!(sellers["sellers"][0]["seller_id"], "s-bad", "{sellers}");
+    assert_eq!(
+        sellers["sellers"][0]["wasted_credit_micros"], wasted,
+        "{sellers}"
+    );
+    assert_eq!(
+        sellers["sellers"][0]["failure_share_ppm"], 1_000_000,
+        "{sellers}"
+    );
     let expect = json!({
         "calls": 4,
         "spend": usd(totals["cost_usd_micros"].as_i64().unwrap()),
@@ -153,6 +170,8 @@ async fn the_dashboard_shows_the_daemon_and_installs_a_client() {
         // s-bad was bought from, then failed over at once: all its credit
         // is wasted.
         "wasted": {"s-bad": wasted_bad, "s-good": "0.000000", "*": wasted_bad},
+        "audited": {"s-good": "over_billing", "s-bad": null},
+        "audit_wasted": {"s-bad": wasted_bad, "s-good": "0.000000"},
         "client": "codex",
         "doctor": true,
     });

@@ -202,6 +202,9 @@ pub struct Upstream {
     pub last_error_class: Option<String>,
     /// The seller's discount in parts per million (0 for providers).
     pub discount_ppm: u32,
+    /// How many models it prices itself (a seller's manifest prices, a
+    /// provider's configured `prices`); the others come from the table.
+    pub own_prices: u32,
     /// The score breakdown.
     pub score: Score,
 }

@@ -12,7 +12,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tb_control::api::{
     Calls, Credit, DoctorReport, InstallChanged, InstallPreview, InstallRequest, InstallStatus,
-    Prewarm, ProviderMode, ProviderModeUpdate, Status, UndoRequest, Upstreams, Usage, UsageBy,
+    Prewarm, ProviderMode, ProviderModeUpdate, SellerAudit, Sellers, Status, UndoRequest,
+    Upstreams, Usage, UsageBy,
 };
 use tb_control::{ApiError, ControlApi, Fut};
 
@@ -32,6 +33,8 @@ pub struct Seen {
     pub calls: Vec<(u32, Option<String>)>,
     /// `(since, by)` of every `usage`.
     pub usage: Vec<(String, UsageBy)>,
+    /// `since` of every `sellers` and `seller_audit`.
+    pub sellers: Vec<String>,
     /// `(method name, body)` of every mutating call.
     pub bodies: Vec<(&'static str, Value)>,
     /// How many times `doctor` ran.
@@ -239,6 +242,7 @@ impl FakeApi {
                 "consecutive_failures": if circuit == "open" { 5 } else { 0 },
                 "last_error_class": if circuit == "open" { Some("server_error") } else { None },
                 "discount_ppm": 200_000,
+                "own_prices": if kind == "seller" { 2 } else { 0 },
                 "score": {"scorer": "balanced", "effective_ttft_ms": 120, "price_usd_micros_per_1m": 2_000_000, "latency": 88.0, "throughput": 50.0, "discount": 20.0, "health": f64::from(health), "total": total, "missing_inputs": missing}
             })
         };
@@ -246,6 +250,30 @@ impl FakeApi {
             up("s-good", "seller", "closed", "healthy", 98, 71.25, vec![]),
             up("s-bad", "seller", "open", "unhealthy", 12, 20.5, vec!["tokens_per_second"]),
             up("openai", "manual", "half_open", "degraded", 60, 55.0, vec!["discount_ratio"]),
+        ]})
+    }
+
+    /// The canned `/v1/sellers`.
+    pub fn sellers_doc() -> Value {
+        json!({"since_ms": NOW_MS - 7 * 86_400_000, "sellers": [
+            {"seller_id": "s-bad", "calls": 4, "attempts": 5, "failed_attempts": 1, "failure_share_ppm": 200_000,
+             "won": 3, "settled_calls": 3, "settled_usd_micros": 30_000, "estimated_usd_micros": 300,
+             "median_drift_ppm": 99_000_000, "wasted_credit_micros": 0, "last_call_ms": NOW_MS - 60_000,
+             "last_purchase_ms": NOW_MS - 3_600_000},
+            {"seller_id": "s-good", "calls": 2, "attempts": 2, "failed_attempts": 0, "failure_share_ppm": 0,
+             "won": 2, "settled_calls": 2, "settled_usd_micros": 2541, "estimated_usd_micros": 2500,
+             "median_drift_ppm": 16_400, "wasted_credit_micros": 1200, "last_call_ms": NOW_MS - 5_000,
+             "last_purchase_ms": null}
+        ]})
+    }
+
+    /// The canned `/v1/sellers/audit`.
+    pub fn seller_audit_doc() -> Value {
+        json!({"since_ms": NOW_MS - 7 * 86_400_000, "sellers_checked": 2, "drift_limit_ppm": 200_000, "flagged": [
+            {"seller_id": "s-bad", "kind": "times_100", "message": "settles about 100× the estimate",
+             "median_ratio_ppm": 100_000_000, "median_drift_ppm": 99_000_000, "settled_calls": 3, "evidence_calls": 3,
+             "calls": [{"call_id": "0190-c", "started_at_ms": NOW_MS - 60_000, "model": "deepseek-chat",
+                        "settled_usd_micros": 10_000, "estimated_usd_micros": 100, "drift_ppm": 99_000_000}]}
         ]})
     }
 
@@ -406,6 +434,20 @@ impl ControlApi for FakeApi {
                 ));
             }
             Ok(typed(FakeApi::usage_doc(by.as_str())))
+        })
+    }
+
+    fn sellers(&self, since: String) -> Fut<'_, Result<Sellers, ApiError>> {
+        Box::pin(async move {
+            self.lock().seen.sellers.push(since.clone());
+            Ok(typed(FakeApi::sellers_doc()))
+        })
+    }
+
+    fn seller_audit(&self, since: String) -> Fut<'_, Result<SellerAudit, ApiError>> {
+        Box::pin(async move {
+            self.lock().seen.sellers.push(since.clone());
+            Ok(typed(FakeApi::seller_audit_doc()))
         })
     }
 

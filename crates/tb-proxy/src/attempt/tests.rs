@@ -532,16 +532,19 @@ impl Credit for FakeCredit {
 }
 
 fn seller(id: &str) -> Arc<Upstream> {
-    Arc::new(Upstream::seller(&tb_registry::SellerEntry {
-        id: UpstreamId::new(id),
-        name: id.into(),
-        url: format!("http://{id}.test"),
-        models: vec![MODEL.into()],
-        protocols: vec![Protocol::ChatCompletions],
-        payment_methods: vec![PaymentMethod::Mock],
-        discount_ratio: tb_prices::Ppm::ZERO,
-        service_fee_ratio: tb_prices::Ppm::ZERO,
-    }))
+    Arc::new(Upstream::seller(
+        &tb_registry::SellerEntry {
+            id: UpstreamId::new(id),
+            name: id.into(),
+            url: format!("http://{id}.test"),
+            models: vec![MODEL.into()],
+            protocols: vec![Protocol::ChatCompletions],
+            payment_methods: vec![PaymentMethod::Mock],
+            discount_ratio: tb_prices::Ppm::ZERO,
+            service_fee_ratio: tb_prices::Ppm::ZERO,
+        },
+        None,
+    ))
 }
 
 /// Runs the loop alone over sellers `s1`, `s2`; returns the attempts'

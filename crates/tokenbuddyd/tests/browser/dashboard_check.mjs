@@ -18,6 +18,11 @@
 //                    sellers    string[] seller ids with a credit row
 //                    wasted     object   seller id -> its "Wasted" cell, e.g. "1.000000";
 //                                        the key "*" is the totals row's
+//                    audited    object   seller id -> finding kind ("times_100",
+//                                        "div_100", "over_billing", "under_billing")
+//                                        or null: a seller-audit row each, flagged
+//                                        with that kind or not at all
+//                    audit_wasted object seller id -> its seller-audit "Wasted" cell
 //                    doctor     boolean  at least one doctor verdict is shown
 //   SCREENSHOT     where to save a full-page PNG (taken at the end, pass or fail)
 //   CHROMIUM       the browser binary (default /usr/bin/chromium)
@@ -45,6 +50,12 @@
 //     credit-seller, credit-purchases, credit-paid, credit-bought,
 //     credit-spent, credit-remaining, credit-wasted; credit-total
 //     (tfoot) with credit-total-row and the same cells as credit-total-*
+//   sellers-section (hidden without seller calls), sellers-table,
+//     sellers-body, seller-row (data-seller-id) with seller-id,
+//     seller-calls, seller-failed, seller-settled, seller-estimated,
+//     seller-drift, seller-wasted, seller-last-purchase; audit-list,
+//     audit-flag (data-seller-id, data-kind) with audit-seller,
+//     audit-kind, audit-message, audit-calls
 //   access-token (password input; value kept in sessionStorage)
 //   clients-table, clients-body, clients-status, client-row
 //     (data-client-id) with client-name, client-detected,
@@ -181,6 +192,23 @@ try {
       ? `${tid('credit-total-row')} ${tid('credit-total-wasted')}`
       : `${tid('credit-row')}${attr('data-seller-id', seller)} ${tid('credit-wasted')}`;
     await expectText(page, selector, text, `credit wasted on ${seller === '*' ? 'all sellers' : seller}`);
+  }
+
+  // Seller audit.
+  for (const [seller, kind] of Object.entries(want.audited || {})) {
+    const [row] = await until(() => page.locator(`${tid('seller-row')}${attr('data-seller-id', seller)}`).count(), (n) => n === 1);
+    if (!row) problem(`seller audit: no row for seller ${seller}`);
+    const flag = `${tid('audit-flag')}${attr('data-seller-id', seller)}`;
+    if (kind === null) {
+      const [clear] = await until(() => page.locator(flag).count(), (n) => n === 0);
+      if (!clear) problem(`seller audit: ${seller} is flagged but should not be`);
+    } else {
+      await expectText(page, `${flag} ${tid('audit-kind')}`, kind, `seller audit: ${seller} flag`);
+    }
+  }
+
+  for (const [seller, text] of Object.entries(want.audit_wasted || {})) {
+    await expectText(page, `${tid('seller-row')}${attr('data-seller-id', seller)} ${tid('seller-wasted')}`, text, `seller audit: wasted on ${seller}`);
   }
 
   // Doctor.
