@@ -1,7 +1,8 @@
 //! Client-facing shapes shared by whole answers and streams: the
 //! Responses object and its output items (a stream's `response.completed`
 //! repeats what its `output_item.done` events said), and Messages content
-//! blocks.
+//! blocks; and the Chat tool call, which an answer's message and a
+//! request's assistant history write alike.
 
 use std::borrow::Cow;
 
@@ -103,6 +104,32 @@ struct FormatEcho {
 
 #[derive(Serialize)]
 pub(crate) struct Empty {}
+
+/// A Chat Completions `tool_calls[]` entry of an assistant message.
+#[derive(Serialize)]
+pub(crate) struct ChatToolCallOut<'r> {
+    id: &'r str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: ChatFunctionCallOut<'r>,
+}
+
+#[derive(Serialize)]
+struct ChatFunctionCallOut<'r> {
+    name: &'r str,
+    arguments: Cow<'r, str>,
+}
+
+impl<'r> ChatToolCallOut<'r> {
+    /// A function call (the only kind translated).
+    pub(crate) fn function(id: &'r str, name: &'r str, arguments: Cow<'r, str>) -> Self {
+        ChatToolCallOut {
+            id,
+            kind: "function",
+            function: ChatFunctionCallOut { name, arguments },
+        }
+    }
+}
 
 /// A Responses output item.
 #[derive(Serialize)]

@@ -9,8 +9,8 @@ use super::AnswerError;
 use crate::ids;
 use crate::ir::{Answer, Finish, OutPart};
 use crate::shape::{
-    BlockOut, ContentOut, IncompleteOut, ItemOut, ResponseObject, SummaryOut, custom_input,
-    input_object,
+    BlockOut, ChatToolCallOut, ContentOut, IncompleteOut, ItemOut, ResponseObject, SummaryOut,
+    custom_input, input_object,
 };
 use crate::usage::{ChatUsageOut, MessagesUsageOut, ResponsesUsageOut};
 use crate::{AnswerContext, CallName};
@@ -42,21 +42,7 @@ struct ChatMessageOut<'r> {
     reasoning_content: Option<String>,
     refusal: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCallOut<'r>>,
-}
-
-#[derive(Serialize)]
-struct ToolCallOut<'r> {
-    id: &'r str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionOut<'r>,
-}
-
-#[derive(Serialize)]
-struct FunctionOut<'r> {
-    name: &'r str,
-    arguments: &'r str,
+    tool_calls: Vec<ChatToolCallOut<'r>>,
 }
 
 /// The finish the answer says, or what its content implies.
@@ -95,18 +81,15 @@ pub(super) fn chat(ctx: &AnswerContext, answer: &Answer<'_>) -> Result<Vec<u8>, 
                 id,
                 name,
                 arguments,
-            } => message.tool_calls.push(ToolCallOut {
+            } => message.tool_calls.push(ChatToolCallOut::function(
                 id,
-                kind: "function",
-                function: FunctionOut {
-                    name,
-                    arguments: if arguments.trim().is_empty() {
-                        "{}"
-                    } else {
-                        arguments
-                    },
-                },
-            }),
+                name,
+                Cow::Borrowed(if arguments.trim().is_empty() {
+                    "{}"
+                } else {
+                    arguments
+                }),
+            )),
         }
     }
     let out = ChatCompletionOut {

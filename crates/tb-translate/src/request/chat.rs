@@ -7,11 +7,12 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tb_domain::Protocol;
 
-use super::{Ctx, ERROR_PREFIX, effort, join, to_body};
+use super::{Ctx, ERROR_PREFIX, effort, join, openai_format, schema_format, to_body};
 use crate::Refusal;
 use crate::ir::{
     Args, Format, Image, Part, Reasoning, Request, ResultPart, Role, Tool, ToolChoice, Turn,
 };
+use crate::shape::ChatToolCallOut;
 use crate::wire::{self, Str, StrOr, wire};
 
 wire! {
@@ -258,26 +259,20 @@ fn read_reasoning(
 
 pub(super) fn read_format<'a>(ctx: &Ctx<'_>, f: ChatFormat<'a>) -> Result<Format<'a>, Refusal> {
     ctx.check_extra(&f.extra, "response_format", &[])?;
-    match f.kind.as_deref() {
-        Some("text") | None => Ok(Format::Text),
-        Some("json_object") => Ok(Format::JsonObject),
-        Some("json_schema") => {
-            let Some(s) = f.json_schema else {
-                return Err(ctx.refuse("response_format.json_schema", "missing"));
-            };
-            ctx.check_extra(&s.extra, "response_format.json_schema", &[])?;
-            let Some(schema) = s.schema else {
-                return Err(ctx.refuse("response_format.json_schema.schema", "missing"));
-            };
-            Ok(Format::JsonSchema {
-                name: s.name,
-                description: s.description,
-                schema: Cow::Borrowed(schema),
-                strict: s.strict,
-            })
-        }
-        Some(other) => Err(ctx.refuse("response_format.type", format!("unknown format `{other}`"))),
-    }
+    openai_format(ctx, "response_format", f.kind.as_deref(), || {
+        let Some(s) = f.json_schema else {
+            return Err(ctx.refuse("response_format.json_schema", "missing"));
+        };
+        ctx.check_extra(&s.extra, "response_format.json_schema", &[])?;
+        schema_format(
+            ctx,
+            "response_format.json_schema",
+            s.schema,
+            s.name,
+            s.description,
+            s.strict,
+        )
+    })
 }
 
 fn read_messages<'a>(
@@ -556,7 +551,7 @@ struct MessageOut<'r> {
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_content: Option<Cow<'r, str>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCallOut<'r>>,
+    tool_calls: Vec<ChatToolCallOut<'r>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_call_id: Option<Cow<'r, str>>,
 }
@@ -590,20 +585,6 @@ enum PartOut<'r> {
 #[derive(Serialize)]
 struct UrlOut<'r> {
     url: Cow<'r, str>,
-}
-
-#[derive(Serialize)]
-struct ToolCallOut<'r> {
-    id: &'r str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionCallOut<'r>,
-}
-
-#[derive(Serialize)]
-struct FunctionCallOut<'r> {
-    name: &'r str,
-    arguments: Cow<'r, str>,
 }
 
 #[derive(Serialize)]
@@ -803,14 +784,11 @@ fn write_assistant<'r>(turn: &'r Turn<'r>) -> MessageOut<'r> {
         match part {
             Part::Text(text) => texts.push(text),
             Part::Reasoning(text) => reasoning.push(text),
-            Part::ToolCall(call) => calls.push(ToolCallOut {
-                id: &call.id,
-                kind: "function",
-                function: FunctionCallOut {
-                    name: &call.name,
-                    arguments: arguments_text(&call.arguments),
-                },
-            }),
+            Part::ToolCall(call) => calls.push(ChatToolCallOut::function(
+                &call.id,
+                &call.name,
+                arguments_text(&call.arguments),
+            )),
             Part::Image(_) | Part::ToolResult(_) => {}
         }
     }

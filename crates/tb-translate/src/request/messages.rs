@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tb_domain::Protocol;
 
-use super::{Ctx, anthropic_id, effort, join, to_body};
+use super::{Ctx, anthropic_id, effort, join, schema_format, to_body};
 use crate::Refusal;
 use crate::ir::{
     Args, Format, Image, Part, Reasoning, Request, ResultPart, Role, Tool, ToolCall, ToolChoice,
@@ -249,15 +249,7 @@ fn read_format<'a>(
     if format.kind.as_deref() != Some("json_schema") {
         return Err(ctx.refuse(join(field, "type"), "only json_schema is known"));
     }
-    let Some(schema) = format.schema else {
-        return Err(ctx.refuse(join(field, "schema"), "missing"));
-    };
-    Ok(Format::JsonSchema {
-        name: None,
-        description: None,
-        schema: Cow::Borrowed(schema),
-        strict: Some(true),
-    })
+    schema_format(ctx, field, format.schema, None, None, Some(true))
 }
 
 fn read_messages<'a>(

@@ -190,6 +190,45 @@ pub(crate) fn effort(
     Ok(())
 }
 
+/// Reads an OpenAI output format's `type` (Chat's `response_format`,
+/// Responses' `text.format`, both at `field`): `text` (the default),
+/// `json_object`, or `json_schema`, whose members each protocol places
+/// differently (`schema` reads them).
+pub(crate) fn openai_format<'a>(
+    ctx: &Ctx<'_>,
+    field: &str,
+    kind: Option<&str>,
+    schema: impl FnOnce() -> Result<crate::ir::Format<'a>, Refusal>,
+) -> Result<crate::ir::Format<'a>, Refusal> {
+    match kind {
+        Some("text") | None => Ok(crate::ir::Format::Text),
+        Some("json_object") => Ok(crate::ir::Format::JsonObject),
+        Some("json_schema") => schema(),
+        Some(other) => Err(ctx.refuse(join(field, "type"), format!("unknown format `{other}`"))),
+    }
+}
+
+/// A JSON-schema output format whose members stand at `field`; the
+/// schema itself is required.
+pub(crate) fn schema_format<'a>(
+    ctx: &Ctx<'_>,
+    field: &str,
+    schema: Option<&'a serde_json::value::RawValue>,
+    name: Option<Str<'a>>,
+    description: Option<Str<'a>>,
+    strict: Option<bool>,
+) -> Result<crate::ir::Format<'a>, Refusal> {
+    match schema {
+        Some(schema) => Ok(crate::ir::Format::JsonSchema {
+            name,
+            description,
+            schema: std::borrow::Cow::Borrowed(schema),
+            strict,
+        }),
+        None => Err(ctx.refuse(join(field, "schema"), "missing")),
+    }
+}
+
 /// Text of an error tool result on a target without `is_error`.
 pub(crate) const ERROR_PREFIX: &str = "Error: ";
 

@@ -10,7 +10,7 @@ use tb_domain::Protocol;
 
 use super::chat::{arguments_text, joined, simple_choice};
 use super::namespace::{flat_name, unique_flat_name};
-use super::{Ctx, ERROR_PREFIX, effort, join, to_body};
+use super::{Ctx, ERROR_PREFIX, effort, join, openai_format, schema_format, to_body};
 use crate::ir::{
     Args, Format, Image, Part, Reasoning, Request, ResultPart, Role, Tool, ToolCall, ToolChoice,
     ToolResult, Turn,
@@ -216,20 +216,16 @@ fn read_reasoning(ctx: &Ctx<'_>, r: ResponsesReasoning<'_>) -> Result<Reasoning,
 
 fn read_format<'a>(ctx: &Ctx<'_>, f: FormatConfig<'a>) -> Result<Format<'a>, Refusal> {
     ctx.check_extra(&f.extra, "text.format", &[])?;
-    match f.kind.as_deref() {
-        Some("text") | None => Ok(Format::Text),
-        Some("json_object") => Ok(Format::JsonObject),
-        Some("json_schema") => match f.schema {
-            Some(schema) => Ok(Format::JsonSchema {
-                name: f.name,
-                description: f.description,
-                schema: Cow::Borrowed(schema),
-                strict: f.strict,
-            }),
-            None => Err(ctx.refuse("text.format.schema", "missing")),
-        },
-        Some(other) => Err(ctx.refuse("text.format.type", format!("unknown format `{other}`"))),
-    }
+    openai_format(ctx, "text.format", f.kind.as_deref(), || {
+        schema_format(
+            ctx,
+            "text.format",
+            f.schema,
+            f.name,
+            f.description,
+            f.strict,
+        )
+    })
 }
 
 fn read_items<'a>(

@@ -5,26 +5,22 @@
 
 use serde::Serialize;
 
-use super::{BROKEN_STREAM, Ev, write_event};
+use super::encode::{Encode, Head};
+use super::{Ev, write_event};
 use crate::AnswerContext;
-use crate::ids;
 use crate::ir::{Finish, Usage};
 use crate::usage::ChatUsageOut;
 
 #[derive(Debug)]
 pub(crate) struct ChatEncoder {
-    id: String,
-    model: String,
-    created: u64,
+    head: Head,
     include_usage: bool,
-    started: bool,
     /// Per tool call: our key, its `tool_calls[].index`, and whether any
     /// argument text was written (a call without any gets `{}`).
     calls: Vec<(u32, u32, bool)>,
     finish: Option<Finish>,
     finish_sent: bool,
     usage: Option<Usage>,
-    closed: bool,
 }
 
 #[derive(Serialize)]
@@ -92,23 +88,24 @@ struct ErrorBody<'r> {
 impl ChatEncoder {
     pub(crate) fn new(model: &str, ctx: &AnswerContext) -> ChatEncoder {
         ChatEncoder {
-            id: String::new(),
-            model: model.to_owned(),
-            created: ctx.created,
+            head: Head::new(model, ctx.created),
             include_usage: ctx.include_usage,
-            started: false,
             calls: Vec::new(),
             finish: None,
             finish_sent: false,
             usage: None,
-            closed: false,
         }
     }
+}
 
-    pub(crate) fn emit(&mut self, ev: Ev<'_>, out: &mut Vec<u8>) {
-        if self.closed {
-            return;
-        }
+impl Encode for ChatEncoder {
+    const BROKEN_KIND: &'static str = "server_error";
+
+    fn head(&self) -> &Head {
+        &self.head
+    }
+
+    fn event(&mut self, ev: Ev<'_>, out: &mut Vec<u8>) {
         match ev {
             Ev::Start { id, model, created } => self.start(id, model, created, out),
             Ev::Text(text) => self.delta(
@@ -141,31 +138,14 @@ impl ChatEncoder {
                 self.send_finish(out);
             }
             Ev::Done => self.complete(out),
-            Ev::Error { kind, message } => self.error(kind, message, out),
-        }
-    }
-
-    pub(crate) fn close(&mut self, out: &mut Vec<u8>) {
-        if self.closed {
-            return;
-        }
-        if self.finish.is_some() {
-            self.complete(out);
-        } else {
-            self.error("server_error", BROKEN_STREAM, out);
+            Ev::Error { kind, message } => self.fail(kind, message, out),
         }
     }
 
     fn start(&mut self, id: &str, model: &str, created: Option<u64>, out: &mut Vec<u8>) {
-        if self.started {
+        if !self.head.begin("chatcmpl-", id, model, created) {
             return;
         }
-        self.started = true;
-        self.id = ids::prefixed("chatcmpl-", id).into_owned();
-        if !model.is_empty() {
-            model.clone_into(&mut self.model);
-        }
-        self.created = created.unwrap_or(self.created);
         let first = Delta {
             role: Some("assistant"),
             content: Some(""),
@@ -174,10 +154,42 @@ impl ChatEncoder {
         self.write_chunk(first, None, None, out);
     }
 
-    fn delta(&mut self, delta: Delta<'_>, out: &mut Vec<u8>) {
-        if !self.started {
-            self.start("", "", None, out);
+    fn finished(&self) -> bool {
+        self.finish.is_some()
+    }
+
+    fn complete(&mut self, out: &mut Vec<u8>) {
+        self.send_finish(out);
+        if self.include_usage
+            && let Some(usage) = self.usage
+        {
+            self.write_chunk(Delta::default(), None, Some(ChatUsageOut::from(usage)), out);
         }
+        out.extend_from_slice(b"data: [DONE]\n\n");
+        self.head.closed = true;
+    }
+
+    fn fail(&mut self, kind: &str, message: &str, out: &mut Vec<u8>) {
+        let (kind, code) = match kind {
+            "rate_limit_error" | "rate_limit_exceeded" => ("rate_limit_error", Some(kind)),
+            "invalid_request_error" => ("invalid_request_error", None),
+            other => ("server_error", Some(other)),
+        };
+        let chunk = ErrorChunk {
+            error: ErrorBody {
+                message,
+                kind,
+                code,
+            },
+        };
+        write_event(out, None, &chunk);
+        self.head.closed = true;
+    }
+}
+
+impl ChatEncoder {
+    fn delta(&mut self, delta: Delta<'_>, out: &mut Vec<u8>) {
+        self.ensure_started(out);
         self.write_chunk(delta, None, None, out);
     }
 
@@ -194,10 +206,10 @@ impl ChatEncoder {
             finish_reason: finish,
         }];
         let chunk = Chunk {
-            id: &self.id,
+            id: &self.head.id,
             object: "chat.completion.chunk",
-            created: self.created,
-            model: &self.model,
+            created: self.head.created,
+            model: &self.head.model,
             choices: if usage.is_some() { &[] } else { &choices },
             usage,
         };
@@ -279,38 +291,8 @@ impl ChatEncoder {
             None if self.calls.is_empty() => Finish::Stop,
             None => Finish::ToolCalls,
         };
-        if !self.started {
-            self.start("", "", None, out);
-        }
+        self.ensure_started(out);
         self.write_chunk(Delta::default(), Some(finish.chat()), None, out);
         self.finish_sent = true;
-    }
-
-    fn complete(&mut self, out: &mut Vec<u8>) {
-        self.send_finish(out);
-        if self.include_usage
-            && let Some(usage) = self.usage
-        {
-            self.write_chunk(Delta::default(), None, Some(ChatUsageOut::from(usage)), out);
-        }
-        out.extend_from_slice(b"data: [DONE]\n\n");
-        self.closed = true;
-    }
-
-    fn error(&mut self, kind: &str, message: &str, out: &mut Vec<u8>) {
-        let (kind, code) = match kind {
-            "rate_limit_error" | "rate_limit_exceeded" => ("rate_limit_error", Some(kind)),
-            "invalid_request_error" => ("invalid_request_error", None),
-            other => ("server_error", Some(other)),
-        };
-        let chunk = ErrorChunk {
-            error: ErrorBody {
-                message,
-                kind,
-                code,
-            },
-        };
-        write_event(out, None, &chunk);
-        self.closed = true;
     }
 }

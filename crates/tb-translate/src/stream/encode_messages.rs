@@ -12,7 +12,8 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
-use super::{BROKEN_STREAM, Ev, write_event};
+use super::encode::{Encode, Head};
+use super::{Ev, write_event};
 use crate::ids;
 use crate::ir::{Finish, Usage};
 use crate::shape::Empty;
@@ -20,8 +21,7 @@ use crate::usage::MessagesUsageOut;
 
 #[derive(Debug)]
 pub(crate) struct MessagesEncoder {
-    model: String,
-    started: bool,
+    head: Head,
     next_index: u32,
     open: Option<Open>,
     /// The highest tool key opened so far: arguments for a lower key after
@@ -30,7 +30,6 @@ pub(crate) struct MessagesEncoder {
     any_tool: bool,
     finish: Option<(Finish, Option<String>)>,
     usage: Usage,
-    closed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +90,7 @@ impl Event<'_> {
 
 #[derive(Serialize)]
 struct StartBody<'r> {
-    id: Cow<'r, str>,
+    id: &'r str,
     #[serde(rename = "type")]
     kind: &'static str,
     role: &'static str,
@@ -146,24 +145,27 @@ struct ErrorBody<'r> {
 impl MessagesEncoder {
     pub(crate) fn new(model: &str) -> MessagesEncoder {
         MessagesEncoder {
-            model: model.to_owned(),
-            started: false,
+            head: Head::new(model, 0),
             next_index: 0,
             open: None,
             last_tool: None,
             any_tool: false,
             finish: None,
             usage: Usage::default(),
-            closed: false,
         }
     }
+}
 
-    pub(crate) fn emit(&mut self, ev: Ev<'_>, out: &mut Vec<u8>) {
-        if self.closed {
-            return;
-        }
+impl Encode for MessagesEncoder {
+    const BROKEN_KIND: &'static str = "api_error";
+
+    fn head(&self) -> &Head {
+        &self.head
+    }
+
+    fn event(&mut self, ev: Ev<'_>, out: &mut Vec<u8>) {
         match ev {
-            Ev::Start { id, model, .. } => self.start(id, model, out),
+            Ev::Start { id, model, created } => self.start(id, model, created, out),
             Ev::Text(text) | Ev::Refusal(text) => self.text(text, out),
             Ev::Reasoning(text) => self.thinking(text, out),
             Ev::ToolStart { key, id, name } => self.tool_start(key, id, name, out),
@@ -178,37 +180,20 @@ impl MessagesEncoder {
             Ev::Usage(usage) => self.usage = usage,
             Ev::Finish(finish, seq) => self.finish = Some((finish, seq.map(str::to_owned))),
             Ev::Done => self.complete(out),
-            Ev::Error { kind, message } => self.error(kind, message, out),
+            Ev::Error { kind, message } => self.fail(kind, message, out),
         }
     }
 
-    /// The upstream ended: complete if it said how the answer finished,
-    /// else report the break.
-    pub(crate) fn close(&mut self, out: &mut Vec<u8>) {
-        if self.closed {
+    fn start(&mut self, id: &str, model: &str, created: Option<u64>, out: &mut Vec<u8>) {
+        if !self.head.begin("msg_", id, model, created) {
             return;
         }
-        if self.finish.is_some() {
-            self.complete(out);
-        } else {
-            self.error("api_error", BROKEN_STREAM, out);
-        }
-    }
-
-    fn start(&mut self, id: &str, model: &str, out: &mut Vec<u8>) {
-        if self.started {
-            return;
-        }
-        if !model.is_empty() {
-            model.clone_into(&mut self.model);
-        }
-        self.started = true;
         let start = Event::MessageStart {
             message: StartBody {
-                id: ids::prefixed("msg_", id),
+                id: &self.head.id,
                 kind: "message",
                 role: "assistant",
-                model: &self.model,
+                model: &self.head.model,
                 content: [],
                 stop_reason: None,
                 stop_sequence: None,
@@ -224,12 +209,49 @@ impl MessagesEncoder {
         write(out, &start);
     }
 
-    fn ensure_started(&mut self, out: &mut Vec<u8>) {
-        if !self.started {
-            self.start("", "", out);
-        }
+    fn finished(&self) -> bool {
+        self.finish.is_some()
     }
 
+    fn complete(&mut self, out: &mut Vec<u8>) {
+        self.ensure_started(out);
+        if let Some(open) = self.open {
+            self.stop_block(open, out);
+        }
+        let (finish, seq) = match &self.finish {
+            Some((f, seq)) => (*f, seq.as_deref()),
+            None if self.any_tool => (Finish::ToolCalls, None),
+            None => (Finish::Stop, None),
+        };
+        let delta = Event::MessageDelta {
+            delta: StopDelta {
+                stop_reason: finish.messages(),
+                stop_sequence: seq,
+            },
+            usage: MessagesUsageOut::from(self.usage),
+        };
+        write(out, &delta);
+        write(out, &Event::MessageStop);
+        self.head.closed = true;
+    }
+
+    fn fail(&mut self, kind: &str, message: &str, out: &mut Vec<u8>) {
+        let kind = match kind {
+            k if k.ends_with("_error") => k,
+            "rate_limit_exceeded" | "insufficient_quota" => "rate_limit_error",
+            _ => "api_error",
+        };
+        write(
+            out,
+            &Event::Error {
+                error: ErrorBody { kind, message },
+            },
+        );
+        self.head.closed = true;
+    }
+}
+
+impl MessagesEncoder {
     fn text(&mut self, text: &str, out: &mut Vec<u8>) {
         if text.is_empty() {
             return;
@@ -331,7 +353,7 @@ impl MessagesEncoder {
                     delta: Delta::InputJson { partial_json: json },
                 });
             }
-            _ if self.last_tool.is_some_and(|last| key <= last) => self.error(
+            _ if self.last_tool.is_some_and(|last| key <= last) => self.fail(
                 "api_error",
                 "the upstream interleaved the arguments of parallel tool calls, which a messages stream cannot express",
                 out,
@@ -339,43 +361,6 @@ impl MessagesEncoder {
             // Arguments before their call started: nothing to attach them to.
             _ => {}
         }
-    }
-
-    fn complete(&mut self, out: &mut Vec<u8>) {
-        self.ensure_started(out);
-        if let Some(open) = self.open {
-            self.stop_block(open, out);
-        }
-        let (finish, seq) = match &self.finish {
-            Some((f, seq)) => (*f, seq.as_deref()),
-            None if self.any_tool => (Finish::ToolCalls, None),
-            None => (Finish::Stop, None),
-        };
-        let delta = Event::MessageDelta {
-            delta: StopDelta {
-                stop_reason: finish.messages(),
-                stop_sequence: seq,
-            },
-            usage: MessagesUsageOut::from(self.usage),
-        };
-        write(out, &delta);
-        write(out, &Event::MessageStop);
-        self.closed = true;
-    }
-
-    fn error(&mut self, kind: &str, message: &str, out: &mut Vec<u8>) {
-        let kind = match kind {
-            k if k.ends_with("_error") => k,
-            "rate_limit_exceeded" | "insufficient_quota" => "rate_limit_error",
-            _ => "api_error",
-        };
-        write(
-            out,
-            &Event::Error {
-                error: ErrorBody { kind, message },
-            },
-        );
-        self.closed = true;
     }
 }
 

@@ -12,7 +12,8 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::{BROKEN_STREAM, Ev, write_event};
+use super::encode::{Encode, Head};
+use super::{Ev, write_event};
 use crate::ids;
 use crate::ir::{Finish, Usage};
 use crate::shape::{
@@ -23,13 +24,10 @@ use crate::{AnswerContext, CallName, NamespacedTool};
 
 #[derive(Debug)]
 pub(crate) struct ResponsesEncoder {
-    id: String,
-    model: String,
-    created: u64,
+    head: Head,
     custom_tools: Vec<String>,
     namespaced_tools: Vec<NamespacedTool>,
     seq: u64,
-    started: bool,
     /// Finished output items, serialised, for `response.completed`.
     items: Vec<Box<RawValue>>,
     /// Output indexes handed out so far.
@@ -40,7 +38,6 @@ pub(crate) struct ResponsesEncoder {
     any_call: bool,
     finish: Option<Finish>,
     usage: Option<Usage>,
-    closed: bool,
 }
 
 #[derive(Debug)]
@@ -125,13 +122,10 @@ enum PartOut<'r> {
 impl ResponsesEncoder {
     pub(crate) fn new(model: &str, ctx: &AnswerContext) -> ResponsesEncoder {
         ResponsesEncoder {
-            id: String::new(),
-            model: model.to_owned(),
-            created: ctx.created,
+            head: Head::new(model, ctx.created),
             custom_tools: ctx.custom_tools.clone(),
             namespaced_tools: ctx.namespaced_tools.clone(),
             seq: 0,
-            started: false,
             items: Vec::new(),
             next_output: 0,
             message: None,
@@ -140,14 +134,18 @@ impl ResponsesEncoder {
             any_call: false,
             finish: None,
             usage: None,
-            closed: false,
         }
     }
+}
 
-    pub(crate) fn emit(&mut self, ev: Ev<'_>, out: &mut Vec<u8>) {
-        if self.closed {
-            return;
-        }
+impl Encode for ResponsesEncoder {
+    const BROKEN_KIND: &'static str = "server_error";
+
+    fn head(&self) -> &Head {
+        &self.head
+    }
+
+    fn event(&mut self, ev: Ev<'_>, out: &mut Vec<u8>) {
         match ev {
             Ev::Start { id, model, created } => self.start(id, model, created, out),
             Ev::Text(text) => self.message_delta(PartKind::Text, text, out),
@@ -163,29 +161,12 @@ impl ResponsesEncoder {
         }
     }
 
-    pub(crate) fn close(&mut self, out: &mut Vec<u8>) {
-        if self.closed {
-            return;
-        }
-        if self.finish.is_some() {
-            self.complete(out);
-        } else {
-            self.fail("server_error", BROKEN_STREAM, out);
-        }
-    }
-
     fn start(&mut self, id: &str, model: &str, created: Option<u64>, out: &mut Vec<u8>) {
-        if self.started {
+        if !self.head.begin("resp_", id, model, created) {
             return;
         }
-        self.started = true;
-        self.id = ids::prefixed("resp_", id).into_owned();
-        if !model.is_empty() {
-            model.clone_into(&mut self.model);
-        }
-        self.created = created.unwrap_or(self.created);
         for kind in ["response.created", "response.in_progress"] {
-            let response = ResponseObject::new(&self.id, &self.model, self.created);
+            let response = ResponseObject::new(&self.head.id, &self.head.model, self.head.created);
             let event = Event {
                 kind,
                 response: Some(response),
@@ -195,12 +176,55 @@ impl ResponsesEncoder {
         }
     }
 
-    fn ensure_started(&mut self, out: &mut Vec<u8>) {
-        if !self.started {
-            self.start("", "", None, out);
-        }
+    fn finished(&self) -> bool {
+        self.finish.is_some()
     }
 
+    fn complete(&mut self, out: &mut Vec<u8>) {
+        self.ensure_started(out);
+        self.close_all(out);
+        let implied = if self.any_call {
+            Finish::ToolCalls
+        } else {
+            Finish::Stop
+        };
+        let (status, reason) = self.finish.unwrap_or(implied).responses();
+        let mut response = ResponseObject::new(&self.head.id, &self.head.model, self.head.created);
+        response.status = status;
+        response.incomplete_details = reason.map(|reason| IncompleteOut { reason });
+        response.output = &self.items;
+        response.usage = self.usage.map(ResponsesUsageOut::from);
+        let kind = if status == "completed" {
+            "response.completed"
+        } else {
+            "response.incomplete"
+        };
+        let event = Event {
+            kind,
+            response: Some(response),
+            ..Event::default()
+        };
+        send(&mut self.seq, event, out);
+        self.head.closed = true;
+    }
+
+    /// `response.failed`: Codex and the SDKs end the turn with the error.
+    fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
+        self.ensure_started(out);
+        let mut response = ResponseObject::new(&self.head.id, &self.head.model, self.head.created);
+        response.status = "failed";
+        response.error = Some(ErrorObject { code, message });
+        let event = Event {
+            kind: "response.failed",
+            response: Some(response),
+            ..Event::default()
+        };
+        send(&mut self.seq, event, out);
+        self.head.closed = true;
+    }
+}
+
+impl ResponsesEncoder {
     fn next_output_index(&mut self) -> usize {
         let index = self.next_output;
         self.next_output = self.next_output.saturating_add(1);
@@ -248,7 +272,7 @@ impl ResponsesEncoder {
 
     fn open_message(&mut self, out: &mut Vec<u8>) {
         let output_index = self.next_output_index();
-        let item_id = ids::item("msg", &self.id, output_index);
+        let item_id = ids::item("msg", &self.head.id, output_index);
         let event = Event {
             kind: "response.output_item.added",
             output_index: Some(output_index),
@@ -372,7 +396,7 @@ impl ResponsesEncoder {
 
     fn open_reasoning(&mut self, out: &mut Vec<u8>) {
         let output_index = self.next_output_index();
-        let item_id = ids::item("rs", &self.id, output_index);
+        let item_id = ids::item("rs", &self.head.id, output_index);
         let added = Event {
             kind: "response.output_item.added",
             output_index: Some(output_index),
@@ -445,7 +469,11 @@ impl ResponsesEncoder {
         let call = CallName::of(&self.custom_tools, &self.namespaced_tools, name);
         let custom = call.custom;
         self.any_call = true;
-        let item_id = ids::item(if custom { "ctc" } else { "fc" }, &self.id, output_index);
+        let item_id = ids::item(
+            if custom { "ctc" } else { "fc" },
+            &self.head.id,
+            output_index,
+        );
         let item = if custom {
             ItemOut::CustomToolCall {
                 id: &item_id,
@@ -575,49 +603,6 @@ impl ResponsesEncoder {
         while let Some(key) = self.calls.first().map(|c| c.key) {
             self.call_end(key, out);
         }
-    }
-
-    fn complete(&mut self, out: &mut Vec<u8>) {
-        self.ensure_started(out);
-        self.close_all(out);
-        let implied = if self.any_call {
-            Finish::ToolCalls
-        } else {
-            Finish::Stop
-        };
-        let (status, reason) = self.finish.unwrap_or(implied).responses();
-        let mut response = ResponseObject::new(&self.id, &self.model, self.created);
-        response.status = status;
-        response.incomplete_details = reason.map(|reason| IncompleteOut { reason });
-        response.output = &self.items;
-        response.usage = self.usage.map(ResponsesUsageOut::from);
-        let kind = if status == "completed" {
-            "response.completed"
-        } else {
-            "response.incomplete"
-        };
-        let event = Event {
-            kind,
-            response: Some(response),
-            ..Event::default()
-        };
-        send(&mut self.seq, event, out);
-        self.closed = true;
-    }
-
-    /// `response.failed`: Codex and the SDKs end the turn with the error.
-    fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
-        self.ensure_started(out);
-        let mut response = ResponseObject::new(&self.id, &self.model, self.created);
-        response.status = "failed";
-        response.error = Some(ErrorObject { code, message });
-        let event = Event {
-            kind: "response.failed",
-            response: Some(response),
-            ..Event::default()
-        };
-        send(&mut self.seq, event, out);
-        self.closed = true;
     }
 }
 

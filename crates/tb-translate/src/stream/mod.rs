@@ -15,6 +15,7 @@
 //! closed with an error event in the client's protocol.
 
 mod decode;
+mod encode;
 mod encode_chat;
 mod encode_messages;
 mod encode_responses;
@@ -25,6 +26,7 @@ use tb_sse::{SseItem, SseParser};
 
 use crate::ir::{Finish, Usage};
 use crate::{AnswerContext, Route};
+use encode::Encode;
 
 /// One thing an upstream stream said, in no protocol's shape.
 #[derive(Debug, Clone, PartialEq)]
