@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tb_domain::Protocol;
 
+use super::openai::{self, FormatOut, FunctionOut, SchemaOut, ToolChoiceOut};
 use super::{Ctx, ERROR_PREFIX, effort, join, openai_format, schema_format, to_body};
 use crate::Refusal;
 use crate::ir::{
@@ -513,7 +514,7 @@ struct ChatOut<'r> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tools: Vec<ToolOut<'r>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tool_choice: Option<ToolChoiceOut<'r>>,
+    tool_choice: Option<ToolChoiceOut<ForcedOut<'r>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parallel_tool_calls: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -531,7 +532,7 @@ struct ChatOut<'r> {
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_effort: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    response_format: Option<FormatOut<'r>>,
+    response_format: Option<FormatOut<JsonSchemaOut<'r>>>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -594,26 +595,12 @@ struct ToolOut<'r> {
     function: FunctionOut<'r>,
 }
 
+/// The tool a Chat `tool_choice` forces.
 #[derive(Serialize)]
-struct FunctionOut<'r> {
-    name: &'r str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'r str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<&'r RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    strict: Option<bool>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ToolChoiceOut<'r> {
-    Word(&'static str),
-    Function {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        function: NameOut<'r>,
-    },
+struct ForcedOut<'r> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: NameOut<'r>,
 }
 
 #[derive(Serialize)]
@@ -621,22 +608,10 @@ struct NameOut<'r> {
     name: &'r str,
 }
 
+/// Chat nests a JSON schema format's members under `json_schema`.
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum FormatOut<'r> {
-    Text,
-    JsonObject,
-    JsonSchema { json_schema: SchemaOut<'r> },
-}
-
-#[derive(Serialize)]
-struct SchemaOut<'r> {
-    name: &'r str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'r str>,
-    schema: &'r RawValue,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    strict: Option<bool>,
+struct JsonSchemaOut<'r> {
+    json_schema: SchemaOut<'r>,
 }
 
 /// Writes the body for a Chat upstream.
@@ -819,43 +794,17 @@ pub(super) fn arguments_text<'r>(args: &'r Args<'r>) -> Cow<'r, str> {
 fn tool_out<'r>(tool: &'r Tool<'r>) -> ToolOut<'r> {
     ToolOut {
         kind: "function",
-        function: FunctionOut {
-            name: &tool.name,
-            description: tool.description.as_deref(),
-            parameters: tool.parameters.as_deref(),
-            strict: tool.strict,
-        },
+        function: FunctionOut::of(tool),
     }
 }
 
-fn tool_choice_out<'r>(choice: &'r ToolChoice<'r>) -> ToolChoiceOut<'r> {
-    match choice {
-        ToolChoice::None => ToolChoiceOut::Word("none"),
-        ToolChoice::Auto => ToolChoiceOut::Word("auto"),
-        ToolChoice::Required => ToolChoiceOut::Word("required"),
-        ToolChoice::Tool(name) => ToolChoiceOut::Function {
-            kind: "function",
-            function: NameOut { name },
-        },
-    }
+fn tool_choice_out<'r>(choice: &'r ToolChoice<'r>) -> ToolChoiceOut<ForcedOut<'r>> {
+    openai::tool_choice_out(choice, |name| ForcedOut {
+        kind: "function",
+        function: NameOut { name },
+    })
 }
 
-fn format_out<'r>(format: &'r Format<'r>) -> FormatOut<'r> {
-    match format {
-        Format::Text => FormatOut::Text,
-        Format::JsonObject => FormatOut::JsonObject,
-        Format::JsonSchema {
-            name,
-            description,
-            schema,
-            strict,
-        } => FormatOut::JsonSchema {
-            json_schema: SchemaOut {
-                name: name.as_deref().unwrap_or("response"),
-                description: description.as_deref(),
-                schema,
-                strict: *strict,
-            },
-        },
-    }
+fn format_out<'r>(format: &'r Format<'r>) -> FormatOut<JsonSchemaOut<'r>> {
+    openai::format_out(format, |json_schema| JsonSchemaOut { json_schema })
 }

@@ -6,6 +6,7 @@
 mod chat;
 mod messages;
 mod namespace;
+mod openai;
 mod responses;
 
 use serde::Deserialize;

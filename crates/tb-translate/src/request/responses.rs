@@ -10,6 +10,7 @@ use tb_domain::Protocol;
 
 use super::chat::{arguments_text, joined, simple_choice};
 use super::namespace::{flat_name, unique_flat_name};
+use super::openai::{self, FormatOut, FunctionOut, SchemaOut, ToolChoiceOut};
 use super::{Ctx, ERROR_PREFIX, effort, join, openai_format, schema_format, to_body};
 use crate::ir::{
     Args, Format, Image, Part, Reasoning, Request, ResultPart, Role, Tool, ToolCall, ToolChoice,
@@ -701,7 +702,7 @@ struct ResponsesOut<'r> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tools: Vec<ToolOut<'r>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tool_choice: Option<ToolChoiceOut<'r>>,
+    tool_choice: Option<ToolChoiceOut<ForcedOut<'r>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parallel_tool_calls: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -754,28 +755,19 @@ enum OutputOut<'r> {
     Parts(Vec<PartOut<'r>>),
 }
 
+/// Responses writes a function's members beside `type`.
 #[derive(Serialize)]
-struct ToolOut<'r> {
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ToolOut<'r> {
+    Function(FunctionOut<'r>),
+}
+
+/// The tool a Responses `tool_choice` forces.
+#[derive(Serialize)]
+struct ForcedOut<'r> {
     #[serde(rename = "type")]
     kind: &'static str,
     name: &'r str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'r str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<&'r RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    strict: Option<bool>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ToolChoiceOut<'r> {
-    Word(&'static str),
-    Function {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        name: &'r str,
-    },
 }
 
 #[derive(Serialize)]
@@ -788,24 +780,9 @@ struct ReasoningOut {
 #[derive(Serialize)]
 struct TextOut<'r> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    format: Option<FormatOut<'r>>,
+    format: Option<FormatOut<SchemaOut<'r>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     verbosity: Option<&'r str>,
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum FormatOut<'r> {
-    Text,
-    JsonObject,
-    JsonSchema {
-        name: &'r str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        description: Option<&'r str>,
-        schema: &'r RawValue,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        strict: Option<bool>,
-    },
 }
 
 /// Writes the body for a Responses upstream. `store` is always false:
@@ -925,43 +902,21 @@ fn output_item<'r>(result: &'r ToolResult<'r>) -> ItemOut<'r> {
 }
 
 fn tool_out<'r>(tool: &'r Tool<'r>) -> ToolOut<'r> {
-    ToolOut {
-        kind: "function",
-        name: &tool.name,
-        description: tool.description.as_deref(),
-        parameters: tool.parameters.as_deref(),
-        strict: tool.strict,
-    }
+    ToolOut::Function(FunctionOut::of(tool))
 }
 
-fn tool_choice_out<'r>(choice: &'r ToolChoice<'r>) -> ToolChoiceOut<'r> {
-    match choice {
-        ToolChoice::None => ToolChoiceOut::Word("none"),
-        ToolChoice::Auto => ToolChoiceOut::Word("auto"),
-        ToolChoice::Required => ToolChoiceOut::Word("required"),
-        ToolChoice::Tool(name) => ToolChoiceOut::Function {
-            kind: "function",
-            name,
-        },
-    }
+fn tool_choice_out<'r>(choice: &'r ToolChoice<'r>) -> ToolChoiceOut<ForcedOut<'r>> {
+    openai::tool_choice_out(choice, |name| ForcedOut {
+        kind: "function",
+        name,
+    })
 }
 
 fn text_out<'r>(req: &'r Request<'r>) -> Option<TextOut<'r>> {
-    let format = req.format.as_ref().map(|f| match f {
-        Format::Text => FormatOut::Text,
-        Format::JsonObject => FormatOut::JsonObject,
-        Format::JsonSchema {
-            name,
-            description,
-            schema,
-            strict,
-        } => FormatOut::JsonSchema {
-            name: name.as_deref().unwrap_or("response"),
-            description: description.as_deref(),
-            schema,
-            strict: *strict,
-        },
-    });
+    let format = req
+        .format
+        .as_ref()
+        .map(|f| openai::format_out(f, |schema| schema));
     let verbosity = req.verbosity.as_deref();
     (format.is_some() || verbosity.is_some()).then_some(TextOut { format, verbosity })
 }

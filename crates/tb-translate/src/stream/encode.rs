@@ -68,7 +68,8 @@ pub(super) trait Encode {
     /// Writes the start events (once; see [`Head::begin`]).
     fn start(&mut self, id: &str, model: &str, created: Option<u64>, out: &mut Vec<u8>);
 
-    /// Writes what one event means (the stream is open).
+    /// Writes what one content event (text, reasoning, tool calls, usage,
+    /// finish) means; the stream is open.
     fn event(&mut self, ev: Ev<'_>, out: &mut Vec<u8>);
 
     /// Whether the upstream said how the answer finished.
@@ -80,9 +81,16 @@ pub(super) trait Encode {
     /// Writes an error event and closes the stream.
     fn fail(&mut self, kind: &str, message: &str, out: &mut Vec<u8>);
 
+    /// Writes what one upstream event means, nothing once closed.
     fn emit(&mut self, ev: Ev<'_>, out: &mut Vec<u8>) {
-        if !self.head().closed {
-            self.event(ev, out);
+        if self.head().closed {
+            return;
+        }
+        match ev {
+            Ev::Start { id, model, created } => self.start(id, model, created, out),
+            Ev::Done => self.complete(out),
+            Ev::Error { kind, message } => self.fail(kind, message, out),
+            ev => self.event(ev, out),
         }
     }
 

@@ -107,7 +107,6 @@ impl Encode for ChatEncoder {
 
     fn event(&mut self, ev: Ev<'_>, out: &mut Vec<u8>) {
         match ev {
-            Ev::Start { id, model, created } => self.start(id, model, created, out),
             Ev::Text(text) => self.delta(
                 Delta {
                     content: Some(text),
@@ -137,8 +136,8 @@ impl Encode for ChatEncoder {
                 self.finish = Some(finish);
                 self.send_finish(out);
             }
-            Ev::Done => self.complete(out),
-            Ev::Error { kind, message } => self.fail(kind, message, out),
+            // Written by `Encode::emit`.
+            Ev::Start { .. } | Ev::Done | Ev::Error { .. } => {}
         }
     }
 

@@ -165,7 +165,6 @@ impl Encode for MessagesEncoder {
 
     fn event(&mut self, ev: Ev<'_>, out: &mut Vec<u8>) {
         match ev {
-            Ev::Start { id, model, created } => self.start(id, model, created, out),
             Ev::Text(text) | Ev::Refusal(text) => self.text(text, out),
             Ev::Reasoning(text) => self.thinking(text, out),
             Ev::ToolStart { key, id, name } => self.tool_start(key, id, name, out),
@@ -179,8 +178,8 @@ impl Encode for MessagesEncoder {
             }
             Ev::Usage(usage) => self.usage = usage,
             Ev::Finish(finish, seq) => self.finish = Some((finish, seq.map(str::to_owned))),
-            Ev::Done => self.complete(out),
-            Ev::Error { kind, message } => self.fail(kind, message, out),
+            // Written by `Encode::emit`.
+            Ev::Start { .. } | Ev::Done | Ev::Error { .. } => {}
         }
     }
 

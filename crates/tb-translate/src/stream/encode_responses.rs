@@ -147,7 +147,6 @@ impl Encode for ResponsesEncoder {
 
     fn event(&mut self, ev: Ev<'_>, out: &mut Vec<u8>) {
         match ev {
-            Ev::Start { id, model, created } => self.start(id, model, created, out),
             Ev::Text(text) => self.message_delta(PartKind::Text, text, out),
             Ev::Refusal(text) => self.message_delta(PartKind::Refusal, text, out),
             Ev::Reasoning(text) => self.reasoning_delta(text, out),
@@ -156,8 +155,8 @@ impl Encode for ResponsesEncoder {
             Ev::ToolEnd { key } => self.call_end(key, out),
             Ev::Usage(usage) => self.usage = Some(usage),
             Ev::Finish(finish, _) => self.finish = Some(finish),
-            Ev::Done => self.complete(out),
-            Ev::Error { kind, message } => self.fail(kind, message, out),
+            // Written by `Encode::emit`.
+            Ev::Start { .. } | Ev::Done | Ev::Error { .. } => {}
         }
     }
 
