@@ -338,8 +338,25 @@ pub(crate) enum OutPart<'a> {
     },
 }
 
+/// Reasoning given in paragraphs (a Responses reasoning item's summary
+/// and content parts) as one text, the paragraphs apart by a blank line
+/// (as a stream separates them); empty ones are dropped, and one is kept
+/// as it is.
+pub(crate) fn paragraphs<'a>(mut texts: Vec<Str<'a>>) -> Option<Str<'a>> {
+    texts.retain(|t| !t.is_empty());
+    match texts.len() {
+        0 => None,
+        1 => texts.pop(),
+        _ => Some(Str::owned(
+            texts.iter().map(|t| &**t).collect::<Vec<_>>().join("\n\n"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
     use super::*;
 
     fn check_image(url: &str, expected: &str) {
@@ -377,6 +394,19 @@ mod tests {
             assert_eq!(effort.budget(), budget, "{effort:?}");
             assert_eq!(Effort::from_budget(budget), back, "{effort:?}");
         }
+    }
+
+    #[test]
+    fn paragraphs_join_with_a_blank_line() {
+        let texts = |list: &[&'static str]| list.iter().map(|t| Str::borrowed(t)).collect();
+        assert_eq!(paragraphs(texts(&[])), None);
+        assert_eq!(paragraphs(texts(&["", ""])), None);
+        let one = paragraphs(texts(&["", "one", ""]));
+        assert!(matches!(one, Some(Str(Cow::Borrowed("one")))), "{one:?}");
+        assert_eq!(
+            paragraphs(texts(&["a", "", "b", "c"])).as_deref(),
+            Some("a\n\nb\n\nc")
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde_json::value::RawValue;
 use tb_domain::Protocol;
 
 use super::{AnswerError, malformed};
-use crate::ir::{Answer, Finish, OutPart};
+use crate::ir::{Answer, Finish, OutPart, paragraphs};
 use crate::usage::WireUsage;
 use crate::wire::{self, First, Str, StrOr, wire};
 
@@ -247,16 +247,9 @@ pub(crate) fn output_item_parts<'a>(item: OutputItem<'a>, parts: &mut Vec<OutPar
                 .unwrap_or_default()
                 .into_iter()
                 .chain(item.content.unwrap_or_default())
-                .filter_map(|p| p.text.and_then(non_empty))
+                .filter_map(|p| p.text)
                 .collect();
-            let text = match texts.as_slice() {
-                [] => None,
-                [_] => texts.into_iter().next(),
-                many => Some(Str::owned(
-                    many.iter().map(|t| &**t).collect::<Vec<_>>().join("\n\n"),
-                )),
-            };
-            parts.extend(text.map(OutPart::Reasoning));
+            parts.extend(paragraphs(texts).map(OutPart::Reasoning));
         }
         Some("function_call") => parts.push(OutPart::ToolCall {
             id: item.call_id.unwrap_or_default(),

@@ -14,7 +14,7 @@ use super::openai::{self, FormatOut, FunctionOut, SchemaOut, ToolChoiceOut};
 use super::{Ctx, ERROR_PREFIX, effort, join, openai_format, schema_format, to_body};
 use crate::ir::{
     Args, Format, Image, Part, Reasoning, Request, ResultPart, Role, Tool, ToolCall, ToolChoice,
-    ToolResult, Turn,
+    ToolResult, Turn, paragraphs,
 };
 use crate::wire::{self, Str, StrOr, json_string, wire};
 use crate::{NamespacedTool, Refusal};
@@ -249,27 +249,19 @@ fn read_items<'a>(
         match kind.as_deref() {
             Some("message") | None => read_message(ctx, &path, item, out)?,
             Some("additional_tools") => {}
-            Some("function_call") => {
+            Some(call @ ("function_call" | "custom_tool_call")) => {
+                let arguments = if call == "function_call" {
+                    item.arguments.unwrap_or_default()
+                } else {
+                    Str::owned(custom_arguments(item.input.as_deref().unwrap_or("")))
+                };
                 let name = call_name(out, item.namespace, item.name);
                 out.push(
                     Role::Assistant,
                     Part::ToolCall(ToolCall {
                         id: item.call_id.unwrap_or_default(),
                         name,
-                        arguments: Args::Text(item.arguments.unwrap_or_default()),
-                    }),
-                );
-            }
-            Some("custom_tool_call") => {
-                let name = call_name(out, item.namespace, item.name);
-                out.push(
-                    Role::Assistant,
-                    Part::ToolCall(ToolCall {
-                        id: item.call_id.unwrap_or_default(),
-                        name,
-                        arguments: Args::Text(Str::owned(custom_arguments(
-                            item.input.as_deref().unwrap_or(""),
-                        ))),
+                        arguments: Args::Text(arguments),
                     }),
                 );
             }
@@ -330,14 +322,7 @@ fn visible_reasoning<'a>(item: Item<'a>) -> Option<Str<'a>> {
     if let Some(StrOr::Other(parts)) = item.content {
         texts.extend(parts.into_iter().filter_map(|p| p.text));
     }
-    texts.retain(|t| !t.is_empty());
-    match texts.len() {
-        0 => None,
-        1 => texts.pop(),
-        _ => Some(Str::owned(
-            texts.iter().map(|t| &**t).collect::<Vec<_>>().join("\n\n"),
-        )),
-    }
+    paragraphs(texts)
 }
 
 fn read_message<'a>(
