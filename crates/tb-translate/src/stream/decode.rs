@@ -52,8 +52,32 @@ struct Call {
     args_seen: bool,
 }
 
-fn find(calls: &mut [Call], upstream: u64) -> Option<&mut Call> {
-    calls.iter_mut().rev().find(|c| c.upstream == upstream)
+/// The tool calls a stream has opened, and the key the next one gets.
+#[derive(Debug, Default)]
+struct Calls {
+    open: Vec<Call>,
+    next_key: u32,
+}
+
+impl Calls {
+    /// Opens a call under the upstream's handle; `id` is given the key
+    /// (for a call the upstream gave no id).
+    fn open(&mut self, upstream: u64, id: impl FnOnce(u32) -> String, args_seen: bool) -> &Call {
+        let key = self.next_key;
+        self.next_key = self.next_key.saturating_add(1);
+        let id = id(key);
+        self.open.push_mut(Call {
+            upstream,
+            id,
+            key,
+            args_seen,
+        })
+    }
+
+    /// The latest call under the upstream's handle.
+    fn find(&mut self, upstream: u64) -> Option<&mut Call> {
+        self.open.iter_mut().rev().find(|c| c.upstream == upstream)
+    }
 }
 
 // ------------------------------------------------------------------ chat
@@ -112,8 +136,7 @@ wire! {
 #[derive(Debug, Default)]
 pub(super) struct ChatDecoder {
     started: bool,
-    calls: Vec<Call>,
-    next_key: u32,
+    calls: Calls,
 }
 
 impl ChatDecoder {
@@ -181,22 +204,22 @@ impl ChatDecoder {
         let index = call.index.unwrap_or(0);
         let function = call.function.as_ref();
         let new_id = call.id.as_deref().filter(|id| !id.is_empty());
-        let known = find(&mut self.calls, index).filter(|c| new_id.is_none_or(|id| id == c.id));
+        let known = self
+            .calls
+            .find(index)
+            .filter(|c| new_id.is_none_or(|id| id == c.id));
         let key = match known {
             Some(c) => c.key,
             None => {
-                let key = self.next_key;
-                self.next_key = self.next_key.saturating_add(1);
-                let id = new_id.map_or_else(|| format!("call_{key}"), str::to_owned);
+                let id = |key| new_id.map_or_else(|| format!("call_{key}"), str::to_owned);
+                let call = self.calls.open(index, id, false);
                 let name = function.and_then(|f| f.name.as_deref()).unwrap_or("");
-                emit(Ev::ToolStart { key, id: &id, name });
-                self.calls.push(Call {
-                    upstream: index,
-                    id,
-                    key,
-                    args_seen: false,
+                emit(Ev::ToolStart {
+                    key: call.key,
+                    id: &call.id,
+                    name,
                 });
-                key
+                call.key
             }
         };
         if let Some(args) = function
@@ -254,8 +277,7 @@ wire! {
 
 #[derive(Debug, Default)]
 pub(super) struct MessagesDecoder {
-    calls: Vec<Call>,
-    next_key: u32,
+    calls: Calls,
     counts: MessagesCounts,
 }
 
@@ -273,7 +295,7 @@ impl MessagesDecoder {
             "content_block_delta" => self.block_delta(ev.index.unwrap_or(0), ev.delta, emit),
             "content_block_stop" => {
                 let index = ev.index.unwrap_or(0);
-                if let Some(call) = find(&mut self.calls, index) {
+                if let Some(call) = self.calls.find(index) {
                     call.upstream = u64::MAX;
                     emit(Ev::ToolEnd { key: call.key });
                 }
@@ -340,27 +362,23 @@ impl MessagesDecoder {
                 }
             }
             Some("tool_use") => {
-                let key = self.next_key;
-                self.next_key = self.next_key.saturating_add(1);
-                let id = block.id.as_deref().unwrap_or("");
-                emit(Ev::ToolStart {
-                    key,
-                    id,
-                    name: block.name.as_deref().unwrap_or(""),
-                });
                 // Real Anthropic streams start with `input: {}` and send
                 // the arguments as deltas; some compatible servers put the
                 // whole input here instead.
                 let input = block.input.map(RawValue::get).filter(|i| i.trim() != "{}");
-                if let Some(input) = input {
-                    emit(Ev::ToolArgs { key, delta: input });
-                }
-                self.calls.push(Call {
-                    upstream: index,
-                    id: id.to_owned(),
-                    key,
-                    args_seen: input.is_some(),
+                let id = block.id.as_deref().unwrap_or("");
+                let call = self.calls.open(index, |_| id.to_owned(), input.is_some());
+                emit(Ev::ToolStart {
+                    key: call.key,
+                    id,
+                    name: block.name.as_deref().unwrap_or(""),
                 });
+                if let Some(input) = input {
+                    emit(Ev::ToolArgs {
+                        key: call.key,
+                        delta: input,
+                    });
+                }
             }
             _ => {}
         }
@@ -380,7 +398,7 @@ impl MessagesDecoder {
                 }
             }
             Some("input_json_delta") => {
-                let Some(call) = find(&mut self.calls, index) else {
+                let Some(call) = self.calls.find(index) else {
                     return;
                 };
                 let json = delta.partial_json.as_deref().unwrap_or("");
@@ -443,8 +461,7 @@ wire! {
 
 #[derive(Debug, Default)]
 pub(super) struct ResponsesDecoder {
-    calls: Vec<Call>,
-    next_key: u32,
+    calls: Calls,
     any_call: bool,
 }
 
@@ -477,7 +494,7 @@ impl ResponsesDecoder {
                 emit(Ev::Reasoning("\n\n"));
             }
             "response.function_call_arguments.delta" => {
-                if let (Some(call), Some(d)) = (find(&mut self.calls, index), delta) {
+                if let (Some(call), Some(d)) = (self.calls.find(index), delta) {
                     call.args_seen = true;
                     emit(Ev::ToolArgs {
                         key: call.key,
@@ -509,27 +526,20 @@ impl ResponsesDecoder {
         if item.kind.as_deref() != Some("function_call") {
             return;
         }
-        let key = self.next_key;
-        self.next_key = self.next_key.saturating_add(1);
         self.any_call = true;
         let id = item.call_id.as_deref().unwrap_or("");
+        let call = self.calls.open(index, |_| id.to_owned(), false);
         emit(Ev::ToolStart {
-            key,
+            key: call.key,
             id,
             name: item.name.as_deref().unwrap_or(""),
-        });
-        self.calls.push(Call {
-            upstream: index,
-            id: id.to_owned(),
-            key,
-            args_seen: false,
         });
     }
 
     /// A call's arguments that were never streamed as deltas are taken
     /// from the finished item.
     fn item_done(&mut self, index: u64, item: Option<ItemIn<'_>>, emit: &mut dyn FnMut(Ev<'_>)) {
-        let Some(call) = find(&mut self.calls, index) else {
+        let Some(call) = self.calls.find(index) else {
             return;
         };
         if !call.args_seen
