@@ -106,6 +106,36 @@ impl Route<'_> {
     }
 }
 
+/// The route the unit tests translate over (upstream `up`).
+#[cfg(test)]
+pub(crate) fn test_route(client: Protocol, upstream: Protocol) -> Route<'static> {
+    Route {
+        client,
+        upstream,
+        upstream_name: "up",
+    }
+}
+
+/// What a request declaring an MCP server's `namespace` `mcp__x` (a
+/// function `js` and a custom `patch`) tells the answer's translation.
+#[cfg(test)]
+pub(crate) fn test_namespaced_tools() -> Vec<NamespacedTool> {
+    vec![
+        NamespacedTool {
+            flat: "mcp__x__js".to_owned(),
+            namespace: "mcp__x".to_owned(),
+            name: "js".to_owned(),
+            custom: false,
+        },
+        NamespacedTool {
+            flat: "mcp__x__patch".to_owned(),
+            namespace: "mcp__x".to_owned(),
+            name: "patch".to_owned(),
+            custom: true,
+        },
+    ]
+}
+
 /// A client request field the upstream's protocol cannot express (the
 /// proxy answers 400 with this message).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

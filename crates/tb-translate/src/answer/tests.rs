@@ -4,14 +4,7 @@ use serde_json::Value;
 use tb_domain::Protocol::{self, ChatCompletions as Chat, Messages, Responses};
 
 use super::*;
-
-fn route(client: Protocol, upstream: Protocol) -> Route<'static> {
-    Route {
-        client,
-        upstream,
-        upstream_name: "up",
-    }
-}
+use crate::test_route;
 
 /// Translates an upstream answer and compares it with `expected` as JSON.
 fn check_with(
@@ -21,7 +14,7 @@ fn check_with(
     input: &str,
     expected: &str,
 ) {
-    let got = translate_answer_with(&route(client, upstream), ctx, input.as_bytes())
+    let got = translate_answer_with(&test_route(client, upstream), ctx, input.as_bytes())
         .unwrap_or_else(|e| panic!("{e}\n{input}"));
     let got: Value = serde_json::from_slice(&got).unwrap();
     let expected: Value = serde_json::from_str(expected).unwrap();
@@ -147,11 +140,11 @@ fn bad_answers_are_errors_not_panics() {
         ),
         (Chat, Responses, r#"[1,2]"#),
     ] {
-        let err = translate_answer(&route(client, upstream), body.as_bytes()).unwrap_err();
+        let err = translate_answer(&test_route(client, upstream), body.as_bytes()).unwrap_err();
         assert!(matches!(err, AnswerError::Malformed { .. }), "{err}");
     }
     let err = translate_answer(
-        &route(Messages, Chat),
+        &test_route(Messages, Chat),
         br#"{"id":"x","choices":[{"message":{"tool_calls":[{"id":"c","function":{"name":"f","arguments":"{\"a\":"}}]}}]}"#,
     )
     .unwrap_err();
@@ -161,27 +154,17 @@ fn bad_answers_are_errors_not_panics() {
 #[test]
 fn same_protocol_passes_through() {
     let body = br#"{"anything":1}"#;
-    assert_eq!(translate_answer(&route(Chat, Chat), body).unwrap(), body);
+    assert_eq!(
+        translate_answer(&test_route(Chat, Chat), body).unwrap(),
+        body
+    );
 }
 
 /// What a request declaring an MCP server's `namespace` (a function `js`
 /// and a custom `patch`) says about its tools.
 fn namespaced_ctx() -> AnswerContext {
     AnswerContext {
-        namespaced_tools: vec![
-            crate::NamespacedTool {
-                flat: "mcp__x__js".to_owned(),
-                namespace: "mcp__x".to_owned(),
-                name: "js".to_owned(),
-                custom: false,
-            },
-            crate::NamespacedTool {
-                flat: "mcp__x__patch".to_owned(),
-                namespace: "mcp__x".to_owned(),
-                name: "patch".to_owned(),
-                custom: true,
-            },
-        ],
+        namespaced_tools: crate::test_namespaced_tools(),
         ..AnswerContext::default()
     }
 }
@@ -200,7 +183,7 @@ fn namespaced_tool_calls_go_back_with_name_and_namespace() {
         ),
     ] {
         let got = translate_answer_with(
-            &route(Responses, upstream),
+            &test_route(Responses, upstream),
             &namespaced_ctx(),
             answer.as_bytes(),
         )
@@ -211,7 +194,7 @@ fn namespaced_tool_calls_go_back_with_name_and_namespace() {
     }
     // Other clients know no namespaces: they get the upstream's name.
     let got = translate_answer_with(
-        &route(Chat, Messages),
+        &test_route(Chat, Messages),
         &namespaced_ctx(),
         br#"{"id":"a","type":"message","role":"assistant","model":"m","content":[{"type":"tool_use","id":"t","name":"mcp__x__js","input":{}}],"stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":1}}"#,
     )

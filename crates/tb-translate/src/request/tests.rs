@@ -5,20 +5,12 @@ use tb_domain::Protocol::{self, ChatCompletions as Chat, Messages, Responses};
 
 use serde_json::json;
 
-use crate::{NamespacedTool, Route, translate_request};
-
-fn route(client: Protocol, upstream: Protocol) -> Route<'static> {
-    Route {
-        client,
-        upstream,
-        upstream_name: "up",
-    }
-}
+use crate::{test_route, translate_request};
 
 /// Translates `input` from `client` to `upstream` and compares the body
 /// with `expected` as JSON values (member order aside).
 fn check(client: Protocol, upstream: Protocol, input: &str, expected: &str) {
-    let got = translate_request(&route(client, upstream), input.as_bytes())
+    let got = translate_request(&test_route(client, upstream), input.as_bytes())
         .unwrap_or_else(|r| panic!("refused: {r}\n{input}"));
     let got: Value = serde_json::from_slice(&got.body).unwrap();
     let expected: Value = serde_json::from_str(expected).unwrap();
@@ -27,7 +19,7 @@ fn check(client: Protocol, upstream: Protocol, input: &str, expected: &str) {
 
 /// The request is refused naming `field`.
 fn check_refused(client: Protocol, upstream: Protocol, input: &str, field: &str) {
-    match translate_request(&route(client, upstream), input.as_bytes()) {
+    match translate_request(&test_route(client, upstream), input.as_bytes()) {
         Ok(t) => panic!(
             "not refused: {input}\n→ {}",
             String::from_utf8_lossy(&t.body)
@@ -172,7 +164,7 @@ fn codex_custom_tools_become_function_tools() {
         r#"{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"apply_patch","arguments":"{\"input\":\"*** Begin Patch\\n*** End Patch\"}"}}]},{"role":"tool","tool_call_id":"c1","content":"Done!"}],"tools":[{"type":"function","function":{"name":"apply_patch","description":"Edit files.","parameters":{"type":"object","properties":{"input":{"type":"string","description":"The tool's input, as free-form text. It must follow this lark grammar:\nstart: x"}},"required":["input"],"additionalProperties":false}}}],"tool_choice":"auto","parallel_tool_calls":false}"#,
     );
     let t = translate_request(
-        &route(Responses, Messages),
+        &test_route(Responses, Messages),
         br#"{"model":"m","input":"hi","tools":[{"type":"custom","name":"apply_patch"},{"type":"function","name":"shell","parameters":{"type":"object"}}]}"#,
     )
     .unwrap();
@@ -259,7 +251,7 @@ fn provider_private_reasoning_never_leaves() {
     // Never to Anthropic, never to OpenAI Responses.
     for upstream in [Messages, Responses] {
         let t = translate_request(
-            &route(Chat, upstream),
+            &test_route(Chat, upstream),
             br#"{"model":"m","messages":[{"role":"user","content":"q"},{"role":"assistant","content":"A","reasoning_content":"plan"},{"role":"user","content":"q2"}]}"#,
         )
         .unwrap();
@@ -616,7 +608,7 @@ fn advisory_fields_are_dropped() {
 #[test]
 fn malformed_bodies_are_refused_with_the_place() {
     let err = translate_request(
-        &route(Chat, Messages),
+        &test_route(Chat, Messages),
         br#"{"model":"m","messages":[{"role":7}]}"#,
     )
     .unwrap_err();
@@ -627,7 +619,7 @@ fn malformed_bodies_are_refused_with_the_place() {
 #[test]
 fn same_protocol_passes_through() {
     let body = br#"{"model":"x","stream":true,"whatever":[1]}"#;
-    let t = translate_request(&route(Chat, Chat), body).unwrap();
+    let t = translate_request(&test_route(Chat, Chat), body).unwrap();
     assert_eq!(t.body, body);
     assert!(t.stream);
     assert_eq!(t.model, "x");
@@ -636,7 +628,7 @@ fn same_protocol_passes_through() {
 #[test]
 fn answer_context_says_what_the_answer_needs() {
     let t = translate_request(
-        &route(Chat, Messages),
+        &test_route(Chat, Messages),
         br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"reasoning":{"effort":"low","exclude":true},"messages":[]}"#,
     )
     .unwrap();
@@ -644,7 +636,7 @@ fn answer_context_says_what_the_answer_needs() {
     assert!(t.context.include_usage);
     assert!(t.context.hide_reasoning);
     let t = translate_request(
-        &route(Chat, Messages),
+        &test_route(Chat, Messages),
         br#"{"model":"m","messages":[],"response_format":{"type":"json_object"}}"#,
     )
     .unwrap();
@@ -659,7 +651,7 @@ fn chat_limit_field_is_a_per_upstream_choice() {
         ..crate::RequestOptions::default()
     };
     let t = crate::translate_request_with(
-        &route(Messages, Chat),
+        &test_route(Messages, Chat),
         br#"{"model":"m","max_tokens":64,"messages":[]}"#,
         &options,
     )
@@ -694,25 +686,13 @@ fn codex_namespaces_become_top_level_tools() {
         ),
     ] {
         check(Responses, upstream, CODEX_NAMESPACES, &expected);
-        let t =
-            translate_request(&route(Responses, upstream), CODEX_NAMESPACES.as_bytes()).unwrap();
-        assert_eq!(
-            t.context.namespaced_tools,
-            [
-                NamespacedTool {
-                    flat: "mcp__x__js".into(),
-                    namespace: "mcp__x".into(),
-                    name: "js".into(),
-                    custom: false,
-                },
-                NamespacedTool {
-                    flat: "mcp__x__patch".into(),
-                    namespace: "mcp__x".into(),
-                    name: "patch".into(),
-                    custom: true,
-                },
-            ]
-        );
+        let t = translate_request(
+            &test_route(Responses, upstream),
+            CODEX_NAMESPACES.as_bytes(),
+        )
+        .unwrap();
+        // What the answer and stream tests give the translation back.
+        assert_eq!(t.context.namespaced_tools, crate::test_namespaced_tools());
         assert!(t.context.custom_tools.is_empty());
     }
 }
@@ -738,7 +718,7 @@ fn namespaced_tool_names_are_made_valid_for_the_target() {
             r#"{{"model":"m","input":[{{"type":"function_call","call_id":"c","namespace":"{namespace}","name":"{name}","arguments":"{{}}"}},{{"type":"function_call_output","call_id":"c","output":"done"}}],"tools":[{{"type":"function","name":"mcp__x__js"}},{{"type":"namespace","name":"{namespace}","description":"","tools":[{{"type":"function","name":"{name}"}}]}}],"tool_choice":{{"type":"function","namespace":"{namespace}","name":"{name}"}}}}"#
         );
         for upstream in [Chat, Messages] {
-            let t = translate_request(&route(Responses, upstream), body.as_bytes())
+            let t = translate_request(&test_route(Responses, upstream), body.as_bytes())
                 .unwrap_or_else(|r| panic!("{r}"));
             let got: Value = serde_json::from_slice(&t.body).unwrap();
             let (tool, call, choice) = match upstream {

@@ -3,18 +3,11 @@
 use tb_domain::Protocol::{self, ChatCompletions as Chat, Messages, Responses};
 
 use super::*;
-
-fn route(client: Protocol, upstream: Protocol) -> Route<'static> {
-    Route {
-        client,
-        upstream,
-        upstream_name: "up",
-    }
-}
+use crate::test_route;
 
 /// Translates a whole upstream stream in one push.
 fn run(client: Protocol, upstream: Protocol, ctx: &AnswerContext, input: &str) -> String {
-    let mut t = StreamTranslator::with_context(&route(client, upstream), "req-model", ctx);
+    let mut t = StreamTranslator::with_context(&test_route(client, upstream), "req-model", ctx);
     let mut out = Vec::new();
     t.push(input.as_bytes(), &mut out);
     t.finish(&mut out);
@@ -393,7 +386,7 @@ fn responses_arguments_given_only_in_the_finished_item() {
 #[test]
 fn same_protocol_passes_bytes_through() {
     let input = "data: {\"x\":1}\n\ndata: [DONE]\n\n";
-    let mut t = StreamTranslator::new(&route(Chat, Chat), "m");
+    let mut t = StreamTranslator::new(&test_route(Chat, Chat), "m");
     let mut out = Vec::new();
     t.push(&input.as_bytes()[..7], &mut out);
     t.push(&input.as_bytes()[7..], &mut out);
@@ -404,20 +397,7 @@ fn same_protocol_passes_bytes_through() {
 #[test]
 fn namespaced_tool_calls_stream_with_name_and_namespace() {
     let ctx = AnswerContext {
-        namespaced_tools: vec![
-            crate::NamespacedTool {
-                flat: "mcp__x__js".to_owned(),
-                namespace: "mcp__x".to_owned(),
-                name: "js".to_owned(),
-                custom: false,
-            },
-            crate::NamespacedTool {
-                flat: "mcp__x__patch".to_owned(),
-                namespace: "mcp__x".to_owned(),
-                name: "patch".to_owned(),
-                custom: true,
-            },
-        ],
+        namespaced_tools: crate::test_namespaced_tools(),
         ..ctx()
     };
     let chat = [
