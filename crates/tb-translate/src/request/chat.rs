@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tb_domain::Protocol;
 
-use super::openai::{self, FormatOut, FunctionOut, SchemaOut, ToolChoiceOut};
+use super::openai::{self, FormatOut, FunctionOut, SchemaOut, TextOr, ToolChoiceOut};
 use super::{Ctx, ERROR_PREFIX, effort, join, openai_format, schema_format, to_body};
 use crate::Refusal;
 use crate::ir::{
@@ -569,12 +569,7 @@ impl<'r> MessageOut<'r> {
     }
 }
 
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ContentOut<'r> {
-    Text(Cow<'r, str>),
-    Parts(Vec<PartOut<'r>>),
-}
+type ContentOut<'r> = TextOr<'r, PartOut<'r>>;
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

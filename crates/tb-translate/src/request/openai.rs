@@ -1,14 +1,25 @@
 //! What the two OpenAI writers (Chat Completions and Responses) write
-//! alike: a function tool's definition, the tool-choice words and the
-//! output formats. Where each protocol places them differs (Chat nests a
+//! alike: a function tool's definition, the tool-choice words, the
+//! output formats, and content that is a string or an array of parts. Where each protocol places them differs (Chat nests a
 //! tool under `function` and a schema under `json_schema`, Responses
 //! writes their members beside `type`), so each writer wraps these in its
 //! own shape.
+
+use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::ir::{Format, Tool, ToolChoice};
+
+/// Chat message `content` and Responses tool `output`: a string, or an
+/// array of parts in the protocol's shape `P`.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(super) enum TextOr<'r, P> {
+    Text(Cow<'r, str>),
+    Parts(Vec<P>),
+}
 
 /// A function tool's definition.
 #[derive(Serialize)]

@@ -10,7 +10,7 @@ use tb_domain::Protocol;
 
 use super::chat::{arguments_text, joined, simple_choice};
 use super::namespace::{flat_name, unique_flat_name};
-use super::openai::{self, FormatOut, FunctionOut, SchemaOut, ToolChoiceOut};
+use super::openai::{self, FormatOut, FunctionOut, SchemaOut, TextOr, ToolChoiceOut};
 use super::{Ctx, ERROR_PREFIX, effort, join, openai_format, schema_format, to_body};
 use crate::ir::{
     Args, Format, Image, Part, Reasoning, Request, ResultPart, Role, Tool, ToolCall, ToolChoice,
@@ -733,12 +733,7 @@ enum PartOut<'r> {
     InputImage { image_url: Cow<'r, str> },
 }
 
-#[derive(Serialize)]
-#[serde(untagged)]
-enum OutputOut<'r> {
-    Text(Cow<'r, str>),
-    Parts(Vec<PartOut<'r>>),
-}
+type OutputOut<'r> = TextOr<'r, PartOut<'r>>;
 
 /// Responses writes a function's members beside `type`.
 #[derive(Serialize)]

@@ -272,18 +272,13 @@ impl ResponsesEncoder {
     fn open_message(&mut self, out: &mut Vec<u8>) {
         let output_index = self.next_output_index();
         let item_id = ids::item("msg", &self.head.id, output_index);
-        let event = Event {
-            kind: "response.output_item.added",
-            output_index: Some(output_index),
-            item: Some(ItemOut::Message {
-                id: &item_id,
-                status: "in_progress",
-                role: "assistant",
-                content: Vec::new(),
-            }),
-            ..Event::default()
+        let item = ItemOut::Message {
+            id: &item_id,
+            status: "in_progress",
+            role: "assistant",
+            content: Vec::new(),
         };
-        send(&mut self.seq, event, out);
+        item_added(&mut self.seq, output_index, item, out);
         self.message = Some(OpenMessage {
             item_id,
             output_index,
@@ -396,16 +391,11 @@ impl ResponsesEncoder {
     fn open_reasoning(&mut self, out: &mut Vec<u8>) {
         let output_index = self.next_output_index();
         let item_id = ids::item("rs", &self.head.id, output_index);
-        let added = Event {
-            kind: "response.output_item.added",
-            output_index: Some(output_index),
-            item: Some(ItemOut::Reasoning {
-                id: &item_id,
-                summary: Vec::new(),
-            }),
-            ..Event::default()
+        let item = ItemOut::Reasoning {
+            id: &item_id,
+            summary: Vec::new(),
         };
-        send(&mut self.seq, added, out);
+        item_added(&mut self.seq, output_index, item, out);
         let part = Event {
             kind: "response.reasoning_summary_part.added",
             item_id: Some(&item_id),
@@ -492,13 +482,7 @@ impl ResponsesEncoder {
                 arguments: "",
             }
         };
-        let event = Event {
-            kind: "response.output_item.added",
-            output_index: Some(output_index),
-            item: Some(item),
-            ..Event::default()
-        };
-        send(&mut self.seq, event, out);
+        item_added(&mut self.seq, output_index, item, out);
         self.calls.push(OpenCall {
             key,
             item_id,
@@ -603,6 +587,17 @@ impl ResponsesEncoder {
             self.call_end(key, out);
         }
     }
+}
+
+/// `response.output_item.added`: an item begins.
+fn item_added(seq: &mut u64, output_index: usize, item: ItemOut<'_>, out: &mut Vec<u8>) {
+    let event = Event {
+        kind: "response.output_item.added",
+        output_index: Some(output_index),
+        item: Some(item),
+        ..Event::default()
+    };
+    send(seq, event, out);
 }
 
 /// Writes an event with the next sequence number.
