@@ -419,6 +419,18 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
         "the_speed_scorer_prefers_the_fastest_seller_once_probed",
         "",
     ),
+    (
+        "control.bind",
+        "crates/tokenbuddyd/tests/control.rs",
+        "the_control_plane_listens_where_control_bind_says",
+        "",
+    ),
+    (
+        "prewarm.ttl_ms",
+        "crates/tokenbuddyd/tests/control.rs",
+        "prewarm_entries_live_for_prewarm_ttl_ms",
+        "",
+    ),
 ];
 
 /// Keys whose effect no test names yet, each with the product file that
@@ -426,11 +438,6 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
 /// code reads any more fails here). Move a key to [`EFFECTS`] when a test
 /// proves it; this list must only shrink.
 const READ_BY_CODE_ONLY: &[(&str, &str, &str)] = &[
-    (
-        "control.bind",
-        "crates/tokenbuddyd/src/serve.rs",
-        "config.control.bind",
-    ),
     (
         "ledger.queue_capacity",
         "crates/tokenbuddyd/src/serve.rs",
@@ -440,11 +447,6 @@ const READ_BY_CODE_ONLY: &[(&str, &str, &str)] = &[
         "provider.auto.payment_method",
         "crates/tokenbuddyd/src/serve.rs",
         "payment_method",
-    ),
-    (
-        "prewarm.ttl_ms",
-        "crates/tb-router/src/runtime.rs",
-        "ttl_ms",
     ),
 ];
 

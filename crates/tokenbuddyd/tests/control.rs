@@ -425,3 +425,53 @@ async fn every_live_answer_matches_the_served_openapi_document() {
     schema::assert_valid(&doc, &schema::component_pointer("Error"), &err);
     drop(upstream);
 }
+
+/// `control.bind`: the control plane listens on that address only (any
+/// loopback address; 127.0.0.2 is one on Linux).
+#[tokio::test]
+async fn the_control_plane_listens_where_control_bind_says() {
+    let upstream = tb_test_support::MockUpstream::start().await.unwrap();
+    let config = two_provider_config(&upstream.base_url(), "[control]\nbind = \"127.0.0.2\"");
+    let daemon = Daemon::start(bin(), &config, &[("TEST_OPENAI_KEY", OPENAI_KEY)])
+        .await
+        .unwrap();
+    let url = daemon.control_url.clone().unwrap();
+    let port = url
+        .strip_prefix("http://127.0.0.2:")
+        .unwrap_or_else(|| panic!("{url}"));
+    assert!(
+        tokio::net::TcpStream::connect(format!("127.0.0.2:{port}"))
+            .await
+            .is_ok()
+    );
+    assert!(
+        tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+            .await
+            .is_err()
+    );
+}
+
+/// `prewarm.ttl_ms`: how long a warm entry stays warm, as the prewarm
+/// snapshot shows it.
+#[tokio::test]
+async fn prewarm_entries_live_for_prewarm_ttl_ms() {
+    use tb_test_support::marketplace::{RegistryServer, SellerServer, SellerSpec, registry_doc};
+    let seller = SellerServer::start(SellerSpec::new("s-a").models(["gpt-4o"]))
+        .await
+        .unwrap();
+    let registry = RegistryServer::start(registry_doc(&[&seller], Some("s-a")))
+        .await
+        .unwrap();
+    let config = format!(
+        "[provider]\nmode = \"auto\"\n[registry]\nurl = \"{}\"\n[routing]\nfocus_models = [\"gpt-4o\"]\n[prewarm]\nstartup_jitter_ms = [0, 0]\nttl_ms = 93000\n",
+        registry.url()
+    );
+    let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    daemon.wait_for_log("prewarm.sweep").await;
+    let prewarm = get_json(&daemon, "/v1/prewarm").await;
+    let entries = prewarm["entries"].as_array().unwrap();
+    assert!(!entries.is_empty(), "{prewarm}");
+    for e in entries {
+        assert_eq!(e["entry"]["ttl_ms"], 93_000, "{prewarm}");
+    }
+}
