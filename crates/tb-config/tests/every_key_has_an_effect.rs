@@ -443,13 +443,11 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
 /// reads it and the text that reads it (checked to exist, so a key that no
 /// code reads any more fails here). Move a key to [`EFFECTS`] when a test
 /// proves it; this list must only shrink.
-const READ_BY_CODE_ONLY: &[(&str, &str, &str)] = &[
-    (
-        "provider.auto.payment_method",
-        "crates/tokenbuddyd/src/serve.rs",
-        "payment_method",
-    ),
-];
+const READ_BY_CODE_ONLY: &[(&str, &str, &str)] = &[(
+    "provider.auto.payment_method",
+    "crates/tokenbuddyd/src/serve.rs",
+    "payment_method",
+)];
 
 /// User-keyed maps: their own keys are data (`*`), not schema keys.
 const USER_MAPS: &[&str] = &[

@@ -498,8 +498,19 @@ async fn writer_batches_and_commits(fx: Fixture) {
     for r in &records {
         sender.record(r.clone()).unwrap();
     }
-    // Committed while the writer runs, not only at shutdown.
+    // Committed while the writer runs, not only at shutdown. The rows are
+    // visible as soon as a batch commits, a moment before the writer counts
+    // it: wait for both.
     wait_for_count(&fx, 1000).await;
+    let start = Instant::now();
+    while sender.written() < 1000 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "written: {}",
+            sender.written()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(sender.written(), 1000);
     // Everything was queued before the writer first ran (one thread), so
     // it took full batches of 256.
