@@ -79,6 +79,25 @@ impl Transport for crate::UpstreamClient {
     }
 }
 
+/// Why an attempt got no seller token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NoCredit {
+    /// The attempt's detail (never the token).
+    pub detail: String,
+    /// The user must pay first (a wallet purchase waits for payment):
+    /// `detail` says where, and the request is answered `402`.
+    pub payment_due: bool,
+}
+
+impl From<String> for NoCredit {
+    fn from(detail: String) -> NoCredit {
+        NoCredit {
+            detail,
+            payment_due: false,
+        }
+    }
+}
+
 /// Seller credit as the loop needs it: a token per attempt, and what to do
 /// with it when the seller refuses it or when the answer settles.
 pub(crate) trait Credit: Send + Sync {
@@ -91,7 +110,7 @@ pub(crate) trait Credit: Send + Sync {
         seller_url: &'a str,
         model: &'a str,
         force_new: bool,
-    ) -> BoxFuture<'a, Result<Lease, String>>;
+    ) -> BoxFuture<'a, Result<Lease, NoCredit>>;
     /// The seller refused the token (`auth_invalid`): never use it again.
     fn drop_lease(&self, lease: &Lease);
     /// The token's credit ran out (`insufficient_funds`).
@@ -254,6 +273,9 @@ pub(crate) struct Walk {
     /// Time spent waiting on upstreams and purchases: what remains of the
     /// request's time is the daemon's own overhead.
     pub upstream_wait: Duration,
+    /// Wallet payments the user must make before a seller can serve (one
+    /// message each, naming where to pay).
+    pub payments_due: Vec<String>,
 }
 
 impl Walk {
@@ -266,6 +288,7 @@ impl Walk {
             attempts: Vec::with_capacity(routes),
             answers: Vec::with_capacity(routes),
             upstream_wait: Duration::ZERO,
+            payments_due: Vec::new(),
         }
     }
 
@@ -350,7 +373,13 @@ impl<'a, T: Transport> AttemptLoop<'a, T> {
         walk.force_new = false;
         let lease = match lease {
             Ok(lease) => lease,
-            Err(detail) => {
+            Err(NoCredit {
+                detail,
+                payment_due,
+            }) => {
+                if payment_due {
+                    walk.payments_due.push(detail.clone());
+                }
                 tracing::warn!(target: "route.attempt_failed", upstream = %upstream.id, class = "purchase_failed", error = %detail, "no seller token");
                 return Step::Failed(Failure::new(Outcome::PurchaseFailed, detail), None, 0);
             }
@@ -379,12 +408,14 @@ impl<'a, T: Transport> AttemptLoop<'a, T> {
         &self,
         upstream: &Upstream,
         force_new: bool,
-    ) -> Result<Option<Lease>, String> {
+    ) -> Result<Option<Lease>, NoCredit> {
         let Some(seller_url) = upstream.seller_url() else {
             return Ok(None);
         };
         let Some(credit) = self.env.credit else {
-            return Err("marketplace routing is not configured".into());
+            return Err(NoCredit::from(
+                "marketplace routing is not configured".to_owned(),
+            ));
         };
         credit
             .acquire(upstream, seller_url, &self.ctx.plan.model, force_new)

@@ -186,8 +186,11 @@ fn daemon_error(
 ) -> Response<ProxyBody> {
     call.finish(CallOutcome::Failed, None, None, None);
     // routing.md's rule picks the status (504 when every attempt was a
-    // deadline, else 502); the credit case is the daemon's own 503.
+    // deadline, else 502); the credit case is the daemon's own 503, or 402
+    // when a seller only waits for the user's wallet payment.
+    let payment_due = credit_problem && !walk.payments_due.is_empty();
     let code = match choice.daemon_status() {
+        _ if payment_due => ErrorCode::PaymentRequired,
         _ if credit_problem => ErrorCode::NoRoute,
         Some(504) => ErrorCode::UpstreamTimeout,
         _ => ErrorCode::UpstreamUnreachable,
@@ -197,12 +200,20 @@ fn daemon_error(
         .iter()
         .map(|r| format!("{} ({}): {}", r.upstream, r.location, r.detail))
         .collect();
-    let message = format!(
-        "no upstream answered for model {:?} over {}; tried {}",
-        a.requested_model,
-        a.protocol,
-        tried.join("; ")
-    );
+    let message = if payment_due {
+        format!(
+            "model {:?} needs seller credit that waits for your payment: {}",
+            a.requested_model,
+            walk.payments_due.join("; ")
+        )
+    } else {
+        format!(
+            "no upstream answered for model {:?} over {}; tried {}",
+            a.requested_model,
+            a.protocol,
+            tried.join("; ")
+        )
+    };
     let mut resp = ProxyError::new(code, message).response(a.protocol.family());
     if let Ok(v) = HeaderValue::from_str(&attempts_header(&walk.attempts)) {
         resp.headers_mut().insert(ATTEMPTS, v);

@@ -8,7 +8,7 @@ use tb_domain::PaymentMethod;
 use tb_router::Upstream;
 use tb_seller::{AcquireError, CreditBroker, Lease, SellerRef};
 
-use crate::attempt::{BoxFuture, Credit};
+use crate::attempt::{BoxFuture, Credit, NoCredit};
 use crate::metrics::ProxyMetrics;
 
 /// Seller credit through the broker.
@@ -25,7 +25,7 @@ impl MarketCredit {
         seller_url: &str,
         model: &str,
         force_new: bool,
-    ) -> Result<Lease, String> {
+    ) -> Result<Lease, NoCredit> {
         let seller = SellerRef::new(upstream.id.as_str(), seller_url);
         let acquired = self
             .broker
@@ -35,7 +35,7 @@ impl MarketCredit {
             Ok(l) if l.bought => Some("ok"),
             Ok(_) => None,
             Err(AcquireError::BudgetSpent { .. }) => Some("budget_spent"),
-            Err(AcquireError::NeedsUserAction { .. }) => Some("needs_user_action"),
+            Err(AcquireError::PaymentPending(_)) => Some("payment_pending"),
             Err(AcquireError::PurchaseFailed(_)) => Some("failed"),
         };
         if let Some(result) = result {
@@ -44,7 +44,10 @@ impl MarketCredit {
                 .with_label_values(&[upstream.id.as_str(), result])
                 .inc();
         }
-        let lease = acquired.map_err(|e| e.to_string())?;
+        let lease = acquired.map_err(|e| NoCredit {
+            payment_due: matches!(e, AcquireError::PaymentPending(_)),
+            detail: e.to_string(),
+        })?;
         if lease.bought {
             tracing::info!(target: "purchase.completed", upstream = %upstream.id, token = %lease.fingerprint, "bought seller credit");
         }
@@ -59,7 +62,7 @@ impl Credit for MarketCredit {
         seller_url: &'a str,
         model: &'a str,
         force_new: bool,
-    ) -> BoxFuture<'a, Result<Lease, String>> {
+    ) -> BoxFuture<'a, Result<Lease, NoCredit>> {
         Box::pin(self.acquire_counted(upstream, seller_url, model, force_new))
     }
 

@@ -34,6 +34,9 @@ pub enum ErrorCode {
     /// 426: a WebSocket upgrade; the endpoint streams over HTTP (Codex
     /// falls back at once on a 426, and retries on anything else).
     WebSocketUnsupported,
+    /// 402: the only sellers for the request wait for a wallet payment
+    /// the user must make (the message says where).
+    PaymentRequired,
     /// 502: no upstream could be reached.
     UpstreamUnreachable,
     /// 503: routing is impossible (mode disabled, budget spent, …).
@@ -60,6 +63,7 @@ impl ErrorCode {
             ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::WebSocketUnsupported => "websocket_unsupported",
             ErrorCode::Untranslatable => "untranslatable_field",
+            ErrorCode::PaymentRequired => "payment_required",
             ErrorCode::UpstreamUnreachable => "upstream_unreachable",
             ErrorCode::NoRoute => "no_route",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
@@ -80,6 +84,7 @@ impl ErrorCode {
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::WebSocketUnsupported => StatusCode::UPGRADE_REQUIRED,
             ErrorCode::Untranslatable => StatusCode::BAD_REQUEST,
+            ErrorCode::PaymentRequired => StatusCode::PAYMENT_REQUIRED,
             ErrorCode::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             ErrorCode::NoRoute | ErrorCode::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -103,6 +108,7 @@ impl ErrorCode {
             ErrorCode::ModelNotFound | ErrorCode::UnknownRoute => "not_found_error",
             ErrorCode::BodyTooLarge => "request_too_large",
             ErrorCode::NoRoute | ErrorCode::Overloaded => "overloaded_error",
+            ErrorCode::PaymentRequired => "billing_error",
             ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamTimeout | ErrorCode::Internal => {
                 "api_error"
             }
@@ -258,6 +264,12 @@ mod tests {
                 413,
                 "invalid_request_error",
                 "request_too_large",
+            ),
+            (
+                PaymentRequired,
+                402,
+                "invalid_request_error",
+                "billing_error",
             ),
             (UpstreamUnreachable, 502, "api_error", "api_error"),
             (NoRoute, 503, "api_error", "overloaded_error"),

@@ -9,9 +9,11 @@ use tb_domain::PaymentMethod;
 use tb_store::{CreditHistory, LedgerSender, PurchaseEvent, PurchaseRow, PurchaseStatus, WasteRow};
 
 use crate::waste::{self, TokenEvent, TokenFacts};
+
+mod wallet;
 use crate::{
-    SellerClient, SellerError, SellerSecret, SellerToken, StoredToken, TokenCipher, TokenStore,
-    TokenStoreError,
+    PaymentRequest, Purchased, SellerClient, SellerError, SellerSecret, SellerToken, StoredToken,
+    TokenCipher, TokenStore, TokenStoreError,
 };
 
 /// Where the broker writes every purchase attempt and every change of
@@ -124,21 +126,108 @@ pub enum AcquireError {
         /// The budget, USD micros.
         budget: u64,
     },
-    /// The payment method cannot complete without the user (clawtip).
-    #[error(
-        "seller {seller_id}: paying with {payment} needs user action (a wallet payment); the \
-         daemon only buys with mock automatically"
-    )]
-    NeedsUserAction {
-        /// The seller.
-        seller_id: String,
-        /// The payment method.
-        payment: PaymentMethod,
-    },
+    /// A wallet purchase (clawtip) waits for the user to pay: the message
+    /// names the seller, the amount and where to pay.
+    #[error("{0}")]
+    PaymentPending(Box<PendingPayment>),
     /// The quote or the completion failed, or the seller sold an unusable
     /// token. The message names the seller, the call and the problem.
     #[error("buying seller credit failed: {0}")]
     PurchaseFailed(String),
+}
+
+/// A wallet purchase (clawtip) quoted and waiting for the user to pay
+/// (marketplace.md): the daemon polls `complete` until it is paid, expires
+/// or is cancelled. Not secret: it is what the user is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPayment {
+    /// The purchase's id in the ledger.
+    pub purchase_id: String,
+    /// The seller.
+    pub seller_id: String,
+    /// The model the quote is for.
+    pub model: String,
+    /// How it is paid.
+    pub payment_method: PaymentMethod,
+    /// The seller's quote id.
+    pub quote_id: String,
+    /// Credit it buys, micros.
+    pub credit_micros: u64,
+    /// What the user pays, USD micros.
+    pub price_usd_micros: u64,
+    /// When the quote lapses, unix ms.
+    pub expires_at_ms: i64,
+    /// When it was quoted, unix ms.
+    pub created_at_ms: i64,
+    /// Where and how to pay.
+    pub request: PaymentRequest,
+}
+
+impl fmt::Display for PendingPayment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "payment required: seller {} asks {} for {} micros of credit ({}); pay it with {} at \
+             {} before {}, then retry (`tokenbuddyd pay` shows the QR code)",
+            self.seller_id,
+            usd(self.price_usd_micros),
+            self.credit_micros,
+            self.model,
+            self.payment_method,
+            self.request.pay_url,
+            rfc3339(self.expires_at_ms)
+        )
+    }
+}
+
+/// USD micros as `$1.234567` (display only).
+fn usd(micros: u64) -> String {
+    format!("${}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
+/// Unix ms as RFC 3339 UTC (display only).
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        })
+        .unwrap_or_else(|_| format!("{ms} ms since 1970"))
+}
+
+/// How long the daemon waits before its `attempt`-th poll (0-based) of a
+/// pending wallet purchase, ms: 2 s doubling to at most 15 s
+/// (marketplace.md). Pure: the poller adds the clock.
+pub fn payment_poll_delay_ms(attempt: u32) -> u64 {
+    const FIRST_MS: u64 = 2_000;
+    const MAX_MS: u64 = 15_000;
+    FIRST_MS
+        .checked_shl(attempt.min(16))
+        .map_or(MAX_MS, |d| d.min(MAX_MS))
+}
+
+/// The wait before the next poll of a quote expiring at `expires_at_ms`,
+/// at `now_ms`: the backoff, but never past the expiry (the poll right
+/// after it learns the final answer). `None` once the quote has expired
+/// and been polled after it (`polled_after_expiry`): stop.
+pub fn next_payment_poll_ms(
+    attempt: u32,
+    now_ms: i64,
+    expires_at_ms: i64,
+    polled_after_expiry: bool,
+) -> Option<u64> {
+    if now_ms >= expires_at_ms {
+        return (!polled_after_expiry).then_some(0);
+    }
+    let left = u64::try_from(expires_at_ms.saturating_sub(now_ms)).unwrap_or(u64::MAX);
+    Some(payment_poll_delay_ms(attempt).min(left))
 }
 
 /// Credit bookkeeping for one seller. Purchases, payments, spending and
@@ -281,6 +370,9 @@ struct Inner {
     /// Serialises store writes; each write stores the state current when
     /// it holds this lock, so the last write is always the newest state.
     persist_lock: tokio::sync::Mutex<()>,
+    /// Counts wallet purchases that ended (paid, expired, cancelled or
+    /// failed), for whoever waits on one.
+    wallet_ends: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -294,6 +386,8 @@ struct State {
     next_generation: u64,
     /// Tokens whose stored state is behind memory.
     pending: HashSet<TokenKey>,
+    /// Wallet purchases waiting for the user, per `seller:model:payment`.
+    payments: HashMap<FlightKey, PendingPayment>,
 }
 
 impl State {
@@ -436,6 +530,44 @@ impl Inner {
         model: &str,
         payment: PaymentMethod,
     ) -> Result<Lease, AcquireError> {
+        let (quote, row) = self.quote_within_budget(seller, model, payment).await?;
+        let price = quote.price_usd_micros;
+        let completed = self
+            .client
+            .complete(&seller.url, &quote.quote_id, payment, None)
+            .await;
+        let purchased = match completed {
+            Ok(purchased) => purchased,
+            Err(e) => {
+                let error = AcquireError::PurchaseFailed(format!("seller {}: {e}", seller.id));
+                self.release_failed(&seller.id, price, row, &error);
+                return Err(error);
+            }
+        };
+        self.install(seller, model, payment, price, purchased, row)
+            .await
+    }
+
+    /// A purchase that will not complete: its reserved price is released,
+    /// it counts as a failure, and it is journaled as failed.
+    fn release_failed(&self, seller_id: &str, price: u64, row: PurchaseRow, error: &AcquireError) {
+        {
+            let mut st = self.state();
+            st.budget_reserved = st.budget_reserved.saturating_sub(price);
+            st.counters(seller_id).purchase_failures += 1;
+        }
+        self.journal_end(row, PurchaseStatus::Failed, Some(error));
+    }
+
+    /// Budget check → quote → budget check with the price → reserve the
+    /// price and journal the quote. The reservation is the caller's to
+    /// release or spend.
+    async fn quote_within_budget(
+        &self,
+        seller: &SellerRef,
+        model: &str,
+        payment: PaymentMethod,
+    ) -> Result<(crate::Quote, PurchaseRow), AcquireError> {
         let budget = self.policy.session_budget_usd_micros;
         let failed =
             |e: SellerError| AcquireError::PurchaseFailed(format!("seller {}: {e}", seller.id));
@@ -503,24 +635,21 @@ impl Inner {
             st.budget_reserved += price;
         }
         self.journal(PurchaseEvent::Purchase(row.clone()));
-        let completed = self
-            .client
-            .complete(&seller.url, &quote.quote_id, payment, None)
-            .await;
+        Ok((quote, row))
+    }
+
+    /// A paid purchase: journal it, count it (the reserved `price` becomes
+    /// spent), cache the token (sealed) and persist it.
+    async fn install(
+        &self,
+        seller: &SellerRef,
+        model: &str,
+        payment: PaymentMethod,
+        price: u64,
+        purchased: Purchased,
+        mut row: PurchaseRow,
+    ) -> Result<Lease, AcquireError> {
         let now = self.now();
-        let purchased = match completed {
-            Ok(purchased) => purchased,
-            Err(e) => {
-                {
-                    let mut st = self.state();
-                    st.budget_reserved = st.budget_reserved.saturating_sub(price);
-                    st.counters(&seller.id).purchase_failures += 1;
-                }
-                let error = failed(e);
-                self.journal_end(row, PurchaseStatus::Failed, Some(&error));
-                return Err(error);
-            }
-        };
         row.credit_micros = Some(purchased.credit_micros);
         row.payment_reference = purchased.payment_reference.clone();
         let token = SellerToken {
@@ -795,6 +924,14 @@ impl Inner {
     }
 }
 
+/// The error for a purchase already waiting for the user.
+fn pending_error(st: &State, flight: &FlightKey) -> AcquireError {
+    match st.payments.get(flight) {
+        Some(p) => AcquireError::PaymentPending(Box::new(p.clone())),
+        None => AcquireError::PurchaseFailed(format!("seller {}: no pending payment", flight.0)),
+    }
+}
+
 /// A unique purchase id: the time, then 64 random bits (hex).
 fn purchase_id(now_ms: i64) -> String {
     let mut bytes = [0u8; 8];
@@ -854,6 +991,7 @@ impl CreditBroker {
                 gates: Mutex::new(HashMap::new()),
                 journal: OnceLock::new(),
                 persist_lock: tokio::sync::Mutex::new(()),
+                wallet_ends: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -934,7 +1072,9 @@ impl CreditBroker {
     /// # Errors
     ///
     /// [`AcquireError::BudgetSpent`] (no completion is attempted),
-    /// [`AcquireError::NeedsUserAction`] for clawtip,
+    /// [`AcquireError::PaymentPending`] for clawtip while the user has not
+    /// paid (the first call quotes and starts polling `complete`; later
+    /// calls get the same pending payment until it ends),
     /// [`AcquireError::PurchaseFailed`] for any seller or payment-method
     /// problem, including a seller that sells an unusable token.
     pub async fn acquire(
@@ -945,6 +1085,7 @@ impl CreditBroker {
         force_new: bool,
     ) -> Result<Lease, AcquireError> {
         let key = (seller.id.clone(), payment);
+        let flight: FlightKey = (seller.id.clone(), model.to_owned(), payment);
         let seen = {
             let st = self.inner.state();
             let now = self.inner.now();
@@ -952,18 +1093,16 @@ impl CreditBroker {
                 Some(e) if !force_new && self.inner.usable(&e.token, now) => {
                     return Ok(e.lease(false));
                 }
+                // Waiting for the user: never a second quote.
+                _ if st.payments.contains_key(&flight) => {
+                    return Err(pending_error(&st, &flight));
+                }
                 Some(e) => Some(e.generation),
                 None => None,
             }
         };
         match payment {
-            PaymentMethod::Mock => {}
-            PaymentMethod::Clawtip => {
-                return Err(AcquireError::NeedsUserAction {
-                    seller_id: seller.id.clone(),
-                    payment,
-                });
-            }
+            PaymentMethod::Mock | PaymentMethod::Clawtip => {}
             PaymentMethod::ProviderKey => {
                 return Err(AcquireError::PurchaseFailed(format!(
                     "seller {}: payment method provider_key cannot buy seller credit",
@@ -971,7 +1110,6 @@ impl CreditBroker {
                 )));
             }
         }
-        let flight: FlightKey = (seller.id.clone(), model.to_owned(), payment);
         let gate = {
             let mut gates = self
                 .inner
@@ -1003,8 +1141,17 @@ impl CreditBroker {
                         return Ok(e.lease(false));
                     }
                 }
+                let flight = (seller.id.clone(), model.clone(), payment);
+                if st.payments.contains_key(&flight) {
+                    return Err(pending_error(&st, &flight));
+                }
             }
-            inner.buy(&seller, &model, payment).await
+            match payment {
+                PaymentMethod::Clawtip => {
+                    Err(inner.start_wallet_purchase(&seller, &model, payment).await)
+                }
+                _ => inner.buy(&seller, &model, payment).await,
+            }
         });
         let result = match task.await {
             Ok(result) => result,
@@ -1014,6 +1161,24 @@ impl CreditBroker {
         };
         drop(gate_ref);
         result
+    }
+
+    /// The wallet purchases waiting for the user to pay, oldest first.
+    pub fn pending_payments(&self) -> Vec<PendingPayment> {
+        let mut all: Vec<PendingPayment> = self.inner.state().payments.values().cloned().collect();
+        all.sort_by(|a, b| {
+            (a.created_at_ms, &a.purchase_id).cmp(&(b.created_at_ms, &b.purchase_id))
+        });
+        all
+    }
+
+    /// Waits until at least `n` wallet purchases have ended since the
+    /// broker started (paid and cached, expired, cancelled or failed);
+    /// returns the count.
+    pub async fn wallet_purchases_ended(&self, n: u64) -> u64 {
+        let mut ends = self.inner.wallet_ends.subscribe();
+        let result = ends.wait_for(|&c| c >= n).await.map(|c| *c);
+        result.unwrap_or(n)
     }
 
     /// The cached token of (`seller_id`, `payment`), if any (usable or
@@ -1260,6 +1425,66 @@ mod tests {
         bytes = vec![b' '; 70 * 1024];
         bytes.extend_from_slice(b"quota");
         assert!(!is_insufficient_funds(400, &bytes));
+    }
+
+    #[test]
+    fn payment_polls_back_off_from_2_to_15_seconds() {
+        let delays: Vec<u64> = (0..7).map(payment_poll_delay_ms).collect();
+        assert_eq!(
+            delays,
+            [2_000, 4_000, 8_000, 15_000, 15_000, 15_000, 15_000]
+        );
+        assert_eq!(payment_poll_delay_ms(u32::MAX), 15_000);
+    }
+
+    #[test]
+    fn payment_polls_stop_at_the_quote_expiry() {
+        // Far from the expiry: the backoff.
+        assert_eq!(next_payment_poll_ms(0, 0, 60_000, false), Some(2_000));
+        assert_eq!(next_payment_poll_ms(5, 0, 60_000, false), Some(15_000));
+        // Never sleeping past the expiry.
+        assert_eq!(next_payment_poll_ms(5, 59_000, 60_000, false), Some(1_000));
+        // At/after the expiry: one last poll at once, then stop.
+        assert_eq!(next_payment_poll_ms(2, 60_000, 60_000, false), Some(0));
+        assert_eq!(next_payment_poll_ms(2, 90_000, 60_000, false), Some(0));
+        assert_eq!(next_payment_poll_ms(3, 60_001, 60_000, true), None);
+        // Extreme clocks do not overflow.
+        assert_eq!(
+            next_payment_poll_ms(0, i64::MIN, i64::MAX, false),
+            Some(2_000)
+        );
+    }
+
+    #[test]
+    fn pending_payments_say_who_what_and_where() {
+        let p = PendingPayment {
+            purchase_id: "p-1".into(),
+            seller_id: "s-claw".into(),
+            model: "deepseek-chat".into(),
+            payment_method: PaymentMethod::Clawtip,
+            quote_id: "q-1".into(),
+            credit_micros: 1_000_000,
+            price_usd_micros: 1_250_000,
+            expires_at_ms: 1_800_000_000_000,
+            created_at_ms: 0,
+            request: PaymentRequest {
+                pay_url: "https://pay.example/q-1".into(),
+                qr_payload: "https://pay.example/q-1".into(),
+                recharge_qr_url: None,
+            },
+        };
+        let text = p.to_string();
+        for part in [
+            "s-claw",
+            "$1.250000",
+            "1000000 micros",
+            "clawtip",
+            "https://pay.example/q-1",
+            "2027-01-15T08:00:00Z",
+        ] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+        assert_eq!(rfc3339(i64::MAX), format!("{} ms since 1970", i64::MAX));
     }
 
     #[test]

@@ -62,14 +62,15 @@ pub mod waste;
 mod wire;
 
 pub use broker::{
-    AcquireError, Clock, CreditBroker, CreditSummary, Lease, PurchaseJournal, PurchasePolicy,
-    SellerCredit, SellerRef, is_insufficient_funds, system_clock,
+    AcquireError, Clock, CreditBroker, CreditSummary, Lease, PendingPayment, PurchaseJournal,
+    PurchasePolicy, SellerCredit, SellerRef, is_insufficient_funds, next_payment_poll_ms,
+    payment_poll_delay_ms, system_clock,
 };
 pub use cipher::{CipherError, KEY_FILE, KEY_LEN, NONCE_LEN, TokenCipher};
 pub use secret::SellerSecret;
 pub use store::{BoxFuture, MemoryTokenStore, StoredToken, TokenStore, TokenStoreError};
 pub use token::SellerToken;
 pub use wire::{
-    Call, HttpClient, MAX_BODY_BYTES, MAX_MICROS, Manifest, Purchased, Quote, SellerClient,
-    SellerError,
+    Call, Completion, HttpClient, MAX_BODY_BYTES, MAX_MICROS, Manifest, PaymentRequest, Purchased,
+    Quote, SellerClient, SellerError,
 };

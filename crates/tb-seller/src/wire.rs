@@ -186,6 +186,37 @@ pub struct Quote {
     pub price_usd_micros: u64,
     /// When the quote lapses, unix ms.
     pub expires_at_ms: i64,
+    /// What the user must pay, for a wallet payment method (`clawtip`):
+    /// the quote's `payment` object, when present and valid.
+    pub payment: Option<PaymentRequest>,
+}
+
+/// A wallet payment the user makes outside the daemon (the `payment`
+/// object of a `clawtip` quote, marketplace.md). Not a secret: it is what
+/// the user is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRequest {
+    /// Where the user pays (`payUrl`): an `http(s)` URL.
+    pub pay_url: String,
+    /// The text to encode as a QR code (`qrPayload`; `payUrl` when the
+    /// seller sent none).
+    pub qr_payload: String,
+    /// Where the wallet is recharged (`rechargeQrUrl`), when the seller
+    /// sent one.
+    pub recharge_qr_url: Option<String>,
+}
+
+/// What `POST /purchase/complete` said about a quote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// `200`: paid; the token.
+    Paid(Purchased),
+    /// `202 {"status": "pending"}`: the user has not paid yet.
+    Pending,
+    /// `410 {"status": "expired"}`: the quote lapsed unpaid.
+    Expired,
+    /// `409 {"status": "cancelled"}`: the user cancelled it in the wallet.
+    Cancelled,
 }
 
 /// A completed purchase (`POST /purchase/complete`).
@@ -289,7 +320,30 @@ impl SellerClient {
                 micros_value,
             )?,
             expires_at_ms: answer.required("expiresAt", wire.expires_at, time_value)?,
+            payment: wire.payment.and_then(|p| answer.payment_request(p)),
         })
+    }
+
+    /// `POST <url>/purchase/complete` for a wallet (`clawtip`) quote:
+    /// `202` is [`Completion::Pending`], `410` [`Completion::Expired`],
+    /// `409` [`Completion::Cancelled`], a `200` the token.
+    pub async fn poll_complete(
+        &self,
+        url: &str,
+        quote_id: &str,
+        payment: PaymentMethod,
+    ) -> Result<Completion, SellerError> {
+        let body = serde_json::json!({
+            "quoteId": quote_id,
+            "paymentMethod": payment.as_str(),
+        });
+        let answer = self.send(COMPLETE, url, Some(body)).await?;
+        match answer.status {
+            StatusCode::ACCEPTED => Ok(Completion::Pending),
+            StatusCode::GONE => Ok(Completion::Expired),
+            StatusCode::CONFLICT => Ok(Completion::Cancelled),
+            _ => answer.purchased().map(Completion::Paid),
+        }
     }
 
     /// `POST <url>/purchase/complete` for a quote.
@@ -308,14 +362,7 @@ impl SellerClient {
             obj.insert("paymentReference".into(), Value::from(reference));
         }
         let answer = self.send(COMPLETE, url, Some(body)).await?;
-        let wire: CompleteAnswer = answer.read()?;
-        Ok(Purchased {
-            access_token: answer.required("accessToken", wire.access_token, token_value)?,
-            credit_micros: answer.required("creditMicros", wire.credit_micros, micros_value)?,
-            balance_micros: answer.required("balanceMicros", wire.balance_micros, micros_value)?,
-            expires_at_ms: answer.required("expiresAt", wire.expires_at, time_value)?,
-            payment_reference: answer.optional_id("paymentReference", wire.payment_reference),
-        })
+        answer.purchased()
     }
 
     /// Sends one call and reads the whole (capped) answer, all within the
@@ -495,6 +542,35 @@ impl Answer {
         check(&value).map_err(|why| self.invalid(format!("field {name} {why}")))
     }
 
+    /// A `complete` answer's token and credit.
+    fn purchased(&self) -> Result<Purchased, SellerError> {
+        let wire: CompleteAnswer = self.read()?;
+        Ok(Purchased {
+            access_token: self.required("accessToken", wire.access_token, token_value)?,
+            credit_micros: self.required("creditMicros", wire.credit_micros, micros_value)?,
+            balance_micros: self.required("balanceMicros", wire.balance_micros, micros_value)?,
+            expires_at_ms: self.required("expiresAt", wire.expires_at, time_value)?,
+            payment_reference: self.optional_id("paymentReference", wire.payment_reference),
+        })
+    }
+
+    /// A quote's `payment` object; an unusable one is ignored (and logged):
+    /// the purchase then fails for want of a way to pay.
+    fn payment_request(&self, value: Value) -> Option<PaymentRequest> {
+        match payment_request(value) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                tracing::debug!(
+                    target: "seller.wire",
+                    call = %self.call,
+                    seller = %self.url,
+                    "ignoring field payment: {why}"
+                );
+                None
+            }
+        }
+    }
+
     /// An optional id: an invalid one is ignored (and logged).
     fn optional_id(&self, name: &'static str, value: Option<Value>) -> Option<String> {
         match id_value(&value?) {
@@ -525,6 +601,74 @@ struct QuoteAnswer {
     price_usd_micros: Option<Value>,
     #[serde(alias = "expires_at")]
     expires_at: Option<Value>,
+    payment: Option<Value>,
+}
+
+/// A quote's `payment` object.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PaymentAnswer {
+    #[serde(alias = "pay_url")]
+    pay_url: Option<Value>,
+    #[serde(alias = "qr_payload")]
+    qr_payload: Option<Value>,
+    #[serde(alias = "recharge_qr_url")]
+    recharge_qr_url: Option<Value>,
+}
+
+/// The longest `payUrl` / `qrPayload` accepted (bytes; a QR code holds
+/// under 3 KB).
+const MAX_PAYMENT_TEXT_BYTES: usize = 2048;
+
+/// Reads a quote's `payment` object: `payUrl` an `http(s)` URL with a host,
+/// `qrPayload` 1–2048 bytes without control characters (defaults to
+/// `payUrl`), `rechargeQrUrl` an optional URL (dropped when unusable).
+fn payment_request(value: Value) -> Result<PaymentRequest, String> {
+    let wire = PaymentAnswer::deserialize(value).map_err(|e| format!("is not an object: {e}"))?;
+    let pay_url = wire
+        .pay_url
+        .ok_or_else(|| "has no payUrl".to_owned())
+        .and_then(|v| pay_url_value(&v).map_err(|why| format!("payUrl {why}")))?;
+    let qr_payload = match wire.qr_payload {
+        None | Some(Value::Null) => pay_url.clone(),
+        Some(v) => payment_text(&v).map_err(|why| format!("qrPayload {why}"))?,
+    };
+    let recharge_qr_url = wire.recharge_qr_url.and_then(|v| pay_url_value(&v).ok());
+    Ok(PaymentRequest {
+        pay_url,
+        qr_payload,
+        recharge_qr_url,
+    })
+}
+
+/// Text shown to the user: 1–2048 bytes without control characters.
+fn payment_text(value: &Value) -> Result<String, String> {
+    let Value::String(s) = value else {
+        return Err(format!("is a JSON {}, expected a string", json_type(value)));
+    };
+    if s.is_empty() || s.len() > MAX_PAYMENT_TEXT_BYTES || s.chars().any(char::is_control) {
+        return Err(format!(
+            "is not usable ({} bytes; 1–{MAX_PAYMENT_TEXT_BYTES} without control characters)",
+            s.len()
+        ));
+    }
+    Ok(s.clone())
+}
+
+/// A URL the user opens: [`payment_text`] that is `http(s)://` with a
+/// host and no spaces.
+fn pay_url_value(value: &Value) -> Result<String, String> {
+    let text = payment_text(value)?;
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !text.contains(' ') => Ok(text),
+        _ => Err(format!(
+            "{:?} is not an http(s) URL with a host",
+            text.chars().take(64).collect::<String>()
+        )),
+    }
 }
 
 /// The fields of a `POST /purchase/complete` answer.
@@ -838,6 +982,40 @@ mod tests {
 
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn payment_requests() {
+        let ok = payment_request(serde_json::json!({
+            "payUrl": "https://pay.example/q-1", "qrPayload": "clawtip://pay?q=1",
+            "rechargeQrUrl": "not a url"
+        }))
+        .unwrap();
+        assert_eq!(ok.pay_url, "https://pay.example/q-1");
+        assert_eq!(ok.qr_payload, "clawtip://pay?q=1");
+        assert_eq!(ok.recharge_qr_url, None);
+        let snake = payment_request(serde_json::json!({
+            "pay_url": "http://127.0.0.1:9/pay/q", "recharge_qr_url": "https://w.example/r"
+        }))
+        .unwrap();
+        assert_eq!(snake.qr_payload, "http://127.0.0.1:9/pay/q");
+        assert_eq!(
+            snake.recharge_qr_url.as_deref(),
+            Some("https://w.example/r")
+        );
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"payUrl": "ftp://x"}),
+            serde_json::json!({"payUrl": "https://"}),
+            serde_json::json!({"payUrl": "https://a b"}),
+            serde_json::json!({"payUrl": 7}),
+            serde_json::json!({"payUrl": "https://x", "qrPayload": ""}),
+            serde_json::json!({"payUrl": "https://x", "qrPayload": "a\nb"}),
+            serde_json::json!({"payUrl": format!("https://{}", "x".repeat(3000))}),
+            serde_json::json!("https://x"),
+        ] {
+            assert!(payment_request(bad.clone()).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn micros_bounds() {

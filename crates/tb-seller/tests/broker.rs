@@ -346,22 +346,128 @@ async fn a_dry_token_is_bought_again() {
     assert_eq!(fx.completes(), 3);
 }
 
+fn clawtip_quote(quote_id: &str, expires_at_ms: i64) -> Reply {
+    Reply::json(
+        200,
+        json!({
+            "quoteId": quote_id, "creditMicros": 1_000_000, "priceUsdMicros": 800_000,
+            "expiresAt": expires_at_ms,
+            "payment": {"payUrl": format!("https://pay.example/{quote_id}"),
+                        "qrPayload": format!("clawtip://{quote_id}")}
+        })
+        .to_string(),
+    )
+}
+
 #[tokio::test]
-async fn clawtip_needs_user_action_and_provider_key_cannot_buy() {
+async fn clawtip_waits_for_the_wallet_then_caches_the_token() {
+    const CLAWTIP: PaymentMethod = PaymentMethod::Clawtip;
     let fx = Fixture::new().await;
+    fx.mock.push_reply(clawtip_quote("q-claw", NOW + HOUR));
+    fx.mock
+        .push_reply(Reply::json(202, json!({"status": "pending"}).to_string()));
+    fx.mock
+        .push_reply(complete_reply("tok-claw", 1_000_000, NOW + 2 * HOUR));
     let err = fx
         .broker
-        .acquire(&fx.seller, MODEL, PaymentMethod::Clawtip, false)
+        .acquire(&fx.seller, MODEL, CLAWTIP, false)
         .await
         .unwrap_err();
+    let AcquireError::PaymentPending(pending) = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(pending.request.pay_url, "https://pay.example/q-claw");
+    assert_eq!(pending.request.qr_payload, "clawtip://q-claw");
     assert_eq!(
-        err,
-        AcquireError::NeedsUserAction {
-            seller_id: "s-alpha".into(),
-            payment: PaymentMethod::Clawtip
-        }
+        (pending.price_usd_micros, pending.credit_micros),
+        (800_000, 1_000_000)
     );
-    assert!(err.to_string().contains("user action"), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("s-alpha")
+            && text.contains("https://pay.example/q-claw")
+            && text.contains("$0.800000"),
+        "{text}"
+    );
+    // The price is reserved while the user pays.
+    assert_eq!(fx.broker.budget_left(), 5_000_000 - 800_000);
+    // A second request while pending: the same payment, no second quote.
+    let again = fx
+        .broker
+        .acquire(&fx.seller, MODEL, CLAWTIP, false)
+        .await
+        .unwrap_err();
+    assert_eq!(again, err);
+    assert_eq!(fx.broker.pending_payments().len(), 1);
+    assert_eq!(fx.quotes(), 1);
+    // The poller: pending once, then paid.
+    assert_eq!(fx.broker.wallet_purchases_ended(1).await, 1);
+    assert_eq!(fx.completes(), 2);
+    assert!(fx.broker.pending_payments().is_empty());
+    let lease = fx
+        .broker
+        .acquire(&fx.seller, MODEL, CLAWTIP, false)
+        .await
+        .unwrap();
+    assert_eq!(lease.token.expose(), "tok-claw");
+    assert!(!lease.bought, "bought by the poller, not this call");
+    let summary = fx.broker.credit_summary();
+    assert_eq!(
+        (summary.purchases, summary.budget_spent_usd_micros),
+        (1, 800_000)
+    );
+    assert_eq!(fx.store.snapshot().len(), 1);
+}
+
+#[tokio::test]
+async fn clawtip_expired_or_cancelled_quotes_end_and_the_next_request_quotes_again() {
+    const CLAWTIP: PaymentMethod = PaymentMethod::Clawtip;
+    let fx = Fixture::new().await;
+    fx.mock.push_reply(clawtip_quote("q-1", NOW + HOUR));
+    fx.mock
+        .push_reply(Reply::json(410, json!({"status": "expired"}).to_string()));
+    let first = fx.broker.acquire(&fx.seller, MODEL, CLAWTIP, false).await;
+    assert!(matches!(first, Err(AcquireError::PaymentPending(_))));
+    fx.broker.wallet_purchases_ended(1).await;
+    assert!(fx.broker.pending_payments().is_empty());
+    assert_eq!(
+        fx.broker.budget_left(),
+        5_000_000,
+        "the reservation is released"
+    );
+    assert_eq!(fx.broker.credit_summary().purchase_failures, 0);
+
+    fx.mock.push_reply(clawtip_quote("q-2", NOW + HOUR));
+    fx.mock
+        .push_reply(Reply::json(409, json!({"status": "cancelled"}).to_string()));
+    let second = fx
+        .broker
+        .acquire(&fx.seller, MODEL, CLAWTIP, false)
+        .await
+        .unwrap_err();
+    assert!(second.to_string().contains("q-2"), "{second}");
+    fx.broker.wallet_purchases_ended(2).await;
+    assert_eq!(fx.quotes(), 2);
+    assert!(fx.broker.cached_token("s-alpha", CLAWTIP).is_none());
+
+    // A clawtip quote without a way to pay fails; nothing stays pending.
+    fx.mock.push_reply(quote_reply(800_000));
+    let third = fx
+        .broker
+        .acquire(&fx.seller, MODEL, CLAWTIP, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&third, AcquireError::PurchaseFailed(m) if m.contains("payUrl")),
+        "{third}"
+    );
+    assert!(fx.broker.pending_payments().is_empty());
+    assert_eq!(fx.broker.budget_left(), 5_000_000);
+}
+
+#[tokio::test]
+async fn provider_key_cannot_buy() {
+    let fx = Fixture::new().await;
     let err = fx
         .broker
         .acquire(&fx.seller, MODEL, PaymentMethod::ProviderKey, false)

@@ -155,6 +155,10 @@ struct QuoteState {
     expires_at: SystemTime,
     /// The `complete` answer once completed (completing again repeats it).
     completed: Option<Value>,
+    /// A wallet (clawtip) quote the user paid ([`SellerServer::confirm_payment`]).
+    paid: bool,
+    /// A wallet quote the user cancelled.
+    cancelled: bool,
 }
 
 impl Shared {
@@ -241,6 +245,39 @@ impl SellerServer {
             .spec
             .scripted_failures
             .extend(failures.into_iter().map(Into::into));
+    }
+
+    /// Pays the clawtip quote `quote_id` as the user's wallet would (the
+    /// next `complete` issues the token). `false` if there is no such
+    /// unexpired, uncancelled clawtip quote.
+    pub fn confirm_payment(&self, quote_id: &str) -> bool {
+        self.shared.pay(quote_id, false).is_ok()
+    }
+
+    /// Cancels the clawtip quote `quote_id` as the user would in the
+    /// wallet (`complete` then answers `409`).
+    pub fn cancel_payment(&self, quote_id: &str) -> bool {
+        self.shared.pay(quote_id, true).is_ok()
+    }
+
+    /// Ids of the clawtip quotes neither paid, cancelled nor expired.
+    pub fn unpaid_quotes(&self) -> Vec<String> {
+        let now = SystemTime::now();
+        let mut ids: Vec<String> = self
+            .shared
+            .state()
+            .quotes
+            .iter()
+            .filter(|(_, q)| {
+                q.payment_method == PaymentMethod::Clawtip
+                    && !q.paid
+                    && !q.cancelled
+                    && now < q.expires_at
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
     }
 
     /// Queues one `401` for the next inference call.
@@ -467,6 +504,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<SimBody
             shared.purchases.send_modify(|c| *c += 1);
             answer
         }
+        (&Method::POST, _) if path.starts_with("/pay/") => wallet(&shared, &path),
+        (&Method::GET, _) if path.starts_with("/pay/") => pay_page(&shared, &path),
         _ if path.starts_with("/v1/") || Protocol::from_path(&path).is_some() => {
             inference(&shared, parts, body)
         }
@@ -555,8 +594,11 @@ fn quote(shared: &Shared, body: &[u8]) -> Answer {
     });
     if method == PaymentMethod::Clawtip {
         let url = format!("{}/pay/{quote_id}", shared.url());
-        answer["paymentUrl"] = json!(url);
-        answer["qrCode"] = json!(format!("clawtip://pay?quote={quote_id}"));
+        answer["payment"] = json!({
+            "payUrl": url,
+            "qrPayload": url,
+            "rechargeQrUrl": format!("{}/recharge", shared.url()),
+        });
     }
     state.quotes.insert(
         quote_id,
@@ -565,6 +607,8 @@ fn quote(shared: &Shared, body: &[u8]) -> Answer {
             credit,
             expires_at,
             completed: None,
+            paid: false,
+            cancelled: false,
         },
     );
     Answer::json(200, &answer)
@@ -613,25 +657,23 @@ fn complete(shared: &Shared, body: &[u8]) -> Answer {
         return Answer::json(200, &done);
     }
     let now = SystemTime::now();
-    if now >= quote.expires_at {
+    if quote.payment_method == PaymentMethod::Clawtip {
+        if quote.cancelled {
+            return Answer::json(409, &json!({ "status": "cancelled" }));
+        }
+        if now >= quote.expires_at {
+            return Answer::json(410, &json!({ "status": "expired" }));
+        }
+        if !quote.paid {
+            return Answer::json(202, &json!({ "status": "pending" }));
+        }
+    } else if now >= quote.expires_at {
         return Answer::error(
             400,
             "invalid_request_error",
             "quote_expired",
             &format!("quote {quote_id} has expired"),
         );
-    }
-    if quote.payment_method == PaymentMethod::Clawtip {
-        let url = format!("{}/pay/{quote_id}", shared.url());
-        let mut answer = serde_json::from_slice::<Value>(&canned::openai_error(
-            "payment_required",
-            "payment_pending",
-            &format!("payment pending: the user must complete the clawtip payment at {url}"),
-        ))
-        .unwrap_or_default();
-        answer["status"] = json!("pending");
-        answer["paymentUrl"] = json!(url);
-        return Answer::json(402, &answer);
     }
     let token = format!("tbsim_{}", net::random_hex(24));
     let expires_at = now + token_ttl;
@@ -657,6 +699,77 @@ fn complete(shared: &Shared, body: &[u8]) -> Answer {
     }
     shared.tokens_issued.fetch_add(1, Ordering::SeqCst);
     Answer::json(200, &answer)
+}
+
+/// `POST /pay/{quoteId}` pays a clawtip quote (what the user's wallet
+/// does); `POST /pay/{quoteId}/cancel` cancels it.
+fn wallet(shared: &Shared, path: &str) -> Answer {
+    let rest = path.trim_start_matches("/pay/");
+    let (quote_id, cancel) = match rest.strip_suffix("/cancel") {
+        Some(id) => (id, true),
+        None => (rest, false),
+    };
+    match shared.pay(quote_id, cancel) {
+        Ok(status) => Answer::json(200, &json!({ "quoteId": quote_id, "status": status })),
+        Err((status, why)) => Answer::error(status, "invalid_request_error", "cannot_pay", &why),
+    }
+}
+
+/// `GET /pay/{quoteId}`: what a wallet would show before paying.
+fn pay_page(shared: &Shared, path: &str) -> Answer {
+    let quote_id = path.trim_start_matches("/pay/");
+    let state = shared.state();
+    let Some(quote) = state.quotes.get(quote_id) else {
+        return Answer::error(
+            404,
+            "invalid_request_error",
+            "unknown_quote",
+            "no such quote",
+        );
+    };
+    let text = format!(
+        "simulated clawtip wallet\nquote {quote_id}: {} micros of credit\npaid: {}\nPOST this \
+         URL to pay, or POST {path}/cancel to cancel.\n",
+        quote.credit, quote.paid
+    );
+    Answer {
+        status: 200,
+        headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+        body: AnswerBody::Full(Bytes::from(text)),
+    }
+}
+
+impl Shared {
+    /// Pays (or cancels) a pending clawtip quote: the new status, or the
+    /// HTTP status and why it cannot be done.
+    fn pay(&self, quote_id: &str, cancel: bool) -> Result<&'static str, (u16, String)> {
+        let mut state = self.state();
+        let Some(quote) = state.quotes.get_mut(quote_id) else {
+            return Err((404, format!("no quote {quote_id}")));
+        };
+        if quote.payment_method != PaymentMethod::Clawtip {
+            return Err((400, format!("quote {quote_id} is not a clawtip quote")));
+        }
+        if quote.completed.is_some() || quote.paid {
+            return if cancel {
+                Err((409, format!("quote {quote_id} is already paid")))
+            } else {
+                Ok("paid")
+            };
+        }
+        if SystemTime::now() >= quote.expires_at {
+            return Err((410, format!("quote {quote_id} has expired")));
+        }
+        if cancel {
+            quote.cancelled = true;
+            return Ok("cancelled");
+        }
+        if quote.cancelled {
+            return Err((409, format!("quote {quote_id} was cancelled")));
+        }
+        quote.paid = true;
+        Ok("paid")
+    }
 }
 
 fn inference(shared: &Shared, parts: http::request::Parts, body: Bytes) -> Answer {

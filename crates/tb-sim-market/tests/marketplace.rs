@@ -593,41 +593,78 @@ async fn quotes_and_completes_follow_the_rules() {
 }
 
 #[tokio::test]
-async fn clawtip_purchases_stay_pending() {
+async fn clawtip_purchases_wait_for_the_wallet() {
     let seller =
         SellerServer::start(spec().payment_methods([PaymentMethod::Mock, PaymentMethod::Clawtip]))
             .await
             .unwrap();
-    let quote = body_json(
-        post(
-            &format!("{}/purchase/quote", seller.url()),
-            &json!({ "modelId": MODEL, "paymentMethod": "clawtip", "creditMicros": 1000 }),
+    let quote_for = || async {
+        body_json(
+            post(
+                &format!("{}/purchase/quote", seller.url()),
+                &json!({ "modelId": MODEL, "paymentMethod": "clawtip", "creditMicros": 1000 }),
+            )
+            .await,
         )
-        .await,
-    )
-    .await;
-    assert!(
-        quote["paymentUrl"]
-            .as_str()
-            .unwrap()
-            .starts_with(&seller.url())
-    );
-    let complete = json!({ "quoteId": quote["quoteId"], "paymentMethod": "clawtip" });
+        .await
+    };
+    let quote = quote_for().await;
+    let pay_url = quote["payment"]["payUrl"].as_str().unwrap().to_owned();
+    assert!(pay_url.starts_with(&seller.url()), "{pay_url}");
+    assert_eq!(quote["payment"]["qrPayload"], pay_url.as_str());
+    let quote_id = quote["quoteId"].as_str().unwrap().to_owned();
+    assert_eq!(seller.unpaid_quotes(), [quote_id.clone()]);
+    let complete = json!({ "quoteId": quote_id, "paymentMethod": "clawtip" });
     for _ in 0..2 {
         let resp = post(&format!("{}/purchase/complete", seller.url()), &complete).await;
-        assert_eq!(resp.status(), StatusCode::PAYMENT_REQUIRED);
-        let body = body_json(resp).await;
-        assert!(error_message(&body).contains("payment pending"));
-        assert_eq!(body["status"], "pending");
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        assert_eq!(body_json(resp).await["status"], "pending");
     }
     // Completing with another method than quoted is refused.
     let resp = post(
         &format!("{}/purchase/complete", seller.url()),
-        &json!({ "quoteId": quote["quoteId"], "paymentMethod": "mock" }),
+        &json!({ "quoteId": quote_id, "paymentMethod": "mock" }),
     )
     .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(seller.tokens_issued(), 0);
+    // The wallet pays (POST to the pay URL); complete then sells the token.
+    let resp = post(&pay_url, &json!({})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(seller.unpaid_quotes().is_empty());
+    let resp = post(&format!("{}/purchase/complete", seller.url()), &complete).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(body_json(resp).await["accessToken"].is_string());
+    assert_eq!(seller.tokens_issued(), 1);
+    assert!(
+        !seller.cancel_payment(&quote_id),
+        "a paid quote cannot be cancelled"
+    );
+
+    // Cancelled in the wallet: 409.
+    let cancelled = quote_for().await["quoteId"].as_str().unwrap().to_owned();
+    assert!(seller.cancel_payment(&cancelled));
+    assert!(!seller.confirm_payment(&cancelled));
+    let resp = post(
+        &format!("{}/purchase/complete", seller.url()),
+        &json!({ "quoteId": cancelled, "paymentMethod": "clawtip" }),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    assert_eq!(body_json(resp).await["status"], "cancelled");
+
+    // Past expiresAt unpaid: 410, and it can no longer be paid.
+    seller.update(|s| s.quote_ttl = std::time::Duration::ZERO);
+    let lapsed = quote_for().await["quoteId"].as_str().unwrap().to_owned();
+    assert!(!seller.confirm_payment(&lapsed));
+    let resp = post(
+        &format!("{}/purchase/complete", seller.url()),
+        &json!({ "quoteId": lapsed, "paymentMethod": "clawtip" }),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::GONE);
+    assert_eq!(body_json(resp).await["status"], "expired");
+    assert_eq!(seller.tokens_issued(), 1);
 }
 
 #[tokio::test]

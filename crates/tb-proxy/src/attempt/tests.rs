@@ -479,10 +479,10 @@ impl Credit for FakeCredit {
         _seller_url: &'a str,
         _model: &'a str,
         force_new: bool,
-    ) -> BoxFuture<'a, Result<Lease, String>> {
+    ) -> BoxFuture<'a, Result<Lease, NoCredit>> {
         Box::pin(async move {
             if self.fail {
-                return Err("session purchase budget spent".into());
+                return Err(NoCredit::from("session purchase budget spent".to_owned()));
             }
             let mut bought = self.bought.lock().unwrap();
             if force_new || *bought == 0 {

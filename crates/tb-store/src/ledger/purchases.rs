@@ -26,6 +26,13 @@ pub enum PurchaseStatus {
     Failed,
     /// Quoted, but completing would have passed the session budget.
     Declined,
+    /// A wallet purchase (clawtip) waiting for the user to pay;
+    /// `payment_reference` is where to pay.
+    Pending,
+    /// A wallet purchase whose quote lapsed unpaid.
+    Expired,
+    /// A wallet purchase the user cancelled.
+    Cancelled,
 }
 
 impl PurchaseStatus {
@@ -36,6 +43,9 @@ impl PurchaseStatus {
             PurchaseStatus::Completed => "completed",
             PurchaseStatus::Failed => "failed",
             PurchaseStatus::Declined => "declined",
+            PurchaseStatus::Pending => "pending",
+            PurchaseStatus::Expired => "expired",
+            PurchaseStatus::Cancelled => "cancelled",
         }
     }
 
@@ -46,6 +56,9 @@ impl PurchaseStatus {
             "completed" => PurchaseStatus::Completed,
             "failed" => PurchaseStatus::Failed,
             "declined" => PurchaseStatus::Declined,
+            "pending" => PurchaseStatus::Pending,
+            "expired" => PurchaseStatus::Expired,
+            "cancelled" => PurchaseStatus::Cancelled,
             _ => return None,
         })
     }
