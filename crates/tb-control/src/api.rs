@@ -22,8 +22,9 @@ mod status;
 
 pub use doctor::{Check, DoctorReport, Verdict};
 pub use history::{
-    CallRecord, Calls, Credit, CreditCounters, CreditReport, PoolSummary, Prewarm, PrewarmReport,
-    PrewarmSnapshot, SellerCredit, Usage, UsageBy, UsageRow, UsageTotals,
+    CallRecord, Calls, Credit, CreditCounters, CreditReport, PendingPurchase, PendingPurchases,
+    PoolSummary, Prewarm, PrewarmReport, PrewarmSnapshot, SellerCredit, Usage, UsageBy, UsageRow,
+    UsageTotals,
 };
 pub use sellers::{AuditedCall, FindingKind, FlaggedSeller, SellerAudit, SellerRow, Sellers};
 pub use settings::{
@@ -61,6 +62,10 @@ pub trait ControlApi: Send + Sync + 'static {
 
     /// `GET /v1/credit` (`null` in manual mode).
     fn credit(&self) -> Credit;
+
+    /// `GET /v1/purchases/pending`: the wallet payments waiting for the
+    /// user (an empty list in manual mode).
+    fn pending_purchases(&self) -> PendingPurchases;
 
     /// `GET /v1/calls`: at most `limit` records (already checked to be
     /// `1..=1000`), newest first, strictly older than the `before` cursor

@@ -40,6 +40,7 @@ enum Route {
     Credit,
     Sellers,
     SellerAudit,
+    PendingPurchases,
     ProviderMode,
     Install,
     InstallPreview,
@@ -67,6 +68,7 @@ impl Route {
             "/v1/credit" => (Route::Credit, "GET"),
             "/v1/sellers" => (Route::Sellers, "GET"),
             "/v1/sellers/audit" => (Route::SellerAudit, "GET"),
+            "/v1/purchases/pending" => (Route::PendingPurchases, "GET"),
             "/v1/provider-mode" => (Route::ProviderMode, "GET, PUT"),
             "/v1/install" => (Route::Install, "GET"),
             "/v1/install/preview" => (Route::InstallPreview, "POST"),
@@ -176,6 +178,7 @@ async fn answer(
         Route::Upstreams => response::json(&api.upstreams()),
         Route::Prewarm => response::json(&api.prewarm()),
         Route::Credit => response::json(&api.credit()),
+        Route::PendingPurchases => response::json(&api.pending_purchases()),
         Route::Calls => {
             let q = query::calls(q).map_err(|e| response::error(&e))?;
             api_result(api.calls(q.limit, q.before).await)

@@ -105,6 +105,16 @@ impl Proxy {
         }
     }
 
+    /// `GET /v1/purchases/pending`: the wallet purchases waiting for the
+    /// user (none without a marketplace).
+    pub fn pending_payments(&self) -> Vec<tb_seller::PendingPayment> {
+        self.state
+            .market
+            .as_ref()
+            .map(|m| m.broker.pending_payments())
+            .unwrap_or_default()
+    }
+
     /// `GET /v1/credit` (`None` without a marketplace); the budget left is
     /// the broker's live figure.
     pub fn credit_report(&self) -> Option<CreditSummary> {

@@ -613,7 +613,7 @@ async fn clawtip_purchases_wait_for_the_wallet() {
     assert!(pay_url.starts_with(&seller.url()), "{pay_url}");
     assert_eq!(quote["payment"]["qrPayload"], pay_url.as_str());
     let quote_id = quote["quoteId"].as_str().unwrap().to_owned();
-    assert_eq!(seller.unpaid_quotes(), [quote_id.clone()]);
+    assert_eq!(seller.unpaid_quotes(), std::slice::from_ref(&quote_id));
     let complete = json!({ "quoteId": quote_id, "paymentMethod": "clawtip" });
     for _ in 0..2 {
         let resp = post(&format!("{}/purchase/complete", seller.url()), &complete).await;

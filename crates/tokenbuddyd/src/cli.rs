@@ -46,6 +46,9 @@ enum Command {
     Doctor,
     /// A summary of the running daemon.
     Status,
+    /// The wallet (clawtip) payments the daemon waits for: seller, amount,
+    /// expiry, the pay URL and its QR code drawn in the terminal.
+    Pay(crate::pay::PayArgs),
     /// Recent call records, one line each (or JSON Lines).
     Calls(crate::history::CallsArgs),
     /// Spend, savings and tokens over a window, grouped.
@@ -169,6 +172,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Doctor => doctor(paths),
         Command::Demo { no_wait } => crate::demo::run(!no_wait).map_err(Failure::Runtime),
         Command::Status => status(paths),
+        Command::Pay(args) => crate::pay::run(&paths.data_dir, &args),
         Command::Calls(args) => {
             crate::history::calls(load(paths, &CliOverrides::default())?, &args)
         }
@@ -181,7 +185,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -147,6 +147,16 @@ impl ControlApi for DaemonApi {
         self.proxy.credit_report().map(credit_to_wire)
     }
 
+    fn pending_purchases(&self) -> wire::PendingPurchases {
+        let payments = self
+            .proxy
+            .pending_payments()
+            .into_iter()
+            .map(crate::pay::to_wire)
+            .collect();
+        wire::PendingPurchases { payments }
+    }
+
     fn calls(&self, limit: u32, before: Option<String>) -> Fut<'_, Result<wire::Calls, ApiError>> {
         Box::pin(async move {
             let cursor = before

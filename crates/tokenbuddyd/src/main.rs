@@ -12,6 +12,7 @@ mod history;
 mod install;
 mod ledger;
 mod metrics;
+mod pay;
 mod prices;
 mod sellers;
 mod serve;

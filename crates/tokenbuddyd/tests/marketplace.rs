@@ -847,3 +847,197 @@ async fn wasted_credit_is_shown_and_survives_a_restart_postgres() {
     wasted_credit_is_shown_and_survives_a_restart(&format!("[ledger]\nurl = \"{}\"\n", db.url()))
         .await;
 }
+
+/// The `purchases` rows of a stopped daemon's SQLite ledger: (status,
+/// quote id, payment reference), oldest first.
+async fn purchase_rows(daemon: &Daemon) -> Vec<(String, Option<String>, Option<String>)> {
+    use sqlx::Connection;
+    let path = daemon.data_dir().join("ledger.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query_as(
+        "SELECT status, quote_id, payment_reference FROM purchases ORDER BY created_at_ms, id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// `tokenbuddyd pay` against the running daemon: its stdout.
+async fn pay_output(daemon: &Daemon, svg_dir: &std::path::Path) -> String {
+    let out = tb_test_support::daemon::command(bin(), daemon.home())
+        .arg("pay")
+        .arg("--svg-dir")
+        .arg(svg_dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The quote id at the end of a simulated seller's pay URL.
+fn quote_of(pay_url: &str) -> String {
+    pay_url.rsplit('/').next().unwrap().to_string()
+}
+
+/// Waits (bounded, polling the control plane) until no payment is pending.
+async fn until_nothing_pending(daemon: &Daemon) {
+    for _ in 0..400 {
+        let pending = get_json(daemon, "/v1/purchases/pending").await;
+        if pending["payments"].as_array().unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("a payment stayed pending; logs:\n{}", daemon.logs());
+}
+
+/// A clawtip-only seller (issue 16): the first request gets a 402 naming
+/// the pay URL; `tokenbuddyd pay` shows it with its QR code; once the
+/// simulated wallet confirms, the daemon's poll completes the purchase and
+/// the same request succeeds; the purchase is in the ledger. A quote left
+/// unpaid expires cleanly and the next request gets a fresh 402.
+#[tokio::test]
+async fn clawtip_payments_are_shown_polled_and_expire_cleanly() {
+    let s = seller(SellerSpec::new("s-claw").payment_methods([tb_domain::PaymentMethod::Clawtip]))
+        .await;
+    let registry = market_of(&[&s]).await;
+    let config = auto_config(
+        &registry.url(),
+        "[provider.auto]\npayment_method = \"clawtip\"\n[log]\nformat = \"json\"\n",
+    );
+    let mut daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+
+    // Chat and Messages clients both get their protocol's 402.
+    let (status, body) = chat(&daemon).await;
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(body["error"]["code"], "payment_required", "{body}");
+    let message = body["error"]["message"].as_str().unwrap().to_owned();
+    let pending = get_json(&daemon, "/v1/purchases/pending").await;
+    let payments = pending["payments"].as_array().unwrap();
+    assert_eq!(payments.len(), 1, "{pending}");
+    let p = &payments[0];
+    let pay_url = p["pay_url"].as_str().unwrap().to_owned();
+    assert!(pay_url.starts_with(&s.url()), "{pay_url}");
+    assert!(
+        message.contains(&pay_url) && message.contains("s-claw") && message.contains("$1.000000"),
+        "{message}"
+    );
+    assert_eq!(p["seller_id"], "s-claw");
+    assert_eq!(p["payment_method"], "clawtip");
+    assert_eq!(p["credit_micros"], 1_000_000);
+    assert!(p["qr_svg"].as_str().unwrap().contains("<svg"), "{p}");
+    let resp = daemon
+        .post_json(
+            "/v1/messages",
+            r#"{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 402);
+    let anthropic = body_json(resp).await;
+    assert_eq!(anthropic["type"], "error");
+    assert_eq!(anthropic["error"]["type"], "billing_error", "{anthropic}");
+    assert_eq!(
+        s.quote_count(),
+        2,
+        "one quote per model while pending, not per request"
+    );
+    let (again, _) = chat(&daemon).await;
+    assert_eq!(again, 402);
+    assert_eq!(
+        s.quote_count(),
+        2,
+        "a pending gpt-4o quote is not quoted again"
+    );
+    // A payment the user has not made is not the seller's failure.
+    let upstreams = get_json(&daemon, "/v1/upstreams").await;
+    assert_eq!(
+        upstreams["upstreams"][0]["circuit"], "closed",
+        "{upstreams}"
+    );
+
+    // `tokenbuddyd pay` shows both, each with a QR block and an SVG image.
+    let svg_dir = tempfile::tempdir().unwrap();
+    let shown = pay_output(&daemon, svg_dir.path()).await;
+    assert!(shown.contains(&format!("pay at: {pay_url}")), "{shown}");
+    assert!(shown.contains("seller s-claw asks $1.000000"), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.chars().filter(|c| "▀▄█".contains(*c)).count() > 10),
+        "{shown}"
+    );
+    assert_eq!(std::fs::read_dir(svg_dir.path()).unwrap().count(), 2);
+
+    // The wallet pays the gpt-4o quote; the daemon's poll completes it.
+    assert!(s.confirm_payment(&quote_of(&pay_url)));
+    daemon.wait_for_log("purchase.completed").await;
+    let (status, body) = chat(&daemon).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.tokens_issued(), 1);
+
+    // The Messages quote is left unpaid: it expires, and a request then
+    // gets a fresh 402 at once (no hang, no stale payment). The seller's
+    // quotes now lapse in 1 s.
+    s.update(|spec| spec.quote_ttl = std::time::Duration::from_secs(1));
+    let other = get_json(&daemon, "/v1/purchases/pending").await["payments"][0].clone();
+    assert!(s.cancel_payment(&quote_of(other["pay_url"].as_str().unwrap())));
+    until_nothing_pending(&daemon).await;
+    let started = std::time::Instant::now();
+    let resp = daemon
+        .post_json(
+            "/v1/messages",
+            r#"{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .await;
+    // The clawtip token bought for gpt-4o serves claude too (one token per
+    // seller and payment method): 200, no new purchase.
+    assert_eq!(resp.status(), 200);
+    body_bytes(resp).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    // A dry token needs a new wallet payment: this one is left to expire.
+    let token = s.tokens()[0].token.clone();
+    assert!(s.set_balance(&token, 0));
+    let (status, body) = chat(&daemon).await;
+    assert_eq!(status, 402, "{body}");
+    let lapsing = get_json(&daemon, "/v1/purchases/pending").await["payments"][0]["pay_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    until_nothing_pending(&daemon).await;
+    assert!(
+        !s.confirm_payment(&quote_of(&lapsing)),
+        "expired at the seller too"
+    );
+    let (status, body) = chat(&daemon).await;
+    assert_eq!(status, 402, "a fresh quote after the expiry: {body}");
+    let fresh = get_json(&daemon, "/v1/purchases/pending").await["payments"][0]["pay_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(fresh, lapsing);
+
+    daemon.sigterm().unwrap();
+    assert!(daemon.wait().await.unwrap().success());
+    let rows = purchase_rows(&daemon).await;
+    let statuses: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        statuses,
+        ["completed", "cancelled", "expired", "pending"],
+        "{rows:?}"
+    );
+    // The completed row carries the seller's payment reference; a pending
+    // one the pay URL.
+    assert_eq!(rows[3].2.as_deref(), Some(fresh.as_str()));
+    assert!(
+        !daemon.logs().contains(&token),
+        "the seller token is never logged"
+    );
+}

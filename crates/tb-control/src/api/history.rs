@@ -203,6 +203,48 @@ pub struct SellerCredit {
     pub credit_wasted_micros: u64,
 }
 
+/// `GET /v1/purchases/pending`: the wallet purchases (clawtip) waiting
+/// for the user to pay, oldest first (empty in manual mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingPurchases {
+    /// The pending payments.
+    pub payments: Vec<PendingPurchase>,
+}
+
+/// One wallet payment the user must make (marketplace.md): the daemon
+/// polls the seller until it is paid, expires or is cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingPurchase {
+    /// The purchase's id in the ledger.
+    pub purchase_id: String,
+    /// The seller.
+    pub seller_id: String,
+    /// The model the credit was quoted for.
+    pub model: String,
+    /// How it is paid (`clawtip`).
+    pub payment_method: String,
+    /// The seller's quote id.
+    pub quote_id: String,
+    /// Credit it buys, seller micros.
+    pub credit_micros: u64,
+    /// What the user pays, USD micros.
+    pub price_usd_micros: u64,
+    /// When it was quoted (Unix milliseconds).
+    pub created_at_ms: i64,
+    /// When the quote lapses unpaid (Unix milliseconds).
+    pub expires_at_ms: i64,
+    /// Where to pay.
+    pub pay_url: String,
+    /// The text the QR code encodes (usually `pay_url`).
+    pub qr_payload: String,
+    /// The QR code of `qr_payload` as an SVG image.
+    pub qr_svg: String,
+    /// Where the wallet is recharged, when the seller said.
+    pub recharge_qr_url: Option<String>,
+}
+
 /// The counters of a [`SellerCredit`], summed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

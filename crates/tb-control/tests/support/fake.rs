@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tb_control::api::{
     Calls, Credit, DoctorReport, InstallChanged, InstallPreview, InstallRequest, InstallStatus,
-    Prewarm, ProviderMode, ProviderModeUpdate, SellerAudit, Sellers, Status, UndoRequest,
-    Upstreams, Usage, UsageBy,
+    PendingPurchases, Prewarm, ProviderMode, ProviderModeUpdate, SellerAudit, Sellers, Status,
+    UndoRequest, Upstreams, Usage, UsageBy,
 };
 use tb_control::{ApiError, ControlApi, Fut};
 
@@ -292,6 +292,17 @@ impl FakeApi {
         })
     }
 
+    /// The canned `/v1/purchases/pending`.
+    pub fn pending_doc() -> Value {
+        json!({"payments": [{
+            "purchase_id": "p-1", "seller_id": "s-claw", "model": "deepseek-chat",
+            "payment_method": "clawtip", "quote_id": "q-1", "credit_micros": 1_000_000,
+            "price_usd_micros": 1_000_000, "created_at_ms": NOW_MS, "expires_at_ms": NOW_MS + 600_000,
+            "pay_url": "http://127.0.0.1:9/pay/q-1", "qr_payload": "http://127.0.0.1:9/pay/q-1",
+            "qr_svg": "<svg xmlns=\"http://www.w3.org/2000/svg\"></svg>", "recharge_qr_url": null
+        }]})
+    }
+
     /// The canned `/v1/doctor`.
     pub fn doctor_doc() -> Value {
         json!({"ok": false, "checks": [
@@ -385,6 +396,13 @@ impl ControlApi for FakeApi {
             return None;
         }
         typed(FakeApi::credit_doc())
+    }
+
+    fn pending_purchases(&self) -> PendingPurchases {
+        if self.manual_mode {
+            return PendingPurchases { payments: vec![] };
+        }
+        typed(FakeApi::pending_doc())
     }
 
     fn calls(&self, limit: u32, before: Option<String>) -> Fut<'_, Result<Calls, ApiError>> {
