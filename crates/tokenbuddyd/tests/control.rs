@@ -385,6 +385,7 @@ async fn every_live_answer_matches_the_served_openapi_document() {
         ("/v1/credit", ""),
         ("/v1/sellers", ""),
         ("/v1/sellers/audit", "?since=1h"),
+        ("/v1/purchases/pending", ""),
         ("/v1/provider-mode", ""),
         ("/v1/install", ""),
         ("/v1/doctor", ""),

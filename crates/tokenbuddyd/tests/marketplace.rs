@@ -848,6 +848,10 @@ async fn wasted_credit_is_shown_and_survives_a_restart_postgres() {
         .await;
 }
 
+// The OpenAPI checker of tb-control's tests (as in control.rs).
+#[path = "../../tb-control/tests/support/schema.rs"]
+mod schema;
+
 /// The `purchases` rows of a stopped daemon's SQLite ledger: (status,
 /// quote id, payment reference), oldest first.
 async fn purchase_rows(daemon: &Daemon) -> Vec<(String, Option<String>, Option<String>)> {
@@ -933,6 +937,11 @@ async fn clawtip_payments_are_shown_polled_and_expire_cleanly() {
     assert_eq!(p["payment_method"], "clawtip");
     assert_eq!(p["credit_micros"], 1_000_000);
     assert!(p["qr_svg"].as_str().unwrap().contains("<svg"), "{p}");
+    schema::assert_valid(
+        &schema::document(),
+        &schema::response_pointer("GET", "/v1/purchases/pending"),
+        &pending,
+    );
     let resp = daemon
         .post_json(
             "/v1/messages",

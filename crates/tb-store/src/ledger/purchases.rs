@@ -472,3 +472,20 @@ impl crate::writer::LedgerItem for PurchaseEvent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_and_unknown_ones_are_refused() {
+        use PurchaseStatus::*;
+        for status in [Quoted, Completed, Failed, Declined, Pending, Expired, Cancelled] {
+            assert_eq!(PurchaseStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(Pending.as_str(), "pending");
+        assert_eq!(Expired.as_str(), "expired");
+        assert_eq!(Cancelled.as_str(), "cancelled");
+        assert_eq!(PurchaseStatus::parse("paid"), None);
+    }
+}
