@@ -359,6 +359,50 @@
     byId('audit-list').replaceChildren(...items);
   }
 
+  // A QR code from its module rows ('1' dark) as SVG rects, drawn with
+  // createElementNS: no markup is parsed.
+  function qrCode(rows) {
+    const n = rows.length;
+    const quiet = 4;
+    const size = n + 2 * quiet;
+    const root = svg('svg', {
+      'data-testid': 'payment-qr', viewBox: `0 0 ${size} ${size}`, width: 200, height: 200,
+      role: 'img', 'aria-label': 'QR code of the payment link', 'shape-rendering': 'crispEdges',
+    });
+    root.appendChild(svg('rect', { x: 0, y: 0, width: size, height: size, fill: '#ffffff' }));
+    rows.forEach((row, y) => {
+      for (let x = 0; x < row.length; x += 1) {
+        if (row[x] === '1') {
+          root.appendChild(svg('rect', { x: x + quiet, y: y + quiet, width: 1, height: 1, fill: '#000000' }));
+        }
+      }
+    });
+    return root;
+  }
+
+  function renderPayments(data) {
+    const section = byId('payments');
+    const payments = data && Array.isArray(data.payments) ? data.payments : [];
+    section.hidden = payments.length === 0;
+    const items = payments.map((p) => {
+      const li = el('li', { 'data-testid': 'payment-row', 'data-seller-id': p.seller_id, class: 'payment' });
+      const what = `${p.seller_id} asks ${usd(p.price_usd_micros)} for ${amount(p.credit_micros)} credit (${p.model})`;
+      li.appendChild(el('p', { 'data-testid': 'payment-what' }, what));
+      const link = el('a', { 'data-testid': 'payment-url', rel: 'noreferrer noopener', target: '_blank' }, p.pay_url);
+      // Only http(s) links are made clickable (the daemon checks them too).
+      if (/^https?:\/\//.test(String(p.pay_url))) link.setAttribute('href', String(p.pay_url));
+      li.appendChild(link);
+      const expires = isNum(p.expires_at_ms) ? new Date(p.expires_at_ms).toLocaleTimeString() : '?';
+      li.appendChild(el('p', { 'data-testid': 'payment-expires', class: 'muted small' }, `expires ${expires}`));
+      if (Array.isArray(p.qr_modules) && p.qr_modules.length > 0) li.appendChild(qrCode(p.qr_modules.map(String)));
+      if (p.recharge_qr_url) {
+        li.appendChild(el('p', { 'data-testid': 'payment-recharge', class: 'muted small' }, `recharge: ${p.recharge_qr_url}`));
+      }
+      return li;
+    });
+    byId('payments-list').replaceChildren(...items);
+  }
+
   // Client rows are updated in place (keyed by id) so a refresh never
   // destroys a focused button or an action's result.
   const clientRows = new Map();
@@ -478,6 +522,7 @@
       ['/v1/credit', renderCredit],
       ['/v1/sellers?since=7d', renderSellers],
       ['/v1/sellers/audit?since=7d', renderAudit],
+      ['/v1/purchases/pending', renderPayments],
       ['/v1/install', renderClients],
     ];
     if (tick % DOCTOR_EVERY === 0) jobs.push(['/v1/doctor', renderDoctor]);

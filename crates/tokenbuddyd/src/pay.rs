@@ -102,6 +102,22 @@ pub(crate) fn svg_qr(text: &str) -> anyhow::Result<String> {
         .build())
 }
 
+/// `text`'s QR code as rows of modules, `1` dark, `0` light (no quiet
+/// zone).
+pub(crate) fn qr_modules(text: &str) -> anyhow::Result<Vec<String>> {
+    let code = QrCode::new(text.as_bytes()).context("encoding the QR code")?;
+    let width = code.width();
+    Ok(code
+        .to_colors()
+        .chunks(width)
+        .map(|row| {
+            row.iter()
+                .map(|c| if *c == qrcode::Color::Dark { '1' } else { '0' })
+                .collect()
+        })
+        .collect())
+}
+
 fn write_svg(dir: &Path, p: &PendingPurchase) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     // The id is the daemon's own (`p-<ms>-<hex>`); anything else is
@@ -130,6 +146,7 @@ pub(crate) fn to_wire(p: tb_seller::PendingPayment) -> PendingPurchase {
         tracing::warn!(target: "purchase.pending", purchase_id = %p.purchase_id, "no QR code: {e:#}");
         String::new()
     });
+    let qr_modules = qr_modules(&p.request.qr_payload).unwrap_or_default();
     PendingPurchase {
         purchase_id: p.purchase_id,
         seller_id: p.seller_id,
@@ -143,6 +160,7 @@ pub(crate) fn to_wire(p: tb_seller::PendingPayment) -> PendingPurchase {
         pay_url: p.request.pay_url,
         qr_payload: p.request.qr_payload,
         qr_svg,
+        qr_modules,
         recharge_qr_url: p.request.recharge_qr_url,
     }
 }
@@ -165,6 +183,7 @@ mod tests {
             pay_url: "http://127.0.0.1:9/pay/q-1".into(),
             qr_payload: "http://127.0.0.1:9/pay/q-1".into(),
             qr_svg: svg_qr("http://127.0.0.1:9/pay/q-1").unwrap(),
+            qr_modules: qr_modules("http://127.0.0.1:9/pay/q-1").unwrap(),
             recharge_qr_url: Some("http://127.0.0.1:9/recharge".into()),
         }
     }
@@ -182,6 +201,22 @@ mod tests {
         assert!(qr.contains('▀') || qr.contains('▄') || qr.contains('█'));
         // Different text, different code.
         assert_ne!(qr, terminal_qr("http://127.0.0.1:9/pay/q-2").unwrap());
+    }
+
+    #[test]
+    fn modules_are_a_square_with_finder_patterns() {
+        let rows = qr_modules("http://127.0.0.1:9/pay/q-1").unwrap();
+        let n = rows.len();
+        assert!(n >= 21 && (n - 21) % 4 == 0, "{n}");
+        assert!(
+            rows.iter()
+                .all(|r| r.len() == n && r.chars().all(|c| c == '0' || c == '1'))
+        );
+        // The top-left finder pattern: a dark 7-module ring row, then
+        // dark-light-…-light-dark.
+        assert_eq!(&rows[0][..7], "1111111");
+        assert_eq!(&rows[1][..7], "1000001");
+        assert_eq!(&rows[n - 1][..7], "1111111");
     }
 
     #[test]

@@ -207,3 +207,63 @@ async fn the_dashboard_shows_the_daemon_and_installs_a_client() {
                 .contains("tokenbuddy")
     );
 }
+
+/// A pending clawtip payment is shown on the dashboard: the seller, the pay
+/// link and its QR code drawn from the module rows (no markup parsed; the
+/// page's CSP holds).
+#[tokio::test]
+async fn the_dashboard_shows_a_pending_wallet_payment_with_its_qr_code() {
+    let (chromium, script) = tokio::task::spawn_blocking(browser_setup).await.unwrap();
+    let claw = SellerServer::start(
+        SellerSpec::new("s-claw")
+            .models(["gpt-4o"])
+            .payment_methods([tb_domain::PaymentMethod::Clawtip]),
+    )
+    .await
+    .unwrap();
+    let registry = RegistryServer::start(registry_doc(&[&claw], Some("s-claw")))
+        .await
+        .unwrap();
+    let config = format!(
+        "[provider]\nmode = \"auto\"\n[provider.auto]\npayment_method = \"clawtip\"\n[registry]\nurl = \"{}\"\n",
+        registry.url()
+    );
+    let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","messages":[]}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 402);
+    body_bytes(resp).await;
+    let pending = get_json(&daemon, "/v1/purchases/pending").await;
+    let pay_url = pending["payments"][0]["pay_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let expect = json!({"payments": {"s-claw": pay_url}});
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .current_dir(script.parent().unwrap())
+        .env(
+            "DASHBOARD_URL",
+            format!("{}/", daemon.control_url.clone().unwrap()),
+        )
+        .env("ACCESS_TOKEN", &daemon.token)
+        .env("EXPECT", expect.to_string())
+        .env(
+            "SCREENSHOT",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-payment.png"),
+        )
+        .env("CHROMIUM", &chromium)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "browser check failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -241,6 +241,9 @@ pub struct PendingPurchase {
     pub qr_payload: String,
     /// The QR code of `qr_payload` as an SVG image.
     pub qr_svg: String,
+    /// The same code's modules, one string per row, `1` dark and `0`
+    /// light (what the dashboard draws, without parsing markup).
+    pub qr_modules: Vec<String>,
     /// Where the wallet is recharged, when the seller said.
     pub recharge_qr_url: Option<String>,
 }

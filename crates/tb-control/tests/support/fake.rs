@@ -299,7 +299,8 @@ impl FakeApi {
             "payment_method": "clawtip", "quote_id": "q-1", "credit_micros": 1_000_000,
             "price_usd_micros": 1_000_000, "created_at_ms": NOW_MS, "expires_at_ms": NOW_MS + 600_000,
             "pay_url": "http://127.0.0.1:9/pay/q-1", "qr_payload": "http://127.0.0.1:9/pay/q-1",
-            "qr_svg": "<svg xmlns=\"http://www.w3.org/2000/svg\"></svg>", "recharge_qr_url": null
+            "qr_svg": "<svg xmlns=\"http://www.w3.org/2000/svg\"></svg>",
+            "qr_modules": ["101", "010", "101"], "recharge_qr_url": null
         }]})
     }
 

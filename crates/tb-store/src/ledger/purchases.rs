@@ -480,7 +480,9 @@ mod tests {
     #[test]
     fn statuses_round_trip_and_unknown_ones_are_refused() {
         use PurchaseStatus::*;
-        for status in [Quoted, Completed, Failed, Declined, Pending, Expired, Cancelled] {
+        for status in [
+            Quoted, Completed, Failed, Declined, Pending, Expired, Cancelled,
+        ] {
             assert_eq!(PurchaseStatus::parse(status.as_str()), Some(status));
         }
         assert_eq!(Pending.as_str(), "pending");

@@ -24,6 +24,8 @@
 //                                        with that kind or not at all
 //                    audit_wasted object seller id -> its seller-audit "Wasted" cell
 //                    doctor     boolean  at least one doctor verdict is shown
+//                    payments   object   seller id -> the pay URL its pending payment
+//                                        shows (a link) with a drawn QR code
 //   SCREENSHOT     where to save a full-page PNG (taken at the end, pass or fail)
 //   CHROMIUM       the browser binary (default /usr/bin/chromium)
 //   TIMEOUT_MS     how long to wait for each expectation (default 15000;
@@ -61,6 +63,9 @@
 //     (data-client-id) with client-name, client-detected,
 //     client-configured (data-configured="true"|"false"), client-install,
 //     client-undo, client-result (data-state="idle"|"pending"|"ok"|"error")
+//   payments-section (hidden when nothing is pending), payments-list,
+//     payment-row (data-seller-id) with payment-what, payment-url (a),
+//     payment-expires, payment-qr (svg of rects), payment-recharge
 //   doctor-overall (data-ok), doctor-list, doctor-check (data-check-name)
 //     with doctor-verdict
 
@@ -209,6 +214,18 @@ try {
 
   for (const [seller, text] of Object.entries(want.audit_wasted || {})) {
     await expectText(page, `${tid('seller-row')}${attr('data-seller-id', seller)} ${tid('seller-wasted')}`, text, `seller audit: wasted on ${seller}`);
+  }
+
+  // Pending wallet payments: the link and a QR code of many modules.
+  for (const [seller, payUrl] of Object.entries(want.payments || {})) {
+    const row = `${tid('payment-row')}${attr('data-seller-id', seller)}`;
+    const [held, seen] = await until(async () => {
+      const link = page.locator(`${row} ${tid('payment-url')}`).first();
+      const href = await link.getAttribute('href', { timeout: 1000 });
+      const modules = await page.locator(`${row} ${tid('payment-qr')} rect`).count();
+      return { href, modules };
+    }, (v) => v.href === payUrl && v.modules > 100);
+    if (!held) problem(`payments: ${seller} should link ${payUrl} with a QR code, seen ${JSON.stringify(seen)}`);
   }
 
   // Doctor.
