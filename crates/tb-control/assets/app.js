@@ -12,6 +12,9 @@
   const DOCTOR_EVERY = 6;
   const TOKEN_KEY = 'tokenbuddy.accessToken';
   const SVG_NS = 'http://www.w3.org/2000/svg';
+  // The only links made from API data: a pending payment's pay URL, when
+  // it is a web link (never javascript: or data:).
+  const PAY_LINK = /^https?:\/\//i;
 
   const byId = (id) => document.getElementById(id);
 
@@ -389,8 +392,8 @@
       const what = `${p.seller_id} asks ${usd(p.price_usd_micros)} for ${amount(p.credit_micros)} credit (${p.model})`;
       li.appendChild(el('p', { 'data-testid': 'payment-what' }, what));
       const link = el('a', { 'data-testid': 'payment-url', rel: 'noreferrer noopener', target: '_blank' }, p.pay_url);
-      // Only http(s) links are made clickable (the daemon checks them too).
-      if (/^https?:\/\//.test(String(p.pay_url))) link.setAttribute('href', String(p.pay_url));
+      // Only web links are made clickable (the daemon checks them too).
+      if (PAY_LINK.test(String(p.pay_url))) link.setAttribute('href', String(p.pay_url));
       li.appendChild(link);
       const expires = isNum(p.expires_at_ms) ? new Date(p.expires_at_ms).toLocaleTimeString() : '?';
       li.appendChild(el('p', { 'data-testid': 'payment-expires', class: 'muted small' }, `expires ${expires}`));

@@ -825,10 +825,12 @@ async fn app_js_never_builds_html_from_strings() {
         assert!(!js.contains(banned), "app.js uses {banned}");
     }
     assert!(js.contains("textContent"));
-    // Only same-origin, relative fetches.
+    // Only same-origin, relative fetches: "http" appears only in the SVG
+    // namespace and the pay-link scheme check.
+    assert_eq!(js.matches("PAY_LINK = /^https?:").count(), 1);
     assert_eq!(
         js.matches("http").count(),
-        js.matches("http://www.w3.org/2000/svg").count()
+        js.matches("http://www.w3.org/2000/svg").count() + 1
     );
 }
 

@@ -207,7 +207,7 @@ mod tests {
     fn modules_are_a_square_with_finder_patterns() {
         let rows = qr_modules("http://127.0.0.1:9/pay/q-1").unwrap();
         let n = rows.len();
-        assert!(n >= 21 && (n - 21) % 4 == 0, "{n}");
+        assert!(n >= 21 && (n - 21).is_multiple_of(4), "{n}");
         assert!(
             rows.iter()
                 .all(|r| r.len() == n && r.chars().all(|c| c == '0' || c == '1'))
