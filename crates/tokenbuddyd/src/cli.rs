@@ -41,6 +41,10 @@ enum Command {
         /// Exit after the summary instead of waiting for Ctrl-C.
         #[arg(long)]
         no_wait: bool,
+        /// Buy with the clawtip wallet: the first request gets a 402 with
+        /// the pay link and QR code, the demo pays in the simulated wallet.
+        #[arg(long)]
+        clawtip: bool,
     },
     /// Checks with a verdict and a fix hint each; exit 1 when one fails.
     Doctor,
@@ -170,7 +174,9 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
             .map_err(Failure::Runtime)
         }
         Command::Doctor => doctor(paths),
-        Command::Demo { no_wait } => crate::demo::run(!no_wait).map_err(Failure::Runtime),
+        Command::Demo { no_wait, clawtip } => {
+            crate::demo::run(!no_wait, clawtip).map_err(Failure::Runtime)
+        }
         Command::Status => status(paths),
         Command::Pay(args) => crate::pay::run(&paths.data_dir, &args),
         Command::Calls(args) => {

@@ -13,7 +13,7 @@ use anyhow::{Context, anyhow};
 use std::process::Stdio;
 use std::time::Duration;
 use tb_billing::record::usd;
-use tb_domain::Protocol;
+use tb_domain::{PaymentMethod, Protocol};
 use tb_sim_market::{
     Marketplace, ModelPrice, RegistryServer, SellerServer, SellerSpec, registry_doc,
 };
@@ -43,19 +43,21 @@ fn burst() -> Vec<(&'static str, String)> {
     out
 }
 
-pub(crate) fn run(wait: bool) -> anyhow::Result<()> {
+pub(crate) fn run(wait: bool, clawtip: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(demo(wait))
+    runtime.block_on(demo(wait, clawtip))
 }
 
 /// Three sellers of the same models: `s-alpha` is the cheapest (30 % off
 /// list) but flaky (every third call answers 503, so failover shows),
 /// `s-bravo` is 15 % off and a little slower, `s-charlie` sells at list
 /// price and is the slowest.
-fn seller_specs() -> Vec<SellerSpec> {
+///
+/// With `clawtip`, the sellers also take wallet payments.
+fn seller_specs(clawtip: bool) -> Vec<SellerSpec> {
     // List prices equal to the first-party ones (USD micros per 1M tokens),
     // so a seller's discount shows up as savings.
     let base = |id: &str, discount: f64, latency_ms: u64| {
@@ -72,6 +74,11 @@ fn seller_specs() -> Vec<SellerSpec> {
             .discount_ratio(discount)
             .service_fee_ratio(0.02)
             .latency(Duration::from_millis(latency_ms))
+            .payment_methods(if clawtip {
+                vec![PaymentMethod::Mock, PaymentMethod::Clawtip]
+            } else {
+                vec![PaymentMethod::Mock]
+            })
             .with_generated_manifest()
     };
     vec![
@@ -81,9 +88,9 @@ fn seller_specs() -> Vec<SellerSpec> {
     ]
 }
 
-async fn start_marketplace() -> anyhow::Result<Marketplace> {
+async fn start_marketplace(clawtip: bool) -> anyhow::Result<Marketplace> {
     let mut sellers = Vec::new();
-    for spec in seller_specs() {
+    for spec in seller_specs(clawtip) {
         sellers.push(SellerServer::start(spec).await?);
     }
     let refs: Vec<&SellerServer> = sellers.iter().collect();
@@ -91,8 +98,8 @@ async fn start_marketplace() -> anyhow::Result<Marketplace> {
     Ok(Marketplace { registry, sellers })
 }
 
-async fn demo(wait: bool) -> anyhow::Result<()> {
-    let market = start_marketplace()
+async fn demo(wait: bool, clawtip: bool) -> anyhow::Result<()> {
+    let market = start_marketplace(clawtip)
         .await
         .context("starting the simulated marketplace")?;
     println!(
@@ -105,8 +112,13 @@ async fn demo(wait: bool) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let payment = if clawtip {
+        "[provider.auto]\npayment_method = \"clawtip\"\n"
+    } else {
+        ""
+    };
     let config = format!(
-        "[provider]\nmode = \"auto\"\n[registry]\nurl = \"{}\"\n[routing]\nscorer = \"cheapest\"\nretry_same_on_5xx = false\nfocus_models = [\"deepseek-chat\", \"claude-sonnet-4-5\"]\n[prewarm]\nstartup_jitter_ms = [0, 0]\n[log]\nlevel = \"warn\"\n",
+        "[provider]\nmode = \"auto\"\n{payment}[registry]\nurl = \"{}\"\n[routing]\nscorer = \"cheapest\"\nretry_same_on_5xx = false\nfocus_models = [\"deepseek-chat\", \"claude-sonnet-4-5\"]\n[prewarm]\nstartup_jitter_ms = [0, 0]\n[log]\nlevel = \"warn\"\n",
         market.registry_url()
     );
     let daemon = DemoDaemon::start(&config)
@@ -115,8 +127,14 @@ async fn demo(wait: bool) -> anyhow::Result<()> {
     let control = daemon.control_url.clone();
     println!("daemon: proxy {} · dashboard {control}/", daemon.proxy_url);
 
+    let mut n = 0;
+    if clawtip {
+        pay_in_the_wallet(&daemon).await?;
+        // The request that got the 402 is a call too.
+        n += 1;
+    }
     let requests = burst();
-    let n = requests.len();
+    n += requests.len();
     for (path, body) in requests {
         daemon.post_json(path, body).await?;
     }
@@ -165,6 +183,61 @@ async fn demo(wait: bool) -> anyhow::Result<()> {
     daemon.stop().await;
     drop(market);
     Ok(())
+}
+
+/// The clawtip walk-through: a first request gets the daemon's 402 naming
+/// the pay link; the pending payments are shown as `tokenbuddyd pay` shows
+/// them (QR code included); the demo then pays each in the simulated
+/// wallet (a `POST` to the pay URL, as the user's wallet app would) and
+/// waits until the daemon's poll has collected the credit.
+async fn pay_in_the_wallet(daemon: &DemoDaemon) -> anyhow::Result<()> {
+    let control = &daemon.control_url;
+    let (status, body) = daemon
+        .post_json(
+            "/v1/chat/completions",
+            r#"{"model":"deepseek-chat","messages":[{"role":"user","content":"hello"}]}"#.into(),
+        )
+        .await?;
+    let said: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    println!(
+        "\nfirst request: HTTP {status}: {}",
+        said["error"]["message"].as_str().unwrap_or("(no message)")
+    );
+    let pending: tb_control::api::PendingPurchases =
+        crate::doctor::get(&format!("{control}/v1/purchases/pending")).await?;
+    if pending.payments.is_empty() {
+        return Err(anyhow!("clawtip: the daemon shows no pending payment"));
+    }
+    println!("\n$ tokenbuddyd pay");
+    for p in &pending.payments {
+        println!("{}", crate::pay::payment_text(p));
+    }
+    for p in &pending.payments {
+        println!(
+            "paying {} in the simulated wallet: POST {}",
+            p.seller_id, p.pay_url
+        );
+        let (status, _) = daemon.post_to(&p.pay_url).await?;
+        if status != 200 {
+            return Err(anyhow!(
+                "the simulated wallet refused {}: HTTP {status}",
+                p.pay_url
+            ));
+        }
+    }
+    // The daemon polls every 2 s at first.
+    for _ in 0..300 {
+        let left: tb_control::api::PendingPurchases =
+            crate::doctor::get(&format!("{control}/v1/purchases/pending")).await?;
+        if left.payments.is_empty() {
+            println!("the daemon collected the credit; the requests below use it");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(anyhow!(
+        "clawtip: the daemon did not collect the paid credit within 30 s"
+    ))
 }
 
 /// This program's `serve` in a temporary `TB_HOME`, on ephemeral ports.
@@ -228,7 +301,7 @@ impl DemoDaemon {
 
     /// POSTs a JSON body to the proxy with the access token and reads the
     /// whole answer (whatever its status: the call lines show it).
-    async fn post_json(&self, path: &str, body: String) -> anyhow::Result<()> {
+    async fn post_json(&self, path: &str, body: String) -> anyhow::Result<(u16, bytes::Bytes)> {
         use http_body_util::BodyExt;
         let req = http::Request::post(format!("{}{path}", self.proxy_url))
             .header(
@@ -242,11 +315,30 @@ impl DemoDaemon {
             .request(req)
             .await
             .with_context(|| format!("POST {path}"))?;
-        resp.into_body()
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
             .collect()
             .await
-            .with_context(|| format!("reading the answer to POST {path}"))?;
-        Ok(())
+            .with_context(|| format!("reading the answer to POST {path}"))?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    /// An empty `POST` to `url` (the simulated wallet's pay link).
+    async fn post_to(&self, url: &str) -> anyhow::Result<(u16, bytes::Bytes)> {
+        use http_body_util::BodyExt;
+        let req = http::Request::post(url)
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .with_context(|| format!("{url} is not a URL"))?;
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, body))
     }
 
     /// Stops the daemon. Its home is thrown away, so there is nothing to

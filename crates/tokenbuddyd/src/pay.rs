@@ -50,7 +50,7 @@ pub(crate) fn run(data_dir: &Path, args: &PayArgs) -> Result<(), Failure> {
 
 /// One pending payment as `pay` prints it: who, how much, until when,
 /// where, and the QR code (or why it cannot be drawn).
-fn payment_text(p: &PendingPurchase) -> String {
+pub(crate) fn payment_text(p: &PendingPurchase) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -63,7 +63,7 @@ fn payment_text(p: &PendingPurchase) -> String {
         p.payment_method
     );
     let _ = writeln!(out, "purchase {} (quote {})", p.purchase_id, p.quote_id);
-    let _ = writeln!(out, "expires at {} (unix ms)", p.expires_at_ms);
+    let _ = writeln!(out, "expires at {}", utc(p.expires_at_ms));
     let _ = writeln!(out, "pay at: {}", p.pay_url);
     match terminal_qr(&p.qr_payload) {
         Ok(qr) => out.push_str(&qr),
@@ -75,6 +75,18 @@ fn payment_text(p: &PendingPurchase) -> String {
         let _ = writeln!(out, "recharge the wallet at: {recharge}");
     }
     out
+}
+
+/// Unix ms as an RFC 3339 UTC time (seconds), or the number when out of
+/// range.
+fn utc(ms: i64) -> String {
+    u64::try_from(ms)
+        .ok()
+        .and_then(|ms| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(ms)))
+        .map_or_else(
+            || format!("{ms} ms since 1970"),
+            |t| humantime::format_rfc3339_seconds(t).to_string(),
+        )
 }
 
 /// `text` as a QR code in Unicode half blocks (two modules per character
@@ -220,6 +232,12 @@ mod tests {
     }
 
     #[test]
+    fn expiry_times_are_utc() {
+        assert_eq!(utc(1_800_000_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(utc(-1), "-1 ms since 1970");
+    }
+
+    #[test]
     fn svg_qr_is_an_svg_image() {
         let svg = svg_qr("clawtip://pay?q=1").unwrap();
         assert!(svg.starts_with("<?xml") || svg.starts_with("<svg"), "{svg}");
@@ -234,6 +252,7 @@ mod tests {
             "$1.500000",
             "1000000 micros",
             "pay at: http://127.0.0.1:9/pay/q-1",
+            "expires at 1970-01-01T00:10:00Z",
             "recharge the wallet at: http://127.0.0.1:9/recharge",
             "▀",
         ] {

@@ -343,6 +343,56 @@ async fn demo_runs_to_its_summary() {
     assert!(!home.path().join("daemon.json").exists());
 }
 
+/// `tokenbuddyd demo --clawtip --no-wait`: the first request's 402 names a
+/// pay link, the pending payments are printed with their QR codes, the demo
+/// pays them in the simulated wallet, and the burst then runs on the
+/// collected credit without a failed call.
+#[tokio::test]
+async fn demo_with_clawtip_pays_in_the_simulated_wallet() {
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        command(bin(), home.path())
+            .args(["demo", "--clawtip", "--no-wait"])
+            .output(),
+    )
+    .await
+    .expect("demo finished within a minute")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = stdout
+        .lines()
+        .find(|l| l.starts_with("first request: HTTP 402: "))
+        .unwrap_or_else(|| panic!("no 402: {stdout}"));
+    assert!(
+        first.contains("pay it with clawtip at http://127.0.0.1:"),
+        "{first}"
+    );
+    let pays = stdout.lines().filter(|l| l.starts_with("pay at: ")).count();
+    let paid = stdout
+        .lines()
+        .filter(|l| l.starts_with("paying ") && l.contains("in the simulated wallet"))
+        .count();
+    assert!(pays >= 1 && paid == pays, "{stdout}");
+    assert!(
+        stdout.lines().filter(|l| l.contains("▀▀▀▀▀▀▀▀▀▀")).count() >= pays,
+        "a QR block per payment: {stdout}"
+    );
+    assert!(
+        stdout.contains("the daemon collected the credit"),
+        "{stdout}"
+    );
+    // Only the request that got the 402 failed.
+    let failed = stdout.lines().filter(|l| l.starts_with('✗')).count();
+    assert_eq!(failed, 1, "{stdout}");
+    assert!(stdout.contains("26 calls · spend $"), "{stdout}");
+}
+
 // The OpenAPI checker of tb-control's tests, shared by path so the live
 // answers and the typed documents are held to one standard.
 #[path = "../../tb-control/tests/support/schema.rs"]
