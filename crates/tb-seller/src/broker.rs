@@ -585,6 +585,7 @@ impl Inner {
             error: None,
             created_at_ms: self.now(),
             completed_at_ms: None,
+            expires_at_ms: None,
         };
         {
             let st = self.state();
@@ -613,6 +614,7 @@ impl Inner {
         };
         let price = quote.price_usd_micros;
         row.quote_id = Some(quote.quote_id.clone());
+        row.expires_at_ms = Some(quote.expires_at_ms);
         row.credit_micros = Some(quote.credit_micros);
         row.price_usd_micros = Some(price);
         {

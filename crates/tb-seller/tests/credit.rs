@@ -363,3 +363,99 @@ fn settled_call(seller: &str, credit: i64) -> CallRecord {
     }))
     .unwrap()
 }
+
+/// Wallet purchases left pending by a previous run: the resumable one is
+/// polled again (its price reserved) and completes; one whose seller left
+/// the registry, one missing its expiry, and an older duplicate are
+/// journaled `failed` with the reason; other statuses are ignored.
+#[tokio::test]
+async fn pending_wallet_purchases_are_resumed_or_closed_after_a_restart() {
+    use tb_store::PurchaseRow;
+    const CLAWTIP: PaymentMethod = PaymentMethod::Clawtip;
+    let fx = Fixture::new().await;
+    let journal = journaled(&fx);
+    let pending = |id: &str, seller: &str, at: i64| PurchaseRow {
+        id: id.into(),
+        seller_id: seller.into(),
+        model: Some(MODEL.into()),
+        payment_method: CLAWTIP,
+        status: PurchaseStatus::Pending,
+        quote_id: Some(format!("q-{id}")),
+        credit_micros: Some(1_000_000),
+        price_usd_micros: Some(700_000),
+        payment_reference: Some(format!("https://pay.example/{id}")),
+        token_fingerprint: None,
+        error: None,
+        created_at_ms: at,
+        completed_at_ms: None,
+        expires_at_ms: Some(NOW + HOUR),
+    };
+    let no_expiry = PurchaseRow {
+        expires_at_ms: None,
+        ..pending("p-noexp", "s-alpha", NOW - 3)
+    };
+    let done = PurchaseRow {
+        status: PurchaseStatus::Completed,
+        ..pending("p-done", "s-alpha", NOW - 4)
+    };
+    fx.mock
+        .push_reply(complete_reply("tok-resumed", 1_000_000, NOW + HOUR));
+    let url = fx.seller.url.clone();
+    let url_of = move |id: &str| (id == "s-alpha").then(|| url.clone());
+    let resumed = fx.broker.resume_wallet_purchases(
+        vec![
+            pending("p-new", "s-alpha", NOW - 1),
+            pending("p-old", "s-alpha", NOW - 2),
+            pending("p-gone", "s-delisted", NOW - 2),
+            no_expiry,
+            done,
+        ],
+        &url_of,
+    );
+    assert_eq!(resumed, 1);
+    let shown = fx.broker.pending_payments();
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].purchase_id, "p-new");
+    assert_eq!(shown[0].request.qr_payload, "https://pay.example/p-new");
+    assert_eq!(fx.broker.budget_left(), 5_000_000 - 700_000);
+    // A request meanwhile gets the resumed payment, not a new quote.
+    let err = fx
+        .broker
+        .acquire(&fx.seller, MODEL, CLAWTIP, false)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("https://pay.example/p-new"),
+        "{err}"
+    );
+    fx.broker.wallet_purchases_ended(1).await;
+    let lease = fx
+        .broker
+        .acquire(&fx.seller, MODEL, CLAWTIP, false)
+        .await
+        .unwrap();
+    assert_eq!(lease.token.expose(), "tok-resumed");
+    assert_eq!(fx.quotes(), 0);
+    let ends: Vec<(String, PurchaseStatus, Option<String>)> = journal
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            PurchaseEvent::Purchase(p) => Some((p.id, p.status, p.error)),
+            PurchaseEvent::Waste(_) => None,
+        })
+        .collect();
+    let failed = |id: &str, why: &str| {
+        ends.iter().any(|(i, s, e)| {
+            i == id && *s == PurchaseStatus::Failed && e.as_deref().is_some_and(|e| e.contains(why))
+        })
+    };
+    assert!(failed("p-old", "newer pending quote"), "{ends:?}");
+    assert!(failed("p-gone", "not in the current registry"), "{ends:?}");
+    assert!(failed("p-noexp", "quote expiry"), "{ends:?}");
+    assert!(!ends.iter().any(|(i, _, _)| i == "p-done"), "{ends:?}");
+    assert!(
+        ends.iter()
+            .any(|(i, s, _)| i == "p-new" && *s == PurchaseStatus::Completed),
+        "{ends:?}"
+    );
+}

@@ -21,6 +21,7 @@ both_backends!(
     waste_is_keyed_by_fingerprint_and_can_be_undone,
     credit_history_sums_purchases_calls_and_waste,
     purchases_through_the_writer_survive_reopen,
+    pending_wallet_purchases_are_found_for_the_restart,
 );
 
 fn quoted(id: &str, seller: &str, at: i64) -> PurchaseRow {
@@ -38,6 +39,7 @@ fn quoted(id: &str, seller: &str, at: i64) -> PurchaseRow {
         error: None,
         created_at_ms: at,
         completed_at_ms: None,
+        expires_at_ms: Some(at + 600_000),
     }
 }
 
@@ -106,6 +108,42 @@ async fn purchase_round_trip_and_update(fx: Fixture) {
         .unwrap();
     let newest = &l.recent_purchases(1).await.unwrap()[0];
     assert_eq!(newest.row.credit_micros, Some(i64::MAX as u64));
+}
+
+async fn pending_wallet_purchases_are_found_for_the_restart(fx: Fixture) {
+    let l = &fx.ledger;
+    let pending = |id: &str, at: i64| PurchaseRow {
+        payment_method: PaymentMethod::Clawtip,
+        status: PurchaseStatus::Pending,
+        payment_reference: Some(format!("https://pay.example/{id}")),
+        ..quoted(id, "s-claw", at)
+    };
+    let paid_later = PurchaseRow {
+        status: PurchaseStatus::Completed,
+        ..pending("p2", 2_000)
+    };
+    let expired = PurchaseRow {
+        status: PurchaseStatus::Expired,
+        ..pending("p3", 3_000)
+    };
+    l.write_purchase_events(&[
+        PurchaseEvent::Purchase(pending("p1", 1_000)),
+        PurchaseEvent::Purchase(pending("p2", 2_000)),
+        PurchaseEvent::Purchase(paid_later),
+        PurchaseEvent::Purchase(expired),
+        PurchaseEvent::Purchase(pending("p4", 4_000)),
+        PurchaseEvent::Purchase(quoted("p5", "s-alpha", 5_000)),
+    ])
+    .await
+    .unwrap();
+    let found = l.pending_purchases(10).await.unwrap();
+    assert_eq!(found, vec![pending("p4", 4_000), pending("p1", 1_000)]);
+    assert_eq!(
+        found[0].expires_at_ms,
+        Some(604_000),
+        "the quote's expiry is kept"
+    );
+    assert_eq!(l.pending_purchases(1).await.unwrap().len(), 1);
 }
 
 async fn waste_is_keyed_by_fingerprint_and_can_be_undone(fx: Fixture) {

@@ -309,11 +309,42 @@ async fn start_market(
         }
     }
     sweep_credit(&broker, &registry);
+    resume_wallet_purchases(&broker, ledger, &registry).await;
     Ok(Some(Market {
         registry,
         broker,
         payment: config.provider.auto.payment_method,
     }))
+}
+
+/// Polls again the wallet (clawtip) purchases a previous run left pending,
+/// with the sellers' URLs from the registry's current document.
+async fn resume_wallet_purchases(
+    broker: &CreditBroker,
+    ledger: &tb_store::Ledger,
+    registry: &Registry,
+) {
+    let rows = match ledger.pending_purchases(1_000).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(target: "purchase.history_unreadable", error = %e, "pending wallet purchases not resumed: the ledger could not be read");
+            return;
+        }
+    };
+    if rows.is_empty() {
+        return;
+    }
+    let snapshot = registry.current();
+    let url_of = |id: &str| {
+        snapshot
+            .doc
+            .sellers
+            .iter()
+            .find(|s| s.id.as_str() == id)
+            .map(|s| s.url.clone())
+    };
+    let resumed = broker.resume_wallet_purchases(rows, &url_of);
+    tracing::info!(target: "purchase.resumed", payments = resumed, "pending wallet payments polled again");
 }
 
 /// Applies the expiry and delisting waste rules to the held seller tokens

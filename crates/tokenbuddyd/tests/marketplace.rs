@@ -890,6 +890,20 @@ fn quote_of(pay_url: &str) -> String {
     pay_url.rsplit('/').next().unwrap().to_string()
 }
 
+/// A clawtip-only seller `s-claw`, its registry, and the daemon in auto
+/// mode paying with clawtip (JSON logs).
+async fn clawtip_market() -> (SellerServer, RegistryServer, Daemon) {
+    let s = seller(SellerSpec::new("s-claw").payment_methods([tb_domain::PaymentMethod::Clawtip]))
+        .await;
+    let registry = market_of(&[&s]).await;
+    let config = auto_config(
+        &registry.url(),
+        "[provider.auto]\npayment_method = \"clawtip\"\n[log]\nformat = \"json\"\n",
+    );
+    let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    (s, registry, daemon)
+}
+
 /// Waits (bounded, polling the control plane) until no payment is pending.
 async fn until_nothing_pending(daemon: &Daemon) {
     for _ in 0..400 {
@@ -909,14 +923,7 @@ async fn until_nothing_pending(daemon: &Daemon) {
 /// unpaid expires cleanly and the next request gets a fresh 402.
 #[tokio::test]
 async fn clawtip_payments_are_shown_polled_and_expire_cleanly() {
-    let s = seller(SellerSpec::new("s-claw").payment_methods([tb_domain::PaymentMethod::Clawtip]))
-        .await;
-    let registry = market_of(&[&s]).await;
-    let config = auto_config(
-        &registry.url(),
-        "[provider.auto]\npayment_method = \"clawtip\"\n[log]\nformat = \"json\"\n",
-    );
-    let mut daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    let (s, _registry, mut daemon) = clawtip_market().await;
 
     // Chat and Messages clients both get their protocol's 402.
     let (status, body) = chat(&daemon).await;
@@ -1049,4 +1056,40 @@ async fn clawtip_payments_are_shown_polled_and_expire_cleanly() {
         !daemon.logs().contains(&token),
         "the seller token is never logged"
     );
+}
+
+/// A wallet purchase pending when the daemon stops is polled again after
+/// a restart: the user pays while the daemon is down, the restarted daemon
+/// collects the credit and serves the request; one purchase row, completed.
+#[tokio::test]
+async fn a_pending_clawtip_payment_survives_a_restart() {
+    let (s, _registry, mut daemon) = clawtip_market().await;
+    let (status, _) = chat(&daemon).await;
+    assert_eq!(status, 402);
+    let pending = get_json(&daemon, "/v1/purchases/pending").await;
+    let pay_url = pending["payments"][0]["pay_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    daemon.sigterm().unwrap();
+    assert!(daemon.wait().await.unwrap().success());
+    assert_eq!(purchase_rows(&daemon).await[0].0, "pending");
+
+    // Paid while the daemon is down.
+    assert!(s.confirm_payment(&quote_of(&pay_url)));
+    let mut daemon = Daemon::start_in(bin(), daemon.into_home(), &[])
+        .await
+        .unwrap();
+    daemon.wait_for_log("purchase.completed").await;
+    let (status, body) = chat(&daemon).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.quote_count(), 1, "the restart quoted nothing new");
+    assert_eq!(s.tokens_issued(), 1);
+    let pending = get_json(&daemon, "/v1/purchases/pending").await;
+    assert_eq!(pending["payments"], serde_json::json!([]));
+    daemon.sigterm().unwrap();
+    assert!(daemon.wait().await.unwrap().success());
+    let rows = purchase_rows(&daemon).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "completed");
 }

@@ -9,8 +9,10 @@ use std::time::Duration;
 use tb_domain::PaymentMethod;
 use tb_store::{PurchaseEvent, PurchaseRow, PurchaseStatus};
 
-use super::{AcquireError, FlightKey, Inner, PendingPayment, SellerRef, next_payment_poll_ms};
-use crate::{Completion, Purchased, SellerError};
+use super::{
+    AcquireError, CreditBroker, FlightKey, Inner, PendingPayment, SellerRef, next_payment_poll_ms,
+};
+use crate::{Completion, PaymentRequest, Purchased, SellerError};
 
 /// How a pending wallet purchase ended.
 enum WalletEnd {
@@ -195,4 +197,104 @@ impl Inner {
             }
         }
     }
+}
+
+impl CreditBroker {
+    /// Polls again the wallet purchases a previous run left `pending`
+    /// (`rows` from the ledger, newest first), so a payment the user makes
+    /// while the daemon was down, or after it restarted, is still
+    /// collected. `seller_url` finds a seller's URL in the current
+    /// registry. The price of each is reserved against this run's budget
+    /// as for a new one. A row that cannot be polled (its seller is no
+    /// longer listed, a field is missing, or a newer pending quote of the
+    /// same seller, model and method exists) is journaled `failed` with the
+    /// reason. Returns how many are polled again.
+    pub fn resume_wallet_purchases(
+        &self,
+        rows: Vec<PurchaseRow>,
+        seller_url: &dyn Fn(&str) -> Option<String>,
+    ) -> usize {
+        let mut resumed = 0;
+        for row in rows {
+            if row.status != PurchaseStatus::Pending {
+                continue;
+            }
+            match resumable(&row, seller_url) {
+                Ok((seller, pending)) => {
+                    let key: FlightKey = (
+                        pending.seller_id.clone(),
+                        pending.model.clone(),
+                        pending.payment_method,
+                    );
+                    {
+                        let mut st = self.inner.state();
+                        if st.payments.contains_key(&key) {
+                            drop(st);
+                            self.give_up_resuming(row, "a newer pending quote replaces it");
+                            continue;
+                        }
+                        st.budget_reserved =
+                            st.budget_reserved.saturating_add(pending.price_usd_micros);
+                        st.payments.insert(key, pending.clone());
+                    }
+                    tracing::info!(
+                        target: "purchase.pending",
+                        seller = %seller.id,
+                        purchase_id = %pending.purchase_id,
+                        pay_url = %pending.request.pay_url,
+                        expires_at_ms = pending.expires_at_ms,
+                        "wallet payment still pending after a restart: polling it again"
+                    );
+                    let inner = Arc::clone(&self.inner);
+                    tokio::spawn(async move { inner.poll_wallet(seller, pending, row).await });
+                    resumed += 1;
+                }
+                Err(why) => self.give_up_resuming(row, &why),
+            }
+        }
+        resumed
+    }
+
+    fn give_up_resuming(&self, row: PurchaseRow, why: &str) {
+        let error = AcquireError::PurchaseFailed(format!(
+            "seller {}: the pending wallet purchase was not polled again after a restart: {why}",
+            row.seller_id
+        ));
+        tracing::warn!(target: "purchase.ended", purchase_id = %row.id, "{error}");
+        self.inner
+            .journal_end(row, PurchaseStatus::Failed, Some(&error));
+    }
+}
+
+/// The seller and the pending payment a stored `pending` row describes, or
+/// what is missing. The QR payload is the pay URL (the ledger keeps only
+/// that; marketplace.md: "usually `payUrl` itself").
+fn resumable(
+    row: &PurchaseRow,
+    seller_url: &dyn Fn(&str) -> Option<String>,
+) -> Result<(SellerRef, PendingPayment), String> {
+    let missing = |what: &str| format!("its {what} is not in the ledger");
+    let url = seller_url(&row.seller_id)
+        .ok_or_else(|| "its seller is not in the current registry".to_owned())?;
+    let pay_url = row
+        .payment_reference
+        .clone()
+        .ok_or_else(|| missing("pay URL"))?;
+    let pending = PendingPayment {
+        purchase_id: row.id.clone(),
+        seller_id: row.seller_id.clone(),
+        model: row.model.clone().ok_or_else(|| missing("model"))?,
+        payment_method: row.payment_method,
+        quote_id: row.quote_id.clone().ok_or_else(|| missing("quote id"))?,
+        credit_micros: row.credit_micros.ok_or_else(|| missing("credit"))?,
+        price_usd_micros: row.price_usd_micros.ok_or_else(|| missing("price"))?,
+        expires_at_ms: row.expires_at_ms.ok_or_else(|| missing("quote expiry"))?,
+        created_at_ms: row.created_at_ms,
+        request: PaymentRequest {
+            qr_payload: pay_url.clone(),
+            pay_url,
+            recharge_qr_url: None,
+        },
+    };
+    Ok((SellerRef::new(row.seller_id.clone(), url), pending))
 }

@@ -130,6 +130,9 @@ pub struct PurchaseRow {
     pub created_at_ms: i64,
     /// When it completed, failed or was declined.
     pub completed_at_ms: Option<i64>,
+    /// When the quote lapses (set once quoted): how long a `pending`
+    /// wallet purchase is polled, also after a restart.
+    pub expires_at_ms: Option<i64>,
 }
 
 /// The credit wasted on the token with `token_fingerprint` (of
@@ -214,7 +217,7 @@ pub struct SellerWaste {
 
 const PURCHASE_COLUMNS: &str = "id, seller_id, model, payment_method, status, quote_id, \
     credit_micros, price_usd_micros, payment_reference, token_fingerprint, error, \
-    created_at_ms, completed_at_ms";
+    created_at_ms, completed_at_ms, expires_at_ms";
 
 /// The purchase journal's sink: [`PurchaseEvent`]s into the ledger.
 #[derive(Debug, Clone)]
@@ -239,7 +242,7 @@ impl Ledger {
         }
         let upsert = format!(
             "INSERT INTO purchases ({PURCHASE_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT (id) DO UPDATE SET \
                seller_id = excluded.seller_id, model = excluded.model, \
                payment_method = excluded.payment_method, status = excluded.status, \
@@ -248,7 +251,8 @@ impl Ledger {
                payment_reference = excluded.payment_reference, \
                token_fingerprint = excluded.token_fingerprint, error = excluded.error, \
                created_at_ms = excluded.created_at_ms, \
-               completed_at_ms = excluded.completed_at_ms"
+               completed_at_ms = excluded.completed_at_ms, \
+               expires_at_ms = excluded.expires_at_ms"
         );
         let waste = "UPDATE purchases SET wasted_credit_micros = $1, waste_reason = $2, \
              wasted_at_ms = $3 \
@@ -272,6 +276,7 @@ impl Ledger {
                             .bind(p.error.as_deref())
                             .bind(p.created_at_ms)
                             .bind(p.completed_at_ms)
+                            .bind(p.expires_at_ms)
                             .execute(&mut *tx)
                             .await?;
                     }
@@ -296,9 +301,29 @@ impl Ledger {
     /// at most `limit`. A row whose payment method or status this version
     /// does not know is skipped.
     pub async fn recent_purchases(&self, limit: u32) -> Result<Vec<StoredPurchase>, StoreError> {
+        self.purchases_where("", limit).await
+    }
+
+    /// The wallet purchases left `pending` (the user had not paid when the
+    /// daemon stopped), newest first, at most `limit`: the daemon polls
+    /// them again at start-up.
+    pub async fn pending_purchases(&self, limit: u32) -> Result<Vec<PurchaseRow>, StoreError> {
+        let rows = self
+            .purchases_where("WHERE status = 'pending'", limit)
+            .await?;
+        Ok(rows.into_iter().map(|p| p.row).collect())
+    }
+
+    /// The purchases matching `filter` (a fixed SQL `WHERE` clause, or
+    /// empty), newest first, at most `limit`.
+    async fn purchases_where(
+        &self,
+        filter: &'static str,
+        limit: u32,
+    ) -> Result<Vec<StoredPurchase>, StoreError> {
         let sql = format!(
             "SELECT {PURCHASE_COLUMNS}, wasted_credit_micros, waste_reason, wasted_at_ms \
-             FROM purchases ORDER BY created_at_ms DESC, id DESC LIMIT $1"
+             FROM purchases {filter} ORDER BY created_at_ms DESC, id DESC LIMIT $1"
         );
         with_pool!(self, pool => {
             let rows = sqlx::query(&sql).bind(i64::from(limit)).fetch_all(pool).await?;
@@ -326,6 +351,7 @@ impl Ledger {
                         error: row.opt_text_col("error")?,
                         created_at_ms: row.i64_col("created_at_ms")?,
                         completed_at_ms: row.opt_i64_col("completed_at_ms")?,
+                        expires_at_ms: row.opt_i64_col("expires_at_ms")?,
                     },
                     wasted_credit_micros: non_negative(row.opt_i64_col("wasted_credit_micros")?),
                     waste_reason: row
