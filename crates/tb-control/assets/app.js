@@ -386,7 +386,6 @@
   function renderPayments(data) {
     const section = byId('payments');
     const payments = data && Array.isArray(data.payments) ? data.payments : [];
-    section.hidden = payments.length === 0;
     const items = payments.map((p) => {
       const li = el('li', { 'data-testid': 'payment-row', 'data-seller-id': p.seller_id, class: 'payment' });
       const what = `${p.seller_id} asks ${usd(p.price_usd_micros)} for ${amount(p.credit_micros)} credit (${p.model})`;
@@ -403,6 +402,18 @@
       }
       return li;
     });
+    const recharges = data && Array.isArray(data.recharges) ? data.recharges : [];
+    for (const r of recharges) {
+      const li = el('li', { 'data-testid': 'recharge-row', 'data-seller-id': r.seller_id, class: 'payment' });
+      li.appendChild(el('p', { 'data-testid': 'recharge-what' },
+        `${r.seller_id}: wallet balance low (${amount(r.balance_micros)} of ${amount(r.credit_micros)} left)`));
+      const link = el('a', { 'data-testid': 'recharge-url', rel: 'noreferrer noopener', target: '_blank' }, r.recharge_url);
+      if (PAY_LINK.test(String(r.recharge_url))) link.setAttribute('href', String(r.recharge_url));
+      li.appendChild(link);
+      if (Array.isArray(r.qr_modules) && r.qr_modules.length > 0) li.appendChild(qrCode(r.qr_modules.map(String)));
+      items.push(li);
+    }
+    section.hidden = items.length === 0;
     byId('payments-list').replaceChildren(...items);
   }
 

@@ -23,8 +23,8 @@ mod status;
 pub use doctor::{Check, DoctorReport, Verdict};
 pub use history::{
     CallRecord, Calls, Credit, CreditCounters, CreditReport, PendingPurchase, PendingPurchases,
-    PoolSummary, Prewarm, PrewarmReport, PrewarmSnapshot, SellerCredit, Usage, UsageBy, UsageRow,
-    UsageTotals,
+    PoolSummary, Prewarm, PrewarmReport, PrewarmSnapshot, RechargePrompt, SellerCredit, Usage,
+    UsageBy, UsageRow, UsageTotals,
 };
 pub use sellers::{AuditedCall, FindingKind, FlaggedSeller, SellerAudit, SellerRow, Sellers};
 pub use settings::{

@@ -41,7 +41,7 @@
 //!     fn upstreams(&self) -> Upstreams { Upstreams { scorer: "speed".into(), upstreams: vec![] } }
 //!     fn prewarm(&self) -> Prewarm { None }
 //!     fn credit(&self) -> Credit { None }
-//!     fn pending_purchases(&self) -> PendingPurchases { PendingPurchases { payments: vec![] } }
+//!     fn pending_purchases(&self) -> PendingPurchases { PendingPurchases { payments: vec![], recharges: vec![] } }
 //!     fn calls(&self, _limit: u32, _before: Option<String>) -> Fut<'_, Result<Calls, ApiError>> {
 //!         Box::pin(async { Ok(Calls { calls: vec![], next_before: None }) })
 //!     }

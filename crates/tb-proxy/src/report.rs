@@ -115,6 +115,16 @@ impl Proxy {
             .unwrap_or_default()
     }
 
+    /// The wallet tokens running low, with where to recharge them (none
+    /// without a marketplace).
+    pub fn recharges(&self) -> Vec<tb_seller::RechargePrompt> {
+        self.state
+            .market
+            .as_ref()
+            .map(|m| m.broker.recharges())
+            .unwrap_or_default()
+    }
+
     /// `GET /v1/credit` (`None` without a marketplace); the budget left is
     /// the broker's live figure.
     pub fn credit_report(&self) -> Option<CreditSummary> {

@@ -202,6 +202,33 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|_| format!("{ms} ms since 1970"))
 }
 
+/// A wallet token whose balance ran low: where to recharge it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RechargePrompt {
+    /// The seller.
+    pub seller_id: String,
+    /// How the token was paid.
+    pub payment_method: PaymentMethod,
+    /// What is left on the token, micros.
+    pub balance_micros: u64,
+    /// What was bought, micros.
+    pub credit_micros: u64,
+    /// Where to recharge (the quote's `rechargeQrUrl`).
+    pub recharge_url: String,
+}
+
+/// Whether a wallet token runs low: at or under a fifth of the credit it
+/// was bought with, or at or under `rebuy_min_balance_micros` (where the
+/// next request needs a new payment). Pure.
+pub fn recharge_due(
+    balance_micros: u64,
+    credit_micros: u64,
+    rebuy_min_balance_micros: u64,
+) -> bool {
+    balance_micros <= rebuy_min_balance_micros
+        || u128::from(balance_micros) * 5 <= u128::from(credit_micros)
+}
+
 /// How long the daemon waits before its `attempt`-th poll (0-based) of a
 /// pending wallet purchase, ms: 2 s doubling to at most 15 s
 /// (marketplace.md). Pure: the poller adds the clock.
@@ -388,6 +415,9 @@ struct State {
     pending: HashSet<TokenKey>,
     /// Wallet purchases waiting for the user, per `seller:model:payment`.
     payments: HashMap<FlightKey, PendingPayment>,
+    /// Where the wallet of a token bought by wallet payment is recharged
+    /// (the quote's `rechargeQrUrl`), per token key.
+    recharge_urls: HashMap<TokenKey, String>,
 }
 
 impl State {
@@ -1174,6 +1204,31 @@ impl CreditBroker {
         all
     }
 
+    /// The wallet tokens whose balance runs low ([`recharge_due`]) and
+    /// whose quote said where to recharge, by seller.
+    pub fn recharges(&self) -> Vec<RechargePrompt> {
+        let st = self.inner.state();
+        let min = self.inner.policy.rebuy_min_balance_micros;
+        let mut out: Vec<RechargePrompt> = st
+            .recharge_urls
+            .iter()
+            .filter_map(|(key, url)| {
+                let e = st.tokens.get(key)?;
+                recharge_due(e.token.balance_micros, e.token.credit_micros, min).then(|| {
+                    RechargePrompt {
+                        seller_id: key.0.clone(),
+                        payment_method: key.1,
+                        balance_micros: e.token.balance_micros,
+                        credit_micros: e.token.credit_micros,
+                        recharge_url: url.clone(),
+                    }
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.seller_id.cmp(&b.seller_id));
+        out
+    }
+
     /// Waits until at least `n` wallet purchases have ended since the
     /// broker started (paid and cached, expired, cancelled or failed);
     /// returns the count.
@@ -1455,6 +1510,28 @@ mod tests {
             next_payment_poll_ms(0, i64::MIN, i64::MAX, false),
             Some(2_000)
         );
+    }
+
+    #[test]
+    fn recharge_is_due_at_a_fifth_or_the_rebuy_minimum() {
+        let cases: &[(u64, u64, u64, bool)] = &[
+            (1_000_000, 1_000_000, 10_000, false),
+            (200_001, 1_000_000, 10_000, false),
+            (200_000, 1_000_000, 10_000, true),
+            (0, 1_000_000, 10_000, true),
+            // A token bought with little credit: the rebuy minimum decides.
+            (10_000, 20_000, 10_000, true),
+            (10_001, 20_000, 10_000, false),
+            (u64::MAX, u64::MAX, 0, false),
+            (0, 0, 0, true),
+        ];
+        for &(balance, credit, min, want) in cases {
+            assert_eq!(
+                recharge_due(balance, credit, min),
+                want,
+                "{balance} {credit} {min}"
+            );
+        }
     }
 
     #[test]

@@ -63,8 +63,8 @@ mod wire;
 
 pub use broker::{
     AcquireError, Clock, CreditBroker, CreditSummary, Lease, PendingPayment, PurchaseJournal,
-    PurchasePolicy, SellerCredit, SellerRef, is_insufficient_funds, next_payment_poll_ms,
-    payment_poll_delay_ms, system_clock,
+    PurchasePolicy, RechargePrompt, SellerCredit, SellerRef, is_insufficient_funds,
+    next_payment_poll_ms, payment_poll_delay_ms, recharge_due, system_clock,
 };
 pub use cipher::{CipherError, KEY_FILE, KEY_LEN, NONCE_LEN, TokenCipher};
 pub use secret::SellerSecret;

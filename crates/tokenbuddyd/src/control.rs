@@ -154,7 +154,16 @@ impl ControlApi for DaemonApi {
             .into_iter()
             .map(crate::pay::to_wire)
             .collect();
-        wire::PendingPurchases { payments }
+        let recharges = self
+            .proxy
+            .recharges()
+            .into_iter()
+            .map(crate::pay::recharge_to_wire)
+            .collect();
+        wire::PendingPurchases {
+            payments,
+            recharges,
+        }
     }
 
     fn calls(&self, limit: u32, before: Option<String>) -> Fut<'_, Result<wire::Calls, ApiError>> {

@@ -10,7 +10,7 @@ use anyhow::{Context, anyhow};
 use clap::Args;
 use qrcode::QrCode;
 use qrcode::render::{svg, unicode};
-use tb_control::api::{PendingPurchase, PendingPurchases};
+use tb_control::api::{PendingPurchase, PendingPurchases, RechargePrompt};
 
 use crate::Failure;
 
@@ -33,9 +33,12 @@ pub(crate) fn run(data_dir: &Path, args: &PayArgs) -> Result<(), Failure> {
     let pending: PendingPurchases = crate::cli::runtime()?
         .block_on(crate::doctor::get(&format!("{url}/v1/purchases/pending")))
         .map_err(|e| Failure::Runtime(e.context(format!("asking the daemon at {url}"))))?;
-    if pending.payments.is_empty() {
+    if pending.payments.is_empty() && pending.recharges.is_empty() {
         println!("no payment is waiting: nothing to pay");
         return Ok(());
+    }
+    for r in &pending.recharges {
+        println!("{}", recharge_text(r));
     }
     for p in &pending.payments {
         print!("{}", payment_text(p));
@@ -87,6 +90,22 @@ fn utc(ms: i64) -> String {
             || format!("{ms} ms since 1970"),
             |t| humantime::format_rfc3339_seconds(t).to_string(),
         )
+}
+
+/// A low wallet token as `pay` prints it: the balance, where to recharge,
+/// and the QR code of the recharge link.
+fn recharge_text(r: &RechargePrompt) -> String {
+    let mut out = format!(
+        "seller {}: the {} balance runs low ({} of {} micros left)\nrecharge at: {}\n",
+        r.seller_id, r.payment_method, r.balance_micros, r.credit_micros, r.recharge_url
+    );
+    match terminal_qr(&r.recharge_url) {
+        Ok(qr) => out.push_str(&qr),
+        Err(e) => {
+            let _ = writeln!(out, "(no QR code: {e})");
+        }
+    }
+    out
 }
 
 /// `text` as a QR code in Unicode half blocks (two modules per character
@@ -150,15 +169,38 @@ fn write_svg(dir: &Path, p: &PendingPurchase) -> anyhow::Result<PathBuf> {
     Ok(file)
 }
 
+/// `text`'s QR code as SVG and as module rows; empty (and logged) when it
+/// cannot be encoded, which the seller-side cap of 2048 bytes makes
+/// unlikely.
+fn both_codes(text: &str) -> (String, Vec<String>) {
+    match (svg_qr(text), qr_modules(text)) {
+        (Ok(svg), Ok(modules)) => (svg, modules),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(target: "purchase.pending", "no QR code: {e:#}");
+            (String::new(), Vec::new())
+        }
+    }
+}
+
+/// The control plane's document for a wallet token running low.
+pub(crate) fn recharge_to_wire(r: tb_seller::RechargePrompt) -> RechargePrompt {
+    let (qr_svg, qr_modules) = both_codes(&r.recharge_url);
+    RechargePrompt {
+        seller_id: r.seller_id,
+        payment_method: r.payment_method.as_str().to_owned(),
+        balance_micros: r.balance_micros,
+        credit_micros: r.credit_micros,
+        recharge_url: r.recharge_url,
+        qr_svg,
+        qr_modules,
+    }
+}
+
 /// The control plane's document for one pending payment, its QR code
 /// rendered as SVG (empty when the payload cannot be encoded, which the
 /// seller-side cap of 2048 bytes makes unlikely).
 pub(crate) fn to_wire(p: tb_seller::PendingPayment) -> PendingPurchase {
-    let qr_svg = svg_qr(&p.request.qr_payload).unwrap_or_else(|e| {
-        tracing::warn!(target: "purchase.pending", purchase_id = %p.purchase_id, "no QR code: {e:#}");
-        String::new()
-    });
-    let qr_modules = qr_modules(&p.request.qr_payload).unwrap_or_default();
+    let (qr_svg, qr_modules) = both_codes(&p.request.qr_payload);
     PendingPurchase {
         purchase_id: p.purchase_id,
         seller_id: p.seller_id,
@@ -229,6 +271,27 @@ mod tests {
         assert_eq!(&rows[0][..7], "1111111");
         assert_eq!(&rows[1][..7], "1000001");
         assert_eq!(&rows[n - 1][..7], "1111111");
+    }
+
+    #[test]
+    fn low_balances_print_the_recharge_link_and_its_code() {
+        let r = recharge_to_wire(tb_seller::RechargePrompt {
+            seller_id: "s-claw".into(),
+            payment_method: tb_domain::PaymentMethod::Clawtip,
+            balance_micros: 150_000,
+            credit_micros: 1_000_000,
+            recharge_url: "http://127.0.0.1:9/recharge".into(),
+        });
+        assert!(r.qr_svg.contains("<svg") && !r.qr_modules.is_empty());
+        let text = recharge_text(&r);
+        for part in [
+            "s-claw",
+            "150000 of 1000000",
+            "recharge at: http://127.0.0.1:9/recharge",
+            "▀",
+        ] {
+            assert!(text.contains(part), "{part} in\n{text}");
+        }
     }
 
     #[test]

@@ -1018,8 +1018,35 @@ async fn clawtip_payments_are_shown_polled_and_expire_cleanly() {
     body_bytes(resp).await;
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 
-    // A dry token needs a new wallet payment: this one is left to expire.
+    // Running low: the recharge link and its QR code are shown.
     let token = s.tokens()[0].token.clone();
+    assert_eq!(
+        get_json(&daemon, "/v1/purchases/pending").await["recharges"],
+        serde_json::json!([])
+    );
+    assert!(s.set_balance(&token, 150_000));
+    let (status, _) = chat(&daemon).await;
+    assert_eq!(status, 200);
+    let pending = get_json(&daemon, "/v1/purchases/pending").await;
+    let recharge = &pending["recharges"][0];
+    assert_eq!(recharge["seller_id"], "s-claw", "{pending}");
+    assert_eq!(recharge["recharge_url"], format!("{}/recharge", s.url()));
+    assert!(
+        recharge["balance_micros"].as_u64().unwrap() < 150_000,
+        "{recharge}"
+    );
+    schema::assert_valid(
+        &schema::document(),
+        &schema::response_pointer("GET", "/v1/purchases/pending"),
+        &pending,
+    );
+    let shown = pay_output(&daemon, svg_dir.path()).await;
+    assert!(
+        shown.contains(&format!("recharge at: {}/recharge", s.url())),
+        "{shown}"
+    );
+
+    // A dry token needs a new wallet payment: this one is left to expire.
     assert!(s.set_balance(&token, 0));
     let (status, body) = chat(&daemon).await;
     assert_eq!(status, 402, "{body}");

@@ -210,6 +210,30 @@ pub struct SellerCredit {
 pub struct PendingPurchases {
     /// The pending payments.
     pub payments: Vec<PendingPurchase>,
+    /// Wallet tokens running low, with where to recharge them.
+    pub recharges: Vec<RechargePrompt>,
+}
+
+/// A wallet (clawtip) token whose balance runs low (at or under a fifth of
+/// what was bought, or at the rebuy minimum), with the recharge link the
+/// seller's quote gave and its QR code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RechargePrompt {
+    /// The seller.
+    pub seller_id: String,
+    /// How the token was paid (`clawtip`).
+    pub payment_method: String,
+    /// What is left, seller micros.
+    pub balance_micros: u64,
+    /// What was bought, seller micros.
+    pub credit_micros: u64,
+    /// Where to recharge the wallet.
+    pub recharge_url: String,
+    /// The QR code of `recharge_url` as an SVG image.
+    pub qr_svg: String,
+    /// The same code's modules, one string per row, `1` dark.
+    pub qr_modules: Vec<String>,
 }
 
 /// One wallet payment the user must make (marketplace.md): the daemon

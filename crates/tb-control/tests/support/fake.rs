@@ -301,6 +301,10 @@ impl FakeApi {
             "pay_url": "http://127.0.0.1:9/pay/q-1", "qr_payload": "http://127.0.0.1:9/pay/q-1",
             "qr_svg": "<svg xmlns=\"http://www.w3.org/2000/svg\"></svg>",
             "qr_modules": ["101", "010", "101"], "recharge_qr_url": null
+        }], "recharges": [{
+            "seller_id": "s-claw", "payment_method": "clawtip", "balance_micros": 150_000,
+            "credit_micros": 1_000_000, "recharge_url": "http://127.0.0.1:9/recharge",
+            "qr_svg": "<svg xmlns=\"http://www.w3.org/2000/svg\"></svg>", "qr_modules": ["11", "01"]
         }]})
     }
 
@@ -401,7 +405,10 @@ impl ControlApi for FakeApi {
 
     fn pending_purchases(&self) -> PendingPurchases {
         if self.manual_mode {
-            return PendingPurchases { payments: vec![] };
+            return PendingPurchases {
+                payments: vec![],
+                recharges: vec![],
+            };
         }
         typed(FakeApi::pending_doc())
     }

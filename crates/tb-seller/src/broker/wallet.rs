@@ -113,6 +113,11 @@ impl Inner {
                         row,
                     )
                     .await;
+                if let (Ok(_), Some(url)) = (&installed, &pending.request.recharge_qr_url) {
+                    self.state()
+                        .recharge_urls
+                        .insert((seller.id.clone(), pending.payment_method), url.clone());
+                }
                 forget();
                 match installed {
                     Ok(lease) => tracing::info!(
