@@ -300,15 +300,27 @@ impl Ledger {
         started_after_ms: i64,
         limit: u32,
     ) -> Result<Vec<CallRecord>, StoreError> {
+        self.calls_by(&SELECT_SINCE, started_after_ms, i64::from(limit))
+            .await
+    }
+
+    /// Runs a query for call records with two integer parameters (`$1`,
+    /// `$2`) and decodes the rows.
+    pub(crate) async fn calls_by(
+        &self,
+        sql: &str,
+        first: i64,
+        second: i64,
+    ) -> Result<Vec<CallRecord>, StoreError> {
         with_pool!(self, pool => {
-            sqlx::query(&SELECT_SINCE)
-            .bind(started_after_ms)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(decode_call)
-            .collect()
+            sqlx::query(sql)
+                .bind(first)
+                .bind(second)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(decode_call)
+                .collect()
         })
     }
 

@@ -8,7 +8,6 @@ use tb_billing::record::CallRecord;
 
 use super::{Ledger, Pool, select_calls};
 use crate::StoreError;
-use crate::codec::decode_call;
 
 impl Ledger {
     /// The calls started at or after `since_ms`, newest first, at most
@@ -22,16 +21,7 @@ impl Ledger {
             "WHERE started_at_ms >= $1 AND outcome <> 'rejected' \
              ORDER BY started_at_ms DESC, id DESC LIMIT $2",
         );
-        with_pool!(self, pool => {
-            sqlx::query(&sql)
-                .bind(since_ms)
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(decode_call)
-                .collect()
-        })
+        self.calls_by(&sql, since_ms, i64::from(limit)).await
     }
 
     /// When credit was last bought from each seller, unix ms: the newest of
