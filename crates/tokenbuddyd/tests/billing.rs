@@ -434,18 +434,8 @@ async fn calls_tail_follows_a_running_daemon() {
 /// `tokenbuddyd calls` (one line per record, oldest first) against the
 /// stopped daemon's ledger.
 async fn call_lines(daemon: &Daemon) -> Vec<String> {
-    let out = tb_test_support::daemon::command(bin(), daemon.home())
-        .args(["calls", "--limit", "20"])
-        .output()
+    cli_stdout(daemon, ["calls", "--limit", "20"])
         .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
         .lines()
         .map(str::to_owned)
         .collect()

@@ -671,12 +671,7 @@ async fn a_sellers_image_breakdown_and_empty_answers_reach_the_record() {
         );
         assert_eq!(r["output_tokens"], 0, "{r}");
     }
-    let out = tb_test_support::daemon::command(bin(), daemon.home())
-        .args(["calls"])
-        .output()
-        .await
-        .unwrap();
-    let lines = String::from_utf8(out.stdout).unwrap();
+    let lines = cli_stdout(&daemon, ["calls"]).await;
     assert_eq!(lines.lines().count(), 2, "{lines}");
     assert!(
         lines
@@ -696,20 +691,11 @@ struct CreditView {
 
 async fn credit_view(daemon: &Daemon) -> CreditView {
     let api = get_json(daemon, "/v1/credit").await;
-    let out = tb_test_support::daemon::command(bin(), daemon.home())
-        .arg("status")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "status failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let status = cli_stdout(daemon, ["status"]).await;
     let (_, text) = control(daemon, http::Method::GET, "/metrics", None, false, "").await;
     CreditView {
         api,
-        status: String::from_utf8(out.stdout).unwrap(),
+        status,
         metrics: parse_metrics(&text),
     }
 }
@@ -870,19 +856,15 @@ async fn purchase_rows(daemon: &Daemon) -> Vec<(String, Option<String>, Option<S
 
 /// `tokenbuddyd pay` against the running daemon: its stdout.
 async fn pay_output(daemon: &Daemon, svg_dir: &std::path::Path) -> String {
-    let out = tb_test_support::daemon::command(bin(), daemon.home())
-        .arg("pay")
-        .arg("--svg-dir")
-        .arg(svg_dir)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pay failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    cli_stdout(
+        daemon,
+        [
+            std::ffi::OsStr::new("pay"),
+            "--svg-dir".as_ref(),
+            svg_dir.as_os_str(),
+        ],
+    )
+    .await
 }
 
 /// The quote id at the end of a simulated seller's pay URL.

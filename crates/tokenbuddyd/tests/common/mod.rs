@@ -369,3 +369,24 @@ impl PgDatabase {
         self.url_via("127.0.0.1:5432")
     }
 }
+
+/// Runs `tokenbuddyd ARGS` against the daemon's home and returns its
+/// stdout, failing the test (with its stderr) when it does not succeed.
+#[allow(dead_code)]
+pub async fn cli_stdout<I, S>(daemon: &Daemon, args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = tb_test_support::daemon::command(bin(), daemon.home())
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tokenbuddyd failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
