@@ -7,11 +7,13 @@
 //! `bench` runs the load harness against the release daemon and writes
 //! `target/bench/report.md` (`bench criterion` runs the criterion
 //! benchmarks); performance targets live there, never in timed tests.
+//! `man` writes the man pages (see `man.rs`).
 
 mod bench;
 mod decimal;
 mod fuzz;
 mod gen_prices;
+mod man;
 
 use std::process::Command;
 
@@ -24,10 +26,11 @@ fn main() -> Result<()> {
         Some("gen-prices") => gen_prices::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
-        Some(other) => bail!("unknown task {other:?}; tasks: ci, gen-prices, bench, fuzz"),
+        Some("man") => man::run(&args[1..]),
+        Some(other) => bail!("unknown task {other:?}; tasks: ci, gen-prices, bench, fuzz, man"),
         None => {
             println!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci          fmt --check, clippy -D warnings, deny, gen-prices --check, tests\n  gen-prices  generate crates/tb-prices/src/generated.rs (--help)\n  bench       load harness → target/bench/report.md [--quick]; `bench criterion [ARGS]` runs cargo bench\n  fuzz        cargo-fuzz every target (--time SECS, default 60; TARGET...; --help)"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci          fmt --check, clippy -D warnings, deny, gen-prices --check, tests\n  gen-prices  generate crates/tb-prices/src/generated.rs (--help)\n  bench       load harness → target/bench/report.md [--quick]; `bench criterion [ARGS]` runs cargo bench\n  fuzz        cargo-fuzz every target (--time SECS, default 60; TARGET...; --help)\n  man         tokenbuddyd.1 and a page per subcommand → target/man/man1 [--out DIR]"
             );
             Ok(())
         }

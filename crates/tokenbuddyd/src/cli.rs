@@ -61,6 +61,20 @@ enum Command {
     /// cost with the median drift, wasted credit, last purchase; `sellers
     /// audit` flags the ones that bill far off.
     Sellers(crate::sellers::SellersArgs),
+    /// Print a shell completion script to stdout, e.g.
+    /// `tokenbuddyd completions bash > ~/.local/share/bash-completion/completions/tokenbuddyd`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (`tokenbuddyd.1` and one per subcommand) into a
+    /// directory; `cargo xtask man` runs it.
+    #[command(hide = true)]
+    Man {
+        /// The directory to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args, Default)]
@@ -136,13 +150,20 @@ impl ServeArgs {
 }
 
 pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
+    // The commands that need no config, home or daemon: before the paths
+    // are resolved, which can fail without a home.
+    let command = match cli.command {
+        Some(Command::Completions { shell }) => return crate::manual::completions(shell),
+        Some(Command::Man { out }) => return crate::manual::man(&out),
+        other => other,
+    };
     let flags = PathOverrides {
         config_file: cli.config,
         data_dir: cli.data_dir,
     };
     let paths =
         Paths::resolve(&flags, |k| std::env::var_os(k)).map_err(|e| Failure::Config(e.into()))?;
-    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+    match command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => {
             let loaded = load(paths, &args.overrides())?;
             crate::serve::run(loaded)
@@ -188,6 +209,8 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sellers(args) => {
             crate::sellers::run(load(paths, &CliOverrides::default())?, &args)
         }
+        Command::Completions { shell } => crate::manual::completions(shell),
+        Command::Man { out } => crate::manual::man(&out),
     }
 }
 

@@ -11,6 +11,7 @@ mod doctor;
 mod history;
 mod install;
 mod ledger;
+mod manual;
 mod metrics;
 mod pay;
 mod prices;
