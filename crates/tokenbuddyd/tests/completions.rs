@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::bin;
+use common::{bin, home_stdout};
 use tb_test_support::daemon::command;
 
 async fn run(home: &Path, args: &[&str]) -> Output {
@@ -29,7 +29,7 @@ fn stdout(out: &Output) -> String {
 async fn listed(home: &Path, path: &[&str]) -> Vec<String> {
     let mut args = path.to_vec();
     args.push("--help");
-    let text = stdout(&run(home, &args).await);
+    let text = home_stdout(home, &args).await;
     text.lines()
         .skip_while(|l| l.trim() != "Commands:")
         .skip(1)
@@ -88,7 +88,7 @@ async fn bash_offers(script: &Path, words: &[&str]) -> Vec<String> {
 #[tokio::test]
 async fn bash_completion_is_valid_registered_and_offers_every_subcommand() {
     let home = tempfile::tempdir().unwrap();
-    let script = stdout(&run(home.path(), &["completions", "bash"]).await);
+    let script = home_stdout(home.path(), &["completions", "bash"]).await;
     let file = home.path().join("tokenbuddyd.bash");
     std::fs::write(&file, &script).unwrap();
 
@@ -147,7 +147,7 @@ async fn zsh_and_fish_scripts_name_every_subcommand() {
     let home = tempfile::tempdir().unwrap();
     let paths = subcommand_paths(home.path()).await;
     for (shell, ext) in [("zsh", "zsh"), ("fish", "fish")] {
-        let script = stdout(&run(home.path(), &["completions", shell]).await);
+        let script = home_stdout(home.path(), &["completions", shell]).await;
         assert!(script.contains("tokenbuddyd"), "{shell}: {script}");
         for path in &paths {
             let name = path.last().unwrap();
@@ -210,7 +210,7 @@ async fn completions_need_no_config_home_or_daemon() {
 async fn man_writes_a_page_per_subcommand() {
     let home = tempfile::tempdir().unwrap();
     let out_dir = home.path().join("man/man1");
-    let printed = stdout(&run(home.path(), &["man", "--out", out_dir.to_str().unwrap()]).await);
+    let printed = home_stdout(home.path(), &["man", "--out", out_dir.to_str().unwrap()]).await;
 
     let main = std::fs::read_to_string(out_dir.join("tokenbuddyd.1")).unwrap();
     let th = main.lines().find(|l| l.starts_with(".TH ")).unwrap();

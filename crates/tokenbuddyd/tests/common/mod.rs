@@ -378,7 +378,19 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let out = tb_test_support::daemon::command(bin(), daemon.home())
+    home_stdout(daemon.home(), args).await
+}
+
+/// Runs `tokenbuddyd ARGS` with `home` as its home (no daemon needed) and
+/// returns its stdout, failing the test (with its stderr) when it does not
+/// succeed.
+#[allow(dead_code)]
+pub async fn home_stdout<I, S>(home: &Path, args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = tb_test_support::daemon::command(bin(), home)
         .args(args)
         .output()
         .await
