@@ -61,7 +61,9 @@ enum Command {
     /// cost with the median drift, wasted credit, last purchase; `sellers
     /// audit` flags the ones that bill far off.
     Sellers(crate::sellers::SellersArgs),
-    /// Print a shell completion script to stdout, e.g.
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// To stdout; needs no config, home or daemon. For example
     /// `tokenbuddyd completions bash > ~/.local/share/bash-completion/completions/tokenbuddyd`.
     Completions {
         /// The shell to complete for.
