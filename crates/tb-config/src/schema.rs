@@ -19,6 +19,8 @@ pub struct Config {
     pub control: ControlConfig,
     /// Outbound TLS.
     pub tls: TlsConfig,
+    /// Outbound network: the corporate HTTP proxy.
+    pub network: NetworkConfig,
     /// Manual ("bring your own key") providers, in preference order.
     pub providers: Vec<ProviderConfig>,
     /// Deadlines and, later, route ordering.
@@ -314,6 +316,20 @@ pub struct TlsConfig {
     pub extra_ca_file: Option<PathBuf>,
 }
 
+/// `[network]`: how outbound connections leave the machine. Both keys
+/// take precedence over the environment (`HTTPS_PROXY` / `HTTP_PROXY` /
+/// `ALL_PROXY` / `NO_PROXY`). Loopback destinations are always direct.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// The HTTP CONNECT proxy for every outbound connection,
+    /// `http://[user:pass@]host:port`; masked in `config show`.
+    pub proxy: Option<Secret>,
+    /// Hosts, domains (and their subdomains), IPs or CIDRs reached
+    /// directly; replaces `NO_PROXY` when non-empty.
+    pub no_proxy: Vec<String>,
+}
+
 /// One `[[providers]]` entry: an upstream the user pays with their own key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -569,6 +585,28 @@ impl Serialize for Secret {
     }
 }
 
+/// Why `url` is not `http://[user:pass@]host[:port]`, in words that never
+/// repeat the credentials.
+fn proxy_url_problem(url: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        let scheme = url.split_once("://").map_or("", |(s, _)| s);
+        return Err(if scheme.is_empty() {
+            "must be http://[user:pass@]host:port (the scheme is missing)".into()
+        } else {
+            format!("scheme {scheme}:// is not supported; only http:// proxies (HTTP CONNECT) are")
+        });
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.is_empty() || host_port.starts_with(':') {
+        return Err("must be http://[user:pass@]host:port (the host is missing)".into());
+    }
+    if host_port.contains(char::is_whitespace) {
+        return Err("must be http://[user:pass@]host:port (the host has spaces)".into());
+    }
+    Ok(())
+}
+
 /// One thing wrong with an otherwise well-formed configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {message}")]
@@ -642,6 +680,24 @@ impl Config {
             push(
                 "prewarm.refresh_secs".into(),
                 "refresh_secs and max_concurrent_probes must be at least 1".into(),
+            );
+        }
+        if let Some(proxy) = &self.network.proxy
+            && let Err(problem) = proxy_url_problem(proxy.expose())
+        {
+            push("network.proxy".into(), problem);
+        }
+        if let Some(entry) = self
+            .network
+            .no_proxy
+            .iter()
+            .find(|e| e.trim().is_empty() || e.contains(',') || e.contains(char::is_whitespace))
+        {
+            push(
+                "network.no_proxy".into(),
+                format!(
+                    "{entry:?} is not a host, domain, IP or CIDR; give one per list entry, e.g. [\"internal.corp\", \"10.0.0.0/8\"]"
+                ),
             );
         }
         if self.routing.max_attempts == 0 {
