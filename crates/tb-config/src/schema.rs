@@ -920,6 +920,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn network_proxy_urls_are_checked_without_echoing_credentials() {
+        let p = |proxy: &str| problems(&format!("[network]\nproxy = \"{proxy}\"\n"));
+        assert!(p("http://u:pw@proxy.corp:3128").is_empty());
+        assert!(p("http://proxy.corp:3128").is_empty());
+        for (bad, says) in [
+            (
+                "socks5://u:pw@proxy:1080",
+                "scheme socks5:// is not supported",
+            ),
+            ("https://u:pw@proxy:443", "only http:// proxies"),
+            ("proxy.corp:3128", "the scheme is missing"),
+            ("http://u:pw@:3128", "the host is missing"),
+            ("http://", "the host is missing"),
+            ("http://u:pw@pro xy:1", "the host has spaces"),
+        ] {
+            let errs = p(bad);
+            assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+            assert!(errs[0].contains("network.proxy"), "{bad}: {errs:?}");
+            assert!(errs[0].contains(says), "{bad}: {errs:?}");
+            assert!(!errs[0].contains("pw"), "{bad}: {errs:?}");
+        }
+        let shown = format!(
+            "{:?}",
+            Config::from_toml_str("[network]\nproxy = \"http://u:pw@h:1\"").unwrap()
+        );
+        assert!(!shown.contains("pw"), "{shown}");
+    }
+
+    #[test]
+    fn network_no_proxy_entries_are_one_host_each() {
+        let p = |list: &str| problems(&format!("[network]\nno_proxy = {list}\n"));
+        assert!(p(r#"["internal.corp", ".corp", "10.0.0.0/8", "*"]"#).is_empty());
+        for bad in [r#"["a.corp,b.corp"]"#, r#"[""]"#, r#"["a corp"]"#] {
+            let errs = p(bad);
+            assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+            assert!(errs[0].contains("network.no_proxy"), "{bad}: {errs:?}");
+        }
+    }
+
+    #[test]
     fn mode_and_range_names_are_the_config_names() {
         for m in [ProviderMode::Manual, ProviderMode::Auto, ProviderMode::Both] {
             assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());

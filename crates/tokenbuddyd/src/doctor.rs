@@ -218,7 +218,8 @@ pub(crate) fn running_control_url(data_dir: &std::path::Path) -> Option<String> 
 
 /// The `network proxy` check: which proxy outbound calls use (credentials
 /// masked) or why the setting is unusable. Returns the text the registry
-/// check appends (" via http://***@proxy:3128" or "") — the registry
+/// check appends (" via proxy http://proxy:3128/", credentials never
+/// shown, or "") — the registry
 /// fetch itself goes through the proxy, so it is the CONNECT test.
 fn proxy_check(
     config: &tb_config::Config,

@@ -437,3 +437,45 @@ async fn an_unusable_proxy_setting_stops_the_daemon_with_a_clear_error() {
         assert!(!text.contains("pw"), "credentials never shown: {text}");
     }
 }
+
+#[tokio::test]
+async fn doctor_names_the_proxy_masked_and_fetches_the_registry_through_it() {
+    let upstream = MockUpstream::start_tls().await.unwrap();
+    let proxy = ConnectProxy::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_file(dir.path(), "private-ca.pem", upstream.ca_pem().unwrap());
+    let port = upstream.addr().port();
+    let toml = format!(
+        "{}[network]\nproxy = \"{}\"\nno_proxy = [\"internal.corp\"]\n[registry]\nurl = \"https://upstream.test:{port}/registry.json\"\n",
+        tls_section(&ca),
+        proxy.url("carol:pa55@")
+    );
+    let home = home_with_config(&toml).unwrap();
+    let out = command(bin(), home.path())
+        .args(["doctor"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let masked = format!("http://***@{}", proxy.addr);
+    assert!(
+        stdout.contains(&format!("✓ network proxy: https: {masked}"))
+            && stdout.contains("internal.corp"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("pa55") && !stdout.contains("carol"),
+        "{stdout}"
+    );
+    // The registry check went through the proxy: the mock's answer is not a
+    // registry document, but it was reached (only the proxy resolves
+    // upstream.test), and the check says which proxy it used.
+    assert!(
+        stdout.contains(&format!("via proxy http://{}/", proxy.addr)),
+        "{stdout}"
+    );
+    let tunnels = proxy.seen();
+    assert_eq!(tunnels.len(), 1, "{stdout}");
+    assert_eq!(tunnels[0].target, format!("upstream.test:{port}"));
+    assert!(upstream.request_count() >= 1, "{stdout}");
+}
