@@ -314,6 +314,13 @@ async fn https_proxy_tunnels_to_an_https_upstream_with_credentials() {
     }
     // Pooled: both requests rode one tunnel.
     assert_eq!(proxy.connections(), 1);
+    // The proxy credentials never reach the logs (debug level for tb_proxy).
+    let logs = daemon.logs();
+    assert!(!logs.is_empty());
+    assert!(
+        !logs.contains("s3cret") && !logs.contains("YWxpY2U6czNjcmV0"),
+        "{logs}"
+    );
 }
 
 #[tokio::test]
@@ -341,6 +348,7 @@ async fn network_proxy_in_config_wins_over_the_env_and_is_masked_in_config_show(
     assert_eq!(tunnels.len(), 1);
     assert_eq!(tunnels[0].auth.as_deref(), Some("Basic Ym9iOmh1bnRlcjI="));
     assert_eq!(decoy.connections(), 0, "config wins over HTTPS_PROXY");
+    assert!(!daemon.logs().contains("hunter2"));
 
     let home = home_with_config(&toml).unwrap();
     let out = command(bin(), home.path())
