@@ -19,6 +19,8 @@ pub struct Config {
     pub control: ControlConfig,
     /// Outbound TLS.
     pub tls: TlsConfig,
+    /// Outbound network: the corporate HTTP proxy.
+    pub network: NetworkConfig,
     /// Manual ("bring your own key") providers, in preference order.
     pub providers: Vec<ProviderConfig>,
     /// Deadlines and, later, route ordering.
@@ -314,6 +316,20 @@ pub struct TlsConfig {
     pub extra_ca_file: Option<PathBuf>,
 }
 
+/// `[network]`: how outbound connections leave the machine. Both keys
+/// take precedence over the environment (`HTTPS_PROXY` / `HTTP_PROXY` /
+/// `ALL_PROXY` / `NO_PROXY`). Loopback destinations are always direct.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// The HTTP CONNECT proxy for every outbound connection,
+    /// `http://[user:pass@]host:port`; masked in `config show`.
+    pub proxy: Option<Secret>,
+    /// Hosts, domains (and their subdomains), IPs or CIDRs reached
+    /// directly; replaces `NO_PROXY` when non-empty.
+    pub no_proxy: Vec<String>,
+}
+
 /// One `[[providers]]` entry: an upstream the user pays with their own key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -569,6 +585,28 @@ impl Serialize for Secret {
     }
 }
 
+/// Why `url` is not `http://[user:pass@]host[:port]`, in words that never
+/// repeat the credentials.
+fn proxy_url_problem(url: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        let scheme = url.split_once("://").map_or("", |(s, _)| s);
+        return Err(if scheme.is_empty() {
+            "must be http://[user:pass@]host:port (the scheme is missing)".into()
+        } else {
+            format!("scheme {scheme}:// is not supported; only http:// proxies (HTTP CONNECT) are")
+        });
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.is_empty() || host_port.starts_with(':') {
+        return Err("must be http://[user:pass@]host:port (the host is missing)".into());
+    }
+    if host_port.contains(char::is_whitespace) {
+        return Err("must be http://[user:pass@]host:port (the host has spaces)".into());
+    }
+    Ok(())
+}
+
 /// One thing wrong with an otherwise well-formed configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {message}")]
@@ -642,6 +680,24 @@ impl Config {
             push(
                 "prewarm.refresh_secs".into(),
                 "refresh_secs and max_concurrent_probes must be at least 1".into(),
+            );
+        }
+        if let Some(proxy) = &self.network.proxy
+            && let Err(problem) = proxy_url_problem(proxy.expose())
+        {
+            push("network.proxy".into(), problem);
+        }
+        if let Some(entry) = self
+            .network
+            .no_proxy
+            .iter()
+            .find(|e| e.trim().is_empty() || e.contains(',') || e.contains(char::is_whitespace))
+        {
+            push(
+                "network.no_proxy".into(),
+                format!(
+                    "{entry:?} is not a host, domain, IP or CIDR; give one per list entry, e.g. [\"internal.corp\", \"10.0.0.0/8\"]"
+                ),
             );
         }
         if self.routing.max_attempts == 0 {
@@ -862,6 +918,46 @@ fn authority(url: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_proxy_urls_are_checked_without_echoing_credentials() {
+        let p = |proxy: &str| problems(&format!("[network]\nproxy = \"{proxy}\"\n"));
+        assert!(p("http://u:pw@proxy.corp:3128").is_empty());
+        assert!(p("http://proxy.corp:3128").is_empty());
+        for (bad, says) in [
+            (
+                "socks5://u:pw@proxy:1080",
+                "scheme socks5:// is not supported",
+            ),
+            ("https://u:pw@proxy:443", "only http:// proxies"),
+            ("proxy.corp:3128", "the scheme is missing"),
+            ("http://u:pw@:3128", "the host is missing"),
+            ("http://", "the host is missing"),
+            ("http://u:pw@pro xy:1", "the host has spaces"),
+        ] {
+            let errs = p(bad);
+            assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+            assert!(errs[0].contains("network.proxy"), "{bad}: {errs:?}");
+            assert!(errs[0].contains(says), "{bad}: {errs:?}");
+            assert!(!errs[0].contains("pw"), "{bad}: {errs:?}");
+        }
+        let shown = format!(
+            "{:?}",
+            Config::from_toml_str("[network]\nproxy = \"http://u:pw@h:1\"").unwrap()
+        );
+        assert!(!shown.contains("pw"), "{shown}");
+    }
+
+    #[test]
+    fn network_no_proxy_entries_are_one_host_each() {
+        let p = |list: &str| problems(&format!("[network]\nno_proxy = {list}\n"));
+        assert!(p(r#"["internal.corp", ".corp", "10.0.0.0/8", "*"]"#).is_empty());
+        for bad in [r#"["a.corp,b.corp"]"#, r#"[""]"#, r#"["a corp"]"#] {
+            let errs = p(bad);
+            assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+            assert!(errs[0].contains("network.no_proxy"), "{bad}: {errs:?}");
+        }
+    }
 
     #[test]
     fn mode_and_range_names_are_the_config_names() {

@@ -20,6 +20,10 @@ pub const STARTER_CONFIG: &str = r#"# tokenbuddy configuration.
 [tls]
 # extra_ca_file = "/etc/ssl/private-ca.pem"   # trusted besides the system roots
 
+[network]
+# proxy = "http://user:pass@proxy.corp:3128"   # HTTP CONNECT proxy; default: HTTPS_PROXY / HTTP_PROXY
+# no_proxy = ["internal.corp", "10.0.0.0/8"]   # go direct; default: NO_PROXY (loopback is always direct)
+
 [routing]
 # request_deadline_ms = 300000      # response head deadline, non-streaming
 # stream_head_deadline_ms = 30000   # response head deadline, streaming

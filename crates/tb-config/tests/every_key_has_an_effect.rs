@@ -378,6 +378,18 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
         "",
     ),
     (
+        "network.proxy",
+        "crates/tokenbuddyd/tests/tls.rs",
+        "network_proxy_in_config_wins_over_the_env_and_is_masked_in_config_show",
+        "",
+    ),
+    (
+        "network.no_proxy",
+        "crates/tokenbuddyd/tests/tls.rs",
+        "no_proxy_and_loopback_upstreams_go_direct",
+        "",
+    ),
+    (
         "ledger.url",
         "crates/tokenbuddyd/tests/marketplace.rs",
         "wasted_credit_is_shown_and_survives_a_restart_postgres",
@@ -472,6 +484,9 @@ url = "postgres://u@h/db"
 selected_seller = "s"
 [tls]
 extra_ca_file = "/etc/ca.pem"
+[network]
+proxy = "http://u:p@proxy.corp:3128"
+no_proxy = ["internal.corp"]
 [models.aliases]
 fast = "gpt-4o-mini"
 [[providers]]

@@ -19,7 +19,8 @@
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! // System roots plus a private CA (`tls.extra_ca_file`).
-//! let client = tb_http::build_client(Some(std::path::Path::new("/etc/corp-ca.pem")))?;
+//! let proxy = tb_http::ProxySettings::default();
+//! let client = tb_http::build_client(Some(std::path::Path::new("/etc/corp-ca.pem")), &proxy)?;
 //! let request = http::Request::get("https://registry.example/v1/sellers.json")
 //!     .header(http::header::USER_AGENT, tb_http::USER_AGENT)
 //!     .body(Full::new(Bytes::new()))?;
@@ -29,6 +30,13 @@
 //! }
 //! # Ok(()) }
 //! ```
+
+mod proxy;
+
+pub use proxy::{
+    ConnectError, ProxyConfigError, ProxyConnector, ProxySettings, is_loopback_host,
+    mask_credentials, route,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,7 +55,7 @@ pub use rustls::RootCertStore;
 
 /// The pooled HTTP(S) client every outbound call goes through. Cheap to
 /// clone: clones share the pool.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type HttpClient = Client<HttpsConnector<ProxyConnector>, Full<Bytes>>;
 
 /// The `User-Agent` tokenbuddy sends (`tokenbuddy/<version>`).
 pub const USER_AGENT: &str = concat!("tokenbuddy/", env!("CARGO_PKG_VERSION"));
@@ -88,19 +96,24 @@ pub enum TlsSetupError {
 }
 
 /// Builds the pooled client: HTTP/1.1 over TCP or TLS (rustls with the
-/// system roots plus `extra_ca_file`), keep-alive, no Nagle delay.
+/// system roots plus `extra_ca_file`), keep-alive, no Nagle delay, through
+/// the HTTP CONNECT proxy `proxy` selects per destination (loopback always
+/// direct; see [`ProxyConnector`]).
 ///
 /// # Errors
 ///
 /// [`TlsSetupError`] when `extra_ca_file` cannot be read or holds no
 /// certificate, or rustls refuses the configuration. A broken system store
 /// is not an error (see [`system_roots`]).
-pub fn build_client(extra_ca_file: Option<&Path>) -> Result<HttpClient, TlsSetupError> {
+pub fn build_client(
+    extra_ca_file: Option<&Path>,
+    proxy: &ProxySettings,
+) -> Result<HttpClient, TlsSetupError> {
     let mut roots = system_roots();
     if let Some(path) = extra_ca_file {
         add_pem_file(&mut roots, path)?;
     }
-    client_with_roots(roots)
+    client_with_roots_and_proxy(roots, proxy)
 }
 
 /// The same client, trusting exactly `roots` (tests pass an empty store and
@@ -110,6 +123,18 @@ pub fn build_client(extra_ca_file: Option<&Path>) -> Result<HttpClient, TlsSetup
 ///
 /// [`TlsSetupError::Rustls`] when rustls refuses the configuration.
 pub fn client_with_roots(roots: RootCertStore) -> Result<HttpClient, TlsSetupError> {
+    client_with_roots_and_proxy(roots, &ProxySettings::default())
+}
+
+/// The client trusting exactly `roots`, through `proxy`.
+///
+/// # Errors
+///
+/// [`TlsSetupError::Rustls`] when rustls refuses the configuration.
+pub fn client_with_roots_and_proxy(
+    roots: RootCertStore,
+    proxy: &ProxySettings,
+) -> Result<HttpClient, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -125,7 +150,7 @@ pub fn client_with_roots(roots: RootCertStore) -> Result<HttpClient, TlsSetupErr
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(ProxyConnector::new(http, proxy));
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
@@ -252,13 +277,15 @@ mod tests {
     fn extra_ca_file_errors_are_clear() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("none.pem");
-        let err = build_client(Some(&missing)).unwrap_err();
+        let err = build_client(Some(&missing), &ProxySettings::default()).unwrap_err();
         assert!(matches!(err, TlsSetupError::Read { .. }), "{err}");
         assert!(err.to_string().contains("none.pem"), "{err}");
 
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "hello").unwrap();
-        let err = build_client(Some(&empty)).unwrap_err().to_string();
+        let err = build_client(Some(&empty), &ProxySettings::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no certificate"), "{err}");
         assert!(err.contains("BEGIN CERTIFICATE"), "{err}");
 
@@ -268,7 +295,7 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\n!!!not base64!!!\n-----END CERTIFICATE-----\n",
         )
         .unwrap();
-        let err = build_client(Some(&broken)).unwrap_err();
+        let err = build_client(Some(&broken), &ProxySettings::default()).unwrap_err();
         assert!(matches!(err, TlsSetupError::BadPem { .. }), "{err}");
     }
 }

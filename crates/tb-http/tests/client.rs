@@ -44,9 +44,12 @@ async fn a_private_ca_is_trusted_only_through_extra_ca_file() {
     assert!(url.starts_with("https://"), "{url}");
 
     // System roots only: the test CA is unknown, and the chain says so.
-    let err = status(&build_client(None).unwrap(), &url)
-        .await
-        .unwrap_err();
+    let err = status(
+        &build_client(None, &tb_http::ProxySettings::default()).unwrap(),
+        &url,
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     assert_eq!(mock.request_count(), 0);
 
@@ -54,7 +57,7 @@ async fn a_private_ca_is_trusted_only_through_extra_ca_file() {
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, mock.ca_pem().unwrap()).unwrap();
     mock.push_reply(Reply::text(200, "ok"));
-    let client = build_client(Some(&ca)).unwrap();
+    let client = build_client(Some(&ca), &tb_http::ProxySettings::default()).unwrap();
     assert_eq!(status(&client, &url).await, Ok(200));
     assert_eq!(mock.request_count(), 1);
 }

@@ -60,7 +60,7 @@ pub use call::{CallSink, SinkFailure, SinkHealth};
 pub use error::{ErrorCode, ProxyError};
 pub use report::{BudgetReport, RegistryReport, StatusReport};
 pub use server::ShutdownOutcome;
-pub use tb_http::{TlsSetupError, build_client};
+pub use tb_http::{ProxyConfigError, ProxySettings, TlsSetupError, build_client, mask_credentials};
 pub use token::{ACCESS_TOKEN_FILE, AccessToken, TokenError};
 
 /// The pooled client used for every upstream call (tb-http's one client).
@@ -81,6 +81,49 @@ pub enum BuildError {
     /// The TLS client could not be set up.
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    /// The outbound proxy setting is unusable.
+    #[error(transparent)]
+    Proxy(#[from] ProxyConfigError),
+}
+
+/// The outbound proxy settings: `[network]` over the environment (`env`
+/// reads it; `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, upper or
+/// lower case), checked.
+///
+/// # Errors
+///
+/// [`ProxyConfigError`] naming the setting when a proxy URL is unusable.
+pub fn proxy_settings(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ProxySettings, ProxyConfigError> {
+    let settings = ProxySettings::from_env(
+        env,
+        config.network.proxy.as_ref().map(|p| p.expose()),
+        &config.network.no_proxy,
+    );
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// The proxy (credentials masked) a connection to `dst` goes through, or
+/// `None` when it goes direct.
+pub fn route_of(settings: &ProxySettings, dst: &http::Uri) -> Option<String> {
+    tb_http::route(&settings.matcher(), dst).map(|i| mask_credentials(&i.uri().to_string()))
+}
+
+/// The one outbound client for `config`: system roots plus
+/// `tls.extra_ca_file`, through the proxy [`proxy_settings`] selects.
+///
+/// # Errors
+///
+/// [`BuildError::Tls`] or [`BuildError::Proxy`].
+pub fn outbound_client(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<UpstreamClient, BuildError> {
+    let proxy = proxy_settings(config, env)?;
+    Ok(build_client(config.tls.extra_ca_file.as_deref(), &proxy)?)
 }
 
 /// The settings the request path reads, taken from config once.
@@ -159,7 +202,7 @@ impl Proxy {
         sink: Option<Arc<dyn CallSink>>,
         market: Option<Market>,
     ) -> Result<Proxy, BuildError> {
-        let client = build_client(config.tls.extra_ca_file.as_deref())?;
+        let client = outbound_client(config, env)?;
         let sellers = market.as_ref().map(|m| tb_router::Sellers {
             registry: Arc::clone(&m.registry),
             payment: m.payment,

@@ -62,7 +62,12 @@ pub fn home_with_config(config_toml: &str) -> std::io::Result<tempfile::TempDir>
 pub fn command(bin: &Path, home: &Path) -> Command {
     let mut cmd = Command::new(bin);
     for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("TB_") {
+        // The machine's own tokenbuddy and proxy settings never leak in:
+        // a test that wants a proxy passes HTTPS_PROXY & co. itself.
+        let name = k.to_string_lossy().to_ascii_uppercase();
+        if name.starts_with("TB_")
+            || ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"].contains(&name.as_str())
+        {
             cmd.env_remove(k);
         }
     }

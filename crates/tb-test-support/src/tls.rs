@@ -51,9 +51,12 @@ pub(crate) fn loopback_server_tls() -> std::io::Result<ServerTls> {
     let issuer = Issuer::new(ca_params, ca_key);
 
     // The server (leaf) certificate.
-    let mut leaf_params =
-        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .map_err(other)?;
+    let mut leaf_params = CertificateParams::new(vec![
+        "127.0.0.1".to_owned(),
+        "localhost".to_owned(),
+        "upstream.test".to_owned(),
+    ])
+    .map_err(other)?;
     leaf_params
         .distinguished_name
         .push(DnType::CommonName, "tokenbuddy mock upstream");

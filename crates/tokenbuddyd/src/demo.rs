@@ -294,7 +294,7 @@ impl DemoDaemon {
             proxy_url,
             control_url,
             token,
-            client: tb_proxy::build_client(None)?,
+            client: tb_proxy::build_client(None, &tb_proxy::ProxySettings::default())?,
             _home: home,
         })
     }

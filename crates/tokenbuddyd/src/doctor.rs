@@ -189,7 +189,8 @@ pub(crate) fn print(report: &DoctorReport) -> bool {
 /// never a default.
 pub(crate) async fn get<T: DeserializeOwned>(url: &str) -> anyhow::Result<T> {
     use http_body_util::BodyExt;
-    let client = tb_proxy::build_client(None)?;
+    // The local daemon: loopback, never proxied.
+    let client = tb_proxy::build_client(None, &tb_proxy::ProxySettings::default())?;
     let mut req = http::Request::new(http_body_util::Full::new(bytes::Bytes::new()));
     *req.uri_mut() = url.parse().with_context(|| format!("{url} is not a URL"))?;
     let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
@@ -215,6 +216,52 @@ pub(crate) fn running_control_url(data_dir: &std::path::Path) -> Option<String> 
     Some(file.control_url)
 }
 
+/// The `network proxy` check: which proxy outbound calls use (credentials
+/// masked) or why the setting is unusable. Returns the text the registry
+/// check appends (" via proxy http://proxy:3128/", credentials never
+/// shown, or "") — the registry
+/// fetch itself goes through the proxy, so it is the CONNECT test.
+fn proxy_check(
+    config: &tb_config::Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    checks: &mut Vec<Check>,
+) -> String {
+    let settings = match tb_proxy::proxy_settings(config, env) {
+        Ok(s) => s,
+        Err(e) => {
+            checks.push(Check::fail(
+                "network proxy",
+                e.to_string(),
+                "fix network.proxy or HTTPS_PROXY / HTTP_PROXY: http://[user:pass@]host:port",
+            ));
+            return String::new();
+        }
+    };
+    let https = settings.all.as_ref().or(settings.https.as_ref());
+    let http = settings.all.as_ref().or(settings.http.as_ref());
+    let show =
+        |p: Option<&String>| p.map_or("direct".to_owned(), |p| tb_proxy::mask_credentials(p));
+    let no_proxy = settings.no_proxy.as_deref().unwrap_or("");
+    checks.push(Check::pass(
+        "network proxy",
+        if settings.is_empty() {
+            "none (direct connections)".to_owned()
+        } else {
+            format!(
+                "https: {}, http: {}, no_proxy: {:?} (loopback always direct)",
+                show(https),
+                show(http),
+                no_proxy
+            )
+        },
+    ));
+    let registry_proxied = config.registry.url.as_ref().and_then(|u| {
+        let uri: http::Uri = u.parse().ok()?;
+        tb_proxy::route_of(&settings, &uri)
+    });
+    registry_proxied.map_or_else(String::new, |p| format!(" via proxy {p}"))
+}
+
 /// The checks that need no running daemon.
 pub(crate) async fn offline_checks(loaded: &tb_config::LoadedConfig) -> Vec<Check> {
     let config = &loaded.config;
@@ -236,8 +283,10 @@ pub(crate) async fn offline_checks(loaded: &tb_config::LoadedConfig) -> Vec<Chec
         SocketAddr::new(config.control.bind, config.control.port),
         "control.port",
     ));
+    let env = |var: &str| std::env::var(var).ok();
+    let via = proxy_check(config, &env, &mut checks);
     if let Some(url) = &config.registry.url {
-        let fetched = match tb_proxy::build_client(config.tls.extra_ca_file.as_deref()) {
+        let fetched = match tb_proxy::outbound_client(config, &env) {
             Ok(client) => {
                 tb_registry::RegistryFetcher::new(url.clone(), config.registry.max_bytes, client)
                     .fetch()
@@ -249,12 +298,16 @@ pub(crate) async fn offline_checks(loaded: &tb_config::LoadedConfig) -> Vec<Chec
         match fetched {
             Ok(f) => checks.push(Check::pass(
                 "registry",
-                format!("version {}, {} sellers", f.doc.version, f.doc.sellers.len()),
+                format!(
+                    "version {}, {} sellers{via}",
+                    f.doc.version,
+                    f.doc.sellers.len()
+                ),
             )),
             Err(e) => checks.push(Check::fail(
                 "registry",
-                format!("{url}: {e}"),
-                "check registry.url; a daemon routes on its last saved document while it is down",
+                format!("{url}{via}: {e}"),
+                "check registry.url (and the network proxy); a daemon routes on its last saved document while it is down",
             )),
         }
     }

@@ -88,7 +88,8 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     // writer of their own, off the request path, drained at shutdown.
     let (purchases, purchase_writer) =
         LedgerWriter::spawn(PurchaseLog(ledger.clone()), config.ledger.queue_capacity);
-    let market = start_market(config, &ledger, data_dir, purchases).await?;
+    let env = |var: &str| std::env::var(var).ok();
+    let market = start_market(config, &env, &ledger, data_dir, purchases).await?;
     let refresher = market.as_ref().map(|m| {
         Arc::clone(&m.registry).spawn_refresh(
             std::time::Duration::from_secs(config.registry.refresh_secs),
@@ -100,7 +101,6 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         .map(|m| spawn_credit_sweep(m, config.registry.refresh_secs));
     let broker = market.as_ref().map(|m| m.broker.clone());
 
-    let env = |var: &str| std::env::var(var).ok();
     let proxy = Proxy::new(
         config,
         token.clone(),
@@ -249,6 +249,7 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
 /// purchases journaled to `purchases`).
 async fn start_market(
     config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
     ledger: &tb_store::Ledger,
     data_dir: &Path,
     purchases: LedgerSender<PurchaseEvent>,
@@ -260,8 +261,7 @@ async fn start_market(
         config.registry.url.clone().ok_or_else(|| {
             Failure::Config(anyhow!("provider.mode auto/both needs registry.url"))
         })?;
-    let client = tb_proxy::build_client(config.tls.extra_ca_file.as_deref())
-        .map_err(|e| Failure::Config(e.into()))?;
+    let client = tb_proxy::outbound_client(config, env).map_err(|e| Failure::Config(e.into()))?;
     let fetcher = RegistryFetcher::new(url, config.registry.max_bytes, client.clone());
     let store = crate::ledger::LedgerSnapshotStore(ledger.clone());
     let (registry, outcome) = Registry::start(fetcher, store, unix_ms()).await;
