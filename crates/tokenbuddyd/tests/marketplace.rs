@@ -941,6 +941,18 @@ async fn clawtip_payments_are_shown_polled_and_expire_cleanly() {
     let anthropic = body_json(resp).await;
     assert_eq!(anthropic["type"], "error");
     assert_eq!(anthropic["error"]["type"], "billing_error", "{anthropic}");
+    // Both requests met the pending payment: counted as such in
+    // tb_purchases_total (per attempt), never as a failed purchase.
+    let (_, text) = control(&daemon, http::Method::GET, "/metrics", None, false, "").await;
+    let metrics = parse_metrics(&text);
+    let pending_count: f64 = metrics
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("tb_purchases_total{") && k.contains("result=\"payment_pending\"")
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(pending_count, 2.0, "{text}");
     assert_eq!(
         s.quote_count(),
         2,
