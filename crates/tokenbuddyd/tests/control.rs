@@ -262,6 +262,25 @@ async fn doctor_reports_broken_things_with_hints() {
     );
 }
 
+/// Runs `tokenbuddyd demo ARGS` in `home` (within the one-minute
+/// bound) and returns its stdout, failing the test when it fails.
+async fn run_demo(home: &std::path::Path, args: &[&str]) -> String {
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        command(bin(), home).arg("demo").args(args).output(),
+    )
+    .await
+    .expect("demo finished within a minute")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// `tokenbuddyd demo --no-wait`: the simulated marketplace, the daemon in
 /// auto mode, the burst — every protocol answered, the flaky seller's 503
 /// failed over, discounts counted as savings, and the summary matching the
@@ -270,21 +289,7 @@ async fn doctor_reports_broken_things_with_hints() {
 #[tokio::test]
 async fn demo_runs_to_its_summary() {
     let home = tempfile::tempdir().unwrap();
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        command(bin(), home.path())
-            .args(["demo", "--no-wait"])
-            .output(),
-    )
-    .await
-    .expect("demo finished within a minute")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_demo(home.path(), &["--no-wait"]).await;
 
     let lines: Vec<&str> = stdout.lines().collect();
     let calls: Vec<&str> = lines
@@ -350,21 +355,7 @@ async fn demo_runs_to_its_summary() {
 #[tokio::test]
 async fn demo_with_clawtip_pays_in_the_simulated_wallet() {
     let home = tempfile::tempdir().unwrap();
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        command(bin(), home.path())
-            .args(["demo", "--clawtip", "--no-wait"])
-            .output(),
-    )
-    .await
-    .expect("demo finished within a minute")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_demo(home.path(), &["--clawtip", "--no-wait"]).await;
     let first = stdout
         .lines()
         .find(|l| l.starts_with("first request: HTTP 402: "))
