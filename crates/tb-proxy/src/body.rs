@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 
 use crate::ProxyBody;
 use crate::error::{ErrorCode, ProxyError};
+use crate::foreign;
 
 /// A complete in-memory body as a [`ProxyBody`].
 pub(crate) fn full(bytes: impl Into<Bytes>) -> ProxyBody {
@@ -90,7 +91,7 @@ fn discard_in_background(mut body: Incoming) {
 pub(crate) use crate::validate::validate as probe;
 
 /// The top-level members of a JSON object, values kept as raw text.
-struct RawMembers<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+pub(crate) struct RawMembers<'a>(pub(crate) Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'de> Deserialize<'de> for RawMembers<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -121,42 +122,21 @@ pub(crate) struct BodyEdits<'a> {
     /// did not ask, so the usage can still be read).
     pub include_usage: bool,
     /// Drop `thinking` blocks with an empty signature from `messages`
-    /// (see [`has_unsigned_thinking`]).
+    /// (see [`crate::foreign::has_unsigned_thinking`]).
     pub drop_unsigned_thinking: bool,
+    /// Leave out made-up reasoning items and made-up ids from a Responses
+    /// `input` (see [`crate::foreign::has_foreign_items`]).
+    pub drop_foreign_items: bool,
 }
 
 impl BodyEdits<'_> {
     /// Whether the body can go upstream as the client sent it.
     pub(crate) fn is_empty(&self) -> bool {
-        self.model.is_none() && !self.include_usage && !self.drop_unsigned_thinking
+        self.model.is_none()
+            && !self.include_usage
+            && !self.drop_unsigned_thinking
+            && !self.drop_foreign_items
     }
-}
-
-/// Whether a Messages body holds a `"signature": ""`: thinking a
-/// translated route answered with (tb-translate gives foreign reasoning an
-/// empty signature, having no Anthropic one). Anthropic refuses such a
-/// block ("Invalid signature in thinking block"), so when the agent's next
-/// turn takes a native route the block is dropped; the text was another
-/// provider's reasoning, which Anthropic could not use anyway. A scan, no
-/// parse: a native Claude Code turn (signed thinking) pays a few µs.
-pub(crate) fn has_unsigned_thinking(body: &[u8]) -> bool {
-    const KEY: &[u8] = b"\"signature\"";
-    memchr::memmem::find_iter(body, KEY).any(|at| {
-        let rest = &body[at + KEY.len()..];
-        let rest = trim_json_space(rest);
-        match rest.split_first() {
-            Some((b':', value)) => trim_json_space(value).starts_with(b"\"\""),
-            _ => false,
-        }
-    })
-}
-
-fn trim_json_space(bytes: &[u8]) -> &[u8] {
-    let skip = bytes
-        .iter()
-        .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        .count();
-    &bytes[skip..]
 }
 
 /// Applies `edits`, keeping every other member's bytes (order, number
@@ -179,7 +159,10 @@ pub(crate) fn edit_body(body: &[u8], edits: BodyEdits<'_>) -> Result<Bytes, serd
                 write_stream_options(&mut out, raw)?;
             }
             ("messages", _) if edits.drop_unsigned_thinking => {
-                write_messages_without_unsigned_thinking(&mut out, raw)?;
+                foreign::write_messages_without_unsigned_thinking(&mut out, raw)?;
+            }
+            ("input", _) if edits.drop_foreign_items => {
+                foreign::write_input_without_foreign_items(&mut out, raw)?;
             }
             _ => out.extend_from_slice(raw.get().as_bytes()),
         }
@@ -217,89 +200,6 @@ fn write_stream_options(out: &mut Vec<u8>, raw: &RawValue) -> Result<(), serde_j
     }
     out.extend_from_slice(br#""include_usage":true}"#);
     Ok(())
-}
-
-/// `messages` with every empty-signature `thinking` block left out of the
-/// turns' content; every other byte as it was. A turn that would be left
-/// with no content at all is kept whole (Anthropic refuses an empty turn
-/// as surely as the block).
-fn write_messages_without_unsigned_thinking(
-    out: &mut Vec<u8>,
-    raw: &RawValue,
-) -> Result<(), serde_json::Error> {
-    let Ok(messages) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
-        out.extend_from_slice(raw.get().as_bytes());
-        return Ok(());
-    };
-    out.push(b'[');
-    for (i, message) in messages.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_turn_without_unsigned_thinking(out, message)?;
-    }
-    out.push(b']');
-    Ok(())
-}
-
-fn write_turn_without_unsigned_thinking(
-    out: &mut Vec<u8>,
-    raw: &RawValue,
-) -> Result<(), serde_json::Error> {
-    let Ok(members) = serde_json::from_str::<RawMembers<'_>>(raw.get()) else {
-        out.extend_from_slice(raw.get().as_bytes());
-        return Ok(());
-    };
-    let blocks = members
-        .0
-        .iter()
-        .find(|(k, _)| k == "content")
-        .and_then(|(_, c)| serde_json::from_str::<Vec<&RawValue>>(c.get()).ok())
-        .unwrap_or_default();
-    let kept: Vec<&RawValue> = blocks
-        .iter()
-        .copied()
-        .filter(|b| !is_unsigned_thinking(b))
-        .collect();
-    if kept.len() == blocks.len() || kept.is_empty() {
-        out.extend_from_slice(raw.get().as_bytes());
-        return Ok(());
-    }
-    out.push(b'{');
-    for (i, (key, value)) in members.0.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        serde_json::to_writer(&mut *out, key.as_ref())?;
-        out.push(b':');
-        if key == "content" {
-            out.push(b'[');
-            for (j, block) in kept.iter().enumerate() {
-                if j > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(block.get().as_bytes());
-            }
-            out.push(b']');
-        } else {
-            out.extend_from_slice(value.get().as_bytes());
-        }
-    }
-    out.push(b'}');
-    Ok(())
-}
-
-/// A `thinking` block whose signature is empty or missing.
-fn is_unsigned_thinking(block: &RawValue) -> bool {
-    #[derive(Deserialize)]
-    struct Block<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: Cow<'a, str>,
-        #[serde(default, borrow)]
-        signature: Option<Cow<'a, str>>,
-    }
-    serde_json::from_str::<Block<'_>>(block.get())
-        .is_ok_and(|b| b.kind == "thinking" && b.signature.as_deref().unwrap_or("").is_empty())
 }
 
 /// What replaces a secret an upstream echoed back.
@@ -420,18 +320,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(&quoted[..], br#"{"model":"we\"ird"}"#);
-    }
-
-    #[test]
-    fn unsigned_thinking_is_found_by_a_scan_in_any_spacing() {
-        assert!(has_unsigned_thinking(br#"{"signature":""}"#));
-        assert!(has_unsigned_thinking(b"{\"signature\" :\n \"\"}"));
-        assert!(!has_unsigned_thinking(br#"{"signature":"EqQBCkYI"}"#));
-        assert!(!has_unsigned_thinking(br#"{"text":"no signature here"}"#));
-        // A key quoted inside a string value is no key, but a harmless
-        // false positive: the edit then finds nothing to drop.
-        assert!(!has_unsigned_thinking(br#"{"signature":"a","b":""}"#));
-        assert!(!has_unsigned_thinking(br#"{"x":"\"signature\""}"#));
     }
 
     #[test]

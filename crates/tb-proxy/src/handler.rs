@@ -15,10 +15,11 @@ use tb_router::RoutePlan;
 use tracing::Instrument;
 
 use crate::attempt::{AttemptLoop, Ctx, End, Env, Transport};
-use crate::body::{BodyEdits, edit_body, has_unsigned_thinking, probe, read_limited};
+use crate::body::{BodyEdits, edit_body, probe, read_limited};
 use crate::call::{CallStart, CallTracker, unix_ms_now};
 use crate::commit::{self, Answering, UPSTREAM};
 use crate::error::{ErrorCode, ProxyError};
+use crate::foreign::{has_foreign_items, has_unsigned_thinking};
 use crate::gateway::{self, Endpoint};
 use crate::headers::upstream_request_headers;
 use crate::translation::Translations;
@@ -347,11 +348,13 @@ fn plan_routes(
 }
 
 /// The edits a native route's body needs: usage asked for when the daemon
-/// needs it; foreign thinking left out of a Messages request.
+/// needs it; what translated turns made up (unsigned thinking, minted
+/// Responses items) left out of the history (see `foreign`).
 fn native_edits(protocol: Protocol, bytes: &[u8], add_usage: bool) -> BodyEdits<'static> {
     BodyEdits {
         include_usage: add_usage,
         drop_unsigned_thinking: protocol == Protocol::Messages && has_unsigned_thinking(bytes),
+        drop_foreign_items: protocol == Protocol::Responses && has_foreign_items(bytes),
         model: None,
     }
 }

@@ -29,6 +29,7 @@ mod call;
 mod commit;
 mod credit;
 mod error;
+mod foreign;
 mod gateway;
 mod handler;
 mod headers;

@@ -21,6 +21,23 @@ pub(crate) fn item(kind: &str, response_id: &str, index: usize) -> String {
     format!("{kind}_{base}_{index}")
 }
 
+/// Whether `id` is one [`item`] made: a Responses output-item kind, then
+/// the upstream's id, then `_<index>`. OpenAI's own item ids are the kind
+/// and a hex string, with no second underscore, so they never match. The
+/// proxy uses this to keep made-up ids away from a native OpenAI upstream,
+/// which would look them up and answer "Item with id … not found".
+pub fn is_minted_item_id(id: &str) -> bool {
+    let Some((kind, rest)) = id.split_once('_') else {
+        return false;
+    };
+    let Some((_, index)) = rest.rsplit_once('_') else {
+        return false;
+    };
+    matches!(kind, "msg" | "fc" | "ctc" | "rs")
+        && !index.is_empty()
+        && index.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Makes a tool-call id acceptable to Anthropic (`^[a-zA-Z0-9_-]+$`):
 /// other characters become `_`. Applied to a call and to its result
 /// alike, so they still match.
@@ -47,5 +64,32 @@ mod tests {
         assert_eq!(prefixed("msg_", "msg_01"), "msg_01");
         assert_eq!(item("fc", "resp_abc", 2), "fc_abc_2");
         assert_eq!(item("msg", "chatcmpl-9", 0), "msg_chatcmpl-9_0");
+    }
+
+    #[test]
+    fn minted_ids_are_told_from_openai_ids() {
+        for (kind, upstream) in [
+            ("rs", "msg_01A"),
+            ("msg", "chatcmpl-9"),
+            ("fc", "930c-bf"),
+            ("ctc", ""),
+        ] {
+            assert!(
+                is_minted_item_id(&item(kind, upstream, 12)),
+                "{kind} {upstream}"
+            );
+        }
+        for openai in [
+            "rs_6820f383d7c08191846711c5df8233bc0ac5ba57aafcbac7",
+            "msg_67ccd3acc8d48190a77525dc6de64b41",
+            "fc_12",
+            "rs_",
+            "call_abc_1",
+            "rs_msg_01A_x",
+            "rs_msg_01A_",
+            "",
+        ] {
+            assert!(!is_minted_item_id(openai), "{openai}");
+        }
     }
 }

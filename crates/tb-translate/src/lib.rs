@@ -85,6 +85,7 @@ use tb_domain::Protocol;
 
 pub use answer::{AnswerError, translate_answer, translate_answer_with};
 pub use error_body::translate_error;
+pub use ids::is_minted_item_id;
 pub use request::{DEFAULT_MAX_TOKENS, RequestOptions, translate_request, translate_request_with};
 pub use stream::StreamTranslator;
 

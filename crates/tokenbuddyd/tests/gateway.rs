@@ -567,3 +567,77 @@ async fn foreign_thinking_never_reaches_a_native_anthropic_upstream() {
     let seen: serde_json::Value = serde_json::from_slice(&g.an.requests()[1].body).unwrap();
     assert_eq!(seen, expected);
 }
+
+#[tokio::test]
+async fn made_up_responses_items_never_reach_a_native_openai_upstream() {
+    let oa = MockUpstream::start().await.unwrap();
+    let g = gateway_with(&format!(
+        r#"
+[[providers]]
+id = "oa"
+kind = "openai"
+base_url = "{}"
+api_key = "sk-openai-provider-key"
+models = ["gpt-native"]
+protocols = ["responses"]
+"#,
+        oa.base_url()
+    ))
+    .await;
+    // Turn 1, translated: the chat upstream reasons, the client gets a
+    // reasoning item and a message with ids no OpenAI server issued.
+    g.chat.push_reply(Reply::json(
+        200,
+        format!(
+            r#"{{"id":"c1","object":"chat.completion","created":1,"model":"{CHAT_MODEL}","choices":[{{"index":0,"message":{{"role":"assistant","reasoning_content":"foreign thoughts","content":"Hello"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}}}"#
+        ),
+    ));
+    let bearer = vec![
+        ("authorization", format!("Bearer {}", g.daemon.token)),
+        ("content-type", "application/json".to_string()),
+    ];
+    let turn1 = serde_json::json!({"model": CHAT_MODEL, "input": "Hi"}).to_string();
+    let resp = g.send(Method::POST, "/v1/responses", &bearer, &turn1).await;
+    assert_eq!(resp.status(), 200);
+    let answer = body_json(resp).await;
+    let output = answer["output"].as_array().unwrap().clone();
+    assert_eq!(output[0]["type"], "reasoning", "{answer}");
+    assert_eq!(output[1]["type"], "message", "{answer}");
+
+    // Turn 2 goes to the native Responses upstream with that history, as
+    // an SDK echoes it (ids kept) and as Codex sends it (ids dropped,
+    // `encrypted_content: null`), beside OpenAI's own encrypted reasoning.
+    let native = serde_json::json!({"type": "reasoning", "id": "rs_68ab12cd", "summary": [], "encrypted_content": "gAAAAB"});
+    let codex_echo = serde_json::json!({"type": "reasoning", "summary": output[0]["summary"].clone(), "encrypted_content": null});
+    let history = |items: Vec<serde_json::Value>| serde_json::json!({"model": "gpt-native", "store": false, "input": items});
+    let user = |t: &str| serde_json::json!({"role": "user", "content": t});
+    let sent = history(vec![
+        user("Hi"),
+        output[0].clone(),
+        output[1].clone(),
+        codex_echo,
+        native.clone(),
+        user("Again"),
+    ]);
+    let body = serde_json::to_string_pretty(&sent).unwrap();
+    let resp = g.send(Method::POST, "/v1/responses", &bearer, &body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-tokenbuddy-upstream"], "oa");
+    let seen: serde_json::Value = serde_json::from_slice(&oa.requests()[0].body).unwrap();
+    let mut message = output[1].clone();
+    message.as_object_mut().unwrap().remove("id");
+    assert_eq!(
+        seen,
+        history(vec![user("Hi"), message, native, user("Again")])
+    );
+
+    // A native history goes as the client sent it, byte for byte.
+    let own = history(vec![
+        user("Hi"),
+        serde_json::json!({"type": "reasoning", "id": "rs_68ab12cd", "summary": [], "encrypted_content": "gAAAAB"}),
+    ]);
+    let own = serde_json::to_string_pretty(&own).unwrap();
+    let resp = g.send(Method::POST, "/v1/responses", &bearer, &own).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(oa.requests()[1].body, own.as_bytes());
+}
