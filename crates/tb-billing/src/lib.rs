@@ -16,5 +16,6 @@ pub mod audit;
 pub mod cost;
 pub mod image;
 pub mod record;
+pub mod series;
 pub mod settlement;
 pub mod usage;

@@ -6,10 +6,14 @@
 'use strict';
 
 (() => {
-  const REFRESH_MS = 5000;
-  // The doctor probes ports, the registry and client configs: every 6th
-  // refresh (30 s) is enough.
-  const DOCTOR_EVERY = 6;
+  // Live: every 2 s while the tab is visible (a hidden tab fetches nothing).
+  const REFRESH_MS = 2000;
+  // The doctor probes ports, the registry and client configs: every 15th
+  // refresh (30 s) is enough; sellers, the audit and the clients every 5th.
+  const DOCTOR_EVERY = 15;
+  const SLOW_EVERY = 5;
+  // Upstream colours (each at least 4.5:1 on white), by first appearance.
+  const PALETTE = ['#1f5fbf', '#a40000', '#1b7a3a', '#7a4d00', '#6b2fa0', '#00687a', '#8a3b12', '#3d4f00'];
   const TOKEN_KEY = 'tokenbuddy.accessToken';
   const SVG_NS = 'http://www.w3.org/2000/svg';
   // The only links made from API data: a pending payment's pay URL, when
@@ -250,17 +254,43 @@
     tr.appendChild(el('td', { 'data-testid': 'call-flags', class: flags.length ? 'flag' : undefined }, flags.join(' ')));
     tr.appendChild(el('td', { 'data-testid': 'call-outcome', class: `outcome-${c.outcome}` },
       c.failed_over && c.ok ? `${c.outcome} (failed over)` : c.outcome));
+    const open = el('button', {
+      type: 'button', class: 'secondary', 'data-testid': 'call-open',
+      'aria-label': `Details of the ${c.model} call at ${clock(c.started_at_ms)}`,
+    }, 'Details');
+    open.addEventListener('click', (e) => {
+      e.stopPropagation();
+      openCall(c.id, open);
+    });
+    const cell = el('td');
+    cell.appendChild(open);
+    tr.appendChild(cell);
+    tr.classList.add('clickable');
+    tr.addEventListener('click', () => openCall(c.id, open));
     return tr;
   }
 
   function renderCalls(data) {
     const calls = Array.isArray(data && data.calls) ? data.calls : [];
-    byId('calls-body').replaceChildren(...calls.map(callRow));
+    for (const c of calls) {
+      noteOption('model', c.model);
+      noteOption('upstream', c.winner);
+    }
+    // Rows are keyed by call id and kept (a record never changes), so a
+    // refresh never moves or destroys a focused Details button.
+    const body = byId('calls-body');
+    const existing = new Map([...body.children].map((tr) => [tr.getAttribute('data-call-id'), tr]));
+    const rows = calls.map((c) => existing.get(String(c.id)) || callRow(c));
+    rows.forEach((tr, i) => {
+      if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
+    });
+    while (body.children.length > rows.length) body.lastElementChild.remove();
     byId('calls-empty').hidden = calls.length > 0;
   }
 
   function renderUpstreams(data) {
     const ups = Array.isArray(data && data.upstreams) ? data.upstreams : [];
+    for (const u of ups) noteOption('upstream', u.id);
     byId('upstreams-scorer').textContent = data && data.scorer ? `Scorer: ${data.scorer}` : '';
     const rows = ups.map((u) => {
       const score = u.score || {};
@@ -523,22 +553,346 @@
     byId('doctor-list').replaceChildren(...items);
   }
 
+  // ---------- filters ----------
+
+  let filterGen = 0;
+  const FILTERS = ['model', 'upstream', 'protocol', 'outcome'];
+  // Values seen for the model and upstream choices (they only grow).
+  const known = { model: new Set(), upstream: new Set() };
+
+  function noteOption(kind, value) {
+    if (typeof value !== 'string' || value === '' || known[kind].has(value)) return;
+    known[kind].add(value);
+    const select = byId(`filter-${kind}`);
+    const options = [...known[kind]].sort();
+    const at = options.indexOf(value);
+    // Options after the "Any" one, kept sorted; the selection is untouched.
+    const before = select.options[at + 1] || null;
+    select.insertBefore(el('option', { value }, value), before);
+  }
+
+  // `&model=…&outcome=…` for the filters set (values URL-encoded).
+  function filterQuery() {
+    const params = new URLSearchParams();
+    for (const name of FILTERS) {
+      const v = byId(`filter-${name}`).value;
+      if (v) params.set(name, v);
+    }
+    const q = params.toString();
+    return q ? `&${q}` : '';
+  }
+
+  function windowChoice() {
+    const [since, bucket] = String(byId('filter-window').value || '24h|hour').split('|');
+    return { since: encodeURIComponent(since), bucket: encodeURIComponent(bucket) };
+  }
+
+  // ---------- trends (inline SVG charts) ----------
+
+  const colours = new Map();
+  function colourOf(upstream) {
+    if (!colours.has(upstream)) colours.set(upstream, PALETTE[colours.size % PALETTE.length]);
+    return colours.get(upstream);
+  }
+
+  // Bucket start as a short label: `HH:MM` for minute/hour buckets within a
+  // day, `MM-DD` for days.
+  function bucketLabel(ms, bucketMs) {
+    const d = new Date(ms);
+    if (bucketMs >= 86400000) return `${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())}`;
+    return `${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+  }
+
+  const ms = (v) => (isNum(v) ? `${Math.round(v)} ms` : '–');
+  const pct = (ppm) => (isNum(ppm) ? `${(ppm / 1e4).toFixed(1)}%` : '–');
+  const tps = (v) => (isNum(v) ? `${v.toFixed(1)} tok/s` : '–');
+
+  // The metrics drawn per upstream: a p50 line, and a dashed p95 line when
+  // the metric has one.
+  const METRICS = [
+    { id: 'latency', title: 'Latency (answered calls)', p50: 'latency_p50_ms', p95: 'latency_p95_ms', fmt: ms },
+    { id: 'ttft', title: 'Time to first token (streams)', p50: 'ttft_p50_ms', p95: 'ttft_p95_ms', fmt: ms },
+    { id: 'success', title: 'Attempt success rate', p50: 'success_ppm', fmt: pct, max: 1e6 },
+    { id: 'failover', title: 'Failover rate (attempts that moved on)', p50: 'failover_ppm', fmt: pct, max: 1e6 },
+    { id: 'tps', title: 'Output tokens per second (median)', p50: 'tokens_per_second_p50', fmt: tps },
+  ];
+
+  const CW = 440, CH = 180, CL = 64, CR = 10, CT = 12, CB = 28;
+
+  // A chart frame: the svg with its title and description, axes, y labels
+  // and x labels for [x0, x1].
+  function frame(id, title, desc, yMax, fmt, x0, x1, bucketMs) {
+    const root = svg('svg', {
+      viewBox: `0 0 ${CW} ${CH}`, role: 'img', 'aria-labelledby': `${id}-title ${id}-desc`,
+      'data-testid': `trend-svg-${id}`,
+    });
+    root.appendChild(svg('title', { id: `${id}-title` }, title));
+    root.appendChild(svg('desc', { id: `${id}-desc` }, desc));
+    const plotH = CH - CT - CB;
+    root.appendChild(svg('line', { class: 'axis', x1: CL, y1: CT + plotH, x2: CW - CR, y2: CT + plotH }));
+    root.appendChild(svg('line', { class: 'axis', x1: CL, y1: CT, x2: CL, y2: CT + plotH }));
+    root.appendChild(svg('line', { class: 'grid', x1: CL, y1: CT + plotH / 2, x2: CW - CR, y2: CT + plotH / 2 }));
+    root.appendChild(svg('text', { class: 'label', x: CL - 6, y: CT + 4, 'text-anchor': 'end' }, fmt(yMax)));
+    root.appendChild(svg('text', { class: 'label', x: CL - 6, y: CT + plotH, 'text-anchor': 'end' }, fmt(0)));
+    const ticks = 4;
+    for (let i = 0; i <= ticks; i += 1) {
+      const t = x0 + ((x1 - x0) * i) / ticks;
+      root.appendChild(svg('text', {
+        class: 'label', x: (CL + ((CW - CL - CR) * i) / ticks).toFixed(1), y: CH - 8,
+        'text-anchor': i === 0 ? 'start' : i === ticks ? 'end' : 'middle',
+      }, bucketLabel(Math.round(t / bucketMs) * bucketMs, bucketMs)));
+    }
+    return root;
+  }
+
+  const xOf = (t, x0, x1) => CL + ((CW - CL - CR) * (x1 > x0 ? (t - x0) / (x1 - x0) : 0.5));
+  const yOf = (v, max) => CT + (CH - CT - CB) * (1 - Math.min(1, Math.max(0, v) / max));
+
+  // A figure: caption, the chart (focusable, described), and a data table
+  // alternative in a <details>.
+  function figure(id, title, chart, headers, rows) {
+    const fig = el('figure', { class: 'trend', 'data-testid': `trend-${id}` });
+    fig.appendChild(el('figcaption', { id: `${id}-cap` }, title));
+    const box = el('div', { class: 'chart', tabindex: '0', 'aria-describedby': `${id}-cap` });
+    box.appendChild(chart);
+    fig.appendChild(box);
+    const details = el('details', { 'data-testid': `trend-table-${id}` });
+    details.appendChild(el('summary', null, 'Show as a table'));
+    const table = el('table');
+    const head = el('tr');
+    for (const h of headers) head.appendChild(el('th', { scope: 'col' }, h));
+    const thead = el('thead');
+    thead.appendChild(head);
+    const body = el('tbody');
+    for (const r of rows) {
+      const tr = el('tr');
+      r.forEach((v, i) => tr.appendChild(el(i === 0 ? 'th' : 'td', i === 0 ? { scope: 'row' } : { class: 'num' }, v)));
+      body.appendChild(tr);
+    }
+    table.append(thead, body);
+    details.appendChild(table);
+    fig.appendChild(details);
+    return fig;
+  }
+
+  function metricChart(m, ups, x0, x1, bucketMs) {
+    const values = [];
+    for (const u of ups) for (const p of u.points) for (const k of [m.p50, m.p95]) if (k && isNum(p[k])) values.push(p[k]);
+    const max = m.max || Math.max(1, ...values) * 1.1;
+    const withData = ups.filter((u) => u.points.some((p) => isNum(p[m.p50])));
+    const desc = withData.length === 0
+      ? 'No data in this window.'
+      : withData.map((u) => {
+        const last = [...u.points].reverse().find((p) => isNum(p[m.p50]));
+        return `${u.upstream}: latest ${m.fmt(last[m.p50])}${m.p95 && isNum(last[m.p95]) ? `, p95 ${m.fmt(last[m.p95])}` : ''}`;
+      }).join('; ') + '.';
+    const root = frame(`trend-${m.id}`, m.title, desc, max, m.fmt, x0, x1, bucketMs);
+    if (withData.length === 0) {
+      root.appendChild(svg('text', { class: 'label', x: CW / 2, y: CH / 2, 'text-anchor': 'middle' }, 'No data yet'));
+    }
+    for (const u of withData) {
+      const colour = colourOf(u.upstream);
+      for (const [key, dashed] of [[m.p50, false], [m.p95, true]]) {
+        if (!key) continue;
+        const pts = u.points.filter((p) => isNum(p[key]));
+        if (pts.length === 0) continue;
+        const half = bucketMs / 2;
+        const d = pts.map((p, i) => `${i ? 'L' : 'M'}${xOf(p.bucket_start_ms + half, x0, x1).toFixed(1)},${yOf(p[key], max).toFixed(1)}`).join(' ');
+        root.appendChild(svg('path', {
+          d, class: dashed ? 'line p95' : 'line', stroke: colour,
+          'data-testid': 'trend-line', 'data-upstream': u.upstream, 'data-metric': m.id, 'data-percentile': dashed ? 'p95' : 'p50',
+        }));
+        for (const p of pts) {
+          const dot = svg('circle', {
+            cx: xOf(p.bucket_start_ms + half, x0, x1).toFixed(1), cy: yOf(p[key], max).toFixed(1), r: dashed ? 2 : 3,
+            fill: colour, 'data-testid': 'trend-point', 'data-upstream': u.upstream,
+          });
+          dot.appendChild(svg('title', null, `${u.upstream} ${bucketLabel(p.bucket_start_ms, bucketMs)}: ${dashed ? 'p95 ' : ''}${m.fmt(p[key])}`));
+          root.appendChild(dot);
+        }
+      }
+    }
+    const headers = ['Bucket', 'Upstream', m.p95 ? 'p50' : 'Value'].concat(m.p95 ? ['p95'] : []).concat(['Attempts']);
+    const rows = [];
+    for (const u of ups) {
+      for (const p of u.points) {
+        const r = [bucketLabel(p.bucket_start_ms, bucketMs), u.upstream, m.fmt(p[m.p50])];
+        if (m.p95) r.push(m.fmt(p[m.p95]));
+        r.push(String(p.attempts));
+        rows.push(r);
+      }
+    }
+    return figure(m.id, m.title, root, headers, rows);
+  }
+
+  function spendChart(spend, x0, x1, bucketMs) {
+    const val = (v) => (isNum(v) && v > 0 ? v : 0);
+    const max = Math.max(1, ...spend.map((p) => Math.max(val(p.cost_usd_micros), val(p.saved_usd_micros))));
+    const total = (k) => spend.reduce((a, p) => a + val(p[k]), 0);
+    const desc = spend.length === 0
+      ? 'No calls in this window.'
+      : `${spend.length} buckets with calls: spend ${usd(total('cost_usd_micros'))}, saved ${usd(total('saved_usd_micros'))}.`;
+    const title = 'Spend and saved over time';
+    const root = frame('trend-spend', title, desc, max, (v) => usd(Math.round(v)), x0, x1, bucketMs);
+    const slot = Math.max(4, ((CW - CL - CR) * bucketMs) / Math.max(bucketMs, x1 - x0));
+    const bar = Math.max(1.5, Math.min(14, slot * 0.35));
+    for (const p of spend) {
+      const cx = xOf(p.bucket_start_ms + bucketMs / 2, x0, x1);
+      [['spend', p.cost_usd_micros, -bar - 0.5], ['saved', p.saved_usd_micros, 0.5]].forEach(([kind, v, dx]) => {
+        const h = (val(v) / max) * (CH - CT - CB);
+        const rect = svg('rect', {
+          class: `bar ${kind}`, x: (cx + dx).toFixed(1), y: (CH - CB - h).toFixed(1), width: bar.toFixed(1), height: h.toFixed(1),
+          'data-testid': `trend-bar-${kind}`, 'data-bucket': p.bucket_start_ms,
+        });
+        rect.appendChild(svg('title', null, `${bucketLabel(p.bucket_start_ms, bucketMs)}: ${kind} ${usd(v)}`));
+        root.appendChild(rect);
+      });
+    }
+    const rows = spend.map((p) => [
+      bucketLabel(p.bucket_start_ms, bucketMs), String(p.calls), String(p.failed_over_calls), usd(p.cost_usd_micros), usd(p.saved_usd_micros),
+    ]);
+    return figure('spend', title, root, ['Bucket', 'Calls', 'Failed over', 'Spend', 'Saved'], rows);
+  }
+
+  function renderSeries(data) {
+    const ups = Array.isArray(data && data.upstreams) ? data.upstreams : [];
+    const spend = Array.isArray(data && data.spend) ? data.spend : [];
+    const bucketMs = isNum(data && data.bucket_ms) && data.bucket_ms > 0 ? data.bucket_ms : 3600000;
+    const now = Date.now();
+    const x0 = Math.floor((isNum(data && data.since_ms) ? data.since_ms : now - 86400000) / bucketMs) * bucketMs;
+    const x1 = (Math.floor(now / bucketMs) + 1) * bucketMs;
+    for (const u of ups) {
+      noteOption('upstream', u.upstream);
+      colourOf(u.upstream);
+    }
+    const legend = ups.map((u) => {
+      const li = el('li', { 'data-testid': 'trends-legend-item', 'data-upstream': u.upstream });
+      const sw = el('span', { class: 'swatch' });
+      sw.style.background = colourOf(u.upstream);
+      li.append(sw, document.createTextNode(u.upstream));
+      return li;
+    });
+    if (ups.length) {
+      const li = el('li', { class: 'muted' });
+      li.appendChild(document.createTextNode('solid p50 · dashed p95'));
+      legend.push(li);
+    }
+    byId('trends-legend').replaceChildren(...legend);
+    const calls = spend.reduce((a, p) => a + (isNum(p.calls) ? p.calls : 0), 0);
+    const failedOver = spend.reduce((a, p) => a + (isNum(p.failed_over_calls) ? p.failed_over_calls : 0), 0);
+    byId('trends-summary').textContent = `${plural(calls, 'call')} in the window, ${failedOver} failed over, ${plural(ups.length, 'upstream')} tried`
+      + (data && data.truncated ? ' (per-upstream figures from the newest calls only)' : '') + '.';
+    byId('trends-summary').setAttribute('data-calls', String(calls));
+    const figures = [spendChart(spend, x0, x1, bucketMs)].concat(METRICS.map((m) => metricChart(m, ups, x0, x1, bucketMs)));
+    // Keep open tables open across refreshes.
+    const open = new Set([...document.querySelectorAll('#trend-charts details[open]')].map((d) => d.getAttribute('data-testid')));
+    for (const f of figures) {
+      const d = f.querySelector('details');
+      if (d && open.has(d.getAttribute('data-testid'))) d.open = true;
+    }
+    // A focused chart keeps the focus across the refresh.
+    const active = document.activeElement;
+    const focused = active && active.closest ? active.closest('#trend-charts figure') : null;
+    const focusedId = focused && active.classList.contains('chart') ? focused.getAttribute('data-testid') : null;
+    byId('trend-charts').replaceChildren(...figures);
+    if (focusedId) {
+      const again = document.querySelector(`#trend-charts figure[data-testid="${focusedId}"] .chart`);
+      if (again) again.focus();
+    }
+  }
+
+  // ---------- call detail ----------
+
+  function fact(list, name, value, testid) {
+    list.appendChild(el('dt', null, name));
+    list.appendChild(el('dd', testid ? { 'data-testid': testid } : null, value));
+  }
+
+  const tokens = (v) => (isNum(v) ? String(v) : '?');
+
+  async function openCall(id, opener) {
+    const dialog = byId('call-detail');
+    const error = byId('call-detail-error');
+    const facts = byId('call-detail-facts');
+    const body = byId('call-detail-attempts');
+    dialog.setAttribute('data-call-id', String(id));
+    dialog.setAttribute('data-state', 'loading');
+    byId('call-detail-title').textContent = 'Call';
+    facts.replaceChildren();
+    body.replaceChildren();
+    error.hidden = true;
+    if (!dialog.open) dialog.showModal();
+    dialog.addEventListener('close', () => {
+      const row = [...byId('calls-body').children].find((tr) => tr.getAttribute('data-call-id') === String(id));
+      const back = row ? row.querySelector('[data-testid="call-open"]') : opener;
+      if (back && document.contains(back)) back.focus();
+    }, { once: true });
+    try {
+      const c = await getJson(`/v1/calls/${encodeURIComponent(id)}`);
+      byId('call-detail-title').textContent = `${c.model} call at ${clock(c.started_at_ms)}`;
+      fact(facts, 'Outcome', c.failed_over ? `${c.outcome} (failed over)` : c.outcome, 'detail-outcome');
+      fact(facts, 'Answered by', c.winner || 'nobody', 'detail-winner');
+      fact(facts, 'Model', c.requested_model && c.requested_model !== c.model ? `${c.requested_model} → ${c.model}` : c.model);
+      fact(facts, 'Client protocol', c.upstream_protocol ? `${c.protocol} (upstream spoke ${c.upstream_protocol})` : c.protocol);
+      fact(facts, 'Latency', ms(c.latency_ms), 'detail-latency');
+      fact(facts, 'Time to first token', ms(c.ttft_ms));
+      fact(facts, 'Tokens in / cached / out', `${tokens(c.input_tokens)} / ${tokens(c.cached_input_tokens)} / ${tokens(c.output_tokens)}`, 'detail-tokens');
+      fact(facts, 'Tokens per second', tps(c.tokens_per_second));
+      fact(facts, 'Cost', isNum(c.cost_usd_micros) ? `${usd(c.cost_usd_micros)} (${c.balance_source})` : '$?', 'detail-cost');
+      fact(facts, 'Saved', isNum(c.saved_usd_micros) ? `${usd(c.saved_usd_micros)} vs ${c.baseline_kind || '?'} ${usd(c.baseline_usd_micros)}` : '–', 'detail-saved');
+      fact(facts, 'Request id', c.request_id);
+      const attempts = Array.isArray(c.attempts) ? c.attempts : [];
+      const rows = attempts.map((a, i) => {
+        const next = attempts[i + 1];
+        let then = 'answered the client';
+        if (next) then = next.upstream === a.upstream ? 'retried on the same upstream' : `failed over to ${next.upstream}`;
+        else if (a.outcome !== 'ok') then = 'gave up';
+        const tr = el('tr', { 'data-testid': 'detail-attempt', 'data-upstream': a.upstream, 'data-outcome': a.outcome });
+        tr.appendChild(el('th', { scope: 'row' }, String(i + 1)));
+        tr.appendChild(el('td', { 'data-testid': 'detail-attempt-upstream' }, a.upstream));
+        tr.appendChild(el('td', null, a.status ?? '–'));
+        tr.appendChild(el('td', { class: `outcome-${a.outcome === 'ok' ? 'ok' : 'failed'}`, 'data-testid': 'detail-attempt-outcome' }, a.outcome));
+        tr.appendChild(el('td', { class: 'num' }, ms(a.latency_ms)));
+        tr.appendChild(el('td', null, then));
+        return tr;
+      });
+      body.replaceChildren(...rows);
+      dialog.setAttribute('data-state', 'loaded');
+    } catch (e) {
+      error.textContent = `Could not load the call: ${e && e.message ? e.message : e}`;
+      error.hidden = false;
+      dialog.setAttribute('data-state', 'error');
+    }
+  }
+
   // ---------- refresh loop ----------
 
   let tick = 0;
 
   async function refresh() {
+    const gen = filterGen;
+    const q = filterQuery();
+    const { since, bucket } = windowChoice();
+    const current = (render) => (data) => {
+      // A filter changed while this was in flight: its answer is stale.
+      if (gen === filterGen) render(data);
+    };
     const jobs = [
       ['/v1/status', renderStatus],
       ['/v1/usage?by=day&since=7d', renderUsage],
-      ['/v1/calls?limit=20', renderCalls],
+      [`/v1/calls?limit=20${q}`, current(renderCalls)],
+      [`/v1/series?since=${since}&bucket=${bucket}${q}`, current(renderSeries)],
       ['/v1/upstreams', renderUpstreams],
       ['/v1/credit', renderCredit],
-      ['/v1/sellers?since=7d', renderSellers],
-      ['/v1/sellers/audit?since=7d', renderAudit],
       ['/v1/purchases/pending', renderPayments],
-      ['/v1/install', renderClients],
     ];
+    if (tick % SLOW_EVERY === 0) {
+      jobs.push(
+        ['/v1/sellers?since=7d', renderSellers],
+        ['/v1/sellers/audit?since=7d', renderAudit],
+        ['/v1/install', renderClients],
+      );
+    }
     if (tick % DOCTOR_EVERY === 0) jobs.push(['/v1/doctor', renderDoctor]);
     tick += 1;
     const results = await Promise.allSettled(jobs.map(async ([path, render]) => render(await getJson(path))));
@@ -552,24 +906,47 @@
     main.setAttribute('data-refreshes', String(tick));
   }
 
+  let timer = null;
+
+  // One refresh, then the next in REFRESH_MS; a hidden tab schedules
+  // nothing (it resumes when shown).
   async function loop() {
-    if (!document.hidden) {
-      try {
-        await refresh();
-      } catch (e) {
-        // Rendering bugs must not stop the loop.
-        console.error(e);
-      }
+    timer = null;
+    if (document.hidden) return;
+    try {
+      await refresh();
+    } catch (e) {
+      // Rendering bugs must not stop the loop.
+      console.error(e);
     }
-    setTimeout(loop, REFRESH_MS);
+    if (!document.hidden && timer === null) timer = setTimeout(loop, REFRESH_MS);
+  }
+
+  // Refresh now (a filter changed, the tab came back), then keep going.
+  function refreshNow() {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    loop();
   }
 
   function start() {
     loadToken();
     tokenInput.addEventListener('input', saveToken);
     document.addEventListener('visibilitychange', () => {
-      if (!document.hidden) refresh().catch((e) => console.error(e));
+      if (!document.hidden) refreshNow();
     });
+    const form = byId('filters');
+    form.addEventListener('change', () => {
+      filterGen += 1;
+      refreshNow();
+    });
+    // `reset` fires before the controls change back.
+    form.addEventListener('reset', () => setTimeout(() => {
+      filterGen += 1;
+      refreshNow();
+    }, 0));
+    form.addEventListener('submit', (e) => e.preventDefault());
+    byId('call-detail-close').addEventListener('click', () => byId('call-detail').close());
     loop();
   }
 

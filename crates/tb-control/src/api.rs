@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 mod doctor;
 mod history;
 mod sellers;
+mod series;
 mod settings;
 mod status;
 
@@ -27,6 +28,9 @@ pub use history::{
     UsageBy, UsageRow, UsageTotals,
 };
 pub use sellers::{AuditedCall, FindingKind, FlaggedSeller, SellerAudit, SellerRow, Sellers};
+pub use series::{
+    CallFilter, Series, SeriesBucket, SeriesRequest, SpendPoint, UpstreamPoint, UpstreamSeries,
+};
 pub use settings::{
     AutoSettings, AutoUpdate, Change, ChangedFile, FileAction, InstallChanged, InstallClient,
     InstallPreview, InstallRequest, InstallStatus, Instruction, ProviderMode, ProviderModeUpdate,
@@ -68,9 +72,23 @@ pub trait ControlApi: Send + Sync + 'static {
     fn pending_purchases(&self) -> PendingPurchases;
 
     /// `GET /v1/calls`: at most `limit` records (already checked to be
-    /// `1..=1000`), newest first, strictly older than the `before` cursor
-    /// (`<started_at_ms>:<id>`, shape already checked) when given.
-    fn calls(&self, limit: u32, before: Option<String>) -> Fut<'_, Result<Calls, ApiError>>;
+    /// `1..=1000`) matching `filter`, newest first, strictly older than
+    /// the `before` cursor (`<started_at_ms>:<id>`, shape already checked)
+    /// when given.
+    fn calls(
+        &self,
+        limit: u32,
+        before: Option<String>,
+        filter: CallFilter,
+    ) -> Fut<'_, Result<Calls, ApiError>>;
+
+    /// `GET /v1/calls/{id}`: one call with its attempt chain (`id`
+    /// already checked to be 1..=128 of `[A-Za-z0-9_-]`); `404
+    /// call_not_found` when no call has it.
+    fn call(&self, id: String) -> Fut<'_, Result<CallRecord, ApiError>>;
+
+    /// `GET /v1/series`: the dashboard's time series.
+    fn series(&self, request: SeriesRequest) -> Fut<'_, Result<Series, ApiError>>;
 
     /// `GET /v1/usage`: `since` as the client sent it (`7d`, `12h`, `30m`
     /// or an RFC 3339 time; default `7d`), `by` defaulting to `model`.

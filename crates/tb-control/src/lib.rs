@@ -42,8 +42,14 @@
 //!     fn prewarm(&self) -> Prewarm { None }
 //!     fn credit(&self) -> Credit { None }
 //!     fn pending_purchases(&self) -> PendingPurchases { PendingPurchases { payments: vec![], recharges: vec![] } }
-//!     fn calls(&self, _limit: u32, _before: Option<String>) -> Fut<'_, Result<Calls, ApiError>> {
+//!     fn calls(&self, _limit: u32, _before: Option<String>, _filter: CallFilter) -> Fut<'_, Result<Calls, ApiError>> {
 //!         Box::pin(async { Ok(Calls { calls: vec![], next_before: None }) })
+//!     }
+//!     fn call(&self, id: String) -> Fut<'_, Result<CallRecord, ApiError>> {
+//!         Box::pin(async move { Err(ApiError::new(404, "call_not_found", format!("no call {id}"))) })
+//!     }
+//!     fn series(&self, _request: SeriesRequest) -> Fut<'_, Result<Series, ApiError>> {
+//!         Box::pin(async { Err(ApiError::internal("no ledger")) })
 //!     }
 //!     fn usage(&self, _since: String, _by: UsageBy) -> Fut<'_, Result<Usage, ApiError>> {
 //!         Box::pin(async { Err(ApiError::internal("no ledger")) })
@@ -91,6 +97,7 @@
 
 pub mod api;
 mod assets;
+mod filter;
 mod guard;
 mod query;
 mod response;

@@ -1,7 +1,8 @@
 //! Query strings: `application/x-www-form-urlencoded` decoding and the
-//! parameters of `/v1/calls` and `/v1/usage`.
+//! parameters of `/v1/calls` and `/v1/usage` (the call filters and
+//! `/v1/series` are in `filter`).
 
-use crate::api::{ApiError, UsageBy};
+use crate::api::{ApiError, CallFilter, UsageBy};
 
 /// Default `limit` of `/v1/calls`.
 pub(crate) const DEFAULT_LIMIT: u32 = 50;
@@ -15,6 +16,7 @@ pub(crate) const DEFAULT_SINCE: &str = "7d";
 pub(crate) struct CallsQuery {
     pub(crate) limit: u32,
     pub(crate) before: Option<String>,
+    pub(crate) filter: CallFilter,
 }
 
 /// `GET /v1/usage` parameters.
@@ -24,7 +26,7 @@ pub(crate) struct UsageQuery {
     pub(crate) by: UsageBy,
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
+pub(crate) fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(400, "invalid_query", message)
 }
 
@@ -69,7 +71,7 @@ fn decode(raw: &str) -> Result<String, ApiError> {
 }
 
 /// The first value of `name`.
-fn first<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn first<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs
         .iter()
         .find(|(n, _)| n == name)
@@ -110,7 +112,12 @@ pub(crate) fn calls(query: Option<&str>) -> Result<CallsQuery, ApiError> {
             Some(v.to_string())
         }
     };
-    Ok(CallsQuery { limit, before })
+    let filter = crate::filter::call_filter(&pairs)?;
+    Ok(CallsQuery {
+        limit,
+        before,
+        filter,
+    })
 }
 
 /// `since` (default `7d`, passed on as sent; at most 64 characters) and
@@ -135,10 +142,19 @@ pub(crate) fn since(query: Option<&str>) -> Result<String, ApiError> {
 fn since_of(pairs: &[(String, String)]) -> Result<String, ApiError> {
     match first(pairs, "since") {
         None | Some("") => Ok(DEFAULT_SINCE.to_string()),
-        Some(v) if v.len() <= 64 && !v.chars().any(char::is_control) => Ok(v.to_string()),
-        Some(v) => Err(invalid(format!(
+        Some(v) => checked_since(v),
+    }
+}
+
+/// A `since` value as sent, when it is at most 64 characters without
+/// control characters (the daemon parses it).
+pub(crate) fn checked_since(v: &str) -> Result<String, ApiError> {
+    if v.len() <= 64 && !v.chars().any(char::is_control) {
+        Ok(v.to_string())
+    } else {
+        Err(invalid(format!(
             "since must be a duration like 30m, 12h, 7d or an RFC 3339 time, got {v:?}"
-        ))),
+        )))
     }
 }
 
@@ -171,7 +187,8 @@ mod tests {
             calls(None).unwrap(),
             CallsQuery {
                 limit: 50,
-                before: None
+                before: None,
+                filter: CallFilter::default(),
             }
         );
         assert_eq!(calls(Some("limit=1000")).unwrap().limit, 1000);

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::api::{ApiError, ControlApi};
 use crate::response::{self, Body};
-use crate::{MAX_BODY_BYTES, assets, guard, query};
+use crate::{MAX_BODY_BYTES, assets, filter, guard, query};
 
 /// How much of a refused body is read and thrown away so the client sees
 /// the answer instead of a connection reset (closing a socket with unread
@@ -23,6 +23,9 @@ use crate::{MAX_BODY_BYTES, assets, guard, query};
 const DRAIN_MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// How long a refused body may be drained.
 const DRAIN_MAX_TIME: Duration = Duration::from_secs(5);
+
+/// `GET /v1/calls/{id}`: everything after the prefix is the id.
+const CALL_PREFIX: &str = "/v1/calls/";
 
 /// Live data is never cached.
 const NO_STORE: &str = "no-store";
@@ -36,6 +39,8 @@ enum Route {
     Upstreams,
     Prewarm,
     Calls,
+    Call,
+    Series,
     Usage,
     Credit,
     Sellers,
@@ -81,6 +86,8 @@ impl Route {
             "/app.js" => (Route::AppJs, "GET"),
             "/style.css" => (Route::StyleCss, "GET"),
             "/favicon.svg" => (Route::Favicon, "GET"),
+            "/v1/series" => (Route::Series, "GET"),
+            p if p.starts_with(CALL_PREFIX) => (Route::Call, "GET"),
             _ => return None,
         })
     }
@@ -181,8 +188,13 @@ async fn answer(
         Route::PendingPurchases => response::json(&api.pending_purchases()),
         Route::Calls => {
             let q = query::calls(q).map_err(|e| response::error(&e))?;
-            api_result(api.calls(q.limit, q.before).await)
+            api_result(api.calls(q.limit, q.before, q.filter).await)
         }
+        Route::Call => {
+            let id = path.strip_prefix(CALL_PREFIX).unwrap_or_default();
+            api_result(api.call(filter::call_id(id).map_err(refuse)?).await)
+        }
+        Route::Series => api_result(api.series(filter::series(q).map_err(refuse)?).await),
         Route::Usage => {
             let q = query::usage(q).map_err(|e| response::error(&e))?;
             api_result(api.usage(q.since, q.by).await)
@@ -349,5 +361,9 @@ mod tests {
         assert!(!Route::allows(allow, &Method::POST));
         assert!(Route::of("/v1/status/").is_none());
         assert!(Route::of("/v1").is_none());
+        assert_eq!(Route::of("/v1/calls/abc").map(|r| r.0), Some(Route::Call));
+        assert_eq!(Route::of("/v1/calls/").map(|r| r.0), Some(Route::Call));
+        assert_eq!(Route::of("/v1/calls").map(|r| r.0), Some(Route::Calls));
+        assert_eq!(Route::of("/v1/series").map(|r| r.0), Some(Route::Series));
     }
 }

@@ -383,6 +383,7 @@ async fn query_parsing() {
 
     assert_eq!(s.get("/v1/usage").await.status, 200);
     assert_eq!(s.get("/v1/usage?by=day&since=7d").await.status, 200);
+    dashboard_queries(&s).await;
     assert_eq!(
         s.get("/v1/usage?since=2024-05-01T00%3A00%3A00%2B02%3A00&by=upstream")
             .await
@@ -546,6 +547,7 @@ async fn openapi_lists_every_documented_endpoint() {
             "{method} {path} has no 200 answer"
         );
         // And the server really serves it (reads answer 200, writes 401 without a token).
+        let path = &path.replace("{id}", "0190-0001");
         let r = s
             .send(
                 &method.to_ascii_uppercase(),
@@ -600,7 +602,9 @@ async fn openapi_lists_every_documented_endpoint() {
 /// without the document fails here.
 #[tokio::test]
 async fn every_typed_answer_matches_the_openapi_document() {
-    use support::schema::{assert_valid, document, request_pointer, response_pointer};
+    use support::schema::{
+        assert_valid, component_pointer, document, request_pointer, response_pointer,
+    };
     let doc = document();
     for manual in [false, true] {
         let mut api = FakeApi::new(TOKEN);
@@ -619,10 +623,19 @@ async fn every_typed_answer_matches_the_openapi_document() {
             "/v1/provider-mode",
             "/v1/install",
             "/v1/doctor",
+            "/v1/series",
         ] {
             let r = s.get(path).await;
             assert_eq!(r.status, 200, "{path}");
             assert_valid(&doc, &response_pointer("GET", path), &r.json());
+        }
+        let r = s.get("/v1/calls/0190-0002").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_valid(&doc, &response_pointer("GET", "/v1/calls/{id}"), &r.json());
+        for (path, status) in [("/v1/calls/nope", 404), ("/v1/calls/a%20b", 400)] {
+            let r = s.get(path).await;
+            assert_eq!(r.status, status, "{path}");
+            assert_valid(&doc, &component_pointer("Error"), &r.json());
         }
         for (path, body) in [
             (
@@ -887,4 +900,50 @@ async fn shutdown_drains_in_flight_requests() {
     drop(idle);
     // The listener is closed.
     assert!(TcpStream::connect(addr).await.is_err());
+}
+
+/// The filters of `/v1/calls` and `/v1/series` reach the API typed; a bad
+/// value is a 400 naming the parameter, before the API is asked.
+async fn dashboard_queries(s: &Server) {
+    use tb_control::api::{CallFilter, SeriesBucket, SeriesRequest};
+    use tb_domain::Protocol;
+    let before = s.api.seen().call_filters.len();
+    let r = s
+        .get("/v1/calls?model=gpt-4o&upstream=s-good&protocol=chat_completions&outcome=ok")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = s.api.seen().call_filters;
+    assert_eq!(seen.len(), before + 1);
+    let f = seen.last().unwrap();
+    assert_eq!(f.model.as_deref(), Some("gpt-4o"));
+    assert_eq!(f.upstream.as_deref(), Some("s-good"));
+    assert_eq!(f.protocol, Some(Protocol::ChatCompletions));
+    assert_eq!(f.outcome, Some(tb_billing::record::CallOutcome::Ok));
+    for bad in ["outcome=bogus", "protocol=chat", "model=%0A"] {
+        for path in ["/v1/calls", "/v1/series"] {
+            let r = s.get(&format!("{path}?{bad}")).await;
+            r.assert_error(400, "invalid_query");
+            let name = bad.split('=').next().unwrap();
+            assert!(r.text().contains(&format!("{name} must be")), "{path}?{bad}: {}", r.text());
+        }
+    }
+    s.get("/v1/series?bucket=week").await.assert_error(400, "invalid_query");
+    assert_eq!(s.api.seen().call_filters.len(), before + 1);
+    assert!(s.api.seen().series.is_empty(), "bad series queries never reach the API");
+    let r = s.get("/v1/series?since=7d&bucket=day&upstream=s-bad").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        s.api.seen().series,
+        vec![SeriesRequest {
+            since: "7d".into(),
+            bucket: SeriesBucket::Day,
+            filter: CallFilter {
+                upstream: Some("s-bad".into()),
+                ..CallFilter::default()
+            },
+        }]
+    );
+    s.get("/v1/calls/").await.assert_error(400, "invalid_call_id");
+    s.get("/v1/calls/nope").await.assert_error(404, "call_not_found");
+    assert_eq!(s.get("/v1/calls/0190-0001").await.json()["id"], "0190-0001");
 }

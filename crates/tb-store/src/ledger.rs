@@ -12,6 +12,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Executor, Row};
 use tb_billing::record::CallRecord;
+use tb_billing::series::CallFilter;
 
 use crate::StoreError;
 use crate::codec::{CALL_COLUMNS, EncodedCall, RowExt, bind_call, decode_call};
@@ -61,11 +62,13 @@ macro_rules! with_pool {
 
 mod purchases;
 mod sellers;
+mod series;
 mod tokens;
 pub use purchases::{
     CreditHistory, PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus, SellerCreditHistory,
     SellerWaste, StoredPurchase, WasteReason, WasteRow,
 };
+pub use series::{MAX_SERIES_SAMPLES, SeriesSamples};
 pub use tokens::TokenRow;
 
 /// A position in the recent-first listing: the last record of a page.
@@ -268,26 +271,8 @@ impl Ledger {
         limit: u32,
         before: Option<&CallCursor>,
     ) -> Result<Vec<CallRecord>, StoreError> {
-        let limit = i64::from(limit);
-        with_pool!(self, pool => {
-            let rows = match before {
-                None => {
-                    sqlx::query(&SELECT_RECENT)
-                        .bind(limit)
-                        .fetch_all(pool)
-                        .await?
-                }
-                Some(c) => {
-                    sqlx::query(&SELECT_RECENT_BEFORE)
-                    .bind(c.started_at_ms)
-                    .bind(c.id.as_str())
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?
-                }
-            };
-            rows.iter().map(decode_call).collect()
-        })
+        self.recent_calls_matching(limit, before, &CallFilter::default())
+            .await
     }
 
     /// Calls that started after `started_after_ms`, oldest first.
@@ -598,13 +583,6 @@ fn select_calls(tail: &str) -> String {
     format!("SELECT seq, {} FROM calls {tail}", CALL_COLUMNS.join(", "))
 }
 
-static SELECT_RECENT: LazyLock<String> =
-    LazyLock::new(|| select_calls("ORDER BY started_at_ms DESC, id DESC LIMIT $1"));
-static SELECT_RECENT_BEFORE: LazyLock<String> = LazyLock::new(|| {
-    select_calls(
-        "WHERE (started_at_ms, id) < ($1, $2) ORDER BY started_at_ms DESC, id DESC LIMIT $3",
-    )
-});
 static SELECT_SINCE: LazyLock<String> = LazyLock::new(|| {
     select_calls("WHERE started_at_ms > $1 ORDER BY started_at_ms ASC, id ASC LIMIT $2")
 });

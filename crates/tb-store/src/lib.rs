@@ -61,7 +61,7 @@ mod writer;
 pub use error::StoreError;
 pub use ledger::{
     CallCursor, CreditHistory, GroupBy, Ledger, PurchaseEvent, PurchaseLog, PurchaseRow,
-    PurchaseStatus, SellerCreditHistory, SellerWaste, StoredPurchase, TokenRow, Totals, UsageRow,
+    PurchaseStatus, SellerCreditHistory, SellerWaste, SeriesSamples, MAX_SERIES_SAMPLES, StoredPurchase, TokenRow, Totals, UsageRow,
     WasteReason, WasteRow,
 };
 pub use target::{Backend, LedgerTarget};

@@ -166,7 +166,12 @@ impl ControlApi for DaemonApi {
         }
     }
 
-    fn calls(&self, limit: u32, before: Option<String>) -> Fut<'_, Result<wire::Calls, ApiError>> {
+    fn calls(
+        &self,
+        limit: u32,
+        before: Option<String>,
+        filter: wire::CallFilter,
+    ) -> Fut<'_, Result<wire::Calls, ApiError>> {
         Box::pin(async move {
             let cursor = before
                 .as_deref()
@@ -179,7 +184,7 @@ impl ControlApi for DaemonApi {
                 });
             let calls = self
                 .ledger
-                .recent_calls(limit, cursor.as_ref())
+                .recent_calls_matching(limit, cursor.as_ref(), &filter)
                 .await
                 .map_err(store_err)?;
             let next = (calls.len() == limit as usize)
@@ -194,6 +199,14 @@ impl ControlApi for DaemonApi {
                 next_before: next,
             })
         })
+    }
+
+    fn call(&self, id: String) -> Fut<'_, Result<wire::CallRecord, ApiError>> {
+        Box::pin(async move { crate::series::call_doc(&self.ledger, &id).await })
+    }
+
+    fn series(&self, request: wire::SeriesRequest) -> Fut<'_, Result<wire::Series, ApiError>> {
+        Box::pin(async move { crate::series::series_doc(&self.ledger, request, unix_ms_now()).await })
     }
 
     fn usage(&self, since: String, by: UsageBy) -> Fut<'_, Result<wire::Usage, ApiError>> {

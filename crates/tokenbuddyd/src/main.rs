@@ -16,6 +16,7 @@ mod metrics;
 mod pay;
 mod prices;
 mod sellers;
+mod series;
 mod serve;
 
 use std::process::ExitCode;

@@ -430,6 +430,7 @@ async fn every_live_answer_matches_the_served_openapi_document() {
         ("/v1/provider-mode", ""),
         ("/v1/install", ""),
         ("/v1/doctor", ""),
+        ("/v1/series", "?since=1h&bucket=minute"),
     ] {
         let live = get_json(&daemon, &format!("{path}{query}")).await;
         schema::assert_valid(&doc, &schema::response_pointer("GET", path), &live);
@@ -516,4 +517,110 @@ async fn prewarm_entries_live_for_prewarm_ttl_ms() {
     for e in entries {
         assert_eq!(e["entry"]["ttl_ms"], 93_000, "{prewarm}");
     }
+}
+
+/// `GET /v1/series` and `GET /v1/calls/{id}` over real traffic, and the
+/// filters of `/v1/calls` and `/v1/series`: typed answers that match the
+/// OpenAPI document, a 404 for an unknown call, 400s naming a bad filter.
+#[tokio::test]
+async fn series_call_detail_and_filters_over_real_traffic() {
+    let Setup { upstream, daemon } = setup().await;
+    for _ in 0..2 {
+        let resp = daemon
+            .post_json(
+                "/v1/chat/completions",
+                r#"{"model":"gpt-test","messages":[]}"#,
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        body_bytes(resp).await;
+    }
+    // A malformed body: recorded `rejected`, never routed.
+    let resp = daemon
+        .post_json("/v1/chat/completions", r#"{"model":"gpt-test","messages":"#)
+        .await;
+    assert_eq!(resp.status(), 400);
+    body_bytes(resp).await;
+    let mut calls = Value::Null;
+    for _ in 0..100 {
+        calls = get_json(&daemon, "/v1/calls?limit=10").await;
+        if calls["calls"].as_array().unwrap().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(calls["calls"].as_array().unwrap().len(), 3, "{calls}");
+    let count = |v: &Value| v["calls"].as_array().unwrap().len();
+    let listed = |q: &'static str| {
+        let daemon = &daemon;
+        async move { get_json(daemon, &format!("/v1/calls?limit=10&{q}")).await }
+    };
+    assert_eq!(count(&listed("outcome=rejected").await), 1);
+    assert_eq!(count(&listed("outcome=ok&model=gpt-test").await), 2);
+    assert_eq!(count(&listed("upstream=oa&protocol=chat_completions").await), 2);
+    assert_eq!(count(&listed("protocol=messages").await), 0);
+    assert_eq!(count(&listed("upstream=an").await), 0);
+    // Paging stays inside the filter.
+    let page = listed("upstream=oa&limit=1").await;
+    assert_eq!(count(&page), 1);
+    let next = page["next_before"].as_str().unwrap().replace(':', "%3A");
+    let rest = get_json(&daemon, &format!("/v1/calls?limit=10&upstream=oa&before={next}")).await;
+    assert_eq!(count(&rest), 1, "{rest}");
+
+    let doc = get_json(&daemon, "/v1/openapi.json").await;
+    let ok = listed("outcome=ok").await["calls"][0].clone();
+    let id = ok["id"].as_str().unwrap();
+    let detail = get_json(&daemon, &format!("/v1/calls/{id}")).await;
+    assert_eq!(detail, ok, "the detail is the listed record");
+    assert_eq!(detail["attempts"][0]["upstream"], "oa");
+    assert_eq!(detail["attempts"][0]["outcome"], "ok");
+    schema::assert_valid(&doc, &schema::response_pointer("GET", "/v1/calls/{id}"), &detail);
+    let refused = |path: &'static str| {
+        let daemon = &daemon;
+        async move {
+            let (s, text) = control(daemon, Method::GET, path, None, false, "").await;
+            let v: Value = serde_json::from_str(&text).unwrap();
+            (s, v["error"]["code"].as_str().unwrap_or_default().to_string(), text)
+        }
+    };
+    let (s, code, _) = refused("/v1/calls/0190aaaa-0000-7000-8000-000000000000").await;
+    assert_eq!((s, code.as_str()), (404, "call_not_found"));
+    let (s, code, _) = refused("/v1/calls/bad%20id").await;
+    assert_eq!((s, code.as_str()), (400, "invalid_call_id"));
+
+    let series = get_json(&daemon, "/v1/series?since=1h&bucket=minute").await;
+    schema::assert_valid(&doc, &schema::response_pointer("GET", "/v1/series"), &series);
+    assert_eq!(series["bucket"], "minute");
+    assert_eq!(series["bucket_ms"], 60_000);
+    let spend = series["spend"].as_array().unwrap();
+    let sum = |k: &str| spend.iter().map(|p| p[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("calls"), 2, "rejected calls are not traffic: {series}");
+    assert_eq!(sum("ok_calls"), 2);
+    let ups = series["upstreams"].as_array().unwrap();
+    assert_eq!(ups.len(), 1, "{series}");
+    assert_eq!(ups[0]["upstream"], "oa");
+    let points = ups[0]["points"].as_array().unwrap();
+    let attempts: u64 = points.iter().map(|p| p["attempts"].as_u64().unwrap()).sum();
+    assert_eq!(attempts, 2);
+    for p in points {
+        assert_eq!(p["success_ppm"], 1_000_000);
+        assert_eq!(p["failover_ppm"], 0);
+        assert!(p["latency_p50_ms"].is_u64() && p["latency_p95_ms"].is_u64(), "{p}");
+    }
+    let none = get_json(&daemon, "/v1/series?since=1h&upstream=an").await;
+    assert!(none["spend"].as_array().unwrap().is_empty(), "{none}");
+    assert!(none["upstreams"].as_array().unwrap().is_empty(), "{none}");
+    for (path, code, needle) in [
+        ("/v1/series?outcome=bogus", "invalid_query", "outcome must be one of"),
+        ("/v1/calls?outcome=bogus", "invalid_query", "outcome must be one of"),
+        ("/v1/calls?protocol=chat", "invalid_query", "protocol must be one of"),
+        ("/v1/series?bucket=week", "invalid_query", "bucket must be one of"),
+        ("/v1/series?since=30d&bucket=minute", "invalid_query", "use bucket=hour"),
+        ("/v1/series?since=yesterday", "invalid_request", "since"),
+    ] {
+        let (s, got, text) = refused(path).await;
+        assert_eq!((s, got.as_str()), (400, code), "{path}: {text}");
+        assert!(text.contains(needle), "{path}: {text}");
+    }
+    drop(upstream);
 }

@@ -2,7 +2,9 @@
 //! driven by playwright-core (npm), both installed by this test when
 //! missing, against a daemon that served marketplace traffic. The browser
 //! checks calls, costs, savings, circuit states and credit, clicks Install
-//! and Undo for a client in a temporary home, and saves a screenshot.
+//! and Undo for a client in a temporary home, follows the trends, filters,
+//! a call's attempt chain and a live update, and saves screenshots under
+//! `target/dashboard-screenshots/` for a person to look at.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -59,6 +61,16 @@ fn browser_setup() -> (PathBuf, PathBuf) {
     )
     .unwrap();
     (chromium, script)
+}
+
+/// `target/dashboard-screenshots/`, where every browser test saves what it saw.
+fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR is inside the target directory")
+        .join("dashboard-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 fn usd(micros: i64) -> String {
@@ -175,7 +187,7 @@ async fn the_dashboard_shows_the_daemon_and_installs_a_client() {
         "client": "codex",
         "doctor": true,
     });
-    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let shot = screenshot_dir().join("dashboard.png");
     let out = tokio::process::Command::new("node")
         .arg(&script)
         .current_dir(script.parent().unwrap())
@@ -254,7 +266,7 @@ async fn the_dashboard_shows_a_pending_wallet_payment_with_its_qr_code() {
         .env("EXPECT", expect.to_string())
         .env(
             "SCREENSHOT",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-payment.png"),
+            screenshot_dir().join("dashboard-payment.png"),
         )
         .env("CHROMIUM", &chromium)
         .output()
@@ -266,4 +278,115 @@ async fn the_dashboard_shows_a_pending_wallet_payment_with_its_qr_code() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The dashboard views of issue 17: per-upstream trends for real traffic
+/// (a failover from a failing seller to a good one), a filter that narrows
+/// the calls table and the trends, the attempt chain of the failed-over
+/// call opened from its row with the keyboard, and a new call shown live
+/// without a reload. Screenshots of each step are saved.
+#[tokio::test]
+async fn the_dashboard_charts_filters_and_opens_a_failed_over_call_live() {
+    let (chromium, script) = tokio::task::spawn_blocking(browser_setup).await.unwrap();
+    let bad = SellerServer::start(
+        SellerSpec::new("s-bad")
+            .models(["gpt-4o"])
+            .discount_ratio(0.5)
+            .fail_every(1, 503),
+    )
+    .await
+    .unwrap();
+    let good = SellerServer::start(SellerSpec::new("s-good").models(["gpt-4o", "gpt-4o-mini"]))
+        .await
+        .unwrap();
+    let registry = RegistryServer::start(registry_doc(&[&bad, &good], Some("s-bad")))
+        .await
+        .unwrap();
+    let config = format!(
+        "[provider]\nmode = \"auto\"\n[registry]\nurl = \"{}\"\n[routing]\nretry_same_on_5xx = false\nsticky_reset_ms = 0\nscorer = \"discount\"\n",
+        registry.url()
+    );
+    let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    let bodies = [
+        r#"{"model":"gpt-4o","messages":[]}"#,
+        r#"{"model":"gpt-4o","messages":[]}"#,
+        r#"{"model":"gpt-4o-mini","messages":[],"stream":true}"#,
+    ];
+    for body in bodies {
+        let resp = daemon.post_json("/v1/chat/completions", body).await;
+        assert_eq!(resp.status(), 200);
+        body_bytes(resp).await;
+    }
+    let mut calls = serde_json::Value::Null;
+    for _ in 0..100 {
+        calls = get_json(&daemon, "/v1/calls?limit=10").await;
+        if calls["calls"].as_array().unwrap().len() == bodies.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let recorded = calls["calls"].as_array().unwrap();
+    assert_eq!(recorded.len(), bodies.len(), "{calls}");
+    let chains: Vec<Vec<&str>> = recorded
+        .iter()
+        .map(|c| {
+            c["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["upstream"].as_str().unwrap())
+                .collect()
+        })
+        .collect();
+    assert!(chains.contains(&vec!["s-bad", "s-good"]), "{chains:?}");
+    let dir = screenshot_dir();
+    let expect = json!({
+        "calls": bodies.len(),
+        "trends": {"upstreams": ["s-bad", "s-good"], "answered": ["s-good"], "failover": "s-bad"},
+        "filter": {"name": "model", "value": "gpt-4o-mini", "rows": 1},
+        "detail": {"chain": ["s-bad", "s-good"], "outcomes": ["server_error", "ok"]},
+        "live": {
+            "proxy_url": daemon.proxy_url,
+            "token": daemon.token,
+            "body": {"model": "gpt-4o-mini", "messages": []},
+        },
+    });
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .current_dir(script.parent().unwrap())
+        .env(
+            "DASHBOARD_URL",
+            format!("{}/", daemon.control_url.clone().unwrap()),
+        )
+        .env("ACCESS_TOKEN", &daemon.token)
+        .env("EXPECT", expect.to_string())
+        .env("SCREENSHOT", dir.join("dashboard-trends.png"))
+        .env("SCREENSHOT_DIR", &dir)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "browser check failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in ["overview", "filtered", "detail", "live"] {
+        let png = dir.join(format!("{step}.png"));
+        assert!(
+            std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0) > 10_000,
+            "the {step} screenshot is saved at {}",
+            png.display()
+        );
+    }
+    // The live call reached the ledger and the trends.
+    let series = get_json(&daemon, "/v1/series?since=1h&bucket=minute").await;
+    let total: u64 = series["spend"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, bodies.len() as u64 + 1, "{series}");
 }

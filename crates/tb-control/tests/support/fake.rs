@@ -11,7 +11,7 @@ use http::HeaderMap;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tb_control::api::{
-    Calls, Credit, DoctorReport, InstallChanged, InstallPreview, InstallRequest, InstallStatus,
+    CallFilter, CallRecord, Calls, Series, SeriesRequest, Credit, DoctorReport, InstallChanged, InstallPreview, InstallRequest, InstallStatus,
     PendingPurchases, Prewarm, ProviderMode, ProviderModeUpdate, SellerAudit, Sellers, Status,
     UndoRequest, Upstreams, Usage, UsageBy,
 };
@@ -31,6 +31,10 @@ pub fn typed<T: DeserializeOwned>(doc: Value) -> T {
 pub struct Seen {
     /// `(limit, before)` of every `calls`.
     pub calls: Vec<(u32, Option<String>)>,
+    /// The filter of every `calls`.
+    pub call_filters: Vec<CallFilter>,
+    /// Every `series` request.
+    pub series: Vec<SeriesRequest>,
     /// `(since, by)` of every `usage`.
     pub usage: Vec<(String, UsageBy)>,
     /// `since` of every `sellers` and `seller_audit`.
@@ -210,6 +214,34 @@ impl FakeApi {
             "since_ms": NOW_MS - 7 * 86_400_000, "by": by,
             "rows": [row("2024-05-05", 2, 800, 100, 0), row("2024-05-06", 1, 0, 0, 1), row("2024-05-07", 4, 1741, 400, 0)],
             "totals": {"calls": 7, "cost_usd_micros": 2541, "saved_usd_micros": 500, "unpriced_calls": 1}
+        })
+    }
+
+    /// The canned `/v1/series`: two upstreams over two hours, one of them
+    /// failing over to the other.
+    pub fn series_doc(bucket: &str) -> Value {
+        let h = 3_600_000;
+        let t0 = NOW_MS - NOW_MS % h - h;
+        let spend = |at: i64, calls: u64, cost: i64, saved: i64| {
+            json!({"bucket_start_ms": at, "calls": calls, "ok_calls": calls, "failed_over_calls": 1,
+                   "input_tokens": calls * 100, "output_tokens": calls * 20,
+                   "cost_usd_micros": cost, "saved_usd_micros": saved, "unpriced_calls": 0})
+        };
+        let point = |at: i64, attempts: u64, ok: u64, failovers: u64, p50: Option<u64>| {
+            json!({"bucket_start_ms": at, "attempts": attempts, "ok_attempts": ok, "failovers": failovers,
+                   "success_ppm": ok * 1_000_000 / attempts, "failover_ppm": failovers * 1_000_000 / attempts,
+                   "calls_answered": ok, "latency_p50_ms": p50, "latency_p95_ms": p50.map(|v| v * 2),
+                   "ttft_p50_ms": p50.map(|v| v / 4), "ttft_p95_ms": p50.map(|v| v / 2),
+                   "tokens_per_second_p50": p50.map(|_| 42.5)})
+        };
+        json!({
+            "since_ms": NOW_MS - 86_400_000, "bucket": bucket, "bucket_ms": h,
+            "spend": [spend(t0, 3, 900, 300), spend(t0 + h, 4, 1641, 200)],
+            "upstreams": [
+                {"upstream": "s-bad", "points": [point(t0, 2, 0, 2, None), point(t0 + h, 1, 0, 1, None)]},
+                {"upstream": "s-good", "points": [point(t0, 3, 3, 0, Some(180)), point(t0 + h, 4, 4, 0, Some(240))]}
+            ],
+            "truncated": false
         })
     }
 
@@ -413,10 +445,22 @@ impl ControlApi for FakeApi {
         typed(FakeApi::pending_doc())
     }
 
-    fn calls(&self, limit: u32, before: Option<String>) -> Fut<'_, Result<Calls, ApiError>> {
+    fn calls(
+        &self,
+        limit: u32,
+        before: Option<String>,
+        filter: CallFilter,
+    ) -> Fut<'_, Result<Calls, ApiError>> {
         Box::pin(async move {
             self.lock().seen.calls.push((limit, before.clone()));
-            let all = FakeApi::all_calls();
+            self.lock().seen.call_filters.push(filter.clone());
+            let all: Vec<Value> = FakeApi::all_calls()
+                .into_iter()
+                .filter(|c| {
+                    let r: CallRecord = typed(c.clone());
+                    filter.matches(&r.model, r.winner.as_deref(), r.protocol, r.outcome)
+                })
+                .collect();
             let start = match &before {
                 None => 0,
                 Some(cursor) => match all.iter().position(|c| {
@@ -448,6 +492,28 @@ impl ControlApi for FakeApi {
                 })
                 .flatten();
             Ok(typed(json!({"calls": page, "next_before": next_before})))
+        })
+    }
+
+    fn call(&self, id: String) -> Fut<'_, Result<CallRecord, ApiError>> {
+        Box::pin(async move {
+            FakeApi::all_calls()
+                .into_iter()
+                .find(|c| c["id"] == id.as_str())
+                .map(typed)
+                .ok_or_else(|| ApiError::new(404, "call_not_found", format!("no call {id}")))
+        })
+    }
+
+    fn series(&self, request: SeriesRequest) -> Fut<'_, Result<Series, ApiError>> {
+        Box::pin(async move {
+            self.lock().seen.series.push(request.clone());
+            if request.since == "never" {
+                return Err(ApiError::bad_request(
+                    "since: expected 30m, 12h, 7d or an RFC 3339 time",
+                ));
+            }
+            Ok(typed(FakeApi::series_doc(request.bucket.as_str())))
         })
     }
 

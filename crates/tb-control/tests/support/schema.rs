@@ -41,8 +41,14 @@ pub fn component_pointer(name: &str) -> String {
     format!("#/components/schemas/{name}")
 }
 
+/// A JSON pointer segment inside a URI fragment: `~` and `/` escaped for
+/// the pointer, `{` and `}` (path templates) percent-encoded for the URI.
 fn escape(segment: &str) -> String {
-    segment.replace('~', "~0").replace('/', "~1")
+    segment
+        .replace('~', "~0")
+        .replace('/', "~1")
+        .replace('{', "%7B")
+        .replace('}', "%7D")
 }
 
 /// The errors of `value` against the schema at `pointer` (empty: valid).

@@ -26,10 +26,26 @@
 //                    doctor     boolean  at least one doctor verdict is shown
 //                    payments   object   seller id -> the pay URL its pending payment
 //                                        shows (a link) with a drawn QR code
+//                    trends     object   {upstreams: ids with a legend entry and a
+//                                        success-rate line, answered: ids with a
+//                                        latency line, failover: id with a
+//                                        failover-rate line}
+//                    filter     object   {name, value, rows}: choosing value in the
+//                                        filter-<name> select narrows the calls
+//                                        table to `rows` rows (and the trends to
+//                                        as many calls); Clear filters undoes it
+//                    detail     object   {chain: [upstream…], outcomes: [outcome…]}:
+//                                        the Details button (keyboard) of the row
+//                                        with that chain opens the attempt chain
+//                    live       object   {proxy_url, token, body}: this script POSTs
+//                                        body to <proxy_url>/v1/chat/completions;
+//                                        the page shows the new call without reload
+//   SCREENSHOT_DIR where to save one PNG per step (overview, filtered, detail,
+//                  live), when set
 //   SCREENSHOT     where to save a full-page PNG (taken at the end, pass or fail)
 //   CHROMIUM       the browser binary (default /usr/bin/chromium)
 //   TIMEOUT_MS     how long to wait for each expectation (default 15000;
-//                  the page refreshes every 5 s)
+//                  the page refreshes every 2 s)
 //
 // Exit status 0 when every expectation held; otherwise each problem is
 // printed on stderr and the status is 1 (2 for a usage error).
@@ -70,10 +86,12 @@
 //     with doctor-verdict
 
 import { chromium } from 'playwright-core';
+import path from 'node:path';
 
 const url = process.env.DASHBOARD_URL;
 const token = process.env.ACCESS_TOKEN || '';
 const shot = process.env.SCREENSHOT;
+const shotDir = process.env.SCREENSHOT_DIR;
 const timeout = Number(process.env.TIMEOUT_MS || 15000);
 let want;
 try {
@@ -122,6 +140,131 @@ async function expectRowWith(page, cell, expected, what) {
     (texts) => texts.map((t) => t.trim()).includes(expected),
   );
   if (!held) problem(`recent calls: no row with ${what} ${JSON.stringify(expected)} (seen ${JSON.stringify(seen)})`);
+}
+
+
+async function stepShot(page, name) {
+  if (!shotDir) return;
+  try {
+    await page.screenshot({ path: path.join(shotDir, `${name}.png`), fullPage: true });
+  } catch (e) {
+    problem(`screenshot ${name} failed: ${e.message.split('\n')[0]}`);
+  }
+}
+
+const rowCount = (page) => page.locator(tid('call-row')).count();
+const trendCalls = async (page) => Number(await page.locator(tid('trends-summary')).getAttribute('data-calls', { timeout: 1000 }));
+
+// Trends, filters, the call detail and live updates (the dashboard views
+// of /v1/series and /v1/calls/{id}).
+async function dashboardViews(page) {
+  const t = want.trends;
+  if (t) {
+    const line = (metric, up) => `${tid('trend-line')}${attr('data-metric', metric)}${attr('data-upstream', up)}`;
+    for (const up of t.upstreams || []) {
+      const [legend] = await until(() => page.locator(`${tid('trends-legend-item')}${attr('data-upstream', up)}`).count(), (n) => n === 1);
+      if (!legend) problem(`trends: no legend entry for ${up}`);
+      const [success] = await until(() => page.locator(line('success', up)).count(), (n) => n > 0);
+      if (!success) problem(`trends: no success-rate line for ${up}`);
+    }
+    for (const up of t.answered || []) {
+      const [lat] = await until(() => page.locator(line('latency', up)).count(), (n) => n >= 2);
+      if (!lat) problem(`trends: no latency p50 and p95 lines for ${up}`);
+    }
+    if (t.failover) {
+      const [held, seen] = await until(async () => {
+        const d = await page.locator(line('failover', t.failover)).first().getAttribute('d', { timeout: 1000 });
+        // The line is above the zero axis somewhere: a failover rate > 0.
+        const ys = (d || '').split(/[ML ]/).filter(Boolean).map((p) => Number(p.split(',')[1]));
+        return Math.min(...ys);
+      }, (y) => y < 140);
+      if (!held) problem(`trends: the failover line of ${t.failover} shows no failovers (min y ${seen})`);
+    }
+    const [bars] = await until(() => page.locator(`${tid('trend-bar-spend')}`).count(), (n) => n > 0);
+    if (!bars) problem('trends: no spend bars');
+    // Each chart has a text alternative and can be reached with the keyboard.
+    const charts = await page.locator(`${tid('trend-charts')} figure`).count();
+    if (charts < 6) problem(`trends: ${charts} charts, expected 6`);
+    const a11y = await page.evaluate(() => [...document.querySelectorAll('#trend-charts figure')].map((f) => ({
+      focusable: f.querySelector('.chart').tabIndex === 0,
+      label: Boolean(f.querySelector('svg title') && f.querySelector('svg desc') && f.querySelector('svg desc').textContent.trim()),
+      table: f.querySelectorAll('details table tbody tr').length,
+    })));
+    for (const [i, c] of a11y.entries()) {
+      if (!c.focusable || !c.label) problem(`trends: chart ${i} lacks focus or a title/description`);
+    }
+    if (!a11y.some((c) => c.table > 0)) problem('trends: no chart has a table alternative with rows');
+    await stepShot(page, 'overview');
+  }
+
+  const f = want.filter;
+  if (f) {
+    const select = page.locator(tid(`filter-${f.name}`));
+    const [option] = await until(() => select.locator(`option${attr('value', f.value)}`).count(), (n) => n === 1);
+    if (!option) problem(`filter: ${f.name} offers no ${f.value}`);
+    const before = await rowCount(page);
+    await select.selectOption(f.value);
+    const [narrowed, seen] = await until(async () => ({ rows: await rowCount(page), trend: await trendCalls(page) }),
+      (v) => v.rows === f.rows && v.trend === f.rows);
+    if (!narrowed) problem(`filter: ${f.name}=${f.value} shows ${JSON.stringify(seen)}, expected ${f.rows} rows and trend calls`);
+    if (f.name === 'model') {
+      const models = (await page.locator(`${tid('calls-body')} ${tid('call-model')}`).allTextContents()).map((x) => x.trim());
+      if (models.some((m) => m !== f.value)) problem(`filter: rows for other models shown: ${JSON.stringify(models)}`);
+    }
+    await stepShot(page, 'filtered');
+    await page.locator(tid('filter-clear')).click();
+    const [cleared, after] = await until(() => rowCount(page), (n) => n === before);
+    if (!cleared) problem(`filter: Clear filters shows ${after} rows, expected ${before}`);
+  }
+
+  const d = want.detail;
+  if (d) {
+    const chain = d.chain.join('→');
+    const row = page.locator(tid('call-row')).filter({ has: page.locator(tid('call-chain'), { hasText: chain }) }).first();
+    const [present] = await until(() => row.count(), (n) => n === 1);
+    if (!present) {
+      problem(`detail: no row with chain ${chain}`);
+    } else {
+      await row.locator(tid('call-open')).focus();
+      await page.keyboard.press('Enter');
+      const dialog = page.locator(tid('call-detail'));
+      const [loaded, state] = await until(() => dialog.getAttribute('data-state', { timeout: 1000 }), (s) => s === 'loaded');
+      if (!loaded) problem(`detail: the dialog is ${state}: ${await page.locator(tid('call-detail-error')).textContent()}`);
+      const attempts = await page.locator(tid('detail-attempt')).evaluateAll((rows) => rows.map((r) => [r.getAttribute('data-upstream'), r.getAttribute('data-outcome')]));
+      const wantAttempts = d.chain.map((u, i) => [u, d.outcomes[i]]);
+      if (JSON.stringify(attempts) !== JSON.stringify(wantAttempts)) {
+        problem(`detail: attempts ${JSON.stringify(attempts)}, expected ${JSON.stringify(wantAttempts)}`);
+      }
+      const winner = (await page.locator(tid('detail-winner')).textContent()).trim();
+      if (winner !== d.chain[d.chain.length - 1]) problem(`detail: answered by ${winner}`);
+      await stepShot(page, 'detail');
+      await page.keyboard.press('Escape');
+      const [closed] = await until(() => dialog.evaluate((e) => !e.open), (c) => c === true);
+      if (!closed) problem('detail: Escape did not close the dialog');
+      const back = await page.evaluate(() => document.activeElement && document.activeElement.getAttribute('data-testid'));
+      if (back !== 'call-open') problem(`detail: focus went to ${back}, not back to the Details button`);
+    }
+  }
+
+  const l = want.live;
+  if (l) {
+    await page.evaluate(() => { window.__tbNoReload = 'same page'; });
+    const rows = await rowCount(page);
+    const [, calls] = await until(() => trendCalls(page), (n) => Number.isFinite(n));
+    const res = await fetch(`${l.proxy_url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${l.token}` },
+      body: JSON.stringify(l.body),
+    });
+    await res.arrayBuffer();
+    if (!res.ok) problem(`live: the new call answered ${res.status}`);
+    const [updated, seen] = await until(async () => ({ rows: await rowCount(page), calls: await trendCalls(page) }),
+      (v) => v.calls === calls + 1 && v.rows === Math.min(20, rows + 1));
+    if (!updated) problem(`live: after a new call the page shows ${JSON.stringify(seen)} (before: ${rows} rows, ${calls} calls)`);
+    const same = await page.evaluate(() => window.__tbNoReload);
+    if (same !== 'same page') problem('live: the page was reloaded');
+    await stepShot(page, 'live');
+  }
 }
 
 const browser = await chromium.launch({
@@ -267,8 +410,10 @@ try {
     }
   }
 
+  if (want.trends || want.filter || want.detail || want.live) await dashboardViews(page);
+
   // Every form control and button has an accessible name.
-  const unnamed = await page.evaluate(() => [...document.querySelectorAll('input, button')]
+  const unnamed = await page.evaluate(() => [...document.querySelectorAll('input, button, select')]
     .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
     .map((e) => e.outerHTML.slice(0, 80)));
   for (const u of unnamed) problem(`control without an accessible name: ${u}`);
