@@ -13,7 +13,7 @@
   const DOCTOR_EVERY = 15;
   const SLOW_EVERY = 5;
   // Upstream colours (each at least 4.5:1 on white), by first appearance.
-  const PALETTE = ['#1f5fbf', '#a40000', '#1b7a3a', '#7a4d00', '#6b2fa0', '#00687a', '#8a3b12', '#3d4f00'];
+  const PALETTE = ['#1f5fbf', '#1b7a3a', '#7a4d00', '#6b2fa0', '#00687a', '#a40000', '#8a3b12', '#3d4f00'];
   const TOKEN_KEY = 'tokenbuddy.accessToken';
   const SVG_NS = 'http://www.w3.org/2000/svg';
   // The only links made from API data: a pending payment's pay URL, when
@@ -817,7 +817,7 @@
     const body = byId('call-detail-attempts');
     dialog.setAttribute('data-call-id', String(id));
     dialog.setAttribute('data-state', 'loading');
-    byId('call-detail-title').textContent = 'Call';
+    byId('call-detail-h').textContent = 'Call';
     facts.replaceChildren();
     body.replaceChildren();
     error.hidden = true;
@@ -829,7 +829,7 @@
     }, { once: true });
     try {
       const c = await getJson(`/v1/calls/${encodeURIComponent(id)}`);
-      byId('call-detail-title').textContent = `${c.model} call at ${clock(c.started_at_ms)}`;
+      byId('call-detail-h').textContent = `${c.model} call at ${clock(c.started_at_ms)}`;
       fact(facts, 'Outcome', c.failed_over ? `${c.outcome} (failed over)` : c.outcome, 'detail-outcome');
       fact(facts, 'Answered by', c.winner || 'nobody', 'detail-winner');
       fact(facts, 'Model', c.requested_model && c.requested_model !== c.model ? `${c.requested_model} → ${c.model}` : c.model);
