@@ -104,7 +104,13 @@ impl CallFilter {
     }
 
     /// Whether `call` passes (the same rule the ledger's SQL applies).
-    pub fn matches(&self, model: &str, winner: Option<&str>, protocol: Protocol, outcome: CallOutcome) -> bool {
+    pub fn matches(
+        &self,
+        model: &str,
+        winner: Option<&str>,
+        protocol: Protocol,
+        outcome: CallOutcome,
+    ) -> bool {
         self.model.as_deref().is_none_or(|m| m == model)
             && self.upstream.as_deref().is_none_or(|u| Some(u) == winner)
             && self.protocol.is_none_or(|p| p == protocol)
@@ -300,7 +306,12 @@ mod tests {
         }
     }
 
-    fn sample(at: i64, attempts: &[(&str, Outcome)], latency: u64, ttft: Option<u64>) -> CallSample {
+    fn sample(
+        at: i64,
+        attempts: &[(&str, Outcome)],
+        latency: u64,
+        ttft: Option<u64>,
+    ) -> CallSample {
         let attempts: Vec<Attempt> = attempts.iter().map(|(u, o)| attempt(u, *o)).collect();
         let winner = attempts
             .last()
@@ -362,11 +373,20 @@ mod tests {
         let h = 3_600_000;
         let samples = [
             // bad fails, good answers: one failover from bad.
-            sample(10, &[("bad", Outcome::ServerError), ("good", Outcome::Ok)], 100, Some(40)),
+            sample(
+                10,
+                &[("bad", Outcome::ServerError), ("good", Outcome::Ok)],
+                100,
+                Some(40),
+            ),
             // bad retried on itself, then good: the retry is no failover.
             sample(
                 20,
-                &[("bad", Outcome::ServerError), ("bad", Outcome::ServerError), ("good", Outcome::Ok)],
+                &[
+                    ("bad", Outcome::ServerError),
+                    ("bad", Outcome::ServerError),
+                    ("good", Outcome::Ok),
+                ],
                 300,
                 None,
             ),
@@ -382,23 +402,38 @@ mod tests {
         assert_eq!(bad.upstream, "bad");
         assert_eq!(bad.points.len(), 2);
         let p = &bad.points[0];
-        assert_eq!((p.bucket_start_ms, p.attempts, p.ok_attempts, p.failovers), (0, 3, 0, 2));
+        assert_eq!(
+            (p.bucket_start_ms, p.attempts, p.ok_attempts, p.failovers),
+            (0, 3, 0, 2)
+        );
         assert_eq!((p.success_ppm, p.failover_ppm), (0, 666_666));
-        assert_eq!((p.calls_answered, p.latency_p50_ms, p.ttft_p50_ms), (0, None, None));
+        assert_eq!(
+            (p.calls_answered, p.latency_p50_ms, p.ttft_p50_ms),
+            (0, None, None)
+        );
         let p = &bad.points[1];
         assert_eq!((p.bucket_start_ms, p.attempts, p.ok_attempts), (h, 1, 1));
-        assert_eq!((p.success_ppm, p.failover_ppm, p.calls_answered), (PPM, 0, 1));
+        assert_eq!(
+            (p.success_ppm, p.failover_ppm, p.calls_answered),
+            (PPM, 0, 1)
+        );
         assert_eq!((p.latency_p50_ms, p.ttft_p95_ms), (Some(50), Some(10)));
         let good = &series[1];
         assert_eq!(good.upstream, "good");
         let p = &good.points[0];
-        assert_eq!((p.attempts, p.ok_attempts, p.failovers, p.calls_answered), (3, 3, 0, 3));
+        assert_eq!(
+            (p.attempts, p.ok_attempts, p.failovers, p.calls_answered),
+            (3, 3, 0, 3)
+        );
         assert_eq!((p.latency_p50_ms, p.latency_p95_ms), (Some(200), Some(300)));
         // Unknown TTFTs are left out, not zero.
         assert_eq!((p.ttft_p50_ms, p.ttft_p95_ms), (Some(20), Some(40)));
         assert_eq!(p.tokens_per_second_p50, Some(200.0));
         let p = &good.points[1];
-        assert_eq!((p.attempts, p.ok_attempts, p.success_ppm, p.calls_answered), (1, 0, 0, 0));
+        assert_eq!(
+            (p.attempts, p.ok_attempts, p.success_ppm, p.calls_answered),
+            (1, 0, 0, 0)
+        );
     }
 
     #[test]

@@ -556,6 +556,8 @@
   // ---------- filters ----------
 
   let filterGen = 0;
+  // The trends are fetched at the next refresh whatever the window.
+  let seriesDue = true;
   const FILTERS = ['model', 'upstream', 'protocol', 'outcome'];
   // Values seen for the model and upstream choices (they only grow).
   const known = { model: new Set(), upstream: new Set() };
@@ -881,11 +883,16 @@
       ['/v1/status', renderStatus],
       ['/v1/usage?by=day&since=7d', renderUsage],
       [`/v1/calls?limit=20${q}`, current(renderCalls)],
-      [`/v1/series?since=${since}&bucket=${bucket}${q}`, current(renderSeries)],
       ['/v1/upstreams', renderUpstreams],
       ['/v1/credit', renderCredit],
       ['/v1/purchases/pending', renderPayments],
     ];
+    // A window of days reads every call of it (docs/performance.md): its
+    // trends follow every 5th refresh, or at once after a filter change.
+    if (seriesDue || !/d$/.test(decodeURIComponent(since)) || tick % SLOW_EVERY === 0) {
+      seriesDue = false;
+      jobs.push([`/v1/series?since=${since}&bucket=${bucket}${q}`, current(renderSeries)]);
+    }
     if (tick % SLOW_EVERY === 0) {
       jobs.push(
         ['/v1/sellers?since=7d', renderSellers],
@@ -936,15 +943,14 @@
       if (!document.hidden) refreshNow();
     });
     const form = byId('filters');
-    form.addEventListener('change', () => {
+    const changed = () => {
       filterGen += 1;
+      seriesDue = true;
       refreshNow();
-    });
+    };
+    form.addEventListener('change', changed);
     // `reset` fires before the controls change back.
-    form.addEventListener('reset', () => setTimeout(() => {
-      filterGen += 1;
-      refreshNow();
-    }, 0));
+    form.addEventListener('reset', () => setTimeout(changed, 0));
     form.addEventListener('submit', (e) => e.preventDefault());
     byId('call-detail-close').addEventListener('click', () => byId('call-detail').close());
     loop();

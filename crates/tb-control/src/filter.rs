@@ -73,7 +73,9 @@ pub(crate) fn series(query: Option<&str>) -> Result<SeriesRequest, ApiError> {
     let bucket = match first(&pairs, "bucket") {
         None | Some("") => SeriesBucket::Hour,
         Some(v) => SeriesBucket::parse(v).ok_or_else(|| {
-            invalid(format!("bucket must be one of minute, hour, day, got {v:?}"))
+            invalid(format!(
+                "bucket must be one of minute, hour, day, got {v:?}"
+            ))
         })?,
     };
     Ok(SeriesRequest {
@@ -119,8 +121,9 @@ mod tests {
             filter("model=&upstream=&protocol=&outcome=").unwrap(),
             CallFilter::default()
         );
-        let f = filter("model=gpt-4o&upstream=s%2Dgood&protocol=messages&outcome=failed_mid_stream")
-            .unwrap();
+        let f =
+            filter("model=gpt-4o&upstream=s%2Dgood&protocol=messages&outcome=failed_mid_stream")
+                .unwrap();
         assert_eq!(f.model.as_deref(), Some("gpt-4o"));
         assert_eq!(f.upstream.as_deref(), Some("s-good"));
         assert_eq!(f.protocol, Some(Protocol::Messages));
@@ -158,9 +161,17 @@ mod tests {
         let q = series(Some("since=7d&bucket=day&outcome=ok")).unwrap();
         assert_eq!((q.since.as_str(), q.bucket), ("7d", SeriesBucket::Day));
         assert_eq!(q.filter.outcome, Some(CallOutcome::Ok));
-        assert_eq!(series(Some("bucket=minute")).unwrap().bucket, SeriesBucket::Minute);
+        assert_eq!(
+            series(Some("bucket=minute")).unwrap().bucket,
+            SeriesBucket::Minute
+        );
         let e = series(Some("bucket=week")).unwrap_err();
-        assert!(e.message.contains("bucket must be one of minute, hour, day"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("bucket must be one of minute, hour, day"),
+            "{}",
+            e.message
+        );
         assert!(series(Some("since=%0A")).is_err());
         assert!(series(Some("outcome=nope")).is_err());
     }

@@ -924,12 +924,21 @@ async fn dashboard_queries(s: &Server) {
             let r = s.get(&format!("{path}?{bad}")).await;
             r.assert_error(400, "invalid_query");
             let name = bad.split('=').next().unwrap();
-            assert!(r.text().contains(&format!("{name} must be")), "{path}?{bad}: {}", r.text());
+            assert!(
+                r.text().contains(&format!("{name} must be")),
+                "{path}?{bad}: {}",
+                r.text()
+            );
         }
     }
-    s.get("/v1/series?bucket=week").await.assert_error(400, "invalid_query");
+    s.get("/v1/series?bucket=week")
+        .await
+        .assert_error(400, "invalid_query");
     assert_eq!(s.api.seen().call_filters.len(), before + 1);
-    assert!(s.api.seen().series.is_empty(), "bad series queries never reach the API");
+    assert!(
+        s.api.seen().series.is_empty(),
+        "bad series queries never reach the API"
+    );
     let r = s.get("/v1/series?since=7d&bucket=day&upstream=s-bad").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
@@ -943,7 +952,11 @@ async fn dashboard_queries(s: &Server) {
             },
         }]
     );
-    s.get("/v1/calls/").await.assert_error(400, "invalid_call_id");
-    s.get("/v1/calls/nope").await.assert_error(404, "call_not_found");
+    s.get("/v1/calls/")
+        .await
+        .assert_error(400, "invalid_call_id");
+    s.get("/v1/calls/nope")
+        .await
+        .assert_error(404, "call_not_found");
     assert_eq!(s.get("/v1/calls/0190-0001").await.json()["id"], "0190-0001");
 }

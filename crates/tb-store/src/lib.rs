@@ -60,9 +60,9 @@ mod writer;
 
 pub use error::StoreError;
 pub use ledger::{
-    CallCursor, CreditHistory, GroupBy, Ledger, PurchaseEvent, PurchaseLog, PurchaseRow,
-    PurchaseStatus, SellerCreditHistory, SellerWaste, SeriesSamples, MAX_SERIES_SAMPLES, StoredPurchase, TokenRow, Totals, UsageRow,
-    WasteReason, WasteRow,
+    CallCursor, CreditHistory, GroupBy, Ledger, MAX_SERIES_SAMPLES, PurchaseEvent, PurchaseLog,
+    PurchaseRow, PurchaseStatus, SellerCreditHistory, SellerWaste, SeriesSamples, StoredPurchase,
+    TokenRow, Totals, UsageRow, WasteReason, WasteRow,
 };
 pub use target::{Backend, LedgerTarget};
 pub use writer::{

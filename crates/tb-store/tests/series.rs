@@ -91,7 +91,10 @@ async fn filters_narrow_the_listing_and_page_with_the_cursor(fx: Fixture) {
         model: Some("gpt-4o".into()),
         ..CallFilter::default()
     };
-    assert_eq!(list(gpt.clone()).await, vec![records[1].id.clone(), records[0].id.clone()]);
+    assert_eq!(
+        list(gpt.clone()).await,
+        vec![records[1].id.clone(), records[0].id.clone()]
+    );
     let by_good_claude = CallFilter {
         model: Some("claude".into()),
         upstream: Some("good".into()),
@@ -120,7 +123,11 @@ async fn filters_narrow_the_listing_and_page_with_the_cursor(fx: Fixture) {
     };
     assert!(list(injected).await.is_empty());
     // The cursor pages within the filter.
-    let page = fx.ledger.recent_calls_matching(1, None, &gpt).await.unwrap();
+    let page = fx
+        .ledger
+        .recent_calls_matching(1, None, &gpt)
+        .await
+        .unwrap();
     assert_eq!(page[0].id, records[1].id);
     let next = fx
         .ledger
@@ -170,7 +177,10 @@ async fn spend_is_summed_per_utc_bucket_with_filters(fx: Fixture) {
     assert_eq!(starts, vec![MARCH_2, MARCH_2 + HOUR, MARCH_2 + 2 * HOUR]);
     let p = all[0];
     assert_eq!((p.calls, p.ok_calls, p.failed_over_calls), (2, 2, 1));
-    assert_eq!((p.cost_usd_micros, p.saved_usd_micros, p.unpriced_calls), (3_000, 250, 0));
+    assert_eq!(
+        (p.cost_usd_micros, p.saved_usd_micros, p.unpriced_calls),
+        (3_000, 250, 0)
+    );
     assert_eq!((p.input_tokens, p.output_tokens), (200, 40));
     let p = all[1];
     assert_eq!((p.calls, p.cost_usd_micros, p.unpriced_calls), (1, 0, 1));
@@ -194,10 +204,17 @@ async fn spend_is_summed_per_utc_bucket_with_filters(fx: Fixture) {
         .spend_series(MARCH_2 - 60_000, Bucket::Minute, &gpt)
         .await
         .unwrap();
-    let starts: Vec<(i64, u64)> = minute.iter().map(|p| (p.bucket_start_ms, p.calls)).collect();
+    let starts: Vec<(i64, u64)> = minute
+        .iter()
+        .map(|p| (p.bucket_start_ms, p.calls))
+        .collect();
     assert_eq!(
         starts,
-        vec![(MARCH_2 - 60_000, 1), (MARCH_2, 1), (MARCH_2 + HOUR - 60_000, 1)]
+        vec![
+            (MARCH_2 - 60_000, 1),
+            (MARCH_2, 1),
+            (MARCH_2 + HOUR - 60_000, 1)
+        ]
     );
 }
 
@@ -226,7 +243,10 @@ async fn samples_feed_the_per_upstream_series(fx: Fixture) {
     assert_eq!((bad.attempts, bad.ok_attempts, bad.failovers), (3, 0, 2));
     let good = &series[1].points[0];
     assert_eq!((good.attempts, good.calls_answered), (3, 3));
-    assert_eq!((good.latency_p50_ms, good.latency_p95_ms), (Some(200), Some(300)));
+    assert_eq!(
+        (good.latency_p50_ms, good.latency_p95_ms),
+        (Some(200), Some(300))
+    );
     assert_eq!((good.ttft_p50_ms, good.ttft_p95_ms), (Some(10), Some(30)));
     assert_eq!(good.tokens_per_second_p50, Some(50.0));
     let claude = CallFilter {
@@ -236,4 +256,82 @@ async fn samples_feed_the_per_upstream_series(fx: Fixture) {
     let only = fx.ledger.series_samples(MARCH_2, &claude).await.unwrap();
     assert_eq!(only.samples.len(), 1);
     assert_eq!(only.samples[0].latency_ms, 200);
+}
+
+/// The series queries on a ledger of 100,000 calls over 7 days (a third of
+/// them failed over), timed: the numbers in `docs/performance.md`. Run by
+/// hand: `cargo test -p tb-store --test series -- --ignored --nocapture`.
+mod at_scale {
+    use std::time::Instant;
+
+    use super::*;
+
+    const N: i64 = 100_000;
+    const WEEK: i64 = 7 * 86_400_000;
+
+    async fn measure(fx: Fixture, backend: &str) {
+        let start = MARCH_2;
+        let records: Vec<CallRecord> = (0..N)
+            .map(|i| {
+                let at = start + i * WEEK / N;
+                let latency = 50 + (i * 7919 % 900) as u64;
+                match i % 3 {
+                    0 => failed_over(at, latency, Some(latency / 4)),
+                    1 => direct(at, "good", "gpt-4o", latency),
+                    _ => direct(at, "other", "claude", latency),
+                }
+            })
+            .collect();
+        for chunk in records.chunks(5_000) {
+            fx.ledger.insert_batch(chunk).await.unwrap();
+        }
+        let all = CallFilter::default();
+        let gpt = CallFilter {
+            model: Some("gpt-4o".into()),
+            ..CallFilter::default()
+        };
+        for (what, since, bucket, filter) in [
+            ("7d by hour", start, Bucket::Hour, &all),
+            ("7d by day", start, Bucket::Day, &all),
+            (
+                "24h by minute",
+                start + WEEK - 86_400_000,
+                Bucket::Minute,
+                &all,
+            ),
+            ("7d by hour, model=gpt-4o", start, Bucket::Hour, &gpt),
+        ] {
+            let t = Instant::now();
+            let spend = fx.ledger.spend_series(since, bucket, filter).await.unwrap();
+            let sql = t.elapsed();
+            let t = Instant::now();
+            let samples = fx.ledger.series_samples(since, filter).await.unwrap();
+            let read = t.elapsed();
+            let t = Instant::now();
+            let series = upstream_series(&samples.samples, bucket);
+            let pure = t.elapsed();
+            println!(
+                "{backend} {what}: spend_series {sql:?} ({} buckets), series_samples {read:?} ({} rows), upstream_series {pure:?} ({} upstreams)",
+                spend.len(),
+                samples.samples.len(),
+                series.len()
+            );
+            assert_eq!(
+                spend.iter().map(|p| p.calls).sum::<u64>(),
+                samples.samples.len() as u64
+            );
+        }
+    }
+
+    #[tokio::test]
+    #[ignore = "a measurement: run by hand"]
+    async fn sqlite() {
+        measure(Fixture::sqlite().await, "sqlite").await;
+    }
+
+    #[tokio::test]
+    #[ignore = "a measurement: run by hand"]
+    async fn postgres() {
+        measure(Fixture::postgres().await, "postgres").await;
+    }
 }

@@ -206,7 +206,9 @@ impl ControlApi for DaemonApi {
     }
 
     fn series(&self, request: wire::SeriesRequest) -> Fut<'_, Result<wire::Series, ApiError>> {
-        Box::pin(async move { crate::series::series_doc(&self.ledger, request, unix_ms_now()).await })
+        Box::pin(
+            async move { crate::series::series_doc(&self.ledger, request, unix_ms_now()).await },
+        )
     }
 
     fn usage(&self, since: String, by: UsageBy) -> Fut<'_, Result<wire::Usage, ApiError>> {

@@ -52,7 +52,9 @@ fn check_span(bucket: Bucket, since_ms: i64, now_ms: i64) -> Result<(), ApiError
     let coarser = Bucket::ALL
         .into_iter()
         .find(|b| b.count_between(since_ms, now_ms) <= MAX_BUCKETS)
-        .map_or("a later since".to_string(), |b| format!("bucket={}", b.as_str()));
+        .map_or("a later since".to_string(), |b| {
+            format!("bucket={}", b.as_str())
+        });
     Err(ApiError::new(
         400,
         "invalid_query",

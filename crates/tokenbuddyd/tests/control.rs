@@ -557,14 +557,21 @@ async fn series_call_detail_and_filters_over_real_traffic() {
     };
     assert_eq!(count(&listed("outcome=rejected").await), 1);
     assert_eq!(count(&listed("outcome=ok&model=gpt-test").await), 2);
-    assert_eq!(count(&listed("upstream=oa&protocol=chat_completions").await), 2);
+    assert_eq!(
+        count(&listed("upstream=oa&protocol=chat_completions").await),
+        2
+    );
     assert_eq!(count(&listed("protocol=messages").await), 0);
     assert_eq!(count(&listed("upstream=an").await), 0);
     // Paging stays inside the filter.
     let page = get_json(&daemon, "/v1/calls?limit=1&upstream=oa").await;
     assert_eq!(count(&page), 1);
     let next = page["next_before"].as_str().unwrap().replace(':', "%3A");
-    let rest = get_json(&daemon, &format!("/v1/calls?limit=10&upstream=oa&before={next}")).await;
+    let rest = get_json(
+        &daemon,
+        &format!("/v1/calls?limit=10&upstream=oa&before={next}"),
+    )
+    .await;
     assert_eq!(count(&rest), 1, "{rest}");
 
     let doc = get_json(&daemon, "/v1/openapi.json").await;
@@ -574,13 +581,21 @@ async fn series_call_detail_and_filters_over_real_traffic() {
     assert_eq!(detail, ok, "the detail is the listed record");
     assert_eq!(detail["attempts"][0]["upstream"], "oa");
     assert_eq!(detail["attempts"][0]["outcome"], "ok");
-    schema::assert_valid(&doc, &schema::response_pointer("GET", "/v1/calls/{id}"), &detail);
+    schema::assert_valid(
+        &doc,
+        &schema::response_pointer("GET", "/v1/calls/{id}"),
+        &detail,
+    );
     let refused = |path: &'static str| {
         let daemon = &daemon;
         async move {
             let (s, text) = control(daemon, Method::GET, path, None, false, "").await;
             let v: Value = serde_json::from_str(&text).unwrap();
-            (s, v["error"]["code"].as_str().unwrap_or_default().to_string(), text)
+            (
+                s,
+                v["error"]["code"].as_str().unwrap_or_default().to_string(),
+                text,
+            )
         }
     };
     let (s, code, _) = refused("/v1/calls/0190aaaa-0000-7000-8000-000000000000").await;
@@ -589,7 +604,11 @@ async fn series_call_detail_and_filters_over_real_traffic() {
     assert_eq!((s, code.as_str()), (400, "invalid_call_id"));
 
     let series = get_json(&daemon, "/v1/series?since=1h&bucket=minute").await;
-    schema::assert_valid(&doc, &schema::response_pointer("GET", "/v1/series"), &series);
+    schema::assert_valid(
+        &doc,
+        &schema::response_pointer("GET", "/v1/series"),
+        &series,
+    );
     assert_eq!(series["bucket"], "minute");
     assert_eq!(series["bucket_ms"], 60_000);
     let spend = series["spend"].as_array().unwrap();
@@ -605,17 +624,40 @@ async fn series_call_detail_and_filters_over_real_traffic() {
     for p in points {
         assert_eq!(p["success_ppm"], 1_000_000);
         assert_eq!(p["failover_ppm"], 0);
-        assert!(p["latency_p50_ms"].is_u64() && p["latency_p95_ms"].is_u64(), "{p}");
+        assert!(
+            p["latency_p50_ms"].is_u64() && p["latency_p95_ms"].is_u64(),
+            "{p}"
+        );
     }
     let none = get_json(&daemon, "/v1/series?since=1h&upstream=an").await;
     assert!(none["spend"].as_array().unwrap().is_empty(), "{none}");
     assert!(none["upstreams"].as_array().unwrap().is_empty(), "{none}");
     for (path, code, needle) in [
-        ("/v1/series?outcome=bogus", "invalid_query", "outcome must be one of"),
-        ("/v1/calls?outcome=bogus", "invalid_query", "outcome must be one of"),
-        ("/v1/calls?protocol=chat", "invalid_query", "protocol must be one of"),
-        ("/v1/series?bucket=week", "invalid_query", "bucket must be one of"),
-        ("/v1/series?since=30d&bucket=minute", "invalid_query", "use bucket=hour"),
+        (
+            "/v1/series?outcome=bogus",
+            "invalid_query",
+            "outcome must be one of",
+        ),
+        (
+            "/v1/calls?outcome=bogus",
+            "invalid_query",
+            "outcome must be one of",
+        ),
+        (
+            "/v1/calls?protocol=chat",
+            "invalid_query",
+            "protocol must be one of",
+        ),
+        (
+            "/v1/series?bucket=week",
+            "invalid_query",
+            "bucket must be one of",
+        ),
+        (
+            "/v1/series?since=30d&bucket=minute",
+            "invalid_query",
+            "use bucket=hour",
+        ),
         ("/v1/series?since=yesterday", "invalid_request", "since"),
     ] {
         let (s, got, text) = refused(path).await;

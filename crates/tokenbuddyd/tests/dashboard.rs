@@ -264,10 +264,7 @@ async fn the_dashboard_shows_a_pending_wallet_payment_with_its_qr_code() {
         )
         .env("ACCESS_TOKEN", &daemon.token)
         .env("EXPECT", expect.to_string())
-        .env(
-            "SCREENSHOT",
-            screenshot_dir().join("dashboard-payment.png"),
-        )
+        .env("SCREENSHOT", screenshot_dir().join("dashboard-payment.png"))
         .env("CHROMIUM", &chromium)
         .output()
         .await

@@ -11,9 +11,9 @@ use http::HeaderMap;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tb_control::api::{
-    CallFilter, CallRecord, Calls, Series, SeriesRequest, Credit, DoctorReport, InstallChanged, InstallPreview, InstallRequest, InstallStatus,
-    PendingPurchases, Prewarm, ProviderMode, ProviderModeUpdate, SellerAudit, Sellers, Status,
-    UndoRequest, Upstreams, Usage, UsageBy,
+    CallFilter, CallRecord, Calls, Credit, DoctorReport, InstallChanged, InstallPreview,
+    InstallRequest, InstallStatus, PendingPurchases, Prewarm, ProviderMode, ProviderModeUpdate,
+    SellerAudit, Sellers, Series, SeriesRequest, Status, UndoRequest, Upstreams, Usage, UsageBy,
 };
 use tb_control::{ApiError, ControlApi, Fut};
 

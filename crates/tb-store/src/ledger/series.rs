@@ -38,10 +38,7 @@ fn filter_sql(filter: &CallFilter, first_param: usize) -> (String, Vec<String>) 
     ];
     for (column, value) in fields {
         if let Some(value) = value {
-            sql.push_str(&format!(
-                " AND {column} = ${}",
-                first_param + binds.len()
-            ));
+            sql.push_str(&format!(" AND {column} = ${}", first_param + binds.len()));
             binds.push(value);
         }
     }
@@ -183,13 +180,12 @@ impl Ledger {
 }
 
 fn decode_sample(row: &impl RowExt) -> Result<CallSample, StoreError> {
-    let attempts: Vec<Attempt> = serde_json::from_str(&row.text_col("attempts")?).map_err(|e| {
-        StoreError::Corrupt {
+    let attempts: Vec<Attempt> =
+        serde_json::from_str(&row.text_col("attempts")?).map_err(|e| StoreError::Corrupt {
             id: row.text_col("id").unwrap_or_default(),
             column: "attempts",
             detail: e.to_string(),
-        }
-    })?;
+        })?;
     let non_negative = |col: &'static str, v: i64| {
         u64::try_from(v).map_err(|_| StoreError::Corrupt {
             id: row.text_col("id").unwrap_or_default(),
@@ -218,7 +214,10 @@ mod tests {
 
     #[test]
     fn filters_bind_values_and_number_from_the_first_free_parameter() {
-        assert_eq!(filter_sql(&CallFilter::default(), 2), (String::new(), vec![]));
+        assert_eq!(
+            filter_sql(&CallFilter::default(), 2),
+            (String::new(), vec![])
+        );
         let f = CallFilter {
             model: Some("m'; DROP TABLE calls; --".into()),
             upstream: None,
