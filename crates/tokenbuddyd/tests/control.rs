@@ -14,14 +14,7 @@ use tb_test_support::{MockUpstream, Reply};
 async fn the_control_plane_reports_traffic_and_guards_itself() {
     let Setup { upstream, daemon } = setup().await;
     for _ in 0..3 {
-        let resp = daemon
-            .post_json(
-                "/v1/chat/completions",
-                r#"{"model":"gpt-test","messages":[]}"#,
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
-        body_bytes(resp).await;
+        post_ok(&daemon, r#"{"model":"gpt-test","messages":[]}"#).await;
     }
     // Random model names must not become metric labels.
     for i in 0..20 {
@@ -51,15 +44,7 @@ async fn the_control_plane_reports_traffic_and_guards_itself() {
     assert!(oa["score"]["total"].is_number(), "{oa}");
 
     // Records reach the ledger off the request path; wait for them.
-    let mut calls = Value::Null;
-    for _ in 0..100 {
-        calls = get_json(&daemon, "/v1/calls?limit=10").await;
-        if calls["calls"].as_array().unwrap().len() == 3 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(calls["calls"].as_array().unwrap().len(), 3, "{calls}");
+    wait_for_calls(&daemon, 3).await;
     let usage = get_json(&daemon, "/v1/usage?since=1h&by=model").await;
     assert_eq!(usage["totals"]["calls"], 3);
     let openapi = get_json(&daemon, "/v1/openapi.json").await;
@@ -526,14 +511,7 @@ async fn prewarm_entries_live_for_prewarm_ttl_ms() {
 async fn series_call_detail_and_filters_over_real_traffic() {
     let Setup { upstream, daemon } = setup().await;
     for _ in 0..2 {
-        let resp = daemon
-            .post_json(
-                "/v1/chat/completions",
-                r#"{"model":"gpt-test","messages":[]}"#,
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
-        body_bytes(resp).await;
+        post_ok(&daemon, r#"{"model":"gpt-test","messages":[]}"#).await;
     }
     // A malformed body: recorded `rejected`, never routed.
     let resp = daemon
@@ -541,15 +519,7 @@ async fn series_call_detail_and_filters_over_real_traffic() {
         .await;
     assert_eq!(resp.status(), 400);
     body_bytes(resp).await;
-    let mut calls = Value::Null;
-    for _ in 0..100 {
-        calls = get_json(&daemon, "/v1/calls?limit=10").await;
-        if calls["calls"].as_array().unwrap().len() == 3 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(calls["calls"].as_array().unwrap().len(), 3, "{calls}");
+    wait_for_calls(&daemon, 3).await;
     let count = |v: &Value| v["calls"].as_array().unwrap().len();
     let listed = |q: &'static str| {
         let daemon = &daemon;

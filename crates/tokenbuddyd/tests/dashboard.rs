@@ -73,6 +73,34 @@ fn screenshot_dir() -> PathBuf {
     dir
 }
 
+/// Two sellers of gpt-4o in auto mode: `s-bad` (the biggest discount, so
+/// the `discount` scorer tries it first until its circuit opens) answers
+/// every request 503, `s-good` serves `good_models`. Returns the servers
+/// (kept alive by the caller) and the daemon's config.
+async fn failover_market(
+    good_models: &[&str],
+) -> ((SellerServer, SellerServer, RegistryServer), String) {
+    let bad = SellerServer::start(
+        SellerSpec::new("s-bad")
+            .models(["gpt-4o"])
+            .discount_ratio(0.5)
+            .fail_every(1, 503),
+    )
+    .await
+    .unwrap();
+    let good = SellerServer::start(SellerSpec::new("s-good").models(good_models.iter().copied()))
+        .await
+        .unwrap();
+    let registry = RegistryServer::start(registry_doc(&[&bad, &good], Some("s-bad")))
+        .await
+        .unwrap();
+    let config = format!(
+        "[provider]\nmode = \"auto\"\n[registry]\nurl = \"{}\"\n[routing]\nretry_same_on_5xx = false\nsticky_reset_ms = 0\nscorer = \"discount\"\n",
+        registry.url()
+    );
+    ((bad, good, registry), config)
+}
+
 fn usd(micros: i64) -> String {
     format!("${}.{:06}", micros / 1_000_000, micros % 1_000_000)
 }
@@ -81,28 +109,9 @@ fn usd(micros: i64) -> String {
 async fn the_dashboard_shows_the_daemon_and_installs_a_client() {
     let (chromium, script) = tokio::task::spawn_blocking(browser_setup).await.unwrap();
 
-    let bad = SellerServer::start(
-        // The biggest discount: the `discount` scorer tries it first until
-        // its circuit opens.
-        SellerSpec::new("s-bad")
-            .models(["gpt-4o"])
-            .discount_ratio(0.5)
-            .fail_every(1, 503),
-    )
-    .await
-    .unwrap();
-    let good = SellerServer::start(SellerSpec::new("s-good").models(["gpt-4o"]))
-        .await
-        .unwrap();
-    let registry = RegistryServer::start(registry_doc(&[&bad, &good], Some("s-bad")))
-        .await
-        .unwrap();
+    let (_market, config) = failover_market(&["gpt-4o"]).await;
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(home.path().join(".codex")).unwrap();
-    let config = format!(
-        "[provider]\nmode = \"auto\"\n[registry]\nurl = \"{}\"\n[routing]\nretry_same_on_5xx = false\nsticky_reset_ms = 0\nscorer = \"discount\"\n",
-        registry.url()
-    );
     let home_str = home.path().to_str().unwrap().to_string();
     let daemon = Daemon::start(bin(), &config, &[("HOME", &home_str)])
         .await
@@ -285,24 +294,7 @@ async fn the_dashboard_shows_a_pending_wallet_payment_with_its_qr_code() {
 #[tokio::test]
 async fn the_dashboard_charts_filters_and_opens_a_failed_over_call_live() {
     let (chromium, script) = tokio::task::spawn_blocking(browser_setup).await.unwrap();
-    let bad = SellerServer::start(
-        SellerSpec::new("s-bad")
-            .models(["gpt-4o"])
-            .discount_ratio(0.5)
-            .fail_every(1, 503),
-    )
-    .await
-    .unwrap();
-    let good = SellerServer::start(SellerSpec::new("s-good").models(["gpt-4o", "gpt-4o-mini"]))
-        .await
-        .unwrap();
-    let registry = RegistryServer::start(registry_doc(&[&bad, &good], Some("s-bad")))
-        .await
-        .unwrap();
-    let config = format!(
-        "[provider]\nmode = \"auto\"\n[registry]\nurl = \"{}\"\n[routing]\nretry_same_on_5xx = false\nsticky_reset_ms = 0\nscorer = \"discount\"\n",
-        registry.url()
-    );
+    let (_market, config) = failover_market(&["gpt-4o", "gpt-4o-mini"]).await;
     let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
     let bodies = [
         r#"{"model":"gpt-4o","messages":[]}"#,
@@ -310,20 +302,10 @@ async fn the_dashboard_charts_filters_and_opens_a_failed_over_call_live() {
         r#"{"model":"gpt-4o-mini","messages":[],"stream":true}"#,
     ];
     for body in bodies {
-        let resp = daemon.post_json("/v1/chat/completions", body).await;
-        assert_eq!(resp.status(), 200);
-        body_bytes(resp).await;
+        post_ok(&daemon, body).await;
     }
-    let mut calls = serde_json::Value::Null;
-    for _ in 0..100 {
-        calls = get_json(&daemon, "/v1/calls?limit=10").await;
-        if calls["calls"].as_array().unwrap().len() == bodies.len() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let calls = wait_for_calls(&daemon, bodies.len()).await;
     let recorded = calls["calls"].as_array().unwrap();
-    assert_eq!(recorded.len(), bodies.len(), "{calls}");
     let chains: Vec<Vec<&str>> = recorded
         .iter()
         .map(|c| {

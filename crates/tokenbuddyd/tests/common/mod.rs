@@ -402,3 +402,27 @@ where
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Posts a chat completion `body` and reads the whole answer, which must
+/// be a 200.
+pub async fn post_ok(daemon: &Daemon, body: &str) {
+    let resp = daemon
+        .post_json("/v1/chat/completions", body.to_string())
+        .await;
+    assert_eq!(resp.status(), 200);
+    tb_test_support::daemon::body_bytes(resp).await;
+}
+
+/// `GET /v1/calls?limit=100` once it lists `n` calls: records reach the
+/// ledger off the request path (the writer commits within 50 ms).
+pub async fn wait_for_calls(daemon: &Daemon, n: usize) -> serde_json::Value {
+    let mut calls = serde_json::Value::Null;
+    for _ in 0..100 {
+        calls = get_json(daemon, "/v1/calls?limit=100").await;
+        if calls["calls"].as_array().map_or(0, Vec::len) == n {
+            return calls;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the ledger did not list {n} calls: {calls}")
+}
