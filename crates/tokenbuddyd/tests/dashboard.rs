@@ -101,13 +101,53 @@ async fn failover_market(
     ((bad, good, registry), config)
 }
 
+/// Runs the browser check (`tests/browser/dashboard_check.mjs`) against the
+/// daemon's dashboard with `expect`; saves the full page as `<shot>.png` in
+/// [`screenshot_dir`], and one PNG per step there too when `steps`.
+async fn check_in_browser(
+    (chromium, script): &(PathBuf, PathBuf),
+    daemon: &Daemon,
+    expect: &serde_json::Value,
+    shot: &str,
+    steps: bool,
+) {
+    let dir = screenshot_dir();
+    let png = dir.join(format!("{shot}.png"));
+    let mut node = tokio::process::Command::new("node");
+    node.arg(script)
+        .current_dir(script.parent().unwrap())
+        .env(
+            "DASHBOARD_URL",
+            format!("{}/", daemon.control_url.clone().unwrap()),
+        )
+        .env("ACCESS_TOKEN", &daemon.token)
+        .env("EXPECT", expect.to_string())
+        .env("SCREENSHOT", &png)
+        .env("CHROMIUM", chromium);
+    if steps {
+        node.env("SCREENSHOT_DIR", &dir);
+    }
+    let out = node.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "browser check failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::metadata(&png).unwrap().len() > 10_000,
+        "the screenshot is saved at {}",
+        png.display()
+    );
+}
+
 fn usd(micros: i64) -> String {
     format!("${}.{:06}", micros / 1_000_000, micros % 1_000_000)
 }
 
 #[tokio::test]
 async fn the_dashboard_shows_the_daemon_and_installs_a_client() {
-    let (chromium, script) = tokio::task::spawn_blocking(browser_setup).await.unwrap();
+    let browser = tokio::task::spawn_blocking(browser_setup).await.unwrap();
 
     let (_market, config) = failover_market(&["gpt-4o"]).await;
     let home = tempfile::tempdir().unwrap();
@@ -127,7 +167,6 @@ async fn the_dashboard_shows_the_daemon_and_installs_a_client() {
         body_bytes(resp).await;
     }
     // The ledger writer commits within 50 ms; wait until it has.
-    let control = daemon.control_url.clone().unwrap();
     let mut usage = serde_json::Value::Null;
     for _ in 0..100 {
         let out = tb_test_support::daemon::command(bin(), daemon.home())
@@ -196,29 +235,7 @@ async fn the_dashboard_shows_the_daemon_and_installs_a_client() {
         "client": "codex",
         "doctor": true,
     });
-    let shot = screenshot_dir().join("dashboard.png");
-    let out = tokio::process::Command::new("node")
-        .arg(&script)
-        .current_dir(script.parent().unwrap())
-        .env("DASHBOARD_URL", format!("{control}/"))
-        .env("ACCESS_TOKEN", &daemon.token)
-        .env("EXPECT", expect.to_string())
-        .env("SCREENSHOT", &shot)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "browser check failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        std::fs::metadata(&shot).unwrap().len() > 10_000,
-        "the screenshot is saved at {}",
-        shot.display()
-    );
+    check_in_browser(&browser, &daemon, &expect, "dashboard", false).await;
     // The Install click wrote Codex's config, and Undo took it back out.
     let codex = home.path().join(".codex/config.toml");
     assert!(
@@ -234,7 +251,7 @@ async fn the_dashboard_shows_the_daemon_and_installs_a_client() {
 /// page's CSP holds).
 #[tokio::test]
 async fn the_dashboard_shows_a_pending_wallet_payment_with_its_qr_code() {
-    let (chromium, script) = tokio::task::spawn_blocking(browser_setup).await.unwrap();
+    let browser = tokio::task::spawn_blocking(browser_setup).await.unwrap();
     let claw = SellerServer::start(
         SellerSpec::new("s-claw")
             .models(["gpt-4o"])
@@ -264,26 +281,7 @@ async fn the_dashboard_shows_a_pending_wallet_payment_with_its_qr_code() {
         .unwrap()
         .to_owned();
     let expect = json!({"payments": {"s-claw": pay_url}});
-    let out = tokio::process::Command::new("node")
-        .arg(&script)
-        .current_dir(script.parent().unwrap())
-        .env(
-            "DASHBOARD_URL",
-            format!("{}/", daemon.control_url.clone().unwrap()),
-        )
-        .env("ACCESS_TOKEN", &daemon.token)
-        .env("EXPECT", expect.to_string())
-        .env("SCREENSHOT", screenshot_dir().join("dashboard-payment.png"))
-        .env("CHROMIUM", &chromium)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "browser check failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    check_in_browser(&browser, &daemon, &expect, "dashboard-payment", false).await;
 }
 
 /// The dashboard views of issue 17: per-upstream trends for real traffic
@@ -293,7 +291,7 @@ async fn the_dashboard_shows_a_pending_wallet_payment_with_its_qr_code() {
 /// without a reload. Screenshots of each step are saved.
 #[tokio::test]
 async fn the_dashboard_charts_filters_and_opens_a_failed_over_call_live() {
-    let (chromium, script) = tokio::task::spawn_blocking(browser_setup).await.unwrap();
+    let browser = tokio::task::spawn_blocking(browser_setup).await.unwrap();
     let (_market, config) = failover_market(&["gpt-4o", "gpt-4o-mini"]).await;
     let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
     let bodies = [
@@ -330,27 +328,7 @@ async fn the_dashboard_charts_filters_and_opens_a_failed_over_call_live() {
             "body": {"model": "gpt-4o-mini", "messages": []},
         },
     });
-    let out = tokio::process::Command::new("node")
-        .arg(&script)
-        .current_dir(script.parent().unwrap())
-        .env(
-            "DASHBOARD_URL",
-            format!("{}/", daemon.control_url.clone().unwrap()),
-        )
-        .env("ACCESS_TOKEN", &daemon.token)
-        .env("EXPECT", expect.to_string())
-        .env("SCREENSHOT", dir.join("dashboard-trends.png"))
-        .env("SCREENSHOT_DIR", &dir)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "browser check failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    check_in_browser(&browser, &daemon, &expect, "dashboard-trends", true).await;
     for step in ["overview", "filtered", "detail", "live"] {
         let png = dir.join(format!("{step}.png"));
         assert!(
