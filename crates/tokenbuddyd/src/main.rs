@@ -4,6 +4,7 @@
 //! components → serve → wait for a signal → drain. Exit codes: 0 success,
 //! 1 runtime failure, 2 usage or configuration error.
 
+mod child;
 mod cli;
 mod control;
 mod demo;
@@ -17,6 +18,7 @@ mod pay;
 mod prices;
 mod sellers;
 mod serve;
+mod setup;
 
 use std::process::ExitCode;
 
