@@ -146,12 +146,27 @@ fn collect(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
     }
 }
 
+/// Both providers' keys, and their mocks as their base URLs.
+fn both_keys<'a>(openai_url: &'a str, deepseek_url: &'a str) -> [(&'static str, &'a str); 4] {
+    [
+        ("OPENAI_API_KEY", OPENAI_SECRET),
+        ("OPENAI_BASE_URL", openai_url),
+        ("DEEPSEEK_API_KEY", DEEPSEEK_SECRET),
+        ("DEEPSEEK_BASE_URL", deepseek_url),
+    ]
+}
+
 /// A provider mock that lists `models` and answers only to `key`.
 async fn provider(key: &str, models: &[&str]) -> MockUpstream {
     let mock = MockUpstream::start().await.unwrap();
     mock.require_key(key);
     mock.serve_models(models);
     mock
+}
+
+/// `text` (a run's output) contains `needle`; else the whole text is shown.
+fn assert_says(text: &str, needle: &str) {
+    assert!(text.contains(needle), "want {needle:?} in:\n{text}");
 }
 
 fn assert_no_secret(run: &Run, machine: &Machine, secrets: &[&str]) {
@@ -170,12 +185,7 @@ async fn setup_yes_writes_a_working_config_installs_the_agents_and_a_rerun_chang
         .with_agent_dir(".codex")
         .with_agent_dir(".claude");
     let (o_url, d_url) = (openai.base_url(), deepseek.base_url());
-    let env = [
-        ("OPENAI_API_KEY", OPENAI_SECRET),
-        ("OPENAI_BASE_URL", o_url.as_str()),
-        ("DEEPSEEK_API_KEY", DEEPSEEK_SECRET),
-        ("DEEPSEEK_BASE_URL", d_url.as_str()),
-    ];
+    let env = both_keys(&o_url, &d_url);
     let started = std::time::Instant::now();
     let run = machine.setup(&env, &["--yes"], "").await;
     run.assert_ok();
@@ -207,11 +217,7 @@ async fn setup_yes_writes_a_working_config_installs_the_agents_and_a_rerun_chang
         config.routing.focus_models,
         ["gpt-5", "gpt-5-mini", "deepseek-chat", "deepseek-reasoner"]
     );
-    assert!(
-        run.stdout.contains("3 models from GET /v1/models"),
-        "{}",
-        run.stdout
-    );
+    assert_says(&run.stdout, "3 models from GET /v1/models");
 
     // The detected agents point at the proxy.
     let codex = std::fs::read_to_string(machine.home.path().join(".codex/config.toml")).unwrap();
@@ -247,12 +253,8 @@ async fn setup_yes_writes_a_working_config_installs_the_agents_and_a_rerun_chang
     let before = machine.files();
     let again = machine.setup(&env, &["--yes"], "").await;
     again.assert_ok();
-    assert!(
-        again.stdout.contains("already in the config"),
-        "{}",
-        again.stdout
-    );
-    assert!(again.stdout.contains("unchanged"), "{}", again.stdout);
+    assert_says(&again.stdout, "already in the config");
+    assert_says(&again.stdout, "unchanged");
     let after = machine.files();
     assert_eq!(
         before.keys().collect::<Vec<_>>(),
@@ -293,18 +295,7 @@ async fn the_users_edits_survive_a_rerun() {
         )
     );
     std::fs::write(machine.config_path(), &edited).unwrap();
-    let run = machine
-        .setup(
-            &[
-                ("OPENAI_API_KEY", OPENAI_SECRET),
-                ("OPENAI_BASE_URL", &o_url),
-                ("DEEPSEEK_API_KEY", DEEPSEEK_SECRET),
-                ("DEEPSEEK_BASE_URL", &d_url),
-            ],
-            &quiet,
-            "",
-        )
-        .await;
+    let run = machine.setup(&both_keys(&o_url, &d_url), &quiet, "").await;
     run.assert_ok();
     let text = machine.config_text();
     assert!(
@@ -355,14 +346,10 @@ async fn a_key_found_only_in_an_agent_file_is_referenced_by_api_key_file() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    assert!(run.stdout.contains("Codex's"), "{}", run.stdout);
+    assert_says(&run.stdout, "Codex's");
     // The daemon read the key from api_key_file: the mock, which answers
     // only to that key, served the test request.
-    assert!(
-        run.stdout.contains("test request: gpt-5 answered"),
-        "{}",
-        run.stdout
-    );
+    assert_says(&run.stdout, "test request: gpt-5 answered");
     assert!(
         openai
             .requests()
@@ -386,22 +373,14 @@ async fn unreachable_model_lists_fall_back_to_the_price_table_and_dry_run_writes
         !machine.config_path().exists(),
         "a dry run wrote the config"
     );
-    assert!(dry.stdout.contains("+[[providers]]"), "{}", dry.stdout);
-    assert!(
-        dry.stdout.contains("dry run: nothing written"),
-        "{}",
-        dry.stdout
-    );
+    assert_says(&dry.stdout, "+[[providers]]");
+    assert_says(&dry.stdout, "dry run: nothing written");
 
     let run = machine
         .setup(&env, &["--yes", "--no-install", "--no-test"], "")
         .await;
     run.assert_ok();
-    assert!(
-        run.stdout.contains("models from the price table"),
-        "{}",
-        run.stdout
-    );
+    assert_says(&run.stdout, "models from the price table");
     let config = machine.config();
     let table: Vec<&str> = tb_prices::table()
         .iter()
@@ -457,6 +436,21 @@ async fn bad_flags_exit_2_with_a_clear_message() {
         );
         assert!(!run.all().contains(OPENAI_SECRET));
     }
+    // A base URL the config would reject: nothing is written.
+    let odd = [
+        ("OPENAI_API_KEY", OPENAI_SECRET),
+        ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1?x=1"),
+    ];
+    let run = machine.setup(&odd, &["--yes", "--no-test"], "").await;
+    assert_eq!(run.code, Some(2), "{}", run.all());
+    assert_says(
+        &run.stderr,
+        "would not be a valid config; nothing was written",
+    );
+    assert_says(
+        &run.stderr,
+        "providers[0].base_url: must not contain a query string",
+    );
     assert!(!machine.config_path().exists());
 }
 
@@ -466,26 +460,13 @@ async fn interactive_answers_choose_providers_and_focus() {
     let deepseek = provider(DEEPSEEK_SECRET, &["deepseek-chat"]).await;
     let machine = Machine::new();
     let (o_url, d_url) = (openai.base_url(), deepseek.base_url());
-    let env = [
-        ("OPENAI_API_KEY", OPENAI_SECRET),
-        ("OPENAI_BASE_URL", o_url.as_str()),
-        ("DEEPSEEK_API_KEY", DEEPSEEK_SECRET),
-        ("DEEPSEEK_BASE_URL", d_url.as_str()),
-    ];
+    let env = both_keys(&o_url, &d_url);
     // Add openai, not deepseek; no marketplace; focus: the second model.
     let run = machine.setup(&env, &["--no-test"], "y\nn\n\n2\n").await;
     run.assert_ok();
-    assert!(
-        run.stdout.contains("Add openai as a provider? [Y/n]"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("Also buy from the marketplace? [y/N]"),
-        "{}",
-        run.stdout
-    );
-    assert!(run.stdout.contains("   2. gpt-5-mini"), "{}", run.stdout);
+    assert_says(&run.stdout, "Add openai as a provider? [Y/n]");
+    assert_says(&run.stdout, "Also buy from the marketplace? [y/N]");
+    assert_says(&run.stdout, "   2. gpt-5-mini");
     let config = machine.config();
     assert_eq!(config.providers.len(), 1);
     assert_eq!(config.providers[0].id, "openai");
@@ -494,7 +475,7 @@ async fn interactive_answers_choose_providers_and_focus() {
     // Input that ends before an answer: stop, and say to use --yes.
     let ended = machine.setup(&env, &["--no-test"], "").await;
     assert_eq!(ended.code, Some(2), "{}", ended.all());
-    assert!(ended.stderr.contains("pass --yes"), "{}", ended.stderr);
+    assert_says(&ended.stderr, "pass --yes");
 }
 
 #[tokio::test]
@@ -518,18 +499,11 @@ async fn a_failed_test_request_exits_1_with_the_upstreams_error_and_a_fix() {
         "the model list was refused:\n{}",
         run.stdout
     );
-    assert!(
-        run.stderr
-            .contains("the test request for gpt-5 failed: HTTP 401"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("incorrect API key"), "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("check provider \"openai\": the key in $OPENAI_API_KEY"),
-        "{}",
-        run.stderr
+    assert_says(&run.stderr, "the test request for gpt-5 failed: HTTP 401");
+    assert_says(&run.stderr, "incorrect API key");
+    assert_says(
+        &run.stderr,
+        "check provider \"openai\": the key in $OPENAI_API_KEY",
     );
     assert_no_secret(&run, &machine, &[OPENAI_SECRET]);
 }

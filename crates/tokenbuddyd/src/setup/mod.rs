@@ -166,7 +166,7 @@ impl Session<'_> {
                 f.provider.id,
                 f.source,
                 f.masked(),
-                f.base_url
+                tb_config::mask_url(&f.base_url)
             );
             if plan::is_present(&present, f.provider.id, &f.base_url) {
                 println!("{line}: already in the config, left as you have it");
@@ -200,6 +200,12 @@ impl Session<'_> {
         };
         let after = plan::edit(existing.as_deref(), &plan).map_err(|e| {
             Failure::Config(e.context(format!("editing {}", self.paths.config_file.display())))
+        })?;
+        check_written(&after).map_err(|e| {
+            Failure::Config(e.context(format!(
+                "the edited {} would not be a valid config; nothing was written",
+                self.paths.config_file.display()
+            )))
         })?;
         let secrets: Vec<&str> = offers.iter().map(|o| o.found.key.as_str()).collect();
         if self.args.dry_run {
@@ -501,6 +507,15 @@ fn with_models(config: &Config, found: Vec<FoundKey>) -> anyhow::Result<Vec<Offe
         offers.push(Offer { found: f, models });
     }
     Ok(offers)
+}
+
+/// The edited text is a valid config: checked before it replaces the file.
+fn check_written(text: &str) -> anyhow::Result<()> {
+    let config = Config::from_toml_str(text).map_err(|e| anyhow!("{e}"))?;
+    config.validate().map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow!("{}", lines.join("; "))
+    })
 }
 
 fn read_existing(path: &Path) -> anyhow::Result<Option<String>> {
