@@ -507,3 +507,51 @@ async fn a_failed_test_request_exits_1_with_the_upstreams_error_and_a_fix() {
     );
     assert_no_secret(&run, &machine, &[OPENAI_SECRET]);
 }
+
+#[tokio::test]
+async fn claude_codes_own_key_configures_anthropic_and_claude_code_is_pointed_at_tokenbuddy() {
+    const CLAUDE_SECRET: &str = "sk-ant-claude-settings-9z8y";
+    let anthropic = provider(CLAUDE_SECRET, &["claude-haiku-4-5", "claude-sonnet-4-5"]).await;
+    let machine = Machine::new().with_agent_dir(".claude");
+    let settings = machine.home.path().join(".claude/settings.json");
+    std::fs::write(
+        &settings,
+        format!("{{\n  \"env\": {{\n    \"ANTHROPIC_API_KEY\": \"{CLAUDE_SECRET}\"\n  }}\n}}\n"),
+    )
+    .unwrap();
+    // ANTHROPIC_BASE_URL names the root, as Anthropic's SDKs take it.
+    let root = anthropic.root_url();
+    let run = machine
+        .setup(&[("ANTHROPIC_BASE_URL", root.as_str())], &["--yes"], "")
+        .await;
+    run.assert_ok();
+    assert_no_secret(&run, &machine, &[CLAUDE_SECRET]);
+    let config = machine.config();
+    let p = &config.providers[0];
+    assert_eq!(
+        (p.id.as_str(), p.kind),
+        ("anthropic", tb_domain::ProviderKind::Anthropic)
+    );
+    assert_eq!(p.base_url, anthropic.base_url(), "/v1 is added to the root");
+    assert!(p.api_key_file.is_some());
+    assert_eq!(
+        config.routing.focus_models,
+        ["claude-sonnet-4-5", "claude-haiku-4-5"]
+    );
+    // The test request spoke Messages, with the key as x-api-key.
+    let messages: Vec<_> = anthropic
+        .requests()
+        .into_iter()
+        .filter(|r| r.path() == "/v1/messages")
+        .collect();
+    assert_eq!(messages.len(), 1, "{}", run.all());
+    assert_eq!(messages[0].headers["x-api-key"], CLAUDE_SECRET);
+    assert_says(&run.stdout, "test request: claude-sonnet-4-5 answered");
+    // Claude Code now points at tokenbuddy; its own key went to the backup.
+    let now = std::fs::read_to_string(&settings).unwrap();
+    assert!(
+        now.contains("ANTHROPIC_AUTH_TOKEN") && !now.contains(CLAUDE_SECRET),
+        "{now}"
+    );
+    assert_says(&run.stdout, "install --undo claude-code");
+}

@@ -38,6 +38,9 @@ pub(crate) struct AgentFile {
     pub content: Option<String>,
 }
 
+/// Claude Code's name as a key source.
+pub(crate) const CLAUDE_CODE: &str = "Claude Code";
+
 /// The files agents keep keys in, for this machine's home and variables.
 pub(crate) fn agent_key_files(env: &InstallEnv) -> Vec<(&'static str, AgentFormat, PathBuf)> {
     let dir =
@@ -52,7 +55,7 @@ pub(crate) fn agent_key_files(env: &InstallEnv) -> Vec<(&'static str, AgentForma
             dir("CODEX_HOME", ".codex").join("auth.json"),
         ),
         (
-            "Claude Code",
+            CLAUDE_CODE,
             AgentFormat::ClaudeSettings,
             dir("CLAUDE_CONFIG_DIR", ".claude").join("settings.json"),
         ),

@@ -155,29 +155,7 @@ impl Session<'_> {
         let present = plan::present(existing.as_deref());
         let install_env = InstallEnv::from_process().map_err(|e| Failure::Runtime(e.into()))?;
         let found = self.found_keys(&install_env)?;
-        let mut offers = Vec::new();
-        println!("provider keys found:");
-        if found.is_empty() {
-            println!("  none");
-        }
-        for f in found {
-            let line = format!(
-                "  {}: {} ({}) at {}",
-                f.provider.id,
-                f.source,
-                f.masked(),
-                tb_config::mask_url(&f.base_url)
-            );
-            if plan::is_present(&present, f.provider.id, &f.base_url) {
-                println!("{line}: already in the config, left as you have it");
-                continue;
-            }
-            println!("{line}");
-            let question = format!("Add {} as a provider?", f.provider.id);
-            if self.ask_yes_no(&question, true)? {
-                offers.push(f);
-            }
-        }
+        let offers = self.choose(found, &present)?;
         let offers = with_models(&current.config, offers).map_err(Failure::Runtime)?;
         let marketplace = self.marketplace()?;
         if offers.is_empty()
@@ -221,9 +199,48 @@ impl Session<'_> {
         }
         let loaded = tb_config::load(self.paths.clone(), &CliOverrides::default())
             .map_err(|e| Failure::Config(anyhow!("the written config does not load: {e}")))?;
-        self.install(&loaded, &install_env)?;
+        // Claude Code refuses tokenbuddy's token next to its own
+        // env.ANTHROPIC_API_KEY; when setup took that key, the install moves
+        // it into its backup (undo restores it).
+        let claude_key_taken = offers.iter().any(|o| {
+            matches!(&o.found.source, KeySource::AgentFile { agent, .. } if *agent == detect::CLAUDE_CODE)
+        });
+        self.install(&loaded, &install_env, claude_key_taken)?;
         self.service();
         self.test(&loaded)
+    }
+
+    /// The found keys to add: shown (masked), the ones already in the
+    /// config left out, each one asked about.
+    fn choose(
+        &mut self,
+        found: Vec<FoundKey>,
+        present: &[plan::Present],
+    ) -> Result<Vec<FoundKey>, Failure> {
+        println!("provider keys found:");
+        if found.is_empty() {
+            println!("  none");
+        }
+        let mut chosen = Vec::new();
+        for f in found {
+            let line = format!(
+                "  {}: {} ({}) at {}",
+                f.provider.id,
+                f.source,
+                f.masked(),
+                tb_config::mask_url(&f.base_url)
+            );
+            if plan::is_present(present, f.provider.id, &f.base_url) {
+                println!("{line}: already in the config, left as you have it");
+                continue;
+            }
+            println!("{line}");
+            let question = format!("Add {} as a provider?", f.provider.id);
+            if self.ask_yes_no(&question, true)? {
+                chosen.push(f);
+            }
+        }
+        Ok(chosen)
     }
 
     /// The keys found, without the access token (an agent pointed at
@@ -404,7 +421,12 @@ impl Session<'_> {
     }
 
     /// Points the detected agents at the proxy: `install`'s own code path.
-    fn install(&mut self, loaded: &LoadedConfig, env: &InstallEnv) -> Result<(), Failure> {
+    fn install(
+        &mut self,
+        loaded: &LoadedConfig,
+        env: &InstallEnv,
+        claude_key_taken: bool,
+    ) -> Result<(), Failure> {
         if self.args.no_install {
             return Ok(());
         }
@@ -423,7 +445,12 @@ impl Session<'_> {
         if !self.args.install && !self.ask_yes_no(&question, true)? {
             return Ok(());
         }
-        crate::install::run_cli(loaded, &[], false, false, None, false).map_err(|e| {
+        if claude_key_taken {
+            println!(
+                "Claude Code: its env.ANTHROPIC_API_KEY is now in tokenbuddy's key file; the install moves it into tokenbuddy's backup (`tokenbuddyd install --undo claude-code` puts it back)"
+            );
+        }
+        crate::install::run_cli(loaded, &[], false, false, None, claude_key_taken).map_err(|e| {
             Failure::Runtime(e.context("installing the agents (`--no-install` skips this step)"))
         })
     }
