@@ -476,6 +476,13 @@ async fn interactive_answers_choose_providers_and_focus() {
     let ended = machine.setup(&env, &["--no-test"], "").await;
     assert_eq!(ended.code, Some(2), "{}", ended.all());
     assert_says(&ended.stderr, "pass --yes");
+
+    // A re-run where Enter takes each default keeps the focus chosen above.
+    let before = machine.config_text();
+    let again = machine.setup(&env, &["--no-test"], "n\n\n\n").await;
+    again.assert_ok();
+    assert_says(&again.stdout, "Enter keeps the current ones: gpt-5-mini");
+    assert_eq!(machine.config_text(), before);
 }
 
 #[tokio::test]

@@ -345,15 +345,28 @@ impl Session<'_> {
         let Some(p) = &mut self.prompt else {
             return Ok(Focus::Default(default));
         };
-        let candidates = models::candidates(&lists, 8);
+        // The choice also lists the models of the providers the config has.
+        let configured = present
+            .iter()
+            .filter_map(|p| Some((known::by_id(&p.id)?, p.models.as_slice())));
+        let all: Vec<(&known::KnownProvider, &[String])> =
+            configured.chain(lists.iter().copied()).collect();
+        let candidates = models::candidates(&all, 8);
         if candidates.is_empty() {
             return Ok(Focus::Default(default));
         }
         println!("focus models (kept warm, and what agents default to):");
+        let current = &config.routing.focus_models;
+        let preselected = if current.is_empty() {
+            &default
+        } else {
+            println!("  (Enter keeps the current ones: {})", current.join(", "));
+            current
+        };
         let chosen = p
-            .pick("Focus models, by number", &candidates, &default)
+            .pick("Focus models, by number", &candidates, preselected)
             .map_err(Failure::Config)?;
-        Ok(Focus::Chosen(chosen))
+        Ok(chosen.map_or(Focus::Default(default), Focus::Chosen))
     }
 
     /// The `[[providers]]` entries and the key files to write for them.

@@ -64,13 +64,15 @@ impl<R: BufRead, W: Write> Prompt<R, W> {
     }
 
     /// A numbered choice of several `items`: numbers separated by commas
-    /// or spaces (empty = `default`, as numbers); asks again on a bad one.
+    /// or spaces, in the order given; asks again on a bad one. An empty
+    /// answer takes the default (`None`), shown as the numbers of those of
+    /// `default` that are listed.
     pub(crate) fn pick(
         &mut self,
         question: &str,
         items: &[String],
         default: &[String],
-    ) -> anyhow::Result<Vec<String>> {
+    ) -> anyhow::Result<Option<Vec<String>>> {
         for (i, item) in items.iter().enumerate() {
             writeln!(self.out, "  {:>2}. {item}", i + 1).context("writing the question")?;
         }
@@ -79,10 +81,18 @@ impl<R: BufRead, W: Write> Prompt<R, W> {
             .filter_map(|d| items.iter().position(|i| i == d))
             .map(|i| (i + 1).to_string())
             .collect();
+        let shown = if numbers.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", numbers.join(","))
+        };
         loop {
-            let a = self.text(question, &numbers.join(","))?;
+            let a = self.answer(&format!("{question}{shown}:"))?;
+            if a.is_empty() && !default.is_empty() {
+                return Ok(None);
+            }
             match parse_picks(&a, items) {
-                Ok(chosen) => return Ok(chosen),
+                Ok(chosen) => return Ok(Some(chosen)),
                 Err(e) => writeln!(self.out, "  {e}").context("writing the question")?,
             }
         }
@@ -139,9 +149,12 @@ mod tests {
     #[test]
     fn picks_are_numbers_from_the_list() {
         let items: Vec<String> = ["a", "b", "c"].iter().map(|s| (*s).to_string()).collect();
-        let mut p = prompt("\n4\n3, 1 3\n");
-        assert_eq!(p.pick("focus", &items, &items[1..2]).unwrap(), ["b"]);
-        assert_eq!(p.pick("focus", &items, &[]).unwrap(), ["c", "a"]);
+        let mut p = prompt("\n\n4\n3, 1 3\n");
+        assert_eq!(p.pick("focus", &items, &items[1..2]).unwrap(), None);
+        assert_eq!(
+            p.pick("focus", &items, &[]).unwrap(),
+            Some(vec!["c".to_string(), "a".to_string()])
+        );
         let out = String::from_utf8(p.out).unwrap();
         assert!(
             out.contains("focus [2]:") && out.contains("4 is not in the list (1 to 3)"),
