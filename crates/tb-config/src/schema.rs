@@ -346,6 +346,11 @@ pub struct ProviderConfig {
     /// The environment variable holding the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
+    /// A file (absolute path) whose content, trimmed, is the key; read
+    /// when the providers are loaded. `tokenbuddyd setup` writes one
+    /// (mode 0600) for a key it found in an agent's own config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_file: Option<PathBuf>,
     /// Model ids this provider serves.
     pub models: Vec<String>,
     /// Protocols served; defaults by `kind`.
@@ -607,6 +612,51 @@ fn proxy_url_problem(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What is wrong with where a provider's key comes from: exactly one of
+/// `api_key_env` (preferred), `api_key_file` and `api_key` must be given.
+fn key_source_problem(p: &ProviderConfig) -> Option<(&'static str, String)> {
+    let given = [
+        p.api_key_env.is_some(),
+        p.api_key_file.is_some(),
+        p.api_key.is_some(),
+    ];
+    match given.iter().filter(|g| **g).count() {
+        0 => {
+            return Some((
+                "api_key_env",
+                "give exactly one of api_key_env (preferred), api_key_file and api_key".into(),
+            ));
+        }
+        1 => {}
+        _ => {
+            let key = if p.api_key.is_some() {
+                "api_key"
+            } else {
+                "api_key_file"
+            };
+            return Some((
+                key,
+                "give exactly one of api_key_env, api_key_file and api_key, not several".into(),
+            ));
+        }
+    }
+    if p.api_key_env.as_deref().is_some_and(str::is_empty) {
+        return Some(("api_key_env", "must name an environment variable".into()));
+    }
+    if let Some(path) = &p.api_key_file
+        && !path.is_absolute()
+    {
+        return Some((
+            "api_key_file",
+            format!(
+                "{} is not an absolute path; give the full path of the file holding the key",
+                path.display()
+            ),
+        ));
+    }
+    None
+}
+
 /// One thing wrong with an otherwise well-formed configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {message}")]
@@ -815,20 +865,8 @@ impl Config {
                     format!("{:?} is used by more than one provider", p.id),
                 );
             }
-            match (&p.api_key, &p.api_key_env) {
-                (Some(_), Some(_)) => push(
-                    at("api_key"),
-                    "give exactly one of api_key and api_key_env, not both".into(),
-                ),
-                (None, None) => push(
-                    at("api_key_env"),
-                    "give exactly one of api_key_env (preferred) and api_key".into(),
-                ),
-                (None, Some(var)) if var.is_empty() => push(
-                    at("api_key_env"),
-                    "must name an environment variable".into(),
-                ),
-                _ => {}
+            if let Some((key, message)) = key_source_problem(p) {
+                push(at(key), message);
             }
             if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
                 push(
@@ -1064,6 +1102,14 @@ protocols = ["chat_completions", "responses", "messages", "images_generations"]
                 "providers[0].api_key: give exactly one",
             ),
             (
+                &provider("api_key_env = \"A\"\napi_key_file = \"/k\""),
+                "providers[0].api_key_file: give exactly one",
+            ),
+            (
+                &provider("api_key_file = \"keys/openai.key\""),
+                "providers[0].api_key_file: keys/openai.key is not an absolute path",
+            ),
+            (
                 &provider("api_key = \"a\"\ndiscount = 1.5"),
                 "providers[0].discount:",
             ),
@@ -1092,6 +1138,7 @@ protocols = ["chat_completions", "responses", "messages", "images_generations"]
             );
         }
         assert!(problems(&provider("api_key = \"a\"")).is_empty());
+        assert!(problems(&provider("api_key_file = \"/etc/tb/openai.key\"")).is_empty());
     }
 
     #[test]

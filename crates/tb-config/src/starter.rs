@@ -45,7 +45,7 @@ pub const STARTER_CONFIG: &str = r#"# tokenbuddy configuration.
 # id = "openrouter"
 # kind = "openai"             # "openai" (Bearer) | "anthropic" (x-api-key)
 # base_url = "https://openrouter.ai/api/v1"
-# api_key_env = "OPENROUTER_API_KEY"    # or api_key = "..." (keep the file private)
+# api_key_env = "OPENROUTER_API_KEY"    # or api_key_file = "/abs/path" (the file holds the key), or api_key = "..." (keep the file private)
 # models = ["deepseek-chat", "claude-sonnet-4-5"]
 # protocols = ["chat_completions", "responses", "messages", "images_generations", "embeddings"]
 # discount = 0.1              # fraction off the bundled table price

@@ -144,6 +144,12 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
         "",
     ),
     (
+        "providers[].api_key_file",
+        "crates/tokenbuddyd/tests/setup.rs",
+        "a_key_found_only_in_an_agent_file_is_referenced_by_api_key_file",
+        "",
+    ),
+    (
         "providers[].base_url",
         "crates/tokenbuddyd/tests/billing.rs",
         "embeddings_are_routed_failed_over_and_billed",
@@ -495,6 +501,7 @@ kind = "openai"
 base_url = "http://127.0.0.1:1/v1"
 api_key = "k"
 api_key_env = "K"
+api_key_file = "/k"
 models = ["m"]
 protocols = ["chat_completions"]
 discount = 0.1

@@ -879,29 +879,44 @@ fn rollback(snaps: &[Snapshot<'_>], created_dirs: &[PathBuf]) -> Vec<String> {
 fn diff(changes: &[FileChange], secrets: &[&str]) -> String {
     let mut out = String::new();
     for c in changes {
-        let path = c.path.display().to_string();
-        let before = redact(c.before.as_deref().unwrap_or(""), secrets);
-        let after = redact(c.after.as_deref().unwrap_or(""), secrets);
-        let old = if c.before.is_some() {
-            format!("a{}{path}", sep(&path))
-        } else {
-            "/dev/null".into()
-        };
-        let new = if c.after.is_some() {
-            format!("b{}{path}", sep(&path))
-        } else {
-            "/dev/null".into()
-        };
         out.push_str(&format!("# {}: {}\n", c.client, c.description));
-        let d = similar::TextDiff::from_lines(&before, &after);
-        out.push_str(
-            &d.unified_diff()
-                .context_radius(3)
-                .header(&old, &new)
-                .to_string(),
-        );
+        out.push_str(&unified_diff(
+            &c.path,
+            c.before.as_deref(),
+            c.after.as_deref(),
+            secrets,
+        ));
     }
     out
+}
+
+/// The unified diff (3 lines of context) of one file from `before` to
+/// `after` (`None`: the file does not exist), with `secrets` and the
+/// values of secret-looking keys redacted; empty when nothing changes.
+pub fn unified_diff(
+    path: &Path,
+    before: Option<&str>,
+    after: Option<&str>,
+    secrets: &[&str],
+) -> String {
+    let path = path.display().to_string();
+    let old_text = redact(before.unwrap_or(""), secrets);
+    let new_text = redact(after.unwrap_or(""), secrets);
+    let old = if before.is_some() {
+        format!("a{}{path}", sep(&path))
+    } else {
+        "/dev/null".into()
+    };
+    let new = if after.is_some() {
+        format!("b{}{path}", sep(&path))
+    } else {
+        "/dev/null".into()
+    };
+    let d = similar::TextDiff::from_lines(&old_text, &new_text);
+    d.unified_diff()
+        .context_radius(3)
+        .header(&old, &new)
+        .to_string()
 }
 
 fn sep(path: &str) -> &'static str {

@@ -94,7 +94,7 @@ pub use contract::{
 pub use env::{ENV_VARS, InstallEnv, NoHomeDir, Os};
 pub use io::{
     Action, Applied, AppliedFile, InstallError, Installer, KEEP_BACKUPS, Preview, PreviewKind,
-    StatusRow,
+    StatusRow, unified_diff,
 };
 pub use manual::{ManualClient, instructions};
 pub use redact::{mask, redact};

@@ -66,6 +66,20 @@ pub enum UpstreamError {
         /// The variable.
         var: String,
     },
+    /// `api_key_file` cannot be read or holds no key.
+    #[error(
+        "providers[{index}] ({id}).api_key_file: {path}: {problem}; put the key in that file (mode 0600) or re-run `tokenbuddyd setup`"
+    )]
+    KeyFile {
+        /// Position in `[[providers]]`.
+        index: usize,
+        /// Provider id.
+        id: String,
+        /// The file, as configured.
+        path: String,
+        /// Why it gave no key (never its content).
+        problem: String,
+    },
     /// A value cannot be used in an HTTP header or URL.
     #[error("providers[{index}] ({id}).{field}: {problem}")]
     Invalid {
@@ -78,6 +92,23 @@ pub enum UpstreamError {
         /// What is wrong (never the secret itself).
         problem: String,
     },
+}
+
+/// The key in `path`: its content, trimmed (a trailing newline is not
+/// part of it). The error says why there is none, never the content.
+fn read_key_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => "is not UTF-8 text".to_string(),
+        _ => e.to_string(),
+    })?;
+    let key = text.trim();
+    if key.is_empty() {
+        return Err("is empty".into());
+    }
+    if key.lines().nth(1).is_some() {
+        return Err("holds more than one line; it must hold the key alone".into());
+    }
+    Ok(key.to_string())
 }
 
 impl Upstream {
@@ -94,14 +125,22 @@ impl Upstream {
             field,
             problem,
         };
-        let key = match (&p.api_key, &p.api_key_env) {
-            (Some(k), _) => k.expose().to_string(),
-            (None, Some(var)) => env(var).ok_or_else(|| UpstreamError::MissingKeyEnv {
+        let key = match (&p.api_key, &p.api_key_env, &p.api_key_file) {
+            (Some(k), _, _) => k.expose().to_string(),
+            (None, Some(var), _) => env(var).ok_or_else(|| UpstreamError::MissingKeyEnv {
                 index,
                 id: p.id.clone(),
                 var: var.clone(),
             })?,
-            (None, None) => return Err(invalid("api_key", "no key configured".into())),
+            (None, None, Some(path)) => {
+                read_key_file(path).map_err(|problem| UpstreamError::KeyFile {
+                    index,
+                    id: p.id.clone(),
+                    path: path.display().to_string(),
+                    problem,
+                })?
+            }
+            (None, None, None) => return Err(invalid("api_key", "no key configured".into())),
         };
         let (name, value) = match p.kind {
             ProviderKind::Openai => (http::header::AUTHORIZATION, format!("Bearer {key}")),
@@ -344,6 +383,39 @@ mod tests {
             err.contains("providers[3] (p)") && err.contains("NOPE"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_key_file_is_read_trimmed_and_its_problems_never_show_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("openai.key");
+        let with_file = |path: &std::path::Path| {
+            provider(&format!(
+                "kind = \"openai\"\napi_key_file = {:?}",
+                path.display().to_string()
+            ))
+        };
+        std::fs::write(&path, "sk-from-file-1234\n").unwrap();
+        let u = Upstream::from_config(0, &with_file(&path), &|_| None).unwrap();
+        assert_eq!(u.auth_header().unwrap().1, "Bearer sk-from-file-1234");
+        for (content, want) in [
+            ("  \n", "is empty"),
+            ("sk-one\nsk-two\n", "more than one line"),
+        ] {
+            std::fs::write(&path, content).unwrap();
+            let err = Upstream::from_config(2, &with_file(&path), &|_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("providers[2] (p).api_key_file") && err.contains(want),
+                "{err}"
+            );
+            assert!(!err.contains("sk-one"), "{err}");
+        }
+        let err = Upstream::from_config(0, &with_file(&dir.path().join("nope")), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope") && err.contains("setup"), "{err}");
     }
 
     fn seller_entry() -> SellerEntry {

@@ -39,6 +39,7 @@ const DEFAULT_MODEL: &str = "mock-model";
 /// | --- | --- |
 /// | `POST /v1/chat/completions`, `/v1/responses`, `/v1/messages`, `/v1/images/generations` | [`canned`](crate::canned) body for the body's `model`; SSE if `"stream": true` |
 /// | `GET /healthz` | `200 ok` |
+/// | `GET /v1/models` | the ids given to [`serve_models`](MockUpstream::serve_models), OpenAI list shape; else `404` |
 /// | any other path | `404`, OpenAI-shaped error |
 /// | a protocol path with a body that is not JSON | `400`, error shaped for the protocol's family |
 ///
@@ -71,6 +72,10 @@ struct Shared {
 struct State {
     requests: Vec<RecordedRequest>,
     replies: VecDeque<Reply>,
+    /// What `GET /v1/models` lists, once set.
+    models: Option<Vec<String>>,
+    /// The provider key every request must carry, once set.
+    key: Option<String>,
 }
 
 impl Shared {
@@ -172,6 +177,19 @@ impl MockUpstream {
     /// Queues several scripted replies, in order.
     pub fn push_replies(&self, replies: impl IntoIterator<Item = Reply>) {
         self.shared.state().replies.extend(replies);
+    }
+
+    /// Makes `GET /v1/models` answer `{"object":"list","data":[{"id":…}]}`
+    /// with these ids (the shape OpenAI and Anthropic share).
+    pub fn serve_models(&self, ids: &[&str]) {
+        self.shared.state().models = Some(ids.iter().map(|m| (*m).to_owned()).collect());
+    }
+
+    /// Makes every request without this key (`Authorization: Bearer KEY`
+    /// or `x-api-key: KEY`) answer `401`, as a real provider does. The
+    /// request is still recorded; a queued reply is not used up.
+    pub fn require_key(&self, key: &str) {
+        self.shared.state().key = Some(key.to_owned());
     }
 
     /// How many scripted replies are still queued.
@@ -322,13 +340,28 @@ async fn handle(
         body,
     };
 
-    let scripted = {
+    let reply = {
         let mut state = shared.state();
         state.requests.push(recorded.clone());
         shared.count.send_replace(state.requests.len());
-        state.replies.pop_front()
+        if state
+            .key
+            .as_deref()
+            .is_some_and(|k| !carries_key(&recorded, k))
+        {
+            Reply::openai_error(
+                401,
+                "invalid_request_error",
+                "invalid_api_key",
+                "mock upstream: incorrect API key provided",
+            )
+        } else if let Some(ids) = state.models.as_ref().filter(|_| is_models_list(&recorded)) {
+            models_reply(ids)
+        } else {
+            let scripted = state.replies.pop_front();
+            scripted.unwrap_or_else(|| default_reply(&recorded))
+        }
     };
-    let reply = scripted.unwrap_or_else(|| default_reply(&recorded));
 
     let head_delay = reply.head_delay;
     if matches!(reply.body, ReplyBody::Reset) {
@@ -345,6 +378,29 @@ async fn handle(
         tokio::time::sleep(delay).await;
     }
     Ok(response)
+}
+
+/// Whether `req` carries `key` as a bearer token or `x-api-key`.
+fn carries_key(req: &RecordedRequest, key: &str) -> bool {
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    header("authorization").and_then(|v| v.strip_prefix("Bearer ")) == Some(key)
+        || header("x-api-key") == Some(key)
+}
+
+fn is_models_list(req: &RecordedRequest) -> bool {
+    req.method == Method::GET && req.path() == "/v1/models"
+}
+
+/// `GET /v1/models`: the list shape OpenAI and Anthropic share.
+fn models_reply(ids: &[String]) -> Reply {
+    let data: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|id| serde_json::json!({"id": id, "object": "model", "owned_by": "mock"}))
+        .collect();
+    Reply::json(
+        200,
+        serde_json::json!({"object": "list", "data": data}).to_string(),
+    )
 }
 
 /// The reply the mock gives when no scripted reply is queued.

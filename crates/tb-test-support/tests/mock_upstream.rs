@@ -433,3 +433,44 @@ async fn client_giving_up_during_the_head_delay_of_a_stream_is_reported_gone() {
     request.abort();
     assert_eq!(stream_end(&mock).await, StreamEnd::ClientGone);
 }
+
+#[tokio::test]
+async fn a_model_list_and_a_required_key() {
+    let mock = MockUpstream::start().await.unwrap();
+    let models = format!("{}/models", mock.base_url());
+    let no_list = send(&client(), Method::GET, &models, "").await;
+    assert_eq!(no_list.status(), StatusCode::NOT_FOUND);
+
+    mock.serve_models(&["m-1", "m-2"]);
+    mock.require_key("sk-right");
+    mock.push_reply(Reply::text(200, "scripted"));
+    let without_key = send(&client(), Method::GET, &models, "").await;
+    assert_eq!(without_key.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        mock.pending_replies(),
+        1,
+        "a refused request uses up no reply"
+    );
+
+    let listed = Request::get(&models)
+        .header("authorization", "Bearer sk-right")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let listed = client().request(listed).await.unwrap();
+    assert_eq!(listed.status(), StatusCode::OK);
+    let list: Value = serde_json::from_slice(&body_bytes(listed).await).unwrap();
+    assert_eq!(list["data"][1]["id"], "m-2");
+    assert_eq!(
+        mock.pending_replies(),
+        1,
+        "the list is not a scripted reply"
+    );
+
+    let chat = Request::post(format!("{}/chat/completions", mock.base_url()))
+        .header("x-api-key", "sk-right")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    let chat = client().request(chat).await.unwrap();
+    assert_eq!(body_bytes(chat).await, "scripted");
+    assert_eq!(mock.request_count(), 4);
+}

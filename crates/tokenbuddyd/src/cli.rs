@@ -35,6 +35,11 @@ enum Command {
     /// Point AI clients (Claude Code, Codex, opencode, OpenClaw, Hermes,
     /// Claude Desktop) at tokenbuddy, or take them back.
     Install(InstallArgs),
+    /// From the keys you have to a working, tested config: finds provider
+    /// keys, offers them with their models, picks focus models, writes the
+    /// config, points the detected agents at tokenbuddy and sends a test
+    /// request (interactive; `--yes` and flags for scripts).
+    Setup(crate::setup::SetupArgs),
     /// A simulated marketplace, a burst of requests through the daemon,
     /// the call lines and the savings; the dashboard stays up until Ctrl-C.
     Demo {
@@ -196,6 +201,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
             )
             .map_err(Failure::Runtime)
         }
+        Command::Setup(args) => crate::setup::run(paths, &args),
         Command::Doctor => doctor(paths),
         Command::Demo { no_wait, clawtip } => {
             crate::demo::run(!no_wait, clawtip).map_err(Failure::Runtime)

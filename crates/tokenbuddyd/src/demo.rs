@@ -10,18 +10,14 @@
 //! and signal handling).
 
 use anyhow::{Context, anyhow};
-use std::process::Stdio;
 use std::time::Duration;
 use tb_billing::record::usd;
 use tb_domain::{PaymentMethod, Protocol};
 use tb_sim_market::{
     Marketplace, ModelPrice, RegistryServer, SellerServer, SellerSpec, registry_doc,
 };
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 
-/// How long the daemon may take to print its URLs.
-const STARTUP_LIMIT: Duration = Duration::from_secs(60);
+use crate::child::{ChildConfig, ChildDaemon};
 
 /// The requests of the burst: (path, body).
 fn burst() -> Vec<(&'static str, String)> {
@@ -121,7 +117,7 @@ async fn demo(wait: bool, clawtip: bool) -> anyhow::Result<()> {
         "[provider]\nmode = \"auto\"\n{payment}[registry]\nurl = \"{}\"\n[routing]\nscorer = \"cheapest\"\nretry_same_on_5xx = false\nfocus_models = [\"deepseek-chat\", \"claude-sonnet-4-5\"]\n[prewarm]\nstartup_jitter_ms = [0, 0]\n[log]\nlevel = \"warn\"\n",
         market.registry_url()
     );
-    let daemon = DemoDaemon::start(&config)
+    let daemon = ChildDaemon::start(ChildConfig::Text(&config))
         .await
         .context("starting the daemon")?;
     let control = daemon.control_url.clone();
@@ -138,17 +134,7 @@ async fn demo(wait: bool, clawtip: bool) -> anyhow::Result<()> {
     for (path, body) in requests {
         daemon.post_json(path, body).await?;
     }
-    // The ledger writer commits within 50 ms; wait until all are in.
-    let mut calls = Vec::new();
-    for _ in 0..200 {
-        let page: tb_control::api::Calls =
-            crate::doctor::get(&format!("{control}/v1/calls?limit=100")).await?;
-        calls = page.calls;
-        if calls.len() >= n {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let mut calls = daemon.recent_calls(n).await?;
     calls.reverse();
     println!();
     for r in &calls {
@@ -190,17 +176,18 @@ async fn demo(wait: bool, clawtip: bool) -> anyhow::Result<()> {
 /// them (QR code included); the demo then pays each in the simulated
 /// wallet (a `POST` to the pay URL, as the user's wallet app would) and
 /// waits until the daemon's poll has collected the credit.
-async fn pay_in_the_wallet(daemon: &DemoDaemon) -> anyhow::Result<()> {
+async fn pay_in_the_wallet(daemon: &ChildDaemon) -> anyhow::Result<()> {
     let control = &daemon.control_url;
-    let (status, body) = daemon
+    let answer = daemon
         .post_json(
             "/v1/chat/completions",
             r#"{"model":"deepseek-chat","messages":[{"role":"user","content":"hello"}]}"#.into(),
         )
         .await?;
-    let said: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let said: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
     println!(
-        "\nfirst request: HTTP {status}: {}",
+        "\nfirst request: HTTP {}: {}",
+        answer.status,
         said["error"]["message"].as_str().unwrap_or("(no message)")
     );
     let pending: tb_control::api::PendingPurchases =
@@ -238,220 +225,4 @@ async fn pay_in_the_wallet(daemon: &DemoDaemon) -> anyhow::Result<()> {
     Err(anyhow!(
         "clawtip: the daemon did not collect the paid credit within 30 s"
     ))
-}
-
-/// This program's `serve` in a temporary `TB_HOME`, on ephemeral ports.
-struct DemoDaemon {
-    child: Child,
-    proxy_url: String,
-    control_url: String,
-    token: String,
-    client: tb_proxy::UpstreamClient,
-    /// Deleted when the demo ends; the daemon is stopped first.
-    _home: tempfile::TempDir,
-}
-
-impl DemoDaemon {
-    /// Writes `config` into a fresh home and starts `serve` there, then
-    /// reads the URLs it prints and the access token it writes.
-    async fn start(config: &str) -> anyhow::Result<DemoDaemon> {
-        let home = tempfile::tempdir().context("creating a temporary home")?;
-        std::fs::write(home.path().join("config.toml"), config)
-            .context("writing the demo's config")?;
-        let mut child = serve_command(home.path())?
-            .spawn()
-            .context("running this program's `serve`")?;
-        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-        let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
-            return Err(anyhow!("no output pipes from the daemon"));
-        };
-        let logs = tokio::spawn(head_of(stderr));
-        let mut lines = BufReader::new(stdout).lines();
-        let urls = tokio::time::timeout(STARTUP_LIMIT, read_urls(&mut lines)).await;
-        let (control_url, proxy_url) = match urls {
-            Ok(Some(urls)) => urls,
-            Ok(None) => {
-                let status = child.wait().await.ok();
-                let logs = logs.await.unwrap_or_default();
-                return Err(anyhow!(
-                    "the daemon exited ({status:?}) before printing its URLs; it said:\n{logs}"
-                ));
-            }
-            Err(_) => {
-                return Err(anyhow!(
-                    "the daemon printed no URL within {STARTUP_LIMIT:?}"
-                ));
-            }
-        };
-        tokio::spawn(drain(lines));
-        let token_path = home.path().join("data").join("access-token");
-        let token = std::fs::read_to_string(&token_path)
-            .with_context(|| format!("reading {}", token_path.display()))?
-            .trim()
-            .to_string();
-        Ok(DemoDaemon {
-            child,
-            proxy_url,
-            control_url,
-            token,
-            client: tb_proxy::build_client(None, &tb_proxy::ProxySettings::default())?,
-            _home: home,
-        })
-    }
-
-    /// POSTs a JSON body to the proxy with the access token and reads the
-    /// whole answer (whatever its status: the call lines show it).
-    async fn post_json(&self, path: &str, body: String) -> anyhow::Result<(u16, bytes::Bytes)> {
-        use http_body_util::BodyExt;
-        let req = http::Request::post(format!("{}{path}", self.proxy_url))
-            .header(
-                http::header::AUTHORIZATION,
-                format!("Bearer {}", self.token),
-            )
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
-        let resp = self
-            .client
-            .request(req)
-            .await
-            .with_context(|| format!("POST {path}"))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .with_context(|| format!("reading the answer to POST {path}"))?
-            .to_bytes();
-        Ok((status, body))
-    }
-
-    /// An empty `POST` to `url` (the simulated wallet's pay link).
-    async fn post_to(&self, url: &str) -> anyhow::Result<(u16, bytes::Bytes)> {
-        use http_body_util::BodyExt;
-        let req = http::Request::post(url)
-            .body(http_body_util::Full::new(bytes::Bytes::new()))
-            .with_context(|| format!("{url} is not a URL"))?;
-        let resp = self
-            .client
-            .request(req)
-            .await
-            .with_context(|| format!("POST {url}"))?;
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await?.to_bytes();
-        Ok((status, body))
-    }
-
-    /// Stops the daemon. Its home is thrown away, so there is nothing to
-    /// drain: it is killed (after Ctrl-C in a terminal it is already
-    /// stopping, having had the same SIGINT).
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-    }
-}
-
-/// `<this program> serve --port 0 --control-port 0` with `TB_HOME=home`
-/// and none of the caller's other `TB_*` settings (the demo's config is the
-/// whole story); stdout piped for the URLs, stderr piped so its logs
-/// (failovers are warnings) do not interleave with the demo's lines.
-fn serve_command(home: &std::path::Path) -> anyhow::Result<Command> {
-    let exe = std::env::current_exe().context("finding this program")?;
-    let mut cmd = Command::new(exe);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("TB_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("TB_HOME", home)
-        .args(["serve", "--port", "0", "--control-port", "0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    Ok(cmd)
-}
-
-/// Reads `serve`'s start-up lines until `proxy: URL` (printed after
-/// `control: URL`): `(control, proxy)`, or `None` if the output ended first.
-async fn read_urls<R: AsyncBufRead + Unpin>(lines: &mut Lines<R>) -> Option<(String, String)> {
-    let mut control = None;
-    while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(url) = line.strip_prefix("control: ") {
-            control = Some(url.trim().to_string());
-        }
-        if let Some(url) = line.strip_prefix("proxy: ") {
-            return Some((control?, url.trim().to_string()));
-        }
-    }
-    None
-}
-
-/// How much of the daemon's stderr is kept to explain a failed start.
-const LOG_HEAD: usize = 16 * 1024;
-
-/// Reads `out` to its end (so the daemon never blocks on a full pipe) and
-/// returns its first [`LOG_HEAD`] bytes as text.
-async fn head_of<R: AsyncRead + Unpin>(mut out: R) -> String {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n @ 1..) = out.read(&mut buf).await {
-        let room = LOG_HEAD.saturating_sub(head.len());
-        head.extend_from_slice(&buf[..n.min(room)]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
-/// Keeps reading the daemon's stdout so it never blocks on a full pipe.
-async fn drain(mut lines: Lines<BufReader<ChildStdout>>) {
-    while let Ok(Some(_)) = lines.next_line().await {}
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn urls_of(output: &str) -> Option<(String, String)> {
-        read_urls(&mut BufReader::new(output.as_bytes()).lines()).await
-    }
-
-    #[tokio::test]
-    async fn read_urls_takes_control_then_proxy() {
-        let out = "control: http://127.0.0.1:1\nproxy: http://127.0.0.1:2 \naccess token: x\n";
-        assert_eq!(
-            urls_of(out).await,
-            Some(("http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()))
-        );
-    }
-
-    #[tokio::test]
-    async fn read_urls_needs_both_lines() {
-        assert_eq!(urls_of("proxy: http://127.0.0.1:2\n").await, None);
-        assert_eq!(urls_of("control: http://127.0.0.1:1\n").await, None);
-        assert_eq!(urls_of("").await, None);
-    }
-
-    #[tokio::test]
-    async fn head_of_reads_to_the_end_and_keeps_the_head() {
-        let long = "e".repeat(LOG_HEAD + 10_000);
-        let head = head_of(long.as_bytes()).await;
-        assert_eq!(head.len(), LOG_HEAD);
-        assert_eq!(head_of(&b"config error"[..]).await, "config error");
-    }
-
-    #[test]
-    fn serve_command_uses_only_the_demo_home() {
-        let home = std::path::Path::new("/tmp/tb-demo-home");
-        let Ok(cmd) = serve_command(home) else {
-            panic!("no serve command");
-        };
-        for (key, value) in cmd.as_std().get_envs() {
-            if key == "TB_HOME" {
-                assert_eq!(value, Some(home.as_os_str()));
-            } else if key.to_string_lossy().starts_with("TB_") {
-                assert_eq!(value, None, "{key:?} is passed on");
-            }
-        }
-        assert!(cmd.as_std().get_envs().any(|(k, _)| k == "TB_HOME"));
-        let args: Vec<_> = cmd.as_std().get_args().collect();
-        assert_eq!(args, ["serve", "--port", "0", "--control-port", "0"]);
-    }
 }

@@ -4,6 +4,7 @@
 //! components → serve → wait for a signal → drain. Exit codes: 0 success,
 //! 1 runtime failure, 2 usage or configuration error.
 
+mod child;
 mod cli;
 mod control;
 mod demo;
@@ -18,6 +19,7 @@ mod prices;
 mod sellers;
 mod series;
 mod serve;
+mod setup;
 
 use std::process::ExitCode;
 
