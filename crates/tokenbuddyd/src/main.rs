@@ -17,6 +17,7 @@ mod pay;
 mod prices;
 mod sellers;
 mod serve;
+mod service;
 
 use std::process::ExitCode;
 
