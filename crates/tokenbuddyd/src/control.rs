@@ -78,19 +78,7 @@ impl DaemonApi {
                 "check the upstream; one trial request is let through after breaker.cooldown_ms",
             ));
         }
-        for p in &self.config.providers {
-            match doctor::reachable(&p.base_url).await {
-                Ok(()) => checks.push(Check::pass(
-                    format!("provider {}", p.id),
-                    format!("{} reachable", p.base_url),
-                )),
-                Err(e) => checks.push(Check::fail(
-                    format!("provider {}", p.id),
-                    e,
-                    "check base_url and that the provider is up",
-                )),
-            }
-        }
+        checks.extend(doctor::provider_checks(&self.config.providers).await);
         checks.extend(status.budget.as_ref().map(doctor::budget_check));
         // With no registry document yet, what sellers serve is unknown.
         let known = status

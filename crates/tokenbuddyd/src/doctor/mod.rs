@@ -226,6 +226,19 @@ pub(crate) async fn reachable(url: &str) -> Result<(), String> {
     }
 }
 
+/// Whether each manual provider's `base_url` accepts a connection.
+pub(crate) async fn provider_checks(providers: &[tb_config::ProviderConfig]) -> Vec<Check> {
+    let mut checks = Vec::with_capacity(providers.len());
+    for p in providers {
+        let name = format!("provider {}", p.id);
+        checks.push(match reachable(&p.base_url).await {
+            Ok(()) => Check::pass(name, format!("{} reachable", p.base_url)),
+            Err(e) => Check::fail(name, e, "check base_url and that the provider is up"),
+        });
+    }
+    checks
+}
+
 /// Is this address free to listen on?
 pub(crate) fn port_check(name: &str, addr: SocketAddr, key: &str) -> Check {
     if addr.port() == 0 {
@@ -442,19 +455,7 @@ pub(crate) async fn offline_checks(loaded: &tb_config::LoadedConfig) -> Vec<Chec
         None if market => served = None,
         None => {}
     }
-    for p in &config.providers {
-        match reachable(&p.base_url).await {
-            Ok(()) => checks.push(Check::pass(
-                format!("provider {}", p.id),
-                format!("{} reachable", p.base_url),
-            )),
-            Err(e) => checks.push(Check::fail(
-                format!("provider {}", p.id),
-                e,
-                "check base_url and that the provider is up",
-            )),
-        }
-    }
+    checks.extend(provider_checks(&config.providers).await);
     checks.extend(focus_check(config, served.as_deref()));
     checks.extend(offline_client_checks(loaded));
     checks.extend(service_check(data_dir));
