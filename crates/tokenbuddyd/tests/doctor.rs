@@ -174,15 +174,10 @@ async fn a_client_with_an_old_access_token_fails_and_the_token_is_never_shown() 
     let old = "tb-an-access-token-from-an-earlier-data-dir";
     std::fs::write(&codex, text.replace(&daemon.token, old)).unwrap();
 
-    let out = command(bin(), daemon.home())
-        .args(["doctor", "--json"])
-        .output()
-        .await
-        .unwrap();
     let (code, report) = doctor(daemon.home()).await;
     let c = assert_fails(code, &report, "client codex", "tokenbuddyd install codex");
     assert!(c.detail.contains("old access token"), "{c:?}");
-    let printed = String::from_utf8_lossy(&out.stdout);
+    let printed = serde_json::to_string(&report).unwrap();
     assert!(!printed.contains(old) && !printed.contains(&daemon.token));
 }
 
