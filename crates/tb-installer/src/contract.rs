@@ -156,6 +156,44 @@ impl fmt::Debug for Target {
     }
 }
 
+/// Where a client's files point it: what `doctor` compares with the running
+/// daemon to find a stale port or an old access token. Holds no secret: the
+/// token is kept as a fingerprint only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pointer {
+    /// The proxy URL as the client holds it, without a trailing `/v1` (so
+    /// it compares with the daemon's proxy URL through [`same_url`]).
+    pub base_url: String,
+    /// [`token_fingerprint`] of the token the client sends (`None`: the
+    /// files hold no token).
+    pub token_fingerprint: Option<String>,
+}
+
+impl Pointer {
+    /// A pointer from the URL a client holds (`…/v1` or the bare proxy
+    /// URL) and the token next to it.
+    pub fn new(url: &str, token: Option<&str>) -> Pointer {
+        let url = url.trim().trim_end_matches('/');
+        Pointer {
+            base_url: url.strip_suffix("/v1").unwrap_or(url).to_owned(),
+            token_fingerprint: token.map(token_fingerprint),
+        }
+    }
+
+    /// Whether the client sends `token`.
+    pub fn sends(&self, token: &str) -> bool {
+        self.token_fingerprint.as_deref() == Some(token_fingerprint(token).as_str())
+    }
+}
+
+/// A short, one-way fingerprint of an access token (16 hex digits of its
+/// SHA-256): enough to tell two tokens apart, useless to send.
+pub fn token_fingerprint(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(token.trim().as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Install options.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
@@ -335,10 +373,17 @@ pub trait ClientInstaller: Send + Sync {
     fn detect(&self, env: &InstallEnv) -> Installed;
     /// Every file the client's plans read (and may write).
     fn config_paths(&self, env: &InstallEnv) -> Vec<PathBuf>;
+    /// Where the files point tokenbuddy's provider in this client: the
+    /// proxy URL and a fingerprint of the token they send. `None` when the
+    /// files do not configure it (or cannot be parsed).
+    fn pointer(&self, files: &Files) -> Option<Pointer>;
     /// Whether the files point the client at `proxy_url` (trailing slashes
     /// and `localhost` ↔ `127.0.0.1` normalised). Unparsable files are not
     /// configured.
-    fn is_configured(&self, files: &Files, proxy_url: &str) -> bool;
+    fn is_configured(&self, files: &Files, proxy_url: &str) -> bool {
+        self.pointer(files)
+            .is_some_and(|p| same_url(&p.base_url, proxy_url))
+    }
     /// The changes that point the client at `target`. Files whose content
     /// would not change are left out, so an already configured client
     /// plans nothing.
@@ -379,7 +424,7 @@ pub(crate) fn normalize_url(url: &str) -> String {
 
 /// Whether `url` points at this machine (used to recognise tokenbuddy's
 /// own entries when no backup says what it wrote).
-pub(crate) fn is_loopback_url(url: &str) -> bool {
+pub fn is_loopback_url(url: &str) -> bool {
     let u = normalize_url(url);
     [
         "http://127.0.0.1",
@@ -482,6 +527,18 @@ mod tests {
         assert!(is_loopback_url("http://localhost:9/v1"));
         assert!(!is_loopback_url("https://api.anthropic.com"));
         assert!(!is_loopback_url("http://127.0.0.10"));
+    }
+
+    #[test]
+    fn pointers_strip_v1_and_keep_only_a_fingerprint() {
+        let p = Pointer::new("http://127.0.0.1:8787/v1/", Some("tb-secret-token"));
+        assert_eq!(p.base_url, "http://127.0.0.1:8787");
+        assert!(p.sends("tb-secret-token"));
+        assert!(!p.sends("tb-other-token"));
+        assert!(!format!("{p:?}").contains("tb-secret-token"));
+        assert_eq!(Pointer::new("http://h:1", None).base_url, "http://h:1");
+        assert!(!Pointer::new("http://h:1", None).sends("x"));
+        assert_eq!(token_fingerprint("abc").len(), 16);
     }
 
     #[test]

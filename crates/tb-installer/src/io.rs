@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::contract::{
-    ClientInstaller, FileChange, Files, Options, PlanError, Pristine, PristineFile, Target,
+    ClientInstaller, FileChange, Files, Options, PlanError, Pointer, Pristine, PristineFile, Target,
 };
 use crate::env::InstallEnv;
 use crate::redact::redact;
@@ -31,6 +31,18 @@ pub struct StatusRow {
     pub configured: bool,
     /// The client's config files.
     pub paths: Vec<PathBuf>,
+}
+
+/// Where one client points (see [`Installer::pointers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientPointer {
+    /// Client id.
+    pub client: &'static str,
+    /// tokenbuddy installed it (its install record is in the data dir:
+    /// taken at the first install, dropped by undo).
+    pub installed_by_tokenbuddy: bool,
+    /// Where its files point tokenbuddy's provider.
+    pub pointer: Pointer,
 }
 
 /// Whether a preview installs or undoes.
@@ -427,6 +439,25 @@ impl Installer {
                     configured,
                     paths: c.config_paths(&self.env),
                 }
+            })
+            .collect()
+    }
+
+    /// Where every client whose files configure tokenbuddy's provider
+    /// points (unreadable files are skipped): for `doctor`'s stale port and
+    /// old token checks.
+    pub fn pointers(&self) -> Vec<ClientPointer> {
+        crate::all_clients()
+            .iter()
+            .filter_map(|c| {
+                let pointer = c.pointer(&self.read_files(c.as_ref()).ok()?)?;
+                Some(ClientPointer {
+                    client: c.id(),
+                    installed_by_tokenbuddy: self
+                        .pristine(c.as_ref())
+                        .is_ok_and(|p| !p.files.is_empty()),
+                    pointer,
+                })
             })
             .collect()
     }

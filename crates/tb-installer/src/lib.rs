@@ -88,13 +88,13 @@ pub use clients::openclaw::OpenClaw;
 pub use clients::opencode::Opencode;
 pub use clients::{MODEL_PREFIX, PROVIDER_ID};
 pub use contract::{
-    ClientInstaller, FileChange, Files, Installed, Options, PlanError, Pristine, PristineFile,
-    Target, same_url,
+    ClientInstaller, FileChange, Files, Installed, Options, PlanError, Pointer, Pristine,
+    PristineFile, Target, is_loopback_url, same_url, token_fingerprint,
 };
 pub use env::{ENV_VARS, InstallEnv, NoHomeDir, Os};
 pub use io::{
-    Action, Applied, AppliedFile, InstallError, Installer, KEEP_BACKUPS, Preview, PreviewKind,
-    StatusRow, unified_diff,
+    Action, Applied, AppliedFile, ClientPointer, InstallError, Installer, KEEP_BACKUPS, Preview,
+    PreviewKind, StatusRow, unified_diff,
 };
 pub use manual::{ManualClient, instructions};
 pub use redact::{mask, redact};

@@ -52,7 +52,15 @@ enum Command {
         clawtip: bool,
     },
     /// Checks with a verdict and a fix hint each; exit 1 when one fails.
-    Doctor,
+    Doctor {
+        /// Print the report as JSON (`{"ok": …, "checks": [{"name",
+        /// "verdict", "detail", "hint"}]}`) for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the daemon as a per-user service that starts at login and
+    /// restarts on failure (systemd user unit, launchd agent).
+    Service(crate::service::ServiceArgs),
     /// A summary of the running daemon.
     Status,
     /// The wallet (clawtip) payments the daemon waits for: seller, amount,
@@ -202,7 +210,8 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
             .map_err(Failure::Runtime)
         }
         Command::Setup(args) => crate::setup::run(paths, &args),
-        Command::Doctor => doctor(paths),
+        Command::Doctor { json } => doctor(paths, json),
+        Command::Service(args) => crate::service::run(&paths, &args),
         Command::Demo { no_wait, clawtip } => {
             crate::demo::run(!no_wait, clawtip).map_err(Failure::Runtime)
         }
@@ -230,7 +239,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 /// `doctor`: the running daemon's live checks, else the offline ones.
-fn doctor(paths: Paths) -> Result<(), Failure> {
+fn doctor(paths: Paths, json: bool) -> Result<(), Failure> {
     use crate::doctor::{Check, DoctorReport};
     let data_dir = paths.data_dir.clone();
     let loaded = match tb_config::load(paths, &CliOverrides::default()) {
@@ -241,7 +250,7 @@ fn doctor(paths: Paths) -> Result<(), Failure> {
                 e.to_string(),
                 "fix the key named above, or run `tokenbuddyd config show`",
             );
-            crate::doctor::print(&DoctorReport::new(vec![check]));
+            crate::doctor::print(&DoctorReport::new(vec![check]), json);
             return Err(Failure::Runtime(anyhow!("doctor found problems")));
         }
     };
@@ -261,7 +270,7 @@ fn doctor(paths: Paths) -> Result<(), Failure> {
         checks.extend(unanswered);
         DoctorReport::new(checks)
     });
-    if crate::doctor::print(&report) {
+    if crate::doctor::print(&report, json) {
         Ok(())
     } else {
         Err(Failure::Runtime(anyhow!("doctor found problems")))

@@ -47,10 +47,21 @@ impl DaemonApi {
     }
 
     async fn checks(&self) -> Vec<Check> {
-        let mut checks = vec![Check::pass(
-            "config",
-            format!("valid ({})", self.config_file),
-        )];
+        let mut checks = vec![
+            Check::pass("config", format!("valid ({})", self.config_file)),
+            doctor::serving_check(&self.config),
+        ];
+        let env = |var: &str| std::env::var(var).ok();
+        let data_dir = self.data_dir.clone();
+        let service = tokio::task::spawn_blocking(move || {
+            (
+                crate::service::env_file_if_installed(&data_dir),
+                doctor::service_check(&data_dir),
+            )
+        })
+        .await
+        .unwrap_or_default();
+        checks.extend(doctor::key_checks(&self.config, &env, service.0.as_deref()));
         checks.push(Check::pass(
             "ports",
             format!(
@@ -67,23 +78,24 @@ impl DaemonApi {
                 "check the upstream; one trial request is let through after breaker.cooldown_ms",
             ));
         }
-        for p in &self.config.providers {
-            match doctor::reachable(&p.base_url).await {
-                Ok(()) => checks.push(Check::pass(
-                    format!("provider {}", p.id),
-                    format!("{} reachable", p.base_url),
-                )),
-                Err(e) => checks.push(Check::fail(
-                    format!("provider {}", p.id),
-                    e,
-                    "check base_url and that the provider is up",
-                )),
-            }
-        }
+        checks.extend(doctor::provider_checks(&self.config.providers).await);
         checks.extend(status.budget.as_ref().map(doctor::budget_check));
+        // With no registry document yet, what sellers serve is unknown.
+        let known = status
+            .registry
+            .as_ref()
+            .is_none_or(|r| !r.version.is_empty());
+        let served = known.then(|| self.proxy.routing().table().models());
+        checks.extend(doctor::focus_check(&self.config, served.as_deref()));
         if let Ok(ops) = self.installer() {
-            checks.extend(ops.status().clients.iter().filter_map(doctor::client_check));
+            checks.extend(doctor::client_checks(
+                ops.installer(),
+                &self.proxy_url,
+                true,
+                Some(self.token.expose()),
+            ));
         }
+        checks.extend(service.1);
         checks.extend(doctor::ledger_checks(&status.ledger));
         checks.push(doctor::clock_check());
         checks

@@ -82,6 +82,11 @@ impl InstallOps {
             .collect()
     }
 
+    /// The installer, for `doctor`'s client checks.
+    pub(crate) fn installer(&self) -> &Installer {
+        &self.installer
+    }
+
     pub(crate) fn status(&self) -> InstallStatus {
         let clients: Vec<InstallClient> = self
             .installer

@@ -19,6 +19,7 @@ mod prices;
 mod sellers;
 mod series;
 mod serve;
+mod service;
 mod setup;
 
 use std::process::ExitCode;

@@ -562,3 +562,38 @@ async fn claude_codes_own_key_configures_anthropic_and_claude_code_is_pointed_at
     );
     assert_says(&run.stdout, "install --undo claude-code");
 }
+
+#[tokio::test]
+async fn service_flag_installs_the_per_user_service_for_the_written_config() {
+    let machine = Machine::new();
+    let openai = provider(OPENAI_SECRET, &["gpt-4o-mini"]).await;
+    let url = openai.base_url();
+    let env = [("OPENAI_API_KEY", OPENAI_SECRET), ("OPENAI_BASE_URL", &url)];
+    // `PATH` is empty: no service manager answers, so setup writes the
+    // unit and names the commands that start it.
+    let args = ["--yes", "--no-install", "--no-test", "--service"];
+    let run = machine.setup(&env, &args, "").await;
+    run.assert_ok();
+    let unit = machine
+        .home
+        .path()
+        .join(".config/systemd/user/tokenbuddyd.service");
+    let text = std::fs::read_to_string(&unit).expect("setup --service wrote no unit");
+    let config = machine.config_path().canonicalize().unwrap();
+    assert_says(&text, &config.display().to_string());
+    assert_says(
+        &run.stdout,
+        "systemctl --user enable --now tokenbuddyd.service",
+    );
+    assert_no_secret(&run, &machine, &[OPENAI_SECRET]);
+
+    let again = machine.setup(&env, &args, "").await;
+    again.assert_ok();
+    assert_says(&again.stdout, "is up to date");
+
+    let without = machine
+        .setup(&env, &["--yes", "--no-install", "--no-test"], "")
+        .await;
+    without.assert_ok();
+    assert_says(&without.stdout, "next: `tokenbuddyd service install`");
+}

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use super::JsonBackups;
 use crate::contract::{
-    ClientInstaller, FileChange, Files, Installed, Options, PlanError, Pristine, Target, change,
-    is_loopback_url, same_url, undo_file,
+    ClientInstaller, FileChange, Files, Installed, Options, PlanError, Pointer, Pristine, Target,
+    change, is_loopback_url, undo_file,
 };
 use crate::env::InstallEnv;
 use crate::jsonc::{self, J, JsonDoc};
@@ -72,14 +72,11 @@ impl ClientInstaller for ClaudeCode {
         vec![Self::settings_path(env), Self::global_path(env)]
     }
 
-    fn is_configured(&self, files: &Files, proxy_url: &str) -> bool {
-        let Ok((settings, _)) = Self::paths(files) else {
-            return false;
-        };
-        JsonDoc::open(&settings, files.get(&settings))
-            .ok()
-            .and_then(|d| d.get_str(&BASE_URL))
-            .is_some_and(|u| same_url(&u, proxy_url))
+    fn pointer(&self, files: &Files) -> Option<Pointer> {
+        let (settings, _) = Self::paths(files).ok()?;
+        let doc = JsonDoc::open(&settings, files.get(&settings)).ok()?;
+        let url = doc.get_str(&BASE_URL)?;
+        Some(Pointer::new(&url, doc.get_str(&AUTH_TOKEN).as_deref()))
     }
 
     fn plan(

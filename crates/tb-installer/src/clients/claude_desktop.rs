@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use super::{JsonBackups, PROVIDER_ID};
 use crate::contract::{
-    ClientInstaller, FileChange, Files, Installed, Options, PlanError, Pristine, Target, change,
-    same_url, undo_file,
+    ClientInstaller, FileChange, Files, Installed, Options, PlanError, Pointer, Pristine, Target,
+    change, undo_file,
 };
 use crate::env::{InstallEnv, Os};
 use crate::jsonc::{J, JsonDoc, str_member};
@@ -94,20 +94,25 @@ impl ClientInstaller for ClaudeDesktop {
         vec![dir.join(MAIN), lib.join(ENTRY), lib.join(META)]
     }
 
-    fn is_configured(&self, files: &Files, proxy_url: &str) -> bool {
-        let (Ok(main), Ok(entry), Ok(meta)) =
-            (files.named(MAIN), files.named(ENTRY), files.named(META))
-        else {
-            return false;
-        };
+    fn pointer(&self, files: &Files) -> Option<Pointer> {
+        let (main, entry, meta) = (
+            files.named(MAIN).ok()?,
+            files.named(ENTRY).ok()?,
+            files.named(META).ok()?,
+        );
         let get = |p: &PathBuf, key: &str| {
             JsonDoc::open(p, files.get(p))
                 .ok()
                 .and_then(|d| d.get_str(&[key]))
         };
-        get(&main, "deploymentMode").as_deref() == Some("3p")
-            && get(&meta, "appliedId").as_deref() == Some(DESKTOP_CONFIG_ID)
-            && get(&entry, "inferenceGatewayBaseUrl").is_some_and(|u| same_url(&u, proxy_url))
+        let ours = get(&main, "deploymentMode").as_deref() == Some("3p")
+            && get(&meta, "appliedId").as_deref() == Some(DESKTOP_CONFIG_ID);
+        ours.then_some(())?;
+        let url = get(&entry, "inferenceGatewayBaseUrl")?;
+        Some(Pointer::new(
+            &url,
+            get(&entry, "inferenceGatewayApiKey").as_deref(),
+        ))
     }
 
     fn plan(

@@ -6,8 +6,8 @@ use toml_edit::{DocumentMut, InlineTable, Item, Table, TableLike, Value};
 
 use super::PROVIDER_ID;
 use crate::contract::{
-    ClientInstaller, FileChange, Files, Installed, Options, PlanError, Pristine, Target, change,
-    same_url, undo_file,
+    ClientInstaller, FileChange, Files, Installed, Options, PlanError, Pointer, Pristine, Target,
+    change, undo_file,
 };
 use crate::env::InstallEnv;
 
@@ -165,18 +165,18 @@ impl ClientInstaller for Codex {
         vec![Self::dir(env).join(FILE)]
     }
 
-    fn is_configured(&self, files: &Files, proxy_url: &str) -> bool {
-        let Ok(path) = files.named(FILE) else {
-            return false;
-        };
-        let Ok(doc) = parse(&path, files.get(&path)) else {
-            return false;
-        };
-        let url = provider(&doc)
-            .and_then(|p| p.get("base_url"))
+    fn pointer(&self, files: &Files) -> Option<Pointer> {
+        let path = files.named(FILE).ok()?;
+        let doc = parse(&path, files.get(&path)).ok()?;
+        if root_str(&doc, "model_provider") != Some(PROVIDER_ID) {
+            return None;
+        }
+        let provider = provider(&doc)?;
+        let url = provider.get("base_url").and_then(Item::as_str)?;
+        let token = provider
+            .get("experimental_bearer_token")
             .and_then(Item::as_str);
-        root_str(&doc, "model_provider") == Some(PROVIDER_ID)
-            && url.is_some_and(|u| same_url(u, &format!("{}/v1", proxy_url.trim_end_matches('/'))))
+        Some(Pointer::new(url, token))
     }
 
     fn plan(

@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::contract::{
-    ClientInstaller, FileChange, Files, Installed, Options, PlanError, Pristine, Target, change,
-    is_loopback_url, same_url, undo_file,
+    ClientInstaller, FileChange, Files, Installed, Options, PlanError, Pointer, Pristine, Target,
+    change, is_loopback_url, undo_file,
 };
 use crate::env::InstallEnv;
 use crate::jsonc::quote;
@@ -438,15 +438,11 @@ impl ClientInstaller for Hermes {
         vec![Self::dir(env).join(FILE)]
     }
 
-    fn is_configured(&self, files: &Files, proxy_url: &str) -> bool {
-        let Ok(path) = files.named(FILE) else {
-            return false;
-        };
-        let v1 = format!("{}/v1", proxy_url.trim_end_matches('/'));
-        Yaml::parse(&path, files.get(&path).unwrap_or(""))
-            .ok()
-            .and_then(|y| y.child_value("base_url"))
-            .is_some_and(|u| same_url(&u, &v1))
+    fn pointer(&self, files: &Files) -> Option<Pointer> {
+        let path = files.named(FILE).ok()?;
+        let y = Yaml::parse(&path, files.get(&path).unwrap_or("")).ok()?;
+        let url = y.child_value("base_url")?;
+        Some(Pointer::new(&url, y.child_value("api_key").as_deref()))
     }
 
     fn plan(

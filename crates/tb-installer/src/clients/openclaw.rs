@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use super::{JsonBackups, MODEL_PREFIX, PROVIDER_ID};
 use crate::contract::{
-    ClientInstaller, FileChange, Files, Installed, Options, PlanError, Pristine, Target, change,
-    same_url, undo_file,
+    ClientInstaller, FileChange, Files, Installed, Options, PlanError, Pointer, Pristine, Target,
+    change, undo_file,
 };
 use crate::env::InstallEnv;
 use crate::jsonc::{J, JsonDoc, Kind, str_member};
@@ -71,15 +71,12 @@ impl ClientInstaller for OpenClaw {
         vec![Self::path(env)]
     }
 
-    fn is_configured(&self, files: &Files, proxy_url: &str) -> bool {
-        let Ok(path) = files.single(FILE) else {
-            return false;
-        };
-        let v1 = format!("{}/v1", proxy_url.trim_end_matches('/'));
-        JsonDoc::open(&path, files.get(&path))
-            .ok()
-            .and_then(|d| d.get_str(&["models", "providers", PROVIDER_ID, "baseUrl"]))
-            .is_some_and(|u| same_url(&u, &v1))
+    fn pointer(&self, files: &Files) -> Option<Pointer> {
+        let path = files.single(FILE).ok()?;
+        let doc = JsonDoc::open(&path, files.get(&path)).ok()?;
+        let url = doc.get_str(&["models", "providers", PROVIDER_ID, "baseUrl"])?;
+        let token = doc.get_str(&["models", "providers", PROVIDER_ID, "apiKey"]);
+        Some(Pointer::new(&url, token.as_deref()))
     }
 
     fn plan(

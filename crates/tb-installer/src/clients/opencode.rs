@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use super::{JsonBackups, MODEL_PREFIX, PROVIDER_ID};
 use crate::contract::{
-    ClientInstaller, FileChange, Files, Installed, Options, PlanError, Pristine, Target, change,
-    same_url, undo_file,
+    ClientInstaller, FileChange, Files, Installed, Options, PlanError, Pointer, Pristine, Target,
+    change, undo_file,
 };
 use crate::env::InstallEnv;
 use crate::jsonc::{J, JsonDoc};
@@ -57,15 +57,12 @@ impl ClientInstaller for Opencode {
         vec![Self::dir(env).join(JSON), Self::dir(env).join(JSONC)]
     }
 
-    fn is_configured(&self, files: &Files, proxy_url: &str) -> bool {
-        let Ok(path) = Self::target_path(files) else {
-            return false;
-        };
-        let v1 = format!("{}/v1", proxy_url.trim_end_matches('/'));
-        JsonDoc::open(&path, files.get(&path))
-            .ok()
-            .and_then(|d| d.get_str(&BASE_URL))
-            .is_some_and(|u| same_url(&u, &v1))
+    fn pointer(&self, files: &Files) -> Option<Pointer> {
+        let path = Self::target_path(files).ok()?;
+        let doc = JsonDoc::open(&path, files.get(&path)).ok()?;
+        let url = doc.get_str(&BASE_URL)?;
+        let token = doc.get_str(&["provider", PROVIDER_ID, "options", "apiKey"]);
+        Some(Pointer::new(&url, token.as_deref()))
     }
 
     fn plan(

@@ -112,7 +112,28 @@ impl Home {
         assert!(c.is_configured(&self.files(id), PROXY));
         assert!(c.is_configured(&self.files(id), "http://localhost:8787/"));
         assert!(!c.is_configured(&self.files(id), "http://127.0.0.1:9999"));
+        // What doctor reads: the URL and the token's fingerprint, recorded
+        // as tokenbuddy's install.
+        let pointer = c.pointer(&self.files(id)).expect("a pointer after install");
+        assert!(
+            tb_installer::same_url(&pointer.base_url, PROXY),
+            "{pointer:?}"
+        );
+        assert!(pointer.sends(&target.token), "{pointer:?}");
+        assert!(!format!("{pointer:?}").contains(&target.token));
+        let listed = self.installer().pointers();
+        assert!(
+            listed
+                .iter()
+                .any(|p| p.client == id && p.installed_by_tokenbuddy && p.pointer == pointer),
+            "{listed:?}"
+        );
         self.undo(id);
+        assert!(
+            c.pointer(&self.files(id))
+                .is_none_or(|p| !p.sends(&target.token)),
+            "undo leaves no pointer with tokenbuddy's token"
+        );
         let after: Vec<Option<String>> = rels.iter().map(|r| self.read(r)).collect();
         assert_eq!(before, after, "undo did not restore the original bytes");
         assert!(!c.is_configured(&self.files(id), PROXY));

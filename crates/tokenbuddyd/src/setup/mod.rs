@@ -60,7 +60,7 @@ pub(crate) struct SetupArgs {
     /// Leave the agents' configs alone.
     #[arg(long)]
     no_install: bool,
-    /// Start tokenbuddy at login: prints the `service install` command.
+    /// Install and start the per-user service (`tokenbuddyd service install`).
     #[arg(long)]
     service: bool,
     /// Skip the closing test request.
@@ -206,7 +206,7 @@ impl Session<'_> {
             matches!(&o.found.source, KeySource::AgentFile { agent, .. } if *agent == detect::CLAUDE_CODE)
         });
         self.install(&loaded, &install_env, claude_key_taken)?;
-        self.service();
+        self.service(&loaded)?;
         self.test(&loaded)
     }
 
@@ -468,13 +468,26 @@ impl Session<'_> {
         })
     }
 
-    fn service(&self) {
+    /// `--service` (or yes to the question) installs and starts the
+    /// per-user service; otherwise the command is named for later.
+    fn service(&mut self, loaded: &LoadedConfig) -> Result<(), Failure> {
         let command = "tokenbuddyd service install";
-        if self.args.service {
-            println!("service: run `{command}` to start tokenbuddy at login and keep it running");
-        } else {
+        let wanted = self.args.service
+            || self.ask_yes_no("Start tokenbuddy at login as a per-user service?", false)?;
+        if !wanted {
             println!("next: `{command}` starts tokenbuddy at login (or run `tokenbuddyd serve`)");
+            return Ok(());
         }
+        let installed = crate::service::install(&loaded.paths, crate::service::Activation::Now)
+            .map_err(|e| {
+                Failure::Runtime(
+                    e.context(format!("installing the service (`{command}` retries it)")),
+                )
+            })?;
+        if installed.started {
+            println!("service: tokenbuddy starts at login and is running now");
+        }
+        Ok(())
     }
 
     fn test(&self, loaded: &LoadedConfig) -> Result<(), Failure> {

@@ -1,6 +1,12 @@
 //! `doctor`: checks with a verdict and a fix hint each. The running daemon
 //! answers `/v1/doctor` with live state (circuits, budget, registry); the
 //! CLI asks it, or runs the checks that need no daemon when none runs.
+//! `setup` holds the checks that find a broken setup (nothing to serve,
+//! missing keys, stale clients, a stopped daemon, a failing service).
+
+mod setup;
+
+pub(crate) use setup::{daemon_down_check, focus_check, key_checks, serving_check};
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -8,8 +14,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tb_control::api::{Budget, InstallClient, LedgerStatus, RegistryStatus, Verdict};
+use tb_control::api::{Budget, LedgerStatus, RegistryStatus, Verdict};
 pub(crate) use tb_control::api::{Check, DoctorReport};
+use tb_installer::{Installer, StatusRow};
 
 /// `daemon.json`: how `status`, `doctor`, tests and tools find the running
 /// daemon.
@@ -60,19 +67,87 @@ pub(crate) fn budget_check(budget: &Budget) -> Check {
     }
 }
 
-/// A detected client's verdict (`None` for a client that is not installed).
-pub(crate) fn client_check(c: &InstallClient) -> Option<Check> {
-    let name = format!("client {}", c.id);
-    if c.configured {
-        Some(Check::pass(name, "points at tokenbuddy"))
-    } else if c.detected {
-        Some(Check::warn(
-            name,
+/// The clients' verdicts: where each configured client points compared
+/// with the daemon at `proxy_url` (`None`: the port is picked at start, so
+/// only the token is compared) and the current access token; a detected
+/// client that does not point at tokenbuddy is a warning.
+pub(crate) fn client_checks(
+    installer: &Installer,
+    proxy_url: &str,
+    compare_url: bool,
+    token: Option<&str>,
+) -> Vec<Check> {
+    let pointers = installer.pointers();
+    let url_of = |c: &tb_installer::ClientPointer| {
+        if compare_url {
+            proxy_url.to_owned()
+        } else {
+            c.pointer.base_url.clone()
+        }
+    };
+    let mut checks: Vec<Check> = pointers
+        .iter()
+        .flat_map(|c| setup::pointer_checks(std::slice::from_ref(c), &url_of(c), token))
+        .collect();
+    for row in installer.status(proxy_url) {
+        let named = format!("client {}", row.client);
+        if !checks.iter().any(|c| c.name == named) {
+            checks.extend(client_check(&row));
+        }
+    }
+    checks
+}
+
+/// A detected client that points elsewhere (`None` for one that is not
+/// installed, or that is configured).
+fn client_check(c: &StatusRow) -> Option<Check> {
+    (c.detected && !c.configured).then(|| {
+        Check::warn(
+            format!("client {}", c.client),
             "installed but points elsewhere",
-            format!("run `tokenbuddyd install {}`", c.id),
-        ))
-    } else {
-        None
+            format!("run `tokenbuddyd install {}`", c.client),
+        )
+    })
+}
+
+/// The service's verdict, when one is installed: failing is a failure,
+/// stopped a warning.
+pub(crate) fn service_check(data_dir: &std::path::Path) -> Option<Check> {
+    use crate::service::Activity;
+    let (unit, judged) = crate::service::installed_state(data_dir)?;
+    let unit = unit.display();
+    Some(match judged.activity {
+        Activity::Running => {
+            Check::pass("service", format!("{unit}: running ({})", judged.summary))
+        }
+        Activity::Stopped => Check::warn(
+            "service",
+            format!(
+                "{unit} is installed but the daemon is stopped ({})",
+                judged.summary
+            ),
+            "start it: `systemctl --user start tokenbuddyd` (launchd: `launchctl kickstart gui/$(id -u)/dev.tokenbuddy.tokenbuddyd`)",
+        ),
+        Activity::Failed => Check::fail(
+            "service",
+            format!("{unit} is installed but failing: {}", judged.summary),
+            "read `tokenbuddyd service logs`, fix the cause, then `tokenbuddyd service install` starts it again",
+        ),
+    })
+}
+
+/// Why the daemon is not running (`None`: it runs and its proxy answers).
+pub(crate) fn daemon_down(data_dir: &std::path::Path) -> Option<String> {
+    use crate::service::DaemonSeen;
+    match crate::service::daemon_seen(data_dir) {
+        DaemonSeen::NoFile => Some(format!("no {}", data_dir.join("daemon.json").display())),
+        DaemonSeen::Dead { pid } => Some(format!("daemon.json names pid {pid}, which is gone")),
+        DaemonSeen::Alive {
+            proxy_url,
+            answering: false,
+            ..
+        } => Some(format!("{proxy_url} does not answer")),
+        DaemonSeen::Alive { .. } => None,
     }
 }
 
@@ -151,6 +226,19 @@ pub(crate) async fn reachable(url: &str) -> Result<(), String> {
     }
 }
 
+/// Whether each manual provider's `base_url` accepts a connection.
+pub(crate) async fn provider_checks(providers: &[tb_config::ProviderConfig]) -> Vec<Check> {
+    let mut checks = Vec::with_capacity(providers.len());
+    for p in providers {
+        let name = format!("provider {}", p.id);
+        checks.push(match reachable(&p.base_url).await {
+            Ok(()) => Check::pass(name, format!("{} reachable", p.base_url)),
+            Err(e) => Check::fail(name, e, "check base_url and that the provider is up"),
+        });
+    }
+    checks
+}
+
 /// Is this address free to listen on?
 pub(crate) fn port_check(name: &str, addr: SocketAddr, key: &str) -> Check {
     if addr.port() == 0 {
@@ -166,8 +254,16 @@ pub(crate) fn port_check(name: &str, addr: SocketAddr, key: &str) -> Check {
     }
 }
 
-/// Prints the report; returns whether everything passed or only warned.
-pub(crate) fn print(report: &DoctorReport) -> bool {
+/// Prints the report (one line per check, or the JSON document with
+/// `json`); returns whether everything passed or only warned.
+pub(crate) fn print(report: &DoctorReport, json: bool) -> bool {
+    if json {
+        match serde_json::to_string_pretty(report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("tokenbuddyd: encoding the report: {e}"),
+        }
+        return report.ok;
+    }
     for c in &report.checks {
         let mark = match c.verdict {
             Verdict::Pass => "✓",
@@ -262,9 +358,56 @@ fn proxy_check(
     registry_proxied.map_or_else(String::new, |p| format!(" via proxy {p}"))
 }
 
+/// The registry's verdict with no daemon (a fetch, through the network
+/// proxy when one applies) and the models its sellers offer.
+async fn fetch_registry(
+    config: &tb_config::Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    url: &str,
+    via: &str,
+) -> (Check, Option<Vec<String>>) {
+    let fetched = match tb_proxy::outbound_client(config, env) {
+        Ok(client) => {
+            tb_registry::RegistryFetcher::new(url.to_owned(), config.registry.max_bytes, client)
+                .fetch()
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    match fetched {
+        Ok(f) => (
+            Check::pass(
+                "registry",
+                format!(
+                    "version {}, {} sellers{via}",
+                    f.doc.version,
+                    f.doc.sellers.len()
+                ),
+            ),
+            Some(
+                f.doc
+                    .sellers
+                    .iter()
+                    .flat_map(|s| s.models.clone())
+                    .collect(),
+            ),
+        ),
+        Err(e) => (
+            Check::fail(
+                "registry",
+                format!("{url}{via}: {e}"),
+                "check registry.url (and the network proxy); a daemon routes on its last saved document while it is down",
+            ),
+            None,
+        ),
+    }
+}
+
 /// The checks that need no running daemon.
 pub(crate) async fn offline_checks(loaded: &tb_config::LoadedConfig) -> Vec<Check> {
     let config = &loaded.config;
+    let data_dir = &loaded.paths.data_dir;
     let mut checks = vec![Check::pass(
         "config",
         if loaded.file_found {
@@ -273,6 +416,7 @@ pub(crate) async fn offline_checks(loaded: &tb_config::LoadedConfig) -> Vec<Chec
             "valid (defaults, no file)".into()
         },
     )];
+    checks.push(serving_check(config));
     checks.push(port_check(
         "proxy port",
         SocketAddr::new(config.proxy.bind, config.proxy.port),
@@ -284,46 +428,62 @@ pub(crate) async fn offline_checks(loaded: &tb_config::LoadedConfig) -> Vec<Chec
         "control.port",
     ));
     let env = |var: &str| std::env::var(var).ok();
+    let service = crate::service::env_file_if_installed(data_dir);
+    checks.extend(key_checks(config, &env, service.as_deref()));
     let via = proxy_check(config, &env, &mut checks);
-    if let Some(url) = &config.registry.url {
-        let fetched = match tb_proxy::outbound_client(config, &env) {
-            Ok(client) => {
-                tb_registry::RegistryFetcher::new(url.clone(), config.registry.max_bytes, client)
-                    .fetch()
-                    .await
-                    .map_err(|e| e.to_string())
+    let market = config.provider.mode != tb_config::ProviderMode::Manual;
+    let mut served: Option<Vec<String>> = match config.provider.mode {
+        tb_config::ProviderMode::Auto => Some(Vec::new()),
+        _ => Some(
+            config
+                .providers
+                .iter()
+                .flat_map(|p| p.models.clone())
+                .collect(),
+        ),
+    };
+    match &config.registry.url {
+        Some(url) => {
+            let (check, models) = fetch_registry(config, &env, url, &via).await;
+            checks.push(check);
+            match (market, models, served.as_mut()) {
+                (false, _, _) => {}
+                (true, Some(models), Some(s)) => s.extend(models),
+                (true, _, _) => served = None,
             }
-            Err(e) => Err(e.to_string()),
-        };
-        match fetched {
-            Ok(f) => checks.push(Check::pass(
-                "registry",
-                format!(
-                    "version {}, {} sellers{via}",
-                    f.doc.version,
-                    f.doc.sellers.len()
-                ),
-            )),
-            Err(e) => checks.push(Check::fail(
-                "registry",
-                format!("{url}{via}: {e}"),
-                "check registry.url (and the network proxy); a daemon routes on its last saved document while it is down",
-            )),
         }
+        None if market => served = None,
+        None => {}
     }
-    for p in &config.providers {
-        match reachable(&p.base_url).await {
-            Ok(()) => checks.push(Check::pass(
-                format!("provider {}", p.id),
-                format!("{} reachable", p.base_url),
-            )),
-            Err(e) => checks.push(Check::fail(
-                format!("provider {}", p.id),
-                e,
-                "check base_url and that the provider is up",
-            )),
-        }
-    }
+    checks.extend(provider_checks(&config.providers).await);
+    checks.extend(focus_check(config, served.as_deref()));
+    checks.extend(offline_client_checks(loaded));
+    checks.extend(service_check(data_dir));
     checks.push(clock_check());
+    checks
+}
+
+/// The client checks with no daemon answering: clients are compared with
+/// the configured port (a daemon started now would listen there) and the
+/// token file, and clients configured to a daemon that is not running
+/// fail.
+fn offline_client_checks(loaded: &tb_config::LoadedConfig) -> Vec<Check> {
+    let data_dir = &loaded.paths.data_dir;
+    let installer = match tb_installer::InstallEnv::from_process() {
+        Ok(env) => Installer::new(data_dir, env),
+        Err(e) => return vec![Check::warn("clients", e.to_string(), "set HOME")],
+    };
+    let token = std::fs::read_to_string(data_dir.join(tb_proxy::ACCESS_TOKEN_FILE)).ok();
+    let proxy_url = crate::install::proxy_url_for(data_dir, loaded.config.proxy.port);
+    let mut checks = client_checks(
+        &installer,
+        &proxy_url,
+        loaded.config.proxy.port != 0,
+        token.as_deref().map(str::trim),
+    );
+    checks.extend(daemon_down_check(
+        &installer.pointers(),
+        daemon_down(data_dir).as_deref(),
+    ));
     checks
 }
