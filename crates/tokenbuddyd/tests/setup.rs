@@ -461,9 +461,14 @@ async fn interactive_answers_choose_providers_and_focus() {
     let machine = Machine::new();
     let (o_url, d_url) = (openai.base_url(), deepseek.base_url());
     let env = both_keys(&o_url, &d_url);
-    // Add openai, not deepseek; no marketplace; focus: the second model.
-    let run = machine.setup(&env, &["--no-test"], "y\nn\n\n2\n").await;
+    // Add openai, not deepseek; no marketplace; focus: the second model;
+    // no service.
+    let run = machine.setup(&env, &["--no-test"], "y\nn\n\n2\nn\n").await;
     run.assert_ok();
+    assert_says(
+        &run.stdout,
+        "Start tokenbuddy at login as a per-user service? [y/N]",
+    );
     assert_says(&run.stdout, "Add openai as a provider? [Y/n]");
     assert_says(&run.stdout, "Also buy from the marketplace? [y/N]");
     assert_says(&run.stdout, "   2. gpt-5-mini");
@@ -479,7 +484,7 @@ async fn interactive_answers_choose_providers_and_focus() {
 
     // A re-run where Enter takes each default keeps the focus chosen above.
     let before = machine.config_text();
-    let again = machine.setup(&env, &["--no-test"], "n\n\n\n").await;
+    let again = machine.setup(&env, &["--no-test"], "n\n\n\nn\n").await;
     again.assert_ok();
     assert_says(&again.stdout, "Enter keeps the current ones: gpt-5-mini");
     assert_eq!(machine.config_text(), before);
