@@ -127,7 +127,9 @@ impl Routing {
             }),
             manifests: ArcSwap::from_pointee(Manifests::default()),
             table: ArcSwap::from_pointee(empty),
-            router: Arc::new(Router::new(&config.routing, &config.breaker)),
+            router: Arc::new(
+                Router::new(&config.routing, &config.breaker).with_trust_policy(&config.probe),
+            ),
             prewarm: OnceLock::new(),
             translate: config.routing.translate,
         };
@@ -136,16 +138,36 @@ impl Routing {
     }
 
     /// The ordered routes for `model` over `protocol`: the table's
-    /// candidates, ordered by the router (empty when nothing serves it).
+    /// candidates, ordered by the router (empty when nothing serves it),
+    /// for a request without tools.
     pub fn plan(&self, model: &str, protocol: Protocol, now_ms: i64) -> RoutePlan {
+        self.plan_for(model, protocol, now_ms, false)
+    }
+
+    /// [`plan`](Self::plan) for a request that does (`has_tools`) or does
+    /// not carry tools: an upstream whose tool-call probe failed is not
+    /// first choice for one that does.
+    pub fn plan_for(
+        &self,
+        model: &str,
+        protocol: Protocol,
+        now_ms: i64,
+        has_tools: bool,
+    ) -> RoutePlan {
         let table = self.table.load();
         let auto_mode = auto_plan_mode(&self.modes.load().auto);
-        let mut plan = self
-            .router
-            .order(table.plan(model, protocol), model, now_ms, auto_mode);
+        let mut plan = self.router.order(
+            table.plan(model, protocol),
+            model,
+            now_ms,
+            auto_mode,
+            has_tools,
+        );
         if self.translate {
             for other in table.translated_plans(model, protocol) {
-                let other = self.router.order(other, model, now_ms, auto_mode);
+                let other = self
+                    .router
+                    .order(other, model, now_ms, auto_mode, has_tools);
                 plan.append_translated(other, self.router.max_attempts());
             }
         }

@@ -59,9 +59,11 @@ macro_rules! with_pool {
     };
 }
 
+mod probes;
 mod purchases;
 mod sellers;
 mod tokens;
+pub use probes::{ProbeCheckRow, ProbeRun};
 pub use purchases::{
     CreditHistory, PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus, SellerCreditHistory,
     SellerWaste, StoredPurchase, WasteReason, WasteRow,

@@ -71,6 +71,8 @@ struct Shared {
 struct State {
     requests: Vec<RecordedRequest>,
     replies: VecDeque<Reply>,
+    /// Answers chat completions from the request (probe tests).
+    sim: Option<crate::ProviderSim>,
 }
 
 impl Shared {
@@ -172,6 +174,12 @@ impl MockUpstream {
     /// Queues several scripted replies, in order.
     pub fn push_replies(&self, replies: impl IntoIterator<Item = Reply>) {
         self.shared.state().replies.extend(replies);
+    }
+
+    /// Answers `POST /v1/chat/completions` (when no scripted reply is
+    /// queued) as `sim` behaves: from the request, instead of canned.
+    pub fn simulate(&self, sim: crate::ProviderSim) {
+        self.shared.state().sim = Some(sim);
     }
 
     /// How many scripted replies are still queued.
@@ -322,13 +330,13 @@ async fn handle(
         body,
     };
 
-    let scripted = {
+    let (scripted, sim) = {
         let mut state = shared.state();
         state.requests.push(recorded.clone());
         shared.count.send_replace(state.requests.len());
-        state.replies.pop_front()
+        (state.replies.pop_front(), state.sim)
     };
-    let reply = scripted.unwrap_or_else(|| default_reply(&recorded));
+    let reply = scripted.unwrap_or_else(|| default_reply(&recorded, sim));
 
     let head_delay = reply.head_delay;
     if matches!(reply.body, ReplyBody::Reset) {
@@ -348,7 +356,7 @@ async fn handle(
 }
 
 /// The reply the mock gives when no scripted reply is queued.
-fn default_reply(req: &RecordedRequest) -> Reply {
+fn default_reply(req: &RecordedRequest, sim: Option<crate::ProviderSim>) -> Reply {
     let path = req.path();
     if path == "/healthz" && (req.method == Method::GET || req.method == Method::HEAD) {
         return Reply::text(200, "ok");
@@ -375,6 +383,9 @@ fn default_reply(req: &RecordedRequest) -> Reply {
             "mock upstream: the request body is not valid JSON",
         );
     };
+    if let (Some(sim), Protocol::ChatCompletions) = (sim, protocol) {
+        return sim.answer(&json);
+    }
     let model = json
         .get("model")
         .and_then(serde_json::Value::as_str)

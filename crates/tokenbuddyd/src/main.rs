@@ -15,6 +15,7 @@ mod manual;
 mod metrics;
 mod pay;
 mod prices;
+mod probe;
 mod sellers;
 mod serve;
 
