@@ -90,15 +90,7 @@ struct ResultsDoc {
 struct TargetResult {
     upstream_id: String,
     model: String,
-    checks: Vec<CheckResult>,
-}
-
-#[derive(Debug, Serialize)]
-struct CheckResult {
-    check: ProbeCheck,
-    verdict: Verdict,
-    measured: Option<i64>,
-    detail: String,
+    checks: Vec<Judged>,
 }
 
 pub(crate) fn run(loaded: LoadedConfig, args: &ProbeArgs) -> Result<(), Failure> {
@@ -293,7 +285,14 @@ async fn probe_all(
     let doc = ResultsDoc {
         probed_at_ms,
         estimated_cost_usd_micros: plan.estimated_cost_usd_micros,
-        results: results.iter().map(|(t, j)| target_result(t, j)).collect(),
+        results: results
+            .into_iter()
+            .map(|(t, checks)| TargetResult {
+                upstream_id: t.upstream.id.as_str().to_string(),
+                model: t.model.clone(),
+                checks,
+            })
+            .collect(),
         daemon_reloaded: reloaded.as_ref().map(Result::is_ok),
     };
     if json {
@@ -394,22 +393,6 @@ fn run_row(t: &Target, probed_at_ms: i64, judged: &[Judged]) -> ProbeRun {
         checks: judged
             .iter()
             .map(|j| ProbeCheckRow {
-                check: j.check,
-                verdict: j.verdict,
-                measured: j.measured,
-                detail: j.detail.clone(),
-            })
-            .collect(),
-    }
-}
-
-fn target_result(t: &Target, judged: &[Judged]) -> TargetResult {
-    TargetResult {
-        upstream_id: t.upstream.id.as_str().to_string(),
-        model: t.model.clone(),
-        checks: judged
-            .iter()
-            .map(|j| CheckResult {
                 check: j.check,
                 verdict: j.verdict,
                 measured: j.measured,

@@ -2,7 +2,7 @@
 //! from what an upstream answered (bytes, or why there was no answer) to a
 //! verdict with its number. The wire types are read here and nowhere else.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tb_domain::{ProbeCheck, Verdict};
 
@@ -145,8 +145,8 @@ pub(crate) fn all_calls(model: &str) -> Vec<ProbeCall> {
 /// What one call got: the answer's body, or why there was none.
 pub(crate) type Answer = Result<bytes::Bytes, String>;
 
-/// One check's result.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One check's result (also its `--json` form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Judged {
     pub(crate) check: ProbeCheck,
     pub(crate) verdict: Verdict,
