@@ -36,8 +36,8 @@ pub use load::{CliOverrides, ConfigError, LoadedConfig, PathOverrides, Paths, RE
 pub use schema::{
     AutoConfig, AutoRange, BreakerConfig, Config, ControlConfig, LedgerConfig, LogConfig,
     LogFormat, ManualPolicyConfig, ModelPriceConfig, ModelsConfig, NetworkConfig, PrewarmConfig,
-    ProviderConfig, ProviderMode, ProviderModeConfig, ProxyConfig, PurchaseConfig, RegistryConfig,
-    RoutingConfig, ScorerConfig, Secret, TlsConfig, ValidationError,
+    ProbeConfig, ProviderConfig, ProviderMode, ProviderModeConfig, ProxyConfig, PurchaseConfig,
+    RegistryConfig, RoutingConfig, ScorerConfig, Secret, TlsConfig, ValidationError,
 };
 pub use show::{ShownValue, describe, mask_url};
 pub use starter::STARTER_CONFIG;

@@ -41,6 +41,32 @@ pub struct Config {
     pub breaker: BreakerConfig,
     /// Keeping the focus set warm.
     pub prewarm: PrewarmConfig,
+    /// `tokenbuddyd probe` and what routing makes of its findings.
+    pub probe: ProbeConfig,
+}
+
+/// `[probe]`: vetting providers (`tokenbuddyd probe`, docs/probe.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    /// Seconds a probe's findings count for routing (0: never).
+    pub expiry_secs: u64,
+    /// Percent by which reported prompt tokens may exceed the local count
+    /// before the upstream is pushed back.
+    pub overcount_threshold: u32,
+    /// The most a probe run may cost (estimated from the price table),
+    /// USD micros; a plan above it is refused.
+    pub max_cost_usd_micros: u64,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            expiry_secs: 7 * 24 * 3_600,
+            overcount_threshold: 25,
+            max_cost_usd_micros: 100_000,
+        }
+    }
 }
 
 /// `[prewarm]`: probing sellers of the focus models ahead of requests.
@@ -747,6 +773,15 @@ impl Config {
                 "network.no_proxy".into(),
                 format!(
                     "{entry:?} is not a host, domain, IP or CIDR; give one per list entry, e.g. [\"internal.corp\", \"10.0.0.0/8\"]"
+                ),
+            );
+        }
+        if self.probe.overcount_threshold > 1_000 {
+            push(
+                "probe.overcount_threshold".into(),
+                format!(
+                    "{} % is not a useful tolerance; give a percentage from 0 to 1000 (default 25)",
+                    self.probe.overcount_threshold
                 ),
             );
         }

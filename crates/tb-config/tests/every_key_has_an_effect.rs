@@ -444,6 +444,27 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
         "",
     ),
     (
+        // `expiry_secs = 0`: the liar's findings count for nothing and it
+        // keeps serving first; with the default it is pushed back.
+        "probe.expiry_secs",
+        "crates/tokenbuddyd/tests/probe.rs",
+        "expired_results_are_ignored",
+        "",
+    ),
+    (
+        // 40 %: a 30 % over-count passes; the default 25 % fails it.
+        "probe.overcount_threshold",
+        "crates/tokenbuddyd/tests/probe.rs",
+        "a_broken_tool_call_demotes_only_requests_with_tools",
+        "",
+    ),
+    (
+        "probe.max_cost_usd_micros",
+        "crates/tokenbuddyd/tests/probe.rs",
+        "without_yes_only_the_plan_and_its_cost_are_shown",
+        "",
+    ),
+    (
         "prewarm.ttl_ms",
         "crates/tokenbuddyd/tests/control.rs",
         "prewarm_entries_live_for_prewarm_ttl_ms",

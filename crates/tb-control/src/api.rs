@@ -20,6 +20,7 @@ mod sellers;
 mod series;
 mod settings;
 mod status;
+mod trust;
 
 pub use doctor::{Check, DoctorReport, Verdict};
 pub use history::{
@@ -40,6 +41,7 @@ pub use status::{
     Budget, Circuit, Connections, LedgerStatus, Mode, RegistryStatus, Score, Status, Upstream,
     UpstreamCounts, UpstreamHealth, UpstreamKind, Upstreams,
 };
+pub use trust::{ProbeReload, Trust, TrustCheck, TrustEntry};
 
 /// A boxed, sendable future borrowing the API for `'a`: the return type of
 /// the asynchronous [`ControlApi`] methods (object safe, no macro needed).
@@ -125,6 +127,14 @@ pub trait ControlApi: Send + Sync + 'static {
 
     /// `GET /v1/doctor`.
     fn doctor(&self) -> Fut<'_, DoctorReport>;
+
+    /// `GET /v1/trust`: the probe results routing holds and what they
+    /// mean now.
+    fn trust(&self) -> Trust;
+
+    /// `POST /v1/probe/reload` (authorized): read the latest probe results
+    /// from the ledger again (after `tokenbuddyd probe`).
+    fn reload_probes(&self) -> Fut<'_, Result<ProbeReload, ApiError>>;
 
     /// `GET /metrics`: the Prometheus text exposition.
     fn metrics(&self) -> String;

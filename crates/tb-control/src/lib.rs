@@ -79,6 +79,10 @@
 //!     fn doctor(&self) -> Fut<'_, DoctorReport> {
 //!         Box::pin(async { DoctorReport::new(vec![Check::pass("example", "fine")]) })
 //!     }
+//!     fn trust(&self) -> Trust { Trust { expiry_secs: 0, overcount_threshold: 25, entries: vec![] } }
+//!     fn reload_probes(&self) -> Fut<'_, Result<ProbeReload, ApiError>> {
+//!         Box::pin(async { Ok(ProbeReload { entries: 0 }) })
+//!     }
 //!     fn metrics(&self) -> String { String::new() }
 //!     fn authorized(&self, headers: &HeaderMap) -> bool {
 //!         headers.get("authorization").is_some_and(|v| v == "Bearer secret")

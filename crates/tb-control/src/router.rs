@@ -52,6 +52,8 @@ enum Route {
     InstallApply,
     InstallUndo,
     Doctor,
+    Trust,
+    ProbeReload,
     Metrics,
     OpenApi,
     Index,
@@ -80,6 +82,8 @@ impl Route {
             "/v1/install/apply" => (Route::InstallApply, "POST"),
             "/v1/install/undo" => (Route::InstallUndo, "POST"),
             "/v1/doctor" => (Route::Doctor, "GET"),
+            "/v1/trust" => (Route::Trust, "GET"),
+            "/v1/probe/reload" => (Route::ProbeReload, "POST"),
             "/metrics" => (Route::Metrics, "GET"),
             "/v1/openapi.json" => (Route::OpenApi, "GET"),
             "/" | "/index.html" => (Route::Index, "GET"),
@@ -212,6 +216,8 @@ async fn answer(
         Route::InstallApply => api_result(api.install_apply(typed(body).map_err(refuse)?).await),
         Route::InstallUndo => api_result(api.install_undo(typed(body).map_err(refuse)?).await),
         Route::Doctor => response::json(&api.doctor().await),
+        Route::Trust => response::json(&api.trust()),
+        Route::ProbeReload => api_result(api.reload_probes().await),
         Route::Metrics => response::bytes(StatusCode::OK, response::PROMETHEUS, api.metrics()),
         Route::OpenApi => {
             let r = response::bytes(StatusCode::OK, response::JSON, assets::OPENAPI_JSON);

@@ -43,6 +43,7 @@ async fn every_read_endpoint_answers_the_api_document() {
         ("/v1/sellers", FakeApi::sellers_doc()),
         ("/v1/sellers/audit", FakeApi::seller_audit_doc()),
         ("/v1/doctor", FakeApi::doctor_doc()),
+        ("/v1/trust", FakeApi::trust_doc()),
         (
             "/v1/calls",
             json!({"calls": FakeApi::all_calls(), "next_before": null}),
@@ -148,6 +149,10 @@ async fn mutating_endpoints_call_the_api_with_the_body() {
     .await
     .assert_error(400, "invalid_request");
 
+    // An empty body is the empty object.
+    let r = post(&s, "/v1/probe/reload", "").await;
+    assert_eq!((r.status, r.json()), (200, json!({"entries": 1})));
+
     let bodies: Vec<&str> = s.api.seen().bodies.iter().map(|(m, _)| *m).collect();
     assert_eq!(
         bodies,
@@ -157,6 +162,7 @@ async fn mutating_endpoints_call_the_api_with_the_body() {
             "install_undo",
             "install_apply",
             "set_provider_mode",
+            "reload_probes",
         ]
     );
     assert_eq!(
@@ -624,6 +630,7 @@ async fn every_typed_answer_matches_the_openapi_document() {
             "/v1/install",
             "/v1/doctor",
             "/v1/series",
+            "/v1/trust",
         ] {
             let r = s.get(path).await;
             assert_eq!(r.status, 200, "{path}");
@@ -644,6 +651,7 @@ async fn every_typed_answer_matches_the_openapi_document() {
             ),
             ("/v1/install/apply", r#"{"clients": ["codex"]}"#),
             ("/v1/install/undo", r#"{"clients": ["codex"]}"#),
+            ("/v1/probe/reload", "{}"),
         ] {
             let r = post(&s, path, body).await;
             assert_eq!(r.status, 200, "{path}: {}", r.text());

@@ -316,9 +316,117 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// One check of `tokenbuddyd probe` (docs/probe.md): what a provider is
+/// vetted on before its discount is trusted. Shared by the probe, the
+/// ledger (`probe_results`) and routing's trust rules. Serialised snake_case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeCheck {
+    /// A plain (whole JSON) answer with text.
+    Plain,
+    /// A stream with content and a usage chunk.
+    StreamUsage,
+    /// A tool call round trip: the call, then an answer to its result.
+    ToolCall,
+    /// `max_tokens` honoured: a long answer cut at the limit.
+    MaxTokens,
+    /// Prompt tokens reported vs counted locally (over-count, hidden prompt).
+    PromptTokens,
+    /// The answered model id is the requested one.
+    ModelId,
+}
+
+impl ProbeCheck {
+    /// Every check, in the order the probe runs and shows them.
+    pub const ALL: [ProbeCheck; 6] = [
+        ProbeCheck::Plain,
+        ProbeCheck::StreamUsage,
+        ProbeCheck::ToolCall,
+        ProbeCheck::MaxTokens,
+        ProbeCheck::PromptTokens,
+        ProbeCheck::ModelId,
+    ];
+
+    /// The snake_case name (ledger, JSON, the matrix's header).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeCheck::Plain => "plain",
+            ProbeCheck::StreamUsage => "stream_usage",
+            ProbeCheck::ToolCall => "tool_call",
+            ProbeCheck::MaxTokens => "max_tokens",
+            ProbeCheck::PromptTokens => "prompt_tokens",
+            ProbeCheck::ModelId => "model_id",
+        }
+    }
+
+    /// The check named `s`, if it is one.
+    pub fn parse(s: &str) -> Option<ProbeCheck> {
+        ProbeCheck::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl fmt::Display for ProbeCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How one probe check came out: passed (✓), failed (✗) or could not be
+/// judged (?, e.g. the call itself failed or the answer lacked the number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// ✓
+    Pass,
+    /// ✗
+    Fail,
+    /// ?
+    Unknown,
+}
+
+impl Verdict {
+    /// The snake_case name (ledger, JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Unknown => "unknown",
+        }
+    }
+
+    /// The verdict named `s`, if it is one.
+    pub fn parse(s: &str) -> Option<Verdict> {
+        [Verdict::Pass, Verdict::Fail, Verdict::Unknown]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+
+    /// The matrix's mark: `✓`, `✗` or `?`.
+    pub fn mark(self) -> &'static str {
+        match self {
+            Verdict::Pass => "✓",
+            Verdict::Fail => "✗",
+            Verdict::Unknown => "?",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_names_round_trip() {
+        for c in ProbeCheck::ALL {
+            assert_eq!(ProbeCheck::parse(c.as_str()), Some(c));
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+        for v in [Verdict::Pass, Verdict::Fail, Verdict::Unknown] {
+            assert_eq!(Verdict::parse(v.as_str()), Some(v));
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
+        assert_eq!(ProbeCheck::parse("nope"), None);
+    }
 
     #[test]
     fn paths_map_to_protocols() {

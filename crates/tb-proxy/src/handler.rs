@@ -170,7 +170,7 @@ async fn count_tokens(
     let (parts, body) = req.into_parts();
     let bytes = read_limited(body, None, state.settings.max_body_bytes).await?;
     let probe = probe(&bytes, Protocol::Messages).map_err(|e| e.to_proxy_error())?;
-    let plan = state.plan(&probe.model, Protocol::Messages);
+    let plan = state.plan(&probe.model, Protocol::Messages, false);
     let edits = native_edits(Protocol::Messages, &bytes, false);
     let body = outbound_body(&bytes, &probe.model, &plan.model, edits)?;
     let native = plan
@@ -335,7 +335,7 @@ fn plan_routes(
     if let Err(why) = state.routing.can_route() {
         return Err(ProxyError::new(ErrorCode::NoRoute, why.to_string()));
     }
-    let plan = state.plan(&probe.model, protocol);
+    let plan = state.plan(&probe.model, protocol, probe.has_tools);
     log_decision(state, probe, protocol, &plan);
     state.routing.warm_up(&plan, protocol);
     if plan.routes.is_empty() {
@@ -378,6 +378,7 @@ fn log_decision(state: &ProxyState, probe: &Probe, protocol: Protocol, plan: &Ro
         upstream_model = %plan.model,
         protocol = %protocol,
         stream = probe.stream,
+        tools = probe.has_tools,
         chosen = plan.routes.first().map_or("none", |r| r.upstream.id.as_str()),
         candidates = ?ids(false),
         translated = ?ids(true),

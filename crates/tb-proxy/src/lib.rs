@@ -61,7 +61,9 @@ pub use call::{CallSink, SinkFailure, SinkHealth};
 pub use error::{ErrorCode, ProxyError};
 pub use report::{BudgetReport, RegistryReport, StatusReport};
 pub use server::ShutdownOutcome;
-pub use tb_http::{ProxyConfigError, ProxySettings, TlsSetupError, build_client, mask_credentials};
+pub use tb_http::{
+    ProxyConfigError, ProxySettings, TlsSetupError, build_client, error_chain, mask_credentials,
+};
 pub use token::{ACCESS_TOKEN_FILE, AccessToken, TokenError};
 
 /// The pooled client used for every upstream call (tb-http's one client).
@@ -178,8 +180,9 @@ impl ProxyState {
         self.token.authorizes(headers)
     }
 
-    fn plan(&self, model: &str, protocol: Protocol) -> RoutePlan {
-        self.routing.plan(model, protocol, call::unix_ms_now())
+    fn plan(&self, model: &str, protocol: Protocol, has_tools: bool) -> RoutePlan {
+        self.routing
+            .plan_for(model, protocol, call::unix_ms_now(), has_tools)
     }
 }
 

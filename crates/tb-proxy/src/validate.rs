@@ -30,6 +30,9 @@ pub struct RequestProbe {
     /// `"stream_options": {"include_usage": true}`: the client asked for
     /// the usage chunk itself.
     pub usage_requested: bool,
+    /// A non-empty top-level `tools` array: routing keeps upstreams whose
+    /// tool-call probe failed off the front of the plan.
+    pub has_tools: bool,
 }
 
 /// What is wrong with a body.
@@ -259,6 +262,9 @@ enum Field {
     Size,
     Quality,
     OutputFormat,
+    /// Read for routing only; never type-checked or refused when repeated
+    /// (the upstream judges `tools`).
+    Tools,
 }
 
 impl Field {
@@ -273,6 +279,7 @@ impl Field {
             Field::Size => "size",
             Field::Quality => "quality",
             Field::OutputFormat => "output_format",
+            Field::Tools => "tools",
         }
     }
 
@@ -284,6 +291,7 @@ impl Field {
             b"model" => Field::Model,
             b"stream" => Field::Stream,
             b"stream_options" => Field::StreamOptions,
+            b"tools" => Field::Tools,
             b"n" if images => Field::N,
             b"size" if images => Field::Size,
             b"quality" if images => Field::Quality,
@@ -297,7 +305,7 @@ impl Field {
     /// document a member as nullable (all but `model`).
     fn accepts(self, first: u8) -> Result<(), &'static str> {
         let (ok, expected) = match self {
-            Field::Other => (true, ""),
+            Field::Other | Field::Tools => (true, ""),
             Field::Model => (first == b'"', "a non-empty string"),
             Field::Stream | Field::IncludeUsage => {
                 (matches!(first, b't' | b'f' | b'n'), "a boolean")
@@ -322,6 +330,7 @@ struct Facts {
     model: Option<(usize, usize, bool)>,
     stream: bool,
     usage_requested: bool,
+    has_tools: bool,
     /// Which fields were seen (bit = `Field as u16`), for duplicates.
     seen: u16,
 }
@@ -349,6 +358,7 @@ impl Facts {
             model,
             stream: self.stream,
             usage_requested: self.usage_requested,
+            has_tools: self.has_tools,
         })
     }
 }
@@ -461,6 +471,9 @@ impl<'a> Scan<'a> {
                     if self.peek() == Some(close) {
                         self.close();
                         return Ok(());
+                    }
+                    if field == Field::Tools && c == b'[' {
+                        self.facts.has_tools = true;
                     }
                     if c == b'{' {
                         self.key()?;
@@ -577,6 +590,10 @@ impl<'a> Scan<'a> {
             (false, _) => Field::Other,
         };
         if field == Field::Other {
+            return Ok(());
+        }
+        if field == Field::Tools {
+            self.pending = field;
             return Ok(());
         }
         let bit = 1u16 << (field as u16);

@@ -86,7 +86,7 @@ mod upstream;
 mod warm;
 
 pub use plan::{GroupDecision, Route, RoutePlan};
-pub use report::{UpstreamReport, UpstreamsReport};
+pub use report::{TrustReport, UpstreamReport, UpstreamsReport};
 pub use router::Router;
 pub use runtime::{ModeError, ModeSetting, NoRoute, Routing, Sellers};
 pub use table::RoutingTable;

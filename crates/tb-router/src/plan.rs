@@ -43,6 +43,9 @@ pub struct GroupDecision {
     pub mode: PlanMode,
     /// What the planner saw and did.
     pub diagnostics: PlanDiagnostics,
+    /// The upstreams probe findings pushed back for this request, and why
+    /// (group order).
+    pub demotions: Vec<(String, tb_routing::Demotion)>,
 }
 
 impl fmt::Display for GroupDecision {
@@ -66,6 +69,13 @@ impl fmt::Display for GroupDecision {
         }
         write!(f, ", sticky {}", d.sticky.as_str())?;
         write!(f, ", {} of {} benched", d.benched, d.considered)?;
+        if !self.demotions.is_empty() {
+            f.write_str(", demoted by probe:")?;
+            for (i, (id, why)) in self.demotions.iter().enumerate() {
+                let sep = if i == 0 { " " } else { ", " };
+                write!(f, "{sep}{id} ({why})")?;
+            }
+        }
         if d.all_benched {
             f.write_str(" (all benched: tried anyway)")?;
         }
@@ -236,6 +246,7 @@ mod tests {
             considered: 3,
             benched: 3,
             benched_in_plan: vec![0, 1, 2],
+            demoted: 0,
             all_benched: true,
             sticky: tb_routing::StickyStatus::Applied,
             left_out: 1,
@@ -245,10 +256,27 @@ mod tests {
             protocol: Protocol::Messages,
             mode: PlanMode::Fixed,
             diagnostics,
+            demotions: Vec::new(),
         };
         assert_eq!(
             d.to_string(),
             "sellers/messages: scorer cheapest, selected seller, sticky applied, 3 of 3 benched (all benched: tried anyway), 1 left out"
+        );
+        let demoted = GroupDecision {
+            demotions: vec![
+                ("bad".into(), tb_routing::Demotion::ToolCallFailed),
+                (
+                    "liar".into(),
+                    tb_routing::Demotion::OvercountsPrompt { percent: 30 },
+                ),
+            ],
+            ..d.clone()
+        };
+        assert!(
+            demoted.to_string().ends_with(
+                "3 of 3 benched, demoted by probe: bad (tool call failed), liar (prompt tokens +30 %) (all benched: tried anyway), 1 left out"
+            ),
+            "{demoted}"
         );
         let mut plan = RoutePlan::from_routes("m", vec![seller("a")]);
         assert_eq!(plan.reason(), "no candidates");

@@ -31,3 +31,23 @@ pub struct UpstreamReport {
     /// The score under the active scorer.
     pub score: tb_routing::ScoreBreakdown,
 }
+
+/// One upstream × model's probe findings and what routing makes of them
+/// now (`GET /v1/trust`).
+#[derive(Debug, Clone)]
+pub struct TrustReport {
+    /// Provider id or seller id.
+    pub upstream_id: String,
+    /// The upstream model id probed.
+    pub model: String,
+    /// When it was probed, unix ms.
+    pub probed_at_ms: i64,
+    /// Older than `probe.expiry_secs`: routing ignores it.
+    pub expired: bool,
+    /// Why it is pushed back for requests with tools (`None`: trusted).
+    pub demoted_for_tools: Option<tb_routing::Demotion>,
+    /// Why it is pushed back for requests without tools.
+    pub demoted_for_all: Option<tb_routing::Demotion>,
+    /// What each check found.
+    pub findings: Vec<tb_routing::CheckFinding>,
+}

@@ -12,7 +12,8 @@ use tb_config::{
 };
 use tb_pool::{Admission, CallMetrics, PoolConfig, SellerPool};
 use tb_routing::{
-    Candidate, FailoverConfig, ManualPolicy, PlanInput, PlanMode, Scorer, Stickiness, StickyHint,
+    Candidate, Demotion, FailoverConfig, ManualPolicy, PlanInput, PlanMode, ProbeFindings, Scorer,
+    Stickiness, StickyHint, TrustPolicy,
 };
 
 use crate::plan::{GroupDecision, RoutePlan};
@@ -32,12 +33,22 @@ pub(crate) fn auto_plan_mode(auto: &AutoConfig) -> PlanMode {
     }
 }
 
+/// Probe findings by upstream id, then upstream model id (two maps so a
+/// request looks them up by `&str` without allocating).
+#[derive(Debug, Default)]
+struct TrustTable {
+    by_upstream: HashMap<String, HashMap<String, ProbeFindings>>,
+}
+
 /// Pool, stickiness and the routing settings: the live state that orders
 /// a plan and learns from every attempt. Shared by all requests; each call
 /// holds a lock only for its own bookkeeping, never across an `.await`.
 pub struct Router {
     pool: Mutex<SellerPool>,
     sticky: Mutex<Stickiness>,
+    /// The latest probe findings (`tokenbuddyd probe`), swapped whole.
+    trust: arc_swap::ArcSwap<TrustTable>,
+    trust_policy: TrustPolicy,
     scorer: Scorer,
     manual_mode: PlanMode,
     max_attempts: usize,
@@ -76,6 +87,12 @@ impl Router {
         Router {
             pool: Mutex::new(pool),
             sticky: Mutex::new(Stickiness::new(routing.sticky_reset_ms)),
+            trust: arc_swap::ArcSwap::from_pointee(TrustTable::default()),
+            // Until `with_trust_policy`: findings never count.
+            trust_policy: TrustPolicy {
+                expiry_ms: 0,
+                overcount_threshold_pct: u32::MAX,
+            },
             scorer,
             manual_mode,
             max_attempts: routing.max_attempts.max(1),
@@ -84,6 +101,69 @@ impl Router {
                 retry_same_on_5xx: routing.retry_same_on_5xx,
             },
         }
+    }
+
+    /// The router with `[probe]`'s trust policy: how long probe findings
+    /// count and the prompt over-count tolerated.
+    pub fn with_trust_policy(mut self, probe: &tb_config::ProbeConfig) -> Router {
+        self.trust_policy = TrustPolicy {
+            expiry_ms: probe.expiry_secs.saturating_mul(1_000),
+            overcount_threshold_pct: probe.overcount_threshold,
+        };
+        self
+    }
+
+    /// Replaces the probe findings routing reads (the latest per upstream ×
+    /// model, from the ledger). Requests planned after this see them.
+    pub fn set_trust(&self, findings: Vec<(String, String, ProbeFindings)>) {
+        let mut table = TrustTable::default();
+        for (upstream, model, f) in findings {
+            table
+                .by_upstream
+                .entry(upstream)
+                .or_default()
+                .insert(model, f);
+        }
+        self.trust.store(Arc::new(table));
+    }
+
+    /// Every upstream × model with findings: what they mean at `now_ms`
+    /// (control plane), sorted by upstream then model.
+    pub fn trust_report(&self, now_ms: i64) -> Vec<crate::report::TrustReport> {
+        let table = self.trust.load();
+        let mut out: Vec<_> = table
+            .by_upstream
+            .iter()
+            .flat_map(|(upstream, models)| {
+                models.iter().map(|(model, f)| {
+                    let trust = tb_routing::assess(f, self.trust_policy, now_ms);
+                    crate::report::TrustReport {
+                        upstream_id: upstream.clone(),
+                        model: model.clone(),
+                        probed_at_ms: f.probed_at_ms,
+                        expired: trust.expired,
+                        demoted_for_tools: trust.demotion(true),
+                        demoted_for_all: trust.demotion(false),
+                        findings: f.checks.clone(),
+                    }
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.upstream_id, &a.model).cmp(&(&b.upstream_id, &b.model)));
+        out
+    }
+
+    /// Why `id` serving `model` is pushed back for a request, if it is.
+    fn demotion(
+        &self,
+        table: &TrustTable,
+        id: &str,
+        model: &str,
+        now_ms: i64,
+        has_tools: bool,
+    ) -> Option<Demotion> {
+        let findings = table.by_upstream.get(id)?.get(model)?;
+        tb_routing::assess(findings, self.trust_policy, now_ms).demotion(has_tools)
     }
 
     /// Keeps one pool entry per upstream of the current table.
@@ -97,6 +177,7 @@ impl Router {
         model: &str,
         now_ms: i64,
         sellers: bool,
+        demotions: &[Option<Demotion>],
     ) -> Vec<Candidate> {
         let pool = lock(&self.pool);
         routes
@@ -124,21 +205,26 @@ impl Router {
                     // benched: one trial at a time.
                     benched_until_ms: view.benched_until_ms.map(|t| t.max(now_ms + 1)),
                     half_open: view.circuit == tb_pool::CircuitState::HalfOpen,
+                    demoted: demotions.get(i).is_some_and(Option::is_some),
                 }
             })
             .collect()
     }
 
     /// Orders the plan: manual providers by their policy, then sellers by
-    /// the scorer; benched upstreams last (never dropped); stickiness; at
-    /// most `max_attempts` upstreams.
+    /// the scorer; upstreams the probe findings demote for this request
+    /// (`has_tools`: it carries tools) after the trusted ones, benched
+    /// upstreams last (never dropped); stickiness; at most `max_attempts`
+    /// upstreams.
     pub fn order(
         &self,
         mut plan: RoutePlan,
         model: &str,
         now_ms: i64,
         auto_mode: PlanMode,
+        has_tools: bool,
     ) -> RoutePlan {
+        let trust = self.trust.load();
         let (manual, sellers): (Vec<_>, Vec<_>) = plan
             .routes
             .iter()
@@ -153,7 +239,15 @@ impl Router {
                 continue;
             }
             let ups: Vec<&Arc<Upstream>> = group.iter().map(|r| &r.upstream).collect();
-            let candidates = self.candidates(&ups, model, now_ms, is_sellers);
+            // Findings are per upstream model id (what the probe asked for).
+            let demotions: Vec<Option<Demotion>> = if trust.by_upstream.is_empty() {
+                Vec::new()
+            } else {
+                ups.iter()
+                    .map(|u| self.demotion(&trust, u.id.as_str(), &plan.model, now_ms, has_tools))
+                    .collect()
+            };
+            let candidates = self.candidates(&ups, model, now_ms, is_sellers, &demotions);
             let mut input = PlanInput::new(&candidates, mode, now_ms);
             input.scorer = self.scorer;
             input.max_attempts = self.max_attempts;
@@ -164,6 +258,11 @@ impl Router {
                 protocol: group[0].protocol,
                 mode,
                 diagnostics: planned.diagnostics.clone(),
+                demotions: ups
+                    .iter()
+                    .zip(&demotions)
+                    .filter_map(|(u, d)| d.map(|d| (u.id.as_str().to_string(), d)))
+                    .collect(),
             });
             ordered.extend(
                 planned
@@ -230,7 +329,7 @@ impl Router {
         now_ms: i64,
     ) -> Vec<UpstreamReport> {
         let refs: Vec<&Arc<Upstream>> = upstreams.iter().collect();
-        let candidates = self.candidates(&refs, model_hint, now_ms, true);
+        let candidates = self.candidates(&refs, model_hint, now_ms, true, &[]);
         let pool = lock(&self.pool);
         upstreams
             .iter()

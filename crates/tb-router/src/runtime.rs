@@ -127,7 +127,9 @@ impl Routing {
             }),
             manifests: ArcSwap::from_pointee(Manifests::default()),
             table: ArcSwap::from_pointee(empty),
-            router: Arc::new(Router::new(&config.routing, &config.breaker)),
+            router: Arc::new(
+                Router::new(&config.routing, &config.breaker).with_trust_policy(&config.probe),
+            ),
             prewarm: OnceLock::new(),
             translate: config.routing.translate,
         };
@@ -136,16 +138,36 @@ impl Routing {
     }
 
     /// The ordered routes for `model` over `protocol`: the table's
-    /// candidates, ordered by the router (empty when nothing serves it).
+    /// candidates, ordered by the router (empty when nothing serves it),
+    /// for a request without tools.
     pub fn plan(&self, model: &str, protocol: Protocol, now_ms: i64) -> RoutePlan {
+        self.plan_for(model, protocol, now_ms, false)
+    }
+
+    /// [`plan`](Self::plan) for a request that does (`has_tools`) or does
+    /// not carry tools: an upstream whose tool-call probe failed is not
+    /// first choice for one that does.
+    pub fn plan_for(
+        &self,
+        model: &str,
+        protocol: Protocol,
+        now_ms: i64,
+        has_tools: bool,
+    ) -> RoutePlan {
         let table = self.table.load();
         let auto_mode = auto_plan_mode(&self.modes.load().auto);
-        let mut plan = self
-            .router
-            .order(table.plan(model, protocol), model, now_ms, auto_mode);
+        let mut plan = self.router.order(
+            table.plan(model, protocol),
+            model,
+            now_ms,
+            auto_mode,
+            has_tools,
+        );
         if self.translate {
             for other in table.translated_plans(model, protocol) {
-                let other = self.router.order(other, model, now_ms, auto_mode);
+                let other = self
+                    .router
+                    .order(other, model, now_ms, auto_mode, has_tools);
                 plan.append_translated(other, self.router.max_attempts());
             }
         }
@@ -499,6 +521,81 @@ protocols = ["embeddings"]
         let routing = Routing::new(&native, &|_| None, None).unwrap();
         assert_eq!(routing.models_for(&messages), ["a"]);
         assert_eq!(routing.models_for(&openai), ["c", "e", "p"]);
+    }
+
+    #[test]
+    fn probe_findings_push_back_per_request_and_expire() {
+        use tb_domain::{ProbeCheck, Verdict};
+        use tb_routing::{CheckFinding, ProbeFindings};
+        let toml = r#"
+[probe]
+expiry_secs = 60
+[models.aliases]
+fast = "m"
+[[providers]]
+id = "cheap"
+kind = "openai"
+base_url = "http://cheap/v1"
+api_key = "k"
+models = ["m"]
+[[providers]]
+id = "honest"
+kind = "openai"
+base_url = "http://honest/v1"
+api_key = "k"
+models = ["m"]
+"#;
+        let routing = Routing::new(&config(toml), &|_| None, None).unwrap();
+        let failed = |check, measured| ProbeFindings {
+            probed_at_ms: 1_000,
+            checks: vec![CheckFinding {
+                check,
+                verdict: Verdict::Fail,
+                measured,
+            }],
+        };
+        let plan = |model: &str, now: i64, tools: bool| {
+            let p = routing.plan_for(model, Protocol::ChatCompletions, now, tools);
+            (ids(&p).join(","), p.reason())
+        };
+        // A broken tool call: pushed back for requests with tools only;
+        // looked up by the upstream model id (an alias resolves first).
+        routing.router().set_trust(vec![(
+            "cheap".into(),
+            "m".into(),
+            failed(ProbeCheck::ToolCall, None),
+        )]);
+        assert_eq!(plan("m", 2_000, false).0, "cheap,honest");
+        let (order, reason) = plan("fast", 2_000, true);
+        assert_eq!(order, "honest,cheap");
+        assert!(
+            reason.ends_with("demoted by probe: cheap (tool call failed)"),
+            "{reason}"
+        );
+        // Findings for another model say nothing about this one.
+        routing.router().set_trust(vec![(
+            "cheap".into(),
+            "other".into(),
+            failed(ProbeCheck::MaxTokens, Some(200)),
+        )]);
+        assert_eq!(plan("m", 2_000, false).0, "cheap,honest");
+        // An over-count beyond 25 %: pushed back for every request, until
+        // the findings are 60 s old.
+        routing.router().set_trust(vec![(
+            "cheap".into(),
+            "m".into(),
+            failed(ProbeCheck::PromptTokens, Some(30)),
+        )]);
+        assert_eq!(plan("m", 2_000, false).0, "honest,cheap");
+        assert_eq!(plan("m", 60_999, false).0, "honest,cheap");
+        assert_eq!(plan("m", 61_000, false).0, "cheap,honest");
+        let report = routing.router().trust_report(61_000);
+        assert_eq!(report.len(), 1);
+        assert!(report[0].expired);
+        assert_eq!(
+            routing.router().trust_report(2_000)[0].demoted_for_all,
+            Some(tb_routing::Demotion::OvercountsPrompt { percent: 30 })
+        );
     }
 
     #[test]

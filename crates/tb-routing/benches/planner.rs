@@ -39,6 +39,9 @@ fn candidates(n: usize) -> Vec<Candidate> {
                 price_usd_micros_per_1m: (!missing).then_some(next() % 30_000_000),
                 benched_until_ms: (r % 5 == 1).then_some(NOW + (next() % 60_000) as i64),
                 half_open: r % 17 == 0,
+                // One in seven pushed back by probe findings: the sort key
+                // has the trust column in every case.
+                demoted: r % 7 == 3,
             }
         })
         .collect()

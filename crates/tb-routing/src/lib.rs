@@ -19,6 +19,9 @@
 //!   proxy.md's rule for the response when every route failed.
 //! - [`Stickiness`]: after a failover, start at the upstream that served it
 //!   for `sticky_reset_ms`.
+//! - [`assess`] / [`Trust`] / [`Demotion`]: what `tokenbuddyd probe`'s
+//!   findings mean for routing (a broken tool call, an ignored
+//!   `max_tokens`, an over-counted prompt), with their expiry.
 //!
 //! ```
 //! use tb_routing::{
@@ -59,6 +62,7 @@ mod failover;
 mod planner;
 mod scorer;
 mod sticky;
+mod trust;
 
 pub use failover::{
     Action, AttemptState, BodyHint, FailoverConfig, FinalChoice, Outcome, RETRY_BACKOFF_MS,
@@ -71,3 +75,4 @@ pub use planner::{
 };
 pub use scorer::{Candidate, ScoreBreakdown, Scorer, score_breakdown};
 pub use sticky::{DEFAULT_STICKY_RESET_MS, Stickiness, StickyHint};
+pub use trust::{CheckFinding, Demotion, ProbeFindings, Trust, TrustPolicy, assess};

@@ -120,6 +120,9 @@ pub enum StickyStatus {
     Benched,
     /// Manual `locked` never moves off its first provider.
     IgnoredLocked,
+    /// The sticky upstream is demoted by probe findings for this request;
+    /// it keeps its demoted place.
+    Demoted,
 }
 
 impl StickyStatus {
@@ -133,6 +136,7 @@ impl StickyStatus {
             StickyStatus::NotACandidate => "not_a_candidate",
             StickyStatus::Benched => "benched",
             StickyStatus::IgnoredLocked => "ignored_locked",
+            StickyStatus::Demoted => "demoted",
         }
     }
 }
@@ -149,6 +153,9 @@ pub struct PlanDiagnostics {
     pub benched: usize,
     /// The planned candidates that are benched (they sit at the back).
     pub benched_in_plan: Vec<usize>,
+    /// How many candidates probe findings demoted for this request (they
+    /// follow the trusted ones that are not benched).
+    pub demoted: usize,
     /// Every candidate was benched (they are all still tried).
     pub all_benched: bool,
     /// What the sticky hint did.
@@ -185,12 +192,13 @@ impl Plan {
     }
 }
 
-/// Sort key: `[bench, k1, k2, k3, k4, index]`, ascending. `bench` is 0 for
-/// a candidate that is not benched, else the milliseconds until it
-/// recovers (so benched ones sort last, soonest first); `k1..k4` come from
-/// the ranking; the index makes every key unique, so an unstable sort is
-/// deterministic and stable.
-type Key = [u64; 6];
+/// Sort key: `[bench, demoted, k1, k2, k3, k4, index]`, ascending. `bench`
+/// is 0 for a candidate that is not benched, else the milliseconds until it
+/// recovers (so benched ones sort last, soonest first); `demoted` is 1 for
+/// a candidate probe findings push back (after the trusted ones, before
+/// the benched ones); `k1..k4` come from the ranking; the index makes every
+/// key unique, so an unstable sort is deterministic and stable.
+type Key = [u64; 7];
 
 /// Orders the candidates for one request (routing.md, "Route planner"):
 ///
@@ -198,12 +206,13 @@ type Key = [u64; 6];
 ///    effective price first with `auto_sort` (unpriced last, ties in listed
 ///    order); manual locked = the first listed candidate only;
 ///    marketplace modes = by the scorer and its tie-breakers;
-/// 2. **reorder, never drop**: benched candidates go to the back, soonest to
+/// 2. **reorder, never drop**: candidates demoted by probe findings go
+///    after the trusted ones, benched candidates to the back, soonest to
 ///    recover first (ties keep the ranking); when all are benched all are
 ///    still planned in that order;
 /// 3. stickiness: while `now_ms < until_ms`, the sticky upstream goes first
-///    if it is a candidate and not benched (a benched sticky upstream is
-///    exactly what the breaker exists to skip);
+///    if it is a candidate, not benched and not demoted (a benched sticky
+///    upstream is exactly what the breaker exists to skip);
 /// 4. cap at `max_attempts` distinct upstream ids (a repeated id is skipped).
 ///
 /// Cost: one key per candidate in one `Vec` (no per-candidate allocation),
@@ -241,6 +250,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     };
 
     let mut benched = 0;
+    let mut demoted = 0;
     let mut keys: Vec<Key> = Vec::with_capacity(cands.len());
     for (i, c) in cands.iter().enumerate() {
         let bench = match c.benched_until_ms {
@@ -254,7 +264,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         let [k1, k2, k3, k4] = match ranking {
             // Locked ignores benching: its one provider is the first listed.
             Ranking::Locked => {
-                keys.push([0, reg, 0, 0, 0, i as u64]);
+                keys.push([0, 0, reg, 0, 0, 0, i as u64]);
                 continue;
             }
             Ranking::ConfigOrder => [reg, 0, 0, 0],
@@ -264,7 +274,8 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             }
             Ranking::Scorer(s) => scorer_key(c, s),
         };
-        keys.push([bench, k1, k2, k3, k4, i as u64]);
+        demoted += usize::from(c.demoted);
+        keys.push([bench, u64::from(c.demoted), k1, k2, k3, k4, i as u64]);
     }
 
     let (sticky_status, sticky_idx) = match sticky_choice(&input, ranking) {
@@ -298,7 +309,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
                 keys[sorted..].sort_unstable();
                 sorted = keys.len();
             }
-            let idx = keys[i][5] as usize;
+            let idx = keys[i][6] as usize;
             i += 1;
             if Some(idx) != sticky_idx && !planned.has_id_of(idx) {
                 planned.push(idx);
@@ -322,6 +333,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             considered: cands.len(),
             benched,
             benched_in_plan,
+            demoted,
             all_benched: benched > 0 && benched == cands.len(),
             sticky: sticky_status,
             left_out: cands.len() - order.len(),
@@ -354,6 +366,7 @@ fn sticky_choice(input: &PlanInput<'_>, ranking: Ranking) -> StickyPick {
         Some(i) if input.candidates[i].is_benched(input.now_ms) => {
             StickyPick::Status(StickyStatus::Benched)
         }
+        Some(i) if input.candidates[i].demoted => StickyPick::Status(StickyStatus::Demoted),
         Some(i) => StickyPick::Candidate(i),
     }
 }
@@ -417,6 +430,7 @@ mod tests {
             NotACandidate,
             Benched,
             IgnoredLocked,
+            Demoted,
         ] {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
@@ -916,6 +930,81 @@ mod tests {
         assert!(!p.diagnostics.all_benched);
     }
 
+    #[test]
+    fn demoted_follow_the_trusted_and_precede_the_benched() {
+        let demoted = |id, reg| Candidate {
+            demoted: true,
+            ..c(id, reg)
+        };
+        let cands = [
+            demoted("cheap-liar", 0),
+            c("honest", 1),
+            Candidate {
+                benched_until_ms: Some(NOW + 10),
+                ..c("down", 2)
+            },
+            c("honest-2", 3),
+        ];
+        for mode in [FALLBACK, SORTED, AUTO] {
+            check(
+                &cands,
+                mode,
+                Scorer::Balanced,
+                4,
+                &["honest", "honest-2", "cheap-liar", "down"],
+            );
+        }
+        let p = run(&cands, FALLBACK, Scorer::Balanced, 4);
+        assert_eq!(p.diagnostics.demoted, 1);
+        // Never dropped: with max_attempts 1 the trusted one is planned,
+        // with all demoted they keep their ranking.
+        check(&cands, FALLBACK, Scorer::Balanced, 1, &["honest"]);
+        let all = [demoted("a", 0), demoted("b", 1)];
+        check(&all, FALLBACK, Scorer::Balanced, 4, &["a", "b"]);
+        // Cheapest first still ranks within each class.
+        let priced = [
+            Candidate {
+                price_usd_micros_per_1m: Some(1),
+                ..demoted("cheapest", 0)
+            },
+            Candidate {
+                price_usd_micros_per_1m: Some(9),
+                ..c("pricey", 1)
+            },
+            Candidate {
+                price_usd_micros_per_1m: Some(5),
+                ..c("middle", 2)
+            },
+        ];
+        check(
+            &priced,
+            SORTED,
+            Scorer::Balanced,
+            4,
+            &["middle", "pricey", "cheapest"],
+        );
+        // Locked ignores demotion: its one provider is the first listed.
+        check(&cands, LOCKED, Scorer::Balanced, 4, &["cheap-liar"]);
+        assert_eq!(
+            run(&cands, LOCKED, Scorer::Balanced, 4).diagnostics.demoted,
+            0
+        );
+    }
+
+    #[test]
+    fn a_demoted_sticky_upstream_is_not_moved_first() {
+        let cands = [
+            c("a", 0),
+            Candidate {
+                demoted: true,
+                ..c("b", 1)
+            },
+        ];
+        let p = sticky_plan(&cands, FALLBACK, Some(("b", NOW + 1)), 4);
+        assert_eq!(ids(&cands, &p), ["a", "b"]);
+        assert_eq!(p.diagnostics.sticky, StickyStatus::Demoted);
+    }
+
     fn sticky_plan(
         cands: &[Candidate],
         mode: PlanMode,
@@ -1024,8 +1113,8 @@ mod tests {
                 "order": [0],
                 "diagnostics": {
                     "ranking": {"scorer": "speed"}, "considered": 1, "benched": 0,
-                    "benched_in_plan": [], "all_benched": false, "sticky": "no_hint",
-                    "left_out": 0,
+                    "benched_in_plan": [], "demoted": 0, "all_benched": false,
+                    "sticky": "no_hint", "left_out": 0,
                 },
             })
         );

@@ -50,6 +50,10 @@ pub struct Candidate {
     /// The circuit is half-open (informational: the caller must take the
     /// trial slot before trying it; a busy slot is reported as benched).
     pub half_open: bool,
+    /// Pushed back for this request by probe findings ([`crate::assess`]):
+    /// ordered after every trusted candidate that is not benched, before
+    /// the benched ones; never dropped.
+    pub demoted: bool,
 }
 
 impl Candidate {

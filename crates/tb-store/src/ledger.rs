@@ -60,10 +60,12 @@ macro_rules! with_pool {
     };
 }
 
+mod probes;
 mod purchases;
 mod sellers;
 mod series;
 mod tokens;
+pub use probes::{ProbeCheckRow, ProbeRun};
 pub use purchases::{
     CreditHistory, PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus, SellerCreditHistory,
     SellerWaste, StoredPurchase, WasteReason, WasteRow,

@@ -21,6 +21,9 @@
 //!   second [`LedgerWriter`] over [`PurchaseLog`];
 //!   [`Ledger::credit_history`] rebuilds the credit tracker at start-up and
 //!   [`Ledger::wasted_credit_by_seller`] reports waste per seller.
+//! - Provider probes ([`ProbeRun`]): [`Ledger::save_probe`] stores one
+//!   `tokenbuddyd probe` run, [`Ledger::latest_probes`] the latest per
+//!   upstream × model, which routing trusts or demotes by.
 //! - [`LedgerWriter`]: a bounded queue and one task that commits batches
 //!   (≤ 256 records or 50 ms) in single transactions. The request path only
 //!   calls [`LedgerSender::record`], which never waits: a full queue hands
@@ -60,8 +63,9 @@ mod writer;
 
 pub use error::StoreError;
 pub use ledger::{
-    CallCursor, CreditHistory, GroupBy, Ledger, MAX_SERIES_SAMPLES, PurchaseEvent, PurchaseLog,
-    PurchaseRow, PurchaseStatus, SellerCreditHistory, SellerWaste, SeriesSamples, StoredPurchase,
+    CallCursor, CreditHistory, GroupBy, Ledger, MAX_SERIES_SAMPLES, ProbeCheckRow, ProbeRun,
+    PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus, SellerCreditHistory, SellerWaste,
+    SeriesSamples, StoredPurchase,
     TokenRow, Totals, UsageRow, WasteReason, WasteRow,
 };
 pub use target::{Backend, LedgerTarget};

@@ -207,6 +207,22 @@ impl Daemon {
         );
     }
 
+    /// Waits until the daemon's logs contain `needle` at least `n` times
+    /// (event-driven, no polling).
+    pub async fn wait_for_log_count(&self, needle: &str, n: usize) {
+        let mut rx = self.stderr.clone();
+        let waited = tokio::time::timeout(
+            STARTUP_LIMIT,
+            rx.wait_for(|s| s.matches(needle).count() >= n),
+        )
+        .await;
+        assert!(
+            matches!(waited, Ok(Ok(_))),
+            "daemon never logged {needle:?} {n} times; logs:\n{}",
+            self.logs()
+        );
+    }
+
     /// The process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()

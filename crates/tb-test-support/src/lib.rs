@@ -51,12 +51,14 @@
 pub mod agent_upstream;
 pub mod chunking;
 pub mod daemon;
+mod provider_sim;
 pub mod relay;
 mod reply;
 mod server;
 pub mod text_and_call;
 mod tls;
 
+pub use provider_sim::ProviderSim;
 pub use reply::{Chunk, Reply, ReplyBody, StreamEnd};
 pub use server::MockUpstream;
 pub use tb_sim_market as marketplace;

@@ -76,6 +76,8 @@ struct State {
     models: Option<Vec<String>>,
     /// The provider key every request must carry, once set.
     key: Option<String>,
+    /// Answers chat completions from the request (probe tests).
+    sim: Option<crate::ProviderSim>,
 }
 
 impl Shared {
@@ -190,6 +192,12 @@ impl MockUpstream {
     /// request is still recorded; a queued reply is not used up.
     pub fn require_key(&self, key: &str) {
         self.shared.state().key = Some(key.to_owned());
+    }
+
+    /// Answers `POST /v1/chat/completions` (when no scripted reply is
+    /// queued) as `sim` behaves: from the request, instead of canned.
+    pub fn simulate(&self, sim: crate::ProviderSim) {
+        self.shared.state().sim = Some(sim);
     }
 
     /// How many scripted replies are still queued.
@@ -358,8 +366,9 @@ async fn handle(
         } else if let Some(ids) = state.models.as_ref().filter(|_| is_models_list(&recorded)) {
             models_reply(ids)
         } else {
+            let sim = state.sim;
             let scripted = state.replies.pop_front();
-            scripted.unwrap_or_else(|| default_reply(&recorded))
+            scripted.unwrap_or_else(|| default_reply(&recorded, sim))
         }
     };
 
@@ -404,7 +413,7 @@ fn models_reply(ids: &[String]) -> Reply {
 }
 
 /// The reply the mock gives when no scripted reply is queued.
-fn default_reply(req: &RecordedRequest) -> Reply {
+fn default_reply(req: &RecordedRequest, sim: Option<crate::ProviderSim>) -> Reply {
     let path = req.path();
     if path == "/healthz" && (req.method == Method::GET || req.method == Method::HEAD) {
         return Reply::text(200, "ok");
@@ -431,6 +440,9 @@ fn default_reply(req: &RecordedRequest) -> Reply {
             "mock upstream: the request body is not valid JSON",
         );
     };
+    if let (Some(sim), Protocol::ChatCompletions) = (sim, protocol) {
+        return sim.answer(&json);
+    }
     let model = json
         .get("model")
         .and_then(serde_json::Value::as_str)

@@ -74,6 +74,22 @@ pub(crate) fn text_tokens(text: &str) -> u64 {
     bpe().encode_ordinary(text).len() as u64
 }
 
+/// Tokens a chat completions prompt of `messages` (their text contents)
+/// takes, as OpenAI documents its framing: 3 tokens per message plus 3
+/// that prime the reply, on top of the text's `o200k_base` tokens. No
+/// padding: `tokenbuddyd probe` compares an upstream's reported prompt
+/// tokens with this, so an honest OpenAI-tokenizer provider matches it
+/// closely and an over-count (or a hidden system prompt) stands out.
+///
+/// ```
+/// let n = tb_tokens::chat_prompt_tokens(&["Say hello."]);
+/// assert!((7..12).contains(&n)); // a few text tokens + 6 of framing
+/// ```
+pub fn chat_prompt_tokens(messages: &[&str]) -> u64 {
+    let framing = 3 * messages.len() as u64 + 3;
+    messages.iter().map(|m| text_tokens(m)).sum::<u64>() + framing
+}
+
 /// The reported figure: the raw count rounded up by 10 %.
 pub(crate) fn padded(raw: u64) -> u64 {
     raw.saturating_mul(11).div_ceil(10)

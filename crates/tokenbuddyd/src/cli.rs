@@ -74,6 +74,11 @@ enum Command {
     /// cost with the median drift, wasted credit, last purchase; `sellers
     /// audit` flags the ones that bill far off.
     Sellers(crate::sellers::SellersArgs),
+    /// Vet manual providers: a few real calls per provider × model (plain,
+    /// stream with usage, tool call, max_tokens, prompt tokens, model id),
+    /// shown with their estimated cost first; `--yes` runs them. Routing
+    /// pushes back what fails.
+    Probe(crate::probe::ProbeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// To stdout; needs no config, home or daemon. For example
@@ -226,6 +231,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sellers(args) => {
             crate::sellers::run(load(paths, &CliOverrides::default())?, &args)
         }
+        Command::Probe(args) => crate::probe::run(load(paths, &CliOverrides::default())?, &args),
         Command::Completions { shell } => crate::manual::completions(shell),
         Command::Man { out } => crate::manual::man(&out),
     }

@@ -345,6 +345,53 @@ impl ControlApi for DaemonApi {
         Box::pin(async move { DoctorReport::new(self.checks().await) })
     }
 
+    fn trust(&self) -> wire::Trust {
+        let router = self.proxy.routing().router();
+        wire::Trust {
+            expiry_secs: self.config.probe.expiry_secs,
+            overcount_threshold: self.config.probe.overcount_threshold,
+            entries: router
+                .trust_report(unix_ms_now())
+                .into_iter()
+                .map(|r| wire::TrustEntry {
+                    upstream_id: r.upstream_id,
+                    model: r.model,
+                    probed_at_ms: r.probed_at_ms,
+                    expired: r.expired,
+                    demoted_for_tools: r.demoted_for_tools.map(|d| d.to_string()),
+                    demoted_for_all: r.demoted_for_all.map(|d| d.to_string()),
+                    checks: r
+                        .findings
+                        .iter()
+                        .map(|f| wire::TrustCheck {
+                            check: f.check,
+                            verdict: f.verdict,
+                            measured: f.measured,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    fn reload_probes(&self) -> Fut<'_, Result<wire::ProbeReload, ApiError>> {
+        Box::pin(async move {
+            let entries = crate::ledger::load_trust(&self.ledger, self.proxy.routing().router())
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        503,
+                        "ledger_unavailable",
+                        format!("reading the probe results: {e}"),
+                    )
+                })?;
+            tracing::info!(target: "probe.loaded", pairs = entries, "probe results reloaded for routing");
+            Ok(wire::ProbeReload {
+                entries: entries as u64,
+            })
+        })
+    }
+
     fn metrics(&self) -> String {
         self.gauges.render(&self.proxy)
     }

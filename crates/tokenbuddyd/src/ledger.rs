@@ -83,3 +83,36 @@ impl tb_registry::SnapshotStore for LedgerSnapshotStore {
         }
     }
 }
+
+/// Hands the ledger's latest probe results (`tokenbuddyd probe`) to
+/// routing, which pushes back what failed; returns how many upstream ×
+/// model pairs it holds now. At start-up and on `POST /v1/probe/reload`.
+pub(crate) async fn load_trust(
+    ledger: &Ledger,
+    router: &tb_router::Router,
+) -> Result<usize, tb_store::StoreError> {
+    let runs = ledger.latest_probes().await?;
+    let n = runs.len();
+    router.set_trust(runs.into_iter().map(findings).collect());
+    Ok(n)
+}
+
+fn findings(run: tb_store::ProbeRun) -> (String, String, tb_routing::ProbeFindings) {
+    let checks = run
+        .checks
+        .iter()
+        .map(|c| tb_routing::CheckFinding {
+            check: c.check,
+            verdict: c.verdict,
+            measured: c.measured,
+        })
+        .collect();
+    (
+        run.upstream_id,
+        run.model,
+        tb_routing::ProbeFindings {
+            probed_at_ms: run.probed_at_ms,
+            checks,
+        },
+    )
+}

@@ -16,6 +16,7 @@ mod manual;
 mod metrics;
 mod pay;
 mod prices;
+mod probe;
 mod sellers;
 mod series;
 mod serve;

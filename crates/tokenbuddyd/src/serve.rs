@@ -111,6 +111,14 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     )
     .map_err(|e| Failure::Config(e.into()))?;
     let proxy = Arc::new(proxy);
+    match crate::ledger::load_trust(&ledger, proxy.routing().router()).await {
+        Ok(pairs) => {
+            tracing::info!(target: "probe.loaded", pairs, "probe results loaded for routing")
+        }
+        Err(e) => {
+            tracing::warn!(target: "probe.load_failed", error = %e, "probe results not read: routing trusts every upstream until `tokenbuddyd probe` runs again")
+        }
+    }
     let prewarm = if market_mode(config) {
         let top = ledger
             .models_used_since(
@@ -406,7 +414,7 @@ fn market_mode(config: &Config) -> bool {
     config.provider.mode != ProviderMode::Manual
 }
 
-fn unix_ms() -> i64 {
+pub(crate) fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

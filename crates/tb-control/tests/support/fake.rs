@@ -12,8 +12,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tb_control::api::{
     CallFilter, CallRecord, Calls, Credit, DoctorReport, InstallChanged, InstallPreview,
-    InstallRequest, InstallStatus, PendingPurchases, Prewarm, ProviderMode, ProviderModeUpdate,
-    SellerAudit, Sellers, Series, SeriesRequest, Status, UndoRequest, Upstreams, Usage, UsageBy,
+    InstallRequest, InstallStatus, PendingPurchases, Prewarm, ProbeReload, ProviderMode,
+    ProviderModeUpdate, SellerAudit, Sellers, Series, SeriesRequest, Status, Trust, UndoRequest,
+    Upstreams, Usage, UsageBy,
 };
 use tb_control::{ApiError, ControlApi, Fut};
 
@@ -350,6 +351,18 @@ impl FakeApi {
     }
 
     /// The canned metrics text.
+    pub fn trust_doc() -> Value {
+        json!({"expiry_secs": 604800, "overcount_threshold": 25, "entries": [{
+            "upstream_id": "cheap", "model": "gpt-4o", "probed_at_ms": 1_700_000_000_000_i64,
+            "expired": false, "demoted_for_tools": "tool call failed",
+            "demoted_for_all": "prompt tokens +30 %",
+            "checks": [
+                {"check": "tool_call", "verdict": "fail", "measured": null},
+                {"check": "prompt_tokens", "verdict": "fail", "measured": 30},
+            ],
+        }]})
+    }
+
     pub fn metrics_text() -> String {
         "# HELP tb_requests_total Requests.\n# TYPE tb_requests_total counter\ntb_requests_total{endpoint=\"chat\",model=\"deepseek-chat\",outcome=\"ok\"} 7\n".to_string()
     }
@@ -595,6 +608,17 @@ impl ControlApi for FakeApi {
             }
             self.lock().seen.doctor_runs += 1;
             typed(FakeApi::doctor_doc())
+        })
+    }
+
+    fn trust(&self) -> Trust {
+        typed(FakeApi::trust_doc())
+    }
+
+    fn reload_probes(&self) -> Fut<'_, Result<ProbeReload, ApiError>> {
+        Box::pin(async move {
+            self.lock().seen.bodies.push(("reload_probes", json!({})));
+            Ok(ProbeReload { entries: 1 })
         })
     }
 

@@ -17,6 +17,23 @@ fn nested(open: &str, depth: usize, close: &str) -> Vec<u8> {
 }
 
 #[test]
+fn a_non_empty_top_level_tools_array_is_noticed() {
+    let tools = |b: &str| validate(b.as_bytes(), CHAT).unwrap().has_tools;
+    assert!(tools(r#"{"model":"m","tools":[{"type":"function"}]}"#));
+    assert!(tools(r#"{"tools": [ {} ],"model":"m"}"#));
+    assert!(!tools(r#"{"model":"m","tools":[]}"#));
+    assert!(!tools(r#"{"model":"m","tools":[ ]}"#));
+    assert!(!tools(r#"{"model":"m","tools":null}"#));
+    assert!(!tools(r#"{"model":"m"}"#));
+    // Only the top level counts; the upstream judges the rest.
+    assert!(!tools(r#"{"model":"m","x":{"tools":[1]}}"#));
+    assert!(!tools(r#"{"model":"m","tools":{"a":[1]}}"#));
+    // A repeated or oddly typed `tools` is not ours to refuse.
+    assert!(tools(r#"{"model":"m","tools":[],"tools":[1]}"#));
+    assert!(!tools(r#"{"model":"m","tools":"x"}"#));
+}
+
+#[test]
 fn accepts_objects_with_a_model_and_reads_the_facts() {
     let p = validate(br#" {"model":"m","stream":true,"messages":[]} "#, CHAT).unwrap();
     assert!(p.stream && p.model == "m" && !p.usage_requested);

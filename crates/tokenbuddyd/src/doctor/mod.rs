@@ -305,6 +305,33 @@ pub(crate) async fn get<T: DeserializeOwned>(url: &str) -> anyhow::Result<T> {
         .with_context(|| format!("{url} answered a document this version does not understand"))
 }
 
+/// POSTs `{}` to a mutating control-plane endpoint of the running daemon
+/// with the access token of `data_dir`; any 2xx is success.
+pub(crate) async fn post_authorized(data_dir: &std::path::Path, url: &str) -> anyhow::Result<()> {
+    let (token, _) =
+        tb_proxy::AccessToken::load_or_create(data_dir).context("reading the access token")?;
+    let client = tb_proxy::build_client(None, &tb_proxy::ProxySettings::default())?;
+    let mut req = http::Request::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")));
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = url.parse().with_context(|| format!("{url} is not a URL"))?;
+    let mut auth = http::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .context("the access token is not a header value")?;
+    auth.set_sensitive(true);
+    req.headers_mut().insert(http::header::AUTHORIZATION, auth);
+    req.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .with_context(|| format!("no answer from {url} within 30 s"))??;
+    let status = resp.status();
+    if !status.is_success() {
+        bail!("{url} answered {status}");
+    }
+    Ok(())
+}
+
 /// The running daemon's control URL, from `daemon.json`.
 pub(crate) fn running_control_url(data_dir: &std::path::Path) -> Option<String> {
     let file: DaemonFile =
