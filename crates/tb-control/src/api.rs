@@ -33,8 +33,8 @@ pub use settings::{
     SellerRange, UndoRequest,
 };
 pub use status::{
-    Budget, Circuit, Connections, LedgerStatus, Mode, RegistryStatus, Score, Status, Upstream,
-    UpstreamCounts, UpstreamHealth, UpstreamKind, Upstreams,
+    Budget, Circuit, Connections, ExportSink, ExportState, LedgerStatus, Mode, RegistryStatus,
+    Score, Status, Upstream, UpstreamCounts, UpstreamHealth, UpstreamKind, Upstreams,
 };
 
 /// A boxed, sendable future borrowing the API for `'a`: the return type of
