@@ -292,6 +292,11 @@ fn image_of(
     )
 }
 
+/// A ledger amount (signed, saturating).
+fn signed(v: Option<u64>) -> Option<i64> {
+    v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
 impl Tracked {
     fn into_record(
         self,
@@ -339,7 +344,6 @@ impl Tracked {
             settlement.as_ref(),
             costing.cost_usd_micros,
         );
-        let signed = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
         let record = CallRecord {
             id: uuid::Uuid::now_v7().to_string(),
             // `start` is consumed here: its strings move into the record.
