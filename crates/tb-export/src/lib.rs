@@ -19,6 +19,8 @@
 //! shown). The JSON form is the explicit [`ExportedCall`].
 
 mod exported;
+#[cfg(test)]
+mod fixture;
 mod otlp;
 mod queue;
 mod sink;

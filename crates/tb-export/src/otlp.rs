@@ -224,22 +224,14 @@ mod tests {
     use tb_domain::TraceParent;
 
     fn record() -> CallRecord {
-        let mut r: CallRecord = serde_json::from_value(serde_json::json!({
-            "id": "c-1", "request_id": "r-1", "started_at_ms": 1_000, "endpoint": "chat",
-            "protocol": "messages", "requested_model": "claude-x", "model": "claude-x-1",
-            "stream": true, "ok": true, "outcome": "ok", "winner": "b", "failed_over": true,
-            "attempts": [], "latency_ms": 50, "ttft_ms": 20, "input_tokens": 7,
-            "cached_input_tokens": null, "cache_write_tokens": null, "output_tokens": 3,
-            "reasoning_tokens": null, "tokens_per_second": null, "cost_usd_micros": 12,
-            "est_cost_usd_micros": 12, "baseline_usd_micros": null, "baseline_kind": null,
-            "saved_usd_micros": null, "cached_saving_usd_micros": null,
-            "settled_credit_micros": null, "balance_source": "self_funded_provider",
-            "remaining_credit_micros": null, "billing_unit": "tokens", "image_count": null,
-            "image_size": null, "image_quality": null, "image_format": null,
-            "usage_missing": false, "empty_completion": false, "unpriced": false,
-            "price_drift_ppm": null, "prompt_hash": null
-        }))
-        .unwrap();
+        let mut r = crate::fixture::record();
+        r.protocol = Protocol::Messages;
+        r.requested_model = "claude-x".into();
+        r.model = "claude-x-1".into();
+        r.stream = true;
+        r.winner = Some("b".into());
+        r.failed_over = true;
+        r.latency_ms = 50;
         for (up, status, outcome, ms) in [
             ("a", 500, Outcome::ServerError, 10),
             ("b", 200, Outcome::Ok, 15),

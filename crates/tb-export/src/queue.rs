@@ -108,22 +108,7 @@ mod tests {
     use super::*;
 
     fn record(id: &str) -> Arc<CallRecord> {
-        let mut r: CallRecord = serde_json::from_value(serde_json::json!({
-            "id": "", "request_id": "", "started_at_ms": 0, "endpoint": "chat",
-            "protocol": "chat_completions", "requested_model": "m", "model": "m",
-            "stream": false, "ok": true, "outcome": "ok", "winner": null, "failed_over": false,
-            "attempts": [], "latency_ms": 0, "ttft_ms": null, "input_tokens": null,
-            "cached_input_tokens": null, "cache_write_tokens": null, "output_tokens": null,
-            "reasoning_tokens": null, "tokens_per_second": null, "cost_usd_micros": null,
-            "est_cost_usd_micros": null, "baseline_usd_micros": null, "baseline_kind": null,
-            "saved_usd_micros": null, "cached_saving_usd_micros": null,
-            "settled_credit_micros": null, "balance_source": "estimated",
-            "remaining_credit_micros": null, "billing_unit": "tokens", "image_count": null,
-            "image_size": null, "image_quality": null, "image_format": null,
-            "usage_missing": false, "empty_completion": false, "unpriced": false,
-            "price_drift_ppm": null, "prompt_hash": null
-        }))
-        .unwrap();
+        let mut r = crate::fixture::record();
         r.id = id.into();
         Arc::new(r)
     }

@@ -202,16 +202,18 @@ async fn sink_when(daemon: &Daemon, name: &str, ready: impl Fn(&Value) -> bool) 
     panic!("the {name} sink never reached the expected state")
 }
 
-/// The `export <name>` check of `/v1/doctor`.
-async fn doctor_check(daemon: &Daemon, name: &str) -> Value {
+/// The `export <name>` check of `/v1/doctor` has `verdict` and its detail
+/// says `says`.
+async fn assert_doctor(daemon: &Daemon, name: &str, verdict: &str, says: &str) {
     let report = get_json(daemon, "/v1/doctor").await;
-    report["checks"]
+    let check = report["checks"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["name"] == format!("export {name}"))
-        .cloned()
-        .unwrap_or_else(|| panic!("no export check in {report}"))
+        .unwrap_or_else(|| panic!("no export check in {report}"));
+    assert_eq!(check["verdict"], verdict, "{check}");
+    assert!(check["detail"].as_str().unwrap().contains(says), "{check}");
 }
 
 async fn metric(daemon: &Daemon, series: &str) -> f64 {
@@ -251,12 +253,7 @@ async fn http_sink_batches_records_with_the_auth_header_and_survives_an_outage()
         sink["last_error"].as_str().unwrap().contains("503"),
         "{sink}"
     );
-    let check = doctor_check(&daemon, "http").await;
-    assert_eq!(check["verdict"], "warn", "{check}");
-    assert!(
-        check["detail"].as_str().unwrap().contains("failing"),
-        "{check}"
-    );
+    assert_doctor(&daemon, "http", "warn", "failing").await;
 
     // Back up: every record arrives once, in batches of at most 2.
     receiver.set_up(true);
@@ -295,12 +292,7 @@ async fn http_sink_batches_records_with_the_auth_header_and_survives_an_outage()
     let sink = sink_when(&daemon, "http", |s| s["sent"] == 5).await;
     assert_eq!(sink["state"], "healthy", "{sink}");
     assert_eq!(sink["queue_depth"], 0, "{sink}");
-    let check = doctor_check(&daemon, "http").await;
-    assert_eq!(check["verdict"], "pass", "{check}");
-    assert!(
-        check["detail"].as_str().unwrap().contains("healthy"),
-        "{check}"
-    );
+    assert_doctor(&daemon, "http", "pass", "healthy").await;
     assert_eq!(
         metric(&daemon, "tb_export_sent_total{sink=\"http\"}").await,
         5.0
@@ -352,12 +344,7 @@ async fn a_small_queue_drops_exactly_past_its_bound() {
     assert_eq!(sink["queue_depth"], 3, "{sink}");
     assert_eq!(sink["queue_capacity"], 3, "{sink}");
     assert_eq!(sink["state"], "dropping", "{sink}");
-    let check = doctor_check(&daemon, "http").await;
-    assert_eq!(check["verdict"], "fail", "{check}");
-    assert!(
-        check["detail"].as_str().unwrap().contains("dropping"),
-        "{check}"
-    );
+    assert_doctor(&daemon, "http", "fail", "dropping").await;
     assert_eq!(
         metric(&daemon, "tb_export_dropped_total{sink=\"http\"}").await,
         4.0
@@ -373,11 +360,32 @@ async fn a_small_queue_drops_exactly_past_its_bound() {
     assert_eq!(doc["calls"].as_array().unwrap().len(), 3, "{doc}");
     let sink = sink_when(&daemon, "http", |s| s["sent"] == 3).await;
     assert_eq!(sink["dropped"], 4, "drops are counted once: {sink}");
-    let check = doctor_check(&daemon, "http").await;
-    assert_eq!(
-        check["verdict"], "warn",
-        "healthy, but records were lost: {check}"
-    );
+    assert_doctor(&daemon, "http", "warn", "dropped earlier").await;
+}
+
+/// A chat request for model `m` with a `traceparent` header; returns the
+/// upstream that answered.
+async fn chat_traced(daemon: &Daemon, traceparent: &str) -> String {
+    let auth = format!("Bearer {}", daemon.token);
+    let resp = daemon
+        .request(
+            Method::POST,
+            "/v1/chat/completions",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+                ("traceparent", traceparent),
+            ],
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let upstream = resp.headers()["x-tokenbuddy-upstream"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    body_bytes(resp).await;
+    upstream
 }
 
 fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a AttrValue> {
@@ -417,23 +425,8 @@ async fn otlp_traces_join_the_clients_traceparent_with_one_span_per_attempt() {
     ));
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent_id = "00f067aa0ba902b7";
-    let auth = format!("Bearer {}", daemon.token);
     let traceparent = format!("00-{trace_id}-{parent_id}-01");
-    let resp = daemon
-        .request(
-            Method::POST,
-            "/v1/chat/completions",
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/json"),
-                ("traceparent", &traceparent),
-            ],
-            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["x-tokenbuddy-upstream"], "second");
-    body_bytes(resp).await;
+    assert_eq!(chat_traced(&daemon, &traceparent).await, "second");
 
     let got = receiver.wait_accepted(1).await;
     assert_eq!(got[0].path, "/v1/traces");
@@ -478,20 +471,7 @@ async fn otlp_traces_join_the_clients_traceparent_with_one_span_per_attempt() {
     );
 
     // A request without (or with a malformed) traceparent is a trace of its own.
-    let resp = daemon
-        .request(
-            Method::POST,
-            "/v1/chat/completions",
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/json"),
-                ("traceparent", "00-not-a-trace-01"),
-            ],
-            r#"{"model":"m","messages":[]}"#,
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
-    body_bytes(resp).await;
+    chat_traced(&daemon, "00-not-a-trace-01").await;
     let got = receiver.wait_accepted(2).await;
     let spans = self::spans(&got[1]);
     assert_eq!(spans.len(), 2, "one request span, one attempt");
@@ -508,13 +488,7 @@ async fn otlp_grpc_is_refused_at_start_with_the_key_named() {
         "[export.otlp]\nendpoint = \"http://127.0.0.1:4317\"\nprotocol = \"grpc\"\n",
     )
     .unwrap();
-    let out = tb_test_support::daemon::command(bin(), home.path())
-        .args(["serve", "--port", "0"])
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = refused(home.path(), &["serve", "--port", "0"]).await;
     assert!(
         stderr.contains("export.otlp.protocol") && stderr.contains("http/protobuf"),
         "{stderr}"
