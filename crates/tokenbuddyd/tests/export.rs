@@ -345,6 +345,23 @@ async fn a_small_queue_drops_exactly_past_its_bound() {
     assert_eq!(sink["queue_capacity"], 3, "{sink}");
     assert_eq!(sink["state"], "dropping", "{sink}");
     assert_doctor(&daemon, "http", "fail", "dropping").await;
+    // The CLI shows the same: `doctor` fails, `status` names the state.
+    let cli = |arg: &'static str| {
+        tb_test_support::daemon::command(bin(), daemon.home())
+            .arg(arg)
+            .output()
+    };
+    let out = cli("doctor").await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("✗ export http: dropping"), "{stdout}");
+    let out = cli("status").await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("export http: dropping to http://127.0.0.1:")
+            && stdout.contains("4 dropped, queue 3/3"),
+        "{stdout}"
+    );
     assert_eq!(
         metric(&daemon, "tb_export_dropped_total{sink=\"http\"}").await,
         4.0

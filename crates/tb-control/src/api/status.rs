@@ -70,6 +70,18 @@ pub enum ExportState {
     Idle,
 }
 
+impl ExportState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportState::Dropping => "dropping",
+            ExportState::Failing => "failing",
+            ExportState::Healthy => "healthy",
+            ExportState::Idle => "idle",
+        }
+    }
+}
+
 /// One export sink.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
