@@ -61,13 +61,13 @@ pub fn spans_of(r: &CallRecord) -> Vec<Span> {
     let request_span = derive::<8>(&["span", &r.id]).to_vec();
     let start = nanos(r.started_at_ms, 0);
     let operation = operation(r.protocol);
+    let provider = system(r.upstream_protocol.unwrap_or(r.protocol));
     let mut attributes = vec![
         text("gen_ai.operation.name", operation),
         text("gen_ai.request.model", &r.requested_model),
-        text(
-            "gen_ai.system",
-            system(r.upstream_protocol.unwrap_or(r.protocol)),
-        ),
+        // The older and the current semantic-convention name.
+        text("gen_ai.system", provider),
+        text("gen_ai.provider.name", provider),
         text("tokenbuddy.request_id", &r.request_id),
         text("tokenbuddy.call_id", &r.id),
         text("tokenbuddy.outcome", r.outcome.as_str()),
@@ -139,7 +139,7 @@ fn operation(p: Protocol) -> &'static str {
     }
 }
 
-/// `gen_ai.system`: the API family the upstream was spoken to in.
+/// `gen_ai.system` / `gen_ai.provider.name`: the API family the upstream was spoken to in.
 fn system(p: Protocol) -> &'static str {
     match p {
         Protocol::Messages => "anthropic",
@@ -278,10 +278,9 @@ mod tests {
             attr(root, "gen_ai.response.model"),
             Some(&StringValue("claude-x-1".into()))
         );
-        assert_eq!(
-            attr(root, "gen_ai.system"),
-            Some(&StringValue("anthropic".into()))
-        );
+        for key in ["gen_ai.system", "gen_ai.provider.name"] {
+            assert_eq!(attr(root, key), Some(&StringValue("anthropic".into())));
+        }
         assert_eq!(attr(root, "gen_ai.usage.input_tokens"), Some(&IntValue(7)));
         assert_eq!(attr(root, "gen_ai.usage.output_tokens"), Some(&IntValue(3)));
         assert_eq!(
