@@ -511,3 +511,36 @@ async fn otlp_grpc_is_refused_at_start_with_the_key_named() {
         "{stderr}"
     );
 }
+
+/// The sinks use the daemon's one outbound client: an HTTPS receiver
+/// signed by a private CA is reached once `tls.extra_ca_file` trusts it.
+#[tokio::test]
+async fn the_http_sink_goes_through_the_outbound_client_and_its_ca_settings() {
+    let receiver = MockUpstream::start_tls().await.unwrap();
+    receiver.push_reply(Reply::json(200, "{}"));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("collector-ca.pem");
+    std::fs::write(&ca, receiver.ca_pem().unwrap()).unwrap();
+    let export = format!(
+        "[tls]\nextra_ca_file = '{}'\n[export.http]\nurl = \"{}/ingest\"\n",
+        ca.display(),
+        receiver.root_url()
+    );
+    let Setup {
+        upstream: _upstream,
+        daemon,
+    } = setup_with(&export).await;
+    let id = chat(&daemon).await;
+    let got = receiver.wait_for_requests(1).await;
+    assert_eq!(got[0].path(), "/ingest");
+    let doc = got[0].json();
+    assert_eq!(doc["calls"][0]["request_id"], id.as_str(), "{doc}");
+    let sink = sink_when(&daemon, "http", |s| s["sent"] == 1).await;
+    assert!(
+        sink["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127.0.0.1:"),
+        "{sink}"
+    );
+}
