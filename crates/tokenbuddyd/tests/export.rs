@@ -544,3 +544,39 @@ async fn the_http_sink_goes_through_the_outbound_client_and_its_ca_settings() {
         "{sink}"
     );
 }
+
+/// A receiver that refuses a batch for good (a 4xx other than 408/429)
+/// is not sent it again: the records are counted as rejected, not queued.
+#[tokio::test]
+async fn a_batch_the_receiver_refuses_is_counted_not_retried() {
+    // A mock with no reply scripted for `/ingest` answers 404.
+    let receiver = MockUpstream::start().await.unwrap();
+    let export = format!(
+        "[export.http]\nurl = \"{}/ingest\"\nbatch_size = 1\n",
+        receiver.root_url()
+    );
+    let Setup {
+        upstream: _upstream,
+        daemon,
+    } = setup_with(&export).await;
+    chat(&daemon).await;
+    chat(&daemon).await;
+    let sink = sink_when(&daemon, "http", |s| s["rejected"] == 2).await;
+    assert_eq!(sink["queue_depth"], 0, "{sink}");
+    assert_eq!(sink["sent"], 0, "{sink}");
+    assert_eq!(sink["dropped"], 0, "{sink}");
+    assert_eq!(sink["state"], "failing", "{sink}");
+    assert!(
+        sink["last_error"].as_str().unwrap().contains("404"),
+        "{sink}"
+    );
+    assert_eq!(
+        receiver.request_count(),
+        2,
+        "one POST per batch, none again"
+    );
+    assert_eq!(
+        metric(&daemon, "tb_export_rejected_total{sink=\"http\"}").await,
+        2.0
+    );
+}
