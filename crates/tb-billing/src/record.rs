@@ -2,7 +2,7 @@
 //! Keys are snake_case everywhere (JSON output, ledger columns).
 
 use serde::{Deserialize, Serialize};
-use tb_domain::{Outcome, Protocol};
+use tb_domain::{Outcome, Protocol, TraceParent};
 /// The price tier of [`CallRecord::price_tier`] (re-exported: the ledger
 /// reads it back without depending on `tb-prices`).
 pub use tb_prices::BilledTier;
@@ -269,6 +269,11 @@ pub struct CallRecord {
     pub price_drift_ppm: Option<i64>,
     /// SHA-256 (hex) of the compact JSON of the prompt.
     pub prompt_hash: Option<String>,
+    /// The client's W3C `traceparent`, so exported spans join the client's
+    /// trace. Neither stored in the ledger nor serialised: only the
+    /// exporters read it, while the record is fresh.
+    #[serde(skip)]
+    pub trace_parent: Option<TraceParent>,
 }
 
 /// [`CallRecord::price_tier`] as its text (`priority+above_200k`).
@@ -500,6 +505,7 @@ pub(crate) mod tests {
             price_tier: Some(BilledTier::STANDARD),
             price_drift_ppm: None,
             prompt_hash: None,
+            trace_parent: None,
         }
     }
 

@@ -34,10 +34,11 @@ mod starter;
 
 pub use load::{CliOverrides, ConfigError, LoadedConfig, PathOverrides, Paths, REMOVED_KEYS, load};
 pub use schema::{
-    AutoConfig, AutoRange, BreakerConfig, Config, ControlConfig, LedgerConfig, LogConfig,
-    LogFormat, ManualPolicyConfig, ModelPriceConfig, ModelsConfig, NetworkConfig, PrewarmConfig,
-    ProbeConfig, ProviderConfig, ProviderMode, ProviderModeConfig, ProxyConfig, PurchaseConfig,
-    RegistryConfig, RoutingConfig, ScorerConfig, Secret, TlsConfig, ValidationError,
+    AutoConfig, AutoRange, BreakerConfig, Config, ControlConfig, ExportConfig, HttpExportConfig,
+    LedgerConfig, LogConfig, LogFormat, ManualPolicyConfig, ModelPriceConfig, ModelsConfig,
+    NetworkConfig, OtlpExportConfig, OtlpProtocol, PrewarmConfig, ProbeConfig, ProviderConfig,
+    ProviderMode, ProviderModeConfig, ProxyConfig, PurchaseConfig, RegistryConfig, RoutingConfig,
+    ScorerConfig, Secret, TlsConfig, ValidationError,
 };
 pub use show::{ShownValue, describe, mask_url};
 pub use starter::STARTER_CONFIG;

@@ -43,6 +43,8 @@ pub struct Config {
     pub prewarm: PrewarmConfig,
     /// `tokenbuddyd probe` and what routing makes of its findings.
     pub probe: ProbeConfig,
+    /// Shipping call records elsewhere (HTTP sink, OpenTelemetry).
+    pub export: ExportConfig,
 }
 
 /// `[probe]`: vetting providers (`tokenbuddyd probe`, docs/probe.md).
@@ -330,6 +332,140 @@ impl Default for ProxyConfig {
             max_connections: 1_024,
             header_read_timeout_ms: 60_000,
             worker_threads: 1,
+        }
+    }
+}
+
+/// `[export]`: copies of the call records sent elsewhere, off the request
+/// path. Both sinks are off until their URL is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    /// `[export.http]`: call records as JSON, POSTed in batches.
+    pub http: HttpExportConfig,
+    /// `[export.otlp]`: one OpenTelemetry trace per request.
+    pub otlp: OtlpExportConfig,
+}
+
+/// `[export.http]`: the JSON sink.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpExportConfig {
+    /// Where batches are POSTed (`http://` or `https://`); unset = off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Extra request headers (e.g. `authorization`); the values are
+    /// secrets: masked in `config show`, never logged.
+    pub headers: BTreeMap<String, Secret>,
+    /// Most records in one POST.
+    pub batch_size: usize,
+    /// Records that may wait (including a batch being retried) before new
+    /// ones are dropped and counted.
+    pub queue_capacity: usize,
+}
+
+impl Default for HttpExportConfig {
+    fn default() -> Self {
+        HttpExportConfig {
+            url: None,
+            headers: BTreeMap::new(),
+            batch_size: 100,
+            queue_capacity: 10_000,
+        }
+    }
+}
+
+/// `[export.otlp]`: OpenTelemetry traces over OTLP.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpExportConfig {
+    /// The collector's base URL (`http://localhost:4318`); traces go to
+    /// `<endpoint>/v1/traces`. Unset = off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The OTLP transport; only `http/protobuf` is implemented.
+    pub protocol: OtlpProtocol,
+}
+
+/// `export.otlp.protocol`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OtlpProtocol {
+    /// Protobuf over HTTP POST (OTLP/HTTP).
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// OTLP/gRPC: refused at load (not implemented).
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+impl ExportConfig {
+    /// The `[export]` rules: URLs, sizes, header names, the protocol.
+    fn problems(&self, push: &mut dyn FnMut(String, String)) {
+        let url_problem = |url: &str| -> Option<String> {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                Some(format!("{url:?} must start with http:// or https://"))
+            } else if authority(url).contains('@') {
+                Some("must not contain credentials (user:password@): they would show in logs and doctor; for the HTTP sink put them in export.http.headers".into())
+            } else if url.contains('#') {
+                Some("must not contain a fragment".into())
+            } else {
+                None
+            }
+        };
+        let http = &self.http;
+        if let Some(p) = http.url.as_deref().and_then(url_problem) {
+            push("export.http.url".into(), p);
+        }
+        if http.batch_size == 0 || http.batch_size > 10_000 {
+            push(
+                "export.http.batch_size".into(),
+                format!("{} is not between 1 and 10000", http.batch_size),
+            );
+        }
+        if http.queue_capacity == 0 {
+            push(
+                "export.http.queue_capacity".into(),
+                "must be at least 1".into(),
+            );
+        }
+        for (name, value) in &http.headers {
+            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            let lower = name.to_ascii_lowercase();
+            if name.is_empty() || !name.chars().all(token) {
+                push(
+                    "export.http.headers".into(),
+                    format!("{name:?} is not a valid header name"),
+                );
+            } else if [
+                "content-type",
+                "content-length",
+                "host",
+                "transfer-encoding",
+            ]
+            .contains(&lower.as_str())
+            {
+                push(
+                    "export.http.headers".into(),
+                    format!("{name:?} is set by tokenbuddy itself and cannot be overridden"),
+                );
+            }
+            if value.expose().chars().any(|c| c.is_control() && c != '\t') {
+                // The value is a secret: named by its header, never shown.
+                push(
+                    "export.http.headers".into(),
+                    format!("the value of {name:?} contains a control character (a line break?)"),
+                );
+            }
+        }
+        if let Some(p) = self.otlp.endpoint.as_deref().and_then(url_problem) {
+            push("export.otlp.endpoint".into(), p);
+        }
+        if self.otlp.protocol == OtlpProtocol::Grpc {
+            push(
+                "export.otlp.protocol".into(),
+                "\"grpc\" is not supported by this build; use \"http/protobuf\" (OTLP over HTTP, the collector's port 4318)".into(),
+            );
         }
     }
 }
@@ -969,6 +1105,7 @@ impl Config {
                 }
             }
         }
+        self.export.problems(&mut push);
         for (alias, target) in &self.models.aliases {
             if alias.is_empty() || target.is_empty() {
                 push(
@@ -1019,6 +1156,71 @@ mod tests {
             Config::from_toml_str("[network]\nproxy = \"http://u:pw@h:1\"").unwrap()
         );
         assert!(!shown.contains("pw"), "{shown}");
+    }
+
+    #[test]
+    fn export_sections_are_off_by_default_and_validated() {
+        let c = Config::default();
+        assert!(c.export.http.url.is_none() && c.export.otlp.endpoint.is_none());
+        assert_eq!(c.export.otlp.protocol, OtlpProtocol::HttpProtobuf);
+        let ok = "[export.http]\nurl = \"https://collect.example/calls\"\nheaders = { authorization = \"Bearer s3cret\" }\nbatch_size = 5\nqueue_capacity = 10\n[export.otlp]\nendpoint = \"http://127.0.0.1:4318\"\nprotocol = \"http/protobuf\"\n";
+        assert!(problems(ok).is_empty(), "{:?}", problems(ok));
+        for (toml, key, says) in [
+            (
+                "[export.otlp]\nendpoint = \"http://c:4317\"\nprotocol = \"grpc\"",
+                "export.otlp.protocol",
+                "use \"http/protobuf\"",
+            ),
+            (
+                "[export.http]\nurl = \"ftp://x\"",
+                "export.http.url",
+                "must start with http://",
+            ),
+            (
+                "[export.http]\nurl = \"https://u:s3cret@x/\"",
+                "export.http.url",
+                "credentials",
+            ),
+            (
+                "[export.http]\nbatch_size = 0",
+                "export.http.batch_size",
+                "between 1 and 10000",
+            ),
+            (
+                "[export.http]\nqueue_capacity = 0",
+                "export.http.queue_capacity",
+                "at least 1",
+            ),
+            (
+                "[export.http]\nheaders = { \"bad name\" = \"v\" }",
+                "export.http.headers",
+                "not a valid header name",
+            ),
+            (
+                "[export.http]\nheaders = { content-type = \"v\" }",
+                "export.http.headers",
+                "cannot be overridden",
+            ),
+            (
+                "[export.http]\nheaders = { x-k = \"s3cret\\nx\" }",
+                "export.http.headers",
+                "control character",
+            ),
+            (
+                "[export.otlp]\nendpoint = \"localhost:4318\"",
+                "export.otlp.endpoint",
+                "must start with http://",
+            ),
+        ] {
+            let errs = problems(toml);
+            assert_eq!(errs.len(), 1, "{toml}: {errs:?}");
+            assert!(errs[0].starts_with(key), "{toml}: {errs:?}");
+            assert!(errs[0].contains(says), "{toml}: {errs:?}");
+            assert!(!errs[0].contains("s3cret"), "{toml}: {errs:?}");
+        }
+        assert!(Config::from_toml_str("[export.otlp]\nprotocol = \"http/json\"").is_err());
+        let shown = format!("{:?}", Config::from_toml_str(ok).unwrap());
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 
     #[test]

@@ -63,6 +63,14 @@ fn mask_headers(json: &mut Value) {
     {
         *url = Value::String(mask_url(text));
     }
+    // A collector may take its token in the query string.
+    for pointer in ["/export/http/url", "/export/otlp/endpoint"] {
+        if let Some(url) = json.pointer_mut(pointer)
+            && let Some((base, _query)) = url.as_str().and_then(|t| t.split_once('?'))
+        {
+            *url = Value::String(format!("{base}?{}", Secret::MASK));
+        }
+    }
     let Some(providers) = json.get_mut("providers").and_then(Value::as_array_mut) else {
         return;
     };
@@ -159,6 +167,9 @@ base_url = "http://127.0.0.1:1/v1"
 api_key = "sk-secret-value"
 models = ["m"]
 headers = { "X-Title" = "me", "X-Custom-Token" = "tok-secret" }
+[export.http]
+url = "https://collect.example/in?token=qs-secret"
+headers = { x-tenant = "hdr-secret" }
 "#,
             )?;
             jail.set_env("TB_LOG__LEVEL", "debug");
@@ -192,8 +203,14 @@ headers = { "X-Title" = "me", "X-Custom-Token" = "tok-secret" }
             );
             assert_eq!(get("providers[0].headers.X-Title").value, "\"me\"");
             assert!(get("providers[0].id").source.starts_with("file "));
+            assert_eq!(
+                get("export.http.url").value,
+                format!("\"https://collect.example/in?{}\"", Secret::MASK)
+            );
             let all = format!("{shown:?}");
-            assert!(!all.contains("sk-secret-value") && !all.contains("tok-secret"));
+            for secret in ["sk-secret-value", "tok-secret", "qs-secret", "hdr-secret"] {
+                assert!(!all.contains(secret), "{secret} in {all}");
+            }
             Ok(())
         });
     }

@@ -36,6 +36,17 @@ pub const STARTER_CONFIG: &str = r#"# tokenbuddy configuration.
 # url = "postgres://tokenbuddy@127.0.0.1:5432/tokenbuddy"   # default: SQLite <data dir>/ledger.db
 # queue_capacity = 65536
 
+# Copies of the call records sent elsewhere (docs/export.md); both off until set.
+[export.http]
+# url = "https://collector.example/tokenbuddy/calls"
+# headers = { authorization = "Bearer …" }
+# batch_size = 100
+# queue_capacity = 10000
+
+[export.otlp]
+# endpoint = "http://localhost:4318"   # OTLP/HTTP; traces go to <endpoint>/v1/traces
+# protocol = "http/protobuf"
+
 [log]
 # level = "info"
 # format = "pretty"           # or "json"

@@ -480,6 +480,42 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
         "clawtip_market",
     ),
     (
+        "export.http.url",
+        "crates/tokenbuddyd/tests/export.rs",
+        "http_sink_batches_records_with_the_auth_header_and_survives_an_outage",
+        "http_export",
+    ),
+    (
+        "export.http.headers",
+        "crates/tokenbuddyd/tests/export.rs",
+        "http_sink_batches_records_with_the_auth_header_and_survives_an_outage",
+        "authorization",
+    ),
+    (
+        "export.http.batch_size",
+        "crates/tokenbuddyd/tests/export.rs",
+        "http_sink_batches_records_with_the_auth_header_and_survives_an_outage",
+        "[2, 2, 1]",
+    ),
+    (
+        "export.http.queue_capacity",
+        "crates/tokenbuddyd/tests/export.rs",
+        "a_small_queue_drops_exactly_past_its_bound",
+        "queue_capacity",
+    ),
+    (
+        "export.otlp.endpoint",
+        "crates/tokenbuddyd/tests/export.rs",
+        "otlp_traces_join_the_clients_traceparent_with_one_span_per_attempt",
+        "",
+    ),
+    (
+        "export.otlp.protocol",
+        "crates/tokenbuddyd/tests/export.rs",
+        "otlp_grpc_is_refused_at_start_with_the_key_named",
+        "",
+    ),
+    (
         "ledger.queue_capacity",
         "crates/tb-store/tests/ledger.rs",
         "writer_full_queue_drops_without_blocking",
@@ -498,6 +534,7 @@ const USER_MAPS: &[&str] = &[
     "models.aliases",
     "providers[].headers",
     "providers[].prices",
+    "export.http.headers",
 ];
 
 /// A configuration that sets every optional key, so that each shows up in
@@ -511,6 +548,10 @@ url = "postgres://u@h/db"
 selected_seller = "s"
 [tls]
 extra_ca_file = "/etc/ca.pem"
+[export.http]
+url = "https://collect.example/calls"
+[export.otlp]
+endpoint = "http://127.0.0.1:4318"
 [network]
 proxy = "http://u:p@proxy.corp:3128"
 no_proxy = ["internal.corp"]

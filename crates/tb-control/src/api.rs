@@ -38,8 +38,8 @@ pub use settings::{
     SellerRange, UndoRequest,
 };
 pub use status::{
-    Budget, Circuit, Connections, LedgerStatus, Mode, RegistryStatus, Score, Status, Upstream,
-    UpstreamCounts, UpstreamHealth, UpstreamKind, Upstreams,
+    Budget, Circuit, Connections, ExportSink, ExportState, LedgerStatus, Mode, RegistryStatus,
+    Score, Status, Upstream, UpstreamCounts, UpstreamHealth, UpstreamKind, Upstreams,
 };
 pub use trust::{ProbeReload, Trust, TrustCheck, TrustEntry};
 

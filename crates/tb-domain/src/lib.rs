@@ -19,6 +19,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod trace;
+pub use trace::TraceParent;
+
 /// One of the five LLM APIs the proxy plane speaks.
 ///
 /// The three text protocols ([`Protocol::TRANSLATABLE`]) are translated

@@ -15,7 +15,7 @@ use tb_billing::record::{
 };
 use tb_billing::settlement::Settlement;
 use tb_billing::usage::{Usage, UsageReport};
-use tb_domain::Protocol;
+use tb_domain::{Protocol, TraceParent};
 use tb_router::Upstream;
 
 /// Where call records go (the ledger writer, in the daemon). `submit` must
@@ -111,6 +111,8 @@ pub(crate) struct CallStart {
     pub request_body: Bytes,
     /// The planned chain, in order (for the savings baseline).
     pub plan: Vec<Arc<Upstream>>,
+    /// The client's `traceparent`, when valid (for exported spans).
+    pub trace_parent: Option<TraceParent>,
 }
 
 /// Records a request the daemon refused before any upstream saw it (a
@@ -137,6 +139,7 @@ pub(crate) fn reject(
         // No prompt hash for a body that is not valid JSON.
         request_body: Bytes::new(),
         plan: Vec::new(),
+        trace_parent: None,
     };
     CallTracker::new(Arc::clone(recorder), start).finish(CallOutcome::Rejected, None, None, None);
     invalid.to_proxy_error()
@@ -289,6 +292,11 @@ fn image_of(
     )
 }
 
+/// A ledger amount (signed, saturating).
+fn signed(v: Option<u64>) -> Option<i64> {
+    v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
 impl Tracked {
     fn into_record(
         self,
@@ -336,7 +344,6 @@ impl Tracked {
             settlement.as_ref(),
             costing.cost_usd_micros,
         );
-        let signed = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
         let record = CallRecord {
             id: uuid::Uuid::now_v7().to_string(),
             // `start` is consumed here: its strings move into the record.
@@ -387,6 +394,7 @@ impl Tracked {
             price_tier: costing.price_tier,
             price_drift_ppm: signed(costing.price_drift_ppm),
             prompt_hash: prompt_hash(start.protocol, &start.request_body),
+            trace_parent: start.trace_parent,
         };
         (record, recorder)
     }

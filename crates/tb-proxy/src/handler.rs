@@ -10,7 +10,7 @@ use futures_util::FutureExt as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use tb_billing::usage::RequestFacts;
-use tb_domain::{ApiFamily, Protocol};
+use tb_domain::{ApiFamily, Protocol, TraceParent};
 use tb_router::RoutePlan;
 use tracing::Instrument;
 
@@ -29,6 +29,8 @@ use crate::{ProxyBody, ProxyState};
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-tokenbuddy-request-id");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// W3C Trace Context: the client's trace, carried into exported spans.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Entry point for every request on the proxy plane. Never fails: every
 /// error becomes a protocol-shaped response.
@@ -436,6 +438,11 @@ fn track_call(
                 .iter()
                 .map(|r| Arc::clone(&r.upstream))
                 .collect(),
+            trace_parent: req
+                .headers
+                .get(TRACEPARENT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(TraceParent::parse),
         },
     )
 }

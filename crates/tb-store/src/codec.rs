@@ -326,6 +326,7 @@ pub(crate) fn decode_call(row: &impl RowExt) -> Result<CallRecord, StoreError> {
         unpriced: row.bool_col("unpriced")?,
         price_drift_ppm: row.opt_i64_col("price_drift_ppm")?,
         prompt_hash: row.opt_text_col("prompt_hash")?,
+        trace_parent: None,
         upstream_protocol: d.opt_parsed("upstream_protocol", parse_protocol)?,
         image_cost_per_image_usd_micros: row.opt_i64_col("image_cost_per_image_usd_micros")?,
         image_output_tokens: d.opt_unsigned("image_output_tokens")?,

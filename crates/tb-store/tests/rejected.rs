@@ -21,6 +21,7 @@ fn rejected(started_at_ms: i64) -> CallRecord {
         ok: false,
         outcome: CallOutcome::Rejected,
         prompt_hash: prompt_hash(Protocol::Messages, b""),
+        trace_parent: None,
         ..minimal_record(started_at_ms)
     }
 }

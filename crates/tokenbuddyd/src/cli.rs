@@ -385,6 +385,19 @@ fn status_text(s: &tb_control::api::Status) -> String {
             .map(|e| format!(", failing: {e}"))
             .unwrap_or_default()
     );
+    for e in &s.export {
+        let _ = writeln!(
+            out,
+            "export {}: {} to {} ({} sent, {} dropped, queue {}/{})",
+            e.sink,
+            e.state.as_str(),
+            e.target,
+            e.sent,
+            e.dropped,
+            e.queue_depth,
+            e.queue_capacity
+        );
+    }
     out
 }
 

@@ -28,6 +28,8 @@ pub(crate) struct DaemonApi {
     pub config_file: String,
     /// Gauges of the components the binary wires (rendered at each scrape).
     pub gauges: crate::metrics::DaemonGauges,
+    /// The `[export]` sinks, when configured.
+    pub export: Option<Arc<tb_export::Exporters>>,
 }
 
 fn store_err(e: tb_store::StoreError) -> ApiError {
@@ -44,6 +46,13 @@ impl DaemonApi {
             self.proxy.routing().table().models(),
         )
         .map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    fn export_statuses(&self) -> Vec<tb_export::SinkStatus> {
+        self.export
+            .as_ref()
+            .map(|e| e.statuses())
+            .unwrap_or_default()
     }
 
     async fn checks(&self) -> Vec<Check> {
@@ -97,6 +106,7 @@ impl DaemonApi {
         }
         checks.extend(service.1);
         checks.extend(doctor::ledger_checks(&status.ledger));
+        checks.extend(status.export.iter().map(doctor::export_check));
         checks.push(doctor::clock_check());
         checks
     }
@@ -136,6 +146,11 @@ impl ControlApi for DaemonApi {
                 spent_usd_micros: b.spent_usd_micros,
                 left_usd_micros: b.left_usd_micros,
             }),
+            export: self
+                .export_statuses()
+                .into_iter()
+                .map(export_to_wire)
+                .collect(),
         }
     }
 
@@ -393,7 +408,7 @@ impl ControlApi for DaemonApi {
     }
 
     fn metrics(&self) -> String {
-        self.gauges.render(&self.proxy)
+        self.gauges.render(&self.proxy, &self.export_statuses())
     }
 
     fn authorized(&self, headers: &http::HeaderMap) -> bool {
@@ -409,6 +424,28 @@ fn unix_ms_now() -> i64 {
 
 // The proxy's reports as the API's types. The mapping is exhaustive on
 // purpose: a new variant on either side fails to compile here.
+
+fn export_to_wire(s: tb_export::SinkStatus) -> wire::ExportSink {
+    use tb_export::SinkState;
+    wire::ExportSink {
+        sink: s.sink.to_owned(),
+        target: s.target,
+        state: match s.state {
+            SinkState::Dropping => wire::ExportState::Dropping,
+            SinkState::Failing => wire::ExportState::Failing,
+            SinkState::Healthy => wire::ExportState::Healthy,
+            SinkState::Idle => wire::ExportState::Idle,
+        },
+        queue_depth: s.queue_depth,
+        queue_capacity: s.queue_capacity,
+        sent: s.sent,
+        failed_posts: s.failed_posts,
+        dropped: s.dropped,
+        rejected: s.rejected,
+        last_success_at_ms: s.last_success_at_ms,
+        last_error: s.last_error,
+    }
+}
 
 fn mode_to_wire(mode: ProviderMode) -> wire::Mode {
     match mode {

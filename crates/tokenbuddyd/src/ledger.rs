@@ -1,22 +1,31 @@
 //! Wiring between the proxy's call records and the ledger.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tb_billing::record::CallRecord;
+use tb_export::Exporters;
 use tb_proxy::{CallSink, SinkFailure, SinkHealth};
 use tb_store::{Ledger, LedgerSender, LedgerTarget};
 
-/// The proxy's sink: the ledger writer's bounded queue. Never blocks.
-pub(crate) struct LedgerSink(pub(crate) LedgerSender);
+/// The proxy's sink: the ledger writer's bounded queue, and a copy to each
+/// configured export sink's queue (`[export]`). Never blocks.
+pub(crate) struct LedgerSink {
+    pub(crate) ledger: LedgerSender,
+    pub(crate) export: Option<Arc<Exporters>>,
+}
 
 impl CallSink for LedgerSink {
     fn submit(&self, record: CallRecord) -> Result<(), Box<CallRecord>> {
-        self.0.record(record).map_err(|dropped| dropped.record)
+        if let Some(export) = &self.export {
+            export.offer(&record);
+        }
+        self.ledger.record(record).map_err(|dropped| dropped.record)
     }
 
     fn health(&self) -> SinkHealth {
-        let h = self.0.health();
+        let h = self.ledger.health();
         SinkHealth {
             pending: h.pending,
             failed_writes: h.failed_writes,

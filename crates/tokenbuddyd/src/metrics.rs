@@ -5,7 +5,9 @@
 //! what it observes itself (calls, attempts, circuits, purchases,
 //! overhead); the binary owns the wiring, so it renders the rest.
 
-use prometheus::{Encoder, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use tb_proxy::Proxy;
 
 /// Gauges refreshed from the components at each scrape.
@@ -22,6 +24,11 @@ pub(crate) struct DaemonGauges {
     ledger_write_failures: IntCounter,
     connections_open: IntGauge,
     connections_refused: IntCounter,
+    export_sent: IntCounterVec,
+    export_failed: IntCounterVec,
+    export_dropped: IntCounterVec,
+    export_rejected: IntCounterVec,
+    export_queue_depth: IntGaugeVec,
 }
 
 /// Registers a collector; these fixed, valid names cannot clash, so a
@@ -43,6 +50,12 @@ impl Default for DaemonGauges {
             |name: &str, help: &str| reg(&r, IntGauge::new(name, help).expect("valid metric"));
         let counter =
             |name: &str, help: &str| reg(&r, IntCounter::new(name, help).expect("valid metric"));
+        let counters = |name: &str, help: &str| {
+            reg(
+                &r,
+                IntCounterVec::new(Opts::new(name, help), &["sink"]).expect("valid metric"),
+            )
+        };
         let vec = |name: &str, help: &str, label: &str| {
             reg(
                 &r,
@@ -86,6 +99,27 @@ impl Default for DaemonGauges {
                 "tb_ledger_write_failures_total",
                 "Failed ledger commits (each retried).",
             ),
+            export_sent: counters(
+                "tb_export_sent_total",
+                "Call records delivered by an export sink (http, otlp).",
+            ),
+            export_failed: counters(
+                "tb_export_failed_total",
+                "Export POSTs that failed (retried with backoff, or the batch rejected).",
+            ),
+            export_dropped: counters(
+                "tb_export_dropped_total",
+                "Call records an export sink dropped because its queue was full.",
+            ),
+            export_rejected: counters(
+                "tb_export_rejected_total",
+                "Call records an export receiver refused for good (a 4xx other than 408/429).",
+            ),
+            export_queue_depth: vec(
+                "tb_export_queue_depth",
+                "Call records waiting in an export sink's queue.",
+                "sink",
+            ),
             connections_open: gauge("tb_connections_open", "Client connections being served."),
             connections_refused: counter(
                 "tb_connections_refused_total",
@@ -98,9 +132,10 @@ impl Default for DaemonGauges {
 
 impl DaemonGauges {
     /// The whole exposition: the proxy's series, then these gauges read now.
-    pub(crate) fn render(&self, proxy: &Proxy) -> String {
+    pub(crate) fn render(&self, proxy: &Proxy, export: &[tb_export::SinkStatus]) -> String {
         let mut text = proxy.metrics_text();
         self.refresh(proxy);
+        self.refresh_export(export);
         let mut buf = Vec::new();
         match TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             Ok(()) => text.push_str(&String::from_utf8_lossy(&buf)),
@@ -145,6 +180,24 @@ impl DaemonGauges {
         let connections = proxy.connections();
         self.connections_open.set(to_i64(connections.open()));
         advance_to(&self.connections_refused, connections.refused());
+    }
+}
+
+impl DaemonGauges {
+    fn refresh_export(&self, export: &[tb_export::SinkStatus]) {
+        for s in export {
+            let label = [s.sink];
+            advance_to(&self.export_sent.with_label_values(&label), s.sent);
+            advance_to(
+                &self.export_failed.with_label_values(&label),
+                s.failed_posts,
+            );
+            advance_to(&self.export_dropped.with_label_values(&label), s.dropped);
+            advance_to(&self.export_rejected.with_label_values(&label), s.rejected);
+            self.export_queue_depth
+                .with_label_values(&label)
+                .set(i64::try_from(s.queue_depth).unwrap_or(i64::MAX));
+        }
     }
 }
 

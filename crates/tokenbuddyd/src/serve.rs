@@ -20,6 +20,8 @@ use tb_store::{LedgerSender, LedgerWriter, PurchaseEvent, PurchaseLog};
 
 /// How long shutdown waits for queued call records to be committed.
 const LEDGER_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long shutdown gives the export sinks.
+const EXPORT_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 use tracing_subscriber::EnvFilter;
 
 use crate::Failure;
@@ -82,13 +84,17 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     apply_saved_provider_mode(config, &ledger).await;
     let config = &*config;
     let (sender, writer) = LedgerWriter::spawn(ledger.clone(), config.ledger.queue_capacity);
-    let sink: Arc<dyn CallSink> = Arc::new(crate::ledger::LedgerSink(sender));
+    let env = |var: &str| std::env::var(var).ok();
+    let export = start_export(config, &env)?;
+    let sink: Arc<dyn CallSink> = Arc::new(crate::ledger::LedgerSink {
+        ledger: sender,
+        export: export.clone(),
+    });
 
     // Purchases and wasted credit take the same road as call records: a
     // writer of their own, off the request path, drained at shutdown.
     let (purchases, purchase_writer) =
         LedgerWriter::spawn(PurchaseLog(ledger.clone()), config.ledger.queue_capacity);
-    let env = |var: &str| std::env::var(var).ok();
     let market = start_market(config, &env, &ledger, data_dir, purchases).await?;
     let refresher = market.as_ref().map(|m| {
         Arc::clone(&m.registry).spawn_refresh(
@@ -202,6 +208,7 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
             "defaults".into()
         },
         gauges: crate::metrics::DaemonGauges::default(),
+        export: export.clone(),
     });
     let control = tokio::spawn(tb_control::serve(
         control_listener,
@@ -226,6 +233,7 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     let purchase_report = purchase_writer.shutdown(LEDGER_DRAIN_LIMIT).await;
     let report = writer.shutdown(LEDGER_DRAIN_LIMIT).await;
     ledger.close().await;
+    drain_export(export).await;
     let _ = fs::remove_file(&daemon_json);
     if !report.is_complete() {
         return Err(Failure::Runtime(anyhow!(
@@ -248,6 +256,31 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Starts the `[export]` sinks (none configured: `None`), over the one
+/// outbound client so `[network]` proxies and `tls.extra_ca_file` apply.
+fn start_export(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Arc<tb_export::Exporters>>, Failure> {
+    if config.export.http.url.is_none() && config.export.otlp.endpoint.is_none() {
+        return Ok(None);
+    }
+    let client = tb_proxy::outbound_client(config, env).map_err(|e| Failure::Config(e.into()))?;
+    let exporters = tb_export::Exporters::start(&config.export, &client)
+        .map_err(|e| Failure::Config(e.into()))?;
+    Ok(exporters.map(Arc::new))
+}
+
+/// Gives the export sinks a few seconds to deliver what waits; what is
+/// left is logged (the ledger has every record).
+async fn drain_export(export: Option<Arc<tb_export::Exporters>>) {
+    let Some(export) = export else { return };
+    let left = export.shutdown(EXPORT_DRAIN_LIMIT).await;
+    if left > 0 {
+        tracing::warn!(target: "export.unsent", records = left, "call records not exported before exit (they are in the ledger)");
+    }
 }
 
 /// Starts the marketplace side when `provider.mode` is auto or both: the

@@ -115,19 +115,6 @@ async fn removed_config_keys_fail_saying_they_were_removed() {
     }
 }
 
-/// Runs `args` against the config in `home`, which must be refused with
-/// exit 2 and an error naming the config file; returns stderr.
-async fn refused(home: &std::path::Path, args: &[&str]) -> String {
-    let out = command(bin(), home).args(args).output().await.unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(
-        stderr.contains(&home.join("config.toml").display().to_string()),
-        "{stderr}"
-    );
-    stderr
-}
-
 #[tokio::test]
 async fn missing_key_variable_fails_with_exit_2() {
     let home = home_with_config(&two_provider_config("http://127.0.0.1:1/v1", "")).unwrap();

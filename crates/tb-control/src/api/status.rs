@@ -50,6 +50,64 @@ pub struct Status {
     pub connections: Connections,
     /// The session's purchase budget (`None` without a marketplace).
     pub budget: Option<Budget>,
+    /// The call-record export sinks (`[export.http]`, `[export.otlp]`);
+    /// empty when none is configured.
+    #[serde(default)]
+    pub export: Vec<ExportSink>,
+}
+
+/// A call-record export sink's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportState {
+    /// The queue is full: new records are dropped (and counted).
+    Dropping,
+    /// The latest POST failed; records wait and are retried.
+    Failing,
+    /// The latest POST succeeded.
+    Healthy,
+    /// Nothing sent yet.
+    Idle,
+}
+
+impl ExportState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportState::Dropping => "dropping",
+            ExportState::Failing => "failing",
+            ExportState::Healthy => "healthy",
+            ExportState::Idle => "idle",
+        }
+    }
+}
+
+/// One export sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSink {
+    /// `http` or `otlp`.
+    pub sink: String,
+    /// Where it sends (no credentials, no query string).
+    pub target: String,
+    /// The state now.
+    pub state: ExportState,
+    /// Records waiting, a batch being retried included.
+    pub queue_depth: u64,
+    /// The queue's bound.
+    pub queue_capacity: u64,
+    /// Records delivered.
+    pub sent: u64,
+    /// POSTs that failed.
+    pub failed_posts: u64,
+    /// Records dropped because the queue was full.
+    pub dropped: u64,
+    /// Records the receiver refused for good.
+    pub rejected: u64,
+    /// Unix ms of the last delivered batch.
+    pub last_success_at_ms: Option<i64>,
+    /// The latest failure.
+    pub last_error: Option<String>,
 }
 
 /// How many upstreams the routing table holds.

@@ -255,7 +255,11 @@ impl FakeApi {
             "registry": {"url": "http://127.0.0.1:9/registry", "version": "42", "sellers": 2, "stale": false, "age_ms": 1200, "last_error": null},
             "ledger": {"backend": "sqlite", "dropped": 0, "pending": 0, "failed_writes": 0, "error": null, "failing_for_ms": null},
             "connections": {"open": 2, "refused": 0, "max": 1024},
-            "budget": {"session_usd_micros": 5_000_000, "spent_usd_micros": 2541, "left_usd_micros": 4_997_459}
+            "budget": {"session_usd_micros": 5_000_000, "spent_usd_micros": 2541, "left_usd_micros": 4_997_459},
+            "export": [{"sink": "http", "target": "https://collector.example/calls", "state": "failing",
+                        "queue_depth": 12, "queue_capacity": 10_000, "sent": 40, "failed_posts": 3, "dropped": 0,
+                        "rejected": 0, "last_success_at_ms": NOW_MS - 60_000,
+                        "last_error": "https://collector.example/calls answered HTTP 503 Service Unavailable"}]
         })
     }
 

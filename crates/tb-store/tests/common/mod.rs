@@ -198,6 +198,7 @@ pub fn minimal_record(started_at_ms: i64) -> CallRecord {
         price_tier: None,
         price_drift_ppm: None,
         prompt_hash: None,
+        trace_parent: None,
     }
 }
 
@@ -274,6 +275,7 @@ pub fn full_record(started_at_ms: i64) -> CallRecord {
         prompt_hash: Some(
             "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
         ),
+        trace_parent: None,
     }
 }
 
@@ -307,6 +309,7 @@ pub fn zero_record(started_at_ms: i64) -> CallRecord {
         price_tier: Some(BilledTier::STANDARD),
         price_drift_ppm: Some(0),
         prompt_hash: Some(String::new()),
+        trace_parent: None,
         winner: Some(String::new()),
         ..minimal_record(started_at_ms)
     }

@@ -14,7 +14,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tb_control::api::{Budget, LedgerStatus, RegistryStatus, Verdict};
+use tb_control::api::{
+    Budget, ExportSink, ExportState, InstallClient, LedgerStatus, RegistryStatus, Verdict,
+};
 pub(crate) use tb_control::api::{Check, DoctorReport};
 use tb_installer::{Installer, StatusRow};
 
@@ -182,6 +184,59 @@ pub(crate) fn ledger_checks(ledger: &LedgerStatus) -> Vec<Check> {
         ));
     }
     checks
+}
+
+/// An export sink's verdict: healthy (or idle) passes, failing warns (the
+/// records wait and are retried), dropping fails (records are lost).
+pub(crate) fn export_check(sink: &ExportSink) -> Check {
+    let name = format!("export {}", sink.sink);
+    let counts = format!(
+        "{} sent, {} dropped, {} rejected, queue {}/{}",
+        sink.sent, sink.dropped, sink.rejected, sink.queue_depth, sink.queue_capacity
+    );
+    let error = sink.last_error.as_deref().unwrap_or("-");
+    let since = sink.last_success_at_ms.map_or_else(
+        || "never delivered".to_owned(),
+        |at| format!("last success {} s ago", (unix_ms() - at).max(0) / 1000),
+    );
+    match sink.state {
+        ExportState::Dropping => Check::fail(
+            name,
+            format!(
+                "dropping: the queue is full and new records are lost ({counts}; {since}; last error: {error})"
+            ),
+            "check the receiver at the target; raise export.http.queue_capacity to ride out longer outages",
+        ),
+        ExportState::Failing => Check::warn(
+            name,
+            format!(
+                "failing: {error} ({counts}; {since}); records wait and are retried with backoff"
+            ),
+            format!("check that {} is up and accepts the batches", sink.target),
+        ),
+        ExportState::Healthy if sink.dropped > 0 => Check::warn(
+            name,
+            format!(
+                "healthy to {}, but {} records were dropped earlier ({counts}; {since})",
+                sink.target, sink.dropped
+            ),
+            "raise export.http.queue_capacity if the receiver is down for long",
+        ),
+        ExportState::Healthy => Check::pass(
+            name,
+            format!("healthy: delivering to {} ({counts}; {since})", sink.target),
+        ),
+        ExportState::Idle => Check::pass(
+            name,
+            format!("configured: {} (nothing sent yet)", sink.target),
+        ),
+    }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The clock is plausible (certificates, token expiry and the ledger need it).
@@ -486,6 +541,20 @@ pub(crate) async fn offline_checks(loaded: &tb_config::LoadedConfig) -> Vec<Chec
     checks.extend(focus_check(config, served.as_deref()));
     checks.extend(offline_client_checks(loaded));
     checks.extend(service_check(data_dir));
+    for (name, target) in [
+        ("export http", config.export.http.url.as_deref()),
+        ("export otlp", config.export.otlp.endpoint.as_deref()),
+    ] {
+        if let Some(target) = target {
+            checks.push(Check::pass(
+                name,
+                format!(
+                    "configured: {} (the running daemon reports delivery)",
+                    target.split('?').next().unwrap_or("")
+                ),
+            ));
+        }
+    }
     checks.push(clock_check());
     checks
 }

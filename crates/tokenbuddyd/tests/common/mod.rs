@@ -426,3 +426,20 @@ pub async fn wait_for_calls(daemon: &Daemon, n: usize) -> serde_json::Value {
     }
     panic!("the ledger did not list {n} calls: {calls}")
 }
+
+/// Runs `args` against the config in `home`, which must be refused with
+/// exit 2 and an error naming the config file; returns stderr.
+pub async fn refused(home: &Path, args: &[&str]) -> String {
+    let out = tb_test_support::daemon::command(bin(), home)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(
+        stderr.contains(&home.join("config.toml").display().to_string()),
+        "{stderr}"
+    );
+    stderr
+}
