@@ -14,9 +14,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tb_control::api::{
-    Budget, ExportSink, ExportState, InstallClient, LedgerStatus, RegistryStatus, Verdict,
-};
+use tb_control::api::{Budget, ExportSink, ExportState, LedgerStatus, RegistryStatus, Verdict};
 pub(crate) use tb_control::api::{Check, DoctorReport};
 use tb_installer::{Installer, StatusRow};
 
