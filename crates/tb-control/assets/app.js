@@ -146,6 +146,7 @@
       if (s.registry) parts.push(s.registry.stale ? 'registry stale' : 'registry fresh');
       if (s.budget) parts.push(`budget left ${usd(s.budget.left_usd_micros)}`);
       if (s.ledger && s.ledger.dropped) parts.push(`${plural(s.ledger.dropped, 'record')} dropped`);
+      for (const x of Array.isArray(s.export) ? s.export : []) parts.push(`export ${x.sink} ${x.state}`);
     }
     byId('status-line').textContent = parts.join(' · ') || 'no status';
   }
@@ -356,6 +357,54 @@
 
   function when(ms) {
     return isNum(ms) ? new Date(ms).toLocaleString() : '–';
+  }
+
+  // The probe's checks in table order, and how each one's number reads.
+  const TRUST_CHECKS = [
+    ['plain', (n) => `${n} ms`],
+    ['stream_usage', (n) => `${n} tokens`],
+    ['tool_call', null],
+    ['max_tokens', (n) => `${n} tokens`],
+    ['prompt_tokens', (n) => `${n >= 0 ? '+' : '−'}${Math.abs(n)} %`],
+    ['model_id', null],
+  ];
+  const VERDICT_MARK = { pass: '✓', fail: '✗', unknown: '?' };
+  const VERDICT_WORD = { pass: 'passed', fail: 'failed', unknown: 'unknown' };
+
+  function trustCell(check, found, fmt) {
+    const verdict = found ? found.verdict : 'unknown';
+    const measured = found && isNum(found.measured) && fmt ? fmt(found.measured) : '';
+    const text = `${VERDICT_MARK[verdict] || '?'}${measured ? ` ${measured}` : ''}`;
+    return el('td', {
+      'data-testid': `trust-${check}`, 'data-verdict': verdict, class: `verdict-${verdict}`,
+      'aria-label': `${check.replace('_', ' ')}: ${VERDICT_WORD[verdict] || verdict}${measured ? `, ${measured}` : ''}`,
+    }, text);
+  }
+
+  function trustRouting(e) {
+    if (e.expired) return 'expired: not used';
+    if (e.demoted_for_all) return `pushed back: ${e.demoted_for_all}`;
+    if (e.demoted_for_tools) return `not first with tools: ${e.demoted_for_tools}`;
+    return 'trusted';
+  }
+
+  function renderTrust(data) {
+    const entries = data && Array.isArray(data.entries) ? data.entries : [];
+    byId('trust').hidden = entries.length === 0;
+    const rows = entries.map((e) => {
+      const checks = Array.isArray(e.checks) ? e.checks : [];
+      const tr = el('tr', { 'data-testid': 'trust-row', 'data-upstream-id': e.upstream_id, 'data-model': e.model });
+      tr.appendChild(el('th', { scope: 'row', 'data-testid': 'trust-upstream' }, e.upstream_id));
+      tr.appendChild(el('td', { 'data-testid': 'trust-model' }, e.model));
+      tr.appendChild(el('td', { 'data-testid': 'trust-probed' }, when(e.probed_at_ms)));
+      for (const [check, fmt] of TRUST_CHECKS) {
+        tr.appendChild(trustCell(check, checks.find((c) => c.check === check), fmt));
+      }
+      const demoted = !e.expired && (e.demoted_for_all || e.demoted_for_tools);
+      tr.appendChild(el('td', { 'data-testid': 'trust-routing', class: demoted ? 'verdict-warn' : undefined }, trustRouting(e)));
+      return tr;
+    });
+    byId('trust-body').replaceChildren(...rows);
   }
 
   function renderSellers(data) {
@@ -898,6 +947,7 @@
         ['/v1/sellers?since=7d', renderSellers],
         ['/v1/sellers/audit?since=7d', renderAudit],
         ['/v1/install', renderClients],
+        ['/v1/trust', renderTrust],
       );
     }
     if (tick % DOCTOR_EVERY === 0) jobs.push(['/v1/doctor', renderDoctor]);

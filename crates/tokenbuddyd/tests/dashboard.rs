@@ -347,3 +347,51 @@ async fn the_dashboard_charts_filters_and_opens_a_failed_over_call_live() {
         .sum();
     assert_eq!(total, bodies.len() as u64 + 1, "{series}");
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_what_the_probe_found_and_why_routing_pushes_back() {
+    use tb_test_support::{MockUpstream, ProviderSim};
+    let browser = tokio::task::spawn_blocking(browser_setup).await.unwrap();
+    // `liar` ignores max_tokens and over-counts prompt tokens by 30 %.
+    let liar = MockUpstream::start().await.unwrap();
+    liar.simulate(ProviderSim {
+        honours_max_tokens: false,
+        prompt_tokens_pct: 130,
+        calls_tools: true,
+    });
+    let honest = MockUpstream::start().await.unwrap();
+    honest.simulate(ProviderSim::honest());
+    let provider = |id: &str, mock: &MockUpstream| {
+        format!(
+            "[[providers]]\nid = \"{id}\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-{id}\"\nmodels = [\"gpt-4o-mini\"]\nprotocols = [\"chat_completions\"]\n",
+            mock.base_url()
+        )
+    };
+    let config = format!(
+        "{}\n{}",
+        provider("liar", &liar),
+        provider("honest", &honest)
+    );
+    let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    // The probe tells the running daemon (POST /v1/probe/reload).
+    let out = tb_test_support::daemon::command(bin(), daemon.home())
+        .args(["probe", "--yes"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expect = json!({
+        "trust": {
+            "upstream": "liar",
+            "verdicts": {"plain": "pass", "tool_call": "pass", "max_tokens": "fail", "prompt_tokens": "fail"},
+            "texts": {"prompt_tokens": "✗ +30 %"},
+            "routing": "pushed back",
+            "trusted": "honest",
+        },
+    });
+    check_in_browser(&browser, &daemon, &expect, "dashboard-trust", true).await;
+}

@@ -412,6 +412,33 @@ try {
 
   if (want.trends || want.filter || want.detail || want.live) await dashboardViews(page);
 
+  // Provider trust: the probe's verdicts per check and what routing does.
+  if (want.trust) {
+    const t = want.trust;
+    const row = page.locator(`${tid('trust-row')}${attr('data-upstream-id', t.upstream)}`);
+    const [present] = await until(() => row.count(), (n) => n === 1);
+    if (!present) {
+      problem(`trust: no row for ${t.upstream}`);
+    } else {
+      for (const [check, verdict] of Object.entries(t.verdicts)) {
+        const cell = row.locator(tid(`trust-${check}`));
+        const seen = await cell.getAttribute('data-verdict');
+        if (seen !== verdict) problem(`trust ${t.upstream} ${check}: expected ${verdict}, page shows ${seen}`);
+        const label = await cell.getAttribute('aria-label');
+        if (!label || !label.startsWith(check.replace('_', ' '))) problem(`trust ${t.upstream} ${check}: aria-label ${JSON.stringify(label)}`);
+      }
+      for (const [check, text] of Object.entries(t.texts || {})) {
+        await expectText(page, `${tid('trust-row')}${attr('data-upstream-id', t.upstream)} ${tid(`trust-${check}`)}`, text, `trust ${t.upstream} ${check}`);
+      }
+      const routing = ((await row.locator(tid('trust-routing')).textContent()) || '').trim();
+      if (!routing.includes(t.routing)) problem(`trust ${t.upstream}: routing says ${JSON.stringify(routing)}, want ${JSON.stringify(t.routing)}`);
+    }
+    if (t.trusted) {
+      await expectText(page, `${tid('trust-row')}${attr('data-upstream-id', t.trusted)} ${tid('trust-routing')}`, 'trusted', `trust ${t.trusted}`);
+    }
+    await stepShot(page, 'trust');
+  }
+
   // Every form control and button has an accessible name.
   const unnamed = await page.evaluate(() => [...document.querySelectorAll('input, button, select')]
     .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
