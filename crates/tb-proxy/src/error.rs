@@ -21,6 +21,9 @@ pub enum ErrorCode {
     InvalidField,
     /// 401: no or wrong access token.
     InvalidAccessToken,
+    /// 403: the member key that authenticated the request may not use
+    /// the model (`keys create --models`).
+    ModelNotAllowed,
     /// 404: no upstream serves the model over the protocol.
     ModelNotFound,
     /// 404: no such endpoint.
@@ -57,6 +60,7 @@ impl ErrorCode {
             ErrorCode::MissingModel => "missing_model",
             ErrorCode::InvalidField => "invalid_field",
             ErrorCode::InvalidAccessToken => "invalid_access_token",
+            ErrorCode::ModelNotAllowed => "model_not_allowed",
             ErrorCode::ModelNotFound => "model_not_found",
             ErrorCode::UnknownRoute => "unknown_route",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -79,6 +83,7 @@ impl ErrorCode {
                 StatusCode::BAD_REQUEST
             }
             ErrorCode::InvalidAccessToken => StatusCode::UNAUTHORIZED,
+            ErrorCode::ModelNotAllowed => StatusCode::FORBIDDEN,
             ErrorCode::ModelNotFound | ErrorCode::UnknownRoute => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -96,6 +101,7 @@ impl ErrorCode {
     pub fn openai_type(self) -> &'static str {
         match self.status().as_u16() {
             401 => "authentication_error",
+            403 => "permission_error",
             500.. => "api_error",
             _ => "invalid_request_error",
         }
@@ -105,6 +111,7 @@ impl ErrorCode {
     pub fn anthropic_type(self) -> &'static str {
         match self {
             ErrorCode::InvalidAccessToken => "authentication_error",
+            ErrorCode::ModelNotAllowed => "permission_error",
             ErrorCode::ModelNotFound | ErrorCode::UnknownRoute => "not_found_error",
             ErrorCode::BodyTooLarge => "request_too_large",
             ErrorCode::NoRoute | ErrorCode::Overloaded => "overloaded_error",
@@ -229,6 +236,7 @@ mod tests {
                 "authentication_error",
                 "authentication_error",
             ),
+            (ModelNotAllowed, 403, "permission_error", "permission_error"),
             (
                 ModelNotFound,
                 404,
