@@ -22,7 +22,7 @@ use crate::error::{ErrorCode, ProxyError};
 use crate::foreign::{has_foreign_items, has_unsigned_thinking};
 use crate::gateway::{self, Endpoint};
 use crate::headers::upstream_request_headers;
-use crate::member::{Caller, Member};
+use crate::member::{Caller, Member, check_limits};
 use crate::translation::Translations;
 use crate::validate::RequestProbe as Probe;
 use crate::{ProxyBody, ProxyState};
@@ -265,19 +265,8 @@ pub(crate) async fn forward_with<T: Transport>(
     let probe = probe(&req.bytes, protocol)
         .map_err(|e| crate::call::reject(&state.recorder, e, protocol, request_id, started))?;
     fault_hook(&probe.model);
-    if let Some(member) = req.member
-        && !member.allows(&probe.model)
-    {
-        return Err(ProxyError::new(
-            ErrorCode::ModelNotAllowed,
-            format!(
-                "member {:?} may not use model {:?}; the key allows {}; ask the team admin to create a key with `tokenbuddyd keys create --member {} --models ...`",
-                member.name,
-                probe.model,
-                member.models.as_deref().unwrap_or_default().join(", "),
-                member.name
-            ),
-        ));
+    if let Some(member) = req.member {
+        admit_member(state, member, &probe.model).await?;
     }
     let mut plan = plan_routes(state, &probe, protocol)?;
     // Translated routes need the client's body with only `model` resolved;
@@ -316,6 +305,35 @@ pub(crate) async fn forward_with<T: Transport>(
         max_response_bytes: state.settings.max_response_bytes,
     };
     Ok(walk(state, transport, &ctx, &probe.model, call).await)
+}
+
+/// A member's request passes its key's model list and limits (counted in
+/// the shared counters), or is refused before any upstream sees it.
+async fn admit_member(state: &ProxyState, member: &Member, model: &str) -> Result<(), ProxyError> {
+    if !member.allows(model) {
+        return Err(ProxyError::new(
+            ErrorCode::ModelNotAllowed,
+            format!(
+                "member {:?} may not use model {model:?}; the key allows {}; ask the team admin to create a key with `tokenbuddyd keys create --member {} --models ...`",
+                member.name,
+                member.models.as_deref().unwrap_or_default().join(", "),
+                member.name
+            ),
+        ));
+    }
+    let Some(members) = state.members.get().filter(|_| member.limits.any()) else {
+        return Ok(());
+    };
+    let usage = members.count_request(member).await.map_err(|e| {
+        ProxyError::new(
+            ErrorCode::NoRoute,
+            format!(
+                "the limits of member {:?} could not be checked ({e}); retry shortly",
+                member.name
+            ),
+        )
+    })?;
+    check_limits(&member.limits, &usage).map_err(|r| r.to_proxy_error(&member.name))
 }
 
 /// Runs the attempt loop and answers with what it ended with.

@@ -60,7 +60,10 @@ use tokio::net::TcpListener;
 
 pub use call::{CallSink, SinkFailure, SinkHealth};
 pub use error::{ErrorCode, ProxyError};
-pub use member::{MEMBER_KEY_PREFIX, Member, MemberKey, MemberKeys, key_hash};
+pub use member::{
+    LimitRefusal, MEMBER_KEY_PREFIX, Member, MemberKey, MemberKeys, MemberLimits, MemberUsage,
+    UsageFuture, check_limits, key_hash,
+};
 pub use report::{BudgetReport, RegistryReport, StatusReport};
 pub use server::ShutdownOutcome;
 pub use tb_http::{

@@ -66,7 +66,7 @@ mod purchases;
 mod sellers;
 mod series;
 mod tokens;
-pub use members::{KeySelector, MemberKeyRow};
+pub use members::{KeySelector, MemberCounters, MemberKeyRow};
 pub use probes::{ProbeCheckRow, ProbeRun};
 pub use purchases::{
     CreditHistory, PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus, SellerCreditHistory,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 use tb_config::LoadedConfig;
-use tb_proxy::{Member, MemberKey, MemberKeys};
+use tb_proxy::{Member, MemberKey, MemberKeys, MemberLimits, MemberUsage};
 use tb_store::{KeySelector, Ledger, MemberKeyRow};
 
 use crate::Failure;
@@ -46,6 +46,16 @@ enum KeysCommand {
         /// Models the key may use, comma-separated (default: every model).
         #[arg(long, value_name = "A,B")]
         models: Option<String>,
+        /// The member's total budget in USD (e.g. 25 or 0.50): once the
+        /// recorded spend reaches it, requests get a 402.
+        #[arg(long, value_name = "USD")]
+        budget_usd: Option<String>,
+        /// Requests per minute (across every daemon); over it, a 429.
+        #[arg(long)]
+        rpm: Option<u32>,
+        /// Tokens (input + output) per minute (across every daemon).
+        #[arg(long)]
+        tpm: Option<u32>,
     },
     /// Every key: id, member, models, created, revoked. Never the key.
     List,
@@ -64,10 +74,26 @@ pub(crate) fn run(loaded: &LoadedConfig, args: &KeysArgs) -> Result<(), Failure>
     runtime()?.block_on(async {
         let ledger = open(loaded).await?;
         let done = match &args.command {
-            KeysCommand::Create { member, models } => {
+            KeysCommand::Create {
+                member,
+                models,
+                budget_usd,
+                rpm,
+                tpm,
+            } => {
                 let (member, models) =
                     checked(member, models.as_deref()).map_err(Failure::Config)?;
-                create(&ledger, member, models).await
+                let budget = budget_usd
+                    .as_deref()
+                    .map(usd_micros)
+                    .transpose()
+                    .map_err(Failure::Config)?;
+                let limits = MemberLimits {
+                    budget_usd_micros: budget,
+                    rpm: rpm.map(u64::from),
+                    tpm: tpm.map(u64::from),
+                };
+                create(&ledger, member, models, limits).await
             }
             KeysCommand::List => list(&ledger).await,
             KeysCommand::Revoke { member, id } => {
@@ -111,10 +137,41 @@ fn checked(member: &str, models: Option<&str>) -> anyhow::Result<(String, Option
     Ok((member.to_string(), models))
 }
 
+/// `--budget-usd` text as USD micros, exactly (no floating point): up to
+/// six decimals, not negative.
+fn usd_micros(text: &str) -> anyhow::Result<i64> {
+    let bad = || {
+        anyhow!(
+            "--budget-usd {text:?} is not an amount in USD like 25 or 0.50 (at most 6 decimals)"
+        )
+    };
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() && frac.is_empty()
+        || frac.len() > 6
+        || !whole
+            .bytes()
+            .chain(frac.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    let frac: i64 = format!("{frac:0<6}").parse().map_err(|_| bad())?;
+    whole
+        .checked_mul(1_000_000)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(bad)
+}
+
 async fn create(
     ledger: &Ledger,
     member: String,
     models: Option<Vec<String>>,
+    limits: MemberLimits,
 ) -> anyhow::Result<()> {
     let key = MemberKey::generate()?;
     let hash = key.hash();
@@ -128,18 +185,40 @@ async fn create(
         models,
         created_at_ms: now_ms(),
         revoked_at_ms: None,
+        budget_usd_micros: limits.budget_usd_micros,
+        rpm: limits.rpm.and_then(|n| i64::try_from(n).ok()),
+        tpm: limits.tpm.and_then(|n| i64::try_from(n).ok()),
     };
     ledger
         .create_member_key(&row)
         .await
         .map_err(|e| anyhow!(e).context("storing the member key in the ledger"))?;
     println!(
-        "created key {id} for member {} (models: {}); it is shown only this once:",
+        "created key {id} for member {} (models: {}; {}); it is shown only this once:",
         row.member,
-        models_text(row.models.as_deref())
+        models_text(row.models.as_deref()),
+        limits_text(&row)
     );
     println!("{}", key.expose());
     Ok(())
+}
+
+fn limits_text(r: &MemberKeyRow) -> String {
+    let mut parts = Vec::new();
+    if let Some(b) = r.budget_usd_micros {
+        parts.push(format!("budget {}", tb_billing::record::usd(b)));
+    }
+    if let Some(n) = r.rpm {
+        parts.push(format!("{n} rpm"));
+    }
+    if let Some(n) = r.tpm {
+        parts.push(format!("{n} tpm"));
+    }
+    if parts.is_empty() {
+        "no limits".to_string()
+    } else {
+        parts.join(", ")
+    }
 }
 
 fn models_text(models: Option<&[String]>) -> String {
@@ -178,10 +257,11 @@ fn keys_table(rows: &[MemberKeyRow]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<16}  {:<width$}  {:<24}  {:<20}  {status}",
+            "{:<16}  {:<width$}  {:<24}  {:<28}  {:<20}  {status}",
             r.id,
             r.member,
             models_text(r.models.as_deref()),
+            limits_text(r),
             utc(r.created_at_ms)
         );
     }
@@ -210,9 +290,10 @@ async fn revoke(ledger: &Ledger, which: KeySelector<'_>) -> anyhow::Result<()> {
 }
 
 /// The valid member keys, by hash, as the proxy reads them.
-#[derive(Default)]
 pub(crate) struct KeyDirectory {
     by_hash: RwLock<Arc<HashMap<String, Arc<Member>>>>,
+    /// Where the shared counters are (`None` in unit tests).
+    ledger: Option<Ledger>,
 }
 
 impl KeyDirectory {
@@ -221,9 +302,15 @@ impl KeyDirectory {
         let map = rows
             .into_iter()
             .map(|r| {
+                let limit = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok());
                 let member = Member {
                     name: r.member,
                     models: r.models,
+                    limits: MemberLimits {
+                        budget_usd_micros: r.budget_usd_micros,
+                        rpm: limit(r.rpm),
+                        tpm: limit(r.tpm),
+                    },
                 };
                 (r.key_hash, Arc::new(member))
             })
@@ -237,6 +324,13 @@ impl KeyDirectory {
 
     /// Reloads the valid keys from the ledger. On failure the previous
     /// snapshot stays (the caller logs).
+    fn new(ledger: Option<Ledger>) -> KeyDirectory {
+        KeyDirectory {
+            by_hash: RwLock::default(),
+            ledger,
+        }
+    }
+
     pub(crate) async fn reload(&self, ledger: &Ledger) -> Result<(), tb_store::StoreError> {
         let rows = ledger.active_member_keys().await?;
         self.replace(rows);
@@ -254,12 +348,35 @@ impl MemberKeys for KeyDirectory {
         );
         map.get(hash).cloned()
     }
+
+    fn count_request<'a>(&'a self, member: &'a Member) -> tb_proxy::UsageFuture<'a> {
+        Box::pin(async move {
+            let ledger = self.ledger.as_ref().ok_or("no ledger")?;
+            let now = now_ms();
+            let window_start = now - now.rem_euclid(WINDOW_MS);
+            let c = ledger
+                .count_member_request(&member.name, window_start)
+                .await
+                .map_err(|e| e.to_string())?;
+            let left_ms = window_start + WINDOW_MS - now;
+            Ok(MemberUsage {
+                requests: c.requests,
+                tokens: c.tokens,
+                spent_usd_micros: c.spent_usd_micros,
+                retry_after_secs: u64::try_from(left_ms.div_euclid(1000) + 1).unwrap_or(1),
+            })
+        })
+    }
 }
+
+/// The rate-limit window: one minute, aligned to the clock so every daemon
+/// counts in the same window.
+const WINDOW_MS: i64 = 60_000;
 
 /// Loads the keys once, then keeps reloading them every [`REFRESH`] until
 /// the daemon stops (the task is dropped with the runtime).
 pub(crate) async fn start_directory(ledger: Ledger) -> Arc<KeyDirectory> {
-    let directory = Arc::new(KeyDirectory::default());
+    let directory = Arc::new(KeyDirectory::new(Some(ledger.clone())));
     if let Err(e) = directory.reload(&ledger).await {
         tracing::warn!(target: "keys.unreadable", error = %e, "member keys could not be read; only the access token works until they can");
     }
@@ -268,8 +385,16 @@ pub(crate) async fn start_directory(ledger: Ledger) -> Arc<KeyDirectory> {
         let mut tick = tokio::time::interval(REFRESH);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        let mut ticks: u64 = 0;
         loop {
             tick.tick().await;
+            ticks += 1;
+            // Old request windows go about once a minute.
+            if ticks.is_multiple_of(120) {
+                let _ = ledger
+                    .delete_member_windows_before(now_ms() - 2 * WINDOW_MS)
+                    .await;
+            }
             match dir.reload(&ledger).await {
                 Ok(()) => failing = false,
                 Err(e) if !failing => {
@@ -305,8 +430,26 @@ mod tests {
     }
 
     #[test]
+    fn budgets_parse_exactly_into_micros() {
+        assert_eq!(usd_micros("25").unwrap(), 25_000_000);
+        assert_eq!(usd_micros("0.5").unwrap(), 500_000);
+        assert_eq!(usd_micros(".000001").unwrap(), 1);
+        for bad in [
+            "",
+            ".",
+            "-1",
+            "1.0000001",
+            "1e3",
+            "abc",
+            "99999999999999999",
+        ] {
+            assert!(usd_micros(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn the_directory_answers_from_its_latest_snapshot() {
-        let dir = KeyDirectory::default();
+        let dir = KeyDirectory::new(None);
         let row = |hash: &str, member: &str| MemberKeyRow {
             id: format!("key_{hash}"),
             member: member.into(),
@@ -314,9 +457,13 @@ mod tests {
             models: None,
             created_at_ms: 1,
             revoked_at_ms: None,
+            budget_usd_micros: None,
+            rpm: Some(5),
+            tpm: None,
         };
         dir.replace(vec![row("h1", "ana"), row("h2", "bo")]);
         assert_eq!(dir.member_for("h1").unwrap().name, "ana");
+        assert_eq!(dir.member_for("h1").unwrap().limits.rpm, Some(5));
         assert!(dir.member_for("h3").is_none());
         dir.replace(vec![row("h2", "bo")]);
         assert!(

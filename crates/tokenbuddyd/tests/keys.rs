@@ -212,6 +212,9 @@ async fn two_daemons_on_one_postgres_share_keys_and_revocations() {
     let took = revoked.elapsed();
     assert!(took < Duration::from_secs(1), "revocation took {took:?}");
 
+    // Requests per minute are counted across both daemons.
+    assert_rpm_holds(&[&a, &b], a.home()).await;
+
     // Both daemons' calls are in the one ledger, with the member.
     let usage = home_stdout(a.home(), ["usage", "--by", "member", "--json"]).await;
     let usage: serde_json::Value = serde_json::from_str(&usage).unwrap();
@@ -222,4 +225,151 @@ async fn two_daemons_on_one_postgres_share_keys_and_revocations() {
         .find(|r| r["key"] == "cy")
         .map(|r| r["calls"].as_u64().unwrap());
     assert!(cy >= Some(2), "{usage}");
+}
+
+/// The current minute window (as the daemon counts).
+fn window() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        / 60_000
+}
+
+/// Sends `n` requests with `key` through `daemons` in turn and returns the
+/// statuses, or `None` when a minute window ended meanwhile (the counts
+/// restarted: the caller tries again).
+async fn burst(daemons: &[&Daemon], key: &str, n: usize) -> Option<Vec<u16>> {
+    let start = window();
+    let mut statuses = Vec::new();
+    for i in 0..n {
+        statuses.push(bearer(daemons[i % daemons.len()], key).await);
+    }
+    (window() == start).then_some(statuses)
+}
+
+/// A key with `--rpm 2`: the third request in a minute gets a
+/// protocol-shaped 429 with `Retry-After` and the reason. `daemons` share
+/// the counters.
+async fn assert_rpm_holds(daemons: &[&Daemon], home: &Path) {
+    for attempt in 0..2 {
+        let member = format!("rpm{attempt}");
+        let (_, key) = create_key(home, &member, &["--rpm", "2"]).await;
+        for d in daemons {
+            time_until_known(d, &key).await;
+        }
+        // `time_until_known` spent no request of the window.
+        let Some(statuses) = burst(daemons, &key, 3).await else {
+            continue;
+        };
+        assert_eq!(
+            statuses,
+            [200, 200, 429],
+            "rpm 2 across {} daemon(s)",
+            daemons.len()
+        );
+        let resp = daemons[0]
+            .request(
+                http::Method::POST,
+                "/v1/chat/completions",
+                &[("authorization", &format!("Bearer {key}"))],
+                CHAT.to_string(),
+            )
+            .await;
+        assert_eq!(resp.status(), 429);
+        let retry: u64 = resp.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+        let err = body_json(resp).await;
+        assert_eq!(err["error"]["code"], "rate_limit_exceeded", "{err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("2 requests per minute"),
+            "{err}"
+        );
+        return;
+    }
+    panic!("two minute windows ended mid-burst");
+}
+
+/// Waits until `daemon` knows `key` without spending a request of its
+/// window: a GET of the models list needs authentication but counts
+/// nothing.
+async fn time_until_known(daemon: &Daemon, key: &str) {
+    let since = Instant::now();
+    loop {
+        let resp = daemon
+            .request(
+                http::Method::GET,
+                "/v1/models",
+                &[("authorization", &format!("Bearer {key}"))],
+                "",
+            )
+            .await;
+        if resp.status() == 200 {
+            return;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(3),
+            "the key never became known"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_limits_refuse_over_rpm_tpm_and_budget() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let config = format!(
+        "{}prices = {{ gpt-test = {{ input = 1000.0, output = 1000.0 }} }}\n",
+        all_protocols_provider("oa", &upstream.base_url(), "gpt-test")
+    );
+    let mut daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    let home = daemon.home().to_path_buf();
+    assert_rpm_holds(&[&daemon], &home).await;
+
+    // Budget: the first call spends more than a micro-dollar; once it is
+    // recorded, the next is refused with 402 and the reason.
+    let (out, key) = create_key(&home, "dee", &["--budget-usd", "0.000001"]).await;
+    assert!(out.contains("budget $0.000001"), "{out}");
+    time_until_known(&daemon, &key).await;
+    assert_eq!(bearer(&daemon, &key).await, 200);
+    let refused = time_until(&daemon, &key, 402).await;
+    assert!(refused < Duration::from_secs(2));
+    let (_, body) = chat_with(&daemon, "authorization", &format!("Bearer {key}"), CHAT).await;
+    assert!(
+        body.contains("member_budget_spent") && body.contains("budget"),
+        "{body}"
+    );
+
+    // Tokens per minute: once the recorded tokens reach the limit, a 429.
+    let (_, key) = create_key(&home, "eve", &["--tpm", "1"]).await;
+    time_until_known(&daemon, &key).await;
+    assert_eq!(bearer(&daemon, &key).await, 200);
+    let (status, body) = loop {
+        let (status, body) =
+            chat_with(&daemon, "authorization", &format!("Bearer {key}"), CHAT).await;
+        if status != 200 {
+            break (status, body);
+        }
+    };
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("tokens per minute"), "{body}");
+
+    let list = home_stdout(&home, ["keys", "list"]).await;
+    assert!(list.contains("1 tpm") && list.contains("2 rpm"), "{list}");
+    let out = tb_test_support::daemon::command(bin(), &home)
+        .args(["keys", "create", "--member", "x", "--budget-usd", "1.5e3"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an amount in USD"));
+    daemon.sigterm().unwrap();
+    daemon.wait().await.unwrap();
 }

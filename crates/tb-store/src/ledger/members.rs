@@ -21,6 +21,24 @@ pub struct MemberKeyRow {
     pub created_at_ms: i64,
     /// When it was revoked, unix ms; `None` while valid.
     pub revoked_at_ms: Option<i64>,
+    /// The member's budget, USD micros.
+    pub budget_usd_micros: Option<i64>,
+    /// Requests per minute window.
+    pub rpm: Option<i64>,
+    /// Tokens per minute window.
+    pub tpm: Option<i64>,
+}
+
+/// A member's shared counters, as [`Ledger::count_member_request`] leaves
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberCounters {
+    /// Requests in the window, this one included.
+    pub requests: u64,
+    /// Input + output tokens of the member's calls started in the window.
+    pub tokens: u64,
+    /// The member's recorded spend, USD micros.
+    pub spent_usd_micros: i64,
 }
 
 /// Which keys [`Ledger::revoke_member_keys`] revokes.
@@ -32,13 +50,15 @@ pub enum KeySelector<'a> {
     Id(&'a str),
 }
 
-const KEY_COLUMNS: &str = "id, member, key_hash, models, created_at_ms, revoked_at_ms";
+const KEY_COLUMNS: &str =
+    "id, member, key_hash, models, created_at_ms, revoked_at_ms, budget_usd_micros, rpm, tpm";
 
 impl Ledger {
     /// Stores a new key.
     pub async fn create_member_key(&self, key: &MemberKeyRow) -> Result<(), StoreError> {
-        let sql =
-            format!("INSERT INTO member_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)");
+        let sql = format!(
+            "INSERT INTO member_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        );
         let models = key.models.as_ref().map(|m| m.join(","));
         with_pool!(self, pool => {
             sqlx::query(&sql)
@@ -48,6 +68,9 @@ impl Ledger {
                 .bind(models.as_deref())
                 .bind(key.created_at_ms)
                 .bind(key.revoked_at_ms)
+                .bind(key.budget_usd_micros)
+                .bind(key.rpm)
+                .bind(key.tpm)
                 .execute(pool)
                 .await?;
             Ok(())
@@ -80,6 +103,9 @@ impl Ledger {
                         .map(|m| m.split(',').map(str::to_string).collect()),
                     created_at_ms: row.i64_col("created_at_ms")?,
                     revoked_at_ms: row.opt_i64_col("revoked_at_ms")?,
+                    budget_usd_micros: row.opt_i64_col("budget_usd_micros")?,
+                    rpm: row.opt_i64_col("rpm")?,
+                    tpm: row.opt_i64_col("tpm")?,
                 });
             }
             Ok(out)
@@ -101,6 +127,47 @@ impl Ledger {
         );
         with_pool!(self, pool => {
             let done = sqlx::query(&sql).bind(at_ms).bind(value).execute(pool).await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    /// Counts one request of `member` in the minute window starting at
+    /// `window_start_ms` (one atomic upsert, so concurrent daemons never
+    /// lose a count) and reads the member's tokens in the window and
+    /// total spend from the recorded calls.
+    pub async fn count_member_request(
+        &self,
+        member: &str,
+        window_start_ms: i64,
+    ) -> Result<MemberCounters, StoreError> {
+        let upsert = "INSERT INTO member_windows (member, window_start_ms, requests) VALUES ($1, $2, 1) \
+             ON CONFLICT (member, window_start_ms) DO UPDATE SET requests = member_windows.requests + 1 \
+             RETURNING requests";
+        let sums = "SELECT \
+               CAST(COALESCE(SUM(CASE WHEN started_at_ms >= $2 \
+                 THEN COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) ELSE 0 END), 0) AS BIGINT) AS tokens, \
+               CAST(COALESCE(SUM(cost_usd_micros), 0) AS BIGINT) AS spent \
+             FROM calls WHERE member = $1";
+        let (requests, tokens, spent) = with_pool!(self, pool => {
+            let row = sqlx::query(upsert).bind(member).bind(window_start_ms).fetch_one(pool).await?;
+            let requests = row.i64_col("requests")?;
+            let row = sqlx::query(sums).bind(member).bind(window_start_ms).fetch_one(pool).await?;
+            Ok::<_, StoreError>((requests, row.i64_col("tokens")?, row.i64_col("spent")?))
+        })?;
+        Ok(MemberCounters {
+            requests: u64::try_from(requests).unwrap_or(0),
+            tokens: u64::try_from(tokens).unwrap_or(0),
+            spent_usd_micros: spent,
+        })
+    }
+
+    /// Deletes the request windows that ended before `before_ms`.
+    pub async fn delete_member_windows_before(&self, before_ms: i64) -> Result<u64, StoreError> {
+        with_pool!(self, pool => {
+            let done = sqlx::query("DELETE FROM member_windows WHERE window_start_ms < $1")
+                .bind(before_ms)
+                .execute(pool)
+                .await?;
             Ok(done.rows_affected())
         })
     }
