@@ -48,8 +48,8 @@ enum KeysCommand {
         models: Option<String>,
         /// The member's total budget in USD (e.g. 25 or 0.50): once the
         /// recorded spend reaches it, requests get a 402.
-        #[arg(long, value_name = "USD")]
-        budget_usd: Option<String>,
+        #[arg(long, value_name = "USD", value_parser = crate::setup::parse_usd)]
+        budget_usd: Option<u64>,
         /// Requests per minute (across every daemon); over it, a 429.
         #[arg(long)]
         rpm: Option<u32>,
@@ -84,10 +84,9 @@ pub(crate) fn run(loaded: &LoadedConfig, args: &KeysArgs) -> Result<(), Failure>
                 let (member, models) =
                     checked(member, models.as_deref()).map_err(Failure::Config)?;
                 let budget = budget_usd
-                    .as_deref()
-                    .map(usd_micros)
+                    .map(i64::try_from)
                     .transpose()
-                    .map_err(Failure::Config)?;
+                    .map_err(|_| Failure::Config(anyhow!("--budget-usd is too large")))?;
                 let limits = MemberLimits {
                     budget_usd_micros: budget,
                     rpm: rpm.map(u64::from),
@@ -135,36 +134,6 @@ fn checked(member: &str, models: Option<&str>) -> anyhow::Result<(String, Option
         }
     };
     Ok((member.to_string(), models))
-}
-
-/// `--budget-usd` text as USD micros, exactly (no floating point): up to
-/// six decimals, not negative.
-fn usd_micros(text: &str) -> anyhow::Result<i64> {
-    let bad = || {
-        anyhow!(
-            "--budget-usd {text:?} is not an amount in USD like 25 or 0.50 (at most 6 decimals)"
-        )
-    };
-    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
-    if whole.is_empty() && frac.is_empty()
-        || frac.len() > 6
-        || !whole
-            .bytes()
-            .chain(frac.bytes())
-            .all(|b| b.is_ascii_digit())
-    {
-        return Err(bad());
-    }
-    let whole: i64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| bad())?
-    };
-    let frac: i64 = format!("{frac:0<6}").parse().map_err(|_| bad())?;
-    whole
-        .checked_mul(1_000_000)
-        .and_then(|w| w.checked_add(frac))
-        .ok_or_else(bad)
 }
 
 async fn create(
@@ -247,8 +216,8 @@ fn keys_table(rows: &[MemberKeyRow]) -> String {
         .unwrap_or(0)
         .max(6);
     let mut out = format!(
-        "{:<16}  {:<width$}  {:<24}  {:<20}  status\n",
-        "id", "member", "models", "created"
+        "{:<16}  {:<width$}  {:<24}  {:<28}  {:<20}  status\n",
+        "id", "member", "models", "limits", "created"
     );
     for r in rows {
         let status = match r.revoked_at_ms {
@@ -427,24 +396,6 @@ mod tests {
         assert!(checked(&"x".repeat(65), None).is_err());
         let err = checked("bo", Some("a,,b")).unwrap_err().to_string();
         assert!(err.contains("empty model name"), "{err}");
-    }
-
-    #[test]
-    fn budgets_parse_exactly_into_micros() {
-        assert_eq!(usd_micros("25").unwrap(), 25_000_000);
-        assert_eq!(usd_micros("0.5").unwrap(), 500_000);
-        assert_eq!(usd_micros(".000001").unwrap(), 1);
-        for bad in [
-            "",
-            ".",
-            "-1",
-            "1.0000001",
-            "1e3",
-            "abc",
-            "99999999999999999",
-        ] {
-            assert!(usd_micros(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -47,26 +47,69 @@ async fn chat_with(daemon: &Daemon, header: &str, value: &str, body: &str) -> (u
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// A chat request with `key` as `Authorization: Bearer`.
+async fn chat_as(daemon: &Daemon, key: &str, body: &str) -> http::Response<hyper::body::Incoming> {
+    let auth = format!("Bearer {key}");
+    daemon
+        .request(
+            http::Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            body.to_string(),
+        )
+        .await
+}
+
 async fn bearer(daemon: &Daemon, key: &str) -> u16 {
     chat_with(daemon, "authorization", &format!("Bearer {key}"), CHAT)
         .await
         .0
 }
 
-/// How long until `daemon` answers `key` with `want`, polling every 20 ms
-/// for at most 3 s.
-async fn time_until(daemon: &Daemon, key: &str, want: u16) -> Duration {
+/// How long until `daemon` answers `method path` sent with `key` by
+/// `want`, polling every 20 ms for at most 3 s.
+async fn time_until_on(
+    daemon: &Daemon,
+    key: &str,
+    want: u16,
+    (method, path, body): (http::Method, &str, &str),
+) -> Duration {
     let since = Instant::now();
+    let auth = format!("Bearer {key}");
     loop {
-        if bearer(daemon, key).await == want {
+        let resp = daemon
+            .request(
+                method.clone(),
+                path,
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                body.to_string(),
+            )
+            .await;
+        if resp.status() == want {
             return since.elapsed();
         }
         assert!(
             since.elapsed() < Duration::from_secs(3),
-            "the daemon never answered {want} for the key"
+            "the daemon never answered {want} to {path} for the key"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// [`time_until_on`] for a chat request.
+async fn time_until(daemon: &Daemon, key: &str, want: u16) -> Duration {
+    let chat = (http::Method::POST, "/v1/chat/completions", CHAT);
+    time_until_on(daemon, key, want, chat).await
+}
+
+/// Waits until `daemon` knows `key` without spending a request of its
+/// window: a GET of the models list needs authentication but counts
+/// nothing.
+async fn time_until_known(daemon: &Daemon, key: &str) {
+    time_until_on(daemon, key, 200, (http::Method::GET, "/v1/models", "")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,14 +163,7 @@ async fn member_keys_authenticate_attribute_limit_models_and_revoke() {
     time_until(&daemon, &bo, 200).await;
     let other = r#"{"model":"claude-test","messages":[{"role":"user","content":"hi"}]}"#;
     let before = upstream.request_count();
-    let resp = daemon
-        .request(
-            http::Method::POST,
-            "/v1/chat/completions",
-            &[("authorization", &format!("Bearer {bo}"))],
-            other.to_string(),
-        )
-        .await;
+    let resp = chat_as(&daemon, &bo, other).await;
     assert_eq!(resp.status(), 403);
     let err = body_json(resp).await;
     assert_eq!(err["error"]["code"], "model_not_allowed", "{err}");
@@ -268,14 +304,7 @@ async fn assert_rpm_holds(daemons: &[&Daemon], home: &Path) {
             "rpm 2 across {} daemon(s)",
             daemons.len()
         );
-        let resp = daemons[0]
-            .request(
-                http::Method::POST,
-                "/v1/chat/completions",
-                &[("authorization", &format!("Bearer {key}"))],
-                CHAT.to_string(),
-            )
-            .await;
+        let resp = chat_as(daemons[0], &key, CHAT).await;
         assert_eq!(resp.status(), 429);
         let retry: u64 = resp.headers()["retry-after"]
             .to_str()
@@ -295,31 +324,6 @@ async fn assert_rpm_holds(daemons: &[&Daemon], home: &Path) {
         return;
     }
     panic!("two minute windows ended mid-burst");
-}
-
-/// Waits until `daemon` knows `key` without spending a request of its
-/// window: a GET of the models list needs authentication but counts
-/// nothing.
-async fn time_until_known(daemon: &Daemon, key: &str) {
-    let since = Instant::now();
-    loop {
-        let resp = daemon
-            .request(
-                http::Method::GET,
-                "/v1/models",
-                &[("authorization", &format!("Bearer {key}"))],
-                "",
-            )
-            .await;
-        if resp.status() == 200 {
-            return;
-        }
-        assert!(
-            since.elapsed() < Duration::from_secs(3),
-            "the key never became known"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,7 +373,7 @@ async fn member_limits_refuse_over_rpm_tpm_and_budget() {
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not an amount in USD"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an amount in USD such as"));
     daemon.sigterm().unwrap();
     daemon.wait().await.unwrap();
 }
