@@ -185,8 +185,9 @@ impl ProxyState {
     /// user; else `None` (refused).
     fn caller(&self, headers: &HeaderMap) -> Option<member::Caller> {
         if let Some(members) = self.members.get()
-            && let Some(found) =
-                token::presented(headers).find_map(|k| members.member_for(&key_hash(k)))
+            && let Some(found) = token::presented(headers)
+                .filter(|k| k.starts_with(MEMBER_KEY_PREFIX.as_bytes()))
+                .find_map(|k| members.member_for(&key_hash(k)))
         {
             return Some(member::Caller::Member(found));
         }
