@@ -274,6 +274,10 @@ pub struct CallRecord {
     /// exporters read it, while the record is fresh.
     #[serde(skip)]
     pub trace_parent: Option<TraceParent>,
+    /// The team member whose key authenticated the call (`tokenbuddyd keys
+    /// create --member`); `None` for the daemon's own access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
 }
 
 /// [`CallRecord::price_tier`] as its text (`priority+above_200k`).
@@ -506,6 +510,7 @@ pub(crate) mod tests {
             price_drift_ppm: None,
             prompt_hash: None,
             trace_parent: None,
+            member: None,
         }
     }
 

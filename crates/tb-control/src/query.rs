@@ -127,8 +127,11 @@ pub(crate) fn usage(query: Option<&str>) -> Result<UsageQuery, ApiError> {
     let since = since_of(&pairs)?;
     let by = match first(&pairs, "by") {
         None | Some("") => UsageBy::default(),
-        Some(v) => UsageBy::parse(v)
-            .ok_or_else(|| invalid(format!("by must be one of model, upstream, day, got {v:?}")))?,
+        Some(v) => UsageBy::parse(v).ok_or_else(|| {
+            invalid(format!(
+                "by must be one of model, upstream, day, member, got {v:?}"
+            ))
+        })?,
     };
     Ok(UsageQuery { since, by })
 }

@@ -113,6 +113,8 @@ pub(crate) struct CallStart {
     pub plan: Vec<Arc<Upstream>>,
     /// The client's `traceparent`, when valid (for exported spans).
     pub trace_parent: Option<TraceParent>,
+    /// The member whose key authenticated the request.
+    pub member: Option<String>,
 }
 
 /// Records a request the daemon refused before any upstream saw it (a
@@ -140,6 +142,7 @@ pub(crate) fn reject(
         request_body: Bytes::new(),
         plan: Vec::new(),
         trace_parent: None,
+        member: None,
     };
     CallTracker::new(Arc::clone(recorder), start).finish(CallOutcome::Rejected, None, None, None);
     invalid.to_proxy_error()
@@ -297,6 +300,16 @@ fn signed(v: Option<u64>) -> Option<i64> {
     v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
 }
 
+/// `output × 1000 / (latency − ttft)` for streams with known usage.
+fn tokens_per_second(latency_ms: u64, ttft_ms: Option<u64>, output: Option<u64>) -> Option<f64> {
+    match (ttft_ms, output) {
+        (Some(t), Some(out)) if latency_ms > t => {
+            Some(out as f64 * 1000.0 / (latency_ms - t) as f64)
+        }
+        _ => None,
+    }
+}
+
 impl Tracked {
     fn into_record(
         self,
@@ -331,12 +344,7 @@ impl Tracked {
         let latency_ms = ms(latency);
         let ttft_ms = if start.stream { ttft.map(ms) } else { None };
         let output = usage.and_then(|u| u.output_tokens);
-        let tokens_per_second = match (ttft_ms, output) {
-            (Some(t), Some(out)) if latency_ms > t => {
-                Some(out as f64 * 1000.0 / (latency_ms - t) as f64)
-            }
-            _ => None,
-        };
+        let tokens_per_second = tokens_per_second(latency_ms, ttft_ms, output);
         let image = image_of(
             &start,
             winner.as_deref(),
@@ -395,6 +403,7 @@ impl Tracked {
             price_drift_ppm: signed(costing.price_drift_ppm),
             prompt_hash: prompt_hash(start.protocol, &start.request_body),
             trace_parent: start.trace_parent,
+            member: start.member,
         };
         (record, recorder)
     }

@@ -21,6 +21,13 @@ pub enum ErrorCode {
     InvalidField,
     /// 401: no or wrong access token.
     InvalidAccessToken,
+    /// 403: the member key that authenticated the request may not use
+    /// the model (`keys create --models`).
+    ModelNotAllowed,
+    /// 402: the member key's budget is spent (`keys create --budget-usd`).
+    MemberBudgetSpent,
+    /// 429: the member key is over its requests or tokens per minute.
+    MemberRateLimited,
     /// 404: no upstream serves the model over the protocol.
     ModelNotFound,
     /// 404: no such endpoint.
@@ -57,6 +64,9 @@ impl ErrorCode {
             ErrorCode::MissingModel => "missing_model",
             ErrorCode::InvalidField => "invalid_field",
             ErrorCode::InvalidAccessToken => "invalid_access_token",
+            ErrorCode::ModelNotAllowed => "model_not_allowed",
+            ErrorCode::MemberBudgetSpent => "member_budget_spent",
+            ErrorCode::MemberRateLimited => "rate_limit_exceeded",
             ErrorCode::ModelNotFound => "model_not_found",
             ErrorCode::UnknownRoute => "unknown_route",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -79,6 +89,9 @@ impl ErrorCode {
                 StatusCode::BAD_REQUEST
             }
             ErrorCode::InvalidAccessToken => StatusCode::UNAUTHORIZED,
+            ErrorCode::ModelNotAllowed => StatusCode::FORBIDDEN,
+            ErrorCode::MemberBudgetSpent => StatusCode::PAYMENT_REQUIRED,
+            ErrorCode::MemberRateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::ModelNotFound | ErrorCode::UnknownRoute => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -96,6 +109,8 @@ impl ErrorCode {
     pub fn openai_type(self) -> &'static str {
         match self.status().as_u16() {
             401 => "authentication_error",
+            403 => "permission_error",
+            429 => "rate_limit_error",
             500.. => "api_error",
             _ => "invalid_request_error",
         }
@@ -105,6 +120,9 @@ impl ErrorCode {
     pub fn anthropic_type(self) -> &'static str {
         match self {
             ErrorCode::InvalidAccessToken => "authentication_error",
+            ErrorCode::ModelNotAllowed => "permission_error",
+            ErrorCode::MemberBudgetSpent => "billing_error",
+            ErrorCode::MemberRateLimited => "rate_limit_error",
             ErrorCode::ModelNotFound | ErrorCode::UnknownRoute => "not_found_error",
             ErrorCode::BodyTooLarge => "request_too_large",
             ErrorCode::NoRoute | ErrorCode::Overloaded => "overloaded_error",
@@ -130,6 +148,8 @@ pub struct ProxyError {
     pub code: ErrorCode,
     /// Human-readable; never contains secrets.
     pub message: String,
+    /// Seconds for a `Retry-After` header (rate limits).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ProxyError {
@@ -138,7 +158,15 @@ impl ProxyError {
         ProxyError {
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    /// The same error with a `Retry-After: secs` header.
+    #[must_use]
+    pub fn retry_after(mut self, secs: u64) -> ProxyError {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     /// The JSON body in `family`'s shape.
@@ -168,6 +196,10 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Some(secs) = self.retry_after_secs {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         resp
     }
 
@@ -228,6 +260,19 @@ mod tests {
                 401,
                 "authentication_error",
                 "authentication_error",
+            ),
+            (ModelNotAllowed, 403, "permission_error", "permission_error"),
+            (
+                MemberBudgetSpent,
+                402,
+                "invalid_request_error",
+                "billing_error",
+            ),
+            (
+                MemberRateLimited,
+                429,
+                "rate_limit_error",
+                "rate_limit_error",
             ),
             (
                 ModelNotFound,

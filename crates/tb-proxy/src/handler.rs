@@ -22,6 +22,7 @@ use crate::error::{ErrorCode, ProxyError};
 use crate::foreign::{has_foreign_items, has_unsigned_thinking};
 use crate::gateway::{self, Endpoint};
 use crate::headers::upstream_request_headers;
+use crate::member::{Caller, Member, check_limits};
 use crate::translation::Translations;
 use crate::validate::RequestProbe as Probe;
 use crate::{ProxyBody, ProxyState};
@@ -113,7 +114,8 @@ async fn dispatch(
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let endpoint = Endpoint::of(&method, &path, req.headers());
-    if endpoint.needs_token() && !state.authorized(req.headers()) {
+    let caller = state.caller(req.headers());
+    let Some(caller) = caller.or((!endpoint.needs_token()).then_some(Caller::Local)) else {
         return ProxyError::new(
             ErrorCode::InvalidAccessToken,
             format!(
@@ -122,7 +124,7 @@ async fn dispatch(
             ),
         )
         .response(family);
-    }
+    };
     let answer = match endpoint {
         Endpoint::Hello => return gateway::hello(&method),
         Endpoint::Health => return gateway::text(StatusCode::OK, "ok"),
@@ -157,7 +159,9 @@ async fn dispatch(
             ),
         )),
         Endpoint::CountTokens => count_tokens(state, req).await,
-        Endpoint::Forward(protocol) => forward(state, req, protocol, request_id, started).await,
+        Endpoint::Forward(protocol) => {
+            forward(state, req, protocol, request_id, started, caller.member()).await
+        }
     };
     answer.unwrap_or_else(|err| err.response(family))
 }
@@ -212,6 +216,7 @@ async fn forward(
     protocol: Protocol,
     request_id: &str,
     started: (Instant, i64),
+    member: Option<&Member>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (parts, body) = req.into_parts();
     let content_length = parts
@@ -227,6 +232,7 @@ async fn forward(
         bytes,
         request_id,
         started,
+        member,
     };
     forward_with(state, &state.client, incoming).await
 }
@@ -239,6 +245,8 @@ pub(crate) struct ReadRequest<'a> {
     pub bytes: Bytes,
     pub request_id: &'a str,
     pub started: (Instant, i64),
+    /// The member whose key authenticated the request.
+    pub member: Option<&'a Member>,
 }
 
 /// Validate → plan → attempt loop → commit, over any [`Transport`] (the
@@ -257,6 +265,9 @@ pub(crate) async fn forward_with<T: Transport>(
     let probe = probe(&req.bytes, protocol)
         .map_err(|e| crate::call::reject(&state.recorder, e, protocol, request_id, started))?;
     fault_hook(&probe.model);
+    if let Some(member) = req.member {
+        admit_member(state, member, &probe.model).await?;
+    }
     let mut plan = plan_routes(state, &probe, protocol)?;
     // Translated routes need the client's body with only `model` resolved;
     // a native-only plan (the usual case) never builds it.
@@ -294,6 +305,35 @@ pub(crate) async fn forward_with<T: Transport>(
         max_response_bytes: state.settings.max_response_bytes,
     };
     Ok(walk(state, transport, &ctx, &probe.model, call).await)
+}
+
+/// A member's request passes its key's model list and limits (counted in
+/// the shared counters), or is refused before any upstream sees it.
+async fn admit_member(state: &ProxyState, member: &Member, model: &str) -> Result<(), ProxyError> {
+    if !member.allows(model) {
+        return Err(ProxyError::new(
+            ErrorCode::ModelNotAllowed,
+            format!(
+                "member {:?} may not use model {model:?}; the key allows {}; ask the team admin to create a key with `tokenbuddyd keys create --member {} --models ...`",
+                member.name,
+                member.models.as_deref().unwrap_or_default().join(", "),
+                member.name
+            ),
+        ));
+    }
+    let Some(members) = state.members.get().filter(|_| member.limits.any()) else {
+        return Ok(());
+    };
+    let usage = members.count_request(member).await.map_err(|e| {
+        ProxyError::new(
+            ErrorCode::NoRoute,
+            format!(
+                "the limits of member {:?} could not be checked ({e}); retry shortly",
+                member.name
+            ),
+        )
+    })?;
+    check_limits(&member.limits, &usage).map_err(|r| r.to_proxy_error(&member.name))
 }
 
 /// Runs the attempt loop and answers with what it ended with.
@@ -443,6 +483,7 @@ fn track_call(
                 .get(TRACEPARENT)
                 .and_then(|v| v.to_str().ok())
                 .and_then(TraceParent::parse),
+            member: req.member.map(|m| m.name.clone()),
         },
     )
 }

@@ -34,6 +34,7 @@ mod gateway;
 mod handler;
 mod headers;
 mod hold;
+mod member;
 mod metrics;
 mod report;
 mod server;
@@ -59,6 +60,10 @@ use tokio::net::TcpListener;
 
 pub use call::{CallSink, SinkFailure, SinkHealth};
 pub use error::{ErrorCode, ProxyError};
+pub use member::{
+    LimitRefusal, MEMBER_KEY_PREFIX, Member, MemberKey, MemberKeys, MemberLimits, MemberUsage,
+    UsageFuture, check_limits, key_hash,
+};
 pub use report::{BudgetReport, RegistryReport, StatusReport};
 pub use server::ShutdownOutcome;
 pub use tb_http::{
@@ -158,6 +163,8 @@ pub(crate) struct ProxyState {
     metrics: Arc<metrics::ProxyMetrics>,
     /// Open and refused client connections (`tb_connections_*`).
     connections: Arc<tb_listener::ConnectionStats>,
+    /// The team's member keys, when the daemon serves members.
+    members: std::sync::OnceLock<Arc<dyn MemberKeys>>,
 }
 
 /// What marketplace routing needs: the registry (its snapshots feed the
@@ -173,11 +180,19 @@ pub struct Market {
 }
 
 impl ProxyState {
-    fn authorized(&self, headers: &HeaderMap) -> bool {
-        if !self.settings.require_auth {
-            return true;
+    /// Who the request authenticated as: a member key names its member;
+    /// else the access token (or `require_auth = false`) is the local
+    /// user; else `None` (refused).
+    fn caller(&self, headers: &HeaderMap) -> Option<member::Caller> {
+        if let Some(members) = self.members.get()
+            && let Some(found) = token::presented(headers)
+                .filter(|k| k.starts_with(MEMBER_KEY_PREFIX.as_bytes()))
+                .find_map(|k| members.member_for(&key_hash(k)))
+        {
+            return Some(member::Caller::Member(found));
         }
-        self.token.authorizes(headers)
+        (!self.settings.require_auth || self.token.authorizes(headers))
+            .then_some(member::Caller::Local)
     }
 
     fn plan(&self, model: &str, protocol: Protocol, has_tools: bool) -> RoutePlan {
@@ -243,10 +258,18 @@ impl Proxy {
             market,
             metrics,
             connections: Arc::default(),
+            members: std::sync::OnceLock::new(),
         };
         Ok(Proxy {
             state: Arc::new(state),
         })
+    }
+
+    /// Accepts the keys of `members` besides the access token, and records
+    /// the member on each call. Set once, before serving; a second call
+    /// is ignored (returns `false`).
+    pub fn serve_members(&self, members: Arc<dyn MemberKeys>) -> bool {
+        self.state.members.set(members).is_ok()
     }
 
     /// Starts keeping `focus` warm (marketplace modes only): periodic

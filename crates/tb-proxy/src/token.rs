@@ -119,22 +119,29 @@ impl AccessToken {
     /// `x-api-key: <token>`, surrounding whitespace ignored. The one check
     /// both planes use.
     pub fn authorizes(&self, headers: &http::HeaderMap) -> bool {
-        let bearer = headers
-            .get(http::header::AUTHORIZATION)
-            .map(http::HeaderValue::as_bytes)
-            .and_then(|v| {
-                let (scheme, rest) = v.split_at_checked(7)?;
-                scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
-            })
-            .map(<[u8]>::trim_ascii);
-        let api_key = headers.get("x-api-key").map(|v| v.as_bytes().trim_ascii());
-        bearer.is_some_and(|t| self.matches(t)) || api_key.is_some_and(|k| self.matches(k))
+        presented(headers).any(|t| self.matches(t))
     }
 
     /// The token text, for the installer and tests.
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// The credentials a request presents: `Authorization: Bearer <key>` (any
+/// case of "bearer") and `x-api-key: <key>`, surrounding whitespace
+/// ignored. Read the same way for the access token and member keys.
+pub(crate) fn presented(headers: &http::HeaderMap) -> impl Iterator<Item = &[u8]> {
+    let bearer = headers
+        .get(http::header::AUTHORIZATION)
+        .map(http::HeaderValue::as_bytes)
+        .and_then(|v| {
+            let (scheme, rest) = v.split_at_checked(7)?;
+            scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
+        })
+        .map(<[u8]>::trim_ascii);
+    let api_key = headers.get("x-api-key").map(|v| v.as_bytes().trim_ascii());
+    bearer.into_iter().chain(api_key)
 }
 
 #[cfg(test)]

@@ -99,6 +99,7 @@ fn record(i: u64, base_ms: i64) -> CallRecord {
             "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
         ),
         trace_parent: None,
+        member: None,
     }
 }
 

@@ -13,7 +13,7 @@ use crate::StoreError;
 
 /// The `calls` columns in bind order (every field of [`CallRecord`];
 /// `seq` is assigned by the database).
-pub(crate) const CALL_COLUMNS: [&str; 46] = [
+pub(crate) const CALL_COLUMNS: [&str; 47] = [
     "id",
     "request_id",
     "started_at_ms",
@@ -60,6 +60,7 @@ pub(crate) const CALL_COLUMNS: [&str; 46] = [
     "image_output_cost_usd_micros",
     "cache_write_1h_tokens",
     "price_tier",
+    "member",
 ];
 
 /// A record in column form, borrowing from the record where it can.
@@ -110,6 +111,7 @@ pub(crate) struct EncodedCall<'a> {
     pub(crate) image_output_cost_usd_micros: Option<i64>,
     pub(crate) cache_write_1h_tokens: Option<i64>,
     pub(crate) price_tier: Option<String>,
+    pub(crate) member: Option<Cow<'a, str>>,
 }
 
 impl<'a> EncodedCall<'a> {
@@ -169,6 +171,7 @@ impl<'a> EncodedCall<'a> {
             image_output_cost_usd_micros: r.image_output_cost_usd_micros,
             cache_write_1h_tokens: r.cache_write_1h_tokens.map(count),
             price_tier: r.price_tier.map(|t| t.to_string()),
+            member: r.member.as_deref().map(text),
         })
     }
 }
@@ -226,6 +229,7 @@ macro_rules! bind_call {
             .bind(e.image_output_cost_usd_micros)
             .bind(e.cache_write_1h_tokens)
             .bind(e.price_tier.as_deref())
+            .bind(e.member.as_deref())
     }};
 }
 pub(crate) use bind_call;
@@ -333,6 +337,7 @@ pub(crate) fn decode_call(row: &impl RowExt) -> Result<CallRecord, StoreError> {
         image_output_cost_usd_micros: row.opt_i64_col("image_output_cost_usd_micros")?,
         cache_write_1h_tokens: d.opt_unsigned("cache_write_1h_tokens")?,
         price_tier: d.opt_parsed("price_tier", |s| s.parse::<BilledTier>().ok())?,
+        member: row.opt_text_col("member")?,
         id,
     })
 }

@@ -32,7 +32,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest multi-row `INSERT` (rows). Batches are cut into power-of-two
 /// chunks no larger than this, so at most `log2(MAX_CHUNK) + 1` distinct
 /// statements exist and each stays in the prepared-statement cache.
-/// 128 rows × 40 columns = 5,120 parameters, well under both engines' caps.
+/// 128 rows × 47 columns = 6,016 parameters, well under both engines' caps.
 const MAX_CHUNK: usize = 128;
 
 /// The ledger: every call record, plus seller tokens, purchases and small
@@ -60,11 +60,13 @@ macro_rules! with_pool {
     };
 }
 
+mod members;
 mod probes;
 mod purchases;
 mod sellers;
 mod series;
 mod tokens;
+pub use members::{KeySelector, MemberCounters, MemberKeyRow};
 pub use probes::{ProbeCheckRow, ProbeRun};
 pub use purchases::{
     CreditHistory, PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus, SellerCreditHistory,
@@ -103,6 +105,9 @@ pub enum GroupBy {
     Upstream,
     /// The UTC day the call started, `YYYY-MM-DD`.
     Day,
+    /// The member whose key authenticated the call; calls made with the
+    /// access token are grouped under the empty key `""`.
+    Member,
 }
 
 /// One group of a usage summary. Token and money sums skip unknown (NULL)
@@ -357,6 +362,7 @@ impl Ledger {
         let key = match (by, self.backend()) {
             (GroupBy::Model, _) => "model",
             (GroupBy::Upstream, _) => "COALESCE(winner, '')",
+            (GroupBy::Member, _) => "COALESCE(member, '')",
             (GroupBy::Day, Backend::Sqlite) => {
                 "strftime('%Y-%m-%d', started_at_ms / 1000, 'unixepoch')"
             }
@@ -614,8 +620,8 @@ mod tests {
     fn insert_sql_numbers_every_parameter() {
         let pg = insert_sql(Backend::Postgres, 2);
         assert!(pg.contains("$1, "));
-        assert!(pg.contains("$92)"));
-        assert!(!pg.contains("$93"));
+        assert!(pg.contains("$94)"));
+        assert!(!pg.contains("$95"));
         assert!(pg.ends_with("ON CONFLICT (id) DO NOTHING"));
         for backend in [Backend::Sqlite, Backend::Postgres] {
             let marker = if backend == Backend::Sqlite { '?' } else { '$' };

@@ -24,6 +24,11 @@
 //! - Provider probes ([`ProbeRun`]): [`Ledger::save_probe`] stores one
 //!   `tokenbuddyd probe` run, [`Ledger::latest_probes`] the latest per
 //!   upstream × model, which routing trusts or demotes by.
+//! - Member keys ([`MemberKeyRow`]): [`Ledger::create_member_key`],
+//!   [`Ledger::member_keys`], [`Ledger::active_member_keys`] (what the
+//!   proxy accepts), [`Ledger::revoke_member_keys`]; hashes only.
+//!   [`Ledger::count_member_request`] counts a member's request in the
+//!   shared minute window and reads its tokens and spend.
 //! - [`LedgerWriter`]: a bounded queue and one task that commits batches
 //!   (≤ 256 records or 50 ms) in single transactions. The request path only
 //!   calls [`LedgerSender::record`], which never waits: a full queue hands
@@ -63,9 +68,10 @@ mod writer;
 
 pub use error::StoreError;
 pub use ledger::{
-    CallCursor, CreditHistory, GroupBy, Ledger, MAX_SERIES_SAMPLES, ProbeCheckRow, ProbeRun,
-    PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus, SellerCreditHistory, SellerWaste,
-    SeriesSamples, StoredPurchase, TokenRow, Totals, UsageRow, WasteReason, WasteRow,
+    CallCursor, CreditHistory, GroupBy, KeySelector, Ledger, MAX_SERIES_SAMPLES, MemberCounters,
+    MemberKeyRow, ProbeCheckRow, ProbeRun, PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus,
+    SellerCreditHistory, SellerWaste, SeriesSamples, StoredPurchase, TokenRow, Totals, UsageRow,
+    WasteReason, WasteRow,
 };
 pub use target::{Backend, LedgerTarget};
 pub use writer::{

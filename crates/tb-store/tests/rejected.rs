@@ -22,6 +22,7 @@ fn rejected(started_at_ms: i64) -> CallRecord {
         outcome: CallOutcome::Rejected,
         prompt_hash: prompt_hash(Protocol::Messages, b""),
         trace_parent: None,
+        member: None,
         ..minimal_record(started_at_ms)
     }
 }

@@ -79,6 +79,10 @@ enum Command {
     /// shown with their estimated cost first; `--yes` runs them. Routing
     /// pushes back what fails.
     Probe(crate::probe::ProbeArgs),
+    /// Member keys of a team gateway: `keys create --member NAME`,
+    /// `keys list`, `keys revoke --member NAME | --id KEY_ID`. Stored
+    /// hashed in the ledger, so every daemon sharing it accepts them.
+    Keys(crate::keys::KeysArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// To stdout; needs no config, home or daemon. For example
@@ -232,6 +236,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
             crate::sellers::run(load(paths, &CliOverrides::default())?, &args)
         }
         Command::Probe(args) => crate::probe::run(load(paths, &CliOverrides::default())?, &args),
+        Command::Keys(args) => crate::keys::run(&load(paths, &CliOverrides::default())?, &args),
         Command::Completions { shell } => crate::manual::completions(shell),
         Command::Man { out } => crate::manual::man(&out),
     }

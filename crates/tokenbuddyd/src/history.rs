@@ -31,7 +31,7 @@ pub(crate) struct UsageArgs {
     /// Window start: `30m`, `12h`, `7d` or an RFC 3339 time.
     #[arg(long, default_value = "7d")]
     since: String,
-    /// Group by model, upstream or UTC day.
+    /// Group by model, upstream, UTC day or member (`-`: the access token).
     #[arg(long, value_enum, default_value_t = By::Model)]
     by: By,
     /// One JSON document.
@@ -44,6 +44,7 @@ enum By {
     Model,
     Upstream,
     Day,
+    Member,
 }
 
 /// How often `calls --tail` looks for new records.
@@ -145,6 +146,7 @@ pub(crate) async fn usage_doc(
         UsageBy::Model => GroupBy::Model,
         UsageBy::Upstream => GroupBy::Upstream,
         UsageBy::Day => GroupBy::Day,
+        UsageBy::Member => GroupBy::Member,
     };
     let rows = ledger.usage_summary(since_ms, group).await?;
     let t = ledger.totals(since_ms).await?;
@@ -181,6 +183,7 @@ pub(crate) fn usage(loaded: LoadedConfig, args: &UsageArgs) -> Result<(), Failur
         By::Model => UsageBy::Model,
         By::Upstream => UsageBy::Upstream,
         By::Day => UsageBy::Day,
+        By::Member => UsageBy::Member,
     };
     runtime()?.block_on(async {
         let ledger = open(&loaded).await?;

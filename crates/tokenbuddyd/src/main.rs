@@ -11,6 +11,7 @@ mod demo;
 mod doctor;
 mod history;
 mod install;
+mod keys;
 mod ledger;
 mod manual;
 mod metrics;

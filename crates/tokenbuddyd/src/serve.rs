@@ -116,6 +116,7 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         market,
     )
     .map_err(|e| Failure::Config(e.into()))?;
+    proxy.serve_members(crate::keys::start_directory(ledger.clone()).await);
     let proxy = Arc::new(proxy);
     match crate::ledger::load_trust(&ledger, proxy.routing().router()).await {
         Ok(pairs) => {

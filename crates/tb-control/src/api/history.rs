@@ -92,6 +92,8 @@ pub enum UsageBy {
     Upstream,
     /// The UTC day.
     Day,
+    /// The member whose key made the call (empty: the access token).
+    Member,
 }
 
 impl UsageBy {
@@ -101,14 +103,20 @@ impl UsageBy {
             UsageBy::Model => "model",
             UsageBy::Upstream => "upstream",
             UsageBy::Day => "day",
+            UsageBy::Member => "member",
         }
     }
 
     /// Parses the query value.
     pub fn parse(s: &str) -> Option<UsageBy> {
-        [UsageBy::Model, UsageBy::Upstream, UsageBy::Day]
-            .into_iter()
-            .find(|b| b.as_str() == s)
+        [
+            UsageBy::Model,
+            UsageBy::Upstream,
+            UsageBy::Day,
+            UsageBy::Member,
+        ]
+        .into_iter()
+        .find(|b| b.as_str() == s)
     }
 }
 

@@ -196,6 +196,7 @@ async fn call(proxy: &Proxy, script: &Script, stream: bool) -> (u16, String, Str
         bytes: Bytes::from(body),
         request_id: "req-1",
         started: (Instant::now(), unix_ms_now()),
+        member: None,
     };
     let resp = match forward_with(&proxy.state, script, req).await {
         Ok(resp) => resp,

@@ -199,6 +199,7 @@ pub fn minimal_record(started_at_ms: i64) -> CallRecord {
         price_drift_ppm: None,
         prompt_hash: None,
         trace_parent: None,
+        member: None,
     }
 }
 
@@ -276,6 +277,7 @@ pub fn full_record(started_at_ms: i64) -> CallRecord {
             "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
         ),
         trace_parent: None,
+        member: Some("ana".to_string()),
     }
 }
 
@@ -310,6 +312,7 @@ pub fn zero_record(started_at_ms: i64) -> CallRecord {
         price_drift_ppm: Some(0),
         prompt_hash: Some(String::new()),
         trace_parent: None,
+        member: None,
         winner: Some(String::new()),
         ..minimal_record(started_at_ms)
     }

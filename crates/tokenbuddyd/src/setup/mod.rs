@@ -72,7 +72,7 @@ pub(crate) struct SetupArgs {
 }
 
 /// `2.50` → 2 500 000 USD micros; at most six decimals.
-fn parse_usd(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_usd(s: &str) -> Result<u64, String> {
     let bad = || format!("{s:?} is not an amount in USD such as 5 or 2.50");
     let (whole, frac) = s.trim().split_once('.').unwrap_or((s.trim(), ""));
     if whole.is_empty() && frac.is_empty()
