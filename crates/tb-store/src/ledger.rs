@@ -65,6 +65,7 @@ mod purchases;
 mod sellers;
 mod series;
 mod tokens;
+mod video_jobs;
 pub use probes::{ProbeCheckRow, ProbeRun};
 pub use purchases::{
     CreditHistory, PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus, SellerCreditHistory,
@@ -72,6 +73,7 @@ pub use purchases::{
 };
 pub use series::{MAX_SERIES_SAMPLES, SeriesSamples};
 pub use tokens::TokenRow;
+pub use video_jobs::VideoJob;
 
 /// A position in the recent-first listing: the last record of a page.
 /// Records are ordered by `started_at_ms` descending, then `id` descending,

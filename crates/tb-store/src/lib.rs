@@ -65,7 +65,7 @@ pub use error::StoreError;
 pub use ledger::{
     CallCursor, CreditHistory, GroupBy, Ledger, MAX_SERIES_SAMPLES, ProbeCheckRow, ProbeRun,
     PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus, SellerCreditHistory, SellerWaste,
-    SeriesSamples, StoredPurchase, TokenRow, Totals, UsageRow, WasteReason, WasteRow,
+    SeriesSamples, StoredPurchase, TokenRow, Totals, UsageRow, VideoJob, WasteReason, WasteRow,
 };
 pub use target::{Backend, LedgerTarget};
 pub use writer::{
