@@ -9,8 +9,12 @@
 //! ([`billed_seconds`]) — and compared with the upstream's own bill with the
 //! same 25× outlier guard as every other call (`billing.cost_outlier`).
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
 use crate::cost::Costing;
 use crate::record::BaselineKind;
+use crate::usage::wire::usd_text_to_micros;
 
 /// The clip length routes are compared by, and the length billed when
 /// neither the upstream nor the client says how long the video is
@@ -124,9 +128,139 @@ pub fn cost_video(bill: &VideoBill<'_>) -> Costing {
     c
 }
 
+/// Where an OpenAI video job is (`status` of the job object).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    /// `queued`.
+    Queued,
+    /// `in_progress`.
+    InProgress,
+    /// `completed`: terminal, the content can be downloaded.
+    Completed,
+    /// `failed`: terminal.
+    Failed,
+    /// A status this version does not know (not terminal: polls go on).
+    Other,
+}
+
+impl JobStatus {
+    fn parse(s: &str) -> JobStatus {
+        match s {
+            "queued" => JobStatus::Queued,
+            "in_progress" => JobStatus::InProgress,
+            "completed" => JobStatus::Completed,
+            "failed" => JobStatus::Failed,
+            _ => JobStatus::Other,
+        }
+    }
+
+    /// Whether the job is finished (the one moment it is recorded).
+    #[must_use]
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Completed | JobStatus::Failed)
+    }
+}
+
+/// What billing reads from an upstream's video job object (`POST
+/// /v1/videos` and `GET /v1/videos/{id}` answer one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobView {
+    /// The job id.
+    pub id: String,
+    /// Where the job is.
+    pub status: JobStatus,
+    /// The clip length the job says it has (OpenAI sends `"8"`, others a
+    /// number); `None` when absent or not a whole number of seconds.
+    pub seconds: Option<u32>,
+    /// What the upstream billed, when it says (`usage.cost` in USD, as
+    /// OpenRouter-style upstreams report it), in micros.
+    pub reported_cost_usd_micros: Option<u64>,
+}
+
+/// Why a job object could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum JobViewError {
+    /// Not JSON, or not an object with a string `id` and `status`.
+    #[error("the video job object is not JSON with a string `id` and `status`: {0}")]
+    Shape(#[from] serde_json::Error),
+}
+
+#[derive(Deserialize)]
+struct WireJob<'a> {
+    id: String,
+    status: String,
+    #[serde(default, borrow)]
+    seconds: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    usage: Option<WireUsage<'a>>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage<'a> {
+    #[serde(default, borrow)]
+    cost: Option<&'a RawValue>,
+}
+
+/// A whole number of seconds from `"8"` or `8` (what the API accepts in
+/// `seconds`, also in the submit body).
+#[must_use]
+pub fn seconds_of(raw: &RawValue) -> Option<u32> {
+    let text = raw.get().trim();
+    let text = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    text.parse::<u32>().ok()
+}
+
+impl JobView {
+    /// Reads a job object.
+    ///
+    /// # Errors
+    ///
+    /// When it is not JSON with a string `id` and `status`.
+    pub fn parse(body: &[u8]) -> Result<JobView, JobViewError> {
+        let wire: WireJob<'_> = serde_json::from_slice(body)?;
+        Ok(JobView {
+            status: JobStatus::parse(&wire.status),
+            seconds: wire.seconds.and_then(seconds_of),
+            reported_cost_usd_micros: wire
+                .usage
+                .and_then(|u| u.cost)
+                .and_then(|c| usd_text_to_micros(c.get())),
+            id: wire.id,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_objects_are_read_with_string_or_number_seconds() {
+        let queued = JobView::parse(
+            br#"{"id":"video_1","object":"video","status":"queued","seconds":"8","size":"720x1280"}"#,
+        )
+        .unwrap();
+        assert_eq!(queued.id, "video_1");
+        assert_eq!(queued.status, JobStatus::Queued);
+        assert!(!queued.status.is_terminal());
+        assert_eq!(queued.seconds, Some(8));
+        let done =
+            JobView::parse(br#"{"id":"v","status":"completed","seconds":4,"usage":{"cost":0.4}}"#)
+                .unwrap();
+        assert!(done.status.is_terminal());
+        assert_eq!(done.seconds, Some(4));
+        assert_eq!(done.reported_cost_usd_micros, Some(400_000));
+        let odd = JobView::parse(br#"{"id":"v","status":"exploded","seconds":"4.5"}"#).unwrap();
+        assert_eq!(odd.status, JobStatus::Other);
+        assert_eq!(odd.seconds, None);
+        assert!(JobView::parse(br#"{"status":"completed"}"#).is_err());
+        assert!(JobView::parse(b"not json").is_err());
+        assert!(JobStatus::parse("failed").is_terminal());
+        assert_eq!(JobStatus::parse("in_progress"), JobStatus::InProgress);
+    }
 
     #[test]
     fn routes_are_ordered_by_the_reference_clip_unpriced_last_ties_stable() {
