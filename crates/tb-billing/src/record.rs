@@ -309,12 +309,13 @@ pub fn endpoint_label(protocol: Protocol) -> &'static str {
         Protocol::Messages => "messages",
         Protocol::ImagesGenerations => "images",
         Protocol::Embeddings => "embeddings",
+        Protocol::Videos => "videos",
     }
 }
 
 /// SHA-256 (hex) of the compact JSON of the prompt: `messages` (chat),
 /// `[system, messages]` (messages), `input` (responses, embeddings),
-/// `prompt` (images).
+/// `prompt` (images, videos).
 /// Identifies repeated prompts without storing them. `None` when the body
 /// has no such field.
 pub fn prompt_hash(protocol: Protocol, request_body: &[u8]) -> Option<String> {
@@ -351,7 +352,9 @@ pub fn prompt_hash(protocol: Protocol, request_body: &[u8]) -> Option<String> {
             serde_json::to_writer(&mut hasher, &(system, messages))
         }
         Protocol::Responses => serde_json::to_writer(&mut hasher, &value(fields.input)?),
-        Protocol::ImagesGenerations => serde_json::to_writer(&mut hasher, &value(fields.prompt)?),
+        Protocol::ImagesGenerations | Protocol::Videos => {
+            serde_json::to_writer(&mut hasher, &value(fields.prompt)?)
+        }
         Protocol::Embeddings => serde_json::to_writer(&mut hasher, &value(fields.input)?),
     };
     written.ok()?;
