@@ -125,6 +125,8 @@ pub enum BillingUnit {
     Tokens,
     /// Images (images_generations).
     Images,
+    /// Seconds of video (videos).
+    Seconds,
 }
 
 impl BillingUnit {
@@ -133,6 +135,7 @@ impl BillingUnit {
         match self {
             BillingUnit::Tokens => "tokens",
             BillingUnit::Images => "images",
+            BillingUnit::Seconds => "seconds",
         }
     }
 
@@ -141,6 +144,7 @@ impl BillingUnit {
         Some(match s {
             "tokens" => BillingUnit::Tokens,
             "images" => BillingUnit::Images,
+            "seconds" => BillingUnit::Seconds,
             _ => return None,
         })
     }

@@ -70,7 +70,7 @@ impl Recorder {
         }
     }
 
-    fn submit(&self, record: CallRecord) {
+    pub(crate) fn submit(&self, record: CallRecord) {
         self.metrics.observe_call(&record);
         // The one-line form costs a few allocations: only when it is logged.
         if tracing::enabled!(target: "call.recorded", tracing::Level::INFO) {

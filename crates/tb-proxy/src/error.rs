@@ -47,6 +47,8 @@ pub enum ErrorCode {
     Internal,
     /// 503: the daemon is at `proxy.max_connections`.
     Overloaded,
+    /// 404: no video job with this id was accepted through the daemon.
+    VideoNotFound,
 }
 
 impl ErrorCode {
@@ -69,6 +71,7 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::Internal => "internal_error",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::VideoNotFound => "video_not_found",
         }
     }
 
@@ -79,7 +82,9 @@ impl ErrorCode {
                 StatusCode::BAD_REQUEST
             }
             ErrorCode::InvalidAccessToken => StatusCode::UNAUTHORIZED,
-            ErrorCode::ModelNotFound | ErrorCode::UnknownRoute => StatusCode::NOT_FOUND,
+            ErrorCode::ModelNotFound | ErrorCode::UnknownRoute | ErrorCode::VideoNotFound => {
+                StatusCode::NOT_FOUND
+            }
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::WebSocketUnsupported => StatusCode::UPGRADE_REQUIRED,
@@ -105,7 +110,9 @@ impl ErrorCode {
     pub fn anthropic_type(self) -> &'static str {
         match self {
             ErrorCode::InvalidAccessToken => "authentication_error",
-            ErrorCode::ModelNotFound | ErrorCode::UnknownRoute => "not_found_error",
+            ErrorCode::ModelNotFound | ErrorCode::UnknownRoute | ErrorCode::VideoNotFound => {
+                "not_found_error"
+            }
             ErrorCode::BodyTooLarge => "request_too_large",
             ErrorCode::NoRoute | ErrorCode::Overloaded => "overloaded_error",
             ErrorCode::PaymentRequired => "billing_error",

@@ -153,10 +153,11 @@ async fn dispatch(
         Endpoint::Unknown => Err(ProxyError::new(
             ErrorCode::UnknownRoute,
             format!(
-                "no endpoint {method} {path}; tokenbuddy serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/messages/count_tokens, /v1/images/generations, /v1/embeddings and GET /v1/models"
+                "no endpoint {method} {path}; tokenbuddy serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/messages/count_tokens, /v1/images/generations, /v1/embeddings, /v1/videos and GET /v1/models"
             ),
         )),
         Endpoint::CountTokens => count_tokens(state, req).await,
+        Endpoint::Videos => crate::video::handle(state, req, request_id, started).await,
         Endpoint::Forward(protocol) => forward(state, req, protocol, request_id, started).await,
     };
     answer.unwrap_or_else(|err| err.response(family))

@@ -42,6 +42,7 @@ mod tap;
 mod token;
 mod translation;
 pub mod validate;
+mod video;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -65,6 +66,7 @@ pub use tb_http::{
     ProxyConfigError, ProxySettings, TlsSetupError, build_client, error_chain, mask_credentials,
 };
 pub use token::{ACCESS_TOKEN_FILE, AccessToken, TokenError};
+pub use video::{VideoJobRow, VideoJobs};
 
 /// The pooled client used for every upstream call (tb-http's one client).
 pub type UpstreamClient = tb_http::HttpClient;
@@ -158,6 +160,9 @@ pub(crate) struct ProxyState {
     metrics: Arc<metrics::ProxyMetrics>,
     /// Open and refused client connections (`tb_connections_*`).
     connections: Arc<tb_listener::ConnectionStats>,
+    /// Where video jobs are mapped to their upstream (set once, by the
+    /// daemon, when it has a ledger).
+    video_jobs: std::sync::OnceLock<Arc<dyn VideoJobs>>,
 }
 
 /// What marketplace routing needs: the registry (its snapshots feed the
@@ -243,6 +248,7 @@ impl Proxy {
             market,
             metrics,
             connections: Arc::default(),
+            video_jobs: std::sync::OnceLock::new(),
         };
         Ok(Proxy {
             state: Arc::new(state),
@@ -261,6 +267,12 @@ impl Proxy {
         self.state
             .routing
             .start_prewarm(self.state.client.clone(), config, focus)
+    }
+
+    /// Where video jobs are kept (the ledger). Without it, the video
+    /// endpoints answer 503. Set once; a second call changes nothing.
+    pub fn set_video_jobs(&self, jobs: Arc<dyn VideoJobs>) {
+        let _ = self.state.video_jobs.set(jobs);
     }
 
     /// The routing runtime: the table, the provider mode, the router and

@@ -116,6 +116,7 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         market,
     )
     .map_err(|e| Failure::Config(e.into()))?;
+    proxy.set_video_jobs(Arc::new(crate::ledger::LedgerVideoJobs(ledger.clone())));
     let proxy = Arc::new(proxy);
     match crate::ledger::load_trust(&ledger, proxy.routing().router()).await {
         Ok(pairs) => {
