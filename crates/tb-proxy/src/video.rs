@@ -145,12 +145,20 @@ fn non_empty_string(raw: Option<&RawValue>) -> Option<String> {
 /// Validates a submit body (pure): a JSON object with a string `model` and
 /// `prompt`, `seconds` a whole number (`"8"` or `8`), `size` a string.
 fn parse_submit(body: &[u8]) -> Result<Submit, ProxyError> {
-    let wire: SubmitWire<'_> = serde_json::from_slice(body).map_err(|e| {
+    let not_object = |why: String| {
         ProxyError::new(
             ErrorCode::InvalidJson,
-            format!("the video request body is not a JSON object: {e}; send {{\"model\": \"sora-2\", \"prompt\": \"...\", \"seconds\": \"8\"}}"),
+            format!(
+                "the video request body is not a JSON object: {why}; send {{\"model\": \"sora-2\", \"prompt\": \"...\", \"seconds\": \"8\"}}"
+            ),
         )
-    })?;
+    };
+    // serde would read a struct from an array too: only an object is one.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(not_object("it does not start with `{`".into()));
+    }
+    let wire: SubmitWire<'_> =
+        serde_json::from_slice(body).map_err(|e| not_object(e.to_string()))?;
     let Some(model) = non_empty_string(wire.model) else {
         return Err(ProxyError::new(
             ErrorCode::MissingModel,
@@ -323,13 +331,21 @@ fn json_answer(status: StatusCode, body: Bytes, upstream: &Upstream) -> Response
     r
 }
 
-async fn submit(
+/// A submit ready to send: what was asked, the model sent upstream, the
+/// routes cheapest clip first, and the body with `model` resolved.
+struct Prepared {
+    asked: Submit,
+    model: String,
+    routes: Vec<Arc<Upstream>>,
+    body: Bytes,
+}
+
+/// Reads and validates the body (a malformed one reaches no upstream),
+/// plans the routes and orders them by the cost of the reference clip.
+async fn prepare_submit(
     state: &ProxyState,
-    jobs: &dyn VideoJobs,
     req: Request<Incoming>,
-    request_id: &str,
-    started: (Instant, i64),
-) -> Result<Response<ProxyBody>, ProxyError> {
+) -> Result<Prepared, ProxyError> {
     let (parts, body) = req.into_parts();
     let length = parts
         .headers
@@ -357,7 +373,7 @@ async fn submit(
         u.video_price_of(&plan.model).map(PerSecond)
     });
     let body = if plan.model == asked.model {
-        bytes.clone()
+        bytes
     } else {
         let edits = BodyEdits {
             model: Some(&plan.model),
@@ -370,10 +386,28 @@ async fn submit(
             )
         })?
     };
+    Ok(Prepared {
+        asked,
+        model: plan.model,
+        routes,
+        body,
+    })
+}
+
+/// The submit: each route in order until one accepts (or the client's
+/// own mistake comes back).
+async fn submit(
+    state: &ProxyState,
+    jobs: &dyn VideoJobs,
+    req: Request<Incoming>,
+    request_id: &str,
+    started: (Instant, i64),
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let prepared = prepare_submit(state, req).await?;
     let mut tried: Vec<String> = Vec::new();
-    for upstream in &routes {
+    for upstream in &prepared.routes {
         let attempt_started = Instant::now();
-        let req = upstream_request(upstream, Method::POST, "", None, body.clone())?;
+        let req = upstream_request(upstream, Method::POST, "", None, prepared.body.clone())?;
         let resp = match send(state, req).await {
             Ok(resp) => resp,
             Err((outcome, detail)) => {
@@ -390,51 +424,35 @@ async fn submit(
             }
         };
         let status = resp.status();
+        let outcome = match verdict(status) {
+            Verdict::Next(outcome) => outcome,
+            Verdict::Accepted => Outcome::Ok,
+            Verdict::ClientError => Outcome::ClientError,
+        };
+        log_attempt(
+            request_id,
+            upstream,
+            Some(status),
+            outcome,
+            attempt_started,
+            "",
+        );
         match verdict(status) {
-            Verdict::Next(outcome) => {
-                log_attempt(
-                    request_id,
-                    upstream,
-                    Some(status),
-                    outcome,
-                    attempt_started,
-                    "",
-                );
+            Verdict::Next(_) => {
                 tried.push(format!("{}: HTTP {}", upstream.id, status.as_u16()));
-                continue;
             }
             Verdict::ClientError => {
                 let answer = read_answer(state, resp.into_body()).await?;
                 return Ok(json_answer(status, answer, upstream));
             }
             Verdict::Accepted => {
-                log_attempt(
-                    request_id,
-                    upstream,
-                    Some(status),
-                    Outcome::Ok,
-                    attempt_started,
-                    "",
-                );
                 let answer = read_answer(state, resp.into_body()).await?;
-                let view = JobView::parse(&answer).map_err(|e| {
-                    ProxyError::new(
-                        ErrorCode::UpstreamUnreachable,
-                        format!("upstream {} accepted the video job but its answer is unusable ({e}); the job may exist there", upstream.id),
-                    )
-                })?;
-                let row = VideoJobRow {
-                    job_id: view.id.clone(),
-                    upstream_id: upstream.id.to_string(),
-                    request_id: request_id.to_string(),
-                    requested_model: asked.model.clone(),
-                    model: plan.model.clone(),
-                    requested_seconds: asked.seconds,
+                let accepted = Accepted {
+                    upstream,
+                    request_id,
                     submitted_at_ms: started.1,
                 };
-                if let Err(e) = jobs.save(row).await {
-                    tracing::error!(target: "video.job_unsaved", request_id = %request_id, job = %view.id, upstream = %upstream.id, error = %e, "the video job was accepted but not stored; polls through tokenbuddy will not find it");
-                }
+                remember(jobs, &prepared, &accepted, &answer).await?;
                 return Ok(json_answer(status, answer, upstream));
             }
         }
@@ -443,10 +461,46 @@ async fn submit(
         ErrorCode::UpstreamUnreachable,
         format!(
             "no upstream accepted the video job for {}: {}",
-            asked.model,
+            prepared.asked.model,
             tried.join("; ")
         ),
     ))
+}
+
+/// Who accepted a job, for which request.
+struct Accepted<'a> {
+    upstream: &'a Upstream,
+    request_id: &'a str,
+    submitted_at_ms: i64,
+}
+
+/// Maps the accepted job's id to its upstream in the ledger.
+async fn remember(
+    jobs: &dyn VideoJobs,
+    prepared: &Prepared,
+    accepted: &Accepted<'_>,
+    answer: &[u8],
+) -> Result<(), ProxyError> {
+    let upstream = accepted.upstream;
+    let view = JobView::parse(answer).map_err(|e| {
+        ProxyError::new(
+            ErrorCode::UpstreamUnreachable,
+            format!("upstream {} accepted the video job but its answer is unusable ({e}); the job may exist there", upstream.id),
+        )
+    })?;
+    let row = VideoJobRow {
+        job_id: view.id.clone(),
+        upstream_id: upstream.id.to_string(),
+        request_id: accepted.request_id.to_string(),
+        requested_model: prepared.asked.model.clone(),
+        model: prepared.model.clone(),
+        requested_seconds: prepared.asked.seconds,
+        submitted_at_ms: accepted.submitted_at_ms,
+    };
+    if let Err(e) = jobs.save(row).await {
+        tracing::error!(target: "video.job_unsaved", request_id = %accepted.request_id, job = %view.id, upstream = %upstream.id, error = %e, "the video job was accepted but not stored; polls through tokenbuddy will not find it");
+    }
+    Ok(())
 }
 
 fn log_attempt(

@@ -88,7 +88,8 @@ async fn a_refused_submit_fails_over_and_the_job_is_billed_once_on_produced_seco
         "the client sees the upstream's job id"
     );
     assert_eq!(job["status"], "queued");
-    // The cheaper route was tried first (ordered by the 8-second clip).
+    // The cheaper route (`video_prices`: $0.05/s) was tried first: routes
+    // are ordered by the cost of an 8-second clip.
     assert_eq!(first.requests_under("/v1/videos").len(), 1);
     assert_eq!(
         first.requests()[0].headers["authorization"],
@@ -136,7 +137,8 @@ async fn a_refused_submit_fails_over_and_the_job_is_billed_once_on_produced_seco
     assert_eq!(r["winner"], "second");
     assert_eq!(r["outcome"], "ok");
     assert_eq!(r["billing_unit"], "seconds");
-    // Estimated on the 6 produced seconds (not the 8 asked) at $0.10/s …
+    // Estimated on the 6 produced seconds (not the 8 asked) at the
+    // accepting route's `video_prices` ($0.10/s) …
     assert_eq!(r["est_cost_usd_micros"], 600_000);
     // … and the provider's ×100 bill is what it cost, flagged.
     assert_eq!(r["cost_usd_micros"], 60_000_000);
