@@ -561,20 +561,16 @@ async fn locate(
     Ok((job, upstream))
 }
 
-async fn poll(
+/// `GET` on the upstream that holds job `id`.
+async fn ask_holder(
     state: &ProxyState,
-    jobs: &dyn VideoJobs,
+    upstream: &Upstream,
     id: &str,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let (job, upstream) = locate(state, jobs, id).await?;
-    let req = upstream_request(
-        &upstream,
-        Method::GET,
-        &format!("/{id}"),
-        None,
-        Bytes::new(),
-    )?;
-    let resp = send(state, req).await.map_err(|(_, detail)| {
+    suffix: &str,
+    query: Option<&str>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let req = upstream_request(upstream, Method::GET, suffix, query, Bytes::new())?;
+    send(state, req).await.map_err(|(_, detail)| {
         ProxyError::new(
             ErrorCode::UpstreamUnreachable,
             format!(
@@ -582,7 +578,16 @@ async fn poll(
                 upstream.id
             ),
         )
-    })?;
+    })
+}
+
+async fn poll(
+    state: &ProxyState,
+    jobs: &dyn VideoJobs,
+    id: &str,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let (job, upstream) = locate(state, jobs, id).await?;
+    let resp = ask_holder(state, &upstream, id, &format!("/{id}"), None).await?;
     let status = resp.status();
     let answer = read_answer(state, resp.into_body()).await?;
     if status.is_success()
@@ -634,20 +639,12 @@ fn terminal_record(
     let costing = cost_video(&VideoBill {
         seconds,
         winner: upstream.video_price_of(&job.model).map(PerSecond),
-        // The bundled price table has no per-second rows yet.
+        // The bundled price table has no per-second rows.
         official: None,
         plan: plan_prices,
         reported_usd_micros: view.reported_cost_usd_micros,
     });
-    if costing.outlier {
-        tracing::warn!(
-            target: "billing.cost_outlier",
-            request_id = %job.request_id,
-            reported = ?costing.cost_usd_micros,
-            estimate = ?costing.est_cost_usd_micros,
-            "the upstream's reported cost is 25× off our estimate; check its units"
-        );
-    }
+    crate::call::warn_if_outlier(&job.request_id, &costing);
     tracing::info!(target: "video.recorded", job = %job.job_id, seconds, basis = basis.as_str(), "video job billed");
     let ok = view.status == JobStatus::Completed;
     let signed = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
@@ -725,16 +722,7 @@ async fn content(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (_, upstream) = locate(state, jobs, id).await?;
     let suffix = format!("/{id}/content");
-    let req = upstream_request(&upstream, Method::GET, &suffix, query, Bytes::new())?;
-    let resp = send(state, req).await.map_err(|(_, detail)| {
-        ProxyError::new(
-            ErrorCode::UpstreamUnreachable,
-            format!(
-                "upstream {} (which holds video job {id}) could not be reached: {detail}",
-                upstream.id
-            ),
-        )
-    })?;
+    let resp = ask_holder(state, &upstream, id, &suffix, query).await?;
     let (parts, body) = resp.into_parts();
     // Streamed through chunk by chunk: a video is never held whole.
     let idle = state.settings.stream_idle_timeout;
