@@ -15,7 +15,7 @@ use tb_router::RoutePlan;
 use tracing::Instrument;
 
 use crate::attempt::{AttemptLoop, Ctx, End, Env, Transport};
-use crate::body::{BodyEdits, edit_body, probe, read_limited};
+use crate::body::{BodyEdits, edit_body, probe, read_limited, read_request_body};
 use crate::call::{CallStart, CallTracker, unix_ms_now};
 use crate::commit::{self, Answering, UPSTREAM};
 use crate::error::{ErrorCode, ProxyError};
@@ -215,12 +215,7 @@ async fn forward(
     started: (Instant, i64),
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (parts, body) = req.into_parts();
-    let content_length = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let bytes = read_limited(body, content_length, state.settings.max_body_bytes).await?;
+    let bytes = read_request_body(&parts, body, state.settings.max_body_bytes).await?;
     let incoming = ReadRequest {
         protocol,
         headers: &parts.headers,

@@ -27,7 +27,7 @@ use tb_billing::video::{JobStatus, JobView, PerSecond, VideoBill, billed_seconds
 use tb_domain::{Outcome, Protocol};
 use tb_router::Upstream;
 
-use crate::body::{BodyEdits, edit_body, full, read_limited};
+use crate::body::{BodyEdits, edit_body, full, read_request_body};
 use crate::call::unix_ms_now;
 use crate::commit::UPSTREAM;
 use crate::error::{ErrorCode, ProxyError};
@@ -347,12 +347,7 @@ async fn prepare_submit(
     req: Request<Incoming>,
 ) -> Result<Prepared, ProxyError> {
     let (parts, body) = req.into_parts();
-    let length = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let bytes = read_limited(body, length, state.settings.max_body_bytes).await?;
+    let bytes = read_request_body(&parts, body, state.settings.max_body_bytes).await?;
     let asked = parse_submit(&bytes)?;
     if let Err(why) = state.routing.can_route() {
         return Err(ProxyError::new(ErrorCode::NoRoute, why.to_string()));
