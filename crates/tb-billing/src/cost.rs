@@ -283,15 +283,7 @@ pub fn cost_manual_call(
     c.price_tier = winner.billed_tier(usage);
     c.cost_usd_micros = reported.or(c.est_cost_usd_micros);
     c.cached_saving_usd_micros = winner.cached_saving(usage);
-    if let (Some(r), Some(e)) = (reported, c.est_cost_usd_micros)
-        && r > 0
-        && e > 0
-    {
-        let (r, e) = (u128::from(r), u128::from(e));
-        c.outlier = r >= 25 * e || r * 25 <= e;
-        let drift = r.abs_diff(e) * 1_000_000 / e;
-        c.price_drift_ppm = Some(u64::try_from(drift).unwrap_or(u64::MAX));
-    }
+    c.compare_to_estimate(reported);
 
     c.set_baseline(savings_baseline(usage, Served::Manual, plan, official));
     (c, BalanceSource::SelfFundedProvider)
@@ -339,8 +331,23 @@ pub fn savings_baseline(
 }
 
 impl Costing {
+    /// Compares what the upstream reported (or settled) with the estimate:
+    /// the drift in ppm, and the outlier flag when the two are 25× apart
+    /// (log `billing.cost_outlier`). Nothing when either is unknown or 0.
+    pub(crate) fn compare_to_estimate(&mut self, reported: Option<u64>) {
+        if let (Some(r), Some(e)) = (reported, self.est_cost_usd_micros)
+            && r > 0
+            && e > 0
+        {
+            let (r, e) = (u128::from(r), u128::from(e));
+            self.outlier = r >= 25 * e || r * 25 <= e;
+            let drift = r.abs_diff(e) * 1_000_000 / e;
+            self.price_drift_ppm = Some(u64::try_from(drift).unwrap_or(u64::MAX));
+        }
+    }
+
     /// Sets the baseline and what routing saved against it.
-    fn set_baseline(&mut self, baseline: Option<(u64, BaselineKind)>) {
+    pub(crate) fn set_baseline(&mut self, baseline: Option<(u64, BaselineKind)>) {
         if let Some((b, kind)) = baseline {
             self.baseline_usd_micros = Some(b);
             self.baseline_kind = Some(kind);
@@ -374,14 +381,7 @@ pub fn cost_seller_call(
     c.price_tier = usage.and_then(|u| winner.billed_tier(u));
     c.cost_usd_micros = settled_usd_micros.or(c.est_cost_usd_micros);
     c.cached_saving_usd_micros = usage.and_then(|u| winner.cached_saving(u));
-    if let (Some(r), Some(e)) = (settled_usd_micros, c.est_cost_usd_micros)
-        && r > 0
-        && e > 0
-    {
-        let (r, e) = (u128::from(r), u128::from(e));
-        c.outlier = r >= 25 * e || r * 25 <= e;
-        c.price_drift_ppm = Some(u64::try_from(r.abs_diff(e) * 1_000_000 / e).unwrap_or(u64::MAX));
-    }
+    c.compare_to_estimate(settled_usd_micros);
     c.set_baseline(usage.and_then(|u| savings_baseline(u, Served::Seller, plan, official)));
     (c, source)
 }

@@ -19,3 +19,4 @@ pub mod record;
 pub mod series;
 pub mod settlement;
 pub mod usage;
+pub mod video;

@@ -125,6 +125,8 @@ pub enum BillingUnit {
     Tokens,
     /// Images (images_generations).
     Images,
+    /// Seconds of video (videos).
+    Seconds,
 }
 
 impl BillingUnit {
@@ -133,6 +135,7 @@ impl BillingUnit {
         match self {
             BillingUnit::Tokens => "tokens",
             BillingUnit::Images => "images",
+            BillingUnit::Seconds => "seconds",
         }
     }
 
@@ -141,6 +144,7 @@ impl BillingUnit {
         Some(match s {
             "tokens" => BillingUnit::Tokens,
             "images" => BillingUnit::Images,
+            "seconds" => BillingUnit::Seconds,
             _ => return None,
         })
     }
@@ -313,12 +317,13 @@ pub fn endpoint_label(protocol: Protocol) -> &'static str {
         Protocol::Messages => "messages",
         Protocol::ImagesGenerations => "images",
         Protocol::Embeddings => "embeddings",
+        Protocol::Videos => "videos",
     }
 }
 
 /// SHA-256 (hex) of the compact JSON of the prompt: `messages` (chat),
 /// `[system, messages]` (messages), `input` (responses, embeddings),
-/// `prompt` (images).
+/// `prompt` (images, videos).
 /// Identifies repeated prompts without storing them. `None` when the body
 /// has no such field.
 pub fn prompt_hash(protocol: Protocol, request_body: &[u8]) -> Option<String> {
@@ -355,7 +360,9 @@ pub fn prompt_hash(protocol: Protocol, request_body: &[u8]) -> Option<String> {
             serde_json::to_writer(&mut hasher, &(system, messages))
         }
         Protocol::Responses => serde_json::to_writer(&mut hasher, &value(fields.input)?),
-        Protocol::ImagesGenerations => serde_json::to_writer(&mut hasher, &value(fields.prompt)?),
+        Protocol::ImagesGenerations | Protocol::Videos => {
+            serde_json::to_writer(&mut hasher, &value(fields.prompt)?)
+        }
         Protocol::Embeddings => serde_json::to_writer(&mut hasher, &value(fields.input)?),
     };
     written.ok()?;

@@ -528,6 +528,12 @@ pub struct ProviderConfig {
     /// bundled price table.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub prices: BTreeMap<String, ModelPriceConfig>,
+    /// Per-model video prices, USD per second of video produced (video
+    /// models are priced per second, not per token): `POST /v1/videos`
+    /// routes are ordered by the cost of an 8-second clip at this price, and
+    /// a finished job is estimated with it (docs/video.md).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub video_prices: BTreeMap<String, f64>,
     /// Whether requests in another protocol may be translated to reach
     /// this provider (with `routing.translate`); `false` = native only.
     #[serde(default = "yes")]
@@ -1084,6 +1090,14 @@ impl Config {
                     push(
                         at(&format!("prices.{model:?}")),
                         "prices are USD per 1M tokens and must be between 0 and 1000000".into(),
+                    );
+                }
+            }
+            for (model, usd) in &p.video_prices {
+                if !usd.is_finite() || *usd < 0.0 || *usd > 1_000.0 {
+                    push(
+                        at(&format!("video_prices.{model:?}")),
+                        format!("{usd} is not a price in USD per second between 0 and 1000"),
                     );
                 }
             }

@@ -192,6 +192,12 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
         "",
     ),
     (
+        "providers[].video_prices",
+        "crates/tokenbuddyd/tests/video.rs",
+        "a_refused_submit_fails_over_and_the_job_is_billed_once_on_produced_seconds",
+        "",
+    ),
+    (
         "providers[].prices.*.input",
         "crates/tokenbuddyd/tests/billing.rs",
         "a_model_without_a_list_price_saves_against_the_priciest_route",
@@ -534,6 +540,7 @@ const USER_MAPS: &[&str] = &[
     "models.aliases",
     "providers[].headers",
     "providers[].prices",
+    "providers[].video_prices",
     "export.http.headers",
 ];
 
@@ -569,6 +576,7 @@ protocols = ["chat_completions"]
 discount = 0.1
 headers = { x-extra = "1" }
 prices = { m = { input = 1.0, output = 2.0, cache_read = 0.5, cache_write = 1.5 } }
+video_prices = { m = 0.1 }
 translate = false
 drop_anthropic_betas = ["b"]
 "#;

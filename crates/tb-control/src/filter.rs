@@ -33,17 +33,13 @@ pub(crate) fn call_filter(pairs: &[(String, String)]) -> Result<CallFilter, ApiE
     };
     let protocol = match first(pairs, "protocol") {
         None | Some("") => None,
-        Some(v) => Some(
-            Protocol::ALL
-                .into_iter()
-                .find(|p| p.as_str() == v)
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "protocol must be one of {}, got {v:?}",
-                        Protocol::ALL.map(Protocol::as_str).join(", ")
-                    ))
-                })?,
-        ),
+        Some(v) => Some(Protocol::parse(v).ok_or_else(|| {
+            invalid(format!(
+                "protocol must be one of {}, {}, got {v:?}",
+                Protocol::ALL.map(Protocol::as_str).join(", "),
+                Protocol::Videos.as_str()
+            ))
+        })?),
     };
     let outcome = match first(pairs, "outcome") {
         None | Some("") => None,
@@ -128,6 +124,9 @@ mod tests {
         assert_eq!(f.upstream.as_deref(), Some("s-good"));
         assert_eq!(f.protocol, Some(Protocol::Messages));
         assert_eq!(f.outcome, Some(CallOutcome::FailedMidStream));
+        // The video job API is filtered like the forward-path protocols.
+        let videos = filter("protocol=videos").unwrap();
+        assert_eq!(videos.protocol, Some(Protocol::Videos));
     }
 
     #[test]
@@ -135,6 +134,7 @@ mod tests {
         for (q, needle) in [
             ("outcome=bogus", "outcome must be one of ok, failed"),
             ("protocol=chat", "protocol must be one of chat_completions"),
+            ("protocol=video", "embeddings, videos, got"),
             ("model=%0A", "model must be an id"),
             ("upstream=%07", "upstream must be an id"),
         ] {

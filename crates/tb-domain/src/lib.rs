@@ -40,10 +40,17 @@ pub enum Protocol {
     ImagesGenerations,
     /// OpenAI Embeddings (`POST /v1/embeddings`).
     Embeddings,
+    /// OpenAI video generation (`POST /v1/videos`, `GET /v1/videos/{id}`,
+    /// `GET /v1/videos/{id}/content`): an asynchronous job API, served by
+    /// the gateway's video module rather than the one-request forward path,
+    /// so it is not in [`Protocol::ALL`].
+    Videos,
 }
 
 impl Protocol {
-    /// Every protocol, in a stable order.
+    /// Every protocol of the one-request forward path, in a stable order
+    /// ([`Protocol::Videos`], a job API, is the one not here; see
+    /// [`Protocol::parse`] for every name).
     pub const ALL: [Protocol; 5] = [
         Protocol::ChatCompletions,
         Protocol::Responses,
@@ -59,6 +66,15 @@ impl Protocol {
         Protocol::Messages,
     ];
 
+    /// The protocol with this config/ledger name, [`Protocol::Videos`]
+    /// included.
+    pub fn parse(name: &str) -> Option<Protocol> {
+        Protocol::ALL
+            .into_iter()
+            .chain([Protocol::Videos])
+            .find(|p| p.as_str() == name)
+    }
+
     /// Whether requests in this protocol can be translated to another.
     pub fn is_translatable(self) -> bool {
         Protocol::TRANSLATABLE.contains(&self)
@@ -72,6 +88,7 @@ impl Protocol {
             Protocol::Messages => "messages",
             Protocol::ImagesGenerations => "images_generations",
             Protocol::Embeddings => "embeddings",
+            Protocol::Videos => "videos",
         }
     }
 
@@ -95,6 +112,7 @@ impl Protocol {
             Protocol::Messages => "/v1/messages",
             Protocol::ImagesGenerations => "/v1/images/generations",
             Protocol::Embeddings => "/v1/embeddings",
+            Protocol::Videos => "/v1/videos",
         }
     }
 
@@ -107,6 +125,7 @@ impl Protocol {
             Protocol::Messages => "/messages",
             Protocol::ImagesGenerations => "/images/generations",
             Protocol::Embeddings => "/embeddings",
+            Protocol::Videos => "/videos",
         }
     }
 

@@ -31,6 +31,21 @@ const DRAIN_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// How long a refused body may be drained.
 const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Reads a request's whole body within `limit`, using its
+/// `Content-Length` (when sane) to refuse an oversized one before reading.
+pub(crate) async fn read_request_body(
+    parts: &http::request::Parts,
+    body: Incoming,
+    limit: u64,
+) -> Result<Bytes, ProxyError> {
+    let content_length = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    read_limited(body, content_length, limit).await
+}
+
 /// Reads at most `limit` bytes. A `Content-Length` over the limit is
 /// refused before reading anything; a chunked body is cut at the limit. The
 /// rest of a refused body is discarded in the background (bounded in bytes

@@ -70,7 +70,7 @@ impl Recorder {
         }
     }
 
-    fn submit(&self, record: CallRecord) {
+    pub(crate) fn submit(&self, record: CallRecord) {
         self.metrics.observe_call(&record);
         // The one-line form costs a few allocations: only when it is logged.
         if tracing::enabled!(target: "call.recorded", tracing::Level::INFO) {
@@ -259,16 +259,22 @@ fn price_call(
         ),
         _ => (Costing::default(), BalanceSource::SelfFundedProvider),
     };
+    warn_if_outlier(&start.request_id, &costing);
+    (costing, balance_source)
+}
+
+/// Logs `billing.cost_outlier` when the upstream's bill is 25× off the
+/// estimate (every kind of call, videos included).
+pub(crate) fn warn_if_outlier(request_id: &str, costing: &Costing) {
     if costing.outlier {
         tracing::warn!(
             target: "billing.cost_outlier",
-            request_id = %start.request_id,
+            request_id = %request_id,
             reported = ?costing.cost_usd_micros,
             estimate = ?costing.est_cost_usd_micros,
             "the upstream's reported cost is 25× off our estimate; check its units"
         );
     }
-    (costing, balance_source)
 }
 
 /// The record's image fields: the seller's breakdown first, then the

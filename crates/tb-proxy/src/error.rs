@@ -54,6 +54,8 @@ pub enum ErrorCode {
     Internal,
     /// 503: the daemon is at `proxy.max_connections`.
     Overloaded,
+    /// 404: no video job with this id was accepted through the daemon.
+    VideoNotFound,
 }
 
 impl ErrorCode {
@@ -79,6 +81,7 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::Internal => "internal_error",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::VideoNotFound => "video_not_found",
         }
     }
 
@@ -92,7 +95,9 @@ impl ErrorCode {
             ErrorCode::ModelNotAllowed => StatusCode::FORBIDDEN,
             ErrorCode::MemberBudgetSpent => StatusCode::PAYMENT_REQUIRED,
             ErrorCode::MemberRateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::ModelNotFound | ErrorCode::UnknownRoute => StatusCode::NOT_FOUND,
+            ErrorCode::ModelNotFound | ErrorCode::UnknownRoute | ErrorCode::VideoNotFound => {
+                StatusCode::NOT_FOUND
+            }
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::WebSocketUnsupported => StatusCode::UPGRADE_REQUIRED,
@@ -123,7 +128,9 @@ impl ErrorCode {
             ErrorCode::ModelNotAllowed => "permission_error",
             ErrorCode::MemberBudgetSpent => "billing_error",
             ErrorCode::MemberRateLimited => "rate_limit_error",
-            ErrorCode::ModelNotFound | ErrorCode::UnknownRoute => "not_found_error",
+            ErrorCode::ModelNotFound | ErrorCode::UnknownRoute | ErrorCode::VideoNotFound => {
+                "not_found_error"
+            }
             ErrorCode::BodyTooLarge => "request_too_large",
             ErrorCode::NoRoute | ErrorCode::Overloaded => "overloaded_error",
             ErrorCode::PaymentRequired => "billing_error",

@@ -38,6 +38,9 @@ pub(crate) enum Endpoint {
     Forward(Protocol),
     /// A WebSocket upgrade on a protocol endpoint: refused at once.
     WebSocket,
+    /// Anything under `/v1/videos` (the video job API; `video` sorts out
+    /// methods and ids).
+    Videos,
     /// A known path with the wrong method; the method it takes.
     NotAllowed(&'static str),
     /// Nothing here.
@@ -59,6 +62,7 @@ impl Endpoint {
             }
             COUNT_TOKENS_PATH if method == Method::POST => Endpoint::CountTokens,
             COUNT_TOKENS_PATH => Endpoint::NotAllowed("POST"),
+            p if p == "/v1/videos" || p.starts_with("/v1/videos/") => Endpoint::Videos,
             _ => match Protocol::from_path(path) {
                 Some(_) if is_websocket_upgrade(headers) => Endpoint::WebSocket,
                 Some(p) if method == Method::POST => Endpoint::Forward(p),
@@ -72,7 +76,7 @@ impl Endpoint {
     pub(crate) fn needs_token(self) -> bool {
         matches!(
             self,
-            Endpoint::Models | Endpoint::CountTokens | Endpoint::Forward(_)
+            Endpoint::Models | Endpoint::CountTokens | Endpoint::Forward(_) | Endpoint::Videos
         )
     }
 }

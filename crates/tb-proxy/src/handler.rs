@@ -15,7 +15,7 @@ use tb_router::RoutePlan;
 use tracing::Instrument;
 
 use crate::attempt::{AttemptLoop, Ctx, End, Env, Transport};
-use crate::body::{BodyEdits, edit_body, probe, read_limited};
+use crate::body::{BodyEdits, edit_body, probe, read_limited, read_request_body};
 use crate::call::{CallStart, CallTracker, unix_ms_now};
 use crate::commit::{self, Answering, UPSTREAM};
 use crate::error::{ErrorCode, ProxyError};
@@ -155,10 +155,11 @@ async fn dispatch(
         Endpoint::Unknown => Err(ProxyError::new(
             ErrorCode::UnknownRoute,
             format!(
-                "no endpoint {method} {path}; tokenbuddy serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/messages/count_tokens, /v1/images/generations, /v1/embeddings and GET /v1/models"
+                "no endpoint {method} {path}; tokenbuddy serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/messages/count_tokens, /v1/images/generations, /v1/embeddings, /v1/videos and GET /v1/models"
             ),
         )),
         Endpoint::CountTokens => count_tokens(state, req).await,
+        Endpoint::Videos => crate::video::handle(state, req, request_id, started).await,
         Endpoint::Forward(protocol) => {
             forward(state, req, protocol, request_id, started, caller.member()).await
         }
@@ -219,12 +220,7 @@ async fn forward(
     member: Option<&Member>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (parts, body) = req.into_parts();
-    let content_length = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let bytes = read_limited(body, content_length, state.settings.max_body_bytes).await?;
+    let bytes = read_request_body(&parts, body, state.settings.max_body_bytes).await?;
     let incoming = ReadRequest {
         protocol,
         headers: &parts.headers,

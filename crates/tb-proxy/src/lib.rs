@@ -43,6 +43,7 @@ mod tap;
 mod token;
 mod translation;
 pub mod validate;
+mod video;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -70,6 +71,7 @@ pub use tb_http::{
     ProxyConfigError, ProxySettings, TlsSetupError, build_client, error_chain, mask_credentials,
 };
 pub use token::{ACCESS_TOKEN_FILE, AccessToken, TokenError};
+pub use video::{VideoJobRow, VideoJobs};
 
 /// The pooled client used for every upstream call (tb-http's one client).
 pub type UpstreamClient = tb_http::HttpClient;
@@ -165,6 +167,9 @@ pub(crate) struct ProxyState {
     connections: Arc<tb_listener::ConnectionStats>,
     /// The team's member keys, when the daemon serves members.
     members: std::sync::OnceLock<Arc<dyn MemberKeys>>,
+    /// Where video jobs are mapped to their upstream (set once, by the
+    /// daemon, when it has a ledger).
+    video_jobs: std::sync::OnceLock<Arc<dyn VideoJobs>>,
 }
 
 /// What marketplace routing needs: the registry (its snapshots feed the
@@ -259,6 +264,7 @@ impl Proxy {
             metrics,
             connections: Arc::default(),
             members: std::sync::OnceLock::new(),
+            video_jobs: std::sync::OnceLock::new(),
         };
         Ok(Proxy {
             state: Arc::new(state),
@@ -284,6 +290,12 @@ impl Proxy {
         self.state
             .routing
             .start_prewarm(self.state.client.clone(), config, focus)
+    }
+
+    /// Where video jobs are kept (the ledger). Without it, the video
+    /// endpoints answer 503. Set once; a second call changes nothing.
+    pub fn set_video_jobs(&self, jobs: Arc<dyn VideoJobs>) {
+        let _ = self.state.video_jobs.set(jobs);
     }
 
     /// The routing runtime: the table, the provider mode, the router and

@@ -37,6 +37,8 @@ enum Source {
         extra_headers: Vec<(HeaderName, HeaderValue)>,
         discount: Ppm,
         prices: HashMap<String, TokenPrices>,
+        /// USD micros per second of video, by model (`video_prices`).
+        video_prices: HashMap<String, u64>,
     },
     /// A marketplace seller: paid with a bought token per request.
     Seller {
@@ -193,6 +195,12 @@ impl Upstream {
                 (model.clone(), tokens)
             })
             .collect();
+        // USD per second → integer micros per second.
+        let video_prices = p
+            .video_prices
+            .iter()
+            .map(|(model, usd)| (model.clone(), (usd * 1_000_000.0).round() as u64))
+            .collect();
         Ok(Upstream {
             id: UpstreamId::new(p.id.clone()),
             kind: p.kind,
@@ -204,6 +212,7 @@ impl Upstream {
                 extra_headers,
                 discount,
                 prices,
+                video_prices,
             },
         })
     }
@@ -288,6 +297,15 @@ impl Upstream {
                 prices,
                 ..
             } => RoutePrice::seller(prices.get(model).copied(), model, *discount, *fee),
+        }
+    }
+
+    /// Its price for a second of `model`'s video, in USD micros (a manual
+    /// provider's `video_prices`; sellers do not serve video jobs).
+    pub fn video_price_of(&self, model: &str) -> Option<u64> {
+        match &self.source {
+            Source::Manual { video_prices, .. } => video_prices.get(model).copied(),
+            Source::Seller { .. } => None,
         }
     }
 

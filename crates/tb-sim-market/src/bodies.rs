@@ -134,6 +134,7 @@ pub(super) fn empty_json(protocol: Protocol, model: &str) -> Vec<u8> {
         Protocol::Responses => value["output"][0]["content"] = json!([]),
         Protocol::Messages => value["content"] = json!([]),
         Protocol::ImagesGenerations | Protocol::Embeddings => value["data"] = json!([]),
+        Protocol::Videos => value["seconds"] = json!("0"),
     }
     zero_output(&mut value);
     net::to_vec(&value)
@@ -170,7 +171,7 @@ pub(super) fn empty_events(protocol: Protocol, model: &str) -> Vec<Vec<u8>> {
                 Some("content_block_start" | "content_block_delta" | "content_block_stop")
             ),
             Protocol::ImagesGenerations => name != Some("image_generation.partial_image"),
-            Protocol::Embeddings => true,
+            Protocol::Embeddings | Protocol::Videos => true,
         };
         if !keep {
             continue;

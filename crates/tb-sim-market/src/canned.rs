@@ -83,6 +83,7 @@ pub fn json(protocol: Protocol, model: &str) -> Vec<u8> {
         Protocol::Messages => messages_json(model),
         Protocol::ImagesGenerations => images_json(),
         Protocol::Embeddings => embeddings_json(model),
+        Protocol::Videos => video_json(model),
     };
     to_vec(&value)
 }
@@ -98,7 +99,23 @@ pub fn sse_events(protocol: Protocol, model: &str) -> Vec<Vec<u8>> {
         Protocol::ImagesGenerations => images_events(),
         // Embeddings have no streaming form; the JSON answer as one event.
         Protocol::Embeddings => vec![event(None, &embeddings_json(model))],
+        // A video job object is never streamed; the JSON answer as one event.
+        Protocol::Videos => vec![event(None, &video_json(model))],
     }
+}
+
+/// A finished OpenAI video job object (`GET /v1/videos/{id}`).
+fn video_json(model: &str) -> Value {
+    json!({
+        "id": "video_mockupstream0001",
+        "object": "video",
+        "model": model,
+        "status": "completed",
+        "progress": 100,
+        "created_at": 1_700_000_000,
+        "seconds": "4",
+        "size": "720x1280",
+    })
 }
 
 /// [`sse_events`] concatenated: the whole streamed body.

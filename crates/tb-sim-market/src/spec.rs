@@ -579,6 +579,8 @@ impl SellerSpec {
                 cost.image_count = u64::from(!self.empty_completion);
             }
             Protocol::Embeddings => cost.input_tokens = canned::INPUT_TOKENS,
+            // Sellers do not serve video jobs: nothing to count.
+            Protocol::Videos => {}
         }
         if protocol == Protocol::ImagesGenerations {
             cost.original_usd_micros = cost.image_count.saturating_mul(self.image_price);

@@ -343,7 +343,7 @@ pub(crate) fn decode_call(row: &impl RowExt) -> Result<CallRecord, StoreError> {
 }
 
 fn parse_protocol(s: &str) -> Option<Protocol> {
-    Protocol::ALL.into_iter().find(|p| p.as_str() == s)
+    Protocol::parse(s)
 }
 
 struct Decoder<'r, R> {

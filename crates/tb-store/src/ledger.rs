@@ -67,6 +67,7 @@ mod sellers;
 mod series;
 mod tokens;
 pub use members::{KeySelector, MemberCounters, MemberKeyRow};
+mod video_jobs;
 pub use probes::{ProbeCheckRow, ProbeRun};
 pub use purchases::{
     CreditHistory, PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus, SellerCreditHistory,
@@ -74,6 +75,7 @@ pub use purchases::{
 };
 pub use series::{MAX_SERIES_SAMPLES, SeriesSamples};
 pub use tokens::TokenRow;
+pub use video_jobs::VideoJob;
 
 /// A position in the recent-first listing: the last record of a page.
 /// Records are ordered by `started_at_ms` descending, then `id` descending,

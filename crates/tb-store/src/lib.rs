@@ -71,7 +71,7 @@ pub use ledger::{
     CallCursor, CreditHistory, GroupBy, KeySelector, Ledger, MAX_SERIES_SAMPLES, MemberCounters,
     MemberKeyRow, ProbeCheckRow, ProbeRun, PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus,
     SellerCreditHistory, SellerWaste, SeriesSamples, StoredPurchase, TokenRow, Totals, UsageRow,
-    WasteReason, WasteRow,
+    VideoJob, WasteReason, WasteRow,
 };
 pub use target::{Backend, LedgerTarget};
 pub use writer::{

@@ -57,9 +57,11 @@ mod reply;
 mod server;
 pub mod text_and_call;
 mod tls;
+mod video_sim;
 
 pub use provider_sim::ProviderSim;
 pub use reply::{Chunk, Reply, ReplyBody, StreamEnd};
 pub use server::MockUpstream;
 pub use tb_sim_market as marketplace;
 pub use tb_sim_market::{RecordedRequest, canned};
+pub use video_sim::VideoSim;

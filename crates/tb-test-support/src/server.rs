@@ -78,6 +78,9 @@ struct State {
     key: Option<String>,
     /// Answers chat completions from the request (probe tests).
     sim: Option<crate::ProviderSim>,
+    /// Answers `/v1/videos…` (video tests), with the jobs it accepted.
+    video: Option<crate::VideoSim>,
+    video_jobs: crate::video_sim::SimJobs,
 }
 
 impl Shared {
@@ -198,6 +201,22 @@ impl MockUpstream {
     /// queued) as `sim` behaves: from the request, instead of canned.
     pub fn simulate(&self, sim: crate::ProviderSim) {
         self.shared.state().sim = Some(sim);
+    }
+
+    /// From now on, requests on `/v1/videos…` with no scripted reply
+    /// queued are answered as `sim` behaves (submit, poll, content).
+    pub fn simulate_video(&self, sim: crate::VideoSim) {
+        self.shared.state().video = Some(sim);
+    }
+
+    /// Requests the mock received whose path starts with `prefix`.
+    pub fn requests_under(&self, prefix: &str) -> Vec<RecordedRequest> {
+        let state = self.shared.state();
+        let under = state
+            .requests
+            .iter()
+            .filter(|r| r.path().starts_with(prefix));
+        under.cloned().collect()
     }
 
     /// How many scripted replies are still queued.
@@ -367,8 +386,15 @@ async fn handle(
             models_reply(ids)
         } else {
             let sim = state.sim;
+            let state = &mut *state;
             let scripted = state.replies.pop_front();
-            scripted.unwrap_or_else(|| default_reply(&recorded, sim))
+            let video = || {
+                let v = state.video.as_ref()?;
+                v.answer(&recorded, &mut state.video_jobs)
+            };
+            scripted
+                .or_else(video)
+                .unwrap_or_else(|| default_reply(&recorded, sim))
         }
     };
 

@@ -125,3 +125,50 @@ fn findings(run: tb_store::ProbeRun) -> (String, String, tb_routing::ProbeFindin
         },
     )
 }
+
+/// The proxy's video job map: the ledger's `video_jobs` table.
+pub(crate) struct LedgerVideoJobs(pub(crate) Ledger);
+
+type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+impl tb_proxy::VideoJobs for LedgerVideoJobs {
+    fn save(&self, job: tb_proxy::VideoJobRow) -> Boxed<'_, Result<bool, String>> {
+        Box::pin(async move {
+            let row = tb_store::VideoJob {
+                job_id: job.job_id,
+                upstream_id: job.upstream_id,
+                request_id: job.request_id,
+                requested_model: job.requested_model,
+                model: job.model,
+                requested_seconds: job.requested_seconds,
+                submitted_at_ms: job.submitted_at_ms,
+                recorded_at_ms: None,
+            };
+            self.0.save_video_job(&row).await.map_err(|e| e.to_string())
+        })
+    }
+
+    fn find(&self, job_id: String) -> Boxed<'_, Result<Option<tb_proxy::VideoJobRow>, String>> {
+        Box::pin(async move {
+            let found = self.0.video_job(&job_id).await.map_err(|e| e.to_string())?;
+            Ok(found.map(|j| tb_proxy::VideoJobRow {
+                job_id: j.job_id,
+                upstream_id: j.upstream_id,
+                request_id: j.request_id,
+                requested_model: j.requested_model,
+                model: j.model,
+                requested_seconds: j.requested_seconds,
+                submitted_at_ms: j.submitted_at_ms,
+            }))
+        })
+    }
+
+    fn claim_record(&self, job_id: String, at_ms: i64) -> Boxed<'_, Result<bool, String>> {
+        Box::pin(async move {
+            self.0
+                .claim_video_job_record(&job_id, at_ms)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}

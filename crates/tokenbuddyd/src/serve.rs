@@ -117,6 +117,7 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     )
     .map_err(|e| Failure::Config(e.into()))?;
     proxy.serve_members(crate::keys::start_directory(ledger.clone()).await);
+    proxy.set_video_jobs(Arc::new(crate::ledger::LedgerVideoJobs(ledger.clone())));
     let proxy = Arc::new(proxy);
     match crate::ledger::load_trust(&ledger, proxy.routing().router()).await {
         Ok(pairs) => {

@@ -107,6 +107,7 @@ fn empty_json(p: Protocol) -> &'static str {
         Protocol::Embeddings => {
             r#"{"object":"list","data":[],"model":"m","usage":{"prompt_tokens":12,"total_tokens":12}}"#
         }
+        Protocol::Videos => r#"{"id":"video_x","object":"video","status":"failed"}"#,
     }
 }
 

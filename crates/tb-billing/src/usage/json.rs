@@ -29,6 +29,8 @@ pub fn from_json(protocol: Protocol, body: &[u8], request: &RequestFacts) -> Usa
         }
         // An embedding has no content to look for: a vector per input.
         Protocol::Embeddings => (None, raw_non_empty_array(env.data)),
+        // A video job object is billed by `video`, not read as usage.
+        Protocol::Videos => (None, false),
     };
     UsageReport::new(build_usage(protocol, &counts, image), saw_content, cost)
 }

@@ -47,7 +47,7 @@
 
 mod json;
 mod tap;
-mod wire;
+pub(crate) mod wire;
 
 #[cfg(test)]
 mod tests;

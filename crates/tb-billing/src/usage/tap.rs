@@ -92,8 +92,8 @@ impl UsageTap {
             Protocol::Responses => self.responses(&event_name(event, &env), &env),
             Protocol::Messages => self.messages(&event_name(event, &env), &env),
             Protocol::ImagesGenerations => self.images(&event_name(event, &env), &env),
-            // Embeddings never stream; read like chat if an upstream does.
-            Protocol::Embeddings => self.chat(event, &env),
+            // Neither streams; read like chat if an upstream does.
+            Protocol::Embeddings | Protocol::Videos => self.chat(event, &env),
         };
         match class {
             EventClass::Content => self.saw_content = true,

@@ -57,7 +57,7 @@ pub fn translate_answer_with(
         Protocol::ChatCompletions => read::chat(body),
         Protocol::Responses => read::responses(body),
         Protocol::Messages => read::messages(body),
-        Protocol::ImagesGenerations | Protocol::Embeddings => {
+        Protocol::ImagesGenerations | Protocol::Embeddings | Protocol::Videos => {
             Err(AnswerError::NotText(route.upstream))
         }
     }?;
@@ -66,7 +66,7 @@ pub fn translate_answer_with(
         Protocol::ChatCompletions => write::chat(ctx, &answer),
         Protocol::Responses => write::responses(ctx, &answer),
         Protocol::Messages => write::messages(&answer),
-        Protocol::ImagesGenerations | Protocol::Embeddings => {
+        Protocol::ImagesGenerations | Protocol::Embeddings | Protocol::Videos => {
             Err(AnswerError::NotText(route.client))
         }
     }

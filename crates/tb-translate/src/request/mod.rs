@@ -65,13 +65,17 @@ pub fn translate_request_with(
         Protocol::ChatCompletions => chat::read(&ctx, body)?,
         Protocol::Responses => responses::read(&ctx, body)?,
         Protocol::Messages => messages::read(&ctx, body)?,
-        Protocol::ImagesGenerations | Protocol::Embeddings => return Err(ctx.not_text("endpoint")),
+        Protocol::ImagesGenerations | Protocol::Embeddings | Protocol::Videos => {
+            return Err(ctx.not_text("endpoint"));
+        }
     };
     let (body, json_tool) = match route.upstream {
         Protocol::ChatCompletions => (chat::write(&ctx, &request)?, None),
         Protocol::Responses => (responses::write(&ctx, &request)?, None),
         Protocol::Messages => messages::write(&ctx, &request)?,
-        Protocol::ImagesGenerations | Protocol::Embeddings => return Err(ctx.not_text("model")),
+        Protocol::ImagesGenerations | Protocol::Embeddings | Protocol::Videos => {
+            return Err(ctx.not_text("model"));
+        }
     };
     Ok(TranslatedRequest {
         body,

@@ -26,7 +26,7 @@ impl Decoder {
             Protocol::ChatCompletions => Decoder::Chat(ChatDecoder::default()),
             Protocol::Messages => Decoder::Messages(MessagesDecoder::default()),
             Protocol::Responses => Decoder::Responses(ResponsesDecoder::default()),
-            Protocol::ImagesGenerations | Protocol::Embeddings => Decoder::None,
+            Protocol::ImagesGenerations | Protocol::Embeddings | Protocol::Videos => Decoder::None,
         }
     }
 

@@ -99,7 +99,7 @@ impl StreamTranslator {
             Protocol::Responses => {
                 Encoder::Responses(encode_responses::ResponsesEncoder::new(model, ctx))
             }
-            Protocol::ImagesGenerations | Protocol::Embeddings => Encoder::None,
+            Protocol::ImagesGenerations | Protocol::Embeddings | Protocol::Videos => Encoder::None,
         };
         StreamTranslator {
             parser: SseParser::new(),

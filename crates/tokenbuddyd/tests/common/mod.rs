@@ -286,7 +286,9 @@ pub const STREAMING_PROTOCOLS: [tb_domain::Protocol; 4] = [
 /// An upstream `error` event in `p`'s stream dialect.
 pub fn error_event(p: tb_domain::Protocol) -> &'static str {
     match p {
-        tb_domain::Protocol::ChatCompletions | tb_domain::Protocol::Embeddings => {
+        tb_domain::Protocol::ChatCompletions
+        | tb_domain::Protocol::Embeddings
+        | tb_domain::Protocol::Videos => {
             "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n"
         }
         tb_domain::Protocol::Messages => {

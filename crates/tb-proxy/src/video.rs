@@ -1,0 +1,868 @@
+//! Video generation jobs through the gateway (OpenAI's video API, issue 18
+//! part 3): `POST /v1/videos` submits a job, `GET /v1/videos/{id}` polls
+//! it, `GET /v1/videos/{id}/content` downloads it.
+//!
+//! A job is not one request: it is accepted by one upstream and lives
+//! there for minutes, so the forward path's attempt loop does not fit. The
+//! submit fails over (connect error, 5xx, 429, an upstream's own 401/403/404
+//! → next upstream, cheapest 8-second clip first); a client's 4xx is
+//! answered as is. The accepted job's id (the upstream's own) is mapped to
+//! the upstream in the ledger ([`VideoJobs`]), so polls and downloads reach
+//! it across restarts. The call record is written once, by the poll that
+//! first sees the job `completed` or `failed`, billed on the produced
+//! seconds (tb-billing's `video`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tb_billing::record::{Attempt, BalanceSource, BillingUnit, CallOutcome, CallRecord};
+use tb_billing::video::{JobStatus, JobView, PerSecond, VideoBill, billed_seconds, cost_video};
+use tb_domain::{Outcome, Protocol};
+use tb_router::Upstream;
+
+use crate::body::{BodyEdits, edit_body, full, read_request_body};
+use crate::call::unix_ms_now;
+use crate::commit::UPSTREAM;
+use crate::error::{ErrorCode, ProxyError};
+use crate::{ProxyBody, ProxyState};
+
+/// One accepted video job, as the ledger keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoJobRow {
+    /// The upstream's job id (also the client's).
+    pub job_id: String,
+    /// The upstream that accepted it.
+    pub upstream_id: String,
+    /// The submit's request id.
+    pub request_id: String,
+    /// The model the client asked for.
+    pub requested_model: String,
+    /// The model sent upstream.
+    pub model: String,
+    /// The client's `seconds`, when given.
+    pub requested_seconds: Option<u32>,
+    /// When the submit started, unix ms.
+    pub submitted_at_ms: i64,
+}
+
+/// Where video jobs are kept (the ledger, in the daemon). Errors are
+/// messages without secrets.
+pub trait VideoJobs: Send + Sync + 'static {
+    /// Stores an accepted job; `false` when the id is already mapped.
+    fn save(&self, job: VideoJobRow) -> BoxFuture<'_, Result<bool, String>>;
+    /// The job with this id.
+    fn find(&self, job_id: String) -> BoxFuture<'_, Result<Option<VideoJobRow>, String>>;
+    /// `true` for the first claim of the job's record only.
+    fn claim_record(&self, job_id: String, at_ms: i64) -> BoxFuture<'_, Result<bool, String>>;
+}
+
+/// What a request under `/v1/videos` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VideoCall<'a> {
+    Submit,
+    Poll(&'a str),
+    Content(&'a str),
+}
+
+/// Classifies a request under `/v1/videos` (pure).
+fn classify<'a>(method: &Method, path: &'a str) -> Result<VideoCall<'a>, ProxyError> {
+    let rest = path.strip_prefix("/v1/videos").unwrap_or(path);
+    let (call, allow) = match rest.trim_start_matches('/').split('/').collect::<Vec<_>>()[..] {
+        [""] => (VideoCall::Submit, "POST"),
+        [id] => (VideoCall::Poll(id), "GET"),
+        [id, "content"] => (VideoCall::Content(id), "GET"),
+        _ => {
+            return Err(ProxyError::new(
+                ErrorCode::UnknownRoute,
+                format!(
+                    "no endpoint {method} {path}; the video API is POST /v1/videos, GET /v1/videos/{{id}} and GET /v1/videos/{{id}}/content"
+                ),
+            ));
+        }
+    };
+    if method.as_str() != allow {
+        return Err(ProxyError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{method} is not allowed on {path}; use {allow}"),
+        ));
+    }
+    if let VideoCall::Poll(id) | VideoCall::Content(id) = call
+        && !valid_id(id)
+    {
+        return Err(ProxyError::new(
+            ErrorCode::VideoNotFound,
+            format!("{id:?} is not a video job id (ids are letters, digits, `_` and `-`)"),
+        ));
+    }
+    Ok(call)
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The members of a submit body the gateway reads; the rest is forwarded
+/// untouched.
+#[derive(Deserialize)]
+struct SubmitWire<'a> {
+    #[serde(default, borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    prompt: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    seconds: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    size: Option<&'a RawValue>,
+}
+
+/// A valid submit: what routing and billing need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Submit {
+    model: String,
+    seconds: Option<u32>,
+}
+
+fn invalid(message: String) -> ProxyError {
+    ProxyError::new(ErrorCode::InvalidField, message)
+}
+
+fn non_empty_string(raw: Option<&RawValue>) -> Option<String> {
+    let s: String = serde_json::from_str(raw?.get()).ok()?;
+    (!s.trim().is_empty()).then_some(s)
+}
+
+/// Validates a submit body (pure): a JSON object with a string `model` and
+/// `prompt`, `seconds` a whole number (`"8"` or `8`), `size` a string.
+fn parse_submit(body: &[u8]) -> Result<Submit, ProxyError> {
+    let not_object = |why: String| {
+        ProxyError::new(
+            ErrorCode::InvalidJson,
+            format!(
+                "the video request body is not a JSON object: {why}; send {{\"model\": \"sora-2\", \"prompt\": \"...\", \"seconds\": \"8\"}}"
+            ),
+        )
+    };
+    // serde would read a struct from an array too: only an object is one.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(not_object("it does not start with `{`".into()));
+    }
+    let wire: SubmitWire<'_> =
+        serde_json::from_slice(body).map_err(|e| not_object(e.to_string()))?;
+    let Some(model) = non_empty_string(wire.model) else {
+        return Err(ProxyError::new(
+            ErrorCode::MissingModel,
+            "the video request needs `model`, a non-empty string (e.g. \"sora-2\")".to_string(),
+        ));
+    };
+    if non_empty_string(wire.prompt).is_none() {
+        return Err(invalid(
+            "the video request needs `prompt`, a non-empty string describing the video".into(),
+        ));
+    }
+    let seconds = match wire.seconds {
+        None => None,
+        Some(raw) => match tb_billing::video::seconds_of(raw) {
+            Some(s) if s > 0 => Some(s),
+            _ => {
+                return Err(invalid(format!(
+                    "`seconds` must be a whole number of seconds above 0, as \"8\" or 8; got {}",
+                    raw.get()
+                )));
+            }
+        },
+    };
+    if let Some(raw) = wire.size
+        && serde_json::from_str::<String>(raw.get()).is_err()
+    {
+        return Err(invalid(format!(
+            "`size` must be a string such as \"720x1280\"; got {}",
+            raw.get()
+        )));
+    }
+    Ok(Submit { model, seconds })
+}
+
+/// What the submit loop does with an upstream's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// 2xx: the job is accepted.
+    Accepted,
+    /// The client's fault: answered as is, the next upstream would refuse too.
+    ClientError,
+    /// The upstream's problem (5xx, 429, its own key refused, the model
+    /// unknown there): try the next one.
+    Next(Outcome),
+}
+
+/// Classifies a submit answer's status (pure).
+fn verdict(status: StatusCode) -> Verdict {
+    match status.as_u16() {
+        200..=299 => Verdict::Accepted,
+        429 => Verdict::Next(Outcome::RateLimited),
+        401 | 403 => Verdict::Next(Outcome::AuthInvalid),
+        404 => Verdict::Next(Outcome::ClientError),
+        400..=499 => Verdict::ClientError,
+        _ => Verdict::Next(Outcome::ServerError),
+    }
+}
+
+/// Serves a request under `/v1/videos`.
+pub(crate) async fn handle(
+    state: &ProxyState,
+    req: Request<Incoming>,
+    request_id: &str,
+    started: (Instant, i64),
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let path = req.uri().path().to_string();
+    let call = classify(req.method(), &path)?;
+    let Some(jobs) = state.video_jobs.get() else {
+        return Err(ProxyError::new(
+            ErrorCode::NoRoute,
+            "video jobs need the ledger to remember which upstream accepted them; this daemon runs without one".to_string(),
+        ));
+    };
+    match call {
+        VideoCall::Submit => submit(state, jobs.as_ref(), req, request_id, started).await,
+        VideoCall::Poll(id) => poll(state, jobs.as_ref(), id).await,
+        VideoCall::Content(id) => {
+            let query = req.uri().query().map(str::to_string);
+            content(state, jobs.as_ref(), id, query.as_deref()).await
+        }
+    }
+}
+
+/// The request to `upstream` with its credentials.
+fn upstream_request(
+    upstream: &Upstream,
+    method: Method,
+    suffix: &str,
+    query: Option<&str>,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, ProxyError> {
+    let mut url = format!(
+        "{}{}{suffix}",
+        upstream.base_url(),
+        Protocol::Videos.upstream_suffix()
+    );
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    let mut req = Request::builder().method(method).uri(url);
+    if let Some(headers) = req.headers_mut() {
+        fill_headers(headers, upstream, !body.is_empty());
+    }
+    req.body(Full::new(body)).map_err(|e| {
+        ProxyError::new(
+            ErrorCode::Internal,
+            format!(
+                "the request to upstream {} could not be built: {e}",
+                upstream.id
+            ),
+        )
+    })
+}
+
+fn fill_headers(headers: &mut HeaderMap, upstream: &Upstream, json: bool) {
+    if json {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    if let Some((name, value)) = upstream.auth_header() {
+        headers.insert(name.clone(), value.clone());
+    }
+    for (name, value) in upstream.extra_headers() {
+        headers.insert(name.clone(), value.clone());
+    }
+}
+
+/// Sends with the request deadline; `Err` is the attempt's failure.
+async fn send(
+    state: &ProxyState,
+    req: Request<Full<Bytes>>,
+) -> Result<Response<Incoming>, (Outcome, String)> {
+    let deadline = state.settings.request_deadline;
+    match tokio::time::timeout(deadline, state.client.request(req)).await {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(e)) => Err((Outcome::ConnectFailed, tb_http::error_chain(&e))),
+        Err(_) => Err((
+            Outcome::ServerError,
+            format!("no answer within {} ms", deadline.as_millis()),
+        )),
+    }
+}
+
+/// Reads an upstream's (small, JSON) answer within the response limit.
+async fn read_answer(state: &ProxyState, body: Incoming) -> Result<Bytes, ProxyError> {
+    let limit = usize::try_from(state.settings.max_response_bytes).unwrap_or(usize::MAX);
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => Err(ProxyError::new(
+            ErrorCode::UpstreamUnreachable,
+            format!("reading the upstream's video job answer failed: {e}"),
+        )),
+    }
+}
+
+fn json_answer(status: StatusCode, body: Bytes, upstream: &Upstream) -> Response<ProxyBody> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    let headers = r.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(upstream.id.as_str()) {
+        headers.insert(UPSTREAM, v);
+    }
+    r
+}
+
+/// A submit ready to send: what was asked, the model sent upstream, the
+/// routes cheapest clip first, and the body with `model` resolved.
+struct Prepared {
+    asked: Submit,
+    model: String,
+    routes: Vec<Arc<Upstream>>,
+    body: Bytes,
+}
+
+/// Reads and validates the body (a malformed one reaches no upstream),
+/// plans the routes and orders them by the cost of the reference clip.
+async fn prepare_submit(
+    state: &ProxyState,
+    req: Request<Incoming>,
+) -> Result<Prepared, ProxyError> {
+    let (parts, body) = req.into_parts();
+    let bytes = read_request_body(&parts, body, state.settings.max_body_bytes).await?;
+    let asked = parse_submit(&bytes)?;
+    if let Err(why) = state.routing.can_route() {
+        return Err(ProxyError::new(ErrorCode::NoRoute, why.to_string()));
+    }
+    let plan = state.plan(&asked.model, Protocol::Videos, false);
+    if plan.routes.is_empty() {
+        return Err(ProxyError::new(
+            ErrorCode::ModelNotFound,
+            plan.not_found_message(&asked.model, Protocol::Videos),
+        ));
+    }
+    let mut routes: Vec<Arc<Upstream>> = plan
+        .routes
+        .iter()
+        .map(|r| Arc::clone(&r.upstream))
+        .collect();
+    tb_billing::video::order_by_clip_cost(&mut routes, |u| {
+        u.video_price_of(&plan.model).map(PerSecond)
+    });
+    let body = if plan.model == asked.model {
+        bytes
+    } else {
+        let edits = BodyEdits {
+            model: Some(&plan.model),
+            ..BodyEdits::default()
+        };
+        edit_body(&bytes, edits).map_err(|e| {
+            ProxyError::new(
+                ErrorCode::InvalidJson,
+                format!("the request body is not valid JSON: {e}"),
+            )
+        })?
+    };
+    Ok(Prepared {
+        asked,
+        model: plan.model,
+        routes,
+        body,
+    })
+}
+
+/// The submit: each route in order until one accepts (or the client's
+/// own mistake comes back).
+async fn submit(
+    state: &ProxyState,
+    jobs: &dyn VideoJobs,
+    req: Request<Incoming>,
+    request_id: &str,
+    started: (Instant, i64),
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let prepared = prepare_submit(state, req).await?;
+    let mut tried: Vec<String> = Vec::new();
+    for upstream in &prepared.routes {
+        let attempt_started = Instant::now();
+        let req = upstream_request(upstream, Method::POST, "", None, prepared.body.clone())?;
+        let resp = match send(state, req).await {
+            Ok(resp) => resp,
+            Err((outcome, detail)) => {
+                log_attempt(
+                    request_id,
+                    upstream,
+                    None,
+                    outcome,
+                    attempt_started,
+                    &detail,
+                );
+                tried.push(format!("{}: {detail}", upstream.id));
+                continue;
+            }
+        };
+        let status = resp.status();
+        let outcome = match verdict(status) {
+            Verdict::Next(outcome) => outcome,
+            Verdict::Accepted => Outcome::Ok,
+            Verdict::ClientError => Outcome::ClientError,
+        };
+        log_attempt(
+            request_id,
+            upstream,
+            Some(status),
+            outcome,
+            attempt_started,
+            "",
+        );
+        match verdict(status) {
+            Verdict::Next(_) => {
+                tried.push(format!("{}: HTTP {}", upstream.id, status.as_u16()));
+            }
+            Verdict::ClientError => {
+                let answer = read_answer(state, resp.into_body()).await?;
+                return Ok(json_answer(status, answer, upstream));
+            }
+            Verdict::Accepted => {
+                let answer = read_answer(state, resp.into_body()).await?;
+                let accepted = Accepted {
+                    upstream,
+                    request_id,
+                    submitted_at_ms: started.1,
+                };
+                remember(jobs, &prepared, &accepted, &answer).await?;
+                return Ok(json_answer(status, answer, upstream));
+            }
+        }
+    }
+    Err(ProxyError::new(
+        ErrorCode::UpstreamUnreachable,
+        format!(
+            "no upstream accepted the video job for {}: {}",
+            prepared.asked.model,
+            tried.join("; ")
+        ),
+    ))
+}
+
+/// Who accepted a job, for which request.
+struct Accepted<'a> {
+    upstream: &'a Upstream,
+    request_id: &'a str,
+    submitted_at_ms: i64,
+}
+
+/// Maps the accepted job's id to its upstream in the ledger.
+async fn remember(
+    jobs: &dyn VideoJobs,
+    prepared: &Prepared,
+    accepted: &Accepted<'_>,
+    answer: &[u8],
+) -> Result<(), ProxyError> {
+    let upstream = accepted.upstream;
+    let view = JobView::parse(answer).map_err(|e| {
+        ProxyError::new(
+            ErrorCode::UpstreamUnreachable,
+            format!("upstream {} accepted the video job but its answer is unusable ({e}); the job may exist there", upstream.id),
+        )
+    })?;
+    let row = VideoJobRow {
+        job_id: view.id.clone(),
+        upstream_id: upstream.id.to_string(),
+        request_id: accepted.request_id.to_string(),
+        requested_model: prepared.asked.model.clone(),
+        model: prepared.model.clone(),
+        requested_seconds: prepared.asked.seconds,
+        submitted_at_ms: accepted.submitted_at_ms,
+    };
+    if let Err(e) = jobs.save(row).await {
+        tracing::error!(target: "video.job_unsaved", request_id = %accepted.request_id, job = %view.id, upstream = %upstream.id, error = %e, "the video job was accepted but not stored; polls through tokenbuddy will not find it");
+    }
+    Ok(())
+}
+
+fn log_attempt(
+    request_id: &str,
+    upstream: &Upstream,
+    status: Option<StatusCode>,
+    outcome: Outcome,
+    started: Instant,
+    detail: &str,
+) {
+    tracing::info!(
+        target: "video.submit",
+        request_id = %request_id,
+        upstream = %upstream.id,
+        status = status.map_or(0, |s| s.as_u16()),
+        outcome = outcome.as_str(),
+        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        detail = %detail,
+        "video submit attempt"
+    );
+}
+
+/// The job and the upstream that accepted it.
+async fn locate(
+    state: &ProxyState,
+    jobs: &dyn VideoJobs,
+    id: &str,
+) -> Result<(VideoJobRow, Arc<Upstream>), ProxyError> {
+    let job = jobs.find(id.to_string()).await.map_err(|e| {
+        ProxyError::new(
+            ErrorCode::Internal,
+            format!("looking up video job {id} in the ledger failed: {e}"),
+        )
+    })?;
+    let Some(job) = job else {
+        return Err(ProxyError::new(
+            ErrorCode::VideoNotFound,
+            format!(
+                "no video job {id} was submitted through tokenbuddy; submit it with POST /v1/videos"
+            ),
+        ));
+    };
+    let table = state.routing.table();
+    let upstream = table
+        .upstreams()
+        .iter()
+        .find(|u| u.id.as_str() == job.upstream_id)
+        .cloned();
+    let Some(upstream) = upstream else {
+        return Err(ProxyError::new(
+            ErrorCode::UpstreamUnreachable,
+            format!(
+                "video job {id} was accepted by upstream {}, which is no longer configured; restore it in the config to reach the job",
+                job.upstream_id
+            ),
+        ));
+    };
+    Ok((job, upstream))
+}
+
+/// `GET` on the upstream that holds job `id`.
+async fn ask_holder(
+    state: &ProxyState,
+    upstream: &Upstream,
+    id: &str,
+    suffix: &str,
+    query: Option<&str>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let req = upstream_request(upstream, Method::GET, suffix, query, Bytes::new())?;
+    send(state, req).await.map_err(|(_, detail)| {
+        ProxyError::new(
+            ErrorCode::UpstreamUnreachable,
+            format!(
+                "upstream {} (which holds video job {id}) could not be reached: {detail}",
+                upstream.id
+            ),
+        )
+    })
+}
+
+async fn poll(
+    state: &ProxyState,
+    jobs: &dyn VideoJobs,
+    id: &str,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let (job, upstream) = locate(state, jobs, id).await?;
+    let resp = ask_holder(state, &upstream, id, &format!("/{id}"), None).await?;
+    let status = resp.status();
+    let answer = read_answer(state, resp.into_body()).await?;
+    if status.is_success()
+        && let Ok(view) = JobView::parse(&answer)
+        && view.status.is_terminal()
+    {
+        record_terminal(state, jobs, &job, &upstream, &view).await;
+    }
+    Ok(json_answer(status, answer, &upstream))
+}
+
+/// Writes the job's one call record, if this poll is the first to see it
+/// finished.
+async fn record_terminal(
+    state: &ProxyState,
+    jobs: &dyn VideoJobs,
+    job: &VideoJobRow,
+    upstream: &Upstream,
+    view: &JobView,
+) {
+    let now = unix_ms_now();
+    match jobs.claim_record(job.job_id.clone(), now).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::error!(target: "video.record_unclaimed", job = %job.job_id, error = %e, "could not mark the video job recorded; not recording it now so it is never recorded twice");
+            return;
+        }
+    }
+    let plan = state.plan(&job.requested_model, Protocol::Videos, false);
+    let plan_prices: Vec<PerSecond> = plan
+        .routes
+        .iter()
+        .filter_map(|r| r.upstream.video_price_of(&job.model).map(PerSecond))
+        .collect();
+    let record = terminal_record(job, upstream, view, &plan_prices, now);
+    state.recorder.submit(record);
+}
+
+/// The call record of a finished job (pure but for the id).
+fn terminal_record(
+    job: &VideoJobRow,
+    upstream: &Upstream,
+    view: &JobView,
+    plan_prices: &[PerSecond],
+    now_ms: i64,
+) -> CallRecord {
+    let (seconds, basis) = billed_seconds(view.seconds, job.requested_seconds);
+    let costing = cost_video(&VideoBill {
+        seconds,
+        winner: upstream.video_price_of(&job.model).map(PerSecond),
+        // The bundled price table has no per-second rows.
+        official: None,
+        plan: plan_prices,
+        reported_usd_micros: view.reported_cost_usd_micros,
+    });
+    crate::call::warn_if_outlier(&job.request_id, &costing);
+    tracing::info!(target: "video.recorded", job = %job.job_id, seconds, basis = basis.as_str(), "video job billed");
+    let ok = view.status == JobStatus::Completed;
+    let signed = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+    let latency_ms = u64::try_from(now_ms.saturating_sub(job.submitted_at_ms)).unwrap_or(0);
+    CallRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        request_id: job.request_id.clone(),
+        started_at_ms: job.submitted_at_ms,
+        endpoint: tb_billing::record::endpoint_label(Protocol::Videos).to_string(),
+        protocol: Protocol::Videos,
+        upstream_protocol: None,
+        requested_model: job.requested_model.clone(),
+        model: job.model.clone(),
+        stream: false,
+        ok,
+        outcome: if ok {
+            CallOutcome::Ok
+        } else {
+            CallOutcome::Failed
+        },
+        winner: Some(upstream.id.to_string()),
+        failed_over: false,
+        attempts: vec![Attempt {
+            upstream: upstream.id.to_string(),
+            status: Some(200),
+            outcome: if ok {
+                Outcome::Ok
+            } else {
+                Outcome::ServerError
+            },
+            error_class: (!ok).then_some(Outcome::ServerError),
+            latency_ms,
+        }],
+        latency_ms,
+        ttft_ms: None,
+        input_tokens: None,
+        cached_input_tokens: None,
+        cache_write_tokens: None,
+        cache_write_1h_tokens: None,
+        output_tokens: None,
+        reasoning_tokens: None,
+        tokens_per_second: None,
+        cost_usd_micros: signed(costing.cost_usd_micros),
+        est_cost_usd_micros: signed(costing.est_cost_usd_micros),
+        baseline_usd_micros: signed(costing.baseline_usd_micros),
+        baseline_kind: costing.baseline_kind,
+        saved_usd_micros: signed(costing.saved_usd_micros),
+        cached_saving_usd_micros: None,
+        settled_credit_micros: None,
+        balance_source: BalanceSource::SelfFundedProvider,
+        remaining_credit_micros: None,
+        billing_unit: BillingUnit::Seconds,
+        image_count: None,
+        image_size: None,
+        image_quality: None,
+        image_format: None,
+        image_cost_per_image_usd_micros: None,
+        image_output_tokens: None,
+        image_output_cost_usd_micros: None,
+        usage_missing: false,
+        empty_completion: false,
+        unpriced: costing.unpriced,
+        price_tier: None,
+        price_drift_ppm: signed(costing.price_drift_ppm),
+        prompt_hash: None,
+        trace_parent: None,
+    }
+}
+
+async fn content(
+    state: &ProxyState,
+    jobs: &dyn VideoJobs,
+    id: &str,
+    query: Option<&str>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let (_, upstream) = locate(state, jobs, id).await?;
+    let suffix = format!("/{id}/content");
+    let resp = ask_holder(state, &upstream, id, &suffix, query).await?;
+    let (parts, body) = resp.into_parts();
+    // Streamed through chunk by chunk: a video is never held whole.
+    let idle = state.settings.stream_idle_timeout;
+    let body = body
+        .map_err(|e| Box::new(e) as crate::BoxError)
+        .boxed_unsync();
+    let mut out = Response::new(with_idle_timeout(body, idle));
+    *out.status_mut() = parts.status;
+    for name in [
+        header::CONTENT_TYPE,
+        header::CONTENT_LENGTH,
+        header::CONTENT_DISPOSITION,
+    ] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(upstream.id.as_str()) {
+        out.headers_mut().insert(UPSTREAM, v);
+    }
+    Ok(out)
+}
+
+/// The body, ended with an error when no chunk comes for `idle` (a stalled
+/// download must not hold the client forever).
+fn with_idle_timeout(body: ProxyBody, idle: Duration) -> ProxyBody {
+    let stream = futures_util::stream::unfold(body, move |mut body| async move {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Ok(Some(frame)) => Some((frame, body)),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(format!("the upstream sent nothing for {} ms", idle.as_millis()).into()),
+                body,
+            )),
+        }
+    });
+    http_body_util::StreamBody::new(stream).boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_methods_are_classified() {
+        let get = Method::GET;
+        let post = Method::POST;
+        assert_eq!(classify(&post, "/v1/videos").unwrap(), VideoCall::Submit);
+        assert_eq!(
+            classify(&get, "/v1/videos/video_1").unwrap(),
+            VideoCall::Poll("video_1")
+        );
+        assert_eq!(
+            classify(&get, "/v1/videos/video_1/content").unwrap(),
+            VideoCall::Content("video_1")
+        );
+        assert_eq!(
+            classify(&get, "/v1/videos").unwrap_err().code,
+            ErrorCode::MethodNotAllowed
+        );
+        assert_eq!(
+            classify(&post, "/v1/videos/v").unwrap_err().code,
+            ErrorCode::MethodNotAllowed
+        );
+        assert_eq!(
+            classify(&get, "/v1/videos/a/b/c").unwrap_err().code,
+            ErrorCode::UnknownRoute
+        );
+        assert_eq!(
+            classify(&get, "/v1/videos/a%2Fb").unwrap_err().code,
+            ErrorCode::VideoNotFound
+        );
+    }
+
+    #[test]
+    fn submit_bodies_are_validated_with_precise_messages() {
+        let ok =
+            parse_submit(br#"{"model":"sora-2","prompt":"a cat","seconds":"8","size":"720x1280"}"#)
+                .unwrap();
+        assert_eq!(
+            ok,
+            Submit {
+                model: "sora-2".into(),
+                seconds: Some(8)
+            }
+        );
+        let n = parse_submit(br#"{"model":"sora-2","prompt":"a cat","seconds":4}"#).unwrap();
+        assert_eq!(n.seconds, Some(4));
+        let cases: &[(&[u8], ErrorCode, &str)] = &[
+            (b"not json", ErrorCode::InvalidJson, "not a JSON object"),
+            (br#"[1]"#, ErrorCode::InvalidJson, "not a JSON object"),
+            (br#"{"prompt":"p"}"#, ErrorCode::MissingModel, "`model`"),
+            (
+                br#"{"model":7,"prompt":"p"}"#,
+                ErrorCode::MissingModel,
+                "`model`",
+            ),
+            (br#"{"model":"m"}"#, ErrorCode::InvalidField, "`prompt`"),
+            (
+                br#"{"model":"m","prompt":" "}"#,
+                ErrorCode::InvalidField,
+                "`prompt`",
+            ),
+            (
+                br#"{"model":"m","prompt":"p","seconds":"eight"}"#,
+                ErrorCode::InvalidField,
+                "\"eight\"",
+            ),
+            (
+                br#"{"model":"m","prompt":"p","seconds":0}"#,
+                ErrorCode::InvalidField,
+                "`seconds`",
+            ),
+            (
+                br#"{"model":"m","prompt":"p","size":[1]}"#,
+                ErrorCode::InvalidField,
+                "`size`",
+            ),
+        ];
+        for (body, code, needle) in cases {
+            let e = parse_submit(body).unwrap_err();
+            assert_eq!(e.code, *code, "{}", String::from_utf8_lossy(body));
+            assert!(e.message.contains(needle), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn submit_answers_decide_failover() {
+        assert_eq!(verdict(StatusCode::OK), Verdict::Accepted);
+        assert_eq!(verdict(StatusCode::BAD_REQUEST), Verdict::ClientError);
+        assert_eq!(
+            verdict(StatusCode::UNPROCESSABLE_ENTITY),
+            Verdict::ClientError
+        );
+        assert_eq!(
+            verdict(StatusCode::TOO_MANY_REQUESTS),
+            Verdict::Next(Outcome::RateLimited)
+        );
+        assert_eq!(
+            verdict(StatusCode::UNAUTHORIZED),
+            Verdict::Next(Outcome::AuthInvalid)
+        );
+        assert_eq!(
+            verdict(StatusCode::SERVICE_UNAVAILABLE),
+            Verdict::Next(Outcome::ServerError)
+        );
+    }
+}
