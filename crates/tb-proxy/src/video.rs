@@ -706,6 +706,9 @@ fn terminal_record(
         price_drift_ppm: signed(costing.price_drift_ppm),
         prompt_hash: None,
         trace_parent: None,
+        // Member attribution of video jobs is not stored with the job yet
+        // (docs/decisions.md, "Video jobs and member keys").
+        member: None,
     }
 }
 
