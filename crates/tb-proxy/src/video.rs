@@ -706,8 +706,8 @@ fn terminal_record(
         price_drift_ppm: signed(costing.price_drift_ppm),
         prompt_hash: None,
         trace_parent: None,
-        // Member attribution of video jobs is not stored with the job yet
-        // (docs/decisions.md, "Video jobs and member keys").
+        // Video jobs are not attributed to members: the record is written
+        // at the terminal poll (docs/decisions.md, "Video jobs and member keys").
         member: None,
     }
 }
