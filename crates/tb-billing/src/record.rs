@@ -462,6 +462,17 @@ impl CallRecord {
 pub(crate) mod tests {
     use super::*;
 
+    /// One attempt on `upstream` that ended as `outcome` after 5 ms.
+    pub(crate) fn attempt(upstream: &str, outcome: Outcome) -> Attempt {
+        Attempt {
+            upstream: upstream.into(),
+            status: None,
+            outcome,
+            error_class: (outcome != Outcome::Ok).then_some(outcome),
+            latency_ms: 5,
+        }
+    }
+
     pub(crate) fn sample() -> CallRecord {
         CallRecord {
             id: "0190-a".into(),

@@ -296,15 +296,7 @@ pub fn upstream_series(samples: &[CallSample], bucket: Bucket) -> Vec<UpstreamSe
 mod tests {
     use super::*;
 
-    fn attempt(upstream: &str, outcome: Outcome) -> Attempt {
-        Attempt {
-            upstream: upstream.into(),
-            status: None,
-            outcome,
-            error_class: (outcome != Outcome::Ok).then_some(outcome),
-            latency_ms: 5,
-        }
-    }
+    use crate::record::tests::attempt;
 
     fn sample(
         at: i64,

@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::record::{Attempt, CallOutcome};
+use crate::record::CallOutcome;
+use crate::record::tests::attempt;
 
 /// A call answered by `winner` at once, settled at `cost` against an
 /// estimate of `est`.
@@ -18,16 +19,6 @@ fn call(n: i64, winner: &str, cost: Option<i64>, est: Option<i64>) -> CallRecord
         settled_credit_micros: cost,
         balance_source: BalanceSource::SellerAuthoritative,
         ..crate::record::tests::sample()
-    }
-}
-
-fn attempt(upstream: &str, outcome: Outcome) -> Attempt {
-    Attempt {
-        upstream: upstream.into(),
-        status: None,
-        outcome,
-        error_class: (outcome != Outcome::Ok).then_some(outcome),
-        latency_ms: 1,
     }
 }
 
