@@ -15,8 +15,8 @@ use tb_domain::Protocol;
 
 /// Where the walk is in the grammar. "Deep" states are inside containers
 /// whose keys the proxy does not read and whose values it does not type:
-/// there a string, `,` or `:` only moves the state (one table lookup, see
-/// [`FAST`]). The `Top` states are the objects whose keys are read (the
+/// there a string, `,` or `:` only moves the state and a bracket only
+/// moves the stack (one table lookup, see [`FAST`]). The `Top` states are the objects whose keys are read (the
 /// top level, and `stream_options`); they and everything else go through
 /// [`Walk::token`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,54 +50,48 @@ enum State {
     Done,
 }
 
-/// No fast transition: [`Walk::token`] decides.
-const SLOW: u8 = u8::MAX;
-/// Token classes for [`FAST`]: `"`, `,`, `:`, anything else.
-const QUOTE: usize = 0;
-const COMMA: usize = 1;
-const COLON: usize = 2;
-const OTHER: usize = 3;
+/// What a token does in a state, by table ([`FAST`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Moves to the state; nothing to read or check.
+    Go(State),
+    /// Opens a container, by [`Walk::stack`] when deep enough.
+    Push,
+    /// Closes a container, by [`Walk::stack`] when deep enough.
+    Pop,
+    /// [`Walk::token`] decides.
+    Slow,
+}
 
-/// The fast transitions, `[state][class]`.
-const FAST: [[u8; 4]; 15] = {
-    let mut t = [[SLOW; 4]; 15];
-    t[State::ArrValueOrClose as usize][QUOTE] = State::ArrNext as u8;
-    t[State::ArrValue as usize][QUOTE] = State::ArrNext as u8;
-    t[State::ArrNext as usize][COMMA] = State::ArrValue as u8;
-    t[State::ObjKeyOrClose as usize][QUOTE] = State::ObjColon as u8;
-    t[State::ObjKey as usize][QUOTE] = State::ObjColon as u8;
-    t[State::ObjColon as usize][COLON] = State::ObjValue as u8;
-    t[State::ObjValue as usize][QUOTE] = State::ObjNext as u8;
-    t[State::ObjNext as usize][COMMA] = State::ObjKey as u8;
+/// The fast transitions, `[state][byte]`.
+const FAST: [[Step; 256]; 15] = {
+    use State::*;
+    use Step::{Go, Pop, Push};
+    let mut t = [[Step::Slow; 256]; 15];
+    let (quote, comma, colon) = (b'"' as usize, b',' as usize, b':' as usize);
+    t[ArrValueOrClose as usize][quote] = Go(ArrNext);
+    t[ArrValue as usize][quote] = Go(ArrNext);
+    t[ArrNext as usize][comma] = Go(ArrValue);
+    t[ObjKeyOrClose as usize][quote] = Go(ObjColon);
+    t[ObjKey as usize][quote] = Go(ObjColon);
+    t[ObjColon as usize][colon] = Go(ObjValue);
+    t[ObjValue as usize][quote] = Go(ObjNext);
+    t[ObjNext as usize][comma] = Go(ObjKey);
+    let (open_object, open_array) = (b'{' as usize, b'[' as usize);
+    let (close_object, close_array) = (b'}' as usize, b']' as usize);
+    let mut s = 0;
+    while s < 3 {
+        let state = [ArrValueOrClose, ArrValue, ObjValue][s] as usize;
+        t[state][open_object] = Push;
+        t[state][open_array] = Push;
+        s += 1;
+    }
+    t[ArrValueOrClose as usize][close_array] = Pop;
+    t[ArrNext as usize][close_array] = Pop;
+    t[ObjKeyOrClose as usize][close_object] = Pop;
+    t[ObjNext as usize][close_object] = Pop;
     t
 };
-
-/// The [`FAST`] class of each byte.
-const CLASS: [u8; 256] = {
-    let mut t = [OTHER as u8; 256];
-    t[b'"' as usize] = QUOTE as u8;
-    t[b',' as usize] = COMMA as u8;
-    t[b':' as usize] = COLON as u8;
-    t
-};
-
-const STATES: [State; 15] = [
-    State::ArrValueOrClose,
-    State::ArrValue,
-    State::ArrNext,
-    State::ObjKeyOrClose,
-    State::ObjKey,
-    State::ObjColon,
-    State::ObjValue,
-    State::ObjNext,
-    State::TopKeyOrClose,
-    State::TopKey,
-    State::TopColon,
-    State::TopValue,
-    State::TopNext,
-    State::Start,
-    State::Done,
-];
 
 /// The grammar walk over stage 1's tokens.
 struct Walk<'a> {
@@ -126,53 +120,61 @@ impl<'a> Walk<'a> {
     #[inline(always)]
     fn tokens(&mut self, base: usize, mut mask: u64) -> bool {
         let b = self.scan.b;
+        let mut state = self.state;
         while mask != 0 {
             let at = base + mask.trailing_zeros() as usize;
             mask &= mask - 1;
             let Some(&c) = b.get(at) else {
                 return false;
             };
-            let next = FAST[self.state as usize][usize::from(CLASS[usize::from(c)])];
-            if let Some(&state) = STATES.get(usize::from(next)) {
-                self.state = state;
-            } else if at >= self.skip && !self.token(at, c) {
+            let step = FAST[state as usize][usize::from(c)];
+            if let Step::Go(next) = step {
+                state = next;
+                continue;
+            }
+            self.state = state;
+            if !(self.stack(step, c) || at < self.skip || self.token(at, c)) {
                 return false;
             }
+            state = self.state;
         }
+        self.state = state;
         true
     }
 
-    /// Any token the fast table does not take.
+    /// A [`Step::Push`] or [`Step::Pop`] in a deep container (depth 3 and more: no
+    /// member to type, no key to read), on the stack alone; false when it
+    /// is neither (or not deep), for [`Walk::token`].
+    #[inline(always)]
+    fn stack(&mut self, step: Step, c: u8) -> bool {
+        let scan = &mut self.scan;
+        if step == Step::Push && (2..MAX_DEPTH).contains(&scan.depth) {
+            scan.depth += 1;
+            scan.objects = (scan.objects << 1) | u128::from(c == b'{');
+            self.state = if c == b'{' {
+                State::ObjKeyOrClose
+            } else {
+                State::ArrValueOrClose
+            };
+            true
+        } else if step == Step::Pop && scan.depth > 3 {
+            scan.depth -= 1;
+            scan.objects >>= 1;
+            self.state = if scan.objects & 1 == 1 {
+                State::ObjNext
+            } else {
+                State::ArrNext
+            };
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Any token the fast table and [`Walk::stack`] do not take.
     fn token(&mut self, at: usize, c: u8) -> bool {
         use State::*;
-        let scan = &mut self.scan;
         match (self.state, c) {
-            // Deep containers (no member to type, no key to read, depth 3
-            // and more): the stack alone.
-            (ArrValueOrClose | ArrValue | ObjValue, b'{' | b'[')
-                if (2..MAX_DEPTH).contains(&scan.depth) =>
-            {
-                scan.depth += 1;
-                scan.objects = (scan.objects << 1) | u128::from(c == b'{');
-                self.state = if c == b'{' {
-                    ObjKeyOrClose
-                } else {
-                    ArrValueOrClose
-                };
-                true
-            }
-            (ObjKeyOrClose | ObjNext, b'}') | (ArrValueOrClose | ArrNext, b']')
-                if scan.depth > 3 =>
-            {
-                scan.depth -= 1;
-                scan.objects >>= 1;
-                self.state = if scan.objects & 1 == 1 {
-                    ObjNext
-                } else {
-                    ArrNext
-                };
-                true
-            }
             (ArrValueOrClose, b']') | (ArrNext, b']') => self.close(),
             (ObjKeyOrClose | ObjNext | TopKeyOrClose | TopNext, b'}') => self.close(),
             (ArrValueOrClose | ArrValue | ObjValue | TopValue | Start, _) => self.value(at, c),
