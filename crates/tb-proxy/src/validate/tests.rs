@@ -619,7 +619,7 @@ fn avx2_classes_match_the_portable_ones_for_every_byte_at_every_position() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2_000))]
+    #![proptest_config(ProptestConfig::with_cases(400))]
 
     #[test]
     fn escaped_bytes_match_the_byte_by_byte_model(words in prop::collection::vec(backslash_word(), 1..6)) {
