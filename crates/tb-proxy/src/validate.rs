@@ -749,6 +749,8 @@ impl<'a> Scan<'a> {
 }
 
 mod fast;
+// Elsewhere than x86_64 only the tests use the stage-1 kernel.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod stage1;
 
 #[cfg(test)]
