@@ -18,7 +18,9 @@
 //! compare AVX2 against. The production portable path is the scalar
 //! scanner of `validate.rs`: the fast path runs only where AVX2 is present.
 
-/// One 64-byte block's byte classes, bit `k` for byte `k`.
+/// One 64-byte block's byte classes, bit `k` for byte `k` (the tests'
+/// reference; the kernels compute only the classes a block needs).
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(super) struct Classes {
     /// `"`.
@@ -35,6 +37,7 @@ pub(super) struct Classes {
 }
 
 /// The portable classifier: the definition of every class, byte by byte.
+#[cfg(test)]
 pub(super) fn classify_portable(block: &[u8; 64]) -> Classes {
     let mut m = Classes::default();
     for (k, &c) in block.iter().enumerate() {
@@ -73,7 +76,7 @@ pub(super) fn escaped(backslash: u64, carry: &mut u64) -> u64 {
 }
 
 /// Bit `k` = XOR of bits `0..=k` (the portable prefix XOR).
-#[inline(always)]
+#[cfg(test)]
 pub(super) fn prefix_xor_portable(mut x: u64) -> u64 {
     x ^= x << 1;
     x ^= x << 2;
@@ -92,9 +95,9 @@ pub(super) struct Kernel<Load, Strings, Escapes, Ws, PrefixXor> {
     pub(super) load: Load,
     /// `[quote, backslash, control]`.
     pub(super) strings: Strings,
-    /// [`Classes::unusual_escape`].
+    /// Bytes that are not a one-character escape (`"\/bfnrt`).
     pub(super) escapes: Escapes,
-    /// [`Classes::ws`].
+    /// Space, tab, line feed, carriage return.
     pub(super) ws: Ws,
     /// Bit `k` = XOR of bits `0..=k`.
     pub(super) prefix_xor: PrefixXor,
