@@ -435,3 +435,248 @@ fn word_flags_are_exact_for_every_byte_at_every_position() {
         }
     }
 }
+
+// The fast path (stage 1 + token walk) against the scalar scanner: the same
+// verdict and the same facts on every body; errors are always the scalar
+// scanner's own, so equal verdicts mean equal messages and offsets.
+
+/// The scalar scanner's verdict and facts.
+fn scalar_scan(body: &[u8], protocol: Option<Protocol>) -> Option<Facts> {
+    let mut scan = Scan::new(body, protocol);
+    scan.run().ok().map(|()| scan.facts)
+}
+
+/// Checks the fast path (portable and, where the CPU has it, AVX2) against
+/// the scalar scanner on `body`, for the syntax check and for two
+/// protocols, and the public entry points; returns the syntax verdict.
+fn paths_agree(body: &[u8]) -> bool {
+    let show = || String::from_utf8_lossy(body).into_owned();
+    for protocol in [None, Some(CHAT), Some(Protocol::ImagesGenerations)] {
+        let scalar = scalar_scan(body, protocol);
+        let portable = fast::scan_portable(body, protocol);
+        assert_eq!(portable, scalar, "portable {protocol:?} {}", show());
+        #[cfg(target_arch = "x86_64")]
+        if stage1::avx2::available() {
+            let avx2 = fast::scan(body, protocol);
+            assert_eq!(
+                avx2,
+                scalar_scan(body, protocol),
+                "avx2 {protocol:?} {}",
+                show()
+            );
+        }
+    }
+    let syntax = Scan::new(body, None).run();
+    assert_eq!(check_syntax(body), syntax, "{}", show());
+    if let (Some(b'{'), Ok(text)) = (body.iter().find(|b| !is_ws(**b)), std::str::from_utf8(body)) {
+        let mut scan = Scan::new(body, Some(CHAT));
+        let want = scan
+            .run()
+            .and_then(|()| scan.facts.into_probe(text, body.len()));
+        assert_eq!(validate(body, CHAT), want, "{}", show());
+    }
+    syntax.is_ok()
+}
+
+/// A few documents with strings across 64-byte blocks, escapes and
+/// multi-byte UTF-8 at block boundaries, every value shape and the members
+/// the proxy reads.
+fn sample_documents() -> Vec<Vec<u8>> {
+    let long = "x".repeat(61);
+    vec![
+        br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"tools":[{"a":1}],"n":2,"size":"1x1"}"#.to_vec(),
+        format!(r#"{{"model":"gpt","a":"{long}\\\"\\\\\n\u00e9é😀","b":[1,-2.5e+3,true,false,null,{{}},[]]}}"#).into_bytes(),
+        format!(r#"{{"mod\u0065l":"a\/b","x":"{long}\ud83d\ude00","y":"\\\\\\\\\\\"","z":0}}"#).into_bytes(),
+        format!("{{\"model\" : \"m\" ,\r\n\t\"k\" : [ \"{}\" , 1 ] }}", "é".repeat(40)).into_bytes(),
+        br#"[1,"a",{"b":null}]"#.to_vec(),
+        br#""top""#.to_vec(),
+        b"-12.5e-3 ".to_vec(),
+    ]
+}
+
+#[test]
+fn fast_path_agrees_on_every_single_byte_change_of_small_documents() {
+    let replacements: &[u8] = b"{}[]\":,\\ \tx0-.eEtu\x00\x0c\x1a\x1f\x7f\x80\xc3\xff";
+    for doc in sample_documents() {
+        assert!(paths_agree(&doc), "{:?}", String::from_utf8_lossy(&doc));
+        for at in 0..doc.len() {
+            for &r in replacements {
+                let mut body = doc.clone();
+                body[at] = r;
+                paths_agree(&body);
+            }
+            let mut cut = doc.clone();
+            cut.remove(at);
+            paths_agree(&cut);
+            paths_agree(&doc[..at]);
+        }
+    }
+}
+
+#[test]
+fn fast_path_agrees_on_backslash_runs_and_quotes_at_block_boundaries() {
+    for pad in 40..75 {
+        for run in 0..6 {
+            for after in [b'"', b'n', b'u', b'x', b'\\', b'/'] {
+                let mut body =
+                    format!("{{\"model\":\"m\",\"k\":\"{}", "a".repeat(pad)).into_bytes();
+                body.extend(std::iter::repeat_n(b'\\', run));
+                body.push(after);
+                body.extend_from_slice(b"0041\",\"v\":[1]}");
+                paths_agree(&body);
+                // The same string reaching past the second block too.
+                let mut long = body.clone();
+                long.splice(10..10, std::iter::repeat_n(b' ', 64));
+                paths_agree(&long);
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_path_agrees_on_multibyte_utf8_and_surrogates_across_blocks() {
+    for pad in 50..70 {
+        for piece in [
+            "é",
+            "😀",
+            "\\ud83d\\ude00",
+            "\\ud83d",
+            "\\ude00",
+            "\\u00e9",
+            "\\u12",
+        ] {
+            let body = format!(
+                "{{\"model\":\"{}{piece}{piece}\",\"a\":1}}",
+                "m".repeat(pad)
+            );
+            paths_agree(body.as_bytes());
+        }
+    }
+}
+
+#[test]
+fn fast_path_agrees_at_the_depth_limit() {
+    for depth in [MAX_DEPTH - 2, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1] {
+        let mut body = b"{\"model\":\"m\",\"a\":".to_vec();
+        body.extend(nested("[", depth, "]"));
+        body.push(b'}');
+        assert_eq!(paths_agree(&body), depth < MAX_DEPTH, "{depth}");
+        paths_agree(&nested("{\"k\":", depth, "}"));
+    }
+}
+
+/// The escaped bytes, byte by byte: the byte after an escaping backslash.
+fn escaped_model(backslash: &[u64]) -> Vec<u64> {
+    let mut escaping = false;
+    backslash
+        .iter()
+        .map(|&word| {
+            let mut out = 0;
+            for k in 0..64 {
+                if escaping {
+                    out |= 1 << k;
+                    escaping = false;
+                } else if word >> k & 1 == 1 {
+                    escaping = true;
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// Words with long and short backslash runs.
+fn backslash_word() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        any::<u64>(),
+        Just(u64::MAX),
+        Just(1 << 63),
+        Just(1),
+        (any::<u64>(), any::<u64>()).prop_map(|(a, b)| a & b),
+        (any::<u64>(), any::<u64>()).prop_map(|(a, b)| a | b),
+    ]
+}
+
+#[test]
+fn avx2_classes_match_the_portable_ones_for_every_byte_at_every_position() {
+    #[cfg(target_arch = "x86_64")]
+    if stage1::avx2::available() {
+        for byte in 0..=255u8 {
+            for filler in [b'a', b' ', b'"', 0x80] {
+                let mut block = [filler; 64];
+                for k in 0..64 {
+                    block[k] = byte;
+                    assert_eq!(
+                        stage1::avx2::classify_checked(&block),
+                        stage1::classify_portable(&block),
+                        "{byte:#x} at {k}"
+                    );
+                    block[k] = filler;
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn escaped_bytes_match_the_byte_by_byte_model(words in prop::collection::vec(backslash_word(), 1..6)) {
+        let mut carry = 0;
+        let got: Vec<u64> = words.iter().map(|&w| stage1::escaped(w, &mut carry)).collect();
+        prop_assert_eq!(got, escaped_model(&words));
+    }
+
+    #[test]
+    fn prefix_xor_matches_bit_by_bit(x in any::<u64>()) {
+        let mut want = 0;
+        let mut acc = 0;
+        for k in 0..64 {
+            acc ^= x >> k & 1;
+            want |= acc << k;
+        }
+        prop_assert_eq!(stage1::prefix_xor_portable(x), want);
+        #[cfg(target_arch = "x86_64")]
+        if stage1::avx2::available() {
+            prop_assert_eq!(stage1::avx2::prefix_xor_checked(x), want);
+        }
+    }
+
+    #[test]
+    fn avx2_classes_match_the_portable_ones(block in prop::collection::vec(json_byte(), 64)) {
+        #[cfg(target_arch = "x86_64")]
+        if stage1::avx2::available() {
+            let block: [u8; 64] = block.try_into().unwrap_or([0; 64]);
+            prop_assert_eq!(stage1::avx2::classify_checked(&block), stage1::classify_portable(&block));
+        }
+    }
+
+    #[test]
+    fn fast_path_agrees_on_generated_json(v in json_value(), pretty in any::<bool>()) {
+        let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) };
+        let text = text.unwrap();
+        prop_assert!(paths_agree(text.as_bytes()), "{text}");
+        let mut obj = serde_json::Map::new();
+        obj.insert("model".into(), Value::String("m".into()));
+        obj.insert("messages".into(), v);
+        paths_agree(&serde_json::to_vec(&obj).unwrap());
+    }
+
+    #[test]
+    fn fast_path_agrees_on_mutated_json(
+        v in json_value(),
+        edits in prop::collection::vec(mutation(), 1..4),
+    ) {
+        let mut obj = serde_json::Map::new();
+        obj.insert("model".into(), Value::String("m".into()));
+        obj.insert("stream".into(), Value::Bool(true));
+        obj.insert("messages".into(), v);
+        paths_agree(&mutate(serde_json::to_vec(&obj).unwrap(), &edits));
+    }
+
+    #[test]
+    fn fast_path_agrees_on_arbitrary_bytes(body in prop::collection::vec(json_byte(), 0..150)) {
+        paths_agree(&body);
+    }
+}
