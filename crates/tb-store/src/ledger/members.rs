@@ -105,7 +105,8 @@ const KEY_COLUMNS: &str =
     "id, member, key_hash, models, created_at_ms, revoked_at_ms, budget_usd_micros, rpm, tpm";
 
 impl Ledger {
-    /// Stores a new key.
+    /// Stores a new key, and the member's usage row if it has none (so
+    /// admissions find it: one statement each).
     pub async fn create_member_key(&self, key: &MemberKeyRow) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO member_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
@@ -124,6 +125,7 @@ impl Ledger {
                 .bind(key.tpm)
                 .execute(pool)
                 .await?;
+            sqlx::query(CREATE_USAGE_ROW).bind(key.member.as_str()).execute(pool).await?;
             Ok(())
         })
     }
@@ -202,11 +204,9 @@ impl Ledger {
             }
             // No row yet (a member whose first call this is): create it,
             // then admit against it.
-            let sql =
-                "INSERT INTO member_usage (member) VALUES ($1) ON CONFLICT (member) DO NOTHING";
             with_pool!(self, pool => {
                 self.trip();
-                sqlx::query(sql).bind(ask.member).execute(pool).await?;
+                sqlx::query(CREATE_USAGE_ROW).bind(ask.member).execute(pool).await?;
             });
         }
         Err(StoreError::Corrupt {
@@ -380,6 +380,9 @@ static ADMIT_SQLITE: LazyLock<String> = LazyLock::new(admit_update);
 const RESERVE_SQLITE: &str = "INSERT INTO member_reservations \
      (id, member, window_start_ms, cost_usd_micros, tokens, expires_at_ms) \
      VALUES ($6, $1, $2, $7, $8, $9)";
+
+const CREATE_USAGE_ROW: &str =
+    "INSERT INTO member_usage (member) VALUES ($1) ON CONFLICT (member) DO NOTHING";
 
 const RELEASE_LAPSED: &str = "UPDATE member_usage \
      SET reserved_usd_micros = reserved_usd_micros - $2 WHERE member = $1";
