@@ -95,7 +95,14 @@ pub struct CallFilter {
     pub protocol: Option<Protocol>,
     /// How the call ended.
     pub outcome: Option<CallOutcome>,
+    /// The member whose key made the call; [`ACCESS_TOKEN_MEMBER`]: the
+    /// calls made with the access token.
+    pub member: Option<String>,
 }
+
+/// The `member` filter value for calls made with the access token (no
+/// member), as `usage --by member` shows them.
+pub const ACCESS_TOKEN_MEMBER: &str = "-";
 
 impl CallFilter {
     /// Whether nothing is filtered.
@@ -110,11 +117,16 @@ impl CallFilter {
         winner: Option<&str>,
         protocol: Protocol,
         outcome: CallOutcome,
+        member: Option<&str>,
     ) -> bool {
         self.model.as_deref().is_none_or(|m| m == model)
             && self.upstream.as_deref().is_none_or(|u| Some(u) == winner)
             && self.protocol.is_none_or(|p| p == protocol)
             && self.outcome.is_none_or(|o| o == outcome)
+            && self
+                .member
+                .as_deref()
+                .is_none_or(|m| member.map_or(m == ACCESS_TOKEN_MEMBER, |member| m == member))
     }
 }
 
@@ -444,20 +456,31 @@ mod tests {
 
     #[test]
     fn filters_match_like_the_ledger() {
+        use CallOutcome::{Failed, Ok};
+        use Protocol::{ChatCompletions, Messages, Responses};
         let any = CallFilter::default();
         assert!(any.is_empty());
-        assert!(any.matches("m", None, Protocol::ChatCompletions, CallOutcome::Failed));
+        assert!(any.matches("m", None, ChatCompletions, Failed, Some("ana")));
         let f = CallFilter {
             model: Some("m".into()),
             upstream: Some("u".into()),
-            protocol: Some(Protocol::Messages),
-            outcome: Some(CallOutcome::Ok),
+            protocol: Some(Messages),
+            outcome: Some(Ok),
+            member: Some("ana".into()),
         };
         assert!(!f.is_empty());
-        assert!(f.matches("m", Some("u"), Protocol::Messages, CallOutcome::Ok));
-        assert!(!f.matches("m2", Some("u"), Protocol::Messages, CallOutcome::Ok));
-        assert!(!f.matches("m", None, Protocol::Messages, CallOutcome::Ok));
-        assert!(!f.matches("m", Some("u"), Protocol::Responses, CallOutcome::Ok));
-        assert!(!f.matches("m", Some("u"), Protocol::Messages, CallOutcome::Failed));
+        assert!(f.matches("m", Some("u"), Messages, Ok, Some("ana")));
+        assert!(!f.matches("m2", Some("u"), Messages, Ok, Some("ana")));
+        assert!(!f.matches("m", None, Messages, Ok, Some("ana")));
+        assert!(!f.matches("m", Some("u"), Responses, Ok, Some("ana")));
+        assert!(!f.matches("m", Some("u"), Messages, Failed, Some("ana")));
+        assert!(!f.matches("m", Some("u"), Messages, Ok, Some("bo")));
+        assert!(!f.matches("m", Some("u"), Messages, Ok, None));
+        let token = CallFilter {
+            member: Some(ACCESS_TOKEN_MEMBER.into()),
+            ..CallFilter::default()
+        };
+        assert!(token.matches("m", None, Messages, Ok, None));
+        assert!(!token.matches("m", None, Messages, Ok, Some("ana")));
     }
 }

@@ -289,6 +289,64 @@
     byId('calls-empty').hidden = calls.length > 0;
   }
 
+  // ---------- members ----------
+
+  const ACCESS_TOKEN = '-';
+  function memberName(key) {
+    return key === '' || key === ACCESS_TOKEN ? 'Access token' : String(key);
+  }
+
+  // Spend, calls and tokens per member (`/v1/usage?by=member`): a table and
+  // one bar per member in the spend chart's style. Hidden while only the
+  // access token made calls.
+  function renderMembers(u) {
+    const rows = (Array.isArray(u && u.rows) ? u.rows : [])
+      .filter((r) => r && typeof r.key === 'string')
+      .slice()
+      .sort((a, b) => (b.cost_usd_micros || 0) - (a.cost_usd_micros || 0) || String(a.key).localeCompare(String(b.key)));
+    rows.forEach((r) => { if (r.key !== '') noteOption('member', r.key); });
+    byId('members').hidden = !rows.some((r) => r.key !== '');
+    byId('members-body').replaceChildren(...rows.map((r) => {
+      const tr = el('tr', { 'data-testid': 'member-row', 'data-member': r.key === '' ? ACCESS_TOKEN : r.key });
+      tr.append(
+        el('th', { scope: 'row' }, memberName(r.key)),
+        el('td', { class: 'num', 'data-testid': 'member-calls' }, String(r.calls)),
+        el('td', { class: 'num' }, String(r.input_tokens)),
+        el('td', { class: 'num' }, String(r.output_tokens)),
+        el('td', { class: 'num', 'data-testid': 'member-spend' }, usd(r.cost_usd_micros)),
+      );
+      return tr;
+    }));
+    drawMembers(rows);
+  }
+
+  function drawMembers(rows) {
+    const W = 640, left = 120, right = 90, rowH = 22, top = 6;
+    const H = top * 2 + Math.max(1, rows.length) * rowH;
+    const plotW = W - left - right;
+    const val = (v) => (isNum(v) && v > 0 ? v : 0);
+    const max = Math.max(1, ...rows.map((r) => val(r.cost_usd_micros)));
+    const root = svg('svg', {
+      viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': 'members-chart-title', 'data-testid': 'members-chart-svg',
+    });
+    root.appendChild(svg('title', { id: 'members-chart-title' },
+      `Spend per member: ${rows.map((r) => `${memberName(r.key)} ${usd(r.cost_usd_micros)}`).join(', ') || 'no calls'}`));
+    root.appendChild(svg('line', { class: 'axis', x1: left, y1: top, x2: left, y2: H - top }));
+    rows.forEach((r, i) => {
+      const y = top + i * rowH;
+      const w = (val(r.cost_usd_micros) / max) * plotW;
+      root.appendChild(svg('text', { class: 'label', x: left - 6, y: y + rowH * 0.65, 'text-anchor': 'end' }, memberName(r.key)));
+      const rect = svg('rect', {
+        class: 'bar spend', x: left, y: (y + 3).toFixed(1), width: w.toFixed(1), height: (rowH - 6).toFixed(1),
+        'data-testid': 'members-bar', 'data-member': r.key === '' ? ACCESS_TOKEN : r.key,
+      });
+      rect.appendChild(svg('title', null, `${memberName(r.key)}: ${usd(r.cost_usd_micros)} in ${r.calls} calls`));
+      root.appendChild(rect);
+      root.appendChild(svg('text', { class: 'label', x: (left + w + 6).toFixed(1), y: y + rowH * 0.65 }, usd(r.cost_usd_micros)));
+    });
+    byId('members-chart').replaceChildren(root);
+  }
+
   function renderUpstreams(data) {
     const ups = Array.isArray(data && data.upstreams) ? data.upstreams : [];
     for (const u of ups) noteOption('upstream', u.id);
@@ -607,9 +665,9 @@
   let filterGen = 0;
   // The trends are fetched at the next refresh whatever the window.
   let seriesDue = true;
-  const FILTERS = ['model', 'upstream', 'protocol', 'outcome'];
-  // Values seen for the model and upstream choices (they only grow).
-  const known = { model: new Set(), upstream: new Set() };
+  const FILTERS = ['model', 'upstream', 'protocol', 'outcome', 'member'];
+  // Values seen for the model, upstream and member choices (they only grow).
+  const known = { model: new Set(), upstream: new Set(), member: new Set(['-']) };
 
   function noteOption(kind, value) {
     if (typeof value !== 'string' || value === '' || known[kind].has(value)) return;
@@ -618,7 +676,9 @@
     const options = [...known[kind]].sort();
     const at = options.indexOf(value);
     // Options after the "Any" one, kept sorted; the selection is untouched.
-    const before = select.options[at + 1] || null;
+    // (The member choice also has its fixed access-token option first.)
+    const fixed = kind === 'member' ? 1 : 0;
+    const before = select.options[at + 1 + fixed] || null;
     select.insertBefore(el('option', { value }, value), before);
   }
 
@@ -931,6 +991,7 @@
     const jobs = [
       ['/v1/status', renderStatus],
       ['/v1/usage?by=day&since=7d', renderUsage],
+      ['/v1/usage?by=member&since=7d', renderMembers],
       [`/v1/calls?limit=20${q}`, current(renderCalls)],
       ['/v1/upstreams', renderUpstreams],
       ['/v1/credit', renderCredit],

@@ -1,6 +1,6 @@
 //! The query parameters the dashboard's endpoints add: the call filters of
 //! `/v1/calls` and `/v1/series` (`model`, `upstream`, `protocol`,
-//! `outcome`), `/v1/series`' `since` and `bucket`, and the id of
+//! `outcome`, `member`), `/v1/series`' `since` and `bucket`, and the id of
 //! `/v1/calls/{id}`. Each bad value is a `400 invalid_query` naming the
 //! parameter, what it got and what it takes.
 
@@ -17,8 +17,8 @@ const MAX_NAME_LEN: usize = 256;
 /// The longest call id.
 const MAX_ID_LEN: usize = 128;
 
-/// `model`, `upstream`, `protocol` and `outcome` (an empty value is no
-/// filter).
+/// `model`, `upstream`, `protocol`, `outcome` and `member` (`-`: the
+/// access token's calls; an empty value is no filter).
 pub(crate) fn call_filter(pairs: &[(String, String)]) -> Result<CallFilter, ApiError> {
     let name = |param: &str| -> Result<Option<String>, ApiError> {
         match first(pairs, param) {
@@ -54,6 +54,7 @@ pub(crate) fn call_filter(pairs: &[(String, String)]) -> Result<CallFilter, ApiE
         upstream: name("upstream")?,
         protocol,
         outcome,
+        member: name("member")?,
     })
 }
 

@@ -99,6 +99,8 @@ impl Recorder {
 
 /// What is known when the request is planned.
 pub(crate) struct CallStart {
+    /// The record's id (a member's reservation has the same id).
+    pub id: String,
     pub request_id: String,
     pub started: Instant,
     pub started_at_ms: i64,
@@ -131,6 +133,7 @@ pub(crate) fn reject(
 ) -> crate::error::ProxyError {
     tracing::info!(target: "request.rejected", request_id = %request_id, problem = %invalid, "malformed request body refused");
     let start = CallStart {
+        id: uuid::Uuid::now_v7().to_string(),
         request_id: request_id.to_string(),
         started: started.0,
         started_at_ms: started.1,
@@ -359,8 +362,8 @@ impl Tracked {
             costing.cost_usd_micros,
         );
         let record = CallRecord {
-            id: uuid::Uuid::now_v7().to_string(),
             // `start` is consumed here: its strings move into the record.
+            id: start.id,
             request_id: start.request_id,
             started_at_ms: start.started_at_ms,
             endpoint: endpoint_label(start.protocol).to_string(),

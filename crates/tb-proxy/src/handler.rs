@@ -22,7 +22,7 @@ use crate::error::{ErrorCode, ProxyError};
 use crate::foreign::{has_foreign_items, has_unsigned_thinking};
 use crate::gateway::{self, Endpoint};
 use crate::headers::upstream_request_headers;
-use crate::member::{Caller, Member, check_limits};
+use crate::member::{CallEstimate, Caller, Member, Reservation, refusal};
 use crate::translation::Translations;
 use crate::validate::RequestProbe as Probe;
 use crate::{ProxyBody, ProxyState};
@@ -159,7 +159,9 @@ async fn dispatch(
             ),
         )),
         Endpoint::CountTokens => count_tokens(state, req).await,
-        Endpoint::Videos => crate::video::handle(state, req, request_id, started).await,
+        Endpoint::Videos => {
+            crate::video::handle(state, req, request_id, started, caller.member()).await
+        }
         Endpoint::Forward(protocol) => {
             forward(state, req, protocol, request_id, started, caller.member()).await
         }
@@ -262,7 +264,7 @@ pub(crate) async fn forward_with<T: Transport>(
         .map_err(|e| crate::call::reject(&state.recorder, e, protocol, request_id, started))?;
     fault_hook(&probe.model);
     if let Some(member) = req.member {
-        admit_member(state, member, &probe.model).await?;
+        allow_model(member, &probe.model)?;
     }
     let mut plan = plan_routes(state, &probe, protocol)?;
     // Translated routes need the client's body with only `model` resolved;
@@ -279,7 +281,14 @@ pub(crate) async fn forward_with<T: Transport>(
     let add_usage = protocol == Protocol::ChatCompletions && probe.stream && !probe.usage_requested;
     let edits = native_edits(protocol, &req.bytes, add_usage);
     let body = outbound_body(&req.bytes, &probe.model, &plan.model, edits)?;
-    let call = track_call(state, &req, &probe, &plan);
+    // The record's id is the member's reservation id: the record, when
+    // written, replaces the reservation with what the call cost.
+    let call_id = uuid::Uuid::now_v7().to_string();
+    if let Some(member) = req.member {
+        let reservation = reservation(protocol, &req.bytes, &plan, &call_id);
+        admit_member(state, member, &reservation).await?;
+    }
+    let call = track_call(state, &req, &probe, &plan, call_id);
     let facts = RequestFacts::from_request_json(protocol, &req.bytes);
     let ctx = Ctx {
         protocol,
@@ -303,24 +312,46 @@ pub(crate) async fn forward_with<T: Transport>(
     Ok(walk(state, transport, &ctx, &probe.model, call).await)
 }
 
-/// A member's request passes its key's model list and limits (counted in
-/// the shared counters), or is refused before any upstream sees it.
-async fn admit_member(state: &ProxyState, member: &Member, model: &str) -> Result<(), ProxyError> {
-    if !member.allows(model) {
-        return Err(ProxyError::new(
-            ErrorCode::ModelNotAllowed,
-            format!(
-                "member {:?} may not use model {model:?}; the key allows {}; ask the team admin to create a key with `tokenbuddyd keys create --member {} --models ...`",
-                member.name,
-                member.models.as_deref().unwrap_or_default().join(", "),
-                member.name
-            ),
-        ));
+/// A member's request names a model its key allows, or is refused
+/// before any upstream sees it.
+pub(crate) fn allow_model(member: &Member, model: &str) -> Result<(), ProxyError> {
+    if member.allows(model) {
+        return Ok(());
     }
+    Err(ProxyError::new(
+        ErrorCode::ModelNotAllowed,
+        format!(
+            "member {:?} may not use model {model:?}; the key allows {}; ask the team admin to create a key with `tokenbuddyd keys create --member {} --models ...`",
+            member.name,
+            member.models.as_deref().unwrap_or_default().join(", "),
+            member.name
+        ),
+    ))
+}
+
+/// What a member's call reserves: its estimated tokens, and its cost on
+/// the priciest route of the plan.
+fn reservation(protocol: Protocol, bytes: &[u8], plan: &RoutePlan, id: &str) -> Reservation {
+    let estimate = CallEstimate::of_request(protocol, bytes);
+    let prices = plan.routes.iter().map(|r| r.upstream.price_of(&plan.model));
+    Reservation {
+        id: id.to_string(),
+        cost_usd_micros: estimate.worst_cost(prices),
+        tokens: estimate.tokens(),
+    }
+}
+
+/// A member's request passes its key's limits, reserving `reservation`
+/// in the shared counters, or is refused before any upstream sees it.
+pub(crate) async fn admit_member(
+    state: &ProxyState,
+    member: &Member,
+    reservation: &Reservation,
+) -> Result<(), ProxyError> {
     let Some(members) = state.members.get().filter(|_| member.limits.any()) else {
         return Ok(());
     };
-    let usage = members.count_request(member).await.map_err(|e| {
+    let usage = members.admit(member, reservation).await.map_err(|e| {
         ProxyError::new(
             ErrorCode::NoRoute,
             format!(
@@ -329,7 +360,10 @@ async fn admit_member(state: &ProxyState, member: &Member, model: &str) -> Resul
             ),
         )
     })?;
-    check_limits(&member.limits, &usage).map_err(|r| r.to_proxy_error(&member.name))
+    if usage.admitted {
+        return Ok(());
+    }
+    Err(refusal(&member.limits, &usage).to_proxy_error(&member.name))
 }
 
 /// Runs the attempt loop and answers with what it ended with.
@@ -457,10 +491,12 @@ fn track_call(
     req: &ReadRequest<'_>,
     probe: &Probe,
     plan: &RoutePlan,
+    id: String,
 ) -> CallTracker {
     CallTracker::new(
         Arc::clone(&state.recorder),
         CallStart {
+            id,
             request_id: req.request_id.to_string(),
             started: req.started.0,
             started_at_ms: req.started.1,

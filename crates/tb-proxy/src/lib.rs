@@ -62,8 +62,9 @@ use tokio::net::TcpListener;
 pub use call::{CallSink, SinkFailure, SinkHealth};
 pub use error::{ErrorCode, ProxyError};
 pub use member::{
-    LimitRefusal, MEMBER_KEY_PREFIX, Member, MemberKey, MemberKeys, MemberLimits, MemberUsage,
-    UsageFuture, check_limits, key_hash,
+    CallEstimate, DEFAULT_OUTPUT_TOKENS, LimitRefusal, MEMBER_KEY_PREFIX, Member, MemberKey,
+    MemberKeys, MemberLimits, MemberUsage, Reservation, UsageFuture, check_limits, key_hash,
+    refusal,
 };
 pub use report::{BudgetReport, RegistryReport, StatusReport};
 pub use server::ShutdownOutcome;

@@ -15,7 +15,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
+use tb_billing::cost::RoutePrice;
 use tb_billing::record::usd;
+use tb_billing::usage::Usage;
 
 use crate::TokenError;
 use crate::error::{ErrorCode, ProxyError};
@@ -94,17 +96,102 @@ impl MemberLimits {
     }
 }
 
-/// What the shared counters say about a member, this request included.
+/// What the shared counters say about a member after an admission: the
+/// new values when it was admitted, the values it was refused on
+/// otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MemberUsage {
-    /// Requests in the current minute window, this one counted.
+    /// Whether the request was admitted (its reservation made).
+    pub admitted: bool,
+    /// Admitted requests in the current minute window.
     pub requests: u64,
-    /// Tokens of the member's calls recorded in the current window.
+    /// Tokens in the window: recorded calls plus calls in flight.
     pub tokens: u64,
     /// The member's recorded spend, USD micros.
     pub spent_usd_micros: i64,
+    /// What the member's calls in flight have reserved, USD micros.
+    pub reserved_usd_micros: i64,
     /// Seconds until the current window ends (≥ 1).
     pub retry_after_secs: u64,
+}
+
+/// What one call reserves at admission until its record replaces it
+/// with the actual cost and tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The reservation's id: the id the call's record will have.
+    pub id: String,
+    /// The call's estimated worst cost, USD micros.
+    pub cost_usd_micros: u64,
+    /// The call's estimated tokens, input + output.
+    pub tokens: u64,
+}
+
+/// Output tokens a request is assumed to ask for when it sets no
+/// `max_tokens` (`max_completion_tokens`, `max_output_tokens`).
+pub const DEFAULT_OUTPUT_TOKENS: u64 = 4_096;
+
+/// A call's estimated size, from its body alone: no tokenizer on the
+/// request path. Input is one token per 3 body bytes (text runs about 4
+/// bytes a token in `o200k_base`, and the JSON around it adds more, so
+/// this over-counts in practice); output is the request's own cap, else
+/// [`DEFAULT_OUTPUT_TOKENS`] (none for embeddings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallEstimate {
+    /// Estimated input tokens.
+    pub input_tokens: u64,
+    /// The most output tokens the call may produce.
+    pub output_tokens: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct OutputCap {
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
+}
+
+impl CallEstimate {
+    /// The estimate of a request body of `protocol`.
+    pub fn of_request(protocol: tb_domain::Protocol, body: &[u8]) -> CallEstimate {
+        let input_tokens = (body.len() as u64).div_ceil(3);
+        let cap = serde_json::from_slice::<OutputCap>(body)
+            .ok()
+            .and_then(|c| {
+                c.max_completion_tokens
+                    .or(c.max_output_tokens)
+                    .or(c.max_tokens)
+            });
+        let output_tokens = match protocol {
+            tb_domain::Protocol::Embeddings => 0,
+            _ => cap.unwrap_or(DEFAULT_OUTPUT_TOKENS),
+        };
+        CallEstimate {
+            input_tokens,
+            output_tokens,
+        }
+    }
+
+    /// Input + output.
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens.saturating_add(self.output_tokens)
+    }
+
+    /// The worst cost over `prices` (the routes the call may take), USD
+    /// micros; an unpriced route costs nothing known (its record's cost is
+    /// unknown too, so it spends nothing).
+    pub fn worst_cost(&self, prices: impl IntoIterator<Item = RoutePrice>) -> u64 {
+        let usage = Usage {
+            input_tokens: Some(self.input_tokens),
+            output_tokens: Some(self.output_tokens),
+            ..Usage::default()
+        };
+        prices
+            .into_iter()
+            .filter_map(|p| p.cost(&usage))
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// Why a member's request is refused.
@@ -121,38 +208,47 @@ pub enum LimitRefusal {
     Tpm {
         /// The limit.
         limit: u64,
-        /// Tokens used in the window.
+        /// Tokens used (and reserved) in the window.
         used: u64,
         /// When to retry.
         retry_after_secs: u64,
     },
-    /// The budget is spent.
+    /// The budget is spent (or reserved by calls in flight).
     Budget {
         /// The budget, USD micros.
         limit: i64,
         /// Spent so far, USD micros.
         spent: i64,
+        /// Reserved by the member's calls in flight, USD micros.
+        reserved: i64,
     },
 }
 
-/// The limit decision: pure, from the limits and the counters. The budget
-/// is checked first (waiting does not help), then requests, then tokens.
+/// The limit decision, pure, on the counters as they were before the
+/// request (what the store's admission checked): the budget first
+/// (waiting does not help), then requests, then tokens. A request is
+/// admitted while spend plus reservations is under the budget and the
+/// window's requests and tokens are under their limits.
 ///
 /// # Errors
 ///
-/// The first limit the member is over.
+/// The first limit the member has reached.
 pub fn check_limits(limits: &MemberLimits, usage: &MemberUsage) -> Result<(), LimitRefusal> {
     if let Some(limit) = limits.budget_usd_micros
-        && usage.spent_usd_micros >= limit
+        && usage
+            .spent_usd_micros
+            .saturating_add(usage.reserved_usd_micros)
+            >= limit
     {
         return Err(LimitRefusal::Budget {
             limit,
             spent: usage.spent_usd_micros,
+            reserved: usage.reserved_usd_micros,
         });
     }
     let retry_after_secs = usage.retry_after_secs.max(1);
     if let Some(limit) = limits.rpm
-        && usage.requests > limit
+        && usage.requests >= limit
     {
         return Err(LimitRefusal::Rpm {
             limit,
@@ -171,6 +267,19 @@ pub fn check_limits(limits: &MemberLimits, usage: &MemberUsage) -> Result<(), Li
     Ok(())
 }
 
+/// Why the store refused a request: the limit [`check_limits`] finds on
+/// the counters it was refused on (the budget when none is found, which
+/// only a key whose limits changed between reloads can cause).
+pub fn refusal(limits: &MemberLimits, usage: &MemberUsage) -> LimitRefusal {
+    check_limits(limits, usage)
+        .err()
+        .unwrap_or(LimitRefusal::Budget {
+            limit: limits.budget_usd_micros.unwrap_or(0),
+            spent: usage.spent_usd_micros,
+            reserved: usage.reserved_usd_micros,
+        })
+}
+
 impl Member {
     /// Whether the key may use `model` (the model as the client asked for
     /// it, before alias resolution, since that is what the member was
@@ -182,7 +291,7 @@ impl Member {
     }
 }
 
-/// What [`MemberKeys::count_request`] returns.
+/// What [`MemberKeys::admit`] returns.
 pub type UsageFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<MemberUsage, String>> + Send + 'a>>;
 
@@ -193,22 +302,28 @@ pub trait MemberKeys: Send + Sync {
     /// exists and is not revoked.
     fn member_for(&self, hash: &str) -> Option<Arc<Member>>;
 
-    /// Counts this request against the member's shared counters and
-    /// returns them (asked only of a member with limits). An error (the
-    /// counters are unreachable) is said in words; the request is refused.
-    fn count_request<'a>(&'a self, member: &'a Member) -> UsageFuture<'a>;
+    /// Admits this request against the member's shared counters (asked
+    /// only of a member with limits), reserving `reservation` when it is
+    /// admitted, and returns the counters. An error (the counters are
+    /// unreachable) is said in words; the request is refused.
+    fn admit<'a>(&'a self, member: &'a Member, reservation: &'a Reservation) -> UsageFuture<'a>;
 }
 
 impl LimitRefusal {
     /// The protocol-shaped error, with `Retry-After` for rate limits.
     pub(crate) fn to_proxy_error(self, member: &str) -> ProxyError {
         match self {
-            LimitRefusal::Budget { limit, spent } => ProxyError::new(
+            LimitRefusal::Budget {
+                limit,
+                spent,
+                reserved,
+            } => ProxyError::new(
                 ErrorCode::MemberBudgetSpent,
                 format!(
-                    "member {member:?} has spent {} of a {} budget; ask the team admin for a new key with a larger --budget-usd",
+                    "member {member:?} has spent {} of a {} budget ({} more reserved by calls in flight); ask the team admin for a new key with a larger --budget-usd",
                     usd(spent),
-                    usd(limit)
+                    usd(limit),
+                    usd(reserved)
                 ),
             ),
             LimitRefusal::Rpm {
@@ -294,29 +409,29 @@ mod tests {
             rpm: Some(2),
             tpm: Some(100),
         };
-        let usage = |requests, tokens, spent| MemberUsage {
+        let usage = |requests, tokens, spent, reserved| MemberUsage {
             requests,
             tokens,
             spent_usd_micros: spent,
-            retry_after_secs: 0,
+            reserved_usd_micros: reserved,
+            ..MemberUsage::default()
         };
-        assert_eq!(check_limits(&limits, &usage(2, 99, 999)), Ok(()));
+        assert_eq!(check_limits(&limits, &usage(1, 99, 500, 499)), Ok(()));
+        let budget = Err(LimitRefusal::Budget {
+            limit: 1_000,
+            spent: 500,
+            reserved: 500,
+        });
+        assert_eq!(check_limits(&limits, &usage(2, 100, 500, 500)), budget);
         assert_eq!(
-            check_limits(&limits, &usage(3, 100, 1_000)),
-            Err(LimitRefusal::Budget {
-                limit: 1_000,
-                spent: 1_000
-            })
-        );
-        assert_eq!(
-            check_limits(&limits, &usage(3, 100, 0)),
+            check_limits(&limits, &usage(2, 100, 0, 0)),
             Err(LimitRefusal::Rpm {
                 limit: 2,
                 retry_after_secs: 1
             })
         );
         assert_eq!(
-            check_limits(&limits, &usage(1, 100, 0)),
+            check_limits(&limits, &usage(1, 100, 0, 0)),
             Err(LimitRefusal::Tpm {
                 limit: 100,
                 used: 100,
@@ -326,10 +441,61 @@ mod tests {
         assert_eq!(
             check_limits(
                 &MemberLimits::default(),
-                &usage(u64::MAX, u64::MAX, i64::MAX)
+                &usage(u64::MAX, u64::MAX, i64::MAX, i64::MAX)
             ),
             Ok(())
         );
         assert!(!MemberLimits::default().any() && limits.any());
+        assert_eq!(
+            refusal(&limits, &usage(0, 0, 0, 0)),
+            LimitRefusal::Budget {
+                limit: 1_000,
+                spent: 0,
+                reserved: 0
+            },
+            "a refusal the counters do not explain is named the budget"
+        );
+    }
+
+    #[test]
+    fn estimates_take_the_request_cap_and_the_priciest_route() {
+        use tb_domain::Protocol;
+        let body = br#"{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#;
+        let e = CallEstimate::of_request(Protocol::Messages, body);
+        assert_eq!(e.output_tokens, 100);
+        assert_eq!(e.input_tokens, (body.len() as u64).div_ceil(3));
+        assert_eq!(e.tokens(), e.input_tokens + 100);
+        let chat = br#"{"model":"m","max_completion_tokens":7,"max_tokens":9}"#;
+        assert_eq!(
+            CallEstimate::of_request(Protocol::ChatCompletions, chat).output_tokens,
+            7
+        );
+        let open = br#"{"model":"m","input":"x"}"#;
+        assert_eq!(
+            CallEstimate::of_request(Protocol::Responses, open).output_tokens,
+            DEFAULT_OUTPUT_TOKENS
+        );
+        assert_eq!(
+            CallEstimate::of_request(Protocol::Embeddings, open).output_tokens,
+            0
+        );
+        let price = |input, output| {
+            RoutePrice::Explicit(tb_prices::TokenPrices {
+                input: Some(input),
+                output: Some(output),
+                ..tb_prices::TokenPrices::NONE
+            })
+        };
+        let e = CallEstimate {
+            input_tokens: 1_000,
+            output_tokens: 2_000,
+        };
+        // $1 + $2 per 1M tokens: 1,000 + 4,000 micros; $3 + $4: 3,000 +
+        // 8,000. The priciest route wins; an unpriced one counts nothing.
+        let cheap = price(1_000_000, 2_000_000);
+        let dear = price(3_000_000, 4_000_000);
+        assert_eq!(e.worst_cost([cheap, RoutePrice::Unpriced]), 5_000);
+        assert_eq!(e.worst_cost([cheap, dear]), 11_000);
+        assert_eq!(e.worst_cost([RoutePrice::Unpriced]), 0);
     }
 }

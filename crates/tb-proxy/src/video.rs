@@ -31,6 +31,7 @@ use crate::body::{BodyEdits, edit_body, full, read_request_body};
 use crate::call::unix_ms_now;
 use crate::commit::UPSTREAM;
 use crate::error::{ErrorCode, ProxyError};
+use crate::member::{Member, Reservation};
 use crate::{ProxyBody, ProxyState};
 
 /// One accepted video job, as the ledger keeps it.
@@ -50,6 +51,9 @@ pub struct VideoJobRow {
     pub requested_seconds: Option<u32>,
     /// When the submit started, unix ms.
     pub submitted_at_ms: i64,
+    /// The member whose key submitted the job (`None`: the access token);
+    /// its record carries the member whoever polls the terminal state.
+    pub member: Option<String>,
 }
 
 /// Where video jobs are kept (the ledger, in the daemon). Errors are
@@ -223,6 +227,7 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     request_id: &str,
     started: (Instant, i64),
+    member: Option<&Member>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let path = req.uri().path().to_string();
     let call = classify(req.method(), &path)?;
@@ -233,7 +238,14 @@ pub(crate) async fn handle(
         ));
     };
     match call {
-        VideoCall::Submit => submit(state, jobs.as_ref(), req, request_id, started).await,
+        VideoCall::Submit => {
+            let submitter = Submitter {
+                request_id,
+                started,
+                member,
+            };
+            submit(state, jobs.as_ref(), req, submitter).await
+        }
         VideoCall::Poll(id) => poll(state, jobs.as_ref(), id).await,
         VideoCall::Content(id) => {
             let query = req.uri().query().map(str::to_string);
@@ -395,10 +407,17 @@ async fn submit(
     state: &ProxyState,
     jobs: &dyn VideoJobs,
     req: Request<Incoming>,
-    request_id: &str,
-    started: (Instant, i64),
+    submitter: Submitter<'_>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let Submitter {
+        request_id,
+        started,
+        member,
+    } = submitter;
     let prepared = prepare_submit(state, req).await?;
+    if let Some(member) = member {
+        admit_job(state, member, &prepared.asked.model).await?;
+    }
     let mut tried: Vec<String> = Vec::new();
     for upstream in &prepared.routes {
         let attempt_started = Instant::now();
@@ -446,6 +465,7 @@ async fn submit(
                     upstream,
                     request_id,
                     submitted_at_ms: started.1,
+                    member,
                 };
                 remember(jobs, &prepared, &accepted, &answer).await?;
                 return Ok(json_answer(status, answer, upstream));
@@ -462,11 +482,33 @@ async fn submit(
     ))
 }
 
+/// Who submits a job: the request and the member whose key it carries.
+struct Submitter<'a> {
+    request_id: &'a str,
+    started: (Instant, i64),
+    member: Option<&'a Member>,
+}
+
+/// A member's submit: the key allows the model and the member is within
+/// its budget and requests per minute (counted like any call). Nothing is
+/// reserved: a job's cost is known only at its terminal poll, and its
+/// record then spends it.
+async fn admit_job(state: &ProxyState, member: &Member, model: &str) -> Result<(), ProxyError> {
+    crate::handler::allow_model(member, model)?;
+    let reservation = Reservation {
+        id: uuid::Uuid::now_v7().to_string(),
+        cost_usd_micros: 0,
+        tokens: 0,
+    };
+    crate::handler::admit_member(state, member, &reservation).await
+}
+
 /// Who accepted a job, for which request.
 struct Accepted<'a> {
     upstream: &'a Upstream,
     request_id: &'a str,
     submitted_at_ms: i64,
+    member: Option<&'a Member>,
 }
 
 /// Maps the accepted job's id to its upstream in the ledger.
@@ -491,6 +533,7 @@ async fn remember(
         model: prepared.model.clone(),
         requested_seconds: prepared.asked.seconds,
         submitted_at_ms: accepted.submitted_at_ms,
+        member: accepted.member.map(|m| m.name.clone()),
     };
     if let Err(e) = jobs.save(row).await {
         tracing::error!(target: "video.job_unsaved", request_id = %accepted.request_id, job = %view.id, upstream = %upstream.id, error = %e, "the video job was accepted but not stored; polls through tokenbuddy will not find it");
@@ -706,9 +749,9 @@ fn terminal_record(
         price_drift_ppm: signed(costing.price_drift_ppm),
         prompt_hash: None,
         trace_parent: None,
-        // Video jobs are not attributed to members: the record is written
-        // at the terminal poll (docs/decisions.md, "Video jobs and member keys").
-        member: None,
+        // The submitter, stored with the job: whoever polls the terminal
+        // state, the record is the submitter's.
+        member: job.member.clone(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The ledger handle: opening either backend and every query the product
 //! needs.
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -66,7 +67,9 @@ mod purchases;
 mod sellers;
 mod series;
 mod tokens;
-pub use members::{KeySelector, MemberCounters, MemberKeyRow};
+pub use members::{
+    KeySelector, MemberAdmission, MemberCounters, MemberKeyRow, member_pg_round_trips,
+};
 mod video_jobs;
 pub use probes::{ProbeCheckRow, ProbeRun};
 pub use purchases::{
@@ -255,7 +258,7 @@ impl Ledger {
         let backend = self.backend();
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let mut inserted = 0;
+            let mut inserted = HashSet::new();
             let mut rest = encoded.as_slice();
             while !rest.is_empty() {
                 let rows = chunk_len(rest.len());
@@ -264,11 +267,39 @@ impl Ledger {
                 for e in chunk {
                     query = bind_call!(query, e);
                 }
-                inserted += query.execute(&mut *tx).await?.rows_affected();
+                for row in query.fetch_all(&mut *tx).await? {
+                    inserted.insert(row.text_col("id")?);
+                }
                 rest = tail;
             }
+            // Member calls: their reservations become their actual cost.
+            if let Some(settle) = members::MemberSettle::of(records) {
+                let sql = settle.delete_sql();
+                let mut query = sqlx::query(&sql);
+                for id in settle.ids() {
+                    query = query.bind(id);
+                }
+                self.trip();
+                let mut released = Vec::new();
+                for row in query.fetch_all(&mut *tx).await? {
+                    released.push(members::Released::from_row(&row)?);
+                }
+                for delta in settle.deltas(&inserted, &released) {
+                    let (member, spent, given_back, window, tokens, fresh) = delta.binds();
+                    self.trip();
+                    sqlx::query(members::SETTLE_UPSERT)
+                        .bind(member)
+                        .bind(spent)
+                        .bind(given_back)
+                        .bind(window)
+                        .bind(tokens)
+                        .bind(fresh)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
             tx.commit().await?;
-            Ok(inserted)
+            Ok(inserted.len() as u64)
         })
     }
 
@@ -584,7 +615,7 @@ fn build_insert_sql(backend: Backend, rows: usize) -> String {
         }
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
     sql
 }
 
@@ -624,7 +655,7 @@ mod tests {
         assert!(pg.contains("$1, "));
         assert!(pg.contains("$94)"));
         assert!(!pg.contains("$95"));
-        assert!(pg.ends_with("ON CONFLICT (id) DO NOTHING"));
+        assert!(pg.ends_with("ON CONFLICT (id) DO NOTHING RETURNING id"));
         for backend in [Backend::Sqlite, Backend::Postgres] {
             let marker = if backend == Backend::Sqlite { '?' } else { '$' };
             assert_eq!(

@@ -27,8 +27,12 @@
 //! - Member keys ([`MemberKeyRow`]): [`Ledger::create_member_key`],
 //!   [`Ledger::member_keys`], [`Ledger::active_member_keys`] (what the
 //!   proxy accepts), [`Ledger::revoke_member_keys`]; hashes only.
-//!   [`Ledger::count_member_request`] counts a member's request in the
-//!   shared minute window and reads its tokens and spend.
+//!   [`Ledger::admit_member`] admits a member's request in one atomic
+//!   conditional statement (budget, requests and tokens per minute, with
+//!   the estimated cost and tokens of calls in flight reserved); the
+//!   writer settles each reservation with the call's actual cost in the
+//!   record's transaction, and [`Ledger::expire_member_reservations`]
+//!   gives back those of a daemon that died.
 //! - [`LedgerWriter`]: a bounded queue and one task that commits batches
 //!   (≤ 256 records or 50 ms) in single transactions. The request path only
 //!   calls [`LedgerSender::record`], which never waits: a full queue hands
@@ -68,10 +72,10 @@ mod writer;
 
 pub use error::StoreError;
 pub use ledger::{
-    CallCursor, CreditHistory, GroupBy, KeySelector, Ledger, MAX_SERIES_SAMPLES, MemberCounters,
-    MemberKeyRow, ProbeCheckRow, ProbeRun, PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus,
-    SellerCreditHistory, SellerWaste, SeriesSamples, StoredPurchase, TokenRow, Totals, UsageRow,
-    VideoJob, WasteReason, WasteRow,
+    CallCursor, CreditHistory, GroupBy, KeySelector, Ledger, MAX_SERIES_SAMPLES, MemberAdmission,
+    MemberCounters, MemberKeyRow, ProbeCheckRow, ProbeRun, PurchaseEvent, PurchaseLog, PurchaseRow,
+    PurchaseStatus, SellerCreditHistory, SellerWaste, SeriesSamples, StoredPurchase, TokenRow,
+    Totals, UsageRow, VideoJob, WasteReason, WasteRow, member_pg_round_trips,
 };
 pub use target::{Backend, LedgerTarget};
 pub use writer::{

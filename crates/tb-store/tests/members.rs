@@ -1,17 +1,16 @@
 //! Member keys and the shared per-member counters on both backends:
 //! keys round-trip with their limits, revocation by member or id, and the
-//! request window counts every concurrent request exactly once.
+//! admission reserves atomically (concurrent admissions never share the
+//! last of a limit), the writer settles reservations, lapsed ones expire.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[macro_use]
 mod common;
 
-use std::collections::BTreeSet;
-
 use common::{Fixture, priced};
 use tb_billing::record::CallRecord;
-use tb_store::{KeySelector, MemberKeyRow};
+use tb_store::{KeySelector, MemberAdmission, MemberKeyRow};
 
 /// 2024-03-02T00:00:00Z, a minute boundary.
 const T: i64 = 1_709_337_600_000;
@@ -67,57 +66,126 @@ async fn keys_round_trip_and_revoke(fx: Fixture) {
     );
 }
 
-async fn concurrent_requests_are_each_counted_once(fx: Fixture) {
-    let spent = CallRecord {
-        member: Some("ana".into()),
-        ..priced(T + 10, "m", Some("alpha"), Some(1_500), Some(10))
-    };
-    let earlier = CallRecord {
-        member: Some("ana".into()),
-        ..priced(T - 10, "m", Some("alpha"), Some(500), Some(10))
-    };
-    fx.ledger.insert_batch(&[spent, earlier]).await.unwrap();
-    let counts = futures_counts(&fx, 20).await;
-    assert_eq!(
-        counts,
-        (1..=20).collect::<BTreeSet<u64>>(),
-        "each request once"
-    );
-    let c = fx.ledger.count_member_request("ana", T).await.unwrap();
-    assert_eq!(c.requests, 21);
-    assert_eq!(c.spent_usd_micros, 2_000, "spend is all-time");
-    assert_eq!(c.tokens, 100 + 20, "tokens are the window's only");
-    let next = fx
-        .ledger
-        .count_member_request("ana", T + 60_000)
-        .await
-        .unwrap();
-    assert_eq!(next.requests, 1, "a new window starts from one");
-    assert_eq!(
-        fx.ledger
-            .delete_member_windows_before(T + 60_000)
-            .await
-            .unwrap(),
-        1
-    );
+/// An admission of `member` in the window starting at `T`.
+fn ask<'a>(member: &'a str, id: &'a str, cost: i64, tokens: i64) -> MemberAdmission<'a> {
+    MemberAdmission {
+        member,
+        reservation_id: id,
+        window_start_ms: T,
+        budget_usd_micros: Some(5_000),
+        rpm: Some(10),
+        tpm: Some(1_000),
+        cost_usd_micros: cost,
+        tokens,
+        expires_at_ms: T + 600_000,
+    }
 }
 
-/// `n` concurrent counts of one member in one window; their answers.
-async fn futures_counts(fx: &Fixture, n: usize) -> BTreeSet<u64> {
+fn record(id: &str, member: &str, cost: i64) -> CallRecord {
+    CallRecord {
+        id: id.into(),
+        member: Some(member.into()),
+        // 100 input + 20 output tokens.
+        ..priced(T + 10, "m", Some("alpha"), Some(cost), Some(0))
+    }
+}
+
+async fn admission_reserves_and_the_record_settles(fx: Fixture) {
+    let l = &fx.ledger;
+    // Spend recorded before any admission counts (the row is created).
+    l.insert_batch(&[record("r0", "ana", 1_500)]).await.unwrap();
+    let c = l.admit_member(&ask("ana", "r1", 2_000, 300)).await.unwrap();
+    assert!(c.admitted);
+    assert_eq!(
+        (
+            c.requests,
+            c.tokens,
+            c.spent_usd_micros,
+            c.reserved_usd_micros
+        ),
+        (1, 120 + 300, 1_500, 2_000)
+    );
+    let c = l.admit_member(&ask("ana", "r2", 2_000, 300)).await.unwrap();
+    assert!(c.admitted, "1,500 + 2,000 reserved is under 5,000");
+    // Spent + reserved = 5,500 ≥ 5,000: refused, nothing changes.
+    let c = l.admit_member(&ask("ana", "r3", 2_000, 300)).await.unwrap();
+    assert!(!c.admitted);
+    assert_eq!((c.requests, c.reserved_usd_micros), (2, 4_000));
+    // r1's record replaces its reservation by its actual cost and tokens;
+    // a retried batch changes nothing.
+    for _ in 0..2 {
+        l.insert_batch(&[record("r1", "ana", 700)]).await.unwrap();
+        let u = l.member_usage("ana").await.unwrap().unwrap();
+        assert_eq!(
+            (u.spent_usd_micros, u.reserved_usd_micros, u.tokens),
+            (2_200, 2_000, 120 + 120 + 300)
+        );
+    }
+    // Tokens per minute: 540 + 500 reserved reaches 1,000; the next waits.
+    assert!(
+        l.admit_member(&ask("ana", "r4", 0, 500))
+            .await
+            .unwrap()
+            .admitted
+    );
+    let c = l.admit_member(&ask("ana", "r5", 0, 1)).await.unwrap();
+    assert!(!c.admitted && c.tokens >= 1_000, "{c:?}");
+    // A new window starts with no requests and no tokens.
+    let next = MemberAdmission {
+        window_start_ms: T + 60_000,
+        ..ask("ana", "r6", 0, 1)
+    };
+    let c = l.admit_member(&next).await.unwrap();
+    assert!(c.admitted);
+    assert_eq!((c.requests, c.tokens), (1, 1));
+
+    // Reservations of a daemon that died lapse and are given back.
+    let before = l.member_usage("ana").await.unwrap().unwrap();
+    assert_eq!(l.expire_member_reservations(T).await.unwrap(), 0);
+    let lapsed = l.expire_member_reservations(T + 600_001).await.unwrap();
+    assert_eq!(lapsed, 3, "r2, r4 and r6 were still reserved");
+    let after = l.member_usage("ana").await.unwrap().unwrap();
+    assert_eq!(before.reserved_usd_micros, 2_000);
+    assert_eq!(after.reserved_usd_micros, 0);
+    // A record arriving after its reservation lapsed still spends, once.
+    l.insert_batch(&[record("r2", "ana", 900)]).await.unwrap();
+    let u = l.member_usage("ana").await.unwrap().unwrap();
+    assert_eq!((u.spent_usd_micros, u.reserved_usd_micros), (3_100, 0));
+}
+
+async fn concurrent_admissions_never_share_the_last_of_a_limit(fx: Fixture) {
+    // Budget 5,000 at 1,000 a call: exactly five of twenty fit.
+    let admitted = concurrent(&fx, "bo", 1_000, 20).await;
+    assert_eq!(admitted, 5);
+    // rpm 10: the first ten of twenty, whatever they reserve.
+    let admitted = concurrent(&fx, "cy", 0, 20).await;
+    assert_eq!(admitted, 10);
+}
+
+/// `n` concurrent admissions of `member`; how many were admitted.
+async fn concurrent(fx: &Fixture, member: &'static str, cost: i64, n: usize) -> usize {
     let tasks: Vec<_> = (0..n)
-        .map(|_| {
+        .map(|i| {
             let ledger = fx.ledger.clone();
-            tokio::spawn(async move { ledger.count_member_request("ana", T).await.unwrap() })
+            tokio::spawn(async move {
+                let id = format!("{member}-{i}");
+                ledger
+                    .admit_member(&ask(member, &id, cost, 0))
+                    .await
+                    .unwrap()
+                    .admitted
+            })
         })
         .collect();
-    let mut out = BTreeSet::new();
+    let mut admitted = 0;
     for t in tasks {
-        out.insert(t.await.unwrap().requests);
+        admitted += usize::from(t.await.unwrap());
     }
-    out
+    admitted
 }
 
 both_backends!(
     keys_round_trip_and_revoke,
-    concurrent_requests_are_each_counted_once
+    admission_reserves_and_the_record_settles,
+    concurrent_admissions_never_share_the_last_of_a_limit
 );

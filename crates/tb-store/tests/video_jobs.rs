@@ -24,6 +24,7 @@ fn job(id: &str, upstream: &str) -> VideoJob {
         requested_seconds: Some(8),
         submitted_at_ms: 1_000,
         recorded_at_ms: None,
+        member: Some("ana".into()),
     }
 }
 

@@ -15,8 +15,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 use tb_config::LoadedConfig;
-use tb_proxy::{Member, MemberKey, MemberKeys, MemberLimits, MemberUsage};
-use tb_store::{KeySelector, Ledger, MemberKeyRow};
+use tb_proxy::{Member, MemberKey, MemberKeys, MemberLimits, MemberUsage, Reservation};
+use tb_store::{KeySelector, Ledger, MemberAdmission, MemberKeyRow};
 
 use crate::Failure;
 use crate::history::{now_ms, open, runtime};
@@ -318,25 +318,45 @@ impl MemberKeys for KeyDirectory {
         map.get(hash).cloned()
     }
 
-    fn count_request<'a>(&'a self, member: &'a Member) -> tb_proxy::UsageFuture<'a> {
+    fn admit<'a>(
+        &'a self,
+        member: &'a Member,
+        reservation: &'a Reservation,
+    ) -> tb_proxy::UsageFuture<'a> {
         Box::pin(async move {
             let ledger = self.ledger.as_ref().ok_or("no ledger")?;
             let now = now_ms();
             let window_start = now - now.rem_euclid(WINDOW_MS);
-            let c = ledger
-                .count_member_request(&member.name, window_start)
-                .await
-                .map_err(|e| e.to_string())?;
+            let signed = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+            let ask = MemberAdmission {
+                member: &member.name,
+                reservation_id: &reservation.id,
+                window_start_ms: window_start,
+                budget_usd_micros: member.limits.budget_usd_micros,
+                rpm: signed(member.limits.rpm),
+                tpm: signed(member.limits.tpm),
+                cost_usd_micros: signed(Some(reservation.cost_usd_micros)).unwrap_or(0),
+                tokens: signed(Some(reservation.tokens)).unwrap_or(0),
+                expires_at_ms: now.saturating_add(RESERVATION_TTL_MS),
+            };
+            let c = ledger.admit_member(&ask).await.map_err(|e| e.to_string())?;
             let left_ms = window_start + WINDOW_MS - now;
             Ok(MemberUsage {
+                admitted: c.admitted,
                 requests: c.requests,
                 tokens: c.tokens,
                 spent_usd_micros: c.spent_usd_micros,
+                reserved_usd_micros: c.reserved_usd_micros,
                 retry_after_secs: u64::try_from(left_ms.div_euclid(1000) + 1).unwrap_or(1),
             })
         })
     }
 }
+
+/// How long a call's reservation holds when no record replaces it (its
+/// daemon died mid-call): longer than any call the proxy lets run, so a
+/// live call keeps its reservation.
+const RESERVATION_TTL_MS: i64 = 15 * 60_000;
 
 /// The rate-limit window: one minute, aligned to the clock so every daemon
 /// counts in the same window.
@@ -358,11 +378,12 @@ pub(crate) async fn start_directory(ledger: Ledger) -> Arc<KeyDirectory> {
         loop {
             tick.tick().await;
             ticks += 1;
-            // Old request windows go about once a minute.
-            if ticks.is_multiple_of(120) {
-                let _ = ledger
-                    .delete_member_windows_before(now_ms() - 2 * WINDOW_MS)
-                    .await;
+            // Reservations of daemons that died lapse, checked about
+            // every 30 s (so a lapsed one is given back within TTL + 30 s).
+            if ticks.is_multiple_of(60)
+                && let Err(e) = ledger.expire_member_reservations(now_ms()).await
+            {
+                tracing::warn!(target: "keys.unreadable", error = %e, "lapsed member reservations could not be given back; retrying in 30 s");
             }
             match dir.reload(&ledger).await {
                 Ok(()) => failing = false,

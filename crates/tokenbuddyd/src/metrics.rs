@@ -24,6 +24,7 @@ pub(crate) struct DaemonGauges {
     ledger_write_failures: IntCounter,
     connections_open: IntGauge,
     connections_refused: IntCounter,
+    member_pg_round_trips: IntCounter,
     export_sent: IntCounterVec,
     export_failed: IntCounterVec,
     export_dropped: IntCounterVec,
@@ -125,6 +126,10 @@ impl Default for DaemonGauges {
                 "tb_connections_refused_total",
                 "Client connections refused at proxy.max_connections.",
             ),
+            member_pg_round_trips: counter(
+                "tb_member_pg_round_trips_total",
+                "Round trips to PostgreSQL for member limits: admissions, reservations settled by the ledger writer, lapsed ones given back (0 on SQLite).",
+            ),
             registry: r,
         }
     }
@@ -180,6 +185,10 @@ impl DaemonGauges {
         let connections = proxy.connections();
         self.connections_open.set(to_i64(connections.open()));
         advance_to(&self.connections_refused, connections.refused());
+        advance_to(
+            &self.member_pg_round_trips,
+            tb_store::member_pg_round_trips(),
+        );
     }
 }
 

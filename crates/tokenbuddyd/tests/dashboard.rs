@@ -395,3 +395,95 @@ async fn the_dashboard_shows_what_the_probe_found_and_why_routing_pushes_back() 
     });
     check_in_browser(&browser, &daemon, &expect, "dashboard-trust", true).await;
 }
+
+/// `keys create --member NAME` in `daemon`'s home; the key, once accepted.
+async fn member_key(daemon: &Daemon, member: &str) -> String {
+    let out = home_stdout(daemon.home(), ["keys", "create", "--member", member]).await;
+    let key = out.lines().last().unwrap().to_string();
+    let auth = format!("Bearer {key}");
+    for _ in 0..150 {
+        let resp = daemon
+            .request(
+                http::Method::GET,
+                "/v1/models",
+                &[("authorization", &auth)],
+                "",
+            )
+            .await;
+        if resp.status() == 200 {
+            return key;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the key of {member} was never accepted");
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_spend_per_member_and_filters_by_member() {
+    let browser = tokio::task::spawn_blocking(browser_setup).await.unwrap();
+    let upstream = tb_test_support::MockUpstream::start().await.unwrap();
+    let config = format!(
+        "{}prices = {{ gpt-test = {{ input = 1000.0, output = 1000.0 }} }}\n",
+        all_protocols_provider("oa", &upstream.base_url(), "gpt-test")
+    );
+    let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
+    let chat = r#"{"model":"gpt-test","messages":[{"role":"user","content":"hi"}]}"#;
+    for (member, calls) in [("ana", 2), ("bo", 1)] {
+        let auth = format!("Bearer {}", member_key(&daemon, member).await);
+        for _ in 0..calls {
+            let resp = daemon
+                .request(
+                    http::Method::POST,
+                    "/v1/chat/completions",
+                    &[("authorization", &auth)],
+                    chat,
+                )
+                .await;
+            assert_eq!(resp.status(), 200);
+            body_bytes(resp).await;
+        }
+    }
+    post_ok(&daemon, chat).await;
+    wait_for_calls(&daemon, 4).await;
+    let usage = get_json(&daemon, "/v1/usage?by=member&since=7d").await;
+    let row = |key: &str| {
+        usage["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("no usage row {key:?}: {usage}"))
+    };
+    let mut members = serde_json::Map::new();
+    for (key, shown, calls) in [("ana", "ana", 2), ("bo", "bo", 1), ("", "-", 1)] {
+        let r = row(key);
+        assert_eq!(r["calls"], calls);
+        let spend = r["cost_usd_micros"].as_i64().unwrap();
+        assert!(spend > 0, "{r}");
+        members.insert(
+            shown.to_string(),
+            json!({"calls": calls, "spend": usd(spend)}),
+        );
+    }
+    // The API filters by member, the access token's calls as `-`.
+    let ana = get_json(&daemon, "/v1/calls?member=ana").await;
+    assert_eq!(ana["calls"].as_array().unwrap().len(), 2);
+    let token = get_json(&daemon, "/v1/calls?member=-").await;
+    assert_eq!(token["calls"].as_array().unwrap().len(), 1);
+    let series = get_json(&daemon, "/v1/series?since=1h&bucket=minute&member=bo").await;
+    let total: u64 = series["spend"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 1, "{series}");
+
+    let expect = json!({
+        "calls": 4,
+        "members": members,
+        "filter": {"name": "member", "value": "ana", "rows": 2},
+    });
+    check_in_browser(&browser, &daemon, &expect, "dashboard-members", false).await;
+}

@@ -377,3 +377,217 @@ async fn member_limits_refuse_over_rpm_tpm_and_budget() {
     daemon.sigterm().unwrap();
     daemon.wait().await.unwrap();
 }
+
+/// A chat request capped at 20 output tokens: the daemon reserves about
+/// 27 input (80 bytes / 3) + 20 output tokens for it; the mock answers
+/// with 12 + 9.
+const CAPPED: &str =
+    r#"{"model":"gpt-test","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#;
+
+/// What one request of a concurrent burst got.
+struct Answer {
+    status: u16,
+    retry_after: Option<u64>,
+    body: String,
+}
+
+/// `n` concurrent chat requests with `key`, spread over `daemons`, against
+/// an upstream that holds each answer `delay` (so they are all in flight
+/// at once).
+async fn concurrent_burst(
+    upstream: &MockUpstream,
+    daemons: &[&Daemon],
+    key: &str,
+    n: usize,
+) -> Vec<Answer> {
+    let slow =
+        tb_test_support::Reply::canned(tb_domain::Protocol::ChatCompletions, "gpt-test", false)
+            .with_head_delay(Duration::from_millis(600));
+    upstream.push_replies(std::iter::repeat_n(slow, n));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let client = daemons[i % daemons.len()].client();
+        let auth = format!("Bearer {key}");
+        tasks.spawn(async move {
+            let resp = client
+                .request(
+                    http::Method::POST,
+                    "/v1/chat/completions",
+                    &[
+                        ("authorization", &auth),
+                        ("content-type", "application/json"),
+                    ],
+                    CAPPED.to_string(),
+                )
+                .await;
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()?.parse().ok());
+            let body = String::from_utf8_lossy(&body_bytes(resp).await).into_owned();
+            Answer {
+                status,
+                retry_after,
+                body,
+            }
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        out.push(done.unwrap());
+    }
+    out
+}
+
+/// The member's recorded calls (polling until `n` are there).
+async fn member_calls(daemon: &Daemon, member: &str, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let calls = get_json(daemon, "/v1/calls?limit=100").await;
+        let mine: Vec<serde_json::Value> = calls["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["member"] == member)
+            .cloned()
+            .collect();
+        if mine.len() >= n {
+            assert_eq!(mine.len(), n, "more calls recorded than admitted");
+            return mine;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} calls recorded",
+            mine.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn count(answers: &[Answer], status: u16) -> usize {
+    answers.iter().filter(|a| a.status == status).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_and_tpm_hold_across_daemons_with_calls_in_flight() {
+    let db = PgDatabase::create().await;
+    let upstream = MockUpstream::start().await.unwrap();
+    // $1,000 per 1M tokens: 1,000 micros a token, 21,000 a canned call.
+    let config = format!(
+        "{}prices = {{ gpt-test = {{ input = 1000.0, output = 1000.0 }} }}\n[ledger]\nurl = \"{}\"\n",
+        all_protocols_provider("oa", &upstream.base_url(), "gpt-test"),
+        db.url()
+    );
+    let a = Daemon::start(bin(), &config, &[]).await.unwrap();
+    let b = Daemon::start(bin(), &config, &[]).await.unwrap();
+
+    // Budget $0.10: 16 concurrent calls of 21,000 each would spend 336,000
+    // if calls in flight were not reserved.
+    let budget = 100_000;
+    let (_, key) = create_key(a.home(), "fay", &["--budget-usd", "0.1"]).await;
+    time_until_known(&a, &key).await;
+    time_until_known(&b, &key).await;
+    let trips_before = round_trips(&a).await + round_trips(&b).await;
+    let answers = concurrent_burst(&upstream, &[&a, &b], &key, 16).await;
+    let (ok, spent) = (count(&answers, 200), count(&answers, 402));
+    assert_eq!(ok + spent, 16, "only 200 or 402");
+    assert!(ok >= 1 && spent >= 1, "{ok} admitted, {spent} refused");
+    let refused = answers.iter().find(|a| a.status == 402).unwrap();
+    assert!(
+        refused.body.contains("member_budget_spent") && refused.body.contains("reserved"),
+        "{}",
+        refused.body
+    );
+    let calls = member_calls(&a, "fay", ok).await;
+    let costs: Vec<i64> = calls
+        .iter()
+        .map(|c| c["cost_usd_micros"].as_i64().unwrap())
+        .collect();
+    let total: i64 = costs.iter().sum();
+    let one_call = costs.iter().copied().max().unwrap();
+    assert!(
+        total <= budget + one_call,
+        "recorded {total} against a {budget} budget ({ok} calls admitted)"
+    );
+    // Admission costs one PostgreSQL round trip (the first, three: the
+    // member's row is created); the writer settles per batch.
+    let trips = round_trips(&a).await + round_trips(&b).await - trips_before;
+    assert!(
+        (16..=16 + 2 + 2 * ok as u64).contains(&trips),
+        "{trips} round trips for 16 requests"
+    );
+    // The admitted calls spent less than they reserved: the rest of the
+    // budget is spent one call at a time, then the Anthropic protocol's
+    // refusal is its own shape.
+    let messages =
+        r#"{"model":"gpt-test","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut tries = 0;
+    let resp = loop {
+        let resp = a
+            .request(
+                http::Method::POST,
+                "/v1/messages",
+                &[("x-api-key", &key), ("content-type", "application/json")],
+                messages,
+            )
+            .await;
+        if resp.status() != 200 {
+            break resp;
+        }
+        body_bytes(resp).await;
+        tries += 1;
+        assert!(tries < 10, "the budget is never spent");
+    };
+    assert_eq!(resp.status(), 402);
+    let err = body_json(resp).await;
+    assert_eq!(err["type"], "error", "{err}");
+    assert_eq!(err["error"]["type"], "billing_error", "{err}");
+
+    // Tokens per minute: 100, about 47 reserved per call: three admitted
+    // of sixteen in flight, the rest 429 with Retry-After.
+    for attempt in 0..2 {
+        let member = format!("gus{attempt}");
+        let (_, key) = create_key(a.home(), &member, &["--tpm", "100"]).await;
+        time_until_known(&a, &key).await;
+        time_until_known(&b, &key).await;
+        let start = window();
+        let answers = concurrent_burst(&upstream, &[&a, &b], &key, 16).await;
+        if window() != start {
+            continue; // a new minute window began mid-burst
+        }
+        let (ok, limited) = (count(&answers, 200), count(&answers, 429));
+        assert_eq!(ok + limited, 16, "only 200 or 429");
+        assert!(ok >= 1 && limited >= 1, "{ok} admitted, {limited} limited");
+        let refused = answers.iter().find(|a| a.status == 429).unwrap();
+        assert!((1..=60).contains(&refused.retry_after.unwrap()));
+        assert!(
+            refused.body.contains("rate_limit_exceeded")
+                && refused.body.contains("tokens per minute"),
+            "{}",
+            refused.body
+        );
+        let calls = member_calls(&a, &member, ok).await;
+        let tokens: Vec<u64> = calls
+            .iter()
+            .map(|c| c["input_tokens"].as_u64().unwrap() + c["output_tokens"].as_u64().unwrap())
+            .collect();
+        let total: u64 = tokens.iter().sum();
+        assert!(
+            total <= 100 + tokens.iter().copied().max().unwrap(),
+            "{total} tokens recorded against a limit of 100 a minute"
+        );
+        return;
+    }
+    panic!("two minute windows ended mid-burst");
+}
+
+/// `tb_member_pg_round_trips_total` of `daemon`.
+async fn round_trips(daemon: &Daemon) -> u64 {
+    let (status, text) = control(daemon, http::Method::GET, "/metrics", None, false, "").await;
+    assert_eq!(status, 200);
+    text.lines()
+        .find_map(|l| l.strip_prefix("tb_member_pg_round_trips_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no tb_member_pg_round_trips_total in {text}"))
+}

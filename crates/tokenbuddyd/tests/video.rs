@@ -2,7 +2,9 @@
 //! the submit fails over, the job is mapped to the upstream that accepted
 //! it across a restart, the record is written once at the terminal state
 //! and billed on the produced seconds, a ×100 bill is flagged, the content
-//! streams from the accepting upstream, a malformed body reaches nobody.
+//! streams from the accepting upstream, a malformed body reaches nobody;
+//! a member's submit is checked against its key and the job's record is
+//! the member's whoever polls it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -178,4 +180,96 @@ async fn a_malformed_video_body_is_refused_before_any_upstream() {
     let err = body_json(resp).await;
     assert_eq!(err["error"]["code"], "video_not_found");
     assert_eq!(first.request_count() + second.request_count(), 0);
+}
+
+/// `keys create --member NAME extra…` in `daemon`'s home; the key, once
+/// `daemon` accepts it (a models list spends nothing).
+async fn member_key(daemon: &Daemon, member: &str, extra: &[&str]) -> String {
+    let mut args = vec!["keys", "create", "--member", member];
+    args.extend_from_slice(extra);
+    let out = common::home_stdout(daemon.home(), &args).await;
+    let key = out.lines().last().unwrap().to_string();
+    let auth = format!("Bearer {key}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let resp = daemon
+            .request(Method::GET, "/v1/models", &[("authorization", &auth)], "")
+            .await;
+        if resp.status() == 200 {
+            return key;
+        }
+        assert!(std::time::Instant::now() < deadline, "key never accepted");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn submit_as(daemon: &Daemon, key: &str) -> http::Response<hyper::body::Incoming> {
+    let auth = format!("Bearer {key}");
+    daemon
+        .request(
+            Method::POST,
+            "/v1/videos",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            format!(r#"{{"model":"{MODEL}","prompt":"a cat","seconds":"8"}}"#),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_members_job_is_checked_at_submit_and_recorded_as_theirs() {
+    let first = MockUpstream::start().await.unwrap();
+    first.simulate_video(VideoSim::accepting("video_first_"));
+    let second = MockUpstream::start().await.unwrap();
+    second.simulate_video(VideoSim::accepting("video_second_"));
+    let daemon = Daemon::start(bin(), &config(&first, &second), &[])
+        .await
+        .unwrap();
+
+    // A key without the model is refused before any upstream.
+    let narrow = member_key(&daemon, "wu", &["--models", "gpt-4o"]).await;
+    let resp = submit_as(&daemon, &narrow).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(body_json(resp).await["error"]["code"], "model_not_allowed");
+    assert!(first.requests_under("/v1/videos").is_empty());
+
+    // A member with a $0.50 budget submits an 8-second job ($0.80).
+    let key = member_key(&daemon, "vi", &["--budget-usd", "0.5"]).await;
+    let resp = submit_as(&daemon, &key).await;
+    assert_eq!(resp.status(), 200);
+    let id = body_json(resp).await["id"].as_str().unwrap().to_string();
+
+    // The terminal poll comes from the access token, after a restart: the
+    // record is still the member's.
+    daemon.sigterm().unwrap();
+    let mut daemon = daemon;
+    assert!(daemon.wait().await.unwrap().success());
+    let daemon = Daemon::start_in(bin(), daemon.into_home(), &[])
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        body_bytes(get(&daemon, &format!("/v1/videos/{id}")).await).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let record = loop {
+        let calls = common::get_json(&daemon, "/v1/calls?protocol=videos").await;
+        if let Some(c) = calls["calls"].as_array().unwrap().first() {
+            break c.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no video record");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(record["member"], "vi", "{record}");
+    assert_eq!(record["cost_usd_micros"], 800_000);
+
+    // The record spent the budget: the member's next submit is refused,
+    // reaching no upstream.
+    let reached = first.request_count() + second.request_count();
+    let resp = submit_as(&daemon, &key).await;
+    assert_eq!(resp.status(), 402);
+    let err = body_json(resp).await;
+    assert_eq!(err["error"]["code"], "member_budget_spent", "{err}");
+    assert_eq!(first.request_count() + second.request_count(), reached);
 }

@@ -475,7 +475,13 @@ impl ControlApi for FakeApi {
                 .into_iter()
                 .filter(|c| {
                     let r: CallRecord = typed(c.clone());
-                    filter.matches(&r.model, r.winner.as_deref(), r.protocol, r.outcome)
+                    filter.matches(
+                        &r.model,
+                        r.winner.as_deref(),
+                        r.protocol,
+                        r.outcome,
+                        r.member.as_deref(),
+                    )
                 })
                 .collect();
             let start = match &before {

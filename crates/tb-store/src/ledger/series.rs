@@ -4,7 +4,7 @@
 //! and rates.
 
 use tb_billing::record::{Attempt, CallRecord};
-use tb_billing::series::{Bucket, CallFilter, CallSample, SpendPoint};
+use tb_billing::series::{ACCESS_TOKEN_MEMBER, Bucket, CallFilter, CallSample, SpendPoint};
 
 use super::{CallCursor, Ledger, Pool, select_calls, unsigned};
 use crate::StoreError;
@@ -40,6 +40,14 @@ fn filter_sql(filter: &CallFilter, first_param: usize) -> (String, Vec<String>) 
         if let Some(value) = value {
             sql.push_str(&format!(" AND {column} = ${}", first_param + binds.len()));
             binds.push(value);
+        }
+    }
+    match filter.member.as_deref() {
+        None => {}
+        Some(ACCESS_TOKEN_MEMBER) => sql.push_str(" AND member IS NULL"),
+        Some(member) => {
+            sql.push_str(&format!(" AND member = ${}", first_param + binds.len()));
+            binds.push(member.to_string());
         }
     }
     (sql, binds)
@@ -223,12 +231,29 @@ mod tests {
             upstream: None,
             protocol: Some(Protocol::Messages),
             outcome: Some(CallOutcome::FailedMidStream),
+            member: Some("ana".into()),
         };
         let (sql, binds) = filter_sql(&f, 4);
-        assert_eq!(sql, " AND model = $4 AND protocol = $5 AND outcome = $6");
+        assert_eq!(
+            sql,
+            " AND model = $4 AND protocol = $5 AND outcome = $6 AND member = $7"
+        );
         assert_eq!(
             binds,
-            vec!["m'; DROP TABLE calls; --", "messages", "failed_mid_stream"]
+            vec![
+                "m'; DROP TABLE calls; --",
+                "messages",
+                "failed_mid_stream",
+                "ana"
+            ]
+        );
+        let token = CallFilter {
+            member: Some(ACCESS_TOKEN_MEMBER.into()),
+            ..CallFilter::default()
+        };
+        assert_eq!(
+            filter_sql(&token, 1),
+            (" AND member IS NULL".to_string(), vec![])
         );
     }
 }

@@ -26,6 +26,8 @@ pub struct VideoJob {
     pub submitted_at_ms: i64,
     /// When its call record was written, unix ms; `None` until then.
     pub recorded_at_ms: Option<i64>,
+    /// The member whose key submitted it; `None`: the access token.
+    pub member: Option<String>,
 }
 
 impl Ledger {
@@ -35,8 +37,8 @@ impl Ledger {
     pub async fn save_video_job(&self, job: &VideoJob) -> Result<bool, StoreError> {
         let sql = "INSERT INTO video_jobs \
              (job_id, upstream_id, request_id, requested_model, model, requested_seconds, \
-              submitted_at_ms, recorded_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (job_id) DO NOTHING";
+              submitted_at_ms, recorded_at_ms, member) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (job_id) DO NOTHING";
         let done = with_pool!(self, pool => {
             sqlx::query(sql)
                 .bind(job.job_id.as_str())
@@ -47,6 +49,7 @@ impl Ledger {
                 .bind(job.requested_seconds.map(i64::from))
                 .bind(job.submitted_at_ms)
                 .bind(job.recorded_at_ms)
+                .bind(job.member.as_deref())
                 .execute(pool)
                 .await?
                 .rows_affected()
@@ -57,7 +60,7 @@ impl Ledger {
     /// The job with this id, if one was accepted through the daemon.
     pub async fn video_job(&self, job_id: &str) -> Result<Option<VideoJob>, StoreError> {
         let sql = "SELECT job_id, upstream_id, request_id, requested_model, model, \
-                    requested_seconds, submitted_at_ms, recorded_at_ms \
+                    requested_seconds, submitted_at_ms, recorded_at_ms, member \
              FROM video_jobs WHERE job_id = $1";
         with_pool!(self, pool => {
             let Some(row) = sqlx::query(sql).bind(job_id).fetch_optional(pool).await? else {
@@ -75,6 +78,7 @@ impl Ledger {
                 requested_seconds,
                 submitted_at_ms: row.i64_col("submitted_at_ms")?,
                 recorded_at_ms: row.opt_i64_col("recorded_at_ms")?,
+                member: row.opt_text_col("member")?,
             }))
         })
     }

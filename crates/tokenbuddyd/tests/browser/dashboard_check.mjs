@@ -40,6 +40,9 @@
 //                    live       object   {proxy_url, token, body}: this script POSTs
 //                                        body to <proxy_url>/v1/chat/completions;
 //                                        the page shows the new call without reload
+//                    members    object   member ("-": the access token) -> {calls,
+//                                        spend}: its row in the members table with
+//                                        those cells, and a bar in its chart
 //   SCREENSHOT_DIR where to save one PNG per step (overview, filtered, detail,
 //                  live), when set
 //   SCREENSHOT     where to save a full-page PNG (taken at the end, pass or fail)
@@ -63,6 +66,10 @@
 //     upstream-row (data-upstream-id) with upstream-id, upstream-kind,
 //     upstream-circuit, upstream-status, upstream-health, upstream-score,
 //     upstream-missing
+//   members-section (hidden while only the access token made calls),
+//     members-chart, members-chart-svg, members-bar (rect, data-member),
+//     members-table, members-body, member-row (data-member; "-" for the
+//     access token) with member-calls, member-spend; filter-member
 //   credit-section (hidden when /v1/credit is null), credit-budget,
 //     credit-table, credit-body, credit-row (data-seller-id) with
 //     credit-seller, credit-purchases, credit-paid, credit-bought,
@@ -408,6 +415,24 @@ try {
         }, false);
       }
     }
+  }
+
+  // Members: a table row and a spend bar per member.
+  if (want.members) {
+    const section = page.locator(tid('members-section'));
+    const [shown] = await until(() => section.isVisible(), (v) => v === true);
+    if (!shown) problem('members: the section is hidden');
+    for (const [member, m] of Object.entries(want.members)) {
+      const row = page.locator(`${tid('member-row')}${attr('data-member', member)}`);
+      const [held, seen] = await until(async () => ((await row.count()) === 1
+        ? { calls: (await row.locator(tid('member-calls')).textContent()).trim(),
+          spend: (await row.locator(tid('member-spend')).textContent()).trim() }
+        : null), (v) => v && v.calls === String(m.calls) && v.spend === m.spend);
+      if (!held) problem(`members: ${member} shows ${JSON.stringify(seen)}, expected ${JSON.stringify(m)}`);
+      const bars = await page.locator(`${tid('members-bar')}${attr('data-member', member)}`).count();
+      if (bars !== 1) problem(`members: ${member} has ${bars} bars in the spend chart`);
+    }
+    await stepShot(page, 'members');
   }
 
   if (want.trends || want.filter || want.detail || want.live) await dashboardViews(page);
