@@ -129,7 +129,24 @@ pub(crate) fn reject(
     request_id: &str,
     started: (Instant, i64),
 ) -> crate::error::ProxyError {
-    tracing::info!(target: "request.rejected", request_id = %request_id, problem = %invalid, "malformed request body refused");
+    reject_as(
+        recorder,
+        &invalid,
+        invalid.to_proxy_error(),
+        protocol,
+        (request_id, started),
+    )
+}
+
+/// [`reject`] for any refused body: `problem` is logged, `error` answered.
+pub(crate) fn reject_as(
+    recorder: &Arc<Recorder>,
+    problem: &dyn std::fmt::Display,
+    error: crate::error::ProxyError,
+    protocol: Protocol,
+    (request_id, started): (&str, (Instant, i64)),
+) -> crate::error::ProxyError {
+    tracing::info!(target: "request.rejected", request_id = %request_id, problem = %problem, "malformed request body refused");
     let start = CallStart {
         request_id: request_id.to_string(),
         started: started.0,
@@ -145,7 +162,7 @@ pub(crate) fn reject(
         member: None,
     };
     CallTracker::new(Arc::clone(recorder), start).finish(CallOutcome::Rejected, None, None, None);
-    invalid.to_proxy_error()
+    error
 }
 
 /// Unix milliseconds now (the ledger's time unit).
@@ -289,7 +306,7 @@ fn image_of(
     // Only an image call has image output tokens to price, so no other
     // call pays for the price lookup.
     let route = match winner {
-        Some(w) if start.protocol == Protocol::ImagesGenerations => w.price_of(&start.model),
+        Some(w) if start.protocol.is_images() => w.price_of(&start.model),
         _ => RoutePrice::Unpriced,
     };
     image_fields(

@@ -143,6 +143,7 @@ impl tb_proxy::VideoJobs for LedgerVideoJobs {
                 requested_seconds: job.requested_seconds,
                 submitted_at_ms: job.submitted_at_ms,
                 recorded_at_ms: None,
+                submit_attempts: job.submit_attempts,
             };
             self.0.save_video_job(&row).await.map_err(|e| e.to_string())
         })
@@ -159,6 +160,7 @@ impl tb_proxy::VideoJobs for LedgerVideoJobs {
                 model: j.model,
                 requested_seconds: j.requested_seconds,
                 submitted_at_ms: j.submitted_at_ms,
+                submit_attempts: j.submit_attempts,
             }))
         })
     }

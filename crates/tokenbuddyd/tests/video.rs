@@ -142,7 +142,10 @@ async fn a_refused_submit_fails_over_and_the_job_is_billed_once_on_produced_seco
     assert_eq!(r["est_cost_usd_micros"], 600_000);
     // … and the provider's ×100 bill is what it cost, flagged.
     assert_eq!(r["cost_usd_micros"], 60_000_000);
-    assert_eq!(r["baseline_kind"], "priciest_route");
+    // sora-2 has a LiteLLM row ($0.10/s, `output_cost_per_video_per_second`):
+    // the baseline is the official price of the 6 produced seconds.
+    assert_eq!(r["baseline_kind"], "official");
+    assert_eq!(r["baseline_usd_micros"], 600_000);
     assert_eq!(outliers.len(), 1, "{}", daemon.logs());
     let logs = daemon.logs();
     assert!(!logs.contains("k-second") && !logs.contains("k-first"));
