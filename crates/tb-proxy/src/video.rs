@@ -401,6 +401,17 @@ async fn prepare_submit(
     tb_billing::video::order_by_clip_cost(&mut routes, |u| {
         u.video_price_of(&plan.model).map(PerSecond)
     });
+    // Benched upstreams (open breaker, 429 capacity block) go last, as the
+    // planner puts them for every other call; the sort is stable, so the
+    // price order holds within each group.
+    let now = unix_ms_now();
+    let views = state.routing.router().views(now);
+    routes.sort_by_key(|u| {
+        views.get(u.id.as_str()).is_some_and(|v| {
+            v.circuit == tb_pool::CircuitState::Open
+                || v.capacity_blocked_until_ms.is_some_and(|until| until > now)
+        })
+    });
     let content_type = match (&form, parts.headers.get(header::CONTENT_TYPE)) {
         (Some(_), Some(ct)) => ct.clone(),
         _ => HeaderValue::from_static("application/json"),
