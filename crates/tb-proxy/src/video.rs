@@ -453,7 +453,6 @@ async fn submit(
     started: (Instant, i64),
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let prepared = prepare_submit(state, req).await?;
-    let router = state.routing.router();
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut tried: Vec<String> = Vec::new();
     let refused = |attempts: Vec<Attempt>| Refused {
@@ -463,58 +462,8 @@ async fn submit(
         attempts,
     };
     for upstream in &prepared.routes {
-        let attempt_started = Instant::now();
-        let req = upstream_request(
-            upstream,
-            Method::POST,
-            ("", None),
-            prepared.body.clone(),
-            Some(&prepared.content_type),
-        )?;
-        // The planner put benched upstreams last; a half-open one gets its
-        // single trial here.
-        let _admission = router.admit(upstream.id.as_str(), unix_ms_now());
-        let (status, outcome, resp) = match send(state, req).await {
-            Ok(resp) => {
-                let status = resp.status();
-                let outcome = match verdict(status) {
-                    Verdict::Next(outcome) => outcome,
-                    Verdict::Accepted => Outcome::Ok,
-                    Verdict::ClientError => Outcome::ClientError,
-                };
-                (Some(status), outcome, Ok(resp))
-            }
-            Err((outcome, detail)) => (None, outcome, Err(detail)),
-        };
-        let detail = resp.as_ref().err().map_or("", String::as_str);
-        log_attempt(
-            request_id,
-            upstream,
-            status,
-            outcome,
-            attempt_started,
-            detail,
-        );
-        let latency_ms = u64::try_from(attempt_started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let retry_after = resp
-            .as_ref()
-            .ok()
-            .and_then(|r| r.headers().get(header::RETRY_AFTER))
-            .and_then(|v| v.to_str().ok());
-        settle(
-            router,
-            upstream.id.as_str(),
-            outcome,
-            retry_after,
-            latency_ms,
-        );
-        attempts.push(Attempt {
-            upstream: upstream.id.to_string(),
-            status: status.map(|s| s.as_u16()),
-            outcome,
-            error_class: (outcome != Outcome::Ok).then_some(outcome),
-            latency_ms,
-        });
+        let (attempt, resp) = attempt_submit(state, upstream, &prepared, request_id).await?;
+        attempts.push(attempt);
         let resp = match resp {
             Ok(resp) => resp,
             Err(detail) => {
@@ -556,6 +505,70 @@ async fn submit(
             tried.join("; ")
         ),
     ))
+}
+
+/// One submit attempt on `upstream`: sent, logged, settled in the pool;
+/// the attempt for the chain and the answer (or why there is none).
+async fn attempt_submit(
+    state: &ProxyState,
+    upstream: &Upstream,
+    prepared: &Prepared,
+    request_id: &str,
+) -> Result<(Attempt, Result<Response<Incoming>, String>), ProxyError> {
+    let attempt_started = Instant::now();
+    let req = upstream_request(
+        upstream,
+        Method::POST,
+        ("", None),
+        prepared.body.clone(),
+        Some(&prepared.content_type),
+    )?;
+    let router = state.routing.router();
+    // The planner put benched upstreams last; a half-open one gets its
+    // single trial here.
+    let _admission = router.admit(upstream.id.as_str(), unix_ms_now());
+    let (status, outcome, resp) = match send(state, req).await {
+        Ok(resp) => {
+            let status = resp.status();
+            let outcome = match verdict(status) {
+                Verdict::Next(outcome) => outcome,
+                Verdict::Accepted => Outcome::Ok,
+                Verdict::ClientError => Outcome::ClientError,
+            };
+            (Some(status), outcome, Ok(resp))
+        }
+        Err((outcome, detail)) => (None, outcome, Err(detail)),
+    };
+    let detail = resp.as_ref().err().map_or("", String::as_str);
+    log_attempt(
+        request_id,
+        upstream,
+        status,
+        outcome,
+        attempt_started,
+        detail,
+    );
+    let latency_ms = u64::try_from(attempt_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let retry_after = resp
+        .as_ref()
+        .ok()
+        .and_then(|r| r.headers().get(header::RETRY_AFTER))
+        .and_then(|v| v.to_str().ok());
+    settle(
+        router,
+        upstream.id.as_str(),
+        outcome,
+        retry_after,
+        latency_ms,
+    );
+    let attempt = Attempt {
+        upstream: upstream.id.to_string(),
+        status: status.map(|s| s.as_u16()),
+        outcome,
+        error_class: (outcome != Outcome::Ok).then_some(outcome),
+        latency_ms,
+    };
+    Ok((attempt, resp))
 }
 
 /// What one submit attempt teaches the pool, as the attempt loop's
