@@ -378,6 +378,15 @@ impl<'a> Entry<'a> {
         }
     }
 
+    /// A video price in USD micros per second: `output_cost_per_second ??
+    /// output_cost_per_video_per_second` (OpenAI's Sora rows use the latter).
+    fn per_second(&self) -> Result<Option<u64>> {
+        if let Some(p) = self.scaled("output_cost_per_second", 6, 1)? {
+            return Ok(Some(p));
+        }
+        self.scaled("output_cost_per_video_per_second", 6, 1)
+    }
+
     fn tokens(&self) -> Result<Prices> {
         Ok(Prices {
             input: self.per_million("input_cost_per_token")?,
@@ -446,6 +455,8 @@ const FIELD_NAMES: &[&str] = &[
     "output_cost_per_image",
     "input_cost_per_image",
     "input_cost_per_pixel",
+    "output_cost_per_second",
+    "output_cost_per_video_per_second",
 ];
 
 /// Stands in an [`Entry`] for "had at least one tiered price".
@@ -677,7 +688,8 @@ pub(crate) enum DropReason {
     FineTuned,
     /// `litellm_provider` missing or not in [`PROVIDERS`].
     Provider,
-    /// `mode` missing or not chat/responses/image_generation.
+    /// `mode` missing or not chat/responses/image_generation/embedding/
+    /// video_generation.
     Mode,
     /// Chat/responses without both input and output price > 0, or an image
     /// model with no price at all.
@@ -695,7 +707,7 @@ impl DropReason {
             DropReason::NotAnObject => "not an object",
             DropReason::FineTuned => "ft: (fine-tuned)",
             DropReason::Provider => "provider not listed",
-            DropReason::Mode => "mode not chat/responses/image_generation",
+            DropReason::Mode => "mode not chat/responses/image_generation/embedding/video",
             DropReason::NoPrice => "no input/output price",
             DropReason::ImageKeyWithoutPrice => "image size key without a price",
             DropReason::CollisionLoser => "lost an id collision",
@@ -711,6 +723,8 @@ pub(crate) struct Summary {
     pub(crate) entries: usize,
     pub(crate) kept: usize,
     pub(crate) kept_by_mode: BTreeMap<&'static str, usize>,
+    /// Video models kept (per-second prices, a table of their own).
+    pub(crate) kept_video: usize,
     pub(crate) dropped: BTreeMap<DropReason, usize>,
     pub(crate) folded_image_keys: usize,
     pub(crate) image_key_duplicates: usize,
@@ -735,6 +749,7 @@ impl fmt::Display for Summary {
             .map(|(m, n)| format!("{m} {n}"))
             .collect();
         writeln!(f, "kept: {} models ({})", self.kept, modes.join(", "))?;
+        writeln!(f, "kept: {} video models (per second)", self.kept_video)?;
         writeln!(
             f,
             "folded into per_image: {} image size/quality entries ({} duplicate keys ignored)",
@@ -799,6 +814,8 @@ pub(crate) fn generate(input_name: &str, bytes: &[u8]) -> Result<Generated> {
     };
 
     let mut models: BTreeMap<String, Model> = BTreeMap::new();
+    // id → (key, provider, USD micros per second).
+    let mut videos: BTreeMap<String, (String, String, u64)> = BTreeMap::new();
     // (base id, provider, per_image key, micros), folded in at the end.
     let mut image_prices: Vec<(String, String, String, u64)> = Vec::new();
 
@@ -823,6 +840,26 @@ pub(crate) fn generate(input_name: &str, bytes: &[u8]) -> Result<Generated> {
             count_drop(DropReason::Provider);
             continue;
         };
+        if entry.string("mode").as_deref() == Some("video_generation") {
+            let Some(per_second) = entry.per_second()? else {
+                count_drop(DropReason::NoPrice);
+                continue;
+            };
+            let id = strip_prefix(key).to_owned();
+            match videos.entry(id) {
+                btree_map::Entry::Vacant(slot) => {
+                    slot.insert((key.clone(), provider, per_second));
+                }
+                btree_map::Entry::Occupied(mut slot) => {
+                    count_drop(DropReason::CollisionLoser);
+                    *summary.collisions.entry(slot.key().clone()).or_default() += 1;
+                    if slot.get().0.contains('/') && !key.contains('/') {
+                        slot.insert((key.clone(), provider, per_second));
+                    }
+                }
+            }
+            continue;
+        }
         let Some(mode) = entry.string("mode").as_deref().and_then(Mode::parse) else {
             count_drop(DropReason::Mode);
             continue;
@@ -946,7 +983,8 @@ pub(crate) fn generate(input_name: &str, bytes: &[u8]) -> Result<Generated> {
         *summary.kept_by_mode.entry(mode).or_default() += 1;
     }
 
-    let code = render(&summary, models.values());
+    summary.kept_video = videos.len();
+    let code = render(&summary, models.values(), &videos);
     Ok(Generated { code, summary })
 }
 
@@ -1088,7 +1126,11 @@ fn comment(text: &str) -> String {
     out
 }
 
-fn render<'a>(summary: &Summary, models: impl Iterator<Item = &'a Model>) -> String {
+fn render<'a>(
+    summary: &Summary,
+    models: impl Iterator<Item = &'a Model>,
+    videos: &BTreeMap<String, (String, String, u64)>,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -1104,7 +1146,9 @@ fn render<'a>(summary: &Summary, models: impl Iterator<Item = &'a Model>) -> Str
         "Kept: providers {} (`PROVIDERS` in xtask/src/gen_prices.rs); modes chat, \
          responses and image_generation. Prices are integer USD micros per 1M \
          tokens (per image for `per_image`), converted exactly from the JSON \
-         number text; a missing or zero price is `None`, never 0.",
+         number text; a missing or zero price is `None`, never 0. Mode \
+         video_generation is the `VIDEO` table: USD micros per second of video \
+         (`output_cost_per_second`, else `output_cost_per_video_per_second`).",
         PROVIDERS.join(", ")
     )));
     out.push_str("//\n");
@@ -1124,7 +1168,7 @@ fn render<'a>(summary: &Summary, models: impl Iterator<Item = &'a Model>) -> Str
 // Regenerate: {REGENERATE}
 // Check:      {REGENERATE} --check
 
-use crate::{{Mode, ModelPrice, ServiceTier, Threshold, TierPrices, TokenPrices}};
+use crate::{{Mode, ModelPrice, ServiceTier, Threshold, TierPrices, TokenPrices, VideoPrice}};
 
 pub(crate) const SOURCE_FILE: &str = {input:?};
 ",
@@ -1161,7 +1205,37 @@ pub(crate) const SOURCE_FILE: &str = {input:?};
         out.push_str("    },\n");
     }
     out.push_str("];\n");
+    render_videos(&mut out, videos);
     out
+}
+
+/// `VIDEO`: one `VideoPrice` per video model, in id order (rustfmt puts a
+/// lone struct literal on the brackets' lines).
+fn render_videos(out: &mut String, videos: &BTreeMap<String, (String, String, u64)>) {
+    out.push_str("\npub(crate) static VIDEO: &[VideoPrice] = &[");
+    if videos.is_empty() {
+        out.push_str("];\n");
+        return;
+    }
+    let one = videos.len() == 1;
+    let pad = if one { "" } else { "    " };
+    if !one {
+        out.push('\n');
+    }
+    for (id, (_, provider, per_second)) in videos {
+        let _ = writeln!(out, "{pad}VideoPrice {{");
+        let _ = writeln!(out, "{pad}    id: {id:?},");
+        let _ = writeln!(out, "{pad}    provider: {provider:?},");
+        let _ = writeln!(out, "{pad}    per_second: {},", underscored(*per_second));
+        if one {
+            out.push_str("}];\n");
+        } else {
+            out.push_str("    },\n");
+        }
+    }
+    if !one {
+        out.push_str("];\n");
+    }
 }
 
 #[cfg(test)]
@@ -1493,6 +1567,41 @@ mod tests {
     }
 
     #[test]
+    fn video_rows_are_priced_per_second() {
+        let (s, code) = run_gen(
+            r#"{
+            "openai/sora-2": {"litellm_provider": "openai", "mode": "video_generation", "output_cost_per_video_per_second": 0.2},
+            "sora-2": {"litellm_provider": "openai", "mode": "video_generation", "output_cost_per_video_per_second": 0.1},
+            "gemini/veo-3": {"litellm_provider": "gemini", "mode": "video_generation", "output_cost_per_second": 0.4, "output_cost_per_second_4k": 0.6, "output_cost_per_video_per_second": 9},
+            "vertex_ai/veo-9": {"litellm_provider": "vertex_ai", "mode": "video_generation", "output_cost_per_second": 0.4},
+            "xai/free-video": {"litellm_provider": "xai", "mode": "video_generation", "output_cost_per_second": 0}
+        }"#,
+        );
+        assert_eq!(s.kept, 0);
+        assert_eq!(s.kept_video, 2);
+        assert_eq!(s.dropped.get(&DropReason::Provider), Some(&1));
+        assert_eq!(s.dropped.get(&DropReason::NoPrice), Some(&1));
+        assert_eq!(s.dropped.get(&DropReason::CollisionLoser), Some(&1));
+        // The key without a prefix wins the id; `output_cost_per_second`
+        // wins over the per-video spelling; resolution prices are not kept.
+        assert!(code.contains(
+            "pub(crate) static VIDEO: &[VideoPrice] = &[
+    VideoPrice {
+        id: \"sora-2\",
+        provider: \"openai\",
+        per_second: 100_000,
+    },
+    VideoPrice {
+        id: \"veo-3\",
+        provider: \"gemini\",
+        per_second: 400_000,
+    },
+];
+"
+        ));
+    }
+
+    #[test]
     fn image_key_pattern() {
         let key = |q: Option<&'static str>, w, h, model| ImageKey {
             quality: q,
@@ -1544,6 +1653,7 @@ mod tests {
             "high/1024-x-1536/c": {"litellm_provider": "openai", "mode": "image_generation", "input_cost_per_image": 0.25},
             "medium/1536-x-1024/c": {"litellm_provider": "openai", "mode": "image_generation", "input_cost_per_image": 0.063},
             "d": {"litellm_provider": "xai", "mode": "image_generation", "input_cost_per_image": 0.02},
+            "v": {"litellm_provider": "openai", "mode": "video_generation", "output_cost_per_second": 0.1},
             "1024-x-1024/e": {"litellm_provider": "openai", "mode": "image_generation", "output_cost_per_image": 0.02},
             "512-x-512/e": {"litellm_provider": "openai", "mode": "image_generation", "output_cost_per_image": 0.018},
             "1-x-1/f": {"litellm_provider": "openai", "mode": "image_generation", "output_cost_per_image": 0.02},

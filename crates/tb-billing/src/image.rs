@@ -88,7 +88,7 @@ pub fn image_fields(
     let billing_unit = match breakdown {
         Some(Breakdown::Images { .. }) => BillingUnit::Images,
         Some(Breakdown::Tokens { .. }) => BillingUnit::Tokens,
-        None if protocol == Protocol::ImagesGenerations => BillingUnit::Images,
+        None if protocol.is_images() => BillingUnit::Images,
         None => BillingUnit::Tokens,
     };
     let image = usage.and_then(|u| u.image.as_ref());

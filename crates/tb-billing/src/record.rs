@@ -316,6 +316,7 @@ pub fn endpoint_label(protocol: Protocol) -> &'static str {
         Protocol::Responses => "responses",
         Protocol::Messages => "messages",
         Protocol::ImagesGenerations => "images",
+        Protocol::ImagesEdits => "image_edits",
         Protocol::Embeddings => "embeddings",
         Protocol::Videos => "videos",
     }
@@ -360,7 +361,7 @@ pub fn prompt_hash(protocol: Protocol, request_body: &[u8]) -> Option<String> {
             serde_json::to_writer(&mut hasher, &(system, messages))
         }
         Protocol::Responses => serde_json::to_writer(&mut hasher, &value(fields.input)?),
-        Protocol::ImagesGenerations | Protocol::Videos => {
+        Protocol::ImagesGenerations | Protocol::ImagesEdits | Protocol::Videos => {
             serde_json::to_writer(&mut hasher, &value(fields.prompt)?)
         }
         Protocol::Embeddings => serde_json::to_writer(&mut hasher, &value(fields.input)?),

@@ -50,6 +50,13 @@ pub fn order_by_clip_cost<T>(routes: &mut [T], price: impl Fn(&T) -> Option<PerS
     });
 }
 
+/// The price table's per-second price for `model` (the `official`
+/// baseline): LiteLLM's `video_generation` row, when it has one.
+#[must_use]
+pub fn official_per_second(model: &str) -> Option<PerSecond> {
+    tb_prices::video_price(model).map(|p| PerSecond(p.per_second))
+}
+
 /// Which length a video job was billed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecondsBasis {

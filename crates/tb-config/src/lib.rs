@@ -23,7 +23,8 @@
 //!     models = ["gpt-4o-mini"]
 //! "#).unwrap();
 //! assert_eq!(cfg.proxy.port, 0);
-//! assert_eq!(cfg.providers[0].effective_protocols().len(), 4);
+//! // chat, responses, image generations and edits, embeddings.
+//! assert_eq!(cfg.providers[0].effective_protocols().len(), 5);
 //! cfg.validate().unwrap();
 //! ```
 

@@ -35,8 +35,9 @@ pub(crate) fn call_filter(pairs: &[(String, String)]) -> Result<CallFilter, ApiE
         None | Some("") => None,
         Some(v) => Some(Protocol::parse(v).ok_or_else(|| {
             invalid(format!(
-                "protocol must be one of {}, {}, got {v:?}",
+                "protocol must be one of {}, {}, {}, got {v:?}",
                 Protocol::ALL.map(Protocol::as_str).join(", "),
+                Protocol::ImagesEdits.as_str(),
                 Protocol::Videos.as_str()
             ))
         })?),

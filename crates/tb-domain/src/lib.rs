@@ -40,6 +40,10 @@ pub enum Protocol {
     ImagesGenerations,
     /// OpenAI Embeddings (`POST /v1/embeddings`).
     Embeddings,
+    /// OpenAI image edits (`POST /v1/images/edits`): a `multipart/form-data`
+    /// request (image files, `mask`, `prompt`, `model`, …) or a JSON one,
+    /// forwarded as sent; not in [`Protocol::ALL`], whose requests are JSON.
+    ImagesEdits,
     /// OpenAI video generation (`POST /v1/videos`, `GET /v1/videos/{id}`,
     /// `GET /v1/videos/{id}/content`): an asynchronous job API, served by
     /// the gateway's video module rather than the one-request forward path,
@@ -48,9 +52,9 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    /// Every protocol of the one-request forward path, in a stable order
-    /// ([`Protocol::Videos`], a job API, is the one not here; see
-    /// [`Protocol::parse`] for every name).
+    /// Every JSON protocol of the one-request forward path, in a stable
+    /// order ([`Protocol::ImagesEdits`], multipart, and [`Protocol::Videos`],
+    /// a job API, are not here; see [`Protocol::parse`] for every name).
     pub const ALL: [Protocol; 5] = [
         Protocol::ChatCompletions,
         Protocol::Responses,
@@ -66,13 +70,18 @@ impl Protocol {
         Protocol::Messages,
     ];
 
-    /// The protocol with this config/ledger name, [`Protocol::Videos`]
-    /// included.
+    /// The protocol with this config/ledger name, [`Protocol::ImagesEdits`]
+    /// and [`Protocol::Videos`] included.
     pub fn parse(name: &str) -> Option<Protocol> {
         Protocol::ALL
             .into_iter()
-            .chain([Protocol::Videos])
+            .chain([Protocol::ImagesEdits, Protocol::Videos])
             .find(|p| p.as_str() == name)
+    }
+
+    /// Whether the protocol's requests are images (billed per image).
+    pub fn is_images(self) -> bool {
+        matches!(self, Protocol::ImagesGenerations | Protocol::ImagesEdits)
     }
 
     /// Whether requests in this protocol can be translated to another.
@@ -88,6 +97,7 @@ impl Protocol {
             Protocol::Messages => "messages",
             Protocol::ImagesGenerations => "images_generations",
             Protocol::Embeddings => "embeddings",
+            Protocol::ImagesEdits => "images_edits",
             Protocol::Videos => "videos",
         }
     }
@@ -100,6 +110,7 @@ impl Protocol {
             "/v1/messages" | "/messages" => Some(Protocol::Messages),
             "/v1/images/generations" => Some(Protocol::ImagesGenerations),
             "/v1/embeddings" => Some(Protocol::Embeddings),
+            "/v1/images/edits" => Some(Protocol::ImagesEdits),
             _ => None,
         }
     }
@@ -112,6 +123,7 @@ impl Protocol {
             Protocol::Messages => "/v1/messages",
             Protocol::ImagesGenerations => "/v1/images/generations",
             Protocol::Embeddings => "/v1/embeddings",
+            Protocol::ImagesEdits => "/v1/images/edits",
             Protocol::Videos => "/v1/videos",
         }
     }
@@ -125,6 +137,7 @@ impl Protocol {
             Protocol::Messages => "/messages",
             Protocol::ImagesGenerations => "/images/generations",
             Protocol::Embeddings => "/embeddings",
+            Protocol::ImagesEdits => "/images/edits",
             Protocol::Videos => "/videos",
         }
     }
@@ -190,6 +203,7 @@ impl ProviderKind {
                 Protocol::Responses,
                 Protocol::ImagesGenerations,
                 Protocol::Embeddings,
+                Protocol::ImagesEdits,
             ],
             ProviderKind::Anthropic => vec![Protocol::Messages],
         }
@@ -458,6 +472,7 @@ mod tests {
             ("/v1/messages", Some(Protocol::Messages)),
             ("/messages", Some(Protocol::Messages)),
             ("/v1/images/generations", Some(Protocol::ImagesGenerations)),
+            ("/v1/images/edits", Some(Protocol::ImagesEdits)),
             ("/v1/models", None),
             ("/v1/chat/completions/", None),
             ("/chat/completions", None),

@@ -136,6 +136,7 @@ fn operation(p: Protocol) -> &'static str {
         Protocol::ChatCompletions | Protocol::Responses | Protocol::Messages => "chat",
         Protocol::Embeddings => "embeddings",
         Protocol::ImagesGenerations => "image_generation",
+        Protocol::ImagesEdits => "image_edit",
         Protocol::Videos => "video_generation",
     }
 }

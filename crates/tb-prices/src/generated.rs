@@ -9,7 +9,9 @@
 // dashscope, moonshot, minimax, zai (`PROVIDERS` in xtask/src/gen_prices.rs);
 // modes chat, responses and image_generation. Prices are integer USD micros
 // per 1M tokens (per image for `per_image`), converted exactly from the JSON
-// number text; a missing or zero price is `None`, never 0.
+// number text; a missing or zero price is `None`, never 0. Mode
+// video_generation is the `VIDEO` table: USD micros per second of video
+// (`output_cost_per_second`, else `output_cost_per_video_per_second`).
 //
 // Tiered prices are `tiers` of the entry: the `_priority` and `_flex` service
 // tiers, the `…_above_<N>k_tokens` context thresholds (xAI's as `AtLeast`, the
@@ -22,7 +24,7 @@
 // Regenerate: cargo xtask gen-prices
 // Check:      cargo xtask gen-prices --check
 
-use crate::{Mode, ModelPrice, ServiceTier, Threshold, TierPrices, TokenPrices};
+use crate::{Mode, ModelPrice, ServiceTier, Threshold, TierPrices, TokenPrices, VideoPrice};
 
 pub(crate) const SOURCE_FILE: &str = "litellm-model-prices-v1.109.1.json";
 pub(crate) const SOURCE_SHA256: &str =
@@ -8302,5 +8304,138 @@ pub(crate) static ENTRIES: &[ModelPrice] = &[
         image_tokens: TokenPrices::NONE,
         per_image: &[],
         per_image_any_size: None,
+    },
+];
+
+pub(crate) static VIDEO: &[VideoPrice] = &[
+    VideoPrice {
+        id: "MiniMax-H3",
+        provider: "minimax",
+        per_second: 80_000,
+    },
+    VideoPrice {
+        id: "MiniMax-H3-Max",
+        provider: "minimax",
+        per_second: 80_000,
+    },
+    VideoPrice {
+        id: "grok-imagine-video",
+        provider: "xai",
+        per_second: 50_000,
+    },
+    VideoPrice {
+        id: "grok-imagine-video-1.5",
+        provider: "xai",
+        per_second: 80_000,
+    },
+    VideoPrice {
+        id: "grok-imagine-video-1.5-2026-05-30",
+        provider: "xai",
+        per_second: 80_000,
+    },
+    VideoPrice {
+        id: "grok-imagine-video-1.5-lite",
+        provider: "xai",
+        per_second: 20_000,
+    },
+    VideoPrice {
+        id: "grok-imagine-video-1.5-preview",
+        provider: "xai",
+        per_second: 80_000,
+    },
+    VideoPrice {
+        id: "happyhorse-1.0-i2v",
+        provider: "dashscope",
+        per_second: 220_034,
+    },
+    VideoPrice {
+        id: "happyhorse-1.0-r2v",
+        provider: "dashscope",
+        per_second: 220_034,
+    },
+    VideoPrice {
+        id: "happyhorse-1.0-t2v",
+        provider: "dashscope",
+        per_second: 220_034,
+    },
+    VideoPrice {
+        id: "happyhorse-1.1-i2v",
+        provider: "dashscope",
+        per_second: 165_026,
+    },
+    VideoPrice {
+        id: "happyhorse-1.1-r2v",
+        provider: "dashscope",
+        per_second: 165_026,
+    },
+    VideoPrice {
+        id: "happyhorse-1.1-t2v",
+        provider: "dashscope",
+        per_second: 165_026,
+    },
+    VideoPrice {
+        id: "sora-2",
+        provider: "openai",
+        per_second: 100_000,
+    },
+    VideoPrice {
+        id: "sora-2-pro",
+        provider: "openai",
+        per_second: 300_000,
+    },
+    VideoPrice {
+        id: "sora-2-pro-high-res",
+        provider: "openai",
+        per_second: 500_000,
+    },
+    VideoPrice {
+        id: "veo-3.1-fast-generate-001",
+        provider: "gemini",
+        per_second: 100_000,
+    },
+    VideoPrice {
+        id: "veo-3.1-fast-generate-preview",
+        provider: "gemini",
+        per_second: 100_000,
+    },
+    VideoPrice {
+        id: "veo-3.1-generate-001",
+        provider: "gemini",
+        per_second: 400_000,
+    },
+    VideoPrice {
+        id: "veo-3.1-generate-preview",
+        provider: "gemini",
+        per_second: 400_000,
+    },
+    VideoPrice {
+        id: "veo-3.1-lite-generate-preview",
+        provider: "gemini",
+        per_second: 50_000,
+    },
+    VideoPrice {
+        id: "wan2.7-i2v",
+        provider: "dashscope",
+        per_second: 143_353,
+    },
+    VideoPrice {
+        id: "wan2.7-r2v",
+        provider: "dashscope",
+        per_second: 143_353,
+    },
+    VideoPrice {
+        id: "wan2.7-t2v",
+        provider: "dashscope",
+        per_second: 143_353,
+    },
+    VideoPrice {
+        id: "wan3.0-video",
+        provider: "dashscope",
+        per_second: 165_025,
+    },
+    VideoPrice {
+        id: "wan3.0-video-prime",
+        provider: "dashscope",
+        per_second: 254_399,
     },
 ];

@@ -56,6 +56,7 @@ mod image;
 mod lookup;
 mod ratio;
 mod tier;
+mod video;
 
 use std::fmt;
 
@@ -66,6 +67,7 @@ pub use ratio::{Ppm, RatioError, apply_discount, apply_fee};
 pub use tier::{
     BadBilledTier, BilledTier, ServiceTier, Threshold, TierPrices, Tiered, UnknownServiceTier,
 };
+pub use video::{VideoPrice, video_price, video_table};
 
 /// The LiteLLM snapshot file the table was generated from (its file name in
 /// `crates/tb-prices/data/`).

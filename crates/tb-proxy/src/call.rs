@@ -131,7 +131,24 @@ pub(crate) fn reject(
     request_id: &str,
     started: (Instant, i64),
 ) -> crate::error::ProxyError {
-    tracing::info!(target: "request.rejected", request_id = %request_id, problem = %invalid, "malformed request body refused");
+    reject_as(
+        recorder,
+        &invalid,
+        invalid.to_proxy_error(),
+        protocol,
+        (request_id, started),
+    )
+}
+
+/// [`reject`] for any refused body: `problem` is logged, `error` answered.
+pub(crate) fn reject_as(
+    recorder: &Arc<Recorder>,
+    problem: &dyn std::fmt::Display,
+    error: crate::error::ProxyError,
+    protocol: Protocol,
+    (request_id, started): (&str, (Instant, i64)),
+) -> crate::error::ProxyError {
+    tracing::info!(target: "request.rejected", request_id = %request_id, problem = %problem, "malformed request body refused");
     let start = CallStart {
         id: uuid::Uuid::now_v7().to_string(),
         request_id: request_id.to_string(),
@@ -148,7 +165,7 @@ pub(crate) fn reject(
         member: None,
     };
     CallTracker::new(Arc::clone(recorder), start).finish(CallOutcome::Rejected, None, None, None);
-    invalid.to_proxy_error()
+    error
 }
 
 /// Unix milliseconds now (the ledger's time unit).
@@ -292,7 +309,7 @@ fn image_of(
     // Only an image call has image output tokens to price, so no other
     // call pays for the price lookup.
     let route = match winner {
-        Some(w) if start.protocol == Protocol::ImagesGenerations => w.price_of(&start.model),
+        Some(w) if start.protocol.is_images() => w.price_of(&start.model),
         _ => RoutePrice::Unpriced,
     };
     image_fields(

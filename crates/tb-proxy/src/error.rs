@@ -56,6 +56,9 @@ pub enum ErrorCode {
     Overloaded,
     /// 404: no video job with this id was accepted through the daemon.
     VideoNotFound,
+    /// 400: a `multipart/form-data` body that does not parse (boundary,
+    /// truncated part).
+    InvalidMultipart,
 }
 
 impl ErrorCode {
@@ -82,15 +85,17 @@ impl ErrorCode {
             ErrorCode::Internal => "internal_error",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::VideoNotFound => "video_not_found",
+            ErrorCode::InvalidMultipart => "invalid_multipart",
         }
     }
 
     /// The HTTP status.
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::InvalidJson | ErrorCode::MissingModel | ErrorCode::InvalidField => {
-                StatusCode::BAD_REQUEST
-            }
+            ErrorCode::InvalidJson
+            | ErrorCode::MissingModel
+            | ErrorCode::InvalidField
+            | ErrorCode::InvalidMultipart => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidAccessToken => StatusCode::UNAUTHORIZED,
             ErrorCode::ModelNotAllowed => StatusCode::FORBIDDEN,
             ErrorCode::MemberBudgetSpent => StatusCode::PAYMENT_REQUIRED,
@@ -140,6 +145,7 @@ impl ErrorCode {
             ErrorCode::InvalidJson
             | ErrorCode::MissingModel
             | ErrorCode::InvalidField
+            | ErrorCode::InvalidMultipart
             | ErrorCode::MethodNotAllowed
             | ErrorCode::WebSocketUnsupported
             | ErrorCode::Untranslatable => "invalid_request_error",

@@ -155,7 +155,7 @@ async fn dispatch(
         Endpoint::Unknown => Err(ProxyError::new(
             ErrorCode::UnknownRoute,
             format!(
-                "no endpoint {method} {path}; tokenbuddy serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/messages/count_tokens, /v1/images/generations, /v1/embeddings, /v1/videos and GET /v1/models"
+                "no endpoint {method} {path}; tokenbuddy serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/messages/count_tokens, /v1/images/generations, /v1/images/edits, /v1/embeddings, /v1/videos and GET /v1/models"
             ),
         )),
         Endpoint::CountTokens => count_tokens(state, req).await,
@@ -260,8 +260,19 @@ pub(crate) async fn forward_with<T: Transport>(
         started,
         ..
     } = req;
-    let probe = probe(&req.bytes, protocol)
-        .map_err(|e| crate::call::reject(&state.recorder, e, protocol, request_id, started))?;
+    // An image edit's multipart form is read for its text fields; every
+    // other body is JSON, validated in one pass.
+    let form = crate::form::of_request(protocol, req.headers, &req.bytes)
+        .await
+        .map_err(|e| {
+            let error = e.to_proxy_error();
+            crate::call::reject_as(&state.recorder, &e, error, protocol, (request_id, started))
+        })?;
+    let probe = match &form {
+        Some(form) => form.probe(),
+        None => probe(&req.bytes, protocol)
+            .map_err(|e| crate::call::reject(&state.recorder, e, protocol, request_id, started))?,
+    };
     fault_hook(&probe.model);
     if let Some(member) = req.member {
         allow_model(member, &probe.model)?;
@@ -280,7 +291,10 @@ pub(crate) async fn forward_with<T: Transport>(
     // extra chunk again on the way back (billing.md).
     let add_usage = protocol == Protocol::ChatCompletions && probe.stream && !probe.usage_requested;
     let edits = native_edits(protocol, &req.bytes, add_usage);
-    let body = outbound_body(&req.bytes, &probe.model, &plan.model, edits)?;
+    let body = match &form {
+        Some(form) => form.outbound(&req.bytes, &probe.model, &plan.model)?,
+        None => outbound_body(&req.bytes, &probe.model, &plan.model, edits)?,
+    };
     // The record's id is the member's reservation id: the record, when
     // written, replaces the reservation with what the call cost.
     let call_id = uuid::Uuid::now_v7().to_string();
@@ -289,7 +303,10 @@ pub(crate) async fn forward_with<T: Transport>(
         admit_member(state, member, &reservation).await?;
     }
     let call = track_call(state, &req, &probe, &plan, call_id);
-    let facts = RequestFacts::from_request_json(protocol, &req.bytes);
+    let facts = form.as_ref().map_or_else(
+        || RequestFacts::from_request_json(protocol, &req.bytes),
+        crate::form::Form::facts,
+    );
     let ctx = Ctx {
         protocol,
         plan: &plan,

@@ -30,6 +30,7 @@ mod commit;
 mod credit;
 mod error;
 mod foreign;
+mod form;
 mod gateway;
 mod handler;
 mod headers;

@@ -307,7 +307,7 @@ impl Field {
     /// A top-level member by its decoded name; the image members only
     /// matter (tb-billing's `RequestFacts`) for image generations.
     fn top_level(key: &[u8], protocol: Protocol) -> Field {
-        let images = protocol == Protocol::ImagesGenerations;
+        let images = protocol.is_images();
         match key {
             b"model" => Field::Model,
             b"stream" => Field::Stream,

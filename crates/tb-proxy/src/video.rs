@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tb_billing::cost::Costing;
 use tb_billing::record::{Attempt, BalanceSource, BillingUnit, CallOutcome, CallRecord};
 use tb_billing::video::{JobStatus, JobView, PerSecond, VideoBill, billed_seconds, cost_video};
 use tb_domain::{Outcome, Protocol};
@@ -32,6 +33,7 @@ use crate::call::unix_ms_now;
 use crate::commit::UPSTREAM;
 use crate::error::{ErrorCode, ProxyError};
 use crate::member::{Member, Reservation};
+use crate::form::Form;
 use crate::{ProxyBody, ProxyState};
 
 /// One accepted video job, as the ledger keeps it.
@@ -54,6 +56,9 @@ pub struct VideoJobRow {
     /// The member whose key submitted the job (`None`: the access token);
     /// its record carries the member whoever polls the terminal state.
     pub member: Option<String>,
+    /// The submit's attempts on routes that refused it before the
+    /// accepting one: the head of the record's attempt chain.
+    pub submit_attempts: Vec<Attempt>,
 }
 
 /// Where video jobs are kept (the ledger, in the daemon). Errors are
@@ -197,6 +202,30 @@ fn parse_submit(body: &[u8]) -> Result<Submit, ProxyError> {
     Ok(Submit { model, seconds })
 }
 
+/// Validates a multipart submit's fields (OpenAI's `input_reference` file
+/// and the same text fields as the JSON body): `model` (already required by
+/// the form reader), a non-empty `prompt`, `seconds` a whole number above 0.
+fn parse_form_submit(form: &Form) -> Result<Submit, ProxyError> {
+    let model = form.model().unwrap_or_default().to_string();
+    if form.get("prompt").is_none_or(|p| p.trim().is_empty()) {
+        return Err(invalid(
+            "the video request needs `prompt`, a non-empty form field describing the video".into(),
+        ));
+    }
+    let seconds = match form.get("seconds") {
+        None => None,
+        Some(text) => match text.trim().parse::<u32>() {
+            Ok(s) if s > 0 => Some(s),
+            _ => {
+                return Err(invalid(format!(
+                    "`seconds` must be a whole number of seconds above 0, as 8; got {text:?}"
+                )));
+            }
+        },
+    };
+    Ok(Submit { model, seconds })
+}
+
 /// What the submit loop does with an upstream's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
@@ -258,9 +287,9 @@ pub(crate) async fn handle(
 fn upstream_request(
     upstream: &Upstream,
     method: Method,
-    suffix: &str,
-    query: Option<&str>,
+    (suffix, query): (&str, Option<&str>),
     body: Bytes,
+    content_type: Option<&HeaderValue>,
 ) -> Result<Request<Full<Bytes>>, ProxyError> {
     let mut url = format!(
         "{}{}{suffix}",
@@ -273,7 +302,7 @@ fn upstream_request(
     }
     let mut req = Request::builder().method(method).uri(url);
     if let Some(headers) = req.headers_mut() {
-        fill_headers(headers, upstream, !body.is_empty());
+        fill_headers(headers, upstream, content_type);
     }
     req.body(Full::new(body)).map_err(|e| {
         ProxyError::new(
@@ -286,12 +315,9 @@ fn upstream_request(
     })
 }
 
-fn fill_headers(headers: &mut HeaderMap, upstream: &Upstream, json: bool) {
-    if json {
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+fn fill_headers(headers: &mut HeaderMap, upstream: &Upstream, content_type: Option<&HeaderValue>) {
+    if let Some(ct) = content_type {
+        headers.insert(header::CONTENT_TYPE, ct.clone());
     }
     if let Some((name, value)) = upstream.auth_header() {
         headers.insert(name.clone(), value.clone());
@@ -311,7 +337,7 @@ async fn send(
         Ok(Ok(resp)) => Ok(resp),
         Ok(Err(e)) => Err((Outcome::ConnectFailed, tb_http::error_chain(&e))),
         Err(_) => Err((
-            Outcome::ServerError,
+            Outcome::Deadline,
             format!("no answer within {} ms", deadline.as_millis()),
         )),
     }
@@ -350,6 +376,8 @@ struct Prepared {
     model: String,
     routes: Vec<Arc<Upstream>>,
     body: Bytes,
+    /// `application/json`, or the client's multipart type (its boundary).
+    content_type: HeaderValue,
 }
 
 /// Reads and validates the body (a malformed one reaches no upstream),
@@ -360,7 +388,13 @@ async fn prepare_submit(
 ) -> Result<Prepared, ProxyError> {
     let (parts, body) = req.into_parts();
     let bytes = read_request_body(&parts, body, state.settings.max_body_bytes).await?;
-    let asked = parse_submit(&bytes)?;
+    let form = crate::form::of_request(Protocol::Videos, &parts.headers, &bytes)
+        .await
+        .map_err(|e| e.to_proxy_error())?;
+    let asked = match &form {
+        Some(form) => parse_form_submit(form)?,
+        None => parse_submit(&bytes)?,
+    };
     if let Err(why) = state.routing.can_route() {
         return Err(ProxyError::new(ErrorCode::NoRoute, why.to_string()));
     }
@@ -379,7 +413,24 @@ async fn prepare_submit(
     tb_billing::video::order_by_clip_cost(&mut routes, |u| {
         u.video_price_of(&plan.model).map(PerSecond)
     });
-    let body = if plan.model == asked.model {
+    // Benched upstreams (open breaker, 429 capacity block) go last, as the
+    // planner puts them for every other call; the sort is stable, so the
+    // price order holds within each group.
+    let now = unix_ms_now();
+    let views = state.routing.router().views(now);
+    routes.sort_by_key(|u| {
+        views.get(u.id.as_str()).is_some_and(|v| {
+            v.circuit == tb_pool::CircuitState::Open
+                || v.capacity_blocked_until_ms.is_some_and(|until| until > now)
+        })
+    });
+    let content_type = match (&form, parts.headers.get(header::CONTENT_TYPE)) {
+        (Some(_), Some(ct)) => ct.clone(),
+        _ => HeaderValue::from_static("application/json"),
+    };
+    let body = if let Some(form) = &form {
+        form.outbound(&bytes, &asked.model, &plan.model)?
+    } else if plan.model == asked.model {
         bytes
     } else {
         let edits = BodyEdits {
@@ -398,11 +449,14 @@ async fn prepare_submit(
         model: plan.model,
         routes,
         body,
+        content_type,
     })
 }
 
 /// The submit: each route in order until one accepts (or the client's
-/// own mistake comes back).
+/// own mistake comes back). Every attempt feeds the upstream's pool health
+/// like a forward-path attempt and joins the call's attempt chain; a
+/// submit no route accepted is recorded at once.
 async fn submit(
     state: &ProxyState,
     jobs: &dyn VideoJobs,
@@ -418,60 +472,52 @@ async fn submit(
     if let Some(member) = member {
         admit_job(state, member, &prepared.asked.model).await?;
     }
+    let mut attempts: Vec<Attempt> = Vec::new();
     let mut tried: Vec<String> = Vec::new();
+    let refused = |attempts: Vec<Attempt>| Refused {
+        prepared: &prepared,
+        request_id,
+        started,
+        attempts,
+        member,
+    };
     for upstream in &prepared.routes {
-        let attempt_started = Instant::now();
-        let req = upstream_request(upstream, Method::POST, "", None, prepared.body.clone())?;
-        let resp = match send(state, req).await {
+        let (attempt, resp) = attempt_submit(state, upstream, &prepared, request_id).await?;
+        attempts.push(attempt);
+        let resp = match resp {
             Ok(resp) => resp,
-            Err((outcome, detail)) => {
-                log_attempt(
-                    request_id,
-                    upstream,
-                    None,
-                    outcome,
-                    attempt_started,
-                    &detail,
-                );
+            Err(detail) => {
                 tried.push(format!("{}: {detail}", upstream.id));
                 continue;
             }
         };
-        let status = resp.status();
-        let outcome = match verdict(status) {
-            Verdict::Next(outcome) => outcome,
-            Verdict::Accepted => Outcome::Ok,
-            Verdict::ClientError => Outcome::ClientError,
-        };
-        log_attempt(
-            request_id,
-            upstream,
-            Some(status),
-            outcome,
-            attempt_started,
-            "",
-        );
-        match verdict(status) {
+        match verdict(resp.status()) {
             Verdict::Next(_) => {
-                tried.push(format!("{}: HTTP {}", upstream.id, status.as_u16()));
+                tried.push(format!("{}: HTTP {}", upstream.id, resp.status().as_u16()));
             }
             Verdict::ClientError => {
+                let status = resp.status();
                 let answer = read_answer(state, resp.into_body()).await?;
+                state.recorder.submit(refused(attempts).record());
                 return Ok(json_answer(status, answer, upstream));
             }
             Verdict::Accepted => {
+                let status = resp.status();
                 let answer = read_answer(state, resp.into_body()).await?;
+                attempts.pop();
                 let accepted = Accepted {
                     upstream,
                     request_id,
                     submitted_at_ms: started.1,
                     member,
+                    before: attempts,
                 };
-                remember(jobs, &prepared, &accepted, &answer).await?;
+                remember(jobs, &prepared, accepted, &answer).await?;
                 return Ok(json_answer(status, answer, upstream));
             }
         }
     }
+    state.recorder.submit(refused(attempts).record());
     Err(ProxyError::new(
         ErrorCode::UpstreamUnreachable,
         format!(
@@ -504,18 +550,140 @@ async fn admit_job(state: &ProxyState, member: &Member, model: &str) -> Result<(
 }
 
 /// Who accepted a job, for which request.
+/// One submit attempt on `upstream`: sent, logged, settled in the pool;
+/// the attempt for the chain and the answer (or why there is none).
+async fn attempt_submit(
+    state: &ProxyState,
+    upstream: &Upstream,
+    prepared: &Prepared,
+    request_id: &str,
+) -> Result<(Attempt, Result<Response<Incoming>, String>), ProxyError> {
+    let attempt_started = Instant::now();
+    let req = upstream_request(
+        upstream,
+        Method::POST,
+        ("", None),
+        prepared.body.clone(),
+        Some(&prepared.content_type),
+    )?;
+    let router = state.routing.router();
+    // The planner put benched upstreams last; a half-open one gets its
+    // single trial here.
+    let _admission = router.admit(upstream.id.as_str(), unix_ms_now());
+    let (status, outcome, resp) = match send(state, req).await {
+        Ok(resp) => {
+            let status = resp.status();
+            let outcome = match verdict(status) {
+                Verdict::Next(outcome) => outcome,
+                Verdict::Accepted => Outcome::Ok,
+                Verdict::ClientError => Outcome::ClientError,
+            };
+            (Some(status), outcome, Ok(resp))
+        }
+        Err((outcome, detail)) => (None, outcome, Err(detail)),
+    };
+    let detail = resp.as_ref().err().map_or("", String::as_str);
+    log_attempt(
+        request_id,
+        upstream,
+        status,
+        outcome,
+        attempt_started,
+        detail,
+    );
+    let latency_ms = u64::try_from(attempt_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let retry_after = resp
+        .as_ref()
+        .ok()
+        .and_then(|r| r.headers().get(header::RETRY_AFTER))
+        .and_then(|v| v.to_str().ok());
+    settle(
+        router,
+        upstream.id.as_str(),
+        outcome,
+        retry_after,
+        latency_ms,
+    );
+    let attempt = Attempt {
+        upstream: upstream.id.to_string(),
+        status: status.map(|s| s.as_u16()),
+        outcome,
+        error_class: (outcome != Outcome::Ok).then_some(outcome),
+        latency_ms,
+    };
+    Ok((attempt, resp))
+}
+
+/// What one submit attempt teaches the pool, as the attempt loop's
+/// `settle` does: a 429 benches the upstream until `Retry-After`, the
+/// upstream's own failures (5xx, connect error, deadline, its key refused)
+/// count against its breaker, and a client's mistake (or the model not
+/// being there) only releases a half-open trial.
+fn settle(
+    router: &tb_router::Router,
+    id: &str,
+    outcome: Outcome,
+    retry_after: Option<&str>,
+    latency_ms: u64,
+) {
+    let now = unix_ms_now();
+    if outcome == Outcome::Ok {
+        router.success(id, now, tb_pool::CallMetrics::latency(latency_ms));
+        return;
+    }
+    if outcome == Outcome::RateLimited {
+        router.rate_limited(id, now, retry_after);
+    }
+    if tb_routing::counts_as_pool_failure(outcome) {
+        router.failure(id, now, outcome);
+    } else {
+        router.neutral(id);
+    }
+}
+
+/// A submit no route accepted (or the client's own mistake): recorded at
+/// once with its attempts, no cost.
+struct Refused<'a> {
+    prepared: &'a Prepared,
+    request_id: &'a str,
+    started: (Instant, i64),
+    attempts: Vec<Attempt>,
+    member: Option<&'a Member>,
+}
+
+impl Refused<'_> {
+    fn record(self) -> CallRecord {
+        let latency_ms = u64::try_from(self.started.0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        video_record(
+            VideoCallFacts {
+                request_id: self.request_id,
+                started_at_ms: self.started.1,
+                requested_model: &self.prepared.asked.model,
+                model: &self.prepared.model,
+                latency_ms,
+                member: self.member.map(|m| m.name.as_str()),
+            },
+            None,
+            self.attempts,
+            &Costing::default(),
+        )
+    }
+}
+
+/// Who accepted a job, for which request, after which refusals.
 struct Accepted<'a> {
     upstream: &'a Upstream,
     request_id: &'a str,
     submitted_at_ms: i64,
     member: Option<&'a Member>,
+    before: Vec<Attempt>,
 }
 
 /// Maps the accepted job's id to its upstream in the ledger.
 async fn remember(
     jobs: &dyn VideoJobs,
     prepared: &Prepared,
-    accepted: &Accepted<'_>,
+    accepted: Accepted<'_>,
     answer: &[u8],
 ) -> Result<(), ProxyError> {
     let upstream = accepted.upstream;
@@ -534,6 +702,7 @@ async fn remember(
         requested_seconds: prepared.asked.seconds,
         submitted_at_ms: accepted.submitted_at_ms,
         member: accepted.member.map(|m| m.name.clone()),
+        submit_attempts: accepted.before,
     };
     if let Err(e) = jobs.save(row).await {
         tracing::error!(target: "video.job_unsaved", request_id = %accepted.request_id, job = %view.id, upstream = %upstream.id, error = %e, "the video job was accepted but not stored; polls through tokenbuddy will not find it");
@@ -607,7 +776,7 @@ async fn ask_holder(
     suffix: &str,
     query: Option<&str>,
 ) -> Result<Response<Incoming>, ProxyError> {
-    let req = upstream_request(upstream, Method::GET, suffix, query, Bytes::new())?;
+    let req = upstream_request(upstream, Method::GET, (suffix, query), Bytes::new(), None)?;
     send(state, req).await.map_err(|(_, detail)| {
         ProxyError::new(
             ErrorCode::UpstreamUnreachable,
@@ -665,7 +834,8 @@ async fn record_terminal(
     state.recorder.submit(record);
 }
 
-/// The call record of a finished job (pure but for the id).
+/// The call record of a finished job (pure but for the id): the submit's
+/// refused attempts, then the accepting upstream's.
 fn terminal_record(
     job: &VideoJobRow,
     upstream: &Upstream,
@@ -677,25 +847,72 @@ fn terminal_record(
     let costing = cost_video(&VideoBill {
         seconds,
         winner: upstream.video_price_of(&job.model).map(PerSecond),
-        // The bundled price table has no per-second rows.
-        official: None,
+        official: tb_billing::video::official_per_second(&job.model),
         plan: plan_prices,
         reported_usd_micros: view.reported_cost_usd_micros,
     });
     crate::call::warn_if_outlier(&job.request_id, &costing);
     tracing::info!(target: "video.recorded", job = %job.job_id, seconds, basis = basis.as_str(), "video job billed");
     let ok = view.status == JobStatus::Completed;
-    let signed = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
     let latency_ms = u64::try_from(now_ms.saturating_sub(job.submitted_at_ms)).unwrap_or(0);
+    let mut attempts = job.submit_attempts.clone();
+    attempts.push(Attempt {
+        upstream: upstream.id.to_string(),
+        status: Some(200),
+        outcome: if ok {
+            Outcome::Ok
+        } else {
+            Outcome::ServerError
+        },
+        error_class: (!ok).then_some(Outcome::ServerError),
+        latency_ms,
+    });
+    video_record(
+        VideoCallFacts {
+            request_id: &job.request_id,
+            started_at_ms: job.submitted_at_ms,
+            requested_model: &job.requested_model,
+            model: &job.model,
+            latency_ms,
+            member: job.member.as_deref(),
+        },
+        Some((upstream, ok)),
+        attempts,
+        &costing,
+    )
+}
+
+/// What every video call record says about the call itself.
+struct VideoCallFacts<'a> {
+    request_id: &'a str,
+    started_at_ms: i64,
+    requested_model: &'a str,
+    model: &'a str,
+    latency_ms: u64,
+    /// The submitter (stored with the job): whoever polls the terminal
+    /// state, the record is the submitter's.
+    member: Option<&'a str>,
+}
+
+/// A video call record: `winner` is the accepting upstream and whether
+/// its job completed, `None` when no route accepted the submit.
+fn video_record(
+    call: VideoCallFacts<'_>,
+    winner: Option<(&Upstream, bool)>,
+    attempts: Vec<Attempt>,
+    costing: &Costing,
+) -> CallRecord {
+    let ok = winner.is_some_and(|(_, ok)| ok);
+    let signed = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
     CallRecord {
         id: uuid::Uuid::now_v7().to_string(),
-        request_id: job.request_id.clone(),
-        started_at_ms: job.submitted_at_ms,
+        request_id: call.request_id.to_string(),
+        started_at_ms: call.started_at_ms,
         endpoint: tb_billing::record::endpoint_label(Protocol::Videos).to_string(),
         protocol: Protocol::Videos,
         upstream_protocol: None,
-        requested_model: job.requested_model.clone(),
-        model: job.model.clone(),
+        requested_model: call.requested_model.to_string(),
+        model: call.model.to_string(),
         stream: false,
         ok,
         outcome: if ok {
@@ -703,20 +920,10 @@ fn terminal_record(
         } else {
             CallOutcome::Failed
         },
-        winner: Some(upstream.id.to_string()),
-        failed_over: false,
-        attempts: vec![Attempt {
-            upstream: upstream.id.to_string(),
-            status: Some(200),
-            outcome: if ok {
-                Outcome::Ok
-            } else {
-                Outcome::ServerError
-            },
-            error_class: (!ok).then_some(Outcome::ServerError),
-            latency_ms,
-        }],
-        latency_ms,
+        winner: winner.map(|(u, _)| u.id.to_string()),
+        failed_over: attempts.len() > 1,
+        attempts,
+        latency_ms: call.latency_ms,
         ttft_ms: None,
         input_tokens: None,
         cached_input_tokens: None,
@@ -749,9 +956,7 @@ fn terminal_record(
         price_drift_ppm: signed(costing.price_drift_ppm),
         prompt_hash: None,
         trace_parent: None,
-        // The submitter, stored with the job: whoever polls the terminal
-        // state, the record is the submitter's.
-        member: job.member.clone(),
+        member: call.member.map(str::to_owned),
     }
 }
 

@@ -29,14 +29,16 @@ pub const PREWARM_ORDER: [Protocol; 5] = [
     Protocol::Embeddings,
 ];
 
-/// The forward-path protocols plus [`Protocol::Videos`].
-const PROTOCOLS: usize = Protocol::ALL.len() + 1;
+/// The forward-path protocols plus [`Protocol::ImagesEdits`] and
+/// [`Protocol::Videos`].
+const PROTOCOLS: usize = Protocol::ALL.len() + 2;
 const PAYMENTS: usize = ALL_PAYMENT_METHODS.len();
 /// Route lists per model: one per (protocol, payment method).
 const KEYS: usize = PROTOCOLS * PAYMENTS;
 
 /// Dense protocol number, in [`Protocol::ALL`] order (which is also
-/// `Protocol`'s `Ord` order), then [`Protocol::Videos`].
+/// `Protocol`'s `Ord` order), then [`Protocol::ImagesEdits`] and
+/// [`Protocol::Videos`].
 fn protocol_idx(p: Protocol) -> usize {
     match p {
         Protocol::ChatCompletions => 0,
@@ -44,7 +46,8 @@ fn protocol_idx(p: Protocol) -> usize {
         Protocol::Messages => 2,
         Protocol::ImagesGenerations => 3,
         Protocol::Embeddings => 4,
-        Protocol::Videos => 5,
+        Protocol::ImagesEdits => 5,
+        Protocol::Videos => 6,
     }
 }
 

@@ -133,7 +133,9 @@ pub(super) fn empty_json(protocol: Protocol, model: &str) -> Vec<u8> {
         Protocol::ChatCompletions => value["choices"][0]["message"]["content"] = json!(""),
         Protocol::Responses => value["output"][0]["content"] = json!([]),
         Protocol::Messages => value["content"] = json!([]),
-        Protocol::ImagesGenerations | Protocol::Embeddings => value["data"] = json!([]),
+        Protocol::ImagesGenerations | Protocol::ImagesEdits | Protocol::Embeddings => {
+            value["data"] = json!([]);
+        }
         Protocol::Videos => value["seconds"] = json!("0"),
     }
     zero_output(&mut value);
@@ -171,6 +173,7 @@ pub(super) fn empty_events(protocol: Protocol, model: &str) -> Vec<Vec<u8>> {
                 Some("content_block_start" | "content_block_delta" | "content_block_stop")
             ),
             Protocol::ImagesGenerations => name != Some("image_generation.partial_image"),
+            Protocol::ImagesEdits => name != Some("image_edit.partial_image"),
             Protocol::Embeddings | Protocol::Videos => true,
         };
         if !keep {
@@ -193,7 +196,7 @@ pub(super) fn empty_events(protocol: Protocol, model: &str) -> Vec<Vec<u8>> {
                 value["sequence_number"] = json!(sequence);
                 sequence += 1;
             }
-            Protocol::ImagesGenerations => value["b64_json"] = json!(""),
+            Protocol::ImagesGenerations | Protocol::ImagesEdits => value["b64_json"] = json!(""),
             _ => {}
         }
         zero_output(&mut value);

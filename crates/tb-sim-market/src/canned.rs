@@ -81,7 +81,7 @@ pub fn json(protocol: Protocol, model: &str) -> Vec<u8> {
             true,
         ),
         Protocol::Messages => messages_json(model),
-        Protocol::ImagesGenerations => images_json(),
+        Protocol::ImagesGenerations | Protocol::ImagesEdits => images_json(),
         Protocol::Embeddings => embeddings_json(model),
         Protocol::Videos => video_json(model),
     };
@@ -96,7 +96,8 @@ pub fn sse_events(protocol: Protocol, model: &str) -> Vec<Vec<u8>> {
         Protocol::ChatCompletions => chat_events(model),
         Protocol::Responses => responses_events(model),
         Protocol::Messages => messages_events(model),
-        Protocol::ImagesGenerations => images_events(),
+        Protocol::ImagesGenerations => images_events("image_generation"),
+        Protocol::ImagesEdits => images_events("image_edit"),
         // Embeddings have no streaming form; the JSON answer as one event.
         Protocol::Embeddings => vec![event(None, &embeddings_json(model))],
         // A video job object is never streamed; the JSON answer as one event.
@@ -506,12 +507,16 @@ fn images_json() -> Value {
     })
 }
 
-fn images_events() -> Vec<Vec<u8>> {
+/// The streamed images answer; `kind` is `image_generation` or `image_edit`
+/// (the event names' prefix).
+fn images_events(kind: &str) -> Vec<Vec<u8>> {
+    let partial = format!("{kind}.partial_image");
+    let completed = format!("{kind}.completed");
     vec![
         event(
-            Some("image_generation.partial_image"),
+            Some(&partial),
             &json!({
-                "type": "image_generation.partial_image",
+                "type": partial,
                 "b64_json": PNG_1X1_B64,
                 "created_at": CREATED,
                 "size": "1024x1024",
@@ -522,9 +527,9 @@ fn images_events() -> Vec<Vec<u8>> {
             }),
         ),
         event(
-            Some("image_generation.completed"),
+            Some(&completed),
             &json!({
-                "type": "image_generation.completed",
+                "type": completed,
                 "b64_json": PNG_1X1_B64,
                 "created_at": CREATED,
                 "size": "1024x1024",

@@ -574,7 +574,7 @@ impl SellerSpec {
                 cost.cache_read_tokens = canned::CACHED_INPUT_TOKENS;
                 cost.output_tokens = output;
             }
-            Protocol::ImagesGenerations => {
+            Protocol::ImagesGenerations | Protocol::ImagesEdits => {
                 cost.billing_unit = "images";
                 cost.image_count = u64::from(!self.empty_completion);
             }
@@ -582,7 +582,7 @@ impl SellerSpec {
             // Sellers do not serve video jobs: nothing to count.
             Protocol::Videos => {}
         }
-        if protocol == Protocol::ImagesGenerations {
+        if protocol.is_images() {
             cost.original_usd_micros = cost.image_count.saturating_mul(self.image_price);
         } else {
             let p = cost.price;

@@ -7,6 +7,8 @@
 mod common;
 
 use common::Fixture;
+use tb_billing::record::Attempt;
+use tb_domain::Outcome;
 use tb_store::VideoJob;
 
 both_backends!(
@@ -25,6 +27,7 @@ fn job(id: &str, upstream: &str) -> VideoJob {
         submitted_at_ms: 1_000,
         recorded_at_ms: None,
         member: Some("ana".into()),
+        submit_attempts: Vec::new(),
     }
 }
 
@@ -38,9 +41,18 @@ async fn video_job_round_trips_and_the_first_mapping_stands(fx: Fixture) {
             .await
             .unwrap()
     );
+    // A job accepted after another route refused the submit keeps that
+    // attempt for its record.
     let no_length = VideoJob {
         requested_seconds: None,
-        ..job("video_2", "first")
+        submit_attempts: vec![Attempt {
+            upstream: "first".into(),
+            status: Some(503),
+            outcome: Outcome::ServerError,
+            error_class: Some(Outcome::ServerError),
+            latency_ms: 12,
+        }],
+        ..job("video_2", "second")
     };
     assert!(fx.ledger.save_video_job(&no_length).await.unwrap());
     assert_eq!(fx.ledger.video_job("video_1").await.unwrap(), Some(first));

@@ -61,7 +61,7 @@ mod video_sim;
 
 pub use provider_sim::ProviderSim;
 pub use reply::{Chunk, Reply, ReplyBody, StreamEnd};
-pub use server::MockUpstream;
+pub use server::{MockUpstream, form_text};
 pub use tb_sim_market as marketplace;
 pub use tb_sim_market::{RecordedRequest, canned};
 pub use video_sim::VideoSim;

@@ -459,6 +459,15 @@ fn default_reply(req: &RecordedRequest, sim: Option<crate::ProviderSim>) -> Repl
             &format!("mock upstream: {} not allowed on {path}", req.method),
         );
     }
+    if protocol == Protocol::ImagesEdits && is_multipart(req) {
+        // An image edit form: answered like an images request, for the
+        // form's `model`; a form without one is refused as OpenAI does.
+        let Some(model) = form_text(&req.body, "model") else {
+            return error_for(protocol, 400, "mock upstream: the form has no `model`");
+        };
+        let stream = form_text(&req.body, "stream").is_some_and(|s| s == "true");
+        return Reply::canned(protocol, &model, stream);
+    }
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
         return error_for(
             protocol,
@@ -478,6 +487,22 @@ fn default_reply(req: &RecordedRequest, sim: Option<crate::ProviderSim>) -> Repl
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false);
     Reply::canned(protocol, model, stream)
+}
+
+fn is_multipart(req: &RecordedRequest) -> bool {
+    req.header("content-type")
+        .is_some_and(|ct| ct.starts_with("multipart/form-data"))
+}
+
+/// The value of the text field `name` of a multipart form (a plain search:
+/// the mock only reads the fields its tests send).
+pub fn form_text(body: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let at = text.find(&format!("name=\"{name}\"\r\n"))?;
+    let rest = &text[at..];
+    let start = rest.find("\r\n\r\n")? + 4;
+    let len = rest[start..].find("\r\n--")?;
+    Some(rest[start..start + len].to_string())
 }
 
 fn error_for(protocol: Protocol, status: u16, message: &str) -> Reply {

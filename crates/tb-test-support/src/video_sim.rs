@@ -70,7 +70,7 @@ impl VideoSim {
         let path = req.path();
         let rest = path.strip_prefix("/v1/videos")?;
         Some(match (&req.method, rest.trim_start_matches('/')) {
-            (&Method::POST, "") => self.submit(&req.body, jobs),
+            (&Method::POST, "") => self.submit(req, jobs),
             (&Method::GET, tail) if !tail.is_empty() => match tail.split_once('/') {
                 None => self.poll(tail, jobs),
                 Some((id, "content")) => self.content(id, jobs),
@@ -80,11 +80,23 @@ impl VideoSim {
         })
     }
 
-    fn submit(&self, body: &[u8], jobs: &mut SimJobs) -> Reply {
+    fn submit(&self, req: &RecordedRequest, jobs: &mut SimJobs) -> Reply {
         if let Some(status) = self.refuse_submit {
             return Reply::openai_error(status, "server_error", "refused", "mock video: refused");
         }
-        let Ok(body) = serde_json::from_slice::<Value>(body) else {
+        let multipart = req
+            .header("content-type")
+            .is_some_and(|ct| ct.starts_with("multipart/form-data"));
+        // A multipart submit (`input_reference` file + fields) read as the
+        // JSON one would be.
+        let form = multipart.then(|| {
+            let field = |name: &str| crate::form_text(&req.body, name).map(Value::String);
+            let fields = ["model", "prompt", "seconds"]
+                .into_iter()
+                .filter_map(|n| Some((n.to_string(), field(n)?)));
+            Value::Object(fields.collect())
+        });
+        let Some(body) = form.or_else(|| serde_json::from_slice::<Value>(&req.body).ok()) else {
             return Reply::openai_error(400, "invalid_request_error", "bad_json", "not JSON");
         };
         let (Some(model), Some(_)) = (

@@ -127,8 +127,11 @@ async fn default_json_reply_per_protocol_names_the_model() {
                 assert_eq!(value["data"][0]["object"], "embedding");
                 assert_eq!(value["usage"]["prompt_tokens"], canned::INPUT_TOKENS);
             }
-            // Not in Protocol::ALL: the video job API has its own sim.
-            Protocol::Videos => unreachable!("Protocol::ALL holds no job API"),
+            // Not in Protocol::ALL: the video job API has its own sim, and
+            // image edits are multipart (tests/images_edits.rs in tokenbuddyd).
+            Protocol::Videos | Protocol::ImagesEdits => {
+                unreachable!("Protocol::ALL holds JSON protocols only")
+            }
         }
     }
     assert_eq!(mock.requests().len(), Protocol::ALL.len());

@@ -144,6 +144,7 @@ impl tb_proxy::VideoJobs for LedgerVideoJobs {
                 submitted_at_ms: job.submitted_at_ms,
                 recorded_at_ms: None,
                 member: job.member,
+                submit_attempts: job.submit_attempts,
             };
             self.0.save_video_job(&row).await.map_err(|e| e.to_string())
         })
@@ -161,6 +162,7 @@ impl tb_proxy::VideoJobs for LedgerVideoJobs {
                 requested_seconds: j.requested_seconds,
                 submitted_at_ms: j.submitted_at_ms,
                 member: j.member,
+                submit_attempts: j.submit_attempts,
             }))
         })
     }

@@ -101,7 +101,7 @@ fn empty_json(p: Protocol) -> &'static str {
         Protocol::Messages => {
             r#"{"id":"msg_x","type":"message","role":"assistant","model":"m","content":[],"stop_reason":"end_turn","usage":{"input_tokens":12,"output_tokens":0}}"#
         }
-        Protocol::ImagesGenerations => {
+        Protocol::ImagesGenerations | Protocol::ImagesEdits => {
             r#"{"created":1,"data":[],"usage":{"input_tokens":12,"output_tokens":0,"total_tokens":12}}"#
         }
         Protocol::Embeddings => {

@@ -121,6 +121,79 @@ async fn official_sdks_work_through_the_daemon() {
     );
 }
 
+/// `client.images.edit(...)` of the `openai` SDK through the daemon
+/// (`tests/sdk/images_edit.py`): the multipart form reaches the upstream
+/// byte for byte (files included), whole and streamed, and each edit is
+/// recorded as an `images_edits` call billed per image.
+#[tokio::test]
+async fn openai_sdk_edits_images_through_the_daemon() {
+    const MODEL: &str = "gpt-image-1";
+    let python = tokio::task::spawn_blocking(sdk_python).await.unwrap();
+    let upstream = MockUpstream::start().await.unwrap();
+    let url = upstream.base_url();
+    let daemon = one_protocol_daemon(&[(url.as_str(), MODEL)], Protocol::ImagesEdits).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/images_edit.py");
+    let out = tokio::process::Command::new(&python)
+        .arg(&script)
+        .env("OPENAI_BASE_URL", format!("{}/v1", daemon.proxy_url))
+        .env("OPENAI_API_KEY", &daemon.token)
+        .env("IMAGE_MODEL", MODEL)
+        .env_remove("OPENAI_ORG_ID")
+        .env_remove("OPENAI_PROJECT_ID")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "images.edit failed:\n{stdout}\n{}\ndaemon logs:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.logs()
+    );
+    // Only the two good edits reached the upstream, as multipart forms with
+    // the SDK's boundary and every file byte.
+    let edits = upstream.requests_under("/v1/images/edits");
+    assert_eq!(edits.len(), 2, "{stdout}");
+    let first = &edits[0];
+    let ct = first.header("content-type").unwrap();
+    assert!(ct.starts_with("multipart/form-data; boundary="), "{ct}");
+    assert_eq!(
+        first.header("authorization"),
+        Some(format!("Bearer {OPENAI_KEY}").as_str())
+    );
+    let body = String::from_utf8_lossy(&first.body);
+    assert_eq!(body.matches("tokenbuddy-edit-image").count(), 3 * 64);
+    assert_eq!(
+        tb_test_support::form_text(&first.body, "model").as_deref(),
+        Some(MODEL)
+    );
+    assert_eq!(
+        tb_test_support::form_text(&edits[1].body, "stream").as_deref(),
+        Some("true")
+    );
+
+    daemon.sigterm().unwrap();
+    let mut daemon = daemon;
+    assert!(daemon.wait().await.unwrap().success());
+    let records = read_ledger(daemon.home()).await;
+    let edits: Vec<_> = records
+        .iter()
+        .filter(|r| r["protocol"] == "images_edits" && r["outcome"] == "ok")
+        .collect();
+    assert_eq!(edits.len(), 2, "{records:#?}");
+    for r in edits {
+        assert_eq!(r["billing_unit"], "images");
+        assert_eq!(r["image_count"], 1);
+        assert_eq!(r["winner"], "up0");
+    }
+    // The form without a model was refused by the daemon and recorded so.
+    assert!(
+        records
+            .iter()
+            .any(|r| r["protocol"] == "images_edits" && r["outcome"] == "rejected")
+    );
+}
+
 /// A daemon whose upstreams all speak `protocol` only: one provider per
 /// (url, model).
 async fn one_protocol_daemon(upstreams: &[(&str, &str)], protocol: Protocol) -> Daemon {

@@ -23,7 +23,7 @@ pub fn from_json(protocol: Protocol, body: &[u8], request: &RequestFacts) -> Usa
         Protocol::ChatCompletions => (None, chat_has_content(env.choices)),
         Protocol::Responses => (None, responses_has_content(env.output)),
         Protocol::Messages => (None, messages_has_content(env.content)),
-        Protocol::ImagesGenerations => {
+        Protocol::ImagesGenerations | Protocol::ImagesEdits => {
             let (image, images) = image_facts(&env, request);
             (Some(image), images > 0)
         }

@@ -154,7 +154,7 @@ impl RequestFacts {
     /// Reads the facts from a request body. Only `images_generations`
     /// requests carry any; anything unreadable is simply absent.
     pub fn from_request_json(protocol: Protocol, body: &[u8]) -> RequestFacts {
-        if protocol != Protocol::ImagesGenerations {
+        if !protocol.is_images() {
             return RequestFacts::default();
         }
         let env = wire::Envelope::of(body);

@@ -91,7 +91,9 @@ impl UsageTap {
             Protocol::ChatCompletions => self.chat(event, &env),
             Protocol::Responses => self.responses(&event_name(event, &env), &env),
             Protocol::Messages => self.messages(&event_name(event, &env), &env),
-            Protocol::ImagesGenerations => self.images(&event_name(event, &env), &env),
+            Protocol::ImagesGenerations | Protocol::ImagesEdits => {
+                self.images(&event_name(event, &env), &env)
+            }
             // Neither streams; read like chat if an upstream does.
             Protocol::Embeddings | Protocol::Videos => self.chat(event, &env),
         };
@@ -120,7 +122,7 @@ impl UsageTap {
 
     /// The usage of the stream so far (call it at the end).
     pub fn finish(&self) -> UsageReport {
-        let image = (self.protocol == Protocol::ImagesGenerations).then(|| ImageUsage {
+        let image = self.protocol.is_images().then(|| ImageUsage {
             count: (self.images_completed > 0).then_some(self.images_completed),
             size: self
                 .image_size

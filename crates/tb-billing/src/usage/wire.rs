@@ -278,7 +278,7 @@ impl Counts {
         reasoning_places.push(usage);
         let input_places: Vec<&RawObject<'_>> = input_details.iter().collect();
         let output_places: Vec<&RawObject<'_>> = output_details.iter().collect();
-        let images = protocol == Protocol::ImagesGenerations;
+        let images = protocol.is_images();
         let image_count = |places: &[&RawObject<'_>], name: &str| {
             images.then(|| first_in(places, &[name])).flatten()
         };

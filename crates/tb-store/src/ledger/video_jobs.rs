@@ -3,6 +3,8 @@
 //! the once-only claim that keeps a job's call record from being written
 //! twice.
 
+use tb_billing::record::Attempt;
+
 use super::{Ledger, Pool};
 use crate::StoreError;
 use crate::codec::RowExt;
@@ -28,6 +30,9 @@ pub struct VideoJob {
     pub recorded_at_ms: Option<i64>,
     /// The member whose key submitted it; `None`: the access token.
     pub member: Option<String>,
+    /// The submit's attempts on routes that refused it before the
+    /// accepting one (the head of the record's attempt chain).
+    pub submit_attempts: Vec<Attempt>,
 }
 
 impl Ledger {
@@ -37,8 +42,13 @@ impl Ledger {
     pub async fn save_video_job(&self, job: &VideoJob) -> Result<bool, StoreError> {
         let sql = "INSERT INTO video_jobs \
              (job_id, upstream_id, request_id, requested_model, model, requested_seconds, \
-              submitted_at_ms, recorded_at_ms, member) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (job_id) DO NOTHING";
+              submitted_at_ms, recorded_at_ms, member, submit_attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (job_id) DO NOTHING";
+        let attempts =
+            serde_json::to_string(&job.submit_attempts).map_err(|e| StoreError::Encode {
+                id: job.job_id.clone(),
+                detail: format!("submit_attempts: {e}"),
+            })?;
         let done = with_pool!(self, pool => {
             sqlx::query(sql)
                 .bind(job.job_id.as_str())
@@ -50,6 +60,7 @@ impl Ledger {
                 .bind(job.submitted_at_ms)
                 .bind(job.recorded_at_ms)
                 .bind(job.member.as_deref())
+                .bind(attempts.as_str())
                 .execute(pool)
                 .await?
                 .rows_affected()
@@ -60,7 +71,7 @@ impl Ledger {
     /// The job with this id, if one was accepted through the daemon.
     pub async fn video_job(&self, job_id: &str) -> Result<Option<VideoJob>, StoreError> {
         let sql = "SELECT job_id, upstream_id, request_id, requested_model, model, \
-                    requested_seconds, submitted_at_ms, recorded_at_ms, member \
+                    requested_seconds, submitted_at_ms, recorded_at_ms, member, submit_attempts \
              FROM video_jobs WHERE job_id = $1";
         with_pool!(self, pool => {
             let Some(row) = sqlx::query(sql).bind(job_id).fetch_optional(pool).await? else {
@@ -69,6 +80,14 @@ impl Ledger {
             let requested_seconds = row
                 .opt_i64_col("requested_seconds")?
                 .and_then(|s| u32::try_from(s).ok());
+            let submit_attempts = match row.opt_text_col("submit_attempts")? {
+                Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                    id: job_id.to_string(),
+                    column: "submit_attempts",
+                    detail: e.to_string(),
+                })?,
+                None => Vec::new(),
+            };
             Ok(Some(VideoJob {
                 job_id: row.text_col("job_id")?,
                 upstream_id: row.text_col("upstream_id")?,
@@ -79,6 +98,7 @@ impl Ledger {
                 submitted_at_ms: row.i64_col("submitted_at_ms")?,
                 recorded_at_ms: row.opt_i64_col("recorded_at_ms")?,
                 member: row.opt_text_col("member")?,
+                submit_attempts,
             }))
         })
     }

@@ -57,18 +57,20 @@ pub fn translate_answer_with(
         Protocol::ChatCompletions => read::chat(body),
         Protocol::Responses => read::responses(body),
         Protocol::Messages => read::messages(body),
-        Protocol::ImagesGenerations | Protocol::Embeddings | Protocol::Videos => {
-            Err(AnswerError::NotText(route.upstream))
-        }
+        Protocol::ImagesGenerations
+        | Protocol::ImagesEdits
+        | Protocol::Embeddings
+        | Protocol::Videos => Err(AnswerError::NotText(route.upstream)),
     }?;
     apply_context(ctx, &mut answer);
     match route.client {
         Protocol::ChatCompletions => write::chat(ctx, &answer),
         Protocol::Responses => write::responses(ctx, &answer),
         Protocol::Messages => write::messages(&answer),
-        Protocol::ImagesGenerations | Protocol::Embeddings | Protocol::Videos => {
-            Err(AnswerError::NotText(route.client))
-        }
+        Protocol::ImagesGenerations
+        | Protocol::ImagesEdits
+        | Protocol::Embeddings
+        | Protocol::Videos => Err(AnswerError::NotText(route.client)),
     }
 }
 

@@ -65,7 +65,10 @@ pub fn translate_request_with(
         Protocol::ChatCompletions => chat::read(&ctx, body)?,
         Protocol::Responses => responses::read(&ctx, body)?,
         Protocol::Messages => messages::read(&ctx, body)?,
-        Protocol::ImagesGenerations | Protocol::Embeddings | Protocol::Videos => {
+        Protocol::ImagesGenerations
+        | Protocol::ImagesEdits
+        | Protocol::Embeddings
+        | Protocol::Videos => {
             return Err(ctx.not_text("endpoint"));
         }
     };
@@ -73,7 +76,10 @@ pub fn translate_request_with(
         Protocol::ChatCompletions => (chat::write(&ctx, &request)?, None),
         Protocol::Responses => (responses::write(&ctx, &request)?, None),
         Protocol::Messages => messages::write(&ctx, &request)?,
-        Protocol::ImagesGenerations | Protocol::Embeddings | Protocol::Videos => {
+        Protocol::ImagesGenerations
+        | Protocol::ImagesEdits
+        | Protocol::Embeddings
+        | Protocol::Videos => {
             return Err(ctx.not_text("model"));
         }
     };

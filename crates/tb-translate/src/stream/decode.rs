@@ -26,7 +26,10 @@ impl Decoder {
             Protocol::ChatCompletions => Decoder::Chat(ChatDecoder::default()),
             Protocol::Messages => Decoder::Messages(MessagesDecoder::default()),
             Protocol::Responses => Decoder::Responses(ResponsesDecoder::default()),
-            Protocol::ImagesGenerations | Protocol::Embeddings | Protocol::Videos => Decoder::None,
+            Protocol::ImagesGenerations
+            | Protocol::ImagesEdits
+            | Protocol::Embeddings
+            | Protocol::Videos => Decoder::None,
         }
     }
 

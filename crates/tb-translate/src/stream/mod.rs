@@ -99,7 +99,10 @@ impl StreamTranslator {
             Protocol::Responses => {
                 Encoder::Responses(encode_responses::ResponsesEncoder::new(model, ctx))
             }
-            Protocol::ImagesGenerations | Protocol::Embeddings | Protocol::Videos => Encoder::None,
+            Protocol::ImagesGenerations
+            | Protocol::ImagesEdits
+            | Protocol::Embeddings
+            | Protocol::Videos => Encoder::None,
         };
         StreamTranslator {
             parser: SseParser::new(),

@@ -297,7 +297,7 @@ pub fn error_event(p: tb_domain::Protocol) -> &'static str {
         tb_domain::Protocol::Responses => {
             "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"overloaded\"}\n\n"
         }
-        tb_domain::Protocol::ImagesGenerations => {
+        tb_domain::Protocol::ImagesGenerations | tb_domain::Protocol::ImagesEdits => {
             "event: error\ndata: {\"type\":\"error\",\"error\":{\"message\":\"overloaded\"}}\n\n"
         }
     }
