@@ -338,14 +338,19 @@ async fn the_dashboard_charts_filters_and_opens_a_failed_over_call_live() {
         );
     }
     // The live call reached the ledger and the trends.
-    let series = get_json(&daemon, "/v1/series?since=1h&bucket=minute").await;
-    let total: u64 = series["spend"]
+    assert_eq!(series_calls(&daemon, "").await, bodies.len() as u64 + 1);
+}
+
+/// The calls of the last hour's trends, with `filter` (`&name=value…`).
+async fn series_calls(daemon: &Daemon, filter: &str) -> u64 {
+    let path = format!("/v1/series?since=1h&bucket=minute{filter}");
+    let series = get_json(daemon, &path).await;
+    series["spend"]
         .as_array()
-        .unwrap()
+        .unwrap_or_else(|| panic!("{series}"))
         .iter()
         .map(|p| p["calls"].as_u64().unwrap())
-        .sum();
-    assert_eq!(total, bodies.len() as u64 + 1, "{series}");
+        .sum()
 }
 
 #[tokio::test]
@@ -471,14 +476,7 @@ async fn the_dashboard_shows_spend_per_member_and_filters_by_member() {
     assert_eq!(ana["calls"].as_array().unwrap().len(), 2);
     let token = get_json(&daemon, "/v1/calls?member=-").await;
     assert_eq!(token["calls"].as_array().unwrap().len(), 1);
-    let series = get_json(&daemon, "/v1/series?since=1h&bucket=minute&member=bo").await;
-    let total: u64 = series["spend"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["calls"].as_u64().unwrap())
-        .sum();
-    assert_eq!(total, 1, "{series}");
+    assert_eq!(series_calls(&daemon, "&member=bo").await, 1);
 
     let expect = json!({
         "calls": 4,
