@@ -29,6 +29,10 @@
 //!   proxy accepts), [`Ledger::revoke_member_keys`]; hashes only.
 //!   [`Ledger::count_member_request`] counts a member's request in the
 //!   shared minute window and reads its tokens and spend.
+//! - Team mode ([`TeamStore`], PostgreSQL only, from
+//!   [`Ledger::team_store`]): seller tokens shared by a team's daemons,
+//!   purchase leases ([`TeamStore::try_lock`], [`TeamStore::finish`]) and
+//!   the team's purchase budget ([`TeamStore::reserve`]).
 //! - [`LedgerWriter`]: a bounded queue and one task that commits batches
 //!   (≤ 256 records or 50 ms) in single transactions. The request path only
 //!   calls [`LedgerSender::record`], which never waits: a full queue hands
@@ -72,6 +76,10 @@ pub use ledger::{
     MemberKeyRow, ProbeCheckRow, ProbeRun, PurchaseEvent, PurchaseLog, PurchaseRow, PurchaseStatus,
     SellerCreditHistory, SellerWaste, SeriesSamples, StoredPurchase, TokenRow, Totals, UsageRow,
     VideoJob, WasteReason, WasteRow,
+};
+pub use ledger::{
+    LockAttempt, Reservation, TeamBudget, TeamLock, TeamStore, budget_after, lease_left,
+    settled_balance,
 };
 pub use target::{Backend, LedgerTarget};
 pub use writer::{
