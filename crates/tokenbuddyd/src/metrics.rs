@@ -24,6 +24,7 @@ pub(crate) struct DaemonGauges {
     ledger_write_failures: IntCounter,
     connections_open: IntGauge,
     connections_refused: IntCounter,
+    team_pg_round_trips: IntCounter,
     export_sent: IntCounterVec,
     export_failed: IntCounterVec,
     export_dropped: IntCounterVec,
@@ -125,6 +126,10 @@ impl Default for DaemonGauges {
                 "tb_connections_refused_total",
                 "Client connections refused at proxy.max_connections.",
             ),
+            team_pg_round_trips: counter(
+                "tb_team_pg_round_trips_total",
+                "PostgreSQL round trips for team mode's shared credit (purchase leases, the team budget, shared tokens, settlement batches); 0 outside team mode.",
+            ),
             registry: r,
         }
     }
@@ -161,6 +166,9 @@ impl DaemonGauges {
             }
             self.credit_wasted_total
                 .set(to_i64(credit.wasted_credit_micros));
+            if let Some(team) = market.broker.team() {
+                advance_to(&self.team_pg_round_trips, team.round_trips());
+            }
             let snapshot = market.registry.current();
             self.registry_sellers
                 .set(i64::try_from(snapshot.doc.sellers.len()).unwrap_or(i64::MAX));
