@@ -489,7 +489,7 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
         "team.enabled",
         "crates/tokenbuddyd/tests/team.rs",
         "three_daemons_buy_once_and_share_credit_and_budget",
-        "enabled",
+        "team_config",
     ),
     (
         "team.key_file",

@@ -21,6 +21,15 @@ pub(crate) struct TeamKey {
     pub(crate) source: String,
 }
 
+/// Shows where the key came from, never the key.
+impl std::fmt::Debug for TeamKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TeamKey")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Reads the team key: `TB_TEAM_KEY` when set and not empty, else
 /// `[team] key_file` (surrounding whitespace trimmed). Pure over `env` and
 /// `read`, so the rules are unit tested.
