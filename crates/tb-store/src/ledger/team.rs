@@ -19,6 +19,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 use tb_domain::PaymentMethod;
 
+use super::tokens::TOKEN_COLUMNS as TEAM_TOKEN_COLUMNS;
 use super::{Ledger, Pool};
 use crate::StoreError;
 use crate::codec::RowExt;
@@ -26,10 +27,6 @@ use crate::ledger::TokenRow;
 
 /// The database's clock as unix milliseconds.
 const NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
-
-const TEAM_TOKEN_COLUMNS: &str = "seller_id, payment_method, token_ciphertext, token_nonce, \
-    token_fingerprint, credit_micros, balance_micros, price_usd_micros, expires_at_ms, \
-    purchased_at_ms, updated_at_ms";
 
 /// The team's shared state in a PostgreSQL ledger. Cheap to clone (a pool
 /// and a shared counter).
@@ -234,20 +231,7 @@ impl TeamStore {
     /// Stores a token just bought, replacing the (seller, payment) row.
     pub async fn save_token(&self, token: &TokenRow) -> Result<(), StoreError> {
         self.trip(1);
-        let sql = format!(
-            "INSERT INTO team_tokens ({TEAM_TOKEN_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (seller_id, payment_method) DO UPDATE SET \
-               token_ciphertext = excluded.token_ciphertext, \
-               token_nonce = excluded.token_nonce, \
-               token_fingerprint = excluded.token_fingerprint, \
-               credit_micros = excluded.credit_micros, \
-               balance_micros = excluded.balance_micros, \
-               price_usd_micros = excluded.price_usd_micros, \
-               expires_at_ms = excluded.expires_at_ms, \
-               purchased_at_ms = excluded.purchased_at_ms, \
-               updated_at_ms = excluded.updated_at_ms"
-        );
+        let sql = super::tokens::upsert_sql("team_tokens");
         sqlx::query(&sql)
             .bind(token.seller_id.as_str())
             .bind(token.payment_method.as_str())
