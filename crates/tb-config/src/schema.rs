@@ -45,6 +45,34 @@ pub struct Config {
     pub probe: ProbeConfig,
     /// Shipping call records elsewhere (HTTP sink, OpenTelemetry).
     pub export: ExportConfig,
+    /// Team mode: several daemons sharing seller credit and the purchase
+    /// budget through a PostgreSQL ledger.
+    pub team: TeamConfig,
+}
+
+/// `[team]`: team mode (docs/team.md, "Shared seller credit").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeamConfig {
+    /// Share seller tokens, purchase leases and the purchase budget with
+    /// every daemon on the same PostgreSQL ledger (`ledger.url`).
+    pub enabled: bool,
+    /// A file holding the team key (`TB_TEAM_KEY` wins when set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// How long a purchase lease runs, ms: a daemon that dies while buying
+    /// blocks the team's purchases from that seller at most this long.
+    pub lease_ms: u64,
+}
+
+impl Default for TeamConfig {
+    fn default() -> Self {
+        TeamConfig {
+            enabled: false,
+            key_file: None,
+            lease_ms: 90_000,
+        }
+    }
 }
 
 /// `[probe]`: vetting providers (`tokenbuddyd probe`, docs/probe.md).
@@ -962,6 +990,33 @@ impl Config {
                 format!(
                     "unsupported scheme in {}; use postgres://… or sqlite://PATH (or a plain file path)",
                     crate::show::mask_url(url)
+                ),
+            );
+        }
+        if self.team.enabled {
+            let postgres =
+                self.ledger.url.as_deref().is_some_and(|u| {
+                    u.starts_with("postgres://") || u.starts_with("postgresql://")
+                });
+            if !postgres {
+                push(
+                    "team.enabled".into(),
+                    "team mode shares state through PostgreSQL; set ledger.url = \"postgres://…\" (the same database for every daemon of the team)".into(),
+                );
+            }
+            if self.provider.auto.payment_method == PaymentMethod::Clawtip {
+                push(
+                    "team.enabled".into(),
+                    "team mode buys credit with provider.auto.payment_method = \"mock\"; wallet (clawtip) payments are per daemon".into(),
+                );
+            }
+        }
+        if self.team.lease_ms < 500 {
+            push(
+                "team.lease_ms".into(),
+                format!(
+                    "{} ms is too short for a purchase; give at least 500 (default 90000)",
+                    self.team.lease_ms
                 ),
             );
         }

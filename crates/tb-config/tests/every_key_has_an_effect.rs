@@ -486,6 +486,24 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
         "clawtip_market",
     ),
     (
+        "team.enabled",
+        "crates/tokenbuddyd/tests/team.rs",
+        "three_daemons_buy_once_and_share_credit_and_budget",
+        "team_config",
+    ),
+    (
+        "team.key_file",
+        "crates/tokenbuddyd/tests/team.rs",
+        "three_daemons_buy_once_and_share_credit_and_budget",
+        "key_file",
+    ),
+    (
+        "team.lease_ms",
+        "crates/tokenbuddyd/tests/team.rs",
+        "a_daemon_killed_mid_purchase_blocks_the_team_only_until_its_lease_expires",
+        "lease_ms",
+    ),
+    (
         "export.http.url",
         "crates/tokenbuddyd/tests/export.rs",
         "http_sink_batches_records_with_the_auth_header_and_survives_an_outage",
@@ -559,6 +577,8 @@ extra_ca_file = "/etc/ca.pem"
 url = "https://collect.example/calls"
 [export.otlp]
 endpoint = "http://127.0.0.1:4318"
+[team]
+key_file = "/team-key"
 [network]
 proxy = "http://u:p@proxy.corp:3128"
 no_proxy = ["internal.corp"]

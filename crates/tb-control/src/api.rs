@@ -39,7 +39,7 @@ pub use settings::{
 };
 pub use status::{
     Budget, Circuit, Connections, ExportSink, ExportState, LedgerStatus, Mode, RegistryStatus,
-    Score, Status, Upstream, UpstreamCounts, UpstreamHealth, UpstreamKind, Upstreams,
+    Score, Status, TeamStatus, Upstream, UpstreamCounts, UpstreamHealth, UpstreamKind, Upstreams,
 };
 pub use trust::{ProbeReload, Trust, TrustCheck, TrustEntry};
 

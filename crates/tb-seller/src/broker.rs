@@ -10,11 +10,13 @@ use tb_store::{CreditHistory, LedgerSender, PurchaseEvent, PurchaseRow, Purchase
 
 use crate::waste::{self, TokenEvent, TokenFacts};
 
+mod team;
 mod wallet;
 use crate::{
     PaymentRequest, Purchased, SellerClient, SellerError, SellerSecret, SellerToken, StoredToken,
     TokenCipher, TokenStore, TokenStoreError,
 };
+pub use team::{TeamCredit, TeamError, TeamLease, team_wait_ms};
 
 /// Where the broker writes every purchase attempt and every change of
 /// wasted credit, without waiting (the ledger's purchase writer in the
@@ -400,6 +402,9 @@ struct Inner {
     /// Counts wallet purchases that ended (paid, expired, cancelled or
     /// failed), for whoever waits on one.
     wallet_ends: tokio::sync::watch::Sender<u64>,
+    /// Team mode: tokens, purchase leases and the budget shared in
+    /// PostgreSQL (set once, at start).
+    team: OnceLock<Arc<TeamCredit>>,
 }
 
 #[derive(Default)]
@@ -559,8 +564,11 @@ impl Inner {
         seller: &SellerRef,
         model: &str,
         payment: PaymentMethod,
+        team: Option<&TeamLease>,
     ) -> Result<Lease, AcquireError> {
-        let (quote, row) = self.quote_within_budget(seller, model, payment).await?;
+        let (quote, row) = self
+            .quote_within_budget(seller, model, payment, team)
+            .await?;
         let price = quote.price_usd_micros;
         let completed = self
             .client
@@ -574,6 +582,9 @@ impl Inner {
                 return Err(error);
             }
         };
+        if let Some(lease) = team {
+            lease.paid(price);
+        }
         self.install(seller, model, payment, price, purchased, row)
             .await
     }
@@ -597,6 +608,7 @@ impl Inner {
         seller: &SellerRef,
         model: &str,
         payment: PaymentMethod,
+        team: Option<&TeamLease>,
     ) -> Result<(crate::Quote, PurchaseRow), AcquireError> {
         let budget = self.policy.session_budget_usd_micros;
         let failed =
@@ -647,6 +659,12 @@ impl Inner {
         row.expires_at_ms = Some(quote.expires_at_ms);
         row.credit_micros = Some(quote.credit_micros);
         row.price_usd_micros = Some(price);
+        if let Some(lease) = team {
+            self.reserve_team(seller, lease, price, row.clone()).await?;
+            self.state().budget_reserved += price;
+            self.journal(PurchaseEvent::Purchase(row.clone()));
+            return Ok((quote, row));
+        }
         {
             let mut st = self.state();
             let spent = st.committed();
@@ -842,7 +860,7 @@ impl Inner {
                 .is_some_and(|e| e.fingerprint == fingerprint);
             matches && change(&mut st, self.now())
         };
-        if changed {
+        if changed && self.team.get().is_none() {
             self.schedule_persist(key);
         }
         changed
@@ -876,6 +894,14 @@ impl Inner {
             e.updated_at_ms = now;
             true
         });
+        if let Some(team) = self.team.get() {
+            let unreported = if remaining.is_some() {
+                0
+            } else {
+                settled.unwrap_or(0)
+            };
+            team.queue_settlement(&key, fingerprint, unreported, remaining);
+        }
         let mut st = self.state();
         if let Some(spent) = spent.filter(|s| *s > 0) {
             let c = st.counters(seller_id);
@@ -920,7 +946,7 @@ impl Inner {
 
     fn drop_token(self: &Arc<Self>, seller_id: &str, payment: PaymentMethod, fingerprint: &str) {
         let key = (seller_id.to_owned(), payment);
-        self.update_token(key.clone(), fingerprint, |st, _| {
+        let dropped = self.update_token(key.clone(), fingerprint, |st, _| {
             if let Some(e) = st.tokens.remove(&key) {
                 tracing::info!(
                     target: "seller.token",
@@ -932,10 +958,16 @@ impl Inner {
             }
             true
         });
+        if dropped && let Some(team) = self.team.get() {
+            team.drop_shared(&key, fingerprint);
+        }
     }
 
     fn mark_dry(self: &Arc<Self>, seller_id: &str, payment: PaymentMethod, fingerprint: &str) {
         let key = (seller_id.to_owned(), payment);
+        if let Some(team) = self.team.get() {
+            team.queue_settlement(&key, fingerprint, 0, Some(0));
+        }
         self.update_token(key.clone(), fingerprint, |st, now| {
             let Some(e) = st.tokens.get_mut(&key) else {
                 return false;
@@ -1024,6 +1056,7 @@ impl CreditBroker {
                 journal: OnceLock::new(),
                 persist_lock: tokio::sync::Mutex::new(()),
                 wallet_ends: tokio::sync::watch::Sender::new(0),
+                team: OnceLock::new(),
             }),
         }
     }
@@ -1164,7 +1197,7 @@ impl CreditBroker {
         // purchase start while this one completes.
         let task = tokio::spawn(async move {
             let _guard = guard;
-            {
+            let held = {
                 let st = inner.state();
                 let now = inner.now();
                 if let Some(e) = st.tokens.get(&key) {
@@ -1177,12 +1210,21 @@ impl CreditBroker {
                 if st.payments.contains_key(&flight) {
                     return Err(pending_error(&st, &flight));
                 }
-            }
+                st.tokens.get(&key).map(|e| e.fingerprint.clone())
+            };
             match payment {
                 PaymentMethod::Clawtip => {
                     Err(inner.start_wallet_purchase(&seller, &model, payment).await)
                 }
-                _ => inner.buy(&seller, &model, payment).await,
+                _ => match inner.team.get() {
+                    Some(team) => {
+                        let team = Arc::clone(team);
+                        inner
+                            .team_acquire(&team, &seller, &model, payment, held)
+                            .await
+                    }
+                    None => inner.buy(&seller, &model, payment, None).await,
+                },
             }
         });
         let result = match task.await {
@@ -1428,6 +1470,9 @@ impl CreditBroker {
     /// Waits until every token change made so far is in the store (call at
     /// shutdown; tests use it to observe background writes).
     pub async fn flush(&self) {
+        if let Some(team) = self.inner.team.get() {
+            self.inner.flush_team(team).await;
+        }
         loop {
             let pending: Vec<TokenKey> = self.inner.state().pending.iter().cloned().collect();
             for key in &pending {

@@ -123,6 +123,18 @@ impl TokenCipher {
         }
     }
 
+    /// A cipher for a team's shared tokens: the key is the SHA-256 of a
+    /// domain label and the team key (`TB_TEAM_KEY` or `[team] key_file`),
+    /// so every daemon given the same team key opens the same tokens, and
+    /// the team key itself is never stored.
+    pub fn from_team_key(team_key: &str) -> TokenCipher {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        hash.update(b"tokenbuddy team token key v1\0");
+        hash.update(team_key.as_bytes());
+        TokenCipher::from_key_bytes(hash.finalize().into())
+    }
+
     fn from_file_bytes(path: &Path, bytes: &[u8]) -> Result<TokenCipher, CipherError> {
         let key: [u8; KEY_LEN] = bytes.try_into().map_err(|_| CipherError::WrongSize {
             path: path.to_path_buf(),
@@ -278,5 +290,19 @@ mod tests {
             Err(CipherError::Decrypt)
         ));
         assert!(!format!("{c:?}").contains('7'));
+    }
+
+    #[test]
+    fn a_team_key_gives_every_daemon_the_same_cipher() {
+        let s = SellerSecret::new("tok-team");
+        let a = TokenCipher::from_team_key("correct horse battery staple 0123456789");
+        let b = TokenCipher::from_team_key("correct horse battery staple 0123456789");
+        let other = TokenCipher::from_team_key("correct horse battery staple 012345678X");
+        let (ct, nonce) = a.encrypt(&s).unwrap();
+        assert_eq!(b.decrypt(&ct, &nonce).unwrap(), s);
+        assert!(matches!(
+            other.decrypt(&ct, &nonce),
+            Err(CipherError::Decrypt)
+        ));
     }
 }

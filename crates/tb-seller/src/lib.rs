@@ -19,6 +19,10 @@
 //!   `<data_dir>/token-key` (mode 0600); tokens are persisted only
 //!   encrypted, through a [`TokenStore`] (implemented for the ledger,
 //!   [`tb_store::Ledger`], and in memory, [`MemoryTokenStore`]).
+//! - Team mode ([`TeamCredit`], [`CreditBroker::set_team`]): tokens,
+//!   purchase leases, the purchase budget and balances shared by a team's
+//!   daemons in PostgreSQL, tokens encrypted with
+//!   [`TokenCipher::from_team_key`].
 //! - [`is_insufficient_funds`]: whether a seller's error means the token
 //!   ran dry.
 //!
@@ -63,8 +67,9 @@ mod wire;
 
 pub use broker::{
     AcquireError, Clock, CreditBroker, CreditSummary, Lease, PendingPayment, PurchaseJournal,
-    PurchasePolicy, RechargePrompt, SellerCredit, SellerRef, is_insufficient_funds,
-    next_payment_poll_ms, payment_poll_delay_ms, recharge_due, system_clock,
+    PurchasePolicy, RechargePrompt, SellerCredit, SellerRef, TeamCredit, TeamError, TeamLease,
+    is_insufficient_funds, next_payment_poll_ms, payment_poll_delay_ms, recharge_due, system_clock,
+    team_wait_ms,
 };
 pub use cipher::{CipherError, KEY_FILE, KEY_LEN, NONCE_LEN, TokenCipher};
 pub use secret::SellerSecret;

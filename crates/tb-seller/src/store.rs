@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
 
 use tb_domain::PaymentMethod;
-use tb_store::{Ledger, TokenRow};
+use tb_store::{Ledger, TeamStore, TokenRow};
 
 /// A boxed, `Send` future (what [`TokenStore`]'s methods return, so the
 /// trait can be used as `Arc<dyn TokenStore>`).
@@ -77,22 +77,7 @@ pub trait TokenStore: Send + Sync {
 /// again), never wrongly usable.
 impl TokenStore for Ledger {
     fn save(&self, token: StoredToken) -> BoxFuture<'_, Result<(), TokenStoreError>> {
-        Box::pin(async move {
-            let row = TokenRow {
-                seller_id: token.seller_id,
-                payment_method: token.payment_method,
-                ciphertext: token.ciphertext,
-                nonce: token.nonce,
-                fingerprint: token.fingerprint,
-                credit_micros: Some(token.credit_micros),
-                balance_micros: Some(token.balance_micros),
-                price_usd_micros: Some(token.price_usd_micros),
-                expires_at_ms: Some(token.expires_at_ms),
-                purchased_at_ms: token.purchased_at_ms,
-                updated_at_ms: token.updated_at_ms,
-            };
-            Ok(self.save_token(&row).await?)
-        })
+        Box::pin(async move { Ok(self.save_token(&token_row(token)).await?) })
     }
 
     fn load_all(&self) -> BoxFuture<'_, Result<Vec<StoredToken>, TokenStoreError>> {
@@ -101,21 +86,66 @@ impl TokenStore for Ledger {
                 .load_tokens()
                 .await?
                 .into_iter()
-                .map(|row| StoredToken {
-                    seller_id: row.seller_id,
-                    payment_method: row.payment_method,
-                    ciphertext: row.ciphertext,
-                    nonce: row.nonce,
-                    fingerprint: row.fingerprint,
-                    credit_micros: row.credit_micros.unwrap_or(0),
-                    balance_micros: row.balance_micros.unwrap_or(0),
-                    price_usd_micros: row.price_usd_micros.unwrap_or(0),
-                    expires_at_ms: row.expires_at_ms.unwrap_or(0),
-                    purchased_at_ms: row.purchased_at_ms,
-                    updated_at_ms: row.updated_at_ms,
-                })
+                .map(stored_token)
                 .collect())
         })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        seller_id: &'a str,
+        payment: PaymentMethod,
+    ) -> BoxFuture<'a, Result<(), TokenStoreError>> {
+        Box::pin(async move {
+            self.delete_token(seller_id, payment).await?;
+            Ok(())
+        })
+    }
+}
+
+fn token_row(token: StoredToken) -> TokenRow {
+    TokenRow {
+        seller_id: token.seller_id,
+        payment_method: token.payment_method,
+        ciphertext: token.ciphertext,
+        nonce: token.nonce,
+        fingerprint: token.fingerprint,
+        credit_micros: Some(token.credit_micros),
+        balance_micros: Some(token.balance_micros),
+        price_usd_micros: Some(token.price_usd_micros),
+        expires_at_ms: Some(token.expires_at_ms),
+        purchased_at_ms: token.purchased_at_ms,
+        updated_at_ms: token.updated_at_ms,
+    }
+}
+
+fn stored_token(row: TokenRow) -> StoredToken {
+    StoredToken {
+        seller_id: row.seller_id,
+        payment_method: row.payment_method,
+        ciphertext: row.ciphertext,
+        nonce: row.nonce,
+        fingerprint: row.fingerprint,
+        credit_micros: row.credit_micros.unwrap_or(0),
+        balance_micros: row.balance_micros.unwrap_or(0),
+        price_usd_micros: row.price_usd_micros.unwrap_or(0),
+        expires_at_ms: row.expires_at_ms.unwrap_or(0),
+        purchased_at_ms: row.purchased_at_ms,
+        updated_at_ms: row.updated_at_ms,
+    }
+}
+
+/// A team's shared tokens (`team_tokens`, team mode): what the broker
+/// saves at a purchase and restores at start. Settlements and drops of a
+/// team's tokens do not come through here (they go to the shared balance
+/// by fingerprint, see [`TeamCredit`](crate::TeamCredit)).
+impl TokenStore for TeamStore {
+    fn save(&self, token: StoredToken) -> BoxFuture<'_, Result<(), TokenStoreError>> {
+        Box::pin(async move { Ok(self.save_token(&token_row(token)).await?) })
+    }
+
+    fn load_all(&self) -> BoxFuture<'_, Result<Vec<StoredToken>, TokenStoreError>> {
+        Box::pin(async move { Ok(self.tokens().await?.into_iter().map(stored_token).collect()) })
     }
 
     fn delete<'a>(

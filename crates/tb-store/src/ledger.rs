@@ -66,6 +66,7 @@ mod probes;
 mod purchases;
 mod sellers;
 mod series;
+mod team;
 mod tokens;
 pub use members::{
     KeySelector, MemberAdmission, MemberCounters, MemberKeyRow, member_pg_round_trips,
@@ -77,6 +78,10 @@ pub use purchases::{
     SellerWaste, StoredPurchase, WasteReason, WasteRow,
 };
 pub use series::{MAX_SERIES_SAMPLES, SeriesSamples};
+pub use team::{
+    LockAttempt, Reservation, TeamBudget, TeamLock, TeamStore, budget_after, lease_left,
+    settled_balance,
+};
 pub use tokens::TokenRow;
 pub use video_jobs::VideoJob;
 

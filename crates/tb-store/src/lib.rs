@@ -33,6 +33,10 @@
 //!   writer settles each reservation with the call's actual cost in the
 //!   record's transaction, and [`Ledger::expire_member_reservations`]
 //!   gives back those of a daemon that died.
+//! - Team mode ([`TeamStore`], PostgreSQL only, from
+//!   [`Ledger::team_store`]): seller tokens shared by a team's daemons,
+//!   purchase leases ([`TeamStore::try_lock`], [`TeamStore::finish`]) and
+//!   the team's purchase budget ([`TeamStore::reserve`]).
 //! - [`LedgerWriter`]: a bounded queue and one task that commits batches
 //!   (≤ 256 records or 50 ms) in single transactions. The request path only
 //!   calls [`LedgerSender::record`], which never waits: a full queue hands
@@ -76,6 +80,10 @@ pub use ledger::{
     MemberCounters, MemberKeyRow, ProbeCheckRow, ProbeRun, PurchaseEvent, PurchaseLog, PurchaseRow,
     PurchaseStatus, SellerCreditHistory, SellerWaste, SeriesSamples, StoredPurchase, TokenRow,
     Totals, UsageRow, VideoJob, WasteReason, WasteRow, member_pg_round_trips,
+};
+pub use ledger::{
+    LockAttempt, Reservation, TeamBudget, TeamLock, TeamStore, budget_after, lease_left,
+    settled_balance,
 };
 pub use target::{Backend, LedgerTarget};
 pub use writer::{

@@ -390,6 +390,13 @@ fn status_text(s: &tb_control::api::Status) -> String {
             .map(|e| format!(", failing: {e}"))
             .unwrap_or_default()
     );
+    if let Some(t) = &s.team {
+        let _ = writeln!(
+            out,
+            "team: on (key from {}, purchase lease {} ms, {} PostgreSQL round trips)",
+            t.key_source, t.lease_ms, t.pg_round_trips
+        );
+    }
     for e in &s.export {
         let _ = writeln!(
             out,

@@ -89,6 +89,15 @@ impl DaemonApi {
         }
         checks.extend(doctor::provider_checks(&self.config.providers).await);
         checks.extend(status.budget.as_ref().map(doctor::budget_check));
+        checks.extend(status.team.as_ref().map(|t| {
+            Check::pass(
+                "team",
+                format!(
+                    "team mode on: seller credit and the purchase budget shared through PostgreSQL (key from {}, purchase lease {} ms)",
+                    t.key_source, t.lease_ms
+                ),
+            )
+        }));
         // With no registry document yet, what sellers serve is unknown.
         let known = status
             .registry
@@ -151,6 +160,15 @@ impl ControlApi for DaemonApi {
                 .into_iter()
                 .map(export_to_wire)
                 .collect(),
+            team: self
+                .proxy
+                .market()
+                .and_then(|m| m.broker.team())
+                .map(|t| wire::TeamStatus {
+                    key_source: t.source().to_owned(),
+                    lease_ms: t.lease_ttl_ms(),
+                    pg_round_trips: t.round_trips(),
+                }),
         }
     }
 

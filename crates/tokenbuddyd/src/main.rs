@@ -23,6 +23,7 @@ mod series;
 mod serve;
 mod service;
 mod setup;
+mod team;
 
 use std::process::ExitCode;
 

@@ -25,6 +25,7 @@ pub(crate) struct DaemonGauges {
     connections_open: IntGauge,
     connections_refused: IntCounter,
     member_pg_round_trips: IntCounter,
+    team_pg_round_trips: IntCounter,
     export_sent: IntCounterVec,
     export_failed: IntCounterVec,
     export_dropped: IntCounterVec,
@@ -130,6 +131,10 @@ impl Default for DaemonGauges {
                 "tb_member_pg_round_trips_total",
                 "Round trips to PostgreSQL for member limits: admissions, reservations settled by the ledger writer, lapsed ones given back (0 on SQLite).",
             ),
+            team_pg_round_trips: counter(
+                "tb_team_pg_round_trips_total",
+                "PostgreSQL round trips for team mode's shared credit (purchase leases, the team budget, shared tokens, settlement batches); 0 outside team mode.",
+            ),
             registry: r,
         }
     }
@@ -166,6 +171,9 @@ impl DaemonGauges {
             }
             self.credit_wasted_total
                 .set(to_i64(credit.wasted_credit_micros));
+            if let Some(team) = market.broker.team() {
+                advance_to(&self.team_pg_round_trips, team.round_trips());
+            }
             let snapshot = market.registry.current();
             self.registry_sellers
                 .set(i64::try_from(snapshot.doc.sellers.len()).unwrap_or(i64::MAX));

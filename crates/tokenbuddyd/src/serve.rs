@@ -297,6 +297,9 @@ async fn start_market(
     data_dir: &Path,
     purchases: LedgerSender<PurchaseEvent>,
 ) -> Result<Option<Market>, Failure> {
+    let team = crate::team::join(config, ledger, env)
+        .await
+        .map_err(Failure::Config)?;
     if config.provider.mode == ProviderMode::Manual {
         return Ok(None);
     }
@@ -316,9 +319,17 @@ async fn start_market(
             tracing::warn!(target: "registry.unavailable", error = %e, has_document = outcome.has_document(), "registry not fetched at start")
         }
     }
-    let cipher = TokenCipher::load_or_create(data_dir)
-        .context("preparing the seller token key")
-        .map_err(Failure::Runtime)?;
+    // Team mode: the team's shared tokens, encrypted with the team key;
+    // else this machine's tokens with its own key file.
+    let (cipher, store): (TokenCipher, Arc<dyn TokenStore>) = match &team {
+        Some((cipher, store, _)) => (cipher.clone(), Arc::new(store.clone())),
+        None => (
+            TokenCipher::load_or_create(data_dir)
+                .context("preparing the seller token key")
+                .map_err(Failure::Runtime)?,
+            Arc::new(ledger.clone()),
+        ),
+    };
     let policy = PurchasePolicy {
         amount_credit_micros: config.purchase.amount_credit_micros,
         session_budget_usd_micros: config.purchase.session_budget_usd_micros,
@@ -328,7 +339,7 @@ async fn start_market(
     };
     let broker = CreditBroker::new(
         SellerClient::new(client, std::time::Duration::from_secs(30)),
-        Arc::new(ledger.clone()) as Arc<dyn TokenStore>,
+        store,
         cipher,
         policy,
         system_clock(),
@@ -350,6 +361,9 @@ async fn start_market(
         Err(e) => {
             tracing::warn!(target: "purchase.history_unreadable", error = %e, "the credit tracker starts from zero: the ledger's purchases could not be read")
         }
+    }
+    if let Some((_, _, team)) = team {
+        broker.set_team(team);
     }
     sweep_credit(&broker, &registry);
     resume_wallet_purchases(&broker, ledger, &registry).await;

@@ -54,6 +54,21 @@ pub struct Status {
     /// empty when none is configured.
     #[serde(default)]
     pub export: Vec<ExportSink>,
+    /// Team mode (`[team] enabled`); absent when off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<TeamStatus>,
+}
+
+/// Team mode as `status` shows it: where the key came from (never the
+/// key), the purchase lease and PostgreSQL round trips so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamStatus {
+    /// `TB_TEAM_KEY` or `key_file <path>`.
+    pub key_source: String,
+    /// How long a purchase lease runs, ms.
+    pub lease_ms: u64,
+    /// PostgreSQL round trips made for the shared credit.
+    pub pg_round_trips: u64,
 }
 
 /// A call-record export sink's state.

@@ -33,7 +33,7 @@ impl Inner {
         model: &str,
         payment: PaymentMethod,
     ) -> AcquireError {
-        let (quote, mut row) = match self.quote_within_budget(seller, model, payment).await {
+        let (quote, mut row) = match self.quote_within_budget(seller, model, payment, None).await {
             Ok(quoted) => quoted,
             Err(e) => return e,
         };

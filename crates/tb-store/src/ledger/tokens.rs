@@ -40,28 +40,34 @@ pub struct TokenRow {
     pub updated_at_ms: i64,
 }
 
-const TOKEN_COLUMNS: &str = "seller_id, payment_method, token_ciphertext, token_nonce, \
+pub(super) const TOKEN_COLUMNS: &str = "seller_id, payment_method, token_ciphertext, token_nonce, \
     token_fingerprint, credit_micros, balance_micros, price_usd_micros, expires_at_ms, \
     purchased_at_ms, updated_at_ms";
+
+/// The upsert of one token row into `table` (`tokens`, or the team's
+/// `team_tokens`: the same columns), binding [`TOKEN_COLUMNS`] in order.
+pub(super) fn upsert_sql(table: &str) -> String {
+    format!(
+        "INSERT INTO {table} ({TOKEN_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (seller_id, payment_method) DO UPDATE SET \
+           token_ciphertext = excluded.token_ciphertext, \
+           token_nonce = excluded.token_nonce, \
+           token_fingerprint = excluded.token_fingerprint, \
+           credit_micros = excluded.credit_micros, \
+           balance_micros = excluded.balance_micros, \
+           price_usd_micros = excluded.price_usd_micros, \
+           expires_at_ms = excluded.expires_at_ms, \
+           purchased_at_ms = excluded.purchased_at_ms, \
+           updated_at_ms = excluded.updated_at_ms"
+    )
+}
 
 impl Ledger {
     /// Stores `token`, replacing the row of the same (seller, payment
     /// method) if there is one.
     pub async fn save_token(&self, token: &TokenRow) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO tokens ({TOKEN_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (seller_id, payment_method) DO UPDATE SET \
-               token_ciphertext = excluded.token_ciphertext, \
-               token_nonce = excluded.token_nonce, \
-               token_fingerprint = excluded.token_fingerprint, \
-               credit_micros = excluded.credit_micros, \
-               balance_micros = excluded.balance_micros, \
-               price_usd_micros = excluded.price_usd_micros, \
-               expires_at_ms = excluded.expires_at_ms, \
-               purchased_at_ms = excluded.purchased_at_ms, \
-               updated_at_ms = excluded.updated_at_ms"
-        );
+        let sql = upsert_sql("tokens");
         with_pool!(self, pool => {
             sqlx::query(&sql)
                 .bind(token.seller_id.as_str())
