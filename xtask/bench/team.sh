@@ -49,11 +49,20 @@ need wrk wrk
 need psql postgresql-client
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-say "building the release daemon and bench_mock (thin LTO settings)"
-(cd "$ROOT" && CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-    cargo build --release -q -p tokenbuddyd -p tb-test-support --example bench_mock)
-DAEMON=$ROOT/target/release/tokenbuddyd
-MOCK=$ROOT/target/release/examples/bench_mock
+# PROFILE=debug measures the debug build (a quick check of the script
+# itself: its figures say nothing about the daemon's speed).
+PROFILE=${PROFILE:-release}
+say "building the $PROFILE daemon and bench_mock (release: thin LTO settings)"
+if [ "$PROFILE" = release ]; then
+    export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+    flag=--release
+else
+    flag=
+fi
+# Two builds: an --example selection would leave the daemon's binary out.
+(cd "$ROOT" && cargo build $flag -q -p tokenbuddyd && cargo build $flag -q -p tb-test-support --example bench_mock)
+DAEMON=$ROOT/target/$PROFILE/tokenbuddyd
+MOCK=$ROOT/target/$PROFILE/examples/bench_mock
 
 rm -rf "$OUT" && mkdir -p "$OUT"
 psql -q "$PG/postgres" -c "CREATE DATABASE $DB" >/dev/null
@@ -194,7 +203,7 @@ done
     echo "# Team gateway behind nginx"
     echo
     echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "wrk -t2 -c$CONNS -d${DURATION}s through nginx ($("$NGINX" -v 2>&1 | cut -d/ -f2), least_conn, keep-alive) to N tokenbuddyd (1 event-loop thread each) on one PostgreSQL ledger; idle database transactions: $IDLE_PER_SEC/s"
+    echo "$PROFILE build; wrk -t2 -c$CONNS -d${DURATION}s through nginx ($("$NGINX" -v 2>&1 | cut -d/ -f2), least_conn, keep-alive) to N tokenbuddyd (1 event-loop thread each) on one PostgreSQL ledger; idle database transactions: $IDLE_PER_SEC/s"
     echo
     echo "| instances | member key | RPS | p50 | p99 | non-2xx | socket errors | calls recorded | requests answered | PG transactions / request |"
     echo "|---|---|---|---|---|---|---|---|---|---|"
