@@ -38,8 +38,8 @@ pub use schema::{
     AutoConfig, AutoRange, BreakerConfig, Config, ControlConfig, ExportConfig, HttpExportConfig,
     LedgerConfig, LogConfig, LogFormat, ManualPolicyConfig, ModelPriceConfig, ModelsConfig,
     NetworkConfig, OtlpExportConfig, OtlpProtocol, PrewarmConfig, ProbeConfig, ProviderConfig,
-    ProviderMode, ProviderModeConfig, ProxyConfig, PurchaseConfig, RegistryConfig, RoutingConfig,
-    ScorerConfig, Secret, TlsConfig, ValidationError,
+    ProviderMode, ProviderModeConfig, ProxyConfig, ProxyTlsConfig, PurchaseConfig, RegistryConfig,
+    RoutingConfig, ScorerConfig, Secret, TlsConfig, ValidationError,
 };
 pub use show::{ShownValue, describe, mask_url};
 pub use starter::STARTER_CONFIG;

@@ -345,6 +345,30 @@ pub struct ProxyConfig {
     /// and handles far more than local agents send; `0` is one per CPU
     /// core. The ledger's writer and blocking work have their own threads.
     pub worker_threads: usize,
+    /// After SIGTERM, how long `/readyz` answers 503 while new requests
+    /// are still served, so a load balancer notices before the listener
+    /// closes (0: close at once).
+    pub drain_delay_ms: u64,
+    /// Serving HTTPS: required when `bind` is not loopback.
+    pub tls: ProxyTlsConfig,
+}
+
+/// `[proxy.tls]`: the proxy plane's certificate (PEM files, read at start).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyTlsConfig {
+    /// The certificate chain, leaf first (absolute path, PEM).
+    pub cert_file: Option<PathBuf>,
+    /// The certificate's private key (absolute path, PEM: PKCS#8, PKCS#1
+    /// or SEC1).
+    pub key_file: Option<PathBuf>,
+}
+
+impl ProxyTlsConfig {
+    /// The certificate and key files when both are set.
+    pub fn files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        Some((self.cert_file.as_deref()?, self.key_file.as_deref()?))
+    }
 }
 
 impl Default for ProxyConfig {
@@ -360,6 +384,8 @@ impl Default for ProxyConfig {
             max_connections: 1_024,
             header_read_timeout_ms: 60_000,
             worker_threads: 1,
+            drain_delay_ms: 0,
+            tls: ProxyTlsConfig::default(),
         }
     }
 }
@@ -808,6 +834,48 @@ fn proxy_url_problem(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What is wrong with `[proxy.tls]`: both files or neither, absolute
+/// paths, and TLS whenever the proxy listens beyond loopback.
+fn proxy_tls_problems(proxy: &ProxyConfig) -> Vec<(&'static str, String)> {
+    let tls = &proxy.tls;
+    let mut problems = Vec::new();
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(_), None) => problems.push((
+            "proxy.tls.key_file",
+            "proxy.tls.cert_file is set without its key: set key_file to the PEM file of the certificate's private key".into(),
+        )),
+        (None, Some(_)) => problems.push((
+            "proxy.tls.cert_file",
+            "proxy.tls.key_file is set without its certificate: set cert_file to the PEM file of the certificate chain".into(),
+        )),
+        (None, None) if !proxy.bind.is_loopback() && proxy.allow_remote => problems.push((
+            "proxy.tls",
+            format!(
+                "listening on {} (beyond loopback) needs TLS: set [proxy.tls] cert_file and key_file to the PEM certificate chain and private key, or bind 127.0.0.1",
+                proxy.bind
+            ),
+        )),
+        _ => {}
+    }
+    for (key, path) in [
+        ("proxy.tls.cert_file", &tls.cert_file),
+        ("proxy.tls.key_file", &tls.key_file),
+    ] {
+        if let Some(path) = path
+            && !path.is_absolute()
+        {
+            problems.push((
+                key,
+                format!(
+                    "{} is not an absolute path; give the full path of the PEM file",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    problems
+}
+
 /// What is wrong with where a provider's key comes from: exactly one of
 /// `api_key_env` (preferred), `api_key_file` and `api_key` must be given.
 fn key_source_problem(p: &ProviderConfig) -> Option<(&'static str, String)> {
@@ -895,6 +963,9 @@ impl Config {
                 "proxy.require_auth".into(),
                 "may only be false when proxy.bind is a loopback address".into(),
             );
+        }
+        for (key, message) in proxy_tls_problems(&self.proxy) {
+            push(key.into(), message);
         }
         if let Some(url) = &self.registry.url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -1279,6 +1350,26 @@ mod tests {
                 "[export.otlp]\nendpoint = \"localhost:4318\"",
                 "export.otlp.endpoint",
                 "must start with http://",
+            ),
+            (
+                "[proxy]\nbind = \"0.0.0.0\"\nallow_remote = true",
+                "proxy.tls",
+                "needs TLS",
+            ),
+            (
+                "[proxy.tls]\ncert_file = \"/etc/gw.pem\"",
+                "proxy.tls.key_file",
+                "without its key",
+            ),
+            (
+                "[proxy.tls]\nkey_file = \"/etc/gw-key.pem\"",
+                "proxy.tls.cert_file",
+                "without its certificate",
+            ),
+            (
+                "[proxy.tls]\ncert_file = \"gw.pem\"\nkey_file = \"/etc/gw-key.pem\"",
+                "proxy.tls.cert_file",
+                "not an absolute path",
             ),
         ] {
             let errs = problems(toml);

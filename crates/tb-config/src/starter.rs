@@ -16,6 +16,11 @@ pub const STARTER_CONFIG: &str = r#"# tokenbuddy configuration.
 # max_connections = 1024      # more client connections get 503 overloaded
 # header_read_timeout_ms = 60000   # slow clients (and idle keep-alive) are cut off after this
 # worker_threads = 1          # event-loop threads; 0 = one per CPU core
+# drain_delay_ms = 0          # after SIGTERM /readyz says 503 this long before the listener closes
+
+[proxy.tls]                   # HTTPS on the proxy port; required when bind is not loopback
+# cert_file = "/etc/tokenbuddy/gateway.pem"       # certificate chain, leaf first
+# key_file = "/etc/tokenbuddy/gateway-key.pem"    # its private key
 
 [tls]
 # extra_ca_file = "/etc/ssl/private-ca.pem"   # trusted besides the system roots

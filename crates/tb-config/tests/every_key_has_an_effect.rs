@@ -234,6 +234,12 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
         "",
     ),
     (
+        "proxy.drain_delay_ms",
+        "crates/tokenbuddyd/tests/gateway_tls.rs",
+        "sigterm_turns_readiness_503_while_new_requests_and_a_stream_are_served",
+        "",
+    ),
+    (
         "proxy.header_read_timeout_ms",
         "crates/tokenbuddyd/tests/clients.rs",
         "slow_loris_heads_are_cut_off_and_extra_connections_get_a_protocol_shaped_503",
@@ -267,6 +273,18 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
         "proxy.shutdown_grace_ms",
         "crates/tokenbuddyd/tests/lifecycle.rs",
         "grace_period_bounds_the_drain",
+        "",
+    ),
+    (
+        "proxy.tls.cert_file",
+        "crates/tokenbuddyd/tests/gateway_tls.rs",
+        "a_gateway_without_a_usable_certificate_refuses_to_start",
+        "",
+    ),
+    (
+        "proxy.tls.key_file",
+        "crates/tokenbuddyd/tests/gateway_tls.rs",
+        "a_gateway_without_a_usable_certificate_refuses_to_start",
         "",
     ),
     (
@@ -573,6 +591,9 @@ url = "postgres://u@h/db"
 selected_seller = "s"
 [tls]
 extra_ca_file = "/etc/ca.pem"
+[proxy.tls]
+cert_file = "/etc/gw.pem"
+key_file = "/etc/gw-key.pem"
 [export.http]
 url = "https://collect.example/calls"
 [export.otlp]

@@ -39,6 +39,7 @@ pub async fn serve(
         max_connections: MAX_CONNECTIONS,
         header_read_timeout: Duration::from_secs(30),
         grace: SHUTDOWN_GRACE,
+        tls: None,
     };
     let svc = service_fn(move |req| {
         let api = Arc::clone(&api);

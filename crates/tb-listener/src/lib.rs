@@ -15,6 +15,8 @@
 //!   cannot turn refusals into a second unbounded pool.
 //! - **A header-read timeout** ([`ListenerOptions::header_read_timeout`]):
 //!   a slow-loris client that trickles its head is cut off.
+//! - **Optional TLS** ([`ServerTls`], from PEM files): the handshake runs
+//!   on the connection's own task, bounded like a request head.
 //! - **A graceful drain**: after `shutdown` resolves, no connection is
 //!   accepted, idle keep-alive connections close, and in-flight requests get
 //!   [`ListenerOptions::grace`] to finish ([`ShutdownOutcome`] says whether
@@ -40,6 +42,7 @@
 //!     max_connections: 64,
 //!     header_read_timeout: Duration::from_secs(30),
 //!     grace: Duration::from_secs(5),
+//!     tls: None,
 //! };
 //! let stats = Arc::new(ConnectionStats::default());
 //! serve(listener, &options, ok, busy, stats, async {
@@ -63,8 +66,12 @@ use hyper::service::Service;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+mod tls;
+
+pub use tls::{ServerTls, ServerTlsError};
 
 /// Refusals answered at once when over the connection limit; more
 /// connections than this past the limit are closed without an answer.
@@ -85,6 +92,9 @@ pub struct ListenerOptions {
     pub header_read_timeout: Duration,
     /// How long in-flight requests may run after shutdown.
     pub grace: Duration,
+    /// Serve HTTPS with this certificate (`None`: plain HTTP). The
+    /// handshake must finish within `header_read_timeout`.
+    pub tls: Option<ServerTls>,
 }
 
 /// How the server stopped.
@@ -174,14 +184,25 @@ where
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let io = TokioIo::new(stream);
                     match Arc::clone(&slots).try_acquire_owned() {
                         Ok(permit) => {
                             stats.open.fetch_add(1, Ordering::Relaxed);
                             let slot = Slot { _permit: permit, stats: Arc::clone(&stats) };
-                            let conn = graceful.watch(builder.serve_connection(io, service.clone()));
+                            // Watched from now: the drain waits for a handshake under way too.
+                            let watcher = graceful.watcher();
+                            let builder = builder.clone();
+                            let service = service.clone();
+                            let tls = options.tls.clone();
+                            let handshake_limit = options.header_read_timeout;
                             tokio::spawn(async move {
-                                if let Err(e) = conn.await {
+                                let served = match tls {
+                                    None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                                    Some(tls) => match handshake(&tls, stream, handshake_limit, name).await {
+                                        Some(io) => watcher.watch(builder.serve_connection(io, service)).await,
+                                        None => Ok(()),
+                                    },
+                                };
+                                if let Err(e) = served {
                                     tracing::debug!(target: "http.connection", plane = name, error = %e, "connection ended with an error");
                                 }
                                 drop(slot);
@@ -197,9 +218,20 @@ where
                                 // Refusals saturated too: close without an answer.
                                 continue;
                             };
-                            let conn = refusing.serve_connection(io, refuse.clone());
+                            let refusing = refusing.clone();
+                            let refuse = refuse.clone();
+                            let tls = options.tls.clone();
                             tokio::spawn(async move {
-                                let _ = conn.await;
+                                match tls {
+                                    None => {
+                                        let _ = refusing.serve_connection(TokioIo::new(stream), refuse).await;
+                                    }
+                                    Some(tls) => {
+                                        if let Some(io) = handshake(&tls, stream, REFUSAL_HEADER_TIMEOUT, name).await {
+                                            let _ = refusing.serve_connection(io, refuse).await;
+                                        }
+                                    }
+                                }
                                 drop(permit);
                             });
                         }
@@ -224,5 +256,27 @@ where
     match tokio::time::timeout(options.grace, graceful.shutdown()).await {
         Ok(()) => ShutdownOutcome::Drained,
         Err(_) => ShutdownOutcome::GraceExpired,
+    }
+}
+
+/// The TLS handshake of an accepted connection, bounded by `limit`; `None`
+/// (logged at debug: scanners and plain-HTTP clients are routine) when it
+/// fails or times out.
+async fn handshake(
+    tls: &ServerTls,
+    stream: TcpStream,
+    limit: Duration,
+    name: &'static str,
+) -> Option<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>> {
+    match tokio::time::timeout(limit, tls.acceptor().accept(stream)).await {
+        Ok(Ok(tls_stream)) => Some(TokioIo::new(tls_stream)),
+        Ok(Err(e)) => {
+            tracing::debug!(target: "http.tls_handshake", plane = name, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(target: "http.tls_handshake", plane = name, "TLS handshake timed out");
+            None
+        }
     }
 }

@@ -33,6 +33,7 @@ async fn start(max_connections: usize, header_read_timeout: Duration) -> Server 
         max_connections,
         header_read_timeout,
         grace: Duration::from_secs(5),
+        tls: None,
     };
     let ok = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
         let body = format!("served {}", req.uri().path());

@@ -26,6 +26,10 @@ pub(crate) const TOKEN_COUNT_HEADER: &str = "x-tokenbuddy-token-count";
 pub(crate) enum Endpoint {
     /// `GET /healthz`.
     Health,
+    /// `GET /livez`: liveness for a load balancer.
+    Live,
+    /// `GET /readyz`: readiness for a load balancer.
+    Ready,
     /// `GET /managed-settings` (Claude Code's managed settings: none).
     ManagedSettings,
     /// `HEAD`/`GET` `/` and `/api/hello`: liveness probes, no token needed.
@@ -55,9 +59,11 @@ impl Endpoint {
             "/" | "/api/hello" if get || method == Method::HEAD => Endpoint::Hello,
             "/" | "/api/hello" => Endpoint::NotAllowed("GET, HEAD"),
             "/healthz" if get => Endpoint::Health,
+            "/livez" if get => Endpoint::Live,
+            "/readyz" if get => Endpoint::Ready,
             "/managed-settings" if get => Endpoint::ManagedSettings,
             "/v1/models" | "/models" if get => Endpoint::Models,
-            "/healthz" | "/managed-settings" | "/v1/models" | "/models" => {
+            "/healthz" | "/livez" | "/readyz" | "/managed-settings" | "/v1/models" | "/models" => {
                 Endpoint::NotAllowed("GET")
             }
             COUNT_TOKENS_PATH if method == Method::POST => Endpoint::CountTokens,
@@ -316,6 +322,9 @@ mod tests {
             (Method::GET, "/api/hello", vec![], Endpoint::Hello),
             (Method::POST, "/", vec![], Endpoint::NotAllowed("GET, HEAD")),
             (Method::GET, "/healthz", vec![], Endpoint::Health),
+            (Method::GET, "/livez", vec![], Endpoint::Live),
+            (Method::GET, "/readyz", vec![], Endpoint::Ready),
+            (Method::POST, "/readyz", vec![], Endpoint::NotAllowed("GET")),
             (Method::GET, "/v1/models", vec![], Endpoint::Models),
             (
                 Method::POST,
@@ -364,6 +373,8 @@ mod tests {
     fn only_probes_and_health_go_without_the_token() {
         assert!(!Endpoint::Hello.needs_token());
         assert!(!Endpoint::Health.needs_token());
+        assert!(!Endpoint::Live.needs_token());
+        assert!(!Endpoint::Ready.needs_token());
         assert!(Endpoint::Models.needs_token());
         assert!(Endpoint::CountTokens.needs_token());
         assert!(Endpoint::Forward(Protocol::ChatCompletions).needs_token());

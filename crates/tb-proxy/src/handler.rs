@@ -23,6 +23,7 @@ use crate::foreign::{has_foreign_items, has_unsigned_thinking};
 use crate::gateway::{self, Endpoint};
 use crate::headers::upstream_request_headers;
 use crate::member::{CallEstimate, Caller, Member, Reservation, refusal};
+use crate::readiness;
 use crate::translation::Translations;
 use crate::validate::RequestProbe as Probe;
 use crate::{ProxyBody, ProxyState};
@@ -116,18 +117,29 @@ async fn dispatch(
     let endpoint = Endpoint::of(&method, &path, req.headers());
     let caller = state.caller(req.headers());
     let Some(caller) = caller.or((!endpoint.needs_token()).then_some(Caller::Local)) else {
-        return ProxyError::new(
-            ErrorCode::InvalidAccessToken,
+        let message = if state.settings.members_only {
+            "missing or unknown member key: this gateway listens on the network and accepts only member keys (`tokenbuddyd keys create --member NAME`), as `Authorization: Bearer <key>` or `x-api-key: <key>`; the daemon's local access token is not accepted here".to_owned()
+        } else {
             format!(
                 "missing or wrong access token: send the token stored in {} as `Authorization: Bearer <token>` or `x-api-key: <token>`",
                 state.token_path.display()
-            ),
-        )
-        .response(family);
+            )
+        };
+        return ProxyError::new(ErrorCode::InvalidAccessToken, message).response(family);
     };
     let answer = match endpoint {
         Endpoint::Hello => return gateway::hello(&method),
         Endpoint::Health => return gateway::text(StatusCode::OK, "ok"),
+        Endpoint::Live => return readiness::live(),
+        Endpoint::Ready => {
+            let draining = state.draining.load(std::sync::atomic::Ordering::Relaxed);
+            let check = if draining {
+                Ok(())
+            } else {
+                readiness::bounded(state.readiness.get().map(|r| &**r)).await
+            };
+            return readiness::ready_response(readiness::ready_answer(draining, &check));
+        }
         Endpoint::ManagedSettings => {
             return gateway::json_response(Bytes::from_static(b"{}"));
         }

@@ -37,6 +37,7 @@ mod headers;
 mod hold;
 mod member;
 mod metrics;
+mod readiness;
 mod report;
 mod server;
 mod stream;
@@ -67,11 +68,13 @@ pub use member::{
     MemberKeys, MemberLimits, MemberUsage, Reservation, UsageFuture, check_limits, key_hash,
     refusal,
 };
+pub use readiness::Readiness;
 pub use report::{BudgetReport, RegistryReport, StatusReport};
 pub use server::ShutdownOutcome;
 pub use tb_http::{
     ProxyConfigError, ProxySettings, TlsSetupError, build_client, error_chain, mask_credentials,
 };
+pub use tb_listener::{ServerTls, ServerTlsError};
 pub use token::{ACCESS_TOKEN_FILE, AccessToken, TokenError};
 pub use video::{VideoJobRow, VideoJobs};
 
@@ -150,6 +153,11 @@ pub(crate) struct Settings {
     shutdown_grace: Duration,
     max_connections: usize,
     header_read_timeout: Duration,
+    /// The proxy listens beyond loopback: only member keys authenticate,
+    /// never the local access token (decisions.md, "A network-facing gateway").
+    members_only: bool,
+    /// After the shutdown signal, how long new connections are still served.
+    drain_delay: Duration,
 }
 
 /// Everything a request handler needs, shared by all connections.
@@ -172,6 +180,12 @@ pub(crate) struct ProxyState {
     /// Where video jobs are mapped to their upstream (set once, by the
     /// daemon, when it has a ledger).
     video_jobs: std::sync::OnceLock<Arc<dyn VideoJobs>>,
+    /// The certificate served when HTTPS is configured (set once, by the daemon).
+    tls: std::sync::OnceLock<tb_listener::ServerTls>,
+    /// What `/readyz` checks besides draining (set once, by the daemon).
+    readiness: std::sync::OnceLock<Arc<dyn Readiness>>,
+    /// Set when the shutdown signal arrives: `/readyz` answers 503.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// What marketplace routing needs: the registry (its snapshots feed the
@@ -198,8 +212,8 @@ impl ProxyState {
         {
             return Some(member::Caller::Member(found));
         }
-        (!self.settings.require_auth || self.token.authorizes(headers))
-            .then_some(member::Caller::Local)
+        let token_ok = !self.settings.members_only && self.token.authorizes(headers);
+        (!self.settings.require_auth || token_ok).then_some(member::Caller::Local)
     }
 
     fn plan(&self, model: &str, protocol: Protocol, has_tools: bool) -> RoutePlan {
@@ -246,6 +260,8 @@ impl Proxy {
             shutdown_grace: ms(config.proxy.shutdown_grace_ms),
             max_connections: config.proxy.max_connections,
             header_read_timeout: ms(config.proxy.header_read_timeout_ms),
+            members_only: !config.proxy.bind.is_loopback(),
+            drain_delay: ms(config.proxy.drain_delay_ms),
         };
         let metrics = Arc::new(metrics::ProxyMetrics::new());
         let state = ProxyState {
@@ -267,6 +283,9 @@ impl Proxy {
             connections: Arc::default(),
             members: std::sync::OnceLock::new(),
             video_jobs: std::sync::OnceLock::new(),
+            tls: std::sync::OnceLock::new(),
+            readiness: std::sync::OnceLock::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         };
         Ok(Proxy {
             state: Arc::new(state),
@@ -298,6 +317,25 @@ impl Proxy {
     /// endpoints answer 503. Set once; a second call changes nothing.
     pub fn set_video_jobs(&self, jobs: Arc<dyn VideoJobs>) {
         let _ = self.state.video_jobs.set(jobs);
+    }
+
+    /// Serves HTTPS with `tls`. Set once, before serving; a second call
+    /// changes nothing.
+    pub fn serve_tls(&self, tls: tb_listener::ServerTls) {
+        let _ = self.state.tls.set(tls);
+    }
+
+    /// What `GET /readyz` checks besides draining (without it: draining
+    /// only). Set once; a second call changes nothing.
+    pub fn set_readiness(&self, readiness: Arc<dyn Readiness>) {
+        let _ = self.state.readiness.set(readiness);
+    }
+
+    /// Whether the shutdown signal has arrived (`/readyz` answers 503).
+    pub fn is_draining(&self) -> bool {
+        self.state
+            .draining
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The routing runtime: the table, the provider mode, the router and
@@ -341,8 +379,10 @@ impl Proxy {
         self.state.recorder.dropped()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and lets
-    /// in-flight requests finish within `proxy.shutdown_grace_ms`.
+    /// Serves until `shutdown` resolves; then `/readyz` answers 503 at
+    /// once, new connections are still served for `proxy.drain_delay_ms`,
+    /// and then the listener stops accepting and lets in-flight requests
+    /// finish within `proxy.shutdown_grace_ms`.
     pub async fn serve(
         &self,
         listener: TcpListener,

@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use http::{HeaderValue, header};
 use hyper::service::service_fn;
@@ -29,6 +30,7 @@ pub(crate) async fn serve(
         max_connections: settings.max_connections,
         header_read_timeout: settings.header_read_timeout,
         grace: settings.shutdown_grace,
+        tls: state.tls.get().cloned(),
     };
     let max_connections = settings.max_connections;
     let connections = Arc::clone(&state.connections);
@@ -54,5 +56,21 @@ pub(crate) async fn serve(
             Ok::<_, Infallible>(resp)
         },
     );
-    tb_listener::serve(listener, &options, svc, refuse, connections, shutdown).await
+    let draining = {
+        let state = Arc::clone(&state);
+        async move {
+            shutdown.await;
+            state.draining.store(true, Ordering::Relaxed);
+            let delay = state.settings.drain_delay;
+            if !delay.is_zero() {
+                tracing::info!(
+                    target: "http.drain_delay",
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "readiness is 503; still serving new connections so the load balancer notices"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        }
+    };
+    tb_listener::serve(listener, &options, svc, refuse, connections, draining).await
 }

@@ -248,6 +248,15 @@ impl Ledger {
         with_pool!(self, pool => pool.close().await)
     }
 
+    /// One round trip (`SELECT 1`): whether the ledger answers now
+    /// (readiness probes).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+            Ok(())
+        })
+    }
+
     /// Stores `records` in one transaction, with multi-row inserts.
     /// Idempotent: a record whose `id` is already stored is skipped, so a
     /// batch retried after an ambiguous failure (commit sent, answer lost)

@@ -56,7 +56,7 @@ pub mod relay;
 mod reply;
 mod server;
 pub mod text_and_call;
-mod tls;
+pub mod tls;
 mod video_sim;
 
 pub use provider_sim::ProviderSim;

@@ -6,10 +6,16 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::TlsAcceptor;
 
@@ -31,10 +37,28 @@ fn other(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
     std::io::Error::other(e)
 }
 
-/// A new CA ("tokenbuddy test CA") and a server certificate it signs for
-/// `127.0.0.1` (IP SAN) and `localhost` (DNS SAN), with an acceptor serving
-/// that certificate (chain: leaf, CA) over HTTP/1.1.
-pub(crate) fn loopback_server_tls() -> std::io::Result<ServerTls> {
+/// A certificate for serving TLS in tests, as PEM text: a fresh private
+/// CA ("tokenbuddy test CA") and a server certificate it signs for
+/// `127.0.0.1` (IP SAN), `localhost` and `upstream.test` (DNS SANs).
+pub struct TestCertificate {
+    /// The CA certificate clients must trust.
+    pub ca_pem: String,
+    /// The server's chain: leaf, then the CA.
+    pub chain_pem: String,
+    /// The leaf's private key (PKCS#8).
+    pub key_pem: String,
+    chain: Vec<CertificateDer<'static>>,
+    key_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for TestCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCertificate").finish_non_exhaustive()
+    }
+}
+
+/// Generates a new [`TestCertificate`] (a new CA each call).
+pub fn loopback_certificate() -> std::io::Result<TestCertificate> {
     // The CA.
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(other)?;
     ca_params
@@ -70,19 +94,61 @@ pub(crate) fn loopback_server_tls() -> std::io::Result<ServerTls> {
     let leaf_key = KeyPair::generate().map_err(other)?;
     let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer).map_err(other)?;
 
-    let chain: Vec<CertificateDer<'static>> = vec![leaf_cert.der().clone(), ca_cert.der().clone()];
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    Ok(TestCertificate {
+        ca_pem: ca_cert.pem(),
+        chain_pem: format!("{}{}", leaf_cert.pem(), ca_cert.pem()),
+        key_pem: leaf_key.serialize_pem(),
+        chain: vec![leaf_cert.der().clone(), ca_cert.der().clone()],
+        key_der: leaf_key.serialize_der(),
+    })
+}
+
+/// What [`https_client`] returns.
+pub type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// An HTTPS client (HTTP/1.1) trusting exactly the roots in `ca_pem`.
+///
+/// # Panics
+///
+/// When `ca_pem` holds a malformed certificate (a test bug).
+pub fn https_client(ca_pem: &str) -> HttpsClient {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        #[allow(clippy::unwrap_used)]
+        roots.add(cert.unwrap()).unwrap();
+    }
+    #[allow(clippy::unwrap_used)]
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(https)
+}
+
+/// A [`loopback_certificate`] served by an acceptor (HTTP/1.1), with the
+/// CA certificate (PEM) that clients must trust.
+pub(crate) fn loopback_server_tls() -> std::io::Result<ServerTls> {
+    let cert = loopback_certificate()?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_der.clone()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(other)?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
+        .with_single_cert(cert.chain.clone(), key)
         .map_err(other)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(ServerTls {
         acceptor: TlsAcceptor::from(Arc::new(config)),
-        ca_pem: ca_cert.pem(),
+        ca_pem: cert.ca_pem,
     })
 }
 
@@ -95,14 +161,12 @@ mod tests {
     use bytes::Bytes;
     use http::{Request, StatusCode};
     use http_body_util::{BodyExt, Full};
-    use hyper_util::client::legacy::Client;
-    use hyper_util::client::legacy::connect::HttpConnector;
-    use hyper_util::rt::TokioExecutor;
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, ServerName};
     use tb_domain::Protocol;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    use super::https_client;
     use crate::{MockUpstream, Reply, canned};
 
     /// A client config trusting exactly the roots in `ca_pem` (none if
@@ -119,17 +183,6 @@ mod tests {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth()
-    }
-
-    fn https_client(
-        ca_pem: &str,
-    ) -> Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>> {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(client_config(ca_pem))
-            .https_only()
-            .enable_http1()
-            .build();
-        Client::builder(TokioExecutor::new()).build(https)
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ mod cli;
 mod control;
 mod demo;
 mod doctor;
+mod gateway;
 mod history;
 mod install;
 mod keys;

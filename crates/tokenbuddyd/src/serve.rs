@@ -118,6 +118,8 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     .map_err(|e| Failure::Config(e.into()))?;
     proxy.serve_members(crate::keys::start_directory(ledger.clone()).await);
     proxy.set_video_jobs(Arc::new(crate::ledger::LedgerVideoJobs(ledger.clone())));
+    crate::gateway::watch_readiness(&proxy, &ledger);
+    let scheme = crate::gateway::configure(config, &proxy)?;
     let proxy = Arc::new(proxy);
     match crate::ledger::load_trust(&ledger, proxy.routing().router()).await {
         Ok(pairs) => {
@@ -153,7 +155,7 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         .local_addr()
         .context("reading the bound address")
         .map_err(Failure::Runtime)?;
-    let proxy_url = format!("http://{local}");
+    let proxy_url = format!("{scheme}://{local}");
 
     let control_addr = SocketAddr::new(config.control.bind, config.control.port);
     let control_listener = tokio::net::TcpListener::bind(control_addr)
