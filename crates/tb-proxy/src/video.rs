@@ -32,8 +32,8 @@ use crate::body::{BodyEdits, edit_body, full, read_request_body};
 use crate::call::unix_ms_now;
 use crate::commit::UPSTREAM;
 use crate::error::{ErrorCode, ProxyError};
-use crate::member::{Member, Reservation};
 use crate::form::Form;
+use crate::member::{Member, Reservation};
 use crate::{ProxyBody, ProxyState};
 
 /// One accepted video job, as the ledger keeps it.
