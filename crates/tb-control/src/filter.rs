@@ -136,7 +136,7 @@ mod tests {
         for (q, needle) in [
             ("outcome=bogus", "outcome must be one of ok, failed"),
             ("protocol=chat", "protocol must be one of chat_completions"),
-            ("protocol=video", "embeddings, videos, got"),
+            ("protocol=video", "images_edits, videos, got"),
             ("model=%0A", "model must be an id"),
             ("upstream=%07", "upstream must be an id"),
         ] {
