@@ -31,6 +31,12 @@ fn run(cmd: &mut Command, what: &str) {
 
 /// Chromium from Debian and playwright-core from npm, installed once.
 fn browser_setup() -> (PathBuf, PathBuf) {
+    // The browser tests run in parallel: one installs, the others wait
+    // (two concurrent `npm install`s into one prefix fail with ENOTEMPTY).
+    static SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SETUP
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let chromium =
         PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
     if !chromium.exists() {
