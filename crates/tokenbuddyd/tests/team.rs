@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use sqlx::{Connection, Row};
-use tb_test_support::daemon::{Daemon, body_bytes};
+use tb_test_support::daemon::{Daemon, DaemonClient, body_bytes};
 use tb_test_support::marketplace::{RegistryServer, SellerServer, SellerSpec, registry_doc};
 
 const CHAT: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
@@ -69,9 +69,10 @@ async fn lease_rows(db: &PgDatabase) -> Vec<(String, String, i64)> {
     .collect()
 }
 
-async fn post_as(daemon: &Daemon, key: &str) -> u16 {
+/// One chat request through `client` with member key `key`; its status.
+async fn post_as(client: &DaemonClient, key: &str) -> u16 {
     let auth = format!("Bearer {key}");
-    let resp = daemon
+    let resp = client
         .request(
             http::Method::POST,
             "/v1/chat/completions",
@@ -161,23 +162,7 @@ async fn three_daemons_buy_once_and_share_credit_and_budget() {
         for key in &keys {
             for _ in 0..10 {
                 let (client, key) = (daemon.client(), key.clone());
-                tasks.push(tokio::spawn(async move {
-                    let auth = format!("Bearer {key}");
-                    let resp = client
-                        .request(
-                            http::Method::POST,
-                            "/v1/chat/completions",
-                            &[
-                                ("authorization", &auth),
-                                ("content-type", "application/json"),
-                            ],
-                            CHAT,
-                        )
-                        .await;
-                    let status = resp.status().as_u16();
-                    body_bytes(resp).await;
-                    status
-                }));
+                tasks.push(tokio::spawn(async move { post_as(&client, &key).await }));
             }
         }
     }
@@ -220,7 +205,7 @@ async fn three_daemons_buy_once_and_share_credit_and_budget() {
     // the settlement batches (at most one per 100 ms) do.
     let before = round_trips(&metrics(&daemons[0]).await);
     for _ in 0..20 {
-        assert_eq!(post_as(&daemons[0], &keys[0]).await, 200);
+        assert_eq!(post_as(&daemons[0].client(), &keys[0]).await, 200);
     }
     tokio::time::sleep(Duration::from_millis(250)).await;
     let added = round_trips(&metrics(&daemons[0]).await) - before;
@@ -235,7 +220,7 @@ async fn three_daemons_buy_once_and_share_credit_and_budget() {
     // although two of the daemons have bought nothing themselves.
     seller.update(|s| s.insufficient_after = Some(0));
     for (daemon, key) in daemons.iter().zip(&keys) {
-        assert_ne!(post_as(daemon, key).await, 200);
+        assert_ne!(post_as(&daemon.client(), key).await, 200);
     }
     assert_eq!(seller.purchase_count(), 1, "the budget held across daemons");
     assert_eq!(team_budget(&db).await, (PRICE as i64, 0));
