@@ -232,6 +232,11 @@
     const time = el('td', { 'data-testid': 'call-time' });
     time.appendChild(el('time', { datetime: iso, title: iso }, clock(c.started_at_ms)));
     tr.appendChild(time);
+    const member = typeof c.member === 'string' && c.member !== '' ? c.member : ACCESS_TOKEN;
+    tr.appendChild(el('td', {
+      'data-testid': 'call-member', 'data-member': member,
+      title: member === ACCESS_TOKEN ? "made with the daemon's access token" : `made with ${member}'s member key`,
+    }, memberName(member)));
     // A translated call shows both protocols: `chat→messages`.
     const upstreamLabel = { chat_completions: 'chat', responses: 'responses', messages: 'messages' };
     const endpoint = c.upstream_protocol

@@ -39,7 +39,7 @@ pub use settings::{
 };
 pub use status::{
     Budget, Circuit, Connections, ExportSink, ExportState, LedgerStatus, Mode, RegistryStatus,
-    Score, Status, TeamStatus, Upstream, UpstreamCounts, UpstreamHealth, UpstreamKind, Upstreams,
+    Score, Status, TeamBudgetStatus, TeamStatus, Upstream, UpstreamCounts, UpstreamHealth, UpstreamKind, Upstreams,
 };
 pub use trust::{ProbeReload, Trust, TrustCheck, TrustEntry};
 
@@ -57,8 +57,9 @@ pub type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// in-memory state and must not block; anything touching the ledger, the
 /// filesystem or the network is asynchronous.
 pub trait ControlApi: Send + Sync + 'static {
-    /// `GET /v1/status`.
-    fn status(&self) -> Status;
+    /// `GET /v1/status` (asynchronous: in team mode it reads the team's
+    /// shared figures from PostgreSQL).
+    fn status(&self) -> Fut<'_, Status>;
 
     /// `GET /v1/upstreams`.
     fn upstreams(&self) -> Upstreams;

@@ -37,7 +37,7 @@
 //! struct Daemon;
 //!
 //! impl ControlApi for Daemon {
-//!     fn status(&self) -> Status { unreachable!("a real daemon builds its status here") }
+//!     fn status(&self) -> Fut<'_, Status> { unreachable!("a real daemon builds its status here") }
 //!     fn upstreams(&self) -> Upstreams { Upstreams { scorer: "speed".into(), upstreams: vec![] } }
 //!     fn prewarm(&self) -> Prewarm { None }
 //!     fn credit(&self) -> Credit { None }

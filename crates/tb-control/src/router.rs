@@ -185,7 +185,7 @@ async fn answer(
     let refuse = |e: ApiError| response::error(&e);
     let resp = match route {
         Route::Healthz => response::bytes(StatusCode::OK, response::TEXT, "ok"),
-        Route::Status => response::json(&api.status()),
+        Route::Status => response::json(&api.status().await),
         Route::Upstreams => response::json(&api.upstreams()),
         Route::Prewarm => response::json(&api.prewarm()),
         Route::Credit => response::json(&api.credit()),

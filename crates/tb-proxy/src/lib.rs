@@ -186,6 +186,9 @@ pub(crate) struct ProxyState {
     readiness: std::sync::OnceLock<Arc<dyn Readiness>>,
     /// Set when the shutdown signal arrives: `/readyz` answers 503.
     draining: std::sync::atomic::AtomicBool,
+    /// Notified by [`Proxy::end_drain_delay`]: the rest of the drain-delay
+    /// window is skipped (a permit is kept when it comes first).
+    end_drain_delay: tokio::sync::Notify,
 }
 
 /// What marketplace routing needs: the registry (its snapshots feed the
@@ -286,6 +289,7 @@ impl Proxy {
             tls: std::sync::OnceLock::new(),
             readiness: std::sync::OnceLock::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            end_drain_delay: tokio::sync::Notify::new(),
         };
         Ok(Proxy {
             state: Arc::new(state),
@@ -336,6 +340,14 @@ impl Proxy {
         self.state
             .draining
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Skips what is left of the drain-delay window (a second SIGTERM or
+    /// SIGINT): the listener stops accepting at once and in-flight requests
+    /// get `proxy.shutdown_grace_ms` as usual. Called before the shutdown
+    /// signal, the window is skipped when it comes.
+    pub fn end_drain_delay(&self) {
+        self.state.end_drain_delay.notify_one();
     }
 
     /// The routing runtime: the table, the provider mode, the router and

@@ -68,7 +68,13 @@ pub(crate) async fn serve(
                     delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                     "readiness is 503; still serving new connections so the load balancer notices"
                 );
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = state.end_drain_delay.notified() => tracing::info!(
+                        target: "http.drain_delay",
+                        "drain delay cut short: no new connections; finishing the requests in flight"
+                    ),
+                }
             }
         }
     };

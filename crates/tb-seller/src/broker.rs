@@ -629,7 +629,11 @@ impl Inner {
             completed_at_ms: None,
             expires_at_ms: None,
         };
-        {
+        // Without a team, this run's purchases are the budget's whole
+        // story: a spent budget needs no quote. With one, the team's
+        // figures decide (a reset starts a new period whatever this daemon
+        // bought), checked with the price below.
+        if team.is_none() {
             let st = self.state();
             let spent = st.committed();
             if spent >= budget {

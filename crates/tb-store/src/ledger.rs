@@ -82,6 +82,7 @@ pub use team::{
     LockAttempt, Reservation, TeamBudget, TeamLock, TeamStore, budget_after, lease_left,
     settled_balance,
 };
+pub use team::{BudgetReset, TeamSummary};
 pub use tokens::TokenRow;
 pub use video_jobs::VideoJob;
 

@@ -85,6 +85,7 @@ pub use ledger::{
     LockAttempt, Reservation, TeamBudget, TeamLock, TeamStore, budget_after, lease_left,
     settled_balance,
 };
+pub use ledger::{BudgetReset, TeamSummary};
 pub use target::{Backend, LedgerTarget};
 pub use writer::{
     BatchSink, DropReason, Dropped, LedgerItem, LedgerSender, LedgerWriter, ShutdownReport,

@@ -83,6 +83,10 @@ enum Command {
     /// `keys list`, `keys revoke --member NAME | --id KEY_ID`. Stored
     /// hashed in the ledger, so every daemon sharing it accepts them.
     Keys(crate::keys::KeysArgs),
+    /// The team's shared purchase budget: `team budget show`, `team budget
+    /// reset [--yes]` (a new budget period). Works on the PostgreSQL ledger
+    /// the config points at; no daemon needed.
+    Team(crate::team_budget::TeamArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// To stdout; needs no config, home or daemon. For example
@@ -237,6 +241,9 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Probe(args) => crate::probe::run(load(paths, &CliOverrides::default())?, &args),
         Command::Keys(args) => crate::keys::run(&load(paths, &CliOverrides::default())?, &args),
+        Command::Team(args) => {
+            crate::team_budget::run(&load(paths, &CliOverrides::default())?, &args)
+        }
         Command::Completions { shell } => crate::manual::completions(shell),
         Command::Man { out } => crate::manual::man(&out),
     }
@@ -396,6 +403,22 @@ fn status_text(s: &tb_control::api::Status) -> String {
             "team: on (key from {}, purchase lease {} ms, {} PostgreSQL round trips)",
             t.key_source, t.lease_ms, t.pg_round_trips
         );
+        match (&t.budget, &t.budget_error) {
+            (Some(b), _) => {
+                let _ = writeln!(
+                    out,
+                    "team budget: {}",
+                    crate::team_budget::figures_text(b)
+                );
+            }
+            (None, error) => {
+                let _ = writeln!(
+                    out,
+                    "team budget: unreadable ({})",
+                    error.as_deref().unwrap_or("no answer")
+                );
+            }
+        }
     }
     for e in &s.export {
         let _ = writeln!(

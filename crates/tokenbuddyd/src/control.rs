@@ -30,7 +30,13 @@ pub(crate) struct DaemonApi {
     pub gauges: crate::metrics::DaemonGauges,
     /// The `[export]` sinks, when configured.
     pub export: Option<Arc<tb_export::Exporters>>,
+    /// Team mode: the team's shared figures for `status` (a store of its
+    /// own, so these reads are not counted with the shared credit's).
+    pub team_store: Option<tb_store::TeamStore>,
 }
+
+/// How long `status` waits for the team's figures from PostgreSQL.
+const TEAM_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn store_err(e: tb_store::StoreError) -> ApiError {
     ApiError::internal(format!("reading the ledger: {e}"))
@@ -78,7 +84,7 @@ impl DaemonApi {
                 self.proxy_url, self.control_url
             ),
         ));
-        let status = self.status();
+        let status = self.status().await;
         checks.extend(status.registry.as_ref().map(doctor::registry_check));
         for id in self.proxy.routing().open_circuits(unix_ms_now()) {
             checks.push(Check::fail(
@@ -89,15 +95,7 @@ impl DaemonApi {
         }
         checks.extend(doctor::provider_checks(&self.config.providers).await);
         checks.extend(status.budget.as_ref().map(doctor::budget_check));
-        checks.extend(status.team.as_ref().map(|t| {
-            Check::pass(
-                "team",
-                format!(
-                    "team mode on: seller credit and the purchase budget shared through PostgreSQL (key from {}, purchase lease {} ms)",
-                    t.key_source, t.lease_ms
-                ),
-            )
-        }));
+        checks.extend(status.team.as_ref().map(doctor::team_check));
         // With no registry document yet, what sellers serve is unknown.
         let known = status
             .registry
@@ -121,8 +119,34 @@ impl DaemonApi {
     }
 }
 
-impl ControlApi for DaemonApi {
-    fn status(&self) -> wire::Status {
+impl DaemonApi {
+    /// The team's shared figures, read from PostgreSQL within
+    /// [`TEAM_READ_LIMIT`]: `(figures, why not)`.
+    async fn team_budget(&self) -> (Option<wire::TeamBudgetStatus>, Option<String>) {
+        let Some(store) = &self.team_store else {
+            return (None, None);
+        };
+        match tokio::time::timeout(TEAM_READ_LIMIT, store.summary()).await {
+            Ok(Ok(s)) => (
+                Some(crate::team_budget::figures(
+                    self.config.purchase.session_budget_usd_micros,
+                    &s,
+                )),
+                None,
+            ),
+            Ok(Err(e)) => (None, Some(format!("reading PostgreSQL: {e}"))),
+            Err(_) => (
+                None,
+                Some(format!(
+                    "PostgreSQL did not answer within {} ms",
+                    TEAM_READ_LIMIT.as_millis()
+                )),
+            ),
+        }
+    }
+
+    /// Everything `status` answers but the team's shared figures.
+    fn local_status(&self) -> wire::Status {
         let r = self.proxy.status_report();
         wire::Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -168,8 +192,22 @@ impl ControlApi for DaemonApi {
                     key_source: t.source().to_owned(),
                     lease_ms: t.lease_ttl_ms(),
                     pg_round_trips: t.round_trips(),
+                    budget: None,
+                    budget_error: None,
                 }),
         }
+    }
+}
+
+impl ControlApi for DaemonApi {
+    fn status(&self) -> Fut<'_, wire::Status> {
+        Box::pin(async move {
+            let mut status = self.local_status();
+            if let Some(team) = status.team.as_mut() {
+                (team.budget, team.budget_error) = self.team_budget().await;
+            }
+            status
+        })
     }
 
     fn upstreams(&self) -> wire::Upstreams {

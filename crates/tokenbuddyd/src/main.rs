@@ -25,6 +25,7 @@ mod serve;
 mod service;
 mod setup;
 mod team;
+mod team_budget;
 
 use std::process::ExitCode;
 

@@ -89,6 +89,11 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     let sink: Arc<dyn CallSink> = Arc::new(crate::ledger::LedgerSink {
         ledger: sender,
         export: export.clone(),
+        team_store: config
+            .team
+            .enabled
+            .then(|| ledger.team_store())
+            .flatten(),
     });
 
     // Purchases and wasted credit take the same road as call records: a
@@ -168,12 +173,18 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         .map_err(Failure::Runtime)?;
     let control_url = format!("http://{control_local}");
 
-    let signal = shutdown_signal().map_err(Failure::Runtime)?;
-    // One signal stops both planes.
+    let mut signals = Signals::register().map_err(Failure::Runtime)?;
+    // The first signal stops both planes (the proxy after its drain
+    // delay); a second one cuts the drain delay short.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let draining = Arc::clone(&proxy);
     tokio::spawn(async move {
-        signal.await;
+        let first = signals.next().await;
+        tracing::info!(target: "daemon.signal", signal = first, "shutting down");
         let _ = stop_tx.send(true);
+        let second = signals.next().await;
+        tracing::info!(target: "daemon.signal", signal = second, "second signal: skipping the rest of the drain delay");
+        draining.end_drain_delay();
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
@@ -528,17 +539,28 @@ fn warn_on_readable_inline_keys(loaded: &LoadedConfig) {
     }
 }
 
-/// Registers the SIGTERM and SIGINT handlers now — before the URL is
-/// printed, so a signal sent as soon as the daemon is up is never fatal —
-/// and returns the future that resolves on the first of them.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    Ok(async move {
+/// The SIGTERM and SIGINT handlers, registered by [`Signals::register`]
+/// before the URL is printed, so a signal sent as soon as the daemon is up
+/// is never fatal.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+        })
+    }
+
+    /// The next SIGTERM or SIGINT, by name.
+    async fn next(&mut self) -> &'static str {
         tokio::select! {
-            _ = term.recv() => tracing::info!(target: "daemon.signal", signal = "SIGTERM", "shutting down"),
-            _ = int.recv() => tracing::info!(target: "daemon.signal", signal = "SIGINT", "shutting down"),
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
         }
-    })
+    }
 }

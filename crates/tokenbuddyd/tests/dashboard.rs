@@ -484,9 +484,26 @@ async fn the_dashboard_shows_spend_per_member_and_filters_by_member() {
     assert_eq!(token["calls"].as_array().unwrap().len(), 1);
     assert_eq!(series_calls(&daemon, "&member=bo").await, 1);
 
+    // The recent calls carry the member, shown in their own column.
+    let calls = get_json(&daemon, "/v1/calls").await;
+    let of = |m: Option<&str>| {
+        calls["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["member"].as_str() == m)
+            .count()
+    };
+    assert_eq!((of(Some("ana")), of(Some("bo")), of(None)), (2, 1, 1));
+
     let expect = json!({
         "calls": 4,
         "members": members,
+        "call_members": {
+            "ana": {"rows": 2, "text": "ana"},
+            "bo": {"rows": 1, "text": "bo"},
+            "-": {"rows": 1, "text": "Access token"},
+        },
         "filter": {"name": "member", "value": "ana", "rows": 2},
     });
     check_in_browser(&browser, &daemon, &expect, "dashboard-members", false).await;

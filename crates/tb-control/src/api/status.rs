@@ -69,6 +69,32 @@ pub struct TeamStatus {
     pub lease_ms: u64,
     /// PostgreSQL round trips made for the shared credit.
     pub pg_round_trips: u64,
+    /// The team's shared purchase budget and figures, read from
+    /// PostgreSQL when asked; `None` when they could not be read.
+    #[serde(default)]
+    pub budget: Option<TeamBudgetStatus>,
+    /// Why [`budget`](Self::budget) could not be read.
+    #[serde(default)]
+    pub budget_error: Option<String>,
+}
+
+/// The team's purchase budget as every daemon of the team shares it
+/// (`team_state`, `team_locks`, `member_keys` in PostgreSQL), USD micros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamBudgetStatus {
+    /// The budget (`purchase.session_budget_usd_micros` of this daemon).
+    pub budget_usd_micros: u64,
+    /// Paid by the team since the team's first daemon or the last reset.
+    pub spent_usd_micros: u64,
+    /// Held by purchases in flight.
+    pub reserved_usd_micros: u64,
+    /// Left for purchases: budget − spent − reserved, at least 0.
+    pub left_usd_micros: u64,
+    /// Purchase leases not expired (purchases in flight across the team).
+    pub live_leases: u64,
+    /// Members with a key that has a budget, rpm or tpm limit.
+    pub members_with_limits: u64,
 }
 
 /// A call-record export sink's state.

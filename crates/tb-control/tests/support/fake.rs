@@ -259,7 +259,12 @@ impl FakeApi {
             "export": [{"sink": "http", "target": "https://collector.example/calls", "state": "failing",
                         "queue_depth": 12, "queue_capacity": 10_000, "sent": 40, "failed_posts": 3, "dropped": 0,
                         "rejected": 0, "last_success_at_ms": NOW_MS - 60_000,
-                        "last_error": "https://collector.example/calls answered HTTP 503 Service Unavailable"}]
+                        "last_error": "https://collector.example/calls answered HTTP 503 Service Unavailable"}],
+            "team": {"key_source": "TB_TEAM_KEY", "lease_ms": 90_000, "pg_round_trips": 14,
+                     "budget": {"budget_usd_micros": 50_000_000, "spent_usd_micros": 12_000_000,
+                                "reserved_usd_micros": 1_000_000, "left_usd_micros": 37_000_000,
+                                "live_leases": 1, "members_with_limits": 2},
+                     "budget_error": null}
         })
     }
 
@@ -420,8 +425,8 @@ impl FakeApi {
 }
 
 impl ControlApi for FakeApi {
-    fn status(&self) -> Status {
-        typed(FakeApi::status_doc())
+    fn status(&self) -> Fut<'_, Status> {
+        Box::pin(async { typed(FakeApi::status_doc()) })
     }
 
     fn upstreams(&self) -> Upstreams {

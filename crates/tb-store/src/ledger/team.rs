@@ -25,6 +25,9 @@ use crate::StoreError;
 use crate::codec::RowExt;
 use crate::ledger::TokenRow;
 
+mod summary;
+pub use summary::{BudgetReset, TeamSummary};
+
 /// The database's clock as unix milliseconds.
 const NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
 

@@ -14,7 +14,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tb_control::api::{Budget, ExportSink, ExportState, LedgerStatus, RegistryStatus, Verdict};
+use tb_control::api::{
+    Budget, ExportSink, ExportState, LedgerStatus, RegistryStatus, TeamStatus, Verdict,
+};
 pub(crate) use tb_control::api::{Check, DoctorReport};
 use tb_installer::{Installer, StatusRow};
 
@@ -64,6 +66,38 @@ pub(crate) fn budget_check(budget: &Budget) -> Check {
             "budget",
             format!("{} USD micros left to buy credit", budget.left_usd_micros),
         )
+    }
+}
+
+/// Team mode: where the key came from and the team's shared purchase
+/// budget — a failure when it is spent (no seller credit is bought for
+/// anyone), a warning when its figures could not be read.
+pub(crate) fn team_check(team: &TeamStatus) -> Check {
+    let on = format!(
+        "team mode on: seller credit and the purchase budget shared through PostgreSQL (key from {}, purchase lease {} ms)",
+        team.key_source, team.lease_ms
+    );
+    match (&team.budget, &team.budget_error) {
+        (Some(b), _) if b.left_usd_micros == 0 => Check::fail(
+            "team",
+            format!(
+                "{on}; the team budget is spent: {}",
+                crate::team_budget::figures_text(b)
+            ),
+            "start a new budget period with `tokenbuddyd team budget reset --yes`, or raise purchase.session_budget_usd_micros",
+        ),
+        (Some(b), _) => Check::pass(
+            "team",
+            format!("{on}; team budget: {}", crate::team_budget::figures_text(b)),
+        ),
+        (None, error) => Check::warn(
+            "team",
+            format!(
+                "{on}; the team budget could not be read: {}",
+                error.as_deref().unwrap_or("no answer")
+            ),
+            "check that PostgreSQL (ledger.url) answers; `tokenbuddyd team budget show` reads it directly",
+        ),
     }
 }
 

@@ -43,6 +43,9 @@
 //                    members    object   member ("-": the access token) -> {calls,
 //                                        spend}: its row in the members table with
 //                                        those cells, and a bar in its chart
+//                    call_members object member ("-": the access token) ->
+//                                        {rows, text}: that many recent-call rows
+//                                        whose Member cell shows text
 //   SCREENSHOT_DIR where to save one PNG per step (overview, filtered, detail,
 //                  live), when set
 //   SCREENSHOT     where to save a full-page PNG (taken at the end, pass or fail)
@@ -60,7 +63,8 @@
 //   chart (container), chart-svg, chart-bar-spend / chart-bar-saved
 //     (rect, data-day=<key>)
 //   calls-table, calls-body, calls-empty, call-row (data-call-id) with
-//     cells call-time, call-endpoint, call-model, call-chain, call-latency,
+//     cells call-time, call-member (data-member; "-" for the access
+//     token), call-endpoint, call-model, call-chain, call-latency,
 //     call-cost, call-saved, call-flags, call-outcome
 //   upstreams-table, upstreams-body, upstreams-scorer, upstreams-empty,
 //     upstream-row (data-upstream-id) with upstream-id, upstream-kind,
@@ -433,6 +437,21 @@ try {
       if (bars !== 1) problem(`members: ${member} has ${bars} bars in the spend chart`);
     }
     await stepShot(page, 'members');
+  }
+
+  // The recent calls name the member whose key made each call.
+  if (want.call_members) {
+    for (const [member, m] of Object.entries(want.call_members)) {
+      const cells = page.locator(`${tid('calls-body')} ${tid('call-member')}${attr('data-member', member)}`);
+      const [held, seen] = await until(async () => {
+        const texts = (await cells.allTextContents()).map((t) => t.trim());
+        return { rows: texts.length, texts };
+      }, (v) => v.rows === m.rows && v.texts.every((t) => t === m.text));
+      if (!held) problem(`call members: ${member} shows ${JSON.stringify(seen)}, expected ${m.rows} rows reading ${JSON.stringify(m.text)}`);
+    }
+    const header = page.locator(`${tid('calls-table')} thead th`);
+    const headers = (await header.allTextContents()).map((t) => t.trim());
+    if (!headers.includes('Member')) problem(`call members: the calls table has no Member column: ${JSON.stringify(headers)}`);
   }
 
   if (want.trends || want.filter || want.detail || want.live) await dashboardViews(page);
