@@ -32,8 +32,8 @@ async fn the_summary_counts_live_leases_and_limited_members_and_a_reset_keeps_re
     assert_eq!(store.reset_spent().await.unwrap(), None);
     store.key_check(b"check", b"nonce").await.unwrap();
 
-    // One purchase completed (3 USD), one in flight (2 USD reserved), one
-    // lease expired (the dead daemon's lease is not live).
+    // One purchase completed (3 USD, its lease gone), one in flight (2 USD
+    // reserved, its lease live), one lease expired (not live).
     store.try_lock("s-a:mock", "d1", 60_000).await.unwrap();
     let r = store.reserve("s-a:mock", "d1", 3_000_000, 10_000_000).await;
     assert!(matches!(r.unwrap(), Reservation::Reserved { .. }));
@@ -67,7 +67,7 @@ async fn the_summary_counts_live_leases_and_limited_members_and_a_reset_keeps_re
             joined: true,
             spent_usd_micros: 3_000_000,
             reserved_usd_micros: 2_000_000,
-            live_leases: 2,
+            live_leases: 1,
             members_with_limits: 2,
         }
     );

@@ -89,11 +89,6 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     let sink: Arc<dyn CallSink> = Arc::new(crate::ledger::LedgerSink {
         ledger: sender,
         export: export.clone(),
-        team_store: config
-            .team
-            .enabled
-            .then(|| ledger.team_store())
-            .flatten(),
     });
 
     // Purchases and wasted credit take the same road as call records: a
@@ -224,6 +219,11 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         },
         gauges: crate::metrics::DaemonGauges::default(),
         export: export.clone(),
+        team_store: config
+            .team
+            .enabled
+            .then(|| ledger.team_store())
+            .flatten(),
     });
     let control = tokio::spawn(tb_control::serve(
         control_listener,
