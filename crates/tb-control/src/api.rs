@@ -39,7 +39,8 @@ pub use settings::{
 };
 pub use status::{
     Budget, Circuit, Connections, ExportSink, ExportState, LedgerStatus, Mode, RegistryStatus,
-    Score, Status, TeamBudgetStatus, TeamStatus, Upstream, UpstreamCounts, UpstreamHealth, UpstreamKind, Upstreams,
+    Score, Status, TeamBudgetStatus, TeamStatus, Upstream, UpstreamCounts, UpstreamHealth,
+    UpstreamKind, Upstreams,
 };
 pub use trust::{ProbeReload, Trust, TrustCheck, TrustEntry};
 

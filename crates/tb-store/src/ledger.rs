@@ -78,11 +78,11 @@ pub use purchases::{
     SellerWaste, StoredPurchase, WasteReason, WasteRow,
 };
 pub use series::{MAX_SERIES_SAMPLES, SeriesSamples};
+pub use team::{BudgetReset, TeamSummary};
 pub use team::{
     LockAttempt, Reservation, TeamBudget, TeamLock, TeamStore, budget_after, lease_left,
     settled_balance,
 };
-pub use team::{BudgetReset, TeamSummary};
 pub use tokens::TokenRow;
 pub use video_jobs::VideoJob;
 

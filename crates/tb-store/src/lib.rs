@@ -75,6 +75,7 @@ mod target;
 mod writer;
 
 pub use error::StoreError;
+pub use ledger::{BudgetReset, TeamSummary};
 pub use ledger::{
     CallCursor, CreditHistory, GroupBy, KeySelector, Ledger, MAX_SERIES_SAMPLES, MemberAdmission,
     MemberCounters, MemberKeyRow, ProbeCheckRow, ProbeRun, PurchaseEvent, PurchaseLog, PurchaseRow,
@@ -85,7 +86,6 @@ pub use ledger::{
     LockAttempt, Reservation, TeamBudget, TeamLock, TeamStore, budget_after, lease_left,
     settled_balance,
 };
-pub use ledger::{BudgetReset, TeamSummary};
 pub use target::{Backend, LedgerTarget};
 pub use writer::{
     BatchSink, DropReason, Dropped, LedgerItem, LedgerSender, LedgerWriter, ShutdownReport,

@@ -405,11 +405,7 @@ fn status_text(s: &tb_control::api::Status) -> String {
         );
         match (&t.budget, &t.budget_error) {
             (Some(b), _) => {
-                let _ = writeln!(
-                    out,
-                    "team budget: {}",
-                    crate::team_budget::figures_text(b)
-                );
+                let _ = writeln!(out, "team budget: {}", crate::team_budget::figures_text(b));
             }
             (None, error) => {
                 let _ = writeln!(

@@ -219,11 +219,7 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         },
         gauges: crate::metrics::DaemonGauges::default(),
         export: export.clone(),
-        team_store: config
-            .team
-            .enabled
-            .then(|| ledger.team_store())
-            .flatten(),
+        team_store: config.team.enabled.then(|| ledger.team_store()).flatten(),
     });
     let control = tokio::spawn(tb_control::serve(
         control_listener,

@@ -89,9 +89,7 @@ pub(crate) fn run(loaded: &LoadedConfig, args: &TeamArgs) -> Result<(), Failure>
         let ledger = open(loaded).await?;
         let done = match &args.command {
             TeamCommand::Budget(BudgetCommand::Show) => show(&ledger, budget).await,
-            TeamCommand::Budget(BudgetCommand::Reset { yes }) => {
-                reset(&ledger, budget, *yes).await
-            }
+            TeamCommand::Budget(BudgetCommand::Reset { yes }) => reset(&ledger, budget, *yes).await,
         };
         ledger.close().await;
         done
@@ -189,7 +187,8 @@ mod tests {
         none.live_leases = 0;
         none.members_with_limits = 1;
         assert!(
-            figures_text(&figures(1, &none)).ends_with("0 live purchase leases, 1 member with limits")
+            figures_text(&figures(1, &none))
+                .ends_with("0 live purchase leases, 1 member with limits")
         );
     }
 }

@@ -25,7 +25,11 @@ async fn a_second_sigterm_skips_the_drain_delay_and_loses_nothing() {
     let Setup {
         upstream,
         mut daemon,
-    } = setup_with(&format!("[proxy]\ndrain_delay_ms = {}\n", WINDOW.as_millis())).await;
+    } = setup_with(&format!(
+        "[proxy]\ndrain_delay_ms = {}\n",
+        WINDOW.as_millis()
+    ))
+    .await;
     let port: u16 = daemon
         .proxy_url
         .rsplit(':')
@@ -54,9 +58,7 @@ async fn a_second_sigterm_skips_the_drain_delay_and_loses_nothing() {
     daemon
         .wait_for_log("still serving new connections so the load balancer notices")
         .await;
-    let resp = daemon
-        .request(http::Method::GET, "/readyz", &[], "")
-        .await;
+    let resp = daemon.request(http::Method::GET, "/readyz", &[], "").await;
     assert_eq!(resp.status(), 503);
     post_ok(&daemon, CHAT).await;
 

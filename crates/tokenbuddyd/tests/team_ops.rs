@@ -72,9 +72,10 @@ async fn status_shows_the_team_budget_and_a_reset_starts_a_new_period() {
     )
     .await
     .unwrap();
-    let registry: RegistryServer = RegistryServer::start(registry_doc(&[&seller], Some(&seller.id())))
-        .await
-        .unwrap();
+    let registry: RegistryServer =
+        RegistryServer::start(registry_doc(&[&seller], Some(&seller.id())))
+            .await
+            .unwrap();
     // A budget of exactly one purchase.
     let config = format!(
         "[provider]\nmode = \"auto\"\n[registry]\nurl = \"{}\"\n\
@@ -179,7 +180,11 @@ async fn status_shows_the_team_budget_and_a_reset_starts_a_new_period() {
     // The other purchase fails and gives its reservation back; the new
     // period's budget buys again — although this daemon alone already
     // bought the whole budget once.
-    sql(&db, "DELETE FROM team_locks WHERE lock_key = 's-other:mock'").await;
+    sql(
+        &db,
+        "DELETE FROM team_locks WHERE lock_key = 's-other:mock'",
+    )
+    .await;
     sql(
         &db,
         "UPDATE team_state SET reserved_usd_micros = reserved_usd_micros - 200000",
