@@ -402,6 +402,7 @@ async fn a_postgresql_outage_during_a_purchase_leaves_no_lease_held_and_buys_onc
         let answer = answer.unwrap();
         assert_ne!(answer.status, 200, "{}", answer.body);
         assert!(answer.body.contains("team"), "{}", answer.body);
+        eprintln!("during the outage, without a token: {} {}", answer.status, answer.body);
     }
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(outage.elapsed())).await;
     relay.restore();

@@ -18,8 +18,8 @@
 //!   transaction. When PostgreSQL is gone at that moment (a restart), the
 //!   daemon keeps using the token it bought and repeats that transaction in
 //!   the background until PostgreSQL is back; meanwhile that token's
-//!   settlements wait in memory, since the shared row they apply to is not
-//!   there yet.
+//!   settlements wait in memory, since the shared row they apply to exists
+//!   only from then on.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
