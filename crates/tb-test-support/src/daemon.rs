@@ -320,17 +320,17 @@ impl DaemonClient {
     /// POSTs JSON with the access token as a Bearer header.
     pub async fn post_json(&self, path: &str, body: impl Into<Bytes>) -> Response<Incoming> {
         let auth = format!("Bearer {}", self.token);
-        self.request(
-            Method::POST,
-            path,
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/json"),
-            ],
-            body,
-        )
-        .await
+        self.request(Method::POST, path, &json_with_bearer(&auth), body)
+            .await
     }
+}
+
+/// The headers of a JSON POST authorised by `auth` (`Bearer …`).
+fn json_with_bearer(auth: &str) -> [(&str, &str); 2] {
+    [
+        ("authorization", auth),
+        ("content-type", "application/json"),
+    ]
 }
 
 impl DaemonClient {
@@ -342,16 +342,8 @@ impl DaemonClient {
         body: impl Into<Bytes>,
     ) -> Result<(http::response::Parts, Bytes), String> {
         let auth = format!("Bearer {}", self.token);
-        self.try_request(
-            Method::POST,
-            path,
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/json"),
-            ],
-            body,
-        )
-        .await
+        self.try_request(Method::POST, path, &json_with_bearer(&auth), body)
+            .await
     }
 
     /// Sends a request and reads the whole answer, or says why it could

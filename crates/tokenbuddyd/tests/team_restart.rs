@@ -370,14 +370,8 @@ async fn a_postgresql_outage_during_a_purchase_leaves_no_lease_held_and_buys_onc
     let client = daemons[0].client();
     let key = keys[0].clone();
     let buying = tokio::spawn(async move { send_as(&client, &key).await });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while seller.purchase_count() < 1 {
-        assert!(Instant::now() < deadline, "the first daemon never bought");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let leases = lease_rows(&db).await;
-    assert_eq!(leases.len(), 1, "{leases:?}");
-    let lease_ends = Instant::now() + Duration::from_millis(u64::try_from(leases[0].2).unwrap());
+    let lease = purchase_in_flight(&seller, &db).await;
+    let lease_ends = Instant::now() + Duration::from_millis(u64::try_from(lease.2).unwrap());
     assert_eq!(team_budget(&db).await, (0, PRICE as i64), "reserved");
 
     // PostgreSQL goes away while the seller completes the purchase:
@@ -402,7 +396,10 @@ async fn a_postgresql_outage_during_a_purchase_leaves_no_lease_held_and_buys_onc
         let answer = answer.unwrap();
         assert_ne!(answer.status, 200, "{}", answer.body);
         assert!(answer.body.contains("team"), "{}", answer.body);
-        eprintln!("during the outage, without a token: {} {}", answer.status, answer.body);
+        eprintln!(
+            "during the outage, without a token: {} {}",
+            answer.status, answer.body
+        );
     }
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(outage.elapsed())).await;
     relay.restore();

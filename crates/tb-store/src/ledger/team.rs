@@ -409,13 +409,7 @@ impl TeamStore {
     ) -> Result<Reservation, StoreError> {
         self.trip(3);
         let mut tx = self.pool.begin().await?;
-        let held =
-            sqlx::query("SELECT 1 FROM team_locks WHERE lock_key = $1 AND holder = $2 FOR UPDATE")
-                .bind(key)
-                .bind(holder)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if held.is_none() {
+        if !holds(&mut tx, key, holder).await? {
             tx.rollback().await?;
             return Ok(Reservation::LeaseLost);
         }
@@ -496,13 +490,7 @@ impl TeamStore {
     ) -> Result<bool, StoreError> {
         self.trip(5);
         let mut tx = self.pool.begin().await?;
-        let held =
-            sqlx::query("SELECT 1 FROM team_locks WHERE lock_key = $1 AND holder = $2 FOR UPDATE")
-                .bind(key)
-                .bind(holder)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
+        let held = holds(&mut tx, key, holder).await?;
         let store = if held {
             format!(
                 "{} WHERE team_tokens.token_fingerprint <> excluded.token_fingerprint",
@@ -548,6 +536,22 @@ impl TeamStore {
         }
         Ok(out)
     }
+}
+
+/// Whether `holder` holds the lease `key`, locking its row for the rest of
+/// `tx` (a takeover waits for it).
+async fn holds(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    key: &str,
+    holder: &str,
+) -> Result<bool, StoreError> {
+    let row =
+        sqlx::query("SELECT 1 FROM team_locks WHERE lock_key = $1 AND holder = $2 FOR UPDATE")
+            .bind(key)
+            .bind(holder)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(row.is_some())
 }
 
 /// Binds [`TEAM_TOKEN_COLUMNS`] of `token`, in order, as `$1`…`$11`.

@@ -2,6 +2,8 @@
 //! PostgreSQL database and the simulated marketplace, members' requests,
 //! and what the shared tables hold.
 
+use std::time::{Duration, Instant};
+
 use sqlx::{Connection as _, Row as _};
 use tb_test_support::daemon::DaemonClient;
 use tb_test_support::marketplace::{RegistryServer, SellerServer, SellerSpec, registry_doc};
@@ -61,6 +63,22 @@ pub async fn lease_rows(db: &super::PgDatabase) -> Vec<(String, String, i64)> {
     .iter()
     .map(|r| (r.get(0), r.get(1), r.get(2)))
     .collect()
+}
+
+/// Waits until `seller` has a purchase completion in hand (its answer
+/// held back by the seller's latency); the one lease row then held.
+pub async fn purchase_in_flight(
+    seller: &SellerServer,
+    db: &super::PgDatabase,
+) -> (String, String, i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seller.purchase_count() < 1 {
+        assert!(Instant::now() < deadline, "the first daemon never bought");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut leases = lease_rows(db).await;
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    leases.remove(0)
 }
 
 /// What one member request got back.
