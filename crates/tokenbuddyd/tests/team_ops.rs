@@ -7,51 +7,16 @@
 
 mod common;
 
+use common::team::*;
 use common::*;
-use sqlx::{Connection, Row};
-use tb_test_support::daemon::{Daemon, DaemonClient, body_bytes};
-use tb_test_support::marketplace::{RegistryServer, SellerServer, SellerSpec, registry_doc};
-
-const CHAT: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
-const TEAM_KEY: &str = "team-key-for-tests-0123456789abcdef";
-const PRICE: i64 = 1_000_000;
-
-async fn pg(db: &PgDatabase) -> sqlx::PgConnection {
-    sqlx::PgConnection::connect(&db.url()).await.unwrap()
-}
-
-/// (spent, reserved) of the team's purchase budget.
-async fn team_budget(db: &PgDatabase) -> (i64, i64) {
-    let row = sqlx::query("SELECT spent_usd_micros, reserved_usd_micros FROM team_state")
-        .fetch_one(&mut pg(db).await)
-        .await
-        .unwrap();
-    (row.get(0), row.get(1))
-}
+use tb_test_support::daemon::Daemon;
+use tb_test_support::marketplace::SellerSpec;
 
 async fn sql(db: &PgDatabase, statement: &str) {
     sqlx::query(statement)
         .execute(&mut pg(db).await)
         .await
         .unwrap();
-}
-
-async fn post_as(client: &DaemonClient, key: &str) -> u16 {
-    let auth = format!("Bearer {key}");
-    let resp = client
-        .request(
-            http::Method::POST,
-            "/v1/chat/completions",
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/json"),
-            ],
-            CHAT,
-        )
-        .await;
-    let status = resp.status().as_u16();
-    body_bytes(resp).await;
-    status
 }
 
 fn line<'a>(text: &'a str, prefix: &str) -> &'a str {
@@ -64,26 +29,9 @@ fn line<'a>(text: &'a str, prefix: &str) -> &'a str {
 async fn status_shows_the_team_budget_and_a_reset_starts_a_new_period() {
     let db = PgDatabase::create().await;
     // Each token answers one call; then the seller says it ran dry.
-    let seller = SellerServer::start(
-        SellerSpec::new("s-alpha")
-            .models(["gpt-4o"])
-            .price_usd_micros(PRICE as u64)
-            .insufficient_after(1),
-    )
-    .await
-    .unwrap();
-    let registry: RegistryServer =
-        RegistryServer::start(registry_doc(&[&seller], Some(&seller.id())))
-            .await
-            .unwrap();
+    let (seller, registry) = market(SellerSpec::new("s-alpha").insufficient_after(1)).await;
     // A budget of exactly one purchase.
-    let config = format!(
-        "[provider]\nmode = \"auto\"\n[registry]\nurl = \"{}\"\n\
-         [ledger]\nurl = \"{}\"\n[purchase]\nsession_budget_usd_micros = {PRICE}\n\
-         [team]\nenabled = true\n",
-        registry.url(),
-        db.url()
-    );
+    let config = team_config(&registry, &db.url(), PRICE, "");
     let daemon = Daemon::start(bin(), &config, &[("TB_TEAM_KEY", TEAM_KEY)])
         .await
         .unwrap();
@@ -107,7 +55,7 @@ async fn status_shows_the_team_budget_and_a_reset_starts_a_new_period() {
     // The token ran dry and the budget allows no second purchase.
     assert_ne!(post_as(&daemon.client(), &ana).await, 200);
     assert_eq!(seller.purchase_count(), 1);
-    assert_eq!(team_budget(&db).await, (PRICE, 0));
+    assert_eq!(team_budget(&db).await, (PRICE as i64, 0));
 
     // Another daemon's purchase in flight: a live lease holding 0.2 USD.
     sql(
@@ -162,7 +110,7 @@ async fn status_shows_the_team_budget_and_a_reset_starts_a_new_period() {
     // Without --yes nothing changes.
     let out = cli_stdout(&daemon, ["team", "budget", "reset"]).await;
     assert!(out.contains("nothing changed"), "{out}");
-    assert_eq!(team_budget(&db).await, (PRICE, 200_000));
+    assert_eq!(team_budget(&db).await, (PRICE as i64, 200_000));
     // With it, spent goes to 0 and the reservation stays.
     let out = cli_stdout(&daemon, ["team", "budget", "reset", "--yes"]).await;
     assert!(
@@ -197,7 +145,7 @@ async fn status_shows_the_team_budget_and_a_reset_starts_a_new_period() {
         daemon.logs()
     );
     assert_eq!(seller.purchase_count(), 2);
-    assert_eq!(team_budget(&db).await, (PRICE, 0));
+    assert_eq!(team_budget(&db).await, (PRICE as i64, 0));
     let status = get_json(&daemon, "/v1/status").await;
     assert_eq!(status["team"]["budget"]["spent_usd_micros"], PRICE);
     assert_eq!(status["team"]["budget"]["live_leases"], 0);
