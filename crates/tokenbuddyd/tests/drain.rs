@@ -10,11 +10,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use common::*;
-use http_body_util::BodyExt;
-use tb_domain::Protocol;
-use tb_test_support::{StreamEnd, canned};
+use tb_test_support::StreamEnd;
 
 const CHAT: &str = r#"{"model":"gpt-test","messages":[{"role":"user","content":"hi"}]}"#;
 /// Far longer than the test may take.
@@ -39,18 +36,7 @@ async fn a_second_sigterm_skips_the_drain_delay_and_loses_nothing() {
         .unwrap();
 
     // A stream in flight, held after its first content event.
-    let events = canned::sse_events(Protocol::ChatCompletions, "gpt-test");
-    let (reply, gate, k) = gated_after_first_content(Protocol::ChatCompletions, &events);
-    upstream.push_reply(reply);
-    let resp = daemon
-        .post_json(
-            "/v1/chat/completions",
-            r#"{"model":"gpt-test","stream":true,"stream_options":{"include_usage":true}}"#,
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
-    let mut body = resp.into_body();
-    body.frame().await.unwrap().unwrap();
+    let stream = held_stream(&upstream, &daemon).await;
 
     // The first SIGTERM: not ready, yet still serving new connections.
     daemon.sigterm().unwrap();
@@ -73,9 +59,7 @@ async fn a_second_sigterm_skips_the_drain_delay_and_loses_nothing() {
     );
 
     // The stream in flight finishes in full, then the process exits 0.
-    gate.notify_one();
-    let rest = body.collect().await.unwrap().to_bytes();
-    assert_eq!(rest, Bytes::from(events[k + 1..].concat()));
+    stream.finish().await;
     assert_eq!(upstream.next_stream_end().await, StreamEnd::Completed);
     let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
         .await

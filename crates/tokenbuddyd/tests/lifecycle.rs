@@ -3,7 +3,6 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
 use http_body_util::BodyExt;
 use tb_domain::Protocol;
@@ -22,27 +21,11 @@ async fn sigterm_lets_a_running_stream_finish() {
     assert_eq!(info["proxy_url"], daemon.proxy_url.as_str());
     assert_eq!(info["pid"], daemon.pid().unwrap());
 
-    let events = canned::sse_events(Protocol::ChatCompletions, "gpt-test");
-    let (reply, gate, k) = gated_after_first_content(Protocol::ChatCompletions, &events);
-    upstream.push_reply(reply);
-    let resp = daemon
-        .post_json(
-            "/v1/chat/completions",
-            r#"{"model":"gpt-test","stream":true,"stream_options":{"include_usage":true}}"#,
-        )
-        .await;
-    let mut body = resp.into_body();
-    body.frame().await.unwrap().unwrap();
+    let stream = held_stream(&upstream, &daemon).await;
 
     daemon.sigterm().unwrap();
     daemon.wait_for_log("draining in-flight requests").await;
-    gate.notify_one();
-    let rest = body.collect().await.unwrap().to_bytes();
-    assert_eq!(
-        rest,
-        Bytes::from(events[k + 1..].concat()),
-        "the stream finished after SIGTERM"
-    );
+    stream.finish().await;
     assert_eq!(upstream.next_stream_end().await, StreamEnd::Completed);
     let status = daemon.wait().await.unwrap();
     assert!(status.success(), "{status:?}");

@@ -463,3 +463,49 @@ pub async fn refused(home: &Path, args: &[&str]) -> String {
     );
     stderr
 }
+
+/// A chat completions stream in flight through a daemon, held by the mock
+/// upstream after its first content event ([`held_stream`]).
+#[allow(dead_code)]
+pub struct HeldStream {
+    body: hyper::body::Incoming,
+    gate: Arc<Notify>,
+    rest: Bytes,
+}
+
+/// Starts a streamed chat request through `daemon` that `upstream` holds
+/// after its first content event, and reads the first frame: a request
+/// in flight for shutdown tests. [`HeldStream::finish`] lets it end.
+#[allow(dead_code)]
+pub async fn held_stream(upstream: &MockUpstream, daemon: &Daemon) -> HeldStream {
+    use http_body_util::BodyExt as _;
+    let protocol = tb_domain::Protocol::ChatCompletions;
+    let events = tb_test_support::canned::sse_events(protocol, "gpt-test");
+    let (reply, gate, k) = gated_after_first_content(protocol, &events);
+    upstream.push_reply(reply);
+    let resp = daemon
+        .post_json(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-test","stream":true,"stream_options":{"include_usage":true}}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    body.frame().await.unwrap().unwrap();
+    HeldStream {
+        body,
+        gate,
+        rest: Bytes::from(events[k + 1..].concat()),
+    }
+}
+
+impl HeldStream {
+    /// Lets the upstream send the rest; the client gets all of it.
+    #[allow(dead_code)]
+    pub async fn finish(self) {
+        use http_body_util::BodyExt as _;
+        self.gate.notify_one();
+        let rest = self.body.collect().await.unwrap().to_bytes();
+        assert_eq!(rest, self.rest, "the stream in flight finished in full");
+    }
+}
