@@ -442,8 +442,9 @@ async fn a_members_job_is_checked_at_submit_and_recorded_as_theirs() {
     assert_eq!(body_json(resp).await["error"]["code"], "model_not_allowed");
     assert!(first.requests_under("/v1/videos").is_empty());
 
-    // A member with a $0.50 budget submits an 8-second job ($0.80).
-    let key = member_key(&daemon, "vi", &["--budget-usd", "0.5"]).await;
+    // A member with a $0.90 budget submits an 8-second job ($0.80 at the
+    // priciest route: it fits whole, and is reserved).
+    let key = member_key(&daemon, "vi", &["--budget-usd", "0.9"]).await;
     let resp = submit_as(&daemon, &key).await;
     assert_eq!(resp.status(), 200);
     let id = body_json(resp).await["id"].as_str().unwrap().to_string();
@@ -471,8 +472,8 @@ async fn a_members_job_is_checked_at_submit_and_recorded_as_theirs() {
     assert_eq!(record["member"], "vi", "{record}");
     assert_eq!(record["cost_usd_micros"], 800_000);
 
-    // The record spent the budget: the member's next submit is refused,
-    // reaching no upstream.
+    // The record spent $0.80: the next job's $0.80 does not fit in the
+    // $0.10 left, and is refused reaching no upstream.
     let reached = first.request_count() + second.request_count();
     let resp = submit_as(&daemon, &key).await;
     assert_eq!(resp.status(), 402);
