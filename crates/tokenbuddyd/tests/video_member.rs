@@ -13,7 +13,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{PgDatabase, bin};
+use common::{PgDatabase, bin, member_key};
 use http::Method;
 use sqlx::{Connection, Row};
 use tb_test_support::daemon::{Daemon, body_json};
@@ -100,40 +100,9 @@ async fn await_counters(at: &Counters<'_>, member: &str, spent: i64, reserved: i
     }
 }
 
-/// `keys create --member NAME --budget-usd BUDGET`; the key, once `daemon`
-/// accepts it.
-async fn member_key(daemon: &Daemon, member: &str, budget: &str) -> String {
-    let args = ["keys", "create", "--member", member, "--budget-usd", budget];
-    let out = common::home_stdout(daemon.home(), args).await;
-    let key = out.lines().last().unwrap().to_string();
-    let auth = format!("Bearer {key}");
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let resp = daemon
-            .request(Method::GET, "/v1/models", &[("authorization", &auth)], "")
-            .await;
-        if resp.status() == 200 {
-            return key;
-        }
-        assert!(Instant::now() < deadline, "key never accepted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A submit of `seconds` with member key `key`: status and JSON answer.
 async fn submit_as(daemon: &Daemon, key: &str, seconds: u32) -> (u16, serde_json::Value) {
-    let auth = format!("Bearer {key}");
-    let resp = daemon
-        .request(
-            Method::POST,
-            "/v1/videos",
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/json"),
-            ],
-            format!(r#"{{"model":"{MODEL}","prompt":"a cat","seconds":"{seconds}"}}"#),
-        )
-        .await;
+    let resp = common::submit_video_as(daemon, key, MODEL, seconds).await;
     (resp.status().as_u16(), body_json(resp).await)
 }
 
@@ -178,7 +147,7 @@ async fn jobs_reserve_and_records_settle(ledger: &str, pg: Option<&PgDatabase>) 
         Some(db) => Counters::Postgres(db),
         None => Counters::Sqlite(&sqlite),
     };
-    let key = member_key(&daemon, "vi", "1").await;
+    let key = member_key(&daemon, "vi", &["--budget-usd", "1"]).await;
 
     // Two concurrent 8-second jobs, $0.80 each at the priciest price, on
     // a $1 budget: exactly one fits.
