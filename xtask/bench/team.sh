@@ -25,6 +25,7 @@ OUT=$ROOT/target/bench/team
 DB=tb_bench_team_$$
 BODY='{"model":"bench-model","messages":[{"role":"user","content":"hi"}]}'
 PIDS=()
+DAEMON_PIDS=()
 
 say() { printf '%s\n' "$*" >&2; }
 
@@ -115,6 +116,7 @@ KEY_LIMITED=$(key --member limited --rpm 100000000 --tpm 1000000000 --budget-usd
 for i in 1 2 3; do
     TB_HOME=$OUT/home$i "$DAEMON" serve >"$OUT/daemon$i.out" 2>"$OUT/daemon$i.err" &
     PIDS+=($!)
+    DAEMON_PIDS+=($!)
 done
 for port in "${PORTS[@]}"; do wait_url "http://127.0.0.1:$port/readyz"; done
 
@@ -153,6 +155,17 @@ xacts() {
     psql -qtA "$PG/postgres" -c "SELECT pg_stat_force_next_flush(); SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$DB'" | tail -1
 }
 calls() { psql -qtA "$LEDGER" -c "SELECT count(*) FROM calls"; }
+# CPU accounting, to tell "the daemons are the limit" from "the cores are":
+# machine-wide busy and total jiffies from /proc/stat, and the jiffies the
+# daemons spent (utime + stime), sampled around each measured run.
+machine_jiffies() { awk '/^cpu / {print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
+daemon_jiffies() {
+    local sum=0
+    for pid in "${DAEMON_PIDS[@]}"; do
+        sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    done
+    echo "$sum"
+}
 
 # The daemons' own database traffic while idle (key reloads), per second.
 sleep 11
@@ -179,8 +192,13 @@ for n in 1 2 3; do
         TB_KEY=$k TB_BODY=$BODY wrk -t2 -c"$CONNS" -d2s -s "$OUT/post.lua" "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" >/dev/null
         sleep 11
         c0=$(calls); x0=$(xacts); t0=$(date +%s.%N)
+        read -r busy0 total0 <<<"$(machine_jiffies)"; d0=$(daemon_jiffies)
         TB_KEY=$k TB_BODY=$BODY wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$OUT/post.lua" \
             "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" >"$OUT/wrk-$n-$variant.txt"
+        read -r busy1 total1 <<<"$(machine_jiffies)"; d1=$(daemon_jiffies)
+        # Busy share of all cores, and the daemons' CPU in cores (1.0 = one core).
+        machine_busy=$(python3 -c "print(f'{100 * ($busy1 - $busy0) / max($total1 - $total0, 1):.0f} %')")
+        daemon_cores=$(python3 -c "print(f'{($d1 - $d0) * $(nproc) / max($total1 - $total0, 1):.2f}')")
         # Ledger writers commit within ~50 ms; an idle PostgreSQL backend
         # publishes its statistics within 10 s.
         sleep 11
@@ -193,8 +211,8 @@ for n in 1 2 3; do
         bad=$(awk '/Non-2xx/ {print $NF}' "$f"); bad=${bad:-0}
         errs=$(awk '/Socket errors/ {print $0}' "$f" | sed 's/.*Socket errors: //'); errs=${errs:-none}
         per_req=$(python3 -c "print(f'{(($x1 - $x0) - $IDLE_PER_SEC * ($t1 - $t0)) / max($c1 - $c0, 1):.3f}')")
-        ROWS+=("| $n | $variant | $rps | $p50 | $p99 | $bad | $errs | $((c1 - c0)) | $reqs | $per_req |")
-        say "instances=$n key=$variant rps=$rps p50=$p50 p99=$p99 non2xx=$bad recorded=$((c1 - c0))/$reqs pg_xacts_per_request=$per_req"
+        ROWS+=("| $n | $variant | $rps | $p50 | $p99 | $bad | $errs | $((c1 - c0)) | $reqs | $per_req | $machine_busy | $daemon_cores |")
+        say "instances=$n key=$variant rps=$rps p50=$p50 p99=$p99 non2xx=$bad recorded=$((c1 - c0))/$reqs pg_xacts_per_request=$per_req machine_busy=$machine_busy daemon_cores=$daemon_cores"
     done
     kill "$ngx"; wait "$ngx" 2>/dev/null || true
 done
@@ -205,7 +223,7 @@ done
     echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "$PROFILE build; wrk -t2 -c$CONNS -d${DURATION}s through nginx ($("$NGINX" -v 2>&1 | cut -d/ -f2), least_conn, keep-alive) to N tokenbuddyd (1 event-loop thread each) on one PostgreSQL ledger; idle database transactions: $IDLE_PER_SEC/s"
     echo
-    echo "| instances | member key | RPS | p50 | p99 | non-2xx | socket errors | calls recorded | requests answered | PG transactions / request |"
-    echo "|---|---|---|---|---|---|---|---|---|---|"
+    echo "| instances | member key | RPS | p50 | p99 | non-2xx | socket errors | calls recorded | requests answered | PG transactions / request | machine CPU busy | daemons' CPU (cores) |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${ROWS[@]}"
 } | tee "$OUT/report.md"

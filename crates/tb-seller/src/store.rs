@@ -103,7 +103,7 @@ impl TokenStore for Ledger {
     }
 }
 
-fn token_row(token: StoredToken) -> TokenRow {
+pub(crate) fn token_row(token: StoredToken) -> TokenRow {
     TokenRow {
         seller_id: token.seller_id,
         payment_method: token.payment_method,

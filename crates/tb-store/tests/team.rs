@@ -235,3 +235,92 @@ async fn settlement_batches_from_many_daemons_are_never_lost() {
         (b"check".to_vec(), b"nonce".to_vec())
     );
 }
+
+#[tokio::test]
+async fn finishing_with_the_token_stores_it_once_and_keeps_a_takers_token() {
+    let fixture = Fixture::postgres().await;
+    let team = stores(&fixture, 2).await;
+    let (a, b) = (&team[0], &team[1]);
+    let key = "s-alpha:mock";
+    let balance = |s: &TeamStore| {
+        let s = s.clone();
+        async move {
+            s.token("s-alpha", PaymentMethod::Mock)
+                .await
+                .unwrap()
+                .map(|r| (r.fingerprint, r.balance_micros.unwrap()))
+        }
+    };
+    // Held: the token appears with the lease's end, the price spent.
+    a.try_lock(key, "a", 60_000).await.unwrap();
+    assert!(matches!(
+        a.reserve(key, "a", 1_000_000, 5_000_000).await.unwrap(),
+        Reservation::Reserved { .. }
+    ));
+    assert!(
+        a.finish_storing(key, "a", 1_000_000, &token("fp1", 900))
+            .await
+            .unwrap()
+    );
+    assert_eq!(balance(b).await, Some(("fp1".into(), 900)));
+    assert!(a.locks().await.unwrap().is_empty());
+    let budget = b.budget().await.unwrap();
+    assert_eq!(
+        (budget.spent_usd_micros, budget.reserved_usd_micros),
+        (1_000_000, 0)
+    );
+    // Repeated (its answer was lost): nothing changes, settlements made
+    // since are not undone.
+    b.settle("s-alpha", PaymentMethod::Mock, "fp1", 100, None)
+        .await
+        .unwrap();
+    assert!(
+        !a.finish_storing(key, "a", 1_000_000, &token("fp1", 900))
+            .await
+            .unwrap()
+    );
+    assert_eq!(balance(b).await, Some(("fp1".into(), 800)));
+    assert_eq!(b.budget().await.unwrap().spent_usd_micros, 1_000_000);
+
+    // Held again, with the token just saved by the purchase itself: kept
+    // as it is (same fingerprint).
+    a.try_lock(key, "a2", 60_000).await.unwrap();
+    a.save_token(&token("fp2", 500)).await.unwrap();
+    b.settle("s-alpha", PaymentMethod::Mock, "fp2", 50, None)
+        .await
+        .unwrap();
+    assert!(
+        a.finish_storing(key, "a2", 0, &token("fp2", 500))
+            .await
+            .unwrap()
+    );
+    assert_eq!(balance(b).await, Some(("fp2".into(), 450)));
+
+    // Taken over meanwhile: the taker's token stays; into an empty row
+    // the late one goes.
+    a.try_lock(key, "a3", 1).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(
+        b.try_lock(key, "b", 60_000).await.unwrap(),
+        LockAttempt::Acquired {
+            took_over: Some("a3".into())
+        }
+    );
+    b.save_token(&token("fp-taker", 1_000)).await.unwrap();
+    assert!(
+        !a.finish_storing(key, "a3", 0, &token("fp-late", 700))
+            .await
+            .unwrap()
+    );
+    assert_eq!(balance(b).await, Some(("fp-taker".into(), 1_000)));
+    assert_eq!(b.locks().await.unwrap().len(), 1, "the taker's lease stays");
+    b.delete_token("s-alpha", PaymentMethod::Mock)
+        .await
+        .unwrap();
+    assert!(
+        !a.finish_storing(key, "a3", 0, &token("fp-late", 700))
+            .await
+            .unwrap()
+    );
+    assert_eq!(balance(b).await, Some(("fp-late".into(), 700)));
+}

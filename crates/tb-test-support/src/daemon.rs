@@ -320,17 +320,17 @@ impl DaemonClient {
     /// POSTs JSON with the access token as a Bearer header.
     pub async fn post_json(&self, path: &str, body: impl Into<Bytes>) -> Response<Incoming> {
         let auth = format!("Bearer {}", self.token);
-        self.request(
-            Method::POST,
-            path,
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/json"),
-            ],
-            body,
-        )
-        .await
+        self.request(Method::POST, path, &json_with_bearer(&auth), body)
+            .await
     }
+}
+
+/// The headers of a JSON POST authorised by `auth` (`Bearer …`).
+fn json_with_bearer(auth: &str) -> [(&str, &str); 2] {
+    [
+        ("authorization", auth),
+        ("content-type", "application/json"),
+    ]
 }
 
 impl DaemonClient {
@@ -341,18 +341,30 @@ impl DaemonClient {
         path: &str,
         body: impl Into<Bytes>,
     ) -> Result<(http::response::Parts, Bytes), String> {
+        let auth = format!("Bearer {}", self.token);
+        self.try_request(Method::POST, path, &json_with_bearer(&auth), body)
+            .await
+    }
+
+    /// Sends a request and reads the whole answer, or says why it could
+    /// not (the daemon is gone, the connection broke).
+    pub async fn try_request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<(http::response::Parts, Bytes), String> {
         let mut req = Request::new(Full::new(body.into()));
-        *req.method_mut() = Method::POST;
+        *req.method_mut() = method;
         *req.uri_mut() = format!("{}{path}", self.proxy_url)
             .parse()
             .map_err(|e| format!("bad test URL: {e}"))?;
-        let auth = HeaderValue::from_str(&format!("Bearer {}", self.token))
-            .map_err(|e| format!("bad token: {e}"))?;
-        req.headers_mut().insert(http::header::AUTHORIZATION, auth);
-        req.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        for (k, v) in headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("{k}: {e}"))?;
+            let value = HeaderValue::from_str(v).map_err(|e| format!("{k}: {e}"))?;
+            req.headers_mut().append(name, value);
+        }
         let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
         let (parts, body) = resp.into_parts();
         let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();

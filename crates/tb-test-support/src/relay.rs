@@ -1,12 +1,15 @@
 //! A TCP relay that can be cut: stands between the daemon and a real
 //! service (PostgreSQL) so a test can make that service "restart" — every
-//! open connection dies and new ones are refused — without touching the
-//! shared server other tests use.
+//! open connection dies and new ones fail — without touching the shared
+//! server other tests use. [`TcpRelay::cut`] closes new connections as
+//! soon as they are accepted; [`TcpRelay::refuse`] closes the port, so
+//! they are refused as while a real server restarts (a connection pool
+//! treats the two differently: it retries a refused connect).
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -21,14 +24,19 @@ use tokio::task::JoinHandle;
 /// // point the client at relay.addr() …
 /// relay.cut(); // the "server" went away: connections die, new ones close
 /// relay.restore(); // it is back
+/// relay.refuse(); // restarting: connections die, the port is closed
+/// relay.restore(); // listening again, on the same port
 /// # Ok(())
 /// # }
 /// ```
 #[derive(Debug)]
 pub struct TcpRelay {
     addr: SocketAddr,
+    target: SocketAddr,
     shared: Arc<Shared>,
-    accept: JoinHandle<()>,
+    /// The accept loop; `None` while [`TcpRelay::refuse`] keeps the port
+    /// closed.
+    accept: Mutex<Option<JoinHandle<()>>>,
 }
 
 #[derive(Debug)]
@@ -52,9 +60,14 @@ impl TcpRelay {
         let accept = tokio::spawn(accept_loop(listener, target, Arc::clone(&shared)));
         Ok(TcpRelay {
             addr,
+            target,
             shared,
-            accept,
+            accept: Mutex::new(Some(accept)),
         })
+    }
+
+    fn accept(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.accept.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Where clients connect.
@@ -69,9 +82,34 @@ impl TcpRelay {
         self.shared.generation.send_modify(|g| *g += 1);
     }
 
-    /// Relays new connections again.
+    /// Drops every relayed connection and closes the port: new
+    /// connections are refused until [`TcpRelay::restore`] listens again.
+    pub fn refuse(&self) {
+        if let Some(accept) = self.accept().take() {
+            accept.abort();
+        }
+        self.shared.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Relays new connections again (on the same port after
+    /// [`TcpRelay::refuse`]).
+    ///
+    /// # Panics
+    ///
+    /// When the port cannot be listened on again (another process took it
+    /// meanwhile): the test cannot go on.
     pub fn restore(&self) {
         self.shared.down.store(false, Ordering::SeqCst);
+        let mut accept = self.accept();
+        if accept.is_none() {
+            let listener = listen_again(self.addr)
+                .unwrap_or_else(|e| panic!("the relay cannot listen on {} again: {e}", self.addr));
+            *accept = Some(tokio::spawn(accept_loop(
+                listener,
+                self.target,
+                Arc::clone(&self.shared),
+            )));
+        }
     }
 
     /// Connections relayed so far.
@@ -82,9 +120,18 @@ impl TcpRelay {
 
 impl Drop for TcpRelay {
     fn drop(&mut self) {
-        self.accept.abort();
+        if let Some(accept) = self.accept().take() {
+            accept.abort();
+        }
         self.shared.generation.send_modify(|g| *g += 1);
     }
+}
+
+fn listen_again(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 async fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>) {

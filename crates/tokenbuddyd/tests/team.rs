@@ -11,82 +11,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::team::*;
 use common::*;
-use sqlx::{Connection, Row};
-use tb_test_support::daemon::{Daemon, DaemonClient, body_bytes};
-use tb_test_support::marketplace::{RegistryServer, SellerServer, SellerSpec, registry_doc};
-
-const CHAT: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
-const TEAM_KEY: &str = "team-key-for-tests-0123456789abcdef";
-const PRICE: u64 = 1_000_000;
-
-/// A daemon of the team, with a team purchase budget of `budget` USD
-/// micros and `team` added to `[team]`.
-fn team_config(registry: &RegistryServer, db: &PgDatabase, budget: u64, team: &str) -> String {
-    format!(
-        "[provider]\nmode = \"auto\"\n[registry]\nurl = \"{}\"\nrefresh_secs = 1\n\
-         [ledger]\nurl = \"{}\"\n[log]\nformat = \"json\"\n\
-         [purchase]\nsession_budget_usd_micros = {budget}\n\
-         [team]\nenabled = true\n{team}\n",
-        registry.url(),
-        db.url()
-    )
-}
-
-async fn market(spec: SellerSpec) -> (SellerServer, RegistryServer) {
-    let seller = SellerServer::start(spec.models(["gpt-4o"]).price_usd_micros(PRICE))
-        .await
-        .unwrap();
-    let registry = RegistryServer::start(registry_doc(&[&seller], Some(&seller.id())))
-        .await
-        .unwrap();
-    (seller, registry)
-}
-
-async fn pg(db: &PgDatabase) -> sqlx::PgConnection {
-    sqlx::PgConnection::connect(&db.url()).await.unwrap()
-}
-
-/// (spent, reserved) of the team's purchase budget.
-async fn team_budget(db: &PgDatabase) -> (i64, i64) {
-    let row = sqlx::query("SELECT spent_usd_micros, reserved_usd_micros FROM team_state")
-        .fetch_one(&mut pg(db).await)
-        .await
-        .unwrap();
-    (row.get(0), row.get(1))
-}
-
-async fn lease_rows(db: &PgDatabase) -> Vec<(String, String, i64)> {
-    sqlx::query(
-        "SELECT lock_key, holder, expires_at_ms - CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) \
-         FROM team_locks",
-    )
-    .fetch_all(&mut pg(db).await)
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| (r.get(0), r.get(1), r.get(2)))
-    .collect()
-}
-
-/// One chat request through `client` with member key `key`; its status.
-async fn post_as(client: &DaemonClient, key: &str) -> u16 {
-    let auth = format!("Bearer {key}");
-    let resp = client
-        .request(
-            http::Method::POST,
-            "/v1/chat/completions",
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/json"),
-            ],
-            CHAT,
-        )
-        .await;
-    let status = resp.status().as_u16();
-    body_bytes(resp).await;
-    status
-}
+use sqlx::Row;
+use tb_test_support::daemon::Daemon;
+use tb_test_support::marketplace::SellerSpec;
 
 fn round_trips(metrics: &str) -> f64 {
     parse_metrics(metrics)
@@ -135,10 +64,10 @@ async fn three_daemons_buy_once_and_share_credit_and_budget() {
     let key_dir = tempfile::tempdir().unwrap();
     let key_file = key_dir.path().join("team-key");
     std::fs::write(&key_file, format!("{TEAM_KEY}\n")).unwrap();
-    let env_config = team_config(&registry, &db, 1_500_000, "lease_ms = 30000");
+    let env_config = team_config(&registry, &db.url(), 1_500_000, "lease_ms = 30000");
     let file_config = team_config(
         &registry,
-        &db,
+        &db.url(),
         1_500_000,
         &format!("key_file = \"{}\"", key_file.display()),
     );
@@ -268,7 +197,7 @@ async fn a_daemon_killed_mid_purchase_blocks_the_team_only_until_its_lease_expir
     // kill the daemon making it.
     let (seller, registry) =
         market(SellerSpec::new("s-slow").latency(Duration::from_millis(1_200))).await;
-    let config = team_config(&registry, &db, 5_000_000, "lease_ms = 4000");
+    let config = team_config(&registry, &db.url(), 5_000_000, "lease_ms = 4000");
     let env = [("TB_TEAM_KEY", TEAM_KEY)];
     let mut first = Daemon::start(bin(), &config, &env).await.unwrap();
     let second = Daemon::start(bin(), &config, &env).await.unwrap();
@@ -278,14 +207,8 @@ async fn a_daemon_killed_mid_purchase_blocks_the_team_only_until_its_lease_expir
         tokio::spawn(async move { client.try_post_json("/v1/chat/completions", CHAT).await });
     // The seller has the completion: the first daemon holds the lease and
     // its reservation, waiting for the token.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while seller.purchase_count() < 1 {
-        assert!(Instant::now() < deadline, "the first daemon never bought");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let leases = lease_rows(&db).await;
-    assert_eq!(leases.len(), 1, "{leases:?}");
-    assert_eq!(leases[0].0, "s-slow:mock");
+    let lease = purchase_in_flight(&seller, &db).await;
+    assert_eq!(lease.0, "s-slow:mock");
     assert_eq!(
         team_budget(&db).await,
         (0, PRICE as i64),

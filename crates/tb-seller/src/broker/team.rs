@@ -14,14 +14,22 @@
 //! - Settlements are applied to the shared balance in batches, every
 //!   100 ms, by one atomic `UPDATE` per token; the request path never waits
 //!   for PostgreSQL while a cached token is usable.
+//! - A purchase ends by storing its token and releasing the lease in one
+//!   transaction. When PostgreSQL is gone at that moment (a restart), the
+//!   daemon keeps using the token it bought and repeats that transaction in
+//!   the background until PostgreSQL is back; meanwhile that token's
+//!   settlements wait in memory, since the shared row they apply to exists
+//!   only from then on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use tb_domain::PaymentMethod;
-use tb_store::{LockAttempt, PurchaseRow, PurchaseStatus, Reservation, TeamStore, TokenRow};
+use tb_store::{
+    LockAttempt, PurchaseRow, PurchaseStatus, Reservation, StoreError, TeamStore, TokenRow,
+};
 
 use super::{AcquireError, CreditBroker, Entry, Inner, Lease, SellerRef, TokenKey};
 use crate::{CipherError, SellerSecret, SellerToken, TokenCipher};
@@ -30,6 +38,9 @@ use crate::{CipherError, SellerSecret, SellerToken, TokenCipher};
 const KEY_CHECK: &str = "tokenbuddy team key check v1";
 /// How often settlement batches go to PostgreSQL.
 const SETTLE_EVERY: Duration = Duration::from_millis(100);
+/// The first and the longest wait between attempts to end a lease while
+/// PostgreSQL is unreachable.
+const RELEASE_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
 
 /// Why team mode could not start.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +122,9 @@ pub struct TeamCredit {
     lease_ttl_ms: u64,
     next_holder: AtomicU64,
     pending: Mutex<HashMap<PendingKey, Pending>>,
+    /// (seller, payment) whose purchase has not ended in PostgreSQL (in
+    /// flight, or its token not stored): their settlements wait.
+    storing: Mutex<HashSet<TokenKey>>,
 }
 
 impl TeamCredit {
@@ -145,6 +159,7 @@ impl TeamCredit {
             lease_ttl_ms,
             next_holder: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
+            storing: Mutex::new(HashSet::new()),
         })
     }
 
@@ -177,6 +192,65 @@ impl TeamCredit {
 
     fn pending(&self) -> MutexGuard<'_, HashMap<PendingKey, Pending>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn storing(&self) -> MutexGuard<'_, HashSet<TokenKey>> {
+        self.storing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ends `lease` once: stores `token` with it when the purchase paid.
+    async fn end_lease(
+        &self,
+        lease: &TeamLease,
+        paid: u64,
+        token: Option<&TokenRow>,
+    ) -> Result<bool, StoreError> {
+        match token {
+            Some(token) => {
+                self.store
+                    .finish_storing(&lease.key, &lease.holder, paid, token)
+                    .await
+            }
+            None => self.store.finish(&lease.key, &lease.holder, paid).await,
+        }
+    }
+
+    /// Ends the purchase of `key` under `lease` ([`TeamCredit::end_lease`]).
+    /// When PostgreSQL cannot be reached it is repeated in the background
+    /// until it can (the lease expires on its own meanwhile); the key's
+    /// settlements wait until then.
+    async fn release(
+        self: &Arc<Self>,
+        key: TokenKey,
+        lease: TeamLease,
+        paid: u64,
+        token: Option<TokenRow>,
+    ) {
+        let Err(e) = self.end_lease(&lease, paid, token.as_ref()).await else {
+            self.storing().remove(&key);
+            return;
+        };
+        tracing::warn!(target: "team.lease", seller = %key.0, stored_token = token.is_some(), error = %e, "purchase lease not released; retried until PostgreSQL answers (it expires on its own meanwhile)");
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let team = Arc::clone(self);
+        runtime.spawn(async move {
+            let (mut delay, longest) = RELEASE_RETRY;
+            let mut attempts: u32 = 1;
+            loop {
+                tokio::time::sleep(delay).await;
+                attempts = attempts.saturating_add(1);
+                match team.end_lease(&lease, paid, token.as_ref()).await {
+                    Ok(held) => {
+                        team.storing().remove(&key);
+                        tracing::info!(target: "team.lease", seller = %key.0, attempts, still_held = held, stored_token = token.is_some(), "purchase lease released after PostgreSQL came back");
+                        return;
+                    }
+                    Err(_) => delay = (delay * 2).min(longest),
+                }
+            }
+        });
     }
 
     fn lease(&self, seller_id: &str, payment: PaymentMethod) -> TeamLease {
@@ -254,9 +328,23 @@ impl CreditBroker {
 impl Inner {
     /// Sends the waiting settlement batches; the shared balance read back
     /// lowers the cached one (other daemons spend the same token). A batch
-    /// that fails goes back in the queue for the next round.
+    /// that fails goes back in the queue for the next round; so do those
+    /// of a key whose purchase has not ended in PostgreSQL.
     pub(super) async fn flush_team(&self, team: &TeamCredit) {
-        let batch: Vec<(PendingKey, Pending)> = team.pending().drain().collect();
+        let storing = team.storing().clone();
+        let batch: Vec<(PendingKey, Pending)> = {
+            let mut pending = team.pending();
+            let all: Vec<(PendingKey, Pending)> = pending.drain().collect();
+            let mut go = Vec::with_capacity(all.len());
+            for (k, p) in all {
+                if storing.contains(&(k.0.clone(), k.1)) {
+                    pending.insert(k, p);
+                } else {
+                    go.push((k, p));
+                }
+            }
+            go
+        };
         for ((seller, payment, fingerprint), p) in batch {
             match team
                 .store
@@ -300,7 +388,7 @@ impl Inner {
     /// unusable (never adopted again).
     pub(super) async fn team_acquire(
         self: &Arc<Self>,
-        team: &TeamCredit,
+        team: &Arc<TeamCredit>,
         seller: &SellerRef,
         model: &str,
         payment: PaymentMethod,
@@ -331,18 +419,26 @@ impl Inner {
                     if let Some(previous) = took_over {
                         tracing::warn!(target: "team.lease", seller = %seller.id, previous = %previous, "took over an expired purchase lease (its holder stopped mid-purchase)");
                     }
+                    let key = (seller.id.clone(), payment);
                     let result = match self
                         .adopt_shared(team, &seller.id, payment, held.as_deref())
                         .await
                     {
                         Ok(Some(found)) => Ok(found),
-                        Ok(None) => self.buy(seller, model, payment, Some(&lease)).await,
+                        Ok(None) => {
+                            team.storing().insert(key.clone());
+                            self.buy(seller, model, payment, Some(&lease)).await
+                        }
                         Err(e) => Err(e),
                     };
                     let paid = lease.paid.load(Ordering::Relaxed);
-                    if let Err(e) = team.store.finish(&lease.key, &lease.holder, paid).await {
-                        tracing::warn!(target: "team.lease", seller = %seller.id, error = %e, "purchase lease not released; it expires on its own");
-                    }
+                    // What it bought, as just bought: settlements made
+                    // meanwhile reach the shared row after it is stored.
+                    let token = (paid > 0)
+                        .then(|| self.state().tokens.get(&key).and_then(Entry::stored))
+                        .flatten()
+                        .map(crate::store::token_row);
+                    team.release(key, lease, paid, token).await;
                     return result;
                 }
                 LockAttempt::Held { expires_in_ms, .. } => expires_in_ms,

@@ -125,6 +125,15 @@ pub fn settled_balance(balance: u64, unreported: u64, min_remaining: Option<u64>
     min_remaining.map_or(lowered, |r| lowered.min(r))
 }
 
+/// Ends a lease (`$1` key, `$2` holder) and turns its reservation into
+/// `$3` USD micros spent, in one statement ([`TeamStore::finish`]).
+const FINISH_SQL: &str = "WITH gone AS (DELETE FROM team_locks WHERE lock_key = $1 AND holder = $2 \
+       RETURNING reserved_usd_micros AS r) \
+     UPDATE team_state SET \
+       reserved_usd_micros = GREATEST(team_state.reserved_usd_micros - gone.r, 0), \
+       spent_usd_micros = team_state.spent_usd_micros + $3 \
+     FROM gone WHERE team_state.id = 1";
+
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -232,18 +241,7 @@ impl TeamStore {
     pub async fn save_token(&self, token: &TokenRow) -> Result<(), StoreError> {
         self.trip(1);
         let sql = super::tokens::upsert_sql("team_tokens");
-        sqlx::query(&sql)
-            .bind(token.seller_id.as_str())
-            .bind(token.payment_method.as_str())
-            .bind(token.ciphertext.as_slice())
-            .bind(token.nonce.as_slice())
-            .bind(token.fingerprint.as_str())
-            .bind(to_i64(token.credit_micros.unwrap_or(0)))
-            .bind(to_i64(token.balance_micros.unwrap_or(0)))
-            .bind(to_i64(token.price_usd_micros.unwrap_or(0)))
-            .bind(token.expires_at_ms.unwrap_or(0))
-            .bind(token.purchased_at_ms)
-            .bind(token.updated_at_ms)
+        bind_token(sqlx::query(&sql), token)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -411,13 +409,7 @@ impl TeamStore {
     ) -> Result<Reservation, StoreError> {
         self.trip(3);
         let mut tx = self.pool.begin().await?;
-        let held =
-            sqlx::query("SELECT 1 FROM team_locks WHERE lock_key = $1 AND holder = $2 FOR UPDATE")
-                .bind(key)
-                .bind(holder)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if held.is_none() {
+        if !holds(&mut tx, key, holder).await? {
             tx.rollback().await?;
             return Ok(Reservation::LeaseLost);
         }
@@ -471,19 +463,56 @@ impl TeamStore {
     /// its reservation as spent. Returns whether the lease was still held.
     pub async fn finish(&self, key: &str, holder: &str, paid: u64) -> Result<bool, StoreError> {
         self.trip(1);
-        let done = sqlx::query(
-            "WITH gone AS (DELETE FROM team_locks WHERE lock_key = $1 AND holder = $2 \
-               RETURNING reserved_usd_micros AS r) \
-             UPDATE team_state SET \
-               reserved_usd_micros = GREATEST(team_state.reserved_usd_micros - gone.r, 0), \
-               spent_usd_micros = team_state.spent_usd_micros + $3 \
-             FROM gone WHERE team_state.id = 1",
-        )
-        .bind(key)
-        .bind(holder)
-        .bind(to_i64(paid))
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(FINISH_SQL)
+            .bind(key)
+            .bind(holder)
+            .bind(to_i64(paid))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// [`finish`](TeamStore::finish) for a purchase that paid, with the
+    /// token it bought stored in the same transaction: the token appears
+    /// for the team exactly when the lease ends. It replaces the shared
+    /// row while `holder` still holds the lease (unless that row is this
+    /// very token already: its balance may have moved on since); once the
+    /// lease was taken over it is stored only when the row is empty (a
+    /// token the taker bought is kept). Idempotent, so a daemon whose
+    /// PostgreSQL went away mid-purchase repeats it until it succeeds.
+    /// Returns whether the lease was still held.
+    pub async fn finish_storing(
+        &self,
+        key: &str,
+        holder: &str,
+        paid: u64,
+        token: &TokenRow,
+    ) -> Result<bool, StoreError> {
+        self.trip(5);
+        let mut tx = self.pool.begin().await?;
+        let held = holds(&mut tx, key, holder).await?;
+        let store = if held {
+            format!(
+                "{} WHERE team_tokens.token_fingerprint <> excluded.token_fingerprint",
+                super::tokens::upsert_sql("team_tokens")
+            )
+        } else {
+            format!(
+                "INSERT INTO team_tokens ({TEAM_TOKEN_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (seller_id, payment_method) DO NOTHING"
+            )
+        };
+        bind_token(sqlx::query(&store), token)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query(FINISH_SQL)
+            .bind(key)
+            .bind(holder)
+            .bind(to_i64(paid))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -507,6 +536,41 @@ impl TeamStore {
         }
         Ok(out)
     }
+}
+
+/// Whether `holder` holds the lease `key`, locking its row for the rest of
+/// `tx` (a takeover waits for it).
+async fn holds(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    key: &str,
+    holder: &str,
+) -> Result<bool, StoreError> {
+    let row =
+        sqlx::query("SELECT 1 FROM team_locks WHERE lock_key = $1 AND holder = $2 FOR UPDATE")
+            .bind(key)
+            .bind(holder)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(row.is_some())
+}
+
+/// Binds [`TEAM_TOKEN_COLUMNS`] of `token`, in order, as `$1`…`$11`.
+fn bind_token<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    token: &'q TokenRow,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(token.seller_id.as_str())
+        .bind(token.payment_method.as_str())
+        .bind(token.ciphertext.as_slice())
+        .bind(token.nonce.as_slice())
+        .bind(token.fingerprint.as_str())
+        .bind(to_i64(token.credit_micros.unwrap_or(0)))
+        .bind(to_i64(token.balance_micros.unwrap_or(0)))
+        .bind(to_i64(token.price_usd_micros.unwrap_or(0)))
+        .bind(token.expires_at_ms.unwrap_or(0))
+        .bind(token.purchased_at_ms)
+        .bind(token.updated_at_ms)
 }
 
 fn token_row(row: &PgRow, payment_method: PaymentMethod) -> Result<TokenRow, StoreError> {

@@ -8,6 +8,8 @@
     clippy::expect_used
 )]
 
+pub mod team;
+
 use std::path::Path;
 
 use sqlx::Connection as _;
@@ -369,6 +371,22 @@ impl PgDatabase {
     /// The URL of this database on the machine's server.
     pub fn url(&self) -> String {
         self.url_via("127.0.0.1:5432")
+    }
+
+    /// Ends every server session on this database (what a server restart
+    /// does to them), this call's own aside; how many it ended.
+    pub async fn terminate_backends(&self) -> i64 {
+        let mut admin = sqlx::PgConnection::connect(&format!("{POSTGRES_SERVER}/postgres"))
+            .await
+            .unwrap();
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()) AS ended",
+        )
+        .bind(&self.name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap()
     }
 }
 
