@@ -22,7 +22,7 @@ use crate::error::{ErrorCode, ProxyError};
 use crate::foreign::{has_foreign_items, has_unsigned_thinking};
 use crate::gateway::{self, Endpoint};
 use crate::headers::upstream_request_headers;
-use crate::member::{CallEstimate, Caller, Member, Reservation, refusal};
+use crate::member::{CallEstimate, Caller, Member, Reservation, ReservationKind, refusal};
 use crate::readiness;
 use crate::translation::Translations;
 use crate::validate::RequestProbe as Probe;
@@ -367,6 +367,7 @@ fn reservation(protocol: Protocol, bytes: &[u8], plan: &RoutePlan, id: &str) -> 
         id: id.to_string(),
         cost_usd_micros: estimate.worst_cost(prices),
         tokens: estimate.tokens(),
+        kind: ReservationKind::Call,
     }
 }
 

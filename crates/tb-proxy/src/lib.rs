@@ -65,8 +65,8 @@ pub use call::{CallSink, SinkFailure, SinkHealth};
 pub use error::{ErrorCode, ProxyError};
 pub use member::{
     CallEstimate, DEFAULT_OUTPUT_TOKENS, LimitRefusal, MEMBER_KEY_PREFIX, Member, MemberKey,
-    MemberKeys, MemberLimits, MemberUsage, Reservation, UsageFuture, check_limits, key_hash,
-    refusal,
+    MemberKeys, MemberLimits, MemberUsage, Reservation, ReservationKind, UsageFuture, check_limits,
+    key_hash, refusal,
 };
 pub use readiness::Readiness;
 pub use report::{BudgetReport, RegistryReport, StatusReport};

@@ -125,6 +125,27 @@ pub struct Reservation {
     pub cost_usd_micros: u64,
     /// The call's estimated tokens, input + output.
     pub tokens: u64,
+    /// What kind of request reserves: how much of the budget must be left
+    /// and how long the reservation holds without a record.
+    pub kind: ReservationKind,
+}
+
+/// What a [`Reservation`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationKind {
+    /// A call: admitted while anything of the budget is left; its
+    /// reservation lapses 15 minutes after admission if no record
+    /// replaces it (its daemon died mid-call).
+    Call,
+    /// A video job: its worst cost must fit whole in what is left of the
+    /// budget (a job costs dollars, a call cents); its reservation holds
+    /// for `hold_ms` after the submit, the job's own deadline, since the
+    /// record comes only at the terminal poll, minutes later and maybe
+    /// from another daemon.
+    VideoJob {
+        /// How long the reservation holds without a record, ms.
+        hold_ms: u64,
+    },
 }
 
 /// Output tokens a request is assumed to ask for when it sets no

@@ -33,7 +33,7 @@ use crate::call::unix_ms_now;
 use crate::commit::UPSTREAM;
 use crate::error::{ErrorCode, ProxyError};
 use crate::form::Form;
-use crate::member::{Member, Reservation};
+use crate::member::{Member, Reservation, ReservationKind};
 use crate::{ProxyBody, ProxyState};
 
 /// One accepted video job, as the ledger keeps it.
@@ -59,6 +59,11 @@ pub struct VideoJobRow {
     /// The submit's attempts on routes that refused it before the
     /// accepting one: the head of the record's attempt chain.
     pub submit_attempts: Vec<Attempt>,
+    /// The id of the job's call record, chosen at submit: a member's
+    /// reservation of the job's worst cost has this id, so the record
+    /// swaps it for the real cost whoever writes it. `None` for jobs
+    /// stored before it was kept (the record gets a fresh id).
+    pub record_id: Option<String>,
 }
 
 /// Where video jobs are kept (the ledger, in the daemon). Errors are
@@ -224,6 +229,55 @@ fn parse_form_submit(form: &Form) -> Result<Submit, ProxyError> {
         },
     };
     Ok(Submit { model, seconds })
+}
+
+/// The length a job is reserved for when its submit names none: the
+/// longest clip OpenAI's video API makes (`seconds` is 4, 8 or 12; 4 when
+/// left out). Reserving the longest keeps the budget safe whatever the
+/// upstream's default is; the record then spends what was produced.
+const UNNAMED_JOB_SECONDS: u32 = 12;
+
+/// How long a video job's member reservation holds without a record: the
+/// job's own deadline. Jobs take minutes; one not polled to its end
+/// within the hour gives its reservation back (a terminal poll after that
+/// still records and spends it).
+const VIDEO_RESERVATION_HOLD_MS: u64 = 60 * 60_000;
+
+/// A job's worst cost, what a member's submit reserves (pure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct JobEstimate {
+    /// The seconds asked for, else [`UNNAMED_JOB_SECONDS`].
+    seconds: u32,
+    /// The priciest of the routes' per-second prices and the price
+    /// table's; `None` when nothing is priced (the job reserves nothing:
+    /// its record will spend nothing known either, unless the upstream
+    /// bills it).
+    per_second: Option<PerSecond>,
+}
+
+impl JobEstimate {
+    /// The estimate of a job of `asked` seconds on routes priced
+    /// `routes`, with the price table's `official` price.
+    fn of(
+        asked: Option<u32>,
+        routes: impl IntoIterator<Item = Option<PerSecond>>,
+        official: Option<PerSecond>,
+    ) -> JobEstimate {
+        let per_second = routes
+            .into_iter()
+            .chain([official])
+            .flatten()
+            .max_by_key(|p| p.0);
+        JobEstimate {
+            seconds: asked.filter(|s| *s > 0).unwrap_or(UNNAMED_JOB_SECONDS),
+            per_second,
+        }
+    }
+
+    /// The worst cost, USD micros.
+    fn cost(self) -> u64 {
+        self.per_second.map_or(0, |p| p.cost(self.seconds))
+    }
 }
 
 /// What the submit loop does with an upstream's answer.
@@ -469,20 +523,31 @@ async fn submit(
         member,
     } = submitter;
     let prepared = prepare_submit(state, req).await?;
+    // The record's id, chosen now: a member's reservation has it, so the
+    // record (a refusal's now, a job's at its terminal poll) settles it.
+    let record_id = uuid::Uuid::now_v7().to_string();
     if let Some(member) = member {
-        admit_job(state, member, &prepared.asked.model).await?;
+        admit_job(state, member, &prepared, &record_id).await?;
     }
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut tried: Vec<String> = Vec::new();
     let refused = |attempts: Vec<Attempt>| Refused {
         prepared: &prepared,
+        record_id: &record_id,
         request_id,
         started,
         attempts,
         member,
     };
     for upstream in &prepared.routes {
-        let (attempt, resp) = attempt_submit(state, upstream, &prepared, request_id).await?;
+        let (attempt, resp) = match attempt_submit(state, upstream, &prepared, request_id).await {
+            Ok(sent) => sent,
+            Err(e) => {
+                // Nothing was sent: the reservation is given back.
+                state.recorder.submit(refused(attempts).record());
+                return Err(e);
+            }
+        };
         attempts.push(attempt);
         let resp = match resp {
             Ok(resp) => resp,
@@ -497,8 +562,10 @@ async fn submit(
             }
             Verdict::ClientError => {
                 let status = resp.status();
-                let answer = read_answer(state, resp.into_body()).await?;
+                // Recorded first: the reservation is given back even when
+                // the answer cannot be read.
                 state.recorder.submit(refused(attempts).record());
+                let answer = read_answer(state, resp.into_body()).await?;
                 return Ok(json_answer(status, answer, upstream));
             }
             Verdict::Accepted => {
@@ -507,6 +574,7 @@ async fn submit(
                 attempts.pop();
                 let accepted = Accepted {
                     upstream,
+                    record_id: &record_id,
                     request_id,
                     submitted_at_ms: started.1,
                     member,
@@ -535,18 +603,54 @@ struct Submitter<'a> {
     member: Option<&'a Member>,
 }
 
-/// A member's submit: the key allows the model and the member is within
-/// its budget and requests per minute (counted like any call). Nothing is
-/// reserved: a job's cost is known only at its terminal poll, and its
-/// record then spends it.
-async fn admit_job(state: &ProxyState, member: &Member, model: &str) -> Result<(), ProxyError> {
-    crate::handler::allow_model(member, model)?;
+/// A member's submit: the key allows the model, the job's worst cost fits
+/// whole in what is left of the member's budget and it is within its
+/// requests per minute (counted like any call). The worst cost is
+/// reserved under the record's id until the job's record replaces it (or
+/// a refused submit's record gives it back).
+async fn admit_job(
+    state: &ProxyState,
+    member: &Member,
+    prepared: &Prepared,
+    record_id: &str,
+) -> Result<(), ProxyError> {
+    crate::handler::allow_model(member, &prepared.asked.model)?;
+    let estimate = JobEstimate::of(
+        prepared.asked.seconds,
+        prepared
+            .routes
+            .iter()
+            .map(|u| u.video_price_of(&prepared.model).map(PerSecond)),
+        tb_billing::video::official_per_second(&prepared.model),
+    );
     let reservation = Reservation {
-        id: uuid::Uuid::now_v7().to_string(),
-        cost_usd_micros: 0,
+        id: record_id.to_string(),
+        cost_usd_micros: estimate.cost(),
         tokens: 0,
+        kind: ReservationKind::VideoJob {
+            hold_ms: VIDEO_RESERVATION_HOLD_MS,
+        },
     };
-    crate::handler::admit_member(state, member, &reservation).await
+    crate::handler::admit_member(state, member, &reservation)
+        .await
+        .map_err(|mut e| {
+            if e.code == ErrorCode::MemberBudgetSpent
+                && let Some(per_second) = estimate.per_second
+            {
+                e.message = format!(
+                    "this video job may cost up to {} ({} s at {}/s), more than is left of the budget: {}",
+                    usd_text(estimate.cost()),
+                    estimate.seconds,
+                    usd_text(per_second.0),
+                    e.message
+                );
+            }
+            e
+        })
+}
+
+fn usd_text(micros: u64) -> String {
+    tb_billing::record::usd(i64::try_from(micros).unwrap_or(i64::MAX))
 }
 
 /// Who accepted a job, for which request.
@@ -645,6 +749,7 @@ fn settle(
 /// once with its attempts, no cost.
 struct Refused<'a> {
     prepared: &'a Prepared,
+    record_id: &'a str,
     request_id: &'a str,
     started: (Instant, i64),
     attempts: Vec<Attempt>,
@@ -656,6 +761,7 @@ impl Refused<'_> {
         let latency_ms = u64::try_from(self.started.0.elapsed().as_millis()).unwrap_or(u64::MAX);
         video_record(
             VideoCallFacts {
+                id: self.record_id.to_string(),
                 request_id: self.request_id,
                 started_at_ms: self.started.1,
                 requested_model: &self.prepared.asked.model,
@@ -673,6 +779,7 @@ impl Refused<'_> {
 /// Who accepted a job, for which request, after which refusals.
 struct Accepted<'a> {
     upstream: &'a Upstream,
+    record_id: &'a str,
     request_id: &'a str,
     submitted_at_ms: i64,
     member: Option<&'a Member>,
@@ -703,6 +810,7 @@ async fn remember(
         submitted_at_ms: accepted.submitted_at_ms,
         member: accepted.member.map(|m| m.name.clone()),
         submit_attempts: accepted.before,
+        record_id: Some(accepted.record_id.to_string()),
     };
     if let Err(e) = jobs.save(row).await {
         tracing::error!(target: "video.job_unsaved", request_id = %accepted.request_id, job = %view.id, upstream = %upstream.id, error = %e, "the video job was accepted but not stored; polls through tokenbuddy will not find it");
@@ -869,6 +977,10 @@ fn terminal_record(
     });
     video_record(
         VideoCallFacts {
+            id: job
+                .record_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
             request_id: &job.request_id,
             started_at_ms: job.submitted_at_ms,
             requested_model: &job.requested_model,
@@ -884,6 +996,8 @@ fn terminal_record(
 
 /// What every video call record says about the call itself.
 struct VideoCallFacts<'a> {
+    /// The record's id (a member's reservation has the same).
+    id: String,
     request_id: &'a str,
     started_at_ms: i64,
     requested_model: &'a str,
@@ -905,7 +1019,7 @@ fn video_record(
     let ok = winner.is_some_and(|(_, ok)| ok);
     let signed = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
     CallRecord {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: call.id,
         request_id: call.request_id.to_string(),
         started_at_ms: call.started_at_ms,
         endpoint: tb_billing::record::endpoint_label(Protocol::Videos).to_string(),
@@ -1093,6 +1207,31 @@ mod tests {
             assert_eq!(e.code, *code, "{}", String::from_utf8_lossy(body));
             assert!(e.message.contains(needle), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn a_job_reserves_its_asked_seconds_at_the_priciest_price() {
+        let p = |micros| Some(PerSecond(micros));
+        // 8 s at the dearest of $0.05/s, $0.10/s (routes) and $0.07/s (table).
+        let e = JobEstimate::of(Some(8), [p(50_000), None, p(100_000)], p(70_000));
+        assert_eq!((e.seconds, e.per_second), (8, p(100_000)));
+        assert_eq!(e.cost(), 800_000);
+        // The table's price counts when it is the dearest (an upstream
+        // that bills the list price through an unpriced route).
+        let e = JobEstimate::of(Some(4), [None, p(50_000)], p(300_000));
+        assert_eq!(e.cost(), 1_200_000);
+        // No `seconds`: the longest clip the API makes.
+        let e = JobEstimate::of(None, [p(100_000)], None);
+        assert_eq!(e.seconds, UNNAMED_JOB_SECONDS);
+        assert_eq!(e.cost(), 1_200_000);
+        // Nothing priced: nothing to reserve.
+        let e = JobEstimate::of(Some(8), [None, None], None);
+        assert_eq!((e.per_second, e.cost()), (None, 0));
+        // A huge length saturates instead of wrapping.
+        assert_eq!(
+            JobEstimate::of(Some(u32::MAX), [p(u64::MAX)], None).cost(),
+            u64::MAX
+        );
     }
 
     #[test]

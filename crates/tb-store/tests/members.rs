@@ -78,6 +78,7 @@ fn ask<'a>(member: &'a str, id: &'a str, cost: i64, tokens: i64) -> MemberAdmiss
         cost_usd_micros: cost,
         tokens,
         expires_at_ms: T + 600_000,
+        must_fit_usd_micros: 0,
     }
 }
 
@@ -155,25 +156,27 @@ async fn admission_reserves_and_the_record_settles(fx: Fixture) {
 
 async fn concurrent_admissions_never_share_the_last_of_a_limit(fx: Fixture) {
     // Budget 5,000 at 1,000 a call: exactly five of twenty fit.
-    let admitted = concurrent(&fx, "bo", 1_000, 20).await;
+    let admitted = concurrent(&fx, "bo", 1_000, 20, false).await;
     assert_eq!(admitted, 5);
     // rpm 10: the first ten of twenty, whatever they reserve.
-    let admitted = concurrent(&fx, "cy", 0, 20).await;
+    let admitted = concurrent(&fx, "cy", 0, 20, false).await;
     assert_eq!(admitted, 10);
 }
 
-/// `n` concurrent admissions of `member`; how many were admitted.
-async fn concurrent(fx: &Fixture, member: &'static str, cost: i64, n: usize) -> usize {
+/// `n` concurrent admissions of `member` (video jobs when `jobs`); how
+/// many were admitted.
+async fn concurrent(fx: &Fixture, member: &'static str, cost: i64, n: usize, jobs: bool) -> usize {
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let ledger = fx.ledger.clone();
             tokio::spawn(async move {
                 let id = format!("{member}-{i}");
-                ledger
-                    .admit_member(&ask(member, &id, cost, 0))
-                    .await
-                    .unwrap()
-                    .admitted
+                let admission = if jobs {
+                    job(member, &id, cost)
+                } else {
+                    ask(member, &id, cost, 0)
+                };
+                ledger.admit_member(&admission).await.unwrap().admitted
             })
         })
         .collect();
@@ -184,8 +187,56 @@ async fn concurrent(fx: &Fixture, member: &'static str, cost: i64, n: usize) -> 
     admitted
 }
 
+/// A video job's worst cost must fit whole in what is left of the budget
+/// (a call's need only find something left).
+fn job<'a>(member: &'a str, id: &'a str, cost: i64) -> MemberAdmission<'a> {
+    MemberAdmission {
+        must_fit_usd_micros: cost,
+        expires_at_ms: T + 3_600_000,
+        ..ask(member, id, cost, 0)
+    }
+}
+
+async fn a_job_is_admitted_only_when_its_whole_cost_fits(fx: Fixture) {
+    let l = &fx.ledger;
+    // Budget 5,000: a 3,000 job fits, a second does not (6,000 > 5,000)
+    // though a call would still be admitted on the 2,000 left.
+    assert!(
+        l.admit_member(&job("di", "j1", 3_000))
+            .await
+            .unwrap()
+            .admitted
+    );
+    let c = l.admit_member(&job("di", "j2", 3_000)).await.unwrap();
+    assert!(!c.admitted);
+    assert_eq!((c.requests, c.reserved_usd_micros), (1, 3_000));
+    // Exactly what is left fits.
+    assert!(
+        l.admit_member(&job("di", "j3", 2_000))
+            .await
+            .unwrap()
+            .admitted
+    );
+    // The job reservation outlives a call's (15 min) and lapses at its own.
+    assert_eq!(l.expire_member_reservations(T + 900_001).await.unwrap(), 0);
+    // j3's record (a job that failed with no cost) gives back its 2,000.
+    l.insert_batch(&[record("j3", "di", 0)]).await.unwrap();
+    let u = l.member_usage("di").await.unwrap().unwrap();
+    assert_eq!((u.spent_usd_micros, u.reserved_usd_micros), (0, 3_000));
+    assert_eq!(
+        l.expire_member_reservations(T + 3_600_001).await.unwrap(),
+        1
+    );
+    let u = l.member_usage("di").await.unwrap().unwrap();
+    assert_eq!(u.reserved_usd_micros, 0);
+    // Concurrent jobs of 2,000 on a budget of 5,000: exactly two fit.
+    let admitted = concurrent(&fx, "ed", 2_000, 10, true).await;
+    assert_eq!(admitted, 2);
+}
+
 both_backends!(
     keys_round_trip_and_revoke,
     admission_reserves_and_the_record_settles,
-    concurrent_admissions_never_share_the_last_of_a_limit
+    concurrent_admissions_never_share_the_last_of_a_limit,
+    a_job_is_admitted_only_when_its_whole_cost_fits
 );

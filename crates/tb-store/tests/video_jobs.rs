@@ -28,6 +28,7 @@ fn job(id: &str, upstream: &str) -> VideoJob {
         recorded_at_ms: None,
         member: Some("ana".into()),
         submit_attempts: Vec::new(),
+        record_id: Some(format!("rec-{id}")),
     }
 }
 
@@ -52,6 +53,8 @@ async fn video_job_round_trips_and_the_first_mapping_stands(fx: Fixture) {
             error_class: Some(Outcome::ServerError),
             latency_ms: 12,
         }],
+        // A job stored before migration 0014 has no record id.
+        record_id: None,
         ..job("video_2", "second")
     };
     assert!(fx.ledger.save_video_job(&no_length).await.unwrap());

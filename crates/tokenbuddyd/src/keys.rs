@@ -15,7 +15,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 use tb_config::LoadedConfig;
-use tb_proxy::{Member, MemberKey, MemberKeys, MemberLimits, MemberUsage, Reservation};
+use tb_proxy::{
+    Member, MemberKey, MemberKeys, MemberLimits, MemberUsage, Reservation, ReservationKind,
+};
 use tb_store::{KeySelector, Ledger, MemberAdmission, MemberKeyRow};
 
 use crate::Failure;
@@ -328,6 +330,13 @@ impl MemberKeys for KeyDirectory {
             let now = now_ms();
             let window_start = now - now.rem_euclid(WINDOW_MS);
             let signed = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+            let (hold_ms, must_fit_usd_micros) = match reservation.kind {
+                ReservationKind::Call => (RESERVATION_TTL_MS, 0),
+                ReservationKind::VideoJob { hold_ms } => (
+                    signed(Some(hold_ms)).unwrap_or(RESERVATION_TTL_MS),
+                    signed(Some(reservation.cost_usd_micros)).unwrap_or(0),
+                ),
+            };
             let ask = MemberAdmission {
                 member: &member.name,
                 reservation_id: &reservation.id,
@@ -337,7 +346,8 @@ impl MemberKeys for KeyDirectory {
                 tpm: signed(member.limits.tpm),
                 cost_usd_micros: signed(Some(reservation.cost_usd_micros)).unwrap_or(0),
                 tokens: signed(Some(reservation.tokens)).unwrap_or(0),
-                expires_at_ms: now.saturating_add(RESERVATION_TTL_MS),
+                expires_at_ms: now.saturating_add(hold_ms),
+                must_fit_usd_micros,
             };
             let c = ledger.admit_member(&ask).await.map_err(|e| e.to_string())?;
             let left_ms = window_start + WINDOW_MS - now;

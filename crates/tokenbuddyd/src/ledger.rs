@@ -145,6 +145,7 @@ impl tb_proxy::VideoJobs for LedgerVideoJobs {
                 recorded_at_ms: None,
                 member: job.member,
                 submit_attempts: job.submit_attempts,
+                record_id: job.record_id,
             };
             self.0.save_video_job(&row).await.map_err(|e| e.to_string())
         })
@@ -163,6 +164,7 @@ impl tb_proxy::VideoJobs for LedgerVideoJobs {
                 submitted_at_ms: j.submitted_at_ms,
                 member: j.member,
                 submit_attempts: j.submit_attempts,
+                record_id: j.record_id,
             }))
         })
     }

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{bin, log_events, read_ledger};
+use common::{bin, log_events, member_key, read_ledger};
 use http::Method;
 use serde_json::Value;
 use tb_test_support::daemon::{Daemon, body_bytes, body_json};
@@ -389,40 +389,8 @@ async fn failed_submits_feed_breakers_and_client_errors_do_not() {
     assert!(exhausted["cost_usd_micros"].is_null());
 }
 
-/// `keys create --member NAME extra…` in `daemon`'s home; the key, once
-/// `daemon` accepts it (a models list spends nothing).
-async fn member_key(daemon: &Daemon, member: &str, extra: &[&str]) -> String {
-    let mut args = vec!["keys", "create", "--member", member];
-    args.extend_from_slice(extra);
-    let out = common::home_stdout(daemon.home(), &args).await;
-    let key = out.lines().last().unwrap().to_string();
-    let auth = format!("Bearer {key}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        let resp = daemon
-            .request(Method::GET, "/v1/models", &[("authorization", &auth)], "")
-            .await;
-        if resp.status() == 200 {
-            return key;
-        }
-        assert!(std::time::Instant::now() < deadline, "key never accepted");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 async fn submit_as(daemon: &Daemon, key: &str) -> http::Response<hyper::body::Incoming> {
-    let auth = format!("Bearer {key}");
-    daemon
-        .request(
-            Method::POST,
-            "/v1/videos",
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/json"),
-            ],
-            format!(r#"{{"model":"{MODEL}","prompt":"a cat","seconds":"8"}}"#),
-        )
-        .await
+    common::submit_video_as(daemon, key, MODEL, 8).await
 }
 
 #[tokio::test]
@@ -442,8 +410,9 @@ async fn a_members_job_is_checked_at_submit_and_recorded_as_theirs() {
     assert_eq!(body_json(resp).await["error"]["code"], "model_not_allowed");
     assert!(first.requests_under("/v1/videos").is_empty());
 
-    // A member with a $0.50 budget submits an 8-second job ($0.80).
-    let key = member_key(&daemon, "vi", &["--budget-usd", "0.5"]).await;
+    // A member with a $0.90 budget submits an 8-second job ($0.80 at the
+    // priciest route: it fits whole, and is reserved).
+    let key = member_key(&daemon, "vi", &["--budget-usd", "0.9"]).await;
     let resp = submit_as(&daemon, &key).await;
     assert_eq!(resp.status(), 200);
     let id = body_json(resp).await["id"].as_str().unwrap().to_string();
@@ -471,8 +440,8 @@ async fn a_members_job_is_checked_at_submit_and_recorded_as_theirs() {
     assert_eq!(record["member"], "vi", "{record}");
     assert_eq!(record["cost_usd_micros"], 800_000);
 
-    // The record spent the budget: the member's next submit is refused,
-    // reaching no upstream.
+    // The record spent $0.80: the next job's $0.80 does not fit in the
+    // $0.10 left, and is refused reaching no upstream.
     let reached = first.request_count() + second.request_count();
     let resp = submit_as(&daemon, &key).await;
     assert_eq!(resp.status(), 402);

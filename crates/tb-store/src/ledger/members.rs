@@ -12,7 +12,7 @@ use super::{Ledger, Pool};
 use crate::StoreError;
 use crate::codec::RowExt;
 
-/// Binds `$1`…`$9` of the admission statements.
+/// Binds `$1`…`$10` of the admission statements.
 macro_rules! bind_admission {
     ($query:expr, $ask:expr) => {
         $query
@@ -25,6 +25,7 @@ macro_rules! bind_admission {
             .bind($ask.cost_usd_micros)
             .bind($ask.tokens)
             .bind($ask.expires_at_ms)
+            .bind($ask.must_fit_usd_micros)
     };
 }
 
@@ -72,8 +73,12 @@ pub struct MemberAdmission<'a> {
     /// The call's estimated tokens (input + output), reserved in the window.
     pub tokens: i64,
     /// When the reservation lapses if no record replaces it (a daemon that
-    /// died mid-call), unix ms.
+    /// died mid-call, a video job nobody polled to its end), unix ms.
     pub expires_at_ms: i64,
+    /// A cost that must fit whole in what is left of the budget, USD
+    /// micros: a video job's worst cost (dollars, where a call's are
+    /// cents). 0 for a call, which is admitted while anything is left.
+    pub must_fit_usd_micros: i64,
 }
 
 /// A member's shared counters after an admission: the new values when it
@@ -325,10 +330,13 @@ fn current(col: &str) -> String {
 }
 
 /// The admission condition, on the row as stored: spend plus reservations
-/// under the budget, requests and tokens of the window under rpm and tpm.
+/// under the budget (and, for a cost that must fit whole, spend plus
+/// reservations plus that cost within it), requests and tokens of the
+/// window under rpm and tpm.
 fn admissible() -> String {
     format!(
-        "((CAST($3 AS BIGINT) IS NULL OR spent_usd_micros + reserved_usd_micros < CAST($3 AS BIGINT)) \
+        "((CAST($3 AS BIGINT) IS NULL OR (spent_usd_micros + reserved_usd_micros < CAST($3 AS BIGINT) \
+              AND spent_usd_micros + reserved_usd_micros + CAST($10 AS BIGINT) <= CAST($3 AS BIGINT))) \
           AND (CAST($4 AS BIGINT) IS NULL OR {req} < CAST($4 AS BIGINT)) \
           AND (CAST($5 AS BIGINT) IS NULL OR {tok} < CAST($5 AS BIGINT)))",
         req = current("requests"),

@@ -33,6 +33,11 @@ pub struct VideoJob {
     /// The submit's attempts on routes that refused it before the
     /// accepting one (the head of the record's attempt chain).
     pub submit_attempts: Vec<Attempt>,
+    /// The id its call record will have, chosen at submit: a member's
+    /// reservation of the job's worst cost has this id, so writing the
+    /// record swaps it for the real cost. `None` for jobs stored before
+    /// migration 0014.
+    pub record_id: Option<String>,
 }
 
 impl Ledger {
@@ -42,8 +47,8 @@ impl Ledger {
     pub async fn save_video_job(&self, job: &VideoJob) -> Result<bool, StoreError> {
         let sql = "INSERT INTO video_jobs \
              (job_id, upstream_id, request_id, requested_model, model, requested_seconds, \
-              submitted_at_ms, recorded_at_ms, member, submit_attempts) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (job_id) DO NOTHING";
+              submitted_at_ms, recorded_at_ms, member, submit_attempts, record_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (job_id) DO NOTHING";
         let attempts =
             serde_json::to_string(&job.submit_attempts).map_err(|e| StoreError::Encode {
                 id: job.job_id.clone(),
@@ -61,6 +66,7 @@ impl Ledger {
                 .bind(job.recorded_at_ms)
                 .bind(job.member.as_deref())
                 .bind(attempts.as_str())
+                .bind(job.record_id.as_deref())
                 .execute(pool)
                 .await?
                 .rows_affected()
@@ -71,7 +77,8 @@ impl Ledger {
     /// The job with this id, if one was accepted through the daemon.
     pub async fn video_job(&self, job_id: &str) -> Result<Option<VideoJob>, StoreError> {
         let sql = "SELECT job_id, upstream_id, request_id, requested_model, model, \
-                    requested_seconds, submitted_at_ms, recorded_at_ms, member, submit_attempts \
+                    requested_seconds, submitted_at_ms, recorded_at_ms, member, submit_attempts, \
+                    record_id \
              FROM video_jobs WHERE job_id = $1";
         with_pool!(self, pool => {
             let Some(row) = sqlx::query(sql).bind(job_id).fetch_optional(pool).await? else {
@@ -99,6 +106,7 @@ impl Ledger {
                 recorded_at_ms: row.opt_i64_col("recorded_at_ms")?,
                 member: row.opt_text_col("member")?,
                 submit_attempts,
+                record_id: row.opt_text_col("record_id")?,
             }))
         })
     }

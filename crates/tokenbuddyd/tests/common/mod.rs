@@ -508,4 +508,50 @@ impl HeldStream {
         let rest = self.body.collect().await.unwrap().to_bytes();
         assert_eq!(rest, self.rest, "the stream in flight finished in full");
     }
+
+/// `keys create --member NAME extra…` in `daemon`'s home; the key, once
+/// `daemon` accepts it (a models list spends nothing).
+pub async fn member_key(daemon: &Daemon, member: &str, extra: &[&str]) -> String {
+    let mut args = vec!["keys", "create", "--member", member];
+    args.extend_from_slice(extra);
+    let out = home_stdout(daemon.home(), &args).await;
+    let key = out.lines().last().unwrap().to_string();
+    let auth = format!("Bearer {key}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let resp = daemon
+            .request(
+                http::Method::GET,
+                "/v1/models",
+                &[("authorization", &auth)],
+                "",
+            )
+            .await;
+        if resp.status() == 200 {
+            return key;
+        }
+        assert!(std::time::Instant::now() < deadline, "key never accepted");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A video submit of `model` for `seconds` with member key `key`.
+pub async fn submit_video_as(
+    daemon: &Daemon,
+    key: &str,
+    model: &str,
+    seconds: u32,
+) -> http::Response<hyper::body::Incoming> {
+    let auth = format!("Bearer {key}");
+    daemon
+        .request(
+            http::Method::POST,
+            "/v1/videos",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            format!(r#"{{"model":"{model}","prompt":"a cat","seconds":"{seconds}"}}"#),
+        )
+        .await
 }
