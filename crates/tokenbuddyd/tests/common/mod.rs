@@ -508,6 +508,7 @@ impl HeldStream {
         let rest = self.body.collect().await.unwrap().to_bytes();
         assert_eq!(rest, self.rest, "the stream in flight finished in full");
     }
+}
 
 /// `keys create --member NAME extra…` in `daemon`'s home; the key, once
 /// `daemon` accepts it (a models list spends nothing).
