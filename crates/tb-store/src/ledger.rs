@@ -271,24 +271,33 @@ impl Ledger {
             .map(EncodedCall::new)
             .collect::<Result<Vec<_>, _>>()?;
         let backend = self.backend();
+        // Only member calls need to know which ids were new (their spend
+        // counts once); any other batch skips `RETURNING` and its rows.
+        let settle = members::MemberSettle::of(records);
+        let returning = settle.is_some();
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let mut inserted = HashSet::new();
+            let mut new_rows = 0;
             let mut rest = encoded.as_slice();
             while !rest.is_empty() {
                 let rows = chunk_len(rest.len());
                 let (chunk, tail) = rest.split_at(rows);
-                let mut query = sqlx::query(insert_sql(backend, rows));
+                let mut query = sqlx::query(insert_sql(backend, rows, returning));
                 for e in chunk {
                     query = bind_call!(query, e);
                 }
-                for row in query.fetch_all(&mut *tx).await? {
-                    inserted.insert(row.text_col("id")?);
+                if returning {
+                    for row in query.fetch_all(&mut *tx).await? {
+                        inserted.insert(row.text_col("id")?);
+                    }
+                } else {
+                    new_rows += query.execute(&mut *tx).await?.rows_affected();
                 }
                 rest = tail;
             }
             // Member calls: their reservations become their actual cost.
-            if let Some(settle) = members::MemberSettle::of(records) {
+            if let Some(settle) = settle {
                 let sql = settle.delete_sql();
                 let mut query = sqlx::query(&sql);
                 for id in settle.ids() {
@@ -314,7 +323,7 @@ impl Ledger {
                 }
             }
             tx.commit().await?;
-            Ok(inserted.len() as u64)
+            Ok(if returning { inserted.len() as u64 } else { new_rows })
         })
     }
 
@@ -582,20 +591,27 @@ fn chunk_len(remaining: usize) -> usize {
 }
 
 /// `INSERT … VALUES (…), (…) ON CONFLICT (id) DO NOTHING` for `rows` rows
-/// (a power of two ≤ [`MAX_CHUNK`]), in `backend`'s placeholder style.
+/// (a power of two ≤ [`MAX_CHUNK`]), in `backend`'s placeholder style,
+/// with `RETURNING id` when `returning`.
 ///
 /// SQLite gets anonymous `?` placeholders: with numbered ones, binding
 /// looks each parameter's name up in a list (`sqlite3_bind_parameter_name`
 /// is a linear scan), which makes a 5,120-parameter insert quadratic and
 /// several times slower than row-at-a-time inserts.
-fn insert_sql(backend: Backend, rows: usize) -> &'static str {
-    static SQL: OnceLock<[Vec<String>; 2]> = OnceLock::new();
+fn insert_sql(backend: Backend, rows: usize, returning: bool) -> &'static str {
+    static SQL: OnceLock<[Vec<String>; 4]> = OnceLock::new();
     let all = SQL.get_or_init(|| {
-        [Backend::Sqlite, Backend::Postgres].map(|backend| {
+        [
+            (Backend::Sqlite, false),
+            (Backend::Sqlite, true),
+            (Backend::Postgres, false),
+            (Backend::Postgres, true),
+        ]
+        .map(|(backend, returning)| {
             let mut out = Vec::new();
             let mut n = 1;
             while n <= MAX_CHUNK {
-                out.push(build_insert_sql(backend, n));
+                out.push(build_insert_sql(backend, n, returning));
                 n *= 2;
             }
             out
@@ -603,12 +619,12 @@ fn insert_sql(backend: Backend, rows: usize) -> &'static str {
     });
     let dialect = match backend {
         Backend::Sqlite => 0,
-        Backend::Postgres => 1,
+        Backend::Postgres => 2,
     };
-    &all[dialect][rows.trailing_zeros() as usize]
+    &all[dialect + usize::from(returning)][rows.trailing_zeros() as usize]
 }
 
-fn build_insert_sql(backend: Backend, rows: usize) -> String {
+fn build_insert_sql(backend: Backend, rows: usize, returning: bool) -> String {
     let cols = CALL_COLUMNS.len();
     let mut sql = format!("INSERT INTO calls ({}) VALUES ", CALL_COLUMNS.join(", "));
     for r in 0..rows {
@@ -630,7 +646,10 @@ fn build_insert_sql(backend: Backend, rows: usize) -> String {
         }
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
+    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    if returning {
+        sql.push_str(" RETURNING id");
+    }
     sql
 }
 
@@ -666,22 +685,26 @@ mod tests {
 
     #[test]
     fn insert_sql_numbers_every_parameter() {
-        let pg = insert_sql(Backend::Postgres, 2);
+        let pg = insert_sql(Backend::Postgres, 2, true);
         assert!(pg.contains("$1, "));
         assert!(pg.contains("$94)"));
         assert!(!pg.contains("$95"));
         assert!(pg.ends_with("ON CONFLICT (id) DO NOTHING RETURNING id"));
-        for backend in [Backend::Sqlite, Backend::Postgres] {
-            let marker = if backend == Backend::Sqlite { '?' } else { '$' };
-            assert_eq!(
-                insert_sql(backend, 1).matches(marker).count(),
-                CALL_COLUMNS.len()
-            );
-            assert_eq!(
-                insert_sql(backend, MAX_CHUNK).matches(marker).count(),
-                CALL_COLUMNS.len() * MAX_CHUNK
-            );
+        for returning in [false, true] {
+            for backend in [Backend::Sqlite, Backend::Postgres] {
+                let marker = if backend == Backend::Sqlite { '?' } else { '$' };
+                let one = insert_sql(backend, 1, returning);
+                assert_eq!(one.matches(marker).count(), CALL_COLUMNS.len());
+                assert_eq!(one.ends_with("RETURNING id"), returning);
+                assert!(one.ends_with("ON CONFLICT (id) DO NOTHING") != returning);
+                assert_eq!(
+                    insert_sql(backend, MAX_CHUNK, returning)
+                        .matches(marker)
+                        .count(),
+                    CALL_COLUMNS.len() * MAX_CHUNK
+                );
+            }
         }
-        assert!(!insert_sql(Backend::Sqlite, 4).contains('$'));
+        assert!(!insert_sql(Backend::Sqlite, 4, false).contains('$'));
     }
 }

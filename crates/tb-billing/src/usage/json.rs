@@ -69,17 +69,34 @@ fn image_facts(env: &Envelope<'_>, request: &RequestFacts) -> (ImageUsage, usize
 /// or any tool call. Read from the raw text: no `Value` tree, so a long
 /// completion is scanned, never copied.
 fn chat_message_has_content(message: Option<&RawValue>) -> bool {
-    let Some(m) = message.and_then(RawObject::parse) else {
+    let keys = [
+        "content",
+        "reasoning_content",
+        "reasoning",
+        "refusal",
+        "tool_calls",
+        "function_call",
+    ];
+    let Some(
+        [
+            content,
+            reasoning_content,
+            reasoning,
+            refusal,
+            tool_calls,
+            function_call,
+        ],
+    ) = message.and_then(|m| wire::pick(m, keys))
+    else {
         return false;
     };
-    let content = m.get("content");
     raw_non_empty_str(content)
         || raw_non_empty_array(content)
-        || raw_non_empty_str(m.get("reasoning_content"))
-        || raw_non_empty_str(m.get("reasoning"))
-        || raw_non_empty_str(m.get("refusal"))
-        || raw_non_empty_array(m.get("tool_calls"))
-        || raw_is_object(m.get("function_call"))
+        || raw_non_empty_str(reasoning_content)
+        || raw_non_empty_str(reasoning)
+        || raw_non_empty_str(refusal)
+        || raw_non_empty_array(tool_calls)
+        || raw_is_object(function_call)
 }
 
 /// Whether any of a chat answer's `choices` shows content in its `key`
@@ -88,7 +105,7 @@ pub(super) fn chat_choices_have_content(choices: Option<&RawValue>, key: &str) -
     raw_elements(choices).is_some_and(|choices| {
         choices
             .iter()
-            .any(|c| RawObject::parse(c).is_some_and(|c| chat_message_has_content(c.get(key))))
+            .any(|c| wire::pick(c, [key]).is_some_and(|[m]| chat_message_has_content(m)))
     })
 }
 

@@ -214,6 +214,40 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
     }
 }
 
+/// The last value of each of `keys` in a raw JSON object (what
+/// [`RawObject::get`] finds), read in one pass that keeps no member list;
+/// `None` when `raw` is not an object. For the hot checks that look at a
+/// few keys of every answer and stream chunk.
+pub(crate) fn pick<'a, const N: usize>(
+    raw: &'a RawValue,
+    keys: [&str; N],
+) -> Option<[Option<&'a RawValue>; N]> {
+    struct Pick<'k, const N: usize>([&'k str; N]);
+    impl<'de, const N: usize> serde::de::Visitor<'de> for Pick<'_, N> {
+        type Value = [Option<&'de RawValue>; N];
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = [None; N];
+            while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                let v: &'de RawValue = map.next_value()?;
+                if let Some(i) = self.0.iter().position(|n| *n == k) {
+                    out[i] = Some(v);
+                }
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let out = serde::Deserializer::deserialize_map(&mut de, Pick(keys)).ok()?;
+    de.end().ok()?;
+    Some(out)
+}
+
 impl<'a> RawObject<'a> {
     /// The members of `raw` when it is an object.
     pub(crate) fn parse(raw: &'a RawValue) -> Option<RawObject<'a>> {
@@ -476,6 +510,22 @@ mod raw_object_tests {
     fn counts(protocol: Protocol, usage: &str) -> Counts {
         let raw: &RawValue = serde_json::from_str(usage).unwrap();
         read_usage(protocol, Some(raw)).0
+    }
+
+    #[test]
+    fn pick_finds_what_raw_object_get_finds() {
+        let raw: &RawValue =
+            serde_json::from_str(r#"{"a":1,"b\u0022":[2],"a":{"x":3},"c":null}"#).unwrap();
+        let [a, b, c, d] = pick(raw, ["a", "b\"", "c", "d"]).unwrap();
+        let obj = RawObject::parse(raw).unwrap();
+        for (got, key) in [(a, "a"), (b, "b\""), (c, "c"), (d, "d")] {
+            assert_eq!(got.map(RawValue::get), obj.get(key).map(RawValue::get));
+        }
+        assert_eq!(a.map(RawValue::get), Some(r#"{"x":3}"#));
+        for not_object in ["[1]", "\"a\"", "3", "null"] {
+            let raw: &RawValue = serde_json::from_str(not_object).unwrap();
+            assert!(pick(raw, ["a"]).is_none());
+        }
     }
 
     #[test]
