@@ -407,28 +407,6 @@ async fn the_dashboard_shows_what_the_probe_found_and_why_routing_pushes_back() 
     check_in_browser(&browser, &daemon, &expect, "dashboard-trust", true).await;
 }
 
-/// `keys create --member NAME` in `daemon`'s home; the key, once accepted.
-async fn member_key(daemon: &Daemon, member: &str) -> String {
-    let out = home_stdout(daemon.home(), ["keys", "create", "--member", member]).await;
-    let key = out.lines().last().unwrap().to_string();
-    let auth = format!("Bearer {key}");
-    for _ in 0..150 {
-        let resp = daemon
-            .request(
-                http::Method::GET,
-                "/v1/models",
-                &[("authorization", &auth)],
-                "",
-            )
-            .await;
-        if resp.status() == 200 {
-            return key;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("the key of {member} was never accepted");
-}
-
 #[tokio::test]
 async fn the_dashboard_shows_spend_per_member_and_filters_by_member() {
     let browser = tokio::task::spawn_blocking(browser_setup).await.unwrap();
@@ -440,7 +418,7 @@ async fn the_dashboard_shows_spend_per_member_and_filters_by_member() {
     let daemon = Daemon::start(bin(), &config, &[]).await.unwrap();
     let chat = r#"{"model":"gpt-test","messages":[{"role":"user","content":"hi"}]}"#;
     for (member, calls) in [("ana", 2), ("bo", 1)] {
-        let auth = format!("Bearer {}", member_key(&daemon, member).await);
+        let auth = format!("Bearer {}", member_key(&daemon, member, &[]).await);
         for _ in 0..calls {
             let resp = daemon
                 .request(
