@@ -340,10 +340,12 @@ pub struct ProxyConfig {
     /// How long a client may take to send a request head (slow-loris
     /// defence; also how long an idle keep-alive connection is kept).
     pub header_read_timeout_ms: u64,
-    /// Threads that run the proxy and control planes: `1` (the default) is
-    /// one event-loop thread, which gives the lowest latency on a laptop
-    /// and handles far more than local agents send; `0` is one per CPU
-    /// core. The ledger's writer and blocking work have their own threads.
+    /// Event loops serving the proxy plane, each a thread of its own that
+    /// keeps the connections handed to it (and its own pool of upstream
+    /// connections): `0` (the default) is one per CPU core, `1` serves
+    /// everything on the daemon's main thread. A lone client is always
+    /// served on the main thread; under load connections spread over the
+    /// loops. The ledger's writer and blocking work have their own threads.
     pub worker_threads: usize,
     /// After SIGTERM, how long `/readyz` answers 503 while new requests
     /// are still served, so a load balancer notices before the listener
@@ -383,7 +385,7 @@ impl Default for ProxyConfig {
             shutdown_grace_ms: 30_000,
             max_connections: 1_024,
             header_read_timeout_ms: 60_000,
-            worker_threads: 1,
+            worker_threads: 0,
             drain_delay_ms: 0,
             tls: ProxyTlsConfig::default(),
         }
@@ -1429,7 +1431,7 @@ mod tests {
         assert_eq!(c.proxy.bind.to_string(), "127.0.0.1");
         assert!(c.proxy.require_auth);
         assert_eq!(c.proxy.max_body_bytes, 10 * 1024 * 1024);
-        assert_eq!(c.proxy.worker_threads, 1);
+        assert_eq!(c.proxy.worker_threads, 0);
         assert_eq!(c.routing.stream_head_deadline_ms, 30_000);
         assert_eq!(c.log.format, LogFormat::Pretty);
         c.validate().unwrap();

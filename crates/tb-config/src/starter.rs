@@ -15,7 +15,7 @@ pub const STARTER_CONFIG: &str = r#"# tokenbuddy configuration.
 # shutdown_grace_ms = 30000   # in-flight requests may finish within this after SIGTERM
 # max_connections = 1024      # more client connections get 503 overloaded
 # header_read_timeout_ms = 60000   # slow clients (and idle keep-alive) are cut off after this
-# worker_threads = 1          # event-loop threads; 0 = one per CPU core
+# worker_threads = 0          # proxy event loops (threads); 0 = one per CPU core
 # drain_delay_ms = 0          # after SIGTERM /readyz says 503 this long before the listener closes
 
 [proxy.tls]                   # HTTPS on the proxy port; required when bind is not loopback

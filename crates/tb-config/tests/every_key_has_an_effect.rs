@@ -289,8 +289,8 @@ const EFFECTS: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "proxy.worker_threads",
-        "crates/tokenbuddyd/tests/proxy.rs",
-        "worker_threads_choose_the_runtime_and_every_shape_serves",
+        "crates/tokenbuddyd/tests/event_loops.rs",
+        "connections_spread_over_event_loops_and_all_of_them_drain",
         "",
     ),
     (

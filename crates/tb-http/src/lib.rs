@@ -109,11 +109,7 @@ pub fn build_client(
     extra_ca_file: Option<&Path>,
     proxy: &ProxySettings,
 ) -> Result<HttpClient, TlsSetupError> {
-    let mut roots = system_roots();
-    if let Some(path) = extra_ca_file {
-        add_pem_file(&mut roots, path)?;
-    }
-    client_with_roots_and_proxy(roots, proxy)
+    Ok(ClientFactory::system(extra_ca_file, proxy)?.client())
 }
 
 /// The same client, trusting exactly `roots` (tests pass an empty store and
@@ -135,26 +131,65 @@ pub fn client_with_roots_and_proxy(
     roots: RootCertStore,
     proxy: &ProxySettings,
 ) -> Result<HttpClient, TlsSetupError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    Ok(ClientFactory::new(roots, proxy)?.client())
+}
 
-    let mut http = HttpConnector::new();
-    // https:// URLs reach the TLS layer; the connector itself takes both.
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(ProxyConnector::new(http, proxy));
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-        .build(https))
+/// Clients with one TLS and proxy setup and a connection pool each: an
+/// event loop of the proxy plane keeps its upstream connections to itself,
+/// so a request never waits on a connection another thread drives.
+#[derive(Clone)]
+pub struct ClientFactory {
+    connector: HttpsConnector<ProxyConnector>,
+}
+
+impl ClientFactory {
+    /// The setup trusting exactly `roots`, through `proxy`.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsSetupError::Rustls`] when rustls refuses the configuration.
+    pub fn new(roots: RootCertStore, proxy: &ProxySettings) -> Result<Self, TlsSetupError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        // https:// URLs reach the TLS layer; the connector itself takes both.
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(ProxyConnector::new(http, proxy));
+        Ok(ClientFactory { connector })
+    }
+
+    /// The system roots plus `extra_ca_file`, through `proxy`.
+    ///
+    /// # Errors
+    ///
+    /// As [`build_client`].
+    pub fn system(
+        extra_ca_file: Option<&Path>,
+        proxy: &ProxySettings,
+    ) -> Result<Self, TlsSetupError> {
+        let mut roots = system_roots();
+        if let Some(path) = extra_ca_file {
+            add_pem_file(&mut roots, path)?;
+        }
+        ClientFactory::new(roots, proxy)
+    }
+
+    /// A client with a pool of its own (its clones share it).
+    pub fn client(&self) -> HttpClient {
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .build(self.connector.clone())
+    }
 }
 
 /// The system's trusted roots. Unusable ones, or a store that cannot be

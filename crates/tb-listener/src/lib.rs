@@ -67,10 +67,12 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
+mod loops;
 mod tls;
 
+pub use loops::{EventLoops, EventLoopsError};
 pub use tls::{ServerTls, ServerTlsError};
 
 /// Refusals answered at once when over the connection limit; more
@@ -111,6 +113,8 @@ pub enum ShutdownOutcome {
 pub struct ConnectionStats {
     open: AtomicU64,
     refused: AtomicU64,
+    /// Open connections per event loop ([`serve_on`] only).
+    loops: std::sync::OnceLock<Vec<Arc<AtomicU64>>>,
 }
 
 impl ConnectionStats {
@@ -122,6 +126,18 @@ impl ConnectionStats {
     /// Connections refused over the connection limit so far.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Connections each event loop holds right now, refusals included
+    /// (empty unless served by [`serve_on`]).
+    pub fn per_loop(&self) -> Vec<u64> {
+        self.loops.get().map_or_else(Vec::new, |loops| {
+            loops.iter().map(|l| l.load(Ordering::Relaxed)).collect()
+        })
+    }
+
+    fn set_loops(&self, loops: Vec<Arc<AtomicU64>>) {
+        let _ = self.loops.set(loops);
     }
 }
 
@@ -139,9 +155,167 @@ impl Drop for Slot {
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
+/// What one event loop needs to serve the connections handed to it: the
+/// two hyper builders, the limits shared by every loop of the listener,
+/// and this loop's own drain.
+struct Admission<S, R> {
+    name: &'static str,
+    max_connections: usize,
+    header_read_timeout: Duration,
+    tls: Option<ServerTls>,
+    builder: http1::Builder,
+    refusing: http1::Builder,
+    slots: Arc<Semaphore>,
+    refusals: Arc<Semaphore>,
+    stats: Arc<ConnectionStats>,
+    graceful: GracefulShutdown,
+    service: S,
+    refuse: R,
+}
+
+/// The limits every loop of one listener shares.
+#[derive(Clone)]
+struct Limits {
+    slots: Arc<Semaphore>,
+    refusals: Arc<Semaphore>,
+    stats: Arc<ConnectionStats>,
+}
+
+impl Limits {
+    fn new(options: &ListenerOptions, stats: Arc<ConnectionStats>) -> Limits {
+        Limits {
+            slots: Arc::new(Semaphore::new(options.max_connections.max(1))),
+            refusals: Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT)),
+            stats,
+        }
+    }
+}
+
+impl<S, B, R, RB> Admission<S, R>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    R: Service<Request<Incoming>, Response = Response<RB>> + Clone + Send + 'static,
+    R::Future: Send + 'static,
+    R::Error: Into<BoxError>,
+    RB: Body + Send + 'static,
+    RB::Data: Send,
+    RB::Error: Into<BoxError>,
+{
+    fn new(options: &ListenerOptions, limits: &Limits, service: S, refuse: R) -> Self {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.header_read_timeout)
+            .keep_alive(true);
+        let mut refusing = http1::Builder::new();
+        refusing
+            .timer(TokioTimer::new())
+            .header_read_timeout(REFUSAL_HEADER_TIMEOUT)
+            .keep_alive(false);
+        Admission {
+            name: options.name,
+            max_connections: options.max_connections,
+            header_read_timeout: options.header_read_timeout,
+            tls: options.tls.clone(),
+            builder,
+            refusing,
+            slots: Arc::clone(&limits.slots),
+            refusals: Arc::clone(&limits.refusals),
+            stats: Arc::clone(&limits.stats),
+            graceful: GracefulShutdown::new(),
+            service,
+            refuse,
+        }
+    }
+
+    /// Serves an accepted connection on its own task of the current
+    /// runtime, or refuses it politely when the listener is at its limit.
+    /// `held` (the loop's load count) is released when the connection ends.
+    fn take<H: Send + 'static>(&self, stream: TcpStream, held: H) {
+        let _ = stream.set_nodelay(true);
+        let name = self.name;
+        let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
+            return self.refuse(stream, held);
+        };
+        self.stats.open.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot {
+            _permit: permit,
+            stats: Arc::clone(&self.stats),
+        };
+        // Watched from now: the drain waits for a handshake under way too.
+        let watcher = self.graceful.watcher();
+        let builder = self.builder.clone();
+        let service = self.service.clone();
+        let tls = self.tls.clone();
+        let handshake_limit = self.header_read_timeout;
+        tokio::spawn(async move {
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(tls) => match handshake(&tls, stream, handshake_limit, name).await {
+                    Some(io) => watcher.watch(builder.serve_connection(io, service)).await,
+                    None => Ok(()),
+                },
+            };
+            if let Err(e) = served {
+                tracing::debug!(target: "http.connection", plane = name, error = %e, "connection ended with an error");
+            }
+            drop((slot, held));
+        });
+    }
+
+    fn refuse<H: Send + 'static>(&self, stream: TcpStream, held: H) {
+        let name = self.name;
+        let refused = self.stats.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        // A flood must not become a log storm: the 1st, 2nd, 4th, … refusal is logged.
+        if refused.is_power_of_two() {
+            tracing::warn!(target: "http.connection_limit", plane = name, max_connections = self.max_connections, refused_total = refused, "connection limit reached; refusing new connections");
+        }
+        let Ok(permit) = Arc::clone(&self.refusals).try_acquire_owned() else {
+            // Refusals saturated too: close without an answer.
+            return;
+        };
+        let refusing = self.refusing.clone();
+        let refuse = self.refuse.clone();
+        let tls = self.tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => {
+                    let _ = refusing
+                        .serve_connection(TokioIo::new(stream), refuse)
+                        .await;
+                }
+                Some(tls) => {
+                    if let Some(io) = handshake(&tls, stream, REFUSAL_HEADER_TIMEOUT, name).await {
+                        let _ = refusing.serve_connection(io, refuse).await;
+                    }
+                }
+            }
+            drop((permit, held));
+        });
+    }
+
+    /// Lets this loop's in-flight requests finish within `grace`.
+    async fn drain(self, grace: Duration) -> ShutdownOutcome {
+        match tokio::time::timeout(grace, self.graceful.shutdown()).await {
+            Ok(()) => ShutdownOutcome::Drained,
+            Err(_) => ShutdownOutcome::GraceExpired,
+        }
+    }
+}
+
 /// Serves `listener` until `shutdown` resolves, then drains (see the crate
 /// docs). `service` answers requests on admitted connections; `refuse`
-/// answers the one request read from a connection over the limit.
+/// answers the one request read from a connection over the limit. Every
+/// connection is served on the current runtime (one event loop).
 pub async fn serve<S, B, R, RB>(
     listener: TcpListener,
     options: &ListenerOptions,
@@ -164,99 +338,137 @@ where
     RB::Data: Send,
     RB::Error: Into<BoxError>,
 {
-    let name = options.name;
-    let graceful = GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout)
-        .keep_alive(true);
-    let mut refusing = http1::Builder::new();
-    refusing
-        .timer(TokioTimer::new())
-        .header_read_timeout(REFUSAL_HEADER_TIMEOUT)
-        .keep_alive(false);
-    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
-    let refusals = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT));
+    let this_thread = EventLoops::this_thread();
+    let services = |_| (service.clone(), refuse.clone());
+    serve_on(listener, options, &this_thread, services, stats, shutdown).await
+}
+
+/// Serves `listener` on every loop of `loops` until `shutdown` resolves,
+/// then drains them all (see the crate docs and [`EventLoops`]). Each
+/// accepted connection is handed to the loop serving the fewest
+/// connections (the first one on a tie, so a lone client is served on the
+/// calling thread) and stays there; `services(i)` builds loop `i`'s
+/// service and refusal. The connection limit counts all loops together.
+pub async fn serve_on<S, B, R, RB>(
+    listener: TcpListener,
+    options: &ListenerOptions,
+    loops: &EventLoops,
+    services: impl Fn(usize) -> (S, R),
+    stats: Arc<ConnectionStats>,
+    shutdown: impl Future<Output = ()>,
+) -> ShutdownOutcome
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    R: Service<Request<Incoming>, Response = Response<RB>> + Clone + Send + 'static,
+    R::Future: Send + 'static,
+    R::Error: Into<BoxError>,
+    RB: Body + Send + 'static,
+    RB::Data: Send,
+    RB::Error: Into<BoxError>,
+{
+    let limits = Limits::new(options, Arc::clone(&stats));
+    let lanes: Vec<Lane> = loops
+        .handles()
+        .iter()
+        .enumerate()
+        .map(|(i, handle)| {
+            let (service, refuse) = services(i);
+            let admission = Admission::new(options, &limits, service, refuse);
+            let (tx, mut rx) = mpsc::unbounded_channel::<(std::net::TcpStream, LoadGuard)>();
+            let (done_tx, done) = oneshot::channel();
+            let (grace, name) = (options.grace, options.name);
+            handle.spawn(async move {
+                while let Some((stream, held)) = rx.recv().await {
+                    // Registered with this loop's reactor: the connection lives here.
+                    match TcpStream::from_std(stream) {
+                        Ok(stream) => admission.take(stream, held),
+                        Err(e) => {
+                            tracing::warn!(target: "http.accept_failed", plane = name, error = %e, "an accepted connection could not join its event loop")
+                        }
+                    }
+                }
+                let _ = done_tx.send(admission.drain(grace).await);
+            });
+            Lane { tx, load: Arc::default(), done }
+        })
+        .collect();
+    stats.set_loops(lanes.iter().map(|l| Arc::clone(&l.load)).collect());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    match Arc::clone(&slots).try_acquire_owned() {
-                        Ok(permit) => {
-                            stats.open.fetch_add(1, Ordering::Relaxed);
-                            let slot = Slot { _permit: permit, stats: Arc::clone(&stats) };
-                            // Watched from now: the drain waits for a handshake under way too.
-                            let watcher = graceful.watcher();
-                            let builder = builder.clone();
-                            let service = service.clone();
-                            let tls = options.tls.clone();
-                            let handshake_limit = options.header_read_timeout;
-                            tokio::spawn(async move {
-                                let served = match tls {
-                                    None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
-                                    Some(tls) => match handshake(&tls, stream, handshake_limit, name).await {
-                                        Some(io) => watcher.watch(builder.serve_connection(io, service)).await,
-                                        None => Ok(()),
-                                    },
-                                };
-                                if let Err(e) = served {
-                                    tracing::debug!(target: "http.connection", plane = name, error = %e, "connection ended with an error");
-                                }
-                                drop(slot);
-                            });
-                        }
-                        Err(_) => {
-                            let refused = stats.refused.fetch_add(1, Ordering::Relaxed) + 1;
-                            // A flood must not become a log storm: the 1st, 2nd, 4th, … refusal is logged.
-                            if refused.is_power_of_two() {
-                                tracing::warn!(target: "http.connection_limit", plane = name, max_connections = options.max_connections, refused_total = refused, "connection limit reached; refusing new connections");
-                            }
-                            let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() else {
-                                // Refusals saturated too: close without an answer.
-                                continue;
-                            };
-                            let refusing = refusing.clone();
-                            let refuse = refuse.clone();
-                            let tls = options.tls.clone();
-                            tokio::spawn(async move {
-                                match tls {
-                                    None => {
-                                        let _ = refusing.serve_connection(TokioIo::new(stream), refuse).await;
-                                    }
-                                    Some(tls) => {
-                                        if let Some(io) = handshake(&tls, stream, REFUSAL_HEADER_TIMEOUT, name).await {
-                                            let _ = refusing.serve_connection(io, refuse).await;
-                                        }
-                                    }
-                                }
-                                drop(permit);
-                            });
-                        }
-                    }
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(target: "http.accept_failed", plane = name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                Ok((stream, _peer)) => hand_off(&lanes, stream, options.name),
+                Err(e) => accept_failed(options.name, e).await,
             },
             () = &mut shutdown => break,
         }
     }
     drop(listener);
+    log_draining(options);
+    // Every loop drains at once: closing its lane starts its drain.
+    let done: Vec<_> = lanes.into_iter().map(|l| l.done).collect();
+    let mut outcome = ShutdownOutcome::Drained;
+    for done in done {
+        if done.await != Ok(ShutdownOutcome::Drained) {
+            outcome = ShutdownOutcome::GraceExpired;
+        }
+    }
+    outcome
+}
+
+/// One event loop's end of the hand-off: accepted connections go in, its
+/// drain's outcome comes out.
+struct Lane {
+    tx: mpsc::UnboundedSender<(std::net::TcpStream, LoadGuard)>,
+    load: Arc<AtomicU64>,
+    done: oneshot::Receiver<ShutdownOutcome>,
+}
+
+/// Counts a connection against its loop while it is open.
+struct LoadGuard(Arc<AtomicU64>);
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Hands `stream` to the loop with the fewest open connections.
+fn hand_off(lanes: &[Lane], stream: TcpStream, name: &'static str) {
+    let Some(lane) = lanes.iter().min_by_key(|l| l.load.load(Ordering::Relaxed)) else {
+        return;
+    };
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(target: "http.accept_failed", plane = name, error = %e, "an accepted connection could not be handed to an event loop");
+            return;
+        }
+    };
+    lane.load.fetch_add(1, Ordering::Relaxed);
+    // A closed lane (its loop gone) drops the connection and its count.
+    let _ = lane.tx.send((stream, LoadGuard(Arc::clone(&lane.load))));
+}
+
+/// Out of file descriptors and the like: back off instead of spinning.
+async fn accept_failed(name: &'static str, e: std::io::Error) {
+    tracing::warn!(target: "http.accept_failed", plane = name, error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+fn log_draining(options: &ListenerOptions) {
+    let name = options.name;
     tracing::info!(
         target: "http.draining",
         plane = name,
         grace_ms = u64::try_from(options.grace.as_millis()).unwrap_or(u64::MAX),
         "{name} plane stopped accepting; draining in-flight requests"
     );
-    match tokio::time::timeout(options.grace, graceful.shutdown()).await {
-        Ok(()) => ShutdownOutcome::Drained,
-        Err(_) => ShutdownOutcome::GraceExpired,
-    }
 }
 
 /// The TLS handshake of an accepted connection, bounded by `limit`; `None`

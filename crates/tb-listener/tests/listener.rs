@@ -141,3 +141,81 @@ async fn shutdown_stops_accepting_and_drains() {
     assert_eq!(outcome, ShutdownOutcome::Drained);
     assert!(TcpStream::connect(server.addr).await.is_err());
 }
+
+/// `serve_on` over two event loops: a lone client is served by loop 0 on
+/// the calling thread, a second connection open meanwhile by loop 1 on its
+/// own thread, the limit counts both loops, and the drain covers both.
+#[tokio::test]
+async fn connections_spread_over_event_loops() {
+    let loops = tb_listener::EventLoops::start(2).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = ListenerOptions {
+        name: "test",
+        max_connections: 2,
+        header_read_timeout: Duration::from_secs(30),
+        grace: Duration::from_secs(5),
+        tls: None,
+    };
+    let services = |i: usize| {
+        let ok = service_fn(
+            move |req: hyper::Request<hyper::body::Incoming>| async move {
+                let thread = std::thread::current().name().unwrap_or("?").to_owned();
+                let body = format!("served {} by loop {i} on {thread}", req.uri().path());
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+            },
+        );
+        let refuse = service_fn(|_req: hyper::Request<hyper::body::Incoming>| async move {
+            let mut r = Response::new(Full::new(Bytes::from("refused")));
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            Ok::<_, Infallible>(r)
+        });
+        (ok, refuse)
+    };
+    let stats = Arc::new(ConnectionStats::default());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tb_listener::serve_on(
+        listener,
+        &options,
+        &loops,
+        services,
+        Arc::clone(&stats),
+        async {
+            let _ = stopped.await;
+        },
+    );
+    let main = std::thread::current().name().unwrap_or("?").to_owned();
+    let client = async {
+        let lone = get(addr, "/a").await;
+        assert!(
+            lone.ends_with(&format!("served /a by loop 0 on {main}")),
+            "{lone}"
+        );
+        eventually("closed", || stats.open() == 0).await;
+
+        // An idle connection holds loop 0; the next one goes to loop 1.
+        let held = TcpStream::connect(addr).await.unwrap();
+        eventually("held", || stats.per_loop() == [1, 0]).await;
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second
+            .write_all(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = vec![0; 512];
+        let n = second.read(&mut head).await.unwrap();
+        let head = String::from_utf8_lossy(&head[..n]).into_owned();
+        assert!(head.ends_with("served /b by loop 1 on tb-loop-1"), "{head}");
+        assert_eq!(stats.per_loop(), [1, 1]);
+
+        // Both slots are taken, one on each loop: the third is refused.
+        let refused = get(addr, "/c").await;
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        assert_eq!(stats.refused(), 1);
+        drop((held, second));
+        eventually("none open", || stats.per_loop() == [0, 0]).await;
+        let _ = stop.send(());
+    };
+    let (outcome, ()) = tokio::join!(serving, client);
+    assert_eq!(outcome, ShutdownOutcome::Drained);
+    assert_eq!(stats.open(), 0);
+}

@@ -26,7 +26,7 @@ use crate::member::{CallEstimate, Caller, Member, Reservation, ReservationKind, 
 use crate::readiness;
 use crate::translation::Translations;
 use crate::validate::RequestProbe as Probe;
-use crate::{ProxyBody, ProxyState};
+use crate::{ProxyBody, ProxyState, UpstreamClient};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-tokenbuddy-request-id");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -36,7 +36,11 @@ const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Entry point for every request on the proxy plane. Never fails: every
 /// error becomes a protocol-shaped response.
-pub(crate) async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<ProxyBody> {
+pub(crate) async fn handle(
+    state: Arc<ProxyState>,
+    client: &UpstreamClient,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let started = Instant::now();
     let started_at_ms = unix_ms_now();
     let request_id = request_id(req.headers());
@@ -45,7 +49,7 @@ pub(crate) async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Re
     async move {
         // A bug must cost one request, not the connection or the daemon:
         // the panic is caught, logged and answered with a 500.
-        let outcome = AssertUnwindSafe(dispatch(&state, req, family, &request_id, (started, started_at_ms)))
+        let outcome = AssertUnwindSafe(dispatch(&state, client, req, family, &request_id, (started, started_at_ms)))
             .catch_unwind()
             .await;
         let mut resp = outcome.unwrap_or_else(|panic| {
@@ -107,6 +111,7 @@ fn request_id(headers: &HeaderMap) -> String {
 
 async fn dispatch(
     state: &ProxyState,
+    client: &UpstreamClient,
     req: Request<Incoming>,
     family: ApiFamily,
     request_id: &str,
@@ -175,7 +180,8 @@ async fn dispatch(
             crate::video::handle(state, req, request_id, started, caller.member()).await
         }
         Endpoint::Forward(protocol) => {
-            forward(state, req, protocol, request_id, started, caller.member()).await
+            let member = caller.member();
+            forward(state, client, req, protocol, request_id, started, member).await
         }
     };
     answer.unwrap_or_else(|err| err.response(family))
@@ -227,6 +233,7 @@ async fn count_tokens(
 /// [`forward_with`] over the pooled client.
 async fn forward(
     state: &ProxyState,
+    client: &UpstreamClient,
     req: Request<Incoming>,
     protocol: Protocol,
     request_id: &str,
@@ -244,7 +251,7 @@ async fn forward(
         started,
         member,
     };
-    forward_with(state, &state.client, incoming).await
+    forward_with(state, client, incoming).await
 }
 
 /// A request whose body has been read.

@@ -13,13 +13,15 @@
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use tb_config::Config;
-//! use tb_proxy::{AccessToken, Proxy};
+//! use tb_proxy::{AccessToken, EventLoops, Proxy};
 //!
 //! let config = Config::from_toml_str("[proxy]\nport = 0")?;
 //! let (token, token_path) = AccessToken::load_or_create(std::path::Path::new("/tmp/tb-data"))?;
 //! let proxy = Proxy::new(&config, token, token_path, &|var| std::env::var(var).ok(), None, None)?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! proxy.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! // This thread's runtime, and one more event loop on a thread of its own.
+//! let loops = EventLoops::start(2)?;
+//! proxy.serve(listener, &loops, async { let _ = tokio::signal::ctrl_c().await; }).await;
 //! # Ok(()) }
 //! ```
 
@@ -72,9 +74,10 @@ pub use readiness::Readiness;
 pub use report::{BudgetReport, RegistryReport, StatusReport};
 pub use server::ShutdownOutcome;
 pub use tb_http::{
-    ProxyConfigError, ProxySettings, TlsSetupError, build_client, error_chain, mask_credentials,
+    ClientFactory, ProxyConfigError, ProxySettings, TlsSetupError, build_client, error_chain,
+    mask_credentials,
 };
-pub use tb_listener::{ServerTls, ServerTlsError};
+pub use tb_listener::{EventLoops, EventLoopsError, ServerTls, ServerTlsError};
 pub use token::{ACCESS_TOKEN_FILE, AccessToken, TokenError};
 pub use video::{VideoJobRow, VideoJobs};
 
@@ -137,8 +140,24 @@ pub fn outbound_client(
     config: &Config,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<UpstreamClient, BuildError> {
+    Ok(outbound_clients(config, env)?.client())
+}
+
+/// What [`outbound_client`] builds, for as many connection pools as
+/// needed (one per event loop of the proxy plane).
+///
+/// # Errors
+///
+/// [`BuildError::Tls`] or [`BuildError::Proxy`].
+pub fn outbound_clients(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ClientFactory, BuildError> {
     let proxy = proxy_settings(config, env)?;
-    Ok(build_client(config.tls.extra_ca_file.as_deref(), &proxy)?)
+    Ok(ClientFactory::system(
+        config.tls.extra_ca_file.as_deref(),
+        &proxy,
+    )?)
 }
 
 /// The settings the request path reads, taken from config once.
@@ -167,7 +186,11 @@ pub(crate) struct ProxyState {
     token_path: PathBuf,
     /// Where requests go: the routing table, the provider mode, the router.
     routing: Arc<Routing>,
+    /// The shared pool: loop 0's upstream calls, the prewarmer, videos,
+    /// token counts.
     client: UpstreamClient,
+    /// Builds the pools of event loops 1 and up.
+    clients: ClientFactory,
     recorder: Arc<call::Recorder>,
     market: Option<Market>,
     /// Seller credit for the attempt loop (from `market`).
@@ -245,7 +268,8 @@ impl Proxy {
         sink: Option<Arc<dyn CallSink>>,
         market: Option<Market>,
     ) -> Result<Proxy, BuildError> {
-        let client = outbound_client(config, env)?;
+        let clients = outbound_clients(config, env)?;
+        let client = clients.client();
         let sellers = market.as_ref().map(|m| tb_router::Sellers {
             registry: Arc::clone(&m.registry),
             payment: m.payment,
@@ -273,6 +297,7 @@ impl Proxy {
             token_path,
             routing,
             client,
+            clients,
             recorder: Arc::new(call::Recorder::new(sink, Arc::clone(&metrics))),
             credit: market.as_ref().map(|m| {
                 Arc::new(credit::MarketCredit {
@@ -395,14 +420,17 @@ impl Proxy {
     /// once, new connections are still served for `proxy.drain_delay_ms`,
     /// and then the listener stops accepting and lets in-flight requests
     /// finish within `proxy.shutdown_grace_ms`.
+    /// Connections are spread over `loops`, each with its own pool of
+    /// upstream connections.
     pub async fn serve(
         &self,
         listener: TcpListener,
+        loops: &EventLoops,
         shutdown: impl Future<Output = ()>,
     ) -> ShutdownOutcome {
         // A new registry generation rebuilds the routing table, off the request path.
         let watcher = self.state.routing.watch_registry();
-        let outcome = server::serve(Arc::clone(&self.state), listener, shutdown).await;
+        let outcome = server::serve(Arc::clone(&self.state), listener, loops, shutdown).await;
         if let Some(w) = watcher {
             w.abort();
         }

@@ -10,18 +10,19 @@ use std::sync::atomic::Ordering;
 use http::{HeaderValue, header};
 use hyper::service::service_fn;
 use tb_domain::ApiFamily;
-use tb_listener::ListenerOptions;
+use tb_listener::{EventLoops, ListenerOptions};
 use tokio::net::TcpListener;
 
 pub use tb_listener::ShutdownOutcome;
 
-use crate::ProxyState;
 use crate::error::{ErrorCode, ProxyError};
 use crate::handler::handle;
+use crate::{ProxyState, UpstreamClient};
 
 pub(crate) async fn serve(
     state: Arc<ProxyState>,
     listener: TcpListener,
+    loops: &EventLoops,
     shutdown: impl Future<Output = ()>,
 ) -> ShutdownOutcome {
     let settings = &state.settings;
@@ -34,11 +35,13 @@ pub(crate) async fn serve(
     };
     let max_connections = settings.max_connections;
     let connections = Arc::clone(&state.connections);
-    let svc = {
+    // Loop 0 calls upstreams over the shared pool (the one the prewarmer
+    // keeps warm); every other loop over a pool of its own.
+    let service = |client: UpstreamClient| {
         let state = Arc::clone(&state);
         service_fn(move |req| {
-            let state = Arc::clone(&state);
-            async move { Ok::<_, Infallible>(handle(state, req).await) }
+            let (state, client) = (Arc::clone(&state), client.clone());
+            async move { Ok::<_, Infallible>(handle(state, &client, req).await) }
         })
     };
     let refuse = service_fn(
@@ -78,5 +81,13 @@ pub(crate) async fn serve(
             }
         }
     };
-    tb_listener::serve(listener, &options, svc, refuse, connections, draining).await
+    let services = |i: usize| {
+        let client = if i == 0 {
+            state.client.clone()
+        } else {
+            state.clients.client()
+        };
+        (service(client), refuse)
+    };
+    tb_listener::serve_on(listener, &options, loops, services, connections, draining).await
 }

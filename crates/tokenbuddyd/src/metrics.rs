@@ -23,6 +23,7 @@ pub(crate) struct DaemonGauges {
     ledger_failing: IntGauge,
     ledger_write_failures: IntCounter,
     connections_open: IntGauge,
+    event_loop_connections: IntGaugeVec,
     connections_refused: IntCounter,
     member_pg_round_trips: IntCounter,
     team_pg_round_trips: IntCounter,
@@ -123,6 +124,11 @@ impl Default for DaemonGauges {
                 "sink",
             ),
             connections_open: gauge("tb_connections_open", "Client connections being served."),
+            event_loop_connections: vec(
+                "tb_event_loop_connections",
+                "Client connections each event loop of the proxy plane holds (proxy.worker_threads).",
+                "event_loop",
+            ),
             connections_refused: counter(
                 "tb_connections_refused_total",
                 "Client connections refused at proxy.max_connections.",
@@ -192,6 +198,11 @@ impl DaemonGauges {
         advance_to(&self.ledger_write_failures, ledger.failed_writes);
         let connections = proxy.connections();
         self.connections_open.set(to_i64(connections.open()));
+        for (i, n) in connections.per_loop().into_iter().enumerate() {
+            self.event_loop_connections
+                .with_label_values(&[i.to_string().as_str()])
+                .set(to_i64(n));
+        }
         advance_to(&self.connections_refused, connections.refused());
         advance_to(
             &self.member_pg_round_trips,

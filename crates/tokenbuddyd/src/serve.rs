@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use anyhow::{Context, anyhow};
 use tb_config::ProviderMode;
 use tb_config::{Config, LoadedConfig, LogFormat};
-use tb_proxy::{AccessToken, CallSink, Market, Proxy, ShutdownOutcome};
+use tb_proxy::{AccessToken, CallSink, EventLoops, Market, Proxy, ShutdownOutcome};
 use tb_registry::{Registry, RegistryFetcher};
 use tb_seller::{
     CreditBroker, PurchasePolicy, SellerClient, TokenCipher, TokenStore, system_clock,
@@ -28,24 +28,23 @@ use crate::Failure;
 
 pub(crate) fn run(loaded: LoadedConfig) -> Result<(), Failure> {
     init_tracing(&loaded.config).map_err(Failure::Config)?;
-    // One event-loop thread by default (decisions.md, "Performance"): on
-    // the 2-core benchmark machine it answers ~35 µs sooner at c=1 than two
-    // work-stealing workers, which wake each other for every hand-off.
-    let runtime = match loaded.config.proxy.worker_threads {
-        1 => tokio::runtime::Builder::new_current_thread(),
-        n => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            if n > 1 {
-                b.worker_threads(n);
-            }
-            b
-        }
-    }
-    .enable_all()
-    .build()
-    .context("starting the async runtime")
-    .map_err(Failure::Runtime)?;
+    // A single-threaded runtime; the proxy plane adds event loops on
+    // threads of their own (`proxy.worker_threads`, decisions.md,
+    // "Event loops, not work stealing").
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(Failure::Runtime)?;
     runtime.block_on(serve(loaded))
+}
+
+/// `proxy.worker_threads`: 0 is one loop per CPU core.
+fn event_loops(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 fn init_tracing(config: &Config) -> anyhow::Result<()> {
@@ -168,6 +167,9 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         .map_err(Failure::Runtime)?;
     let control_url = format!("http://{control_local}");
 
+    let loops = EventLoops::start(event_loops(config.proxy.worker_threads))
+        .context("starting the proxy's event loops (proxy.worker_threads)")
+        .map_err(Failure::Runtime)?;
     let mut signals = Signals::register().map_err(Failure::Runtime)?;
     // The first signal stops both planes (the proxy after its drain
     // delay); a second one cuts the drain delay short.
@@ -193,13 +195,11 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
     if config.providers.is_empty() {
         tracing::warn!(target: "config.no_providers", config = %loaded.paths.config_file.display(), "no [[providers]] configured: every model request will get 404 model_not_found; add one (see `tokenbuddyd config init`)");
     }
-    let runtime = tokio::runtime::Handle::current();
     tracing::info!(
         target: "daemon.started",
         proxy = %proxy_url,
         upstreams = proxy.routing().table().upstreams().len(),
-        runtime = ?runtime.runtime_flavor(),
-        runtime_threads = runtime.metrics().num_workers(),
+        event_loops = loops.len(),
         "tokenbuddyd is serving"
     );
 
@@ -226,7 +226,7 @@ async fn serve(loaded: LoadedConfig) -> Result<(), Failure> {
         api,
         stopped(stop_rx.clone()),
     ));
-    let outcome = proxy.serve(listener, stopped(stop_rx)).await;
+    let outcome = proxy.serve(listener, &loops, stopped(stop_rx)).await;
     let _ = control.await;
     if let Some(r) = refresher {
         r.abort();

@@ -737,23 +737,17 @@ async fn smuggling_and_header_injection_are_refused() {
     assert_still_serves(&daemon).await;
 }
 
-/// `proxy.worker_threads`: the default 1 runs one event loop on the main
-/// thread; 3 starts three work-stealing workers; 0 one per core (the
-/// daemon logs the runtime it built). Every shape serves concurrent JSON
-/// calls and streams.
+/// `proxy.worker_threads`: the default 0 runs one event loop per core,
+/// 1 one loop on the main thread, 3 three loops (the daemon logs how many;
+/// `event_loops.rs` checks how connections spread). Every shape serves
+/// concurrent JSON calls and streams.
 #[tokio::test]
-async fn worker_threads_choose_the_runtime_and_every_shape_serves() {
+async fn worker_threads_choose_the_event_loops_and_every_shape_serves() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for (setting, runtime) in [
-        ("", "runtime=CurrentThread runtime_threads=1".to_owned()),
-        (
-            "worker_threads = 3",
-            "runtime=MultiThread runtime_threads=3".to_owned(),
-        ),
-        (
-            "worker_threads = 0",
-            format!("runtime=MultiThread runtime_threads={cores}"),
-        ),
+        ("", format!("event_loops={cores}")),
+        ("worker_threads = 1", "event_loops=1".to_owned()),
+        ("worker_threads = 3", "event_loops=3".to_owned()),
     ] {
         let Setup { upstream, daemon } = setup_with(&format!("[proxy]\n{setting}\n")).await;
         let chat = || {
