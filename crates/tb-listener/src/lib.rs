@@ -23,6 +23,10 @@
 //!   they did).
 //! - **Counters** ([`ConnectionStats`]) for metrics: open connections and
 //!   refusals, read lock-free by whoever renders metrics.
+//! - **Event loops** ([`EventLoops`], [`serve_on`]): one listener served
+//!   by several single-threaded runtimes, each accepted connection handed
+//!   to the loop holding the fewest and kept there for its life; the limit
+//!   and the drain cover them all. [`serve`] is the one-loop case.
 //!
 //! ```no_run
 //! use std::convert::Infallible;
@@ -236,7 +240,7 @@ where
     /// Serves an accepted connection on its own task of the current
     /// runtime, or refuses it politely when the listener is at its limit.
     /// `held` (the loop's load count) is released when the connection ends.
-    fn take<H: Send + 'static>(&self, stream: TcpStream, held: H) {
+    fn take(&self, stream: TcpStream, held: LoadGuard) {
         let _ = stream.set_nodelay(true);
         let name = self.name;
         let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
@@ -272,7 +276,7 @@ where
         });
     }
 
-    fn refuse<H: Send + 'static>(&self, stream: TcpStream, held: H) {
+    fn refuse(&self, stream: TcpStream, held: LoadGuard) {
         let name = self.name;
         let refused = self.stats.refused.fetch_add(1, Ordering::Relaxed) + 1;
         // A flood must not become a log storm: the 1st, 2nd, 4th, … refusal is logged.

@@ -12,9 +12,13 @@
 
 use std::io;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
+
+/// How long a stopping loop waits for its blocking tasks.
+const BLOCKING_GRACE: Duration = Duration::from_secs(2);
 
 /// Why the loops could not start.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +70,9 @@ impl EventLoops {
                 .spawn(move || {
                     // Spawned tasks run while the thread blocks on this.
                     let _ = runtime.block_on(stopped);
+                    // A blocking task stuck in a DNS lookup must not hold
+                    // the daemon's exit for long.
+                    runtime.shutdown_timeout(BLOCKING_GRACE);
                 })
                 .map_err(|source| EventLoopsError::Thread { index, source })?;
             loops.handles.push(handle);
