@@ -518,10 +518,16 @@ async fn a_read_only_ledger_keeps_serving_is_reported_and_loses_nothing() {
     // Files open for writing keep a mount from going read-only, so the
     // ledger's files are made immutable instead (ext4 on a loop device:
     // writes through open descriptors then fail, as on a read-only disk).
+    // Not the `-shm` file: SQLite writes its WAL index through a shared
+    // mapping, and ext4 answers a write fault on an immutable file's
+    // mapping with SIGBUS, which kills the daemon whenever the index's
+    // page had not been written since the flag went on (seen once in a
+    // few runs with the cores saturated). The WAL and the database
+    // refusing writes is the read-only ledger this test is about.
     let chattr = |disk: &SmallDisk, flag: &str| {
         let dir = disk.path();
         let mut args = vec![flag.to_string()];
-        for f in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
+        for f in ["ledger.db", "ledger.db-wal"] {
             if dir.join(f).exists() {
                 args.push(dir.join(f).display().to_string());
             }
