@@ -169,9 +169,7 @@ struct Admission<S, R> {
     tls: Option<ServerTls>,
     builder: http1::Builder,
     refusing: http1::Builder,
-    slots: Arc<Semaphore>,
-    refusals: Arc<Semaphore>,
-    stats: Arc<ConnectionStats>,
+    limits: Limits,
     graceful: GracefulShutdown,
     service: S,
     refuse: R,
@@ -228,9 +226,7 @@ where
             tls: options.tls.clone(),
             builder,
             refusing,
-            slots: Arc::clone(&limits.slots),
-            refusals: Arc::clone(&limits.refusals),
-            stats: Arc::clone(&limits.stats),
+            limits: limits.clone(),
             graceful: GracefulShutdown::new(),
             service,
             refuse,
@@ -243,13 +239,13 @@ where
     fn take(&self, stream: TcpStream, held: LoadGuard) {
         let _ = stream.set_nodelay(true);
         let name = self.name;
-        let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
+        let Ok(permit) = Arc::clone(&self.limits.slots).try_acquire_owned() else {
             return self.refuse(stream, held);
         };
-        self.stats.open.fetch_add(1, Ordering::Relaxed);
+        self.limits.stats.open.fetch_add(1, Ordering::Relaxed);
         let slot = Slot {
             _permit: permit,
-            stats: Arc::clone(&self.stats),
+            stats: Arc::clone(&self.limits.stats),
         };
         // Watched from now: the drain waits for a handshake under way too.
         let watcher = self.graceful.watcher();
@@ -278,12 +274,12 @@ where
 
     fn refuse(&self, stream: TcpStream, held: LoadGuard) {
         let name = self.name;
-        let refused = self.stats.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let refused = self.limits.stats.refused.fetch_add(1, Ordering::Relaxed) + 1;
         // A flood must not become a log storm: the 1st, 2nd, 4th, … refusal is logged.
         if refused.is_power_of_two() {
             tracing::warn!(target: "http.connection_limit", plane = name, max_connections = self.max_connections, refused_total = refused, "connection limit reached; refusing new connections");
         }
-        let Ok(permit) = Arc::clone(&self.refusals).try_acquire_owned() else {
+        let Ok(permit) = Arc::clone(&self.limits.refusals).try_acquire_owned() else {
             // Refusals saturated too: close without an answer.
             return;
         };
