@@ -4,7 +4,7 @@ use serde_json::value::RawValue;
 use tb_domain::Protocol;
 
 use super::wire::{
-    self, Envelope, RawObject, raw_elements, raw_is_object, raw_non_empty_array, raw_non_empty_str,
+    self, Envelope, RawObject, raw_elements, raw_non_empty_array, raw_non_empty_str,
 };
 use super::{ImageUsage, RequestFacts, UsageReport, build_usage};
 
@@ -17,10 +17,10 @@ use super::{ImageUsage, RequestFacts, UsageReport, build_usage};
 /// the request. A body that is not a JSON object gives `usage_missing`.
 pub fn from_json(protocol: Protocol, body: &[u8], request: &RequestFacts) -> UsageReport {
     let env = Envelope::of(body);
-    let (mut counts, cost) = wire::read_usage(protocol, env.usage);
+    let (mut counts, cost) = wire::read_usage(protocol, env.usage_object());
     counts.take_service_tier(env.service_tier);
     let (image, saw_content) = match protocol {
-        Protocol::ChatCompletions => (None, chat_has_content(env.choices)),
+        Protocol::ChatCompletions => (None, env.choices.is_some_and(|c| c.message_content)),
         Protocol::Responses => (None, responses_has_content(env.output)),
         Protocol::Messages => (None, messages_has_content(env.content)),
         Protocol::ImagesGenerations | Protocol::ImagesEdits => {
@@ -64,55 +64,6 @@ fn image_facts(env: &Envelope<'_>, request: &RequestFacts) -> (ImageUsage, usize
     (image, images)
 }
 
-/// A chat message or delta that shows the client something: non-empty
-/// `content` (text or parts), `reasoning_content`/`reasoning`, `refusal`,
-/// or any tool call. Read from the raw text: no `Value` tree, so a long
-/// completion is scanned, never copied.
-fn chat_message_has_content(message: Option<&RawValue>) -> bool {
-    let keys = [
-        "content",
-        "reasoning_content",
-        "reasoning",
-        "refusal",
-        "tool_calls",
-        "function_call",
-    ];
-    let Some(
-        [
-            content,
-            reasoning_content,
-            reasoning,
-            refusal,
-            tool_calls,
-            function_call,
-        ],
-    ) = message.and_then(|m| wire::pick(m, keys))
-    else {
-        return false;
-    };
-    raw_non_empty_str(content)
-        || raw_non_empty_array(content)
-        || raw_non_empty_str(reasoning_content)
-        || raw_non_empty_str(reasoning)
-        || raw_non_empty_str(refusal)
-        || raw_non_empty_array(tool_calls)
-        || raw_is_object(function_call)
-}
-
-/// Whether any of a chat answer's `choices` shows content in its `key`
-/// (`message` for a whole answer, `delta` for a stream chunk).
-pub(super) fn chat_choices_have_content(choices: Option<&RawValue>, key: &str) -> bool {
-    raw_elements(choices).is_some_and(|choices| {
-        choices
-            .iter()
-            .any(|c| wire::pick(c, [key]).is_some_and(|[m]| chat_message_has_content(m)))
-    })
-}
-
-fn chat_has_content(choices: Option<&RawValue>) -> bool {
-    chat_choices_have_content(choices, "message")
-}
-
 /// Whether any element of a raw array is an object that passes `test`.
 fn any_object(raw: Option<&RawValue>, test: impl Fn(&RawObject<'_>) -> bool) -> bool {
     raw_elements(raw).is_some_and(|items| {
@@ -147,11 +98,13 @@ fn messages_has_content(content: Option<&RawValue>) -> bool {
     })
 }
 
-/// The raw-text predicates above against the `Value`-tree reading they
-/// replaced (kept here as the oracle), over arbitrary JSON built from the
-/// keys they look at, compact and pretty-printed.
+/// The raw-text predicates above, and the `choices` reading of the
+/// envelope's pass, against a `Value`-tree reading (kept here as the
+/// oracle), over arbitrary JSON built from the keys they look at, compact
+/// and pretty-printed.
 #[cfg(test)]
 mod raw_matches_value_reading {
+    use super::super::fields::Choices;
     use super::*;
     use proptest::prelude::*;
     use serde_json::{Value, json};
@@ -282,15 +235,14 @@ mod raw_matches_value_reading {
                 let raw: Box<RawValue> = serde_json::from_str(text)
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let raw = Some(raw.as_ref());
-                prop_assert_eq!(chat_message_has_content(raw), message_oracle(v));
-                prop_assert_eq!(chat_choices_have_content(raw, "message"), choices_oracle(v, "message"));
-                prop_assert_eq!(chat_choices_have_content(raw, "delta"), choices_oracle(v, "delta"));
+                // `choices` is read in the envelope's pass, not from raw text.
+                let choices: Choices = serde_json::from_str(text)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(choices.message_content, choices_oracle(v, "message"));
+                prop_assert_eq!(choices.delta_content, choices_oracle(v, "delta"));
+                prop_assert_eq!(choices.empty_array, v.as_array().is_some_and(Vec::is_empty));
                 prop_assert_eq!(responses_has_content(raw), responses_oracle(v));
                 prop_assert_eq!(messages_has_content(raw), messages_oracle(v));
-                prop_assert_eq!(
-                    wire::raw_empty_array(raw),
-                    v.as_array().is_some_and(Vec::is_empty)
-                );
             }
         }
     }

@@ -45,6 +45,7 @@
 //! assert!(report.saw_content && tap.saw_done());
 //! ```
 
+mod fields;
 mod json;
 mod tap;
 pub(crate) mod wire;

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use serde_json::value::RawValue;
 use tb_domain::Protocol;
 
-use super::json::chat_choices_have_content;
+use super::fields::UsageObject;
 use super::wire::{self, Counts, Envelope};
 use super::{ImageUsage, RequestFacts, UsageReport, build_usage};
 
@@ -147,8 +147,8 @@ impl UsageTap {
 
     /// Takes the usage of `raw`: overlaid on what was seen (a stream
     /// repeats and updates its usage).
-    fn take_usage(&mut self, raw: Option<&RawValue>) {
-        let (counts, cost) = wire::read_usage(self.protocol, raw);
+    fn take_usage(&mut self, usage: Option<&UsageObject<'_>>) {
+        let (counts, cost) = wire::read_usage(self.protocol, usage);
         self.counts.overlay(counts);
         if cost.is_some() {
             self.cost = cost;
@@ -156,12 +156,12 @@ impl UsageTap {
     }
 
     fn chat(&mut self, event: Option<&str>, env: &Envelope<'_>) -> EventClass {
-        if wire::raw_is_object(env.usage) {
-            self.take_usage(env.usage);
+        if let Some(usage) = env.usage_object() {
+            self.take_usage(Some(usage));
         }
         // Every chunk carries the answer's `service_tier`.
         self.counts.take_service_tier(env.service_tier);
-        if chat_choices_have_content(env.choices, "delta") {
+        if env.choices.is_some_and(|c| c.delta_content) {
             EventClass::Content
         } else if usage_only(env) {
             EventClass::UsageOnly
@@ -176,7 +176,7 @@ impl UsageTap {
         match name {
             "response.completed" | "response.incomplete" | "response.failed" => {
                 let response = Envelope::of_raw(env.response);
-                self.take_usage(response.usage);
+                self.take_usage(response.usage_object());
                 self.counts.take_service_tier(response.service_tier);
                 if name == "response.failed" {
                     EventClass::Error
@@ -206,11 +206,11 @@ impl UsageTap {
     fn messages(&mut self, name: &str, env: &Envelope<'_>) -> EventClass {
         match name {
             "message_start" => {
-                self.take_usage(Envelope::of_raw(env.message).usage);
+                self.take_usage(Envelope::of_raw(env.message).usage_object());
                 EventClass::Other
             }
             "message_delta" => {
-                self.take_usage(env.usage);
+                self.take_usage(env.usage_object());
                 EventClass::Other
             }
             "content_block_delta" => EventClass::Content,
@@ -236,7 +236,7 @@ impl UsageTap {
             "image_generation.partial_image" | "image_edit.partial_image" => EventClass::Content,
             "image_generation.completed" | "image_edit.completed" => {
                 self.images_completed = self.images_completed.saturating_add(1);
-                let (counts, cost) = wire::read_usage(self.protocol, env.usage);
+                let (counts, cost) = wire::read_usage(self.protocol, env.usage_object());
                 self.counts.add(counts);
                 if let Some(cost) = cost {
                     self.cost = Some(self.cost.unwrap_or(0).saturating_add(cost));
@@ -269,11 +269,7 @@ fn event_name<'a>(event: Option<&'a str>, env: &Envelope<'_>) -> Cow<'a, str> {
 
 /// `usage` is an object and `choices` is empty or absent.
 fn usage_only(env: &Envelope<'_>) -> bool {
-    wire::raw_is_object(env.usage)
-        && match env.choices {
-            None => true,
-            Some(raw) => wire::raw_empty_array(Some(raw)),
-        }
+    env.usage_object().is_some() && env.choices.is_none_or(|c| c.empty_array)
 }
 
 /// Whether a Chat Completions chunk only carries usage: `choices` is empty

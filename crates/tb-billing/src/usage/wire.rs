@@ -11,18 +11,24 @@ use serde_json::value::RawValue;
 use tb_domain::Protocol;
 use tb_prices::ServiceTier;
 
+use super::fields::{Choices, Members, UsageField, UsageObject};
+
 /// The top-level fields any body or event of the four protocols may carry
-/// that usage extraction looks at. Everything is kept raw (borrowed, not
-/// parsed), so a large field that is not needed (an image's `b64_json`, a
-/// long `output`) costs a scan, not an allocation.
+/// that usage extraction looks at. `usage` and `choices` are read in this
+/// same pass; everything else is kept raw (borrowed, not parsed), so a
+/// large field that is not needed (an image's `b64_json`, a long `output`)
+/// costs a scan, not an allocation.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Envelope<'a> {
     #[serde(borrow, default, rename = "type")]
     pub(crate) kind: Option<&'a RawValue>,
+    /// Read in this pass (`fields`), not kept raw: every answer and chat
+    /// chunk is read for it.
     #[serde(borrow, default)]
-    pub(crate) usage: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) choices: Option<&'a RawValue>,
+    pub(crate) usage: Option<UsageField<'a>>,
+    /// Read in this pass, like `usage`.
+    #[serde(default)]
+    pub(crate) choices: Option<Choices>,
     #[serde(borrow, default)]
     pub(crate) output: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -60,6 +66,11 @@ impl<'a> Envelope<'a> {
         serde_json::from_slice(text).unwrap_or_default()
     }
 
+    /// `usage`, when it is an object.
+    pub(crate) fn usage_object(&self) -> Option<&UsageObject<'a>> {
+        self.usage.as_ref().and_then(UsageField::object)
+    }
+
     /// The envelope of a raw JSON value (a nested object).
     pub(crate) fn of_raw(raw: Option<&'a RawValue>) -> Envelope<'a> {
         raw.map(|r| Envelope::of(r.get().as_bytes()))
@@ -76,11 +87,6 @@ pub(crate) fn raw_str(raw: Option<&RawValue>) -> Option<String> {
 pub(crate) fn raw_value(raw: Option<&RawValue>) -> Value {
     raw.and_then(|r| serde_json::from_str(r.get()).ok())
         .unwrap_or(Value::Null)
-}
-
-/// Whether a raw value is a JSON object.
-pub(crate) fn raw_is_object(raw: Option<&RawValue>) -> bool {
-    raw.is_some_and(|r| r.get().trim_start().starts_with('{'))
 }
 
 /// Whether a raw value is a string other than `""` (every escape decodes
@@ -101,11 +107,6 @@ fn raw_array_has_elements(raw: Option<&RawValue>) -> Option<bool> {
 /// Whether a raw value is an array with at least one element.
 pub(crate) fn raw_non_empty_array(raw: Option<&RawValue>) -> bool {
     raw_array_has_elements(raw) == Some(true)
-}
-
-/// Whether a raw value is the empty array.
-pub(crate) fn raw_empty_array(raw: Option<&RawValue>) -> bool {
-    raw_array_has_elements(raw) == Some(false)
 }
 
 /// The elements of a raw array, borrowed (`None` when it is not one).
@@ -187,8 +188,9 @@ const OUTPUT_DETAILS: &[&str] = &["output_tokens_details", "completion_tokens_de
 /// `usage` object this way builds no `Value` tree.
 pub(crate) struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
+/// An object key, borrowed unless it has escapes.
 #[derive(Deserialize)]
-struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+pub(crate) struct Key<'a>(#[serde(borrow)] pub(crate) Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for RawObject<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -214,40 +216,6 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
     }
 }
 
-/// The last value of each of `keys` in a raw JSON object (what
-/// [`RawObject::get`] finds), read in one pass that keeps no member list;
-/// `None` when `raw` is not an object. For the hot checks that look at a
-/// few keys of every answer and stream chunk.
-pub(crate) fn pick<'a, const N: usize>(
-    raw: &'a RawValue,
-    keys: [&str; N],
-) -> Option<[Option<&'a RawValue>; N]> {
-    struct Pick<'k, const N: usize>([&'k str; N]);
-    impl<'de, const N: usize> serde::de::Visitor<'de> for Pick<'_, N> {
-        type Value = [Option<&'de RawValue>; N];
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut out = [None; N];
-            while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
-                let v: &'de RawValue = map.next_value()?;
-                if let Some(i) = self.0.iter().position(|n| *n == k) {
-                    out[i] = Some(v);
-                }
-            }
-            Ok(out)
-        }
-    }
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    let out = serde::Deserializer::deserialize_map(&mut de, Pick(keys)).ok()?;
-    de.end().ok()?;
-    Some(out)
-}
-
 impl<'a> RawObject<'a> {
     /// The members of `raw` when it is an object.
     pub(crate) fn parse(raw: &'a RawValue) -> Option<RawObject<'a>> {
@@ -268,68 +236,57 @@ impl<'a> RawObject<'a> {
     pub(crate) fn text(&self, name: &str) -> Option<Cow<'a, str>> {
         raw_text(self.get(name))
     }
-
-    /// A member that is a non-negative integer.
-    fn count(&self, name: &str) -> Option<u64> {
-        serde_json::from_str::<u64>(self.get(name)?.get()).ok()
-    }
-
-    /// A member that is an object.
-    fn object(&self, name: &str) -> Option<RawObject<'a>> {
-        RawObject::parse(self.get(name)?)
-    }
 }
 
 /// The first of `names` in `obj` that holds a non-negative integer.
-fn first_count(obj: &RawObject<'_>, names: &[&str]) -> Option<u64> {
+fn first_count(obj: &Members<'_>, names: &[&str]) -> Option<u64> {
     names.iter().find_map(|n| obj.count(n))
 }
 
 /// The first of `objects` that has one of `names` as a count.
-fn first_in(objects: &[&RawObject<'_>], names: &[&str]) -> Option<u64> {
+fn first_in(objects: &[&Members<'_>], names: &[&str]) -> Option<u64> {
     objects.iter().find_map(|o| first_count(o, names))
 }
 
 impl Counts {
     /// Reads the counts of a `usage` object.
-    fn read(protocol: Protocol, usage: &RawObject<'_>) -> Counts {
-        let details = |names: &[&str]| -> Vec<RawObject<'_>> {
+    fn read(protocol: Protocol, usage: &UsageObject<'_>) -> Counts {
+        let details = |names: &[&str]| -> Vec<&Members<'_>> {
             names.iter().filter_map(|n| usage.object(n)).collect()
         };
         let input_details = details(INPUT_DETAILS);
         let output_details = details(OUTPUT_DETAILS);
+        let top = usage.top();
         // Where the cache counts live first: top level for Anthropic, the
         // input details for OpenAI; the other place is the fallback.
-        let mut cache_places: Vec<&RawObject<'_>> = Vec::with_capacity(3);
+        let mut cache_places: Vec<&Members<'_>> = Vec::with_capacity(3);
         if protocol == Protocol::Messages {
-            cache_places.push(usage);
+            cache_places.push(top);
             cache_places.extend(&input_details);
         } else {
             cache_places.extend(&input_details);
-            cache_places.push(usage);
+            cache_places.push(top);
         }
-        let mut reasoning_places: Vec<&RawObject<'_>> = output_details.iter().collect();
-        reasoning_places.push(usage);
-        let input_places: Vec<&RawObject<'_>> = input_details.iter().collect();
-        let output_places: Vec<&RawObject<'_>> = output_details.iter().collect();
+        let mut reasoning_places = output_details.clone();
+        reasoning_places.push(top);
         let images = protocol.is_images();
-        let image_count = |places: &[&RawObject<'_>], name: &str| {
+        let image_count = |places: &[&Members<'_>], name: &str| {
             images.then(|| first_in(places, &[name])).flatten()
         };
         Counts {
-            input: first_count(usage, INPUT),
+            input: first_count(top, INPUT),
             cache_read: first_in(&cache_places, CACHE_READ),
             cache_write: first_in(&cache_places, CACHE_WRITE),
             cache_write_1h: usage
                 .object("cache_creation")
                 .and_then(|c| c.count("ephemeral_1h_input_tokens")),
-            output: first_count(usage, OUTPUT),
+            output: first_count(top, OUTPUT),
             reasoning: first_in(&reasoning_places, &["reasoning_tokens"]),
-            input_text: image_count(&input_places, "text_tokens"),
-            input_image: image_count(&input_places, "image_tokens"),
-            output_image: image_count(&output_places, "image_tokens"),
-            output_text: image_count(&output_places, "text_tokens"),
-            service_tier: service_tier(usage.get("service_tier")),
+            input_text: image_count(&input_details, "text_tokens"),
+            input_image: image_count(&input_details, "image_tokens"),
+            output_image: image_count(&output_details, "image_tokens"),
+            output_text: image_count(&output_details, "text_tokens"),
+            service_tier: service_tier(top.raw("service_tier")),
         }
     }
 
@@ -407,24 +364,31 @@ impl Counts {
     }
 }
 
-/// A `usage` object read once (one parse): its counts and the cost it
-/// reports. Not an object: nothing.
-pub(crate) fn read_usage(protocol: Protocol, raw: Option<&RawValue>) -> (Counts, Option<u64>) {
-    let Some(usage) = raw.and_then(RawObject::parse) else {
+/// The counts and the reported cost of a `usage` object (`None`: it was
+/// absent or not an object).
+pub(crate) fn read_usage(
+    protocol: Protocol,
+    usage: Option<&UsageObject<'_>>,
+) -> (Counts, Option<u64>) {
+    let Some(usage) = usage else {
         return (Counts::default(), None);
     };
-    (Counts::read(protocol, &usage), reported_cost(&usage))
+    (Counts::read(protocol, usage), reported_cost(usage))
 }
 
 /// The cost the upstream reports in its `usage` (OpenRouter): `cost`, else
 /// `cost_details.upstream_inference_cost`; USD as a JSON number, converted
 /// to micros from the number's text.
-fn reported_cost(usage: &RawObject<'_>) -> Option<u64> {
-    if let Some(micros) = usage.get("cost").and_then(|c| usd_text_to_micros(c.get())) {
+fn reported_cost(usage: &UsageObject<'_>) -> Option<u64> {
+    if let Some(micros) = usage
+        .top()
+        .raw("cost")
+        .and_then(|c| usd_text_to_micros(c.get()))
+    {
         return Some(micros);
     }
     let details = usage.object("cost_details")?;
-    usd_text_to_micros(details.get("upstream_inference_cost")?.get())
+    usd_text_to_micros(details.raw("upstream_inference_cost")?.get())
 }
 
 /// The largest amount accepted, in micros (10^15, as for settlements).
@@ -508,24 +472,7 @@ mod raw_object_tests {
     use super::*;
 
     fn counts(protocol: Protocol, usage: &str) -> Counts {
-        let raw: &RawValue = serde_json::from_str(usage).unwrap();
-        read_usage(protocol, Some(raw)).0
-    }
-
-    #[test]
-    fn pick_finds_what_raw_object_get_finds() {
-        let raw: &RawValue =
-            serde_json::from_str(r#"{"a":1,"b\u0022":[2],"a":{"x":3},"c":null}"#).unwrap();
-        let [a, b, c, d] = pick(raw, ["a", "b\"", "c", "d"]).unwrap();
-        let obj = RawObject::parse(raw).unwrap();
-        for (got, key) in [(a, "a"), (b, "b\""), (c, "c"), (d, "d")] {
-            assert_eq!(got.map(RawValue::get), obj.get(key).map(RawValue::get));
-        }
-        assert_eq!(a.map(RawValue::get), Some(r#"{"x":3}"#));
-        for not_object in ["[1]", "\"a\"", "3", "null"] {
-            let raw: &RawValue = serde_json::from_str(not_object).unwrap();
-            assert!(pick(raw, ["a"]).is_none());
-        }
+        read_usage(protocol, UsageObject::parse(usage).as_ref()).0
     }
 
     #[test]
