@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 use tb_domain::{Outcome, Protocol, TraceParent};
+
+mod canonical;
+
 /// The price tier of [`CallRecord::price_tier`] (re-exported: the ledger
 /// reads it back without depending on `tb-prices`).
 pub use tb_prices::BilledTier;
@@ -328,7 +331,6 @@ pub fn endpoint_label(protocol: Protocol) -> &'static str {
 /// Identifies repeated prompts without storing them. `None` when the body
 /// has no such field.
 pub fn prompt_hash(protocol: Protocol, request_body: &[u8]) -> Option<String> {
-    use serde_json::Value;
     use serde_json::value::RawValue;
     use sha2::{Digest, Sha256};
 
@@ -346,27 +348,32 @@ pub fn prompt_hash(protocol: Protocol, request_body: &[u8]) -> Option<String> {
         prompt: Option<&'a RawValue>,
     }
     let fields: PromptFields<'_> = serde_json::from_slice(request_body).ok()?;
-    // Parsed into a `Value` so the hash is of the canonical compact JSON
-    // (keys sorted, whitespace and escapes normalised), as billing.md says.
-    let value = |raw: Option<&RawValue>| serde_json::from_str::<Value>(raw?.get()).ok();
-    let mut hasher = Sha256::new();
-    let written = match protocol {
-        Protocol::ChatCompletions => serde_json::to_writer(&mut hasher, &value(fields.messages)?),
-        Protocol::Messages => {
-            let messages = value(fields.messages)?;
-            let system = match fields.system {
-                Some(raw) => value(Some(raw))?,
-                None => Value::Null,
-            };
-            serde_json::to_writer(&mut hasher, &(system, messages))
-        }
-        Protocol::Responses => serde_json::to_writer(&mut hasher, &value(fields.input)?),
-        Protocol::ImagesGenerations | Protocol::ImagesEdits | Protocol::Videos => {
-            serde_json::to_writer(&mut hasher, &value(fields.prompt)?)
-        }
-        Protocol::Embeddings => serde_json::to_writer(&mut hasher, &value(fields.input)?),
+    // Hashed in its canonical compact form (keys sorted, whitespace and
+    // escapes normalised), as billing.md says: what `serde_json::Value`
+    // would write, written without building one (`canonical`).
+    let mut text = Vec::with_capacity(request_body.len());
+    let canonical = |raw: Option<&RawValue>, text: &mut Vec<u8>| {
+        canonical::write_canonical(raw?.get(), text).ok()
     };
-    written.ok()?;
+    match protocol {
+        Protocol::ChatCompletions => canonical(fields.messages, &mut text)?,
+        Protocol::Messages => {
+            // `[system, messages]`, `null` for a missing system prompt.
+            text.push(b'[');
+            match fields.system {
+                Some(raw) => canonical(Some(raw), &mut text)?,
+                None => text.extend_from_slice(b"null"),
+            }
+            text.push(b',');
+            canonical(fields.messages, &mut text)?;
+            text.push(b']');
+        }
+        Protocol::Responses | Protocol::Embeddings => canonical(fields.input, &mut text)?,
+        Protocol::ImagesGenerations | Protocol::ImagesEdits | Protocol::Videos => {
+            canonical(fields.prompt, &mut text)?
+        }
+    }
+    let hasher = Sha256::new_with_prefix(&text);
     Some(format!("{:x}", hasher.finalize()))
 }
 
