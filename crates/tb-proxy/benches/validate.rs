@@ -5,6 +5,9 @@
 //! rows are the baseline: `IgnoredAny` (syntax only, no UTF-8 check inside
 //! strings), `Value` (a full tree) and the former probe (three members as
 //! `RawValue`, the rest skipped).
+//!
+//! The `prompt_hash` group times the call record's prompt hash over the
+//! same bodies, against the `Value` round trip it replaced.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -154,6 +157,54 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // The prompt hash every call record carries (billing.md), over the same
+    // bodies: `tokenbuddy` writes the canonical JSON directly; `via_value`
+    // is how it was computed before (parse into a `Value`, write it back).
+    let mut g = c.benchmark_group("prompt_hash");
+    g.warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(2));
+    for (name, protocol, body) in &bodies {
+        assert_eq!(
+            tb_billing::record::prompt_hash(*protocol, body),
+            prompt_hash_via_value(*protocol, body)
+        );
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(BenchmarkId::new("tokenbuddy", name), body, |b, body| {
+            b.iter(|| tb_billing::record::prompt_hash(*protocol, black_box(body)).unwrap())
+        });
+        g.bench_with_input(BenchmarkId::new("via_value", name), body, |b, body| {
+            b.iter(|| prompt_hash_via_value(*protocol, black_box(body)).unwrap())
+        });
+    }
+    g.finish();
+}
+
+/// The prompt hash as it was computed before: the prompt fields parsed into
+/// `Value`s and written back compact.
+fn prompt_hash_via_value(protocol: Protocol, body: &[u8]) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    #[derive(Deserialize)]
+    struct PromptFields<'a> {
+        #[serde(borrow, default)]
+        messages: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        system: Option<&'a RawValue>,
+    }
+    let fields: PromptFields<'_> = serde_json::from_slice(body).ok()?;
+    let value = |raw: Option<&RawValue>| serde_json::from_str::<Value>(raw?.get()).ok();
+    let mut hasher = Sha256::new();
+    match protocol {
+        Protocol::Messages => {
+            let system = match fields.system {
+                Some(raw) => value(Some(raw))?,
+                None => Value::Null,
+            };
+            serde_json::to_writer(&mut hasher, &(system, value(fields.messages)?)).ok()?;
+        }
+        _ => serde_json::to_writer(&mut hasher, &value(fields.messages)?).ok()?,
+    }
+    Some(format!("{:x}", hasher.finalize()))
 }
 
 criterion_group!(benches, bench);

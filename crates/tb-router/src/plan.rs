@@ -152,6 +152,15 @@ impl RoutePlan {
         }
     }
 
+    /// Whether every upstream of `other` is in this plan already (so
+    /// [`RoutePlan::append_translated`] would add none of them).
+    pub fn has_all_of(&self, other: &RoutePlan) -> bool {
+        other
+            .routes
+            .iter()
+            .all(|o| self.routes.iter().any(|r| r.upstream.id == o.upstream.id))
+    }
+
     /// Appends `translated`'s routes after this plan's (native first),
     /// skipping upstreams already in the plan, up to `max_routes` in all.
     /// When this plan has no route, the model id sent is `translated`'s.
@@ -237,6 +246,21 @@ mod tests {
         let msg = plan.not_found_message("m", Protocol::ChatCompletions);
         assert!(msg.contains("any of the 2 upstream(s) considered"), "{msg}");
         assert!(!msg.contains("resolved to"), "{msg}");
+    }
+
+    #[test]
+    fn a_translated_group_adds_only_upstreams_not_in_the_plan() {
+        let mut plan = RoutePlan::from_routes("m", vec![seller("a"), seller("b")]);
+        let same = RoutePlan::from_routes("m", vec![seller("b"), seller("a")]);
+        let more = RoutePlan::from_routes("m", vec![seller("b"), seller("c")]);
+        assert!(plan.has_all_of(&same));
+        assert!(!plan.has_all_of(&more));
+        assert!(!RoutePlan::from_routes("m", Vec::new()).has_all_of(&same));
+        plan.append_translated(same, 5);
+        assert_eq!(plan.routes.len(), 2);
+        plan.append_translated(more, 5);
+        let ids: Vec<&str> = plan.routes.iter().map(|r| r.upstream.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
     }
 
     #[test]

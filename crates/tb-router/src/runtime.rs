@@ -165,6 +165,13 @@ impl Routing {
         );
         if self.translate {
             for other in table.translated_plans(model, protocol) {
+                // Ordering a group costs a pool snapshot per upstream; skip
+                // it when appending could add nothing (the plan is full, or
+                // every upstream of the group is in it already).
+                let full = plan.routes.len() >= self.router.max_attempts();
+                if !plan.routes.is_empty() && (full || plan.has_all_of(&other)) {
+                    continue;
+                }
                 let other = self
                     .router
                     .order(other, model, now_ms, auto_mode, has_tools);
