@@ -11,17 +11,326 @@
 //!
 //! The output is byte for byte `serde_json::to_vec(&Value)` of the same
 //! text: a repeated key keeps its last value, as `Value`'s map does (the
-//! property test below holds it to that).
+//! property tests below hold both paths to that).
+//!
+//! Two paths. The common one ([`Fast`]) walks the text once and copies
+//! what is already canonical (string runs found with `memchr`, integers,
+//! literals), so a 200 KB prompt of file contents is mostly `memcpy`;
+//! decoding each string and escaping it again through serde was most of
+//! the hash's cost. Anything it does not expect (a float, an escape it
+//! does not rewrite, a syntax error) sends the whole value to the serde
+//! path ([`Canonical`]), which is the reference.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Writes the canonical form of the JSON text `raw` to `out`.
 pub(crate) fn write_canonical(raw: &str, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    let start = out.len();
+    if Fast::new(raw).document(out).is_some() {
+        return Ok(());
+    }
+    out.truncate(start);
+    write_canonical_with_serde(raw, out)
+}
+
+/// A character inside a string, as serde_json writes it: the two-character
+/// escapes, `\u00xx` for the other control characters, the rest as UTF-8.
+fn write_char(out: &mut Vec<u8>, c: char) {
+    let short: &[u8] = match c {
+        '"' => b"\\\"",
+        '\\' => b"\\\\",
+        '\u{8}' => b"\\b",
+        '\u{c}' => b"\\f",
+        '\n' => b"\\n",
+        '\r' => b"\\r",
+        '\t' => b"\\t",
+        c if u32::from(c) < 0x20 => {
+            out.extend_from_slice(format!("\\u{:04x}", u32::from(c)).as_bytes());
+            return;
+        }
+        c => {
+            out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+            return;
+        }
+    };
+    out.extend_from_slice(short);
+}
+
+/// The reference path: serde_json reads the text, [`Canonical`] writes it.
+fn write_canonical_with_serde(raw: &str, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(raw);
     Canonical(out).deserialize(&mut de)?;
     de.end()
+}
+
+/// The same nesting limit as serde_json's reader: deeper text goes to the
+/// serde path, which refuses it the same way.
+const MAX_DEPTH: usize = 128;
+
+/// The one-pass writer. Every method returns `None` to hand the value to
+/// the serde path.
+struct Fast<'a> {
+    text: &'a str,
+    pos: usize,
+    depth: usize,
+    /// Member buffers of finished objects, reused by the next ones.
+    spare: Vec<Vec<u8>>,
+}
+
+impl<'a> Fast<'a> {
+    fn new(text: &'a str) -> Fast<'a> {
+        Fast {
+            text,
+            pos: 0,
+            depth: 0,
+            spare: Vec::new(),
+        }
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes().get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        self.skip_ws();
+        (self.peek()? == byte).then(|| self.pos += 1)
+    }
+
+    fn document(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        self.value(out)?;
+        self.skip_ws();
+        (self.pos == self.text.len()).then_some(())
+    }
+
+    fn value(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        self.skip_ws();
+        match self.peek()? {
+            b'{' => self.nested(out, Fast::object),
+            b'[' => self.nested(out, Fast::array),
+            b'"' => self.string(out).map(|_| ()),
+            b't' => self.literal(out, "true"),
+            b'f' => self.literal(out, "false"),
+            b'n' => self.literal(out, "null"),
+            _ => self.integer(out),
+        }
+    }
+
+    fn nested(
+        &mut self,
+        out: &mut Vec<u8>,
+        f: fn(&mut Self, &mut Vec<u8>) -> Option<()>,
+    ) -> Option<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return None;
+        }
+        f(self, out)?;
+        self.depth -= 1;
+        Some(())
+    }
+
+    fn literal(&mut self, out: &mut Vec<u8>, word: &str) -> Option<()> {
+        let end = self.pos + word.len();
+        (self.text.get(self.pos..end)? == word).then_some(())?;
+        self.pos = end;
+        out.extend_from_slice(word.as_bytes());
+        Some(())
+    }
+
+    /// An integer `Value` keeps as written: `-?digits` within `i64`/`u64`,
+    /// not `-0` (a float to serde_json). Anything else goes to serde.
+    fn integer(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        let rest = self.bytes().get(self.pos..)?;
+        let len = rest
+            .iter()
+            .position(|b| !matches!(b, b'-' | b'0'..=b'9'))
+            .unwrap_or(rest.len());
+        let text = self.text.get(self.pos..self.pos + len)?;
+        if matches!(rest.get(len), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        let canonical = !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && (digits == "0" || !digits.starts_with('0'))
+            && text != "-0"
+            && (text.parse::<u64>().is_ok() || text.parse::<i64>().is_ok());
+        canonical.then_some(())?;
+        self.pos += len;
+        out.extend_from_slice(text.as_bytes());
+        Some(())
+    }
+
+    fn array(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        self.eat(b'[')?;
+        out.push(b'[');
+        self.skip_ws();
+        if self.peek()? == b']' {
+            self.pos += 1;
+            out.push(b']');
+            return Some(());
+        }
+        loop {
+            self.value(out)?;
+            self.skip_ws();
+            match self.peek()? {
+                b',' => {
+                    self.pos += 1;
+                    out.push(b',');
+                }
+                b']' => {
+                    self.pos += 1;
+                    out.push(b']');
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Members are written to a buffer of their own, then copied out in
+    /// key order; of a repeated key only the last is kept.
+    fn object(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        self.eat(b'{')?;
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        let mut members: Vec<(Cow<'a, str>, Range<usize>)> = Vec::new();
+        self.skip_ws();
+        if self.peek()? == b'}' {
+            self.pos += 1;
+        } else {
+            loop {
+                self.skip_ws();
+                let start = buf.len();
+                let key = self.string(&mut buf)?;
+                self.eat(b':')?;
+                buf.push(b':');
+                self.value(&mut buf)?;
+                members.push((key, start..buf.len()));
+                self.skip_ws();
+                match self.peek()? {
+                    b',' => self.pos += 1,
+                    b'}' => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        out.push(b'{');
+        let mut first = true;
+        for (i, (key, range)) in members.iter().enumerate() {
+            if members.get(i + 1).is_some_and(|next| next.0 == *key) {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(buf.get(range.clone())?);
+        }
+        out.push(b'}');
+        self.spare.push(buf);
+        Some(())
+    }
+
+    /// Writes a string canonically; returns its text (for sorting keys),
+    /// borrowed unless it had escapes.
+    fn string(&mut self, out: &mut Vec<u8>) -> Option<Cow<'a, str>> {
+        self.eat(b'"')?;
+        let open = self.pos;
+        let out_start = out.len();
+        out.push(b'"');
+        let mut escaped = false;
+        loop {
+            let rest = self.bytes().get(self.pos..)?;
+            let run = memchr::memchr2(b'"', b'\\', rest)?;
+            let plain = rest.get(..run)?;
+            // serde_json refuses raw control characters in a string.
+            if plain.iter().any(|&b| b < 0x20) {
+                return None;
+            }
+            out.extend_from_slice(plain);
+            self.pos += run;
+            if rest[run] == b'"' {
+                self.pos += 1;
+                break;
+            }
+            escaped = true;
+            self.escape(out)?;
+        }
+        out.push(b'"');
+        if !escaped {
+            return Some(Cow::Borrowed(self.text.get(open..self.pos - 1)?));
+        }
+        // The key as `Value` would hold it, for sorting.
+        let written = std::str::from_utf8(out.get(out_start..)?).ok()?;
+        serde_json::from_str::<String>(written).ok().map(Cow::Owned)
+    }
+
+    /// One escape at `self.pos` (the backslash), written as serde_json
+    /// writes the character it stands for.
+    fn escape(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        let kind = *self.bytes().get(self.pos + 1)?;
+        match kind {
+            b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => {
+                out.extend_from_slice(&[b'\\', kind]);
+                self.pos += 2;
+            }
+            b'/' => {
+                out.push(b'/');
+                self.pos += 2;
+            }
+            b'u' => {
+                let unit = self.hex4(self.pos + 2)?;
+                self.pos += 6;
+                let code = match unit {
+                    0xD800..=0xDBFF => {
+                        // A surrogate pair; a lone half goes to serde, which
+                        // refuses it.
+                        if self.bytes().get(self.pos..self.pos + 2)? != b"\\u" {
+                            return None;
+                        }
+                        let low = self.hex4(self.pos + 2)?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return None;
+                        }
+                        self.pos += 6;
+                        0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    0xDC00..=0xDFFF => return None,
+                    _ => unit,
+                };
+                write_char(out, char::from_u32(code)?);
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    fn hex4(&self, at: usize) -> Option<u32> {
+        let digits = self.text.get(at..at + 4)?;
+        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u32::from_str_radix(digits, 16).ok()
+    }
 }
 
 /// Deserializes one value, writing its canonical form to the buffer.
@@ -131,64 +440,131 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::Value;
 
-    fn canonical(text: &str) -> String {
+    fn canonical(text: &str) -> Option<String> {
         let mut out = Vec::new();
-        write_canonical(text, &mut out).unwrap();
-        String::from_utf8(out).unwrap()
+        write_canonical(text, &mut out).ok()?;
+        Some(String::from_utf8(out).unwrap())
     }
 
-    fn via_value(text: &str) -> String {
-        serde_json::to_string(&serde_json::from_str::<Value>(text).unwrap()).unwrap()
+    fn fast(text: &str) -> Option<String> {
+        let mut out = Vec::new();
+        Fast::new(text).document(&mut out)?;
+        Some(String::from_utf8(out).unwrap())
+    }
+
+    fn with_serde(text: &str) -> Option<String> {
+        let mut out = Vec::new();
+        write_canonical_with_serde(text, &mut out).ok()?;
+        Some(String::from_utf8(out).unwrap())
+    }
+
+    fn via_value(text: &str) -> Option<String> {
+        Some(serde_json::to_string(&serde_json::from_str::<Value>(text).ok()?).unwrap())
     }
 
     #[test]
     fn sorts_keys_keeps_the_last_of_a_repeated_key_and_normalises() {
         let text = r#" { "b" : [1, 2.50, -3, 1e2, "\u00e9\/"], "a":{"z":null,"y":true}, "b":{} } "#;
-        assert_eq!(canonical(text), r#"{"a":{"y":true,"z":null},"b":{}}"#);
-        assert_eq!(canonical(text), via_value(text));
-        let text = r#"[{"role":"user","content":"h\ti \"x\" \ud83d\ude80"}, [], {}]"#;
-        assert_eq!(canonical(text), via_value(text));
+        assert_eq!(
+            canonical(text).unwrap(),
+            r#"{"a":{"y":true,"z":null},"b":{}}"#
+        );
         for text in [
+            text,
+            r#"[{"role":"user","content":"h\ti \"x\" \ud83d\ude80 \u001F \u0008 \u0041"}, [], {}]"#,
             "0",
             "-0",
             "1.0",
             "18446744073709551616",
             "-9223372036854775809",
-            "\"\"",
+            r#""""#,
         ] {
+            assert_eq!(canonical(text), via_value(text), "{text}");
+            assert_eq!(with_serde(text), via_value(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn what_agents_send_takes_the_fast_path() {
+        // JSON.stringify's output (Claude Code, opencode), and Python's
+        // `json.dumps` with its `\uXXXX` escapes (the Python SDKs).
+        for text in [
+            "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"fix \\\"parse\\\"\\n\\tcaf\u{e9} \u{1f680}\"}]}]",
+            r#"[{"role": "user", "content": "caf\u00e9 \ud83d\ude80 \u001f"}]"#,
+            r#"{"z":[1,-2,true,null],"a":"\\"}"#,
+        ] {
+            assert!(fast(text).is_some(), "{text}");
+            assert_eq!(fast(text), via_value(text), "{text}");
+        }
+        // Floats, `-0`, a lone surrogate, syntax errors are the serde
+        // path's, and agree there.
+        for text in ["[1.5]", "-0", "1e2", r#""\ud800""#, "[1,]", r#"{"a" 1}"#] {
+            assert_eq!(fast(text), None, "{text}");
             assert_eq!(canonical(text), via_value(text), "{text}");
         }
     }
 
     #[test]
     fn not_json_is_an_error() {
-        for text in ["", "{", "[1,]", "{\"a\"}", "1 2"] {
+        for text in [
+            "",
+            "{",
+            "[1,]",
+            r#"{"a"}"#,
+            "1 2",
+            "\"\u{1}\"",
+            r#""\ud800""#,
+        ] {
             assert!(write_canonical(text, &mut Vec::new()).is_err(), "{text}");
         }
     }
 
-    fn json_text() -> impl Strategy<Value = String> {
-        let leaf = prop::sample::select(vec![
-            "null",
-            "true",
-            "false",
-            "0",
-            "-0",
-            "7",
-            "-12",
-            "1.5",
-            "2.50",
-            "1e2",
-            "1E-3",
-            "123456789012345678901234567890",
-            "\"\"",
-            "\"x\"",
-            "\"\\u00e9\\n\\/\"",
-            "\"é🚀\"",
-        ])
-        .prop_map(str::to_owned);
+    #[test]
+    fn nesting_past_the_limit_is_refused_like_serde_json_does() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(fast(&deep).is_none());
+        assert_eq!(canonical(&deep), via_value(&deep));
+    }
+
+    /// Every kind of leaf: numbers serde_json keeps as integers and those
+    /// it turns into floats, strings with every escape.
+    const LEAVES: [&str; 24] = [
+        "null",
+        "true",
+        "false",
+        "0",
+        "7",
+        "-12",
+        "18446744073709551615",
+        "-9223372036854775808",
+        r#""""#,
+        r#""x""#,
+        r#""\u00e9\n\/""#,
+        "\"é🚀\"",
+        r#""\ud83d\ude80""#,
+        r#""\uD83D\uDE80""#,
+        r#""\u001F\u0008\u000a\u0022\u005C\u007f""#,
+        r#""a\\b\"c\td""#,
+        "\"\u{7f}\"",
+        // From here on, the serde path's.
+        "-0",
+        "1.5",
+        "2.50",
+        "1e2",
+        "1E-3",
+        "123456789012345678901234567890",
+        r#""\ud800""#,
+    ];
+
+    /// How many of [`LEAVES`] the fast path writes itself.
+    const FAST_LEAVES: usize = 17;
+
+    fn json_of(leaves: &'static [&'static str]) -> impl Strategy<Value = String> {
+        let leaf = prop::sample::select(leaves).prop_map(str::to_owned);
         leaf.prop_recursive(4, 64, 6, |inner| {
-            let key = prop::sample::select(vec!["a", "b", "role", "content", "\\u0061", "é", ""]);
+            let key = prop::sample::select(vec![
+                "a", "b", "role", "content", r"\u0061", "é", "", r#"\""#, r"a\/",
+            ]);
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..5)
                     .prop_map(|items| format!("[ {} ]", items.join(" , "))),
@@ -204,11 +580,22 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(1024))]
+        #![proptest_config(ProptestConfig::with_cases(2048))]
 
         #[test]
-        fn writes_what_serde_json_writes_of_the_value(text in json_text()) {
-            prop_assert_eq!(canonical(&text), via_value(&text));
+        fn writes_what_serde_json_writes_of_the_value(text in json_of(&LEAVES)) {
+            let expected = via_value(&text);
+            prop_assert_eq!(canonical(&text), expected.clone());
+            prop_assert_eq!(with_serde(&text), expected.clone());
+            // The fast path either agrees or hands the text over.
+            if let Some(fast) = fast(&text) {
+                prop_assert_eq!(Some(fast), expected);
+            }
+        }
+
+        #[test]
+        fn the_fast_path_writes_what_it_accepts(text in json_of(&LEAVES[..FAST_LEAVES])) {
+            prop_assert_eq!(fast(&text), via_value(&text));
         }
     }
 }
