@@ -121,7 +121,7 @@ impl<'a> Fast<'a> {
         match self.peek()? {
             b'{' => self.nested(out, Fast::object),
             b'[' => self.nested(out, Fast::array),
-            b'"' => self.string(out).map(|_| ()),
+            b'"' => self.string(out),
             b't' => self.literal(out, "true"),
             b'f' => self.literal(out, "false"),
             b'n' => self.literal(out, "null"),
@@ -216,7 +216,7 @@ impl<'a> Fast<'a> {
             loop {
                 self.skip_ws();
                 let start = buf.len();
-                let key = self.string(&mut buf)?;
+                let key = self.key(&mut buf)?;
                 self.eat(b':')?;
                 buf.push(b':');
                 self.value(&mut buf)?;
@@ -250,38 +250,66 @@ impl<'a> Fast<'a> {
         Some(())
     }
 
-    /// Writes a string canonically; returns its text (for sorting keys),
-    /// borrowed unless it had escapes.
-    fn string(&mut self, out: &mut Vec<u8>) -> Option<Cow<'a, str>> {
-        self.eat(b'"')?;
-        let open = self.pos;
+    /// Writes a string value canonically.
+    fn string(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        self.string_span(out).map(|_| ())
+    }
+
+    /// Writes an object key canonically; returns its text, for sorting
+    /// (borrowed unless it had escapes).
+    fn key(&mut self, out: &mut Vec<u8>) -> Option<Cow<'a, str>> {
         let out_start = out.len();
-        out.push(b'"');
-        let mut escaped = false;
-        loop {
-            let rest = self.bytes().get(self.pos..)?;
-            let run = memchr::memchr2(b'"', b'\\', rest)?;
-            let plain = rest.get(..run)?;
-            // serde_json refuses raw control characters in a string.
-            if plain.iter().any(|&b| b < 0x20) {
-                return None;
-            }
-            out.extend_from_slice(plain);
-            self.pos += run;
-            if rest[run] == b'"' {
-                self.pos += 1;
-                break;
-            }
-            escaped = true;
-            self.escape(out)?;
-        }
-        out.push(b'"');
+        let (open, escaped) = self.string_span(out)?;
         if !escaped {
             return Some(Cow::Borrowed(self.text.get(open..self.pos - 1)?));
         }
-        // The key as `Value` would hold it, for sorting.
         let written = std::str::from_utf8(out.get(out_start..)?).ok()?;
         serde_json::from_str::<String>(written).ok().map(Cow::Owned)
+    }
+
+    /// Writes a string; returns where its text starts and whether it had
+    /// escapes. The escapes serde_json writes the same way (`\n`, `\"` …)
+    /// are copied with the text around them: only `\/` and `\u` stop the
+    /// copy, so text full of newlines and quotes is copied in one piece.
+    fn string_span(&mut self, out: &mut Vec<u8>) -> Option<(usize, bool)> {
+        self.eat(b'"')?;
+        let open = self.pos;
+        out.push(b'"');
+        let mut escaped = false;
+        let mut copied = self.pos;
+        loop {
+            let rest = self.bytes().get(self.pos..)?;
+            let at = self.pos + memchr::memchr2(b'"', b'\\', rest)?;
+            if self.bytes().get(at) == Some(&b'"') {
+                self.copy(copied, at, out)?;
+                self.pos = at + 1;
+                break;
+            }
+            escaped = true;
+            match self.bytes().get(at + 1)? {
+                b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => self.pos = at + 2,
+                _ => {
+                    self.copy(copied, at, out)?;
+                    self.pos = at;
+                    self.escape(out)?;
+                    copied = self.pos;
+                }
+            }
+        }
+        out.push(b'"');
+        Some((open, escaped))
+    }
+
+    /// Copies `text[from..to]` (string content) to `out`; `None` when it
+    /// holds a raw control character, which serde_json refuses.
+    fn copy(&self, from: usize, to: usize, out: &mut Vec<u8>) -> Option<()> {
+        let span = self.bytes().get(from..to)?;
+        // A fold, not `any`: no early exit, so it vectorises.
+        if span.iter().fold(false, |seen, &b| seen | (b < 0x20)) {
+            return None;
+        }
+        out.extend_from_slice(span);
+        Some(())
     }
 
     /// One escape at `self.pos` (the backslash), written as serde_json
