@@ -19,7 +19,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod count;
 mod trace;
+pub use count::TokenCount;
 pub use trace::TraceParent;
 
 /// One of the five LLM APIs the proxy plane speaks.

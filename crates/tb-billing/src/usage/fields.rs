@@ -20,6 +20,8 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use tb_domain::TokenCount;
+
 use super::wire::Key;
 
 /// The count keys of a `usage` object or one of its details objects.
@@ -87,7 +89,7 @@ impl<'a> Members<'a> {
         let mut out = Members::default();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             if let Some(i) = position(&COUNT_KEYS, &key) {
-                out.counts[i] = map.next_value::<Count>()?.0;
+                out.counts[i] = map.next_value::<TokenCount>()?.0;
             } else if let Some(i) = position(&RAW_KEYS, &key) {
                 out.raws[i] = Some(map.next_value::<&'a RawValue>()?);
             } else if let (Some(i), Some(children)) =
@@ -199,43 +201,6 @@ macro_rules! other_types_give {
             Ok($other)
         }
     };
-}
-
-/// A count: what `u64` accepts (a non-negative JSON integer that fits),
-/// anything else is `None`.
-struct Count(Option<u64>);
-
-impl<'de> Deserialize<'de> for Count {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Count;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
-                Ok(Count(Some(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
-                Ok(Count(u64::try_from(v).ok()))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Count, E> {
-                Ok(Count(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Count, E> {
-                Ok(Count(None))
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Count, E> {
-                Ok(Count(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Count, E> {
-                Ok(Count(None))
-            }
-            other_types_give!(@seq Count(None));
-            other_types_give!(@map Count(None));
-        }
-        d.deserialize_any(V)
-    }
 }
 
 /// A details object inside `usage`: its members, or `None` when it is not
