@@ -232,20 +232,7 @@ impl<'a> Fast<'a> {
                 }
             }
         }
-        members.sort_by(|a, b| a.0.cmp(&b.0));
-        out.push(b'{');
-        let mut first = true;
-        for (i, (key, range)) in members.iter().enumerate() {
-            if members.get(i + 1).is_some_and(|next| next.0 == *key) {
-                continue;
-            }
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            out.extend_from_slice(buf.get(range.clone())?);
-        }
-        out.push(b'}');
+        write_members(&mut members, &buf, out)?;
         self.spare.push(buf);
         Some(())
     }
@@ -431,33 +418,45 @@ impl<'de> Visitor<'de> for Canonical<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        // Each member's value is written to `values`; the members are then
-        // sorted by key (stable, so the last of a repeated key is last).
+        // Each member (`"key":value`) is written to `values`; the members
+        // are then copied out in key order.
         let mut values = Vec::new();
-        let mut members: Vec<(String, std::ops::Range<usize>)> = Vec::new();
+        let mut members: Vec<(String, Range<usize>)> = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
             let start = values.len();
+            serde_json::to_writer(&mut values, &key).map_err(de::Error::custom)?;
+            values.push(b':');
             map.next_value_seed(Canonical(&mut values))?;
             members.push((key, start..values.len()));
         }
-        members.sort_by(|a, b| a.0.cmp(&b.0));
-        self.0.push(b'{');
-        let mut first = true;
-        for (i, (key, range)) in members.iter().enumerate() {
-            if members.get(i + 1).is_some_and(|next| next.0 == *key) {
-                continue;
-            }
-            if !first {
-                self.0.push(b',');
-            }
-            first = false;
-            serde_json::to_writer(&mut *self.0, key).map_err(de::Error::custom)?;
-            self.0.push(b':');
-            self.0.extend_from_slice(&values[range.clone()]);
-        }
-        self.0.push(b'}');
-        Ok(())
+        write_members(&mut members, &values, self.0)
+            .ok_or_else(|| de::Error::custom("a member outside its buffer"))
     }
+}
+
+/// Writes an object from its members, each a key (for sorting) and the
+/// range of `written` holding its canonical `"key":value`: sorted by key
+/// (stable, so of a repeated key the last is kept, as `Value`'s map does).
+fn write_members<K: Ord>(
+    members: &mut [(K, Range<usize>)],
+    written: &[u8],
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    members.sort_by(|a, b| a.0.cmp(&b.0));
+    out.push(b'{');
+    let mut first = true;
+    for (i, (key, range)) in members.iter().enumerate() {
+        if members.get(i + 1).is_some_and(|next| next.0 == *key) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(written.get(range.clone())?);
+    }
+    out.push(b'}');
+    Some(())
 }
 
 #[cfg(test)]

@@ -156,9 +156,8 @@ impl UsageTap {
     }
 
     fn chat(&mut self, event: Option<&str>, env: &Envelope<'_>) -> EventClass {
-        if let Some(usage) = env.usage_object() {
-            self.take_usage(Some(usage));
-        }
+        // A chunk without a usage object overlays nothing.
+        self.take_usage(env.usage_object());
         // Every chunk carries the answer's `service_tier`.
         self.counts.take_service_tier(env.service_tier);
         if env.choices.is_some_and(|c| c.delta_content) {
