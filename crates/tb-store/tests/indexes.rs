@@ -11,7 +11,7 @@ use common::Fixture;
 use sqlx::{Connection, Row};
 use tb_store::LedgerTarget;
 
-/// The member filter of `calls --member` and the dashboard (series.rs's
+/// The member filter of `GET /v1/calls?member=` and the dashboard (series.rs's
 /// `filter_sql`), newest first.
 const MEMBER_FILTER: &str = "SELECT seq FROM calls WHERE 1 = 1 AND member = $1 \
      ORDER BY started_at_ms DESC, id DESC LIMIT 50";
