@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Executor, Row};
+use sqlx::{Connection, Executor, Row};
 use tb_billing::record::CallRecord;
 use tb_billing::series::CallFilter;
 
@@ -182,17 +182,8 @@ impl Ledger {
                 StoreError::InvalidTarget(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(SQLITE_BUSY_TIMEOUT)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(SQLITE_MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+        let pool = sqlite_pool_options(SQLITE_MAX_CONNECTIONS)
+            .connect_with(sqlite_connect_options(path))
             .await?;
         SQLITE_MIGRATOR.run(&pool).await?;
         Ok(Ledger {
@@ -568,6 +559,58 @@ impl Ledger {
     }
 }
 
+fn sqlite_connect_options(path: &std::path::Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .foreign_keys(true)
+}
+
+fn sqlite_pool_options(max_connections: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_release(reusable_after_release)
+}
+
+/// Whether a SQLite connection may go back to the pool after use: not while
+/// sqlx still counts a transaction on it.
+///
+/// sqlx 0.8 keeps its own transaction depth. When SQLite ends a transaction
+/// by itself (a `COMMIT` that fails on a full or read-only disk rolls
+/// everything back), the depth stays up, the `ROLLBACK` queued on drop fails
+/// with "no transaction is active", and the connection's next `begin` is a
+/// `SAVEPOINT`. After one statement-level failure on that connection a
+/// `SAVEPOINT` transaction stays open, every later "commit" only releases a
+/// nested savepoint, and records the writer counts as stored vanish when the
+/// connection closes (decisions.md, "A connection whose transaction failed
+/// is closed"). Closing such a connection rolls back whatever SQLite still
+/// holds open, and the next transaction starts on a clean one.
+fn reusable_after_release(
+    conn: &mut sqlx::SqliteConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
+    Box::pin(async move {
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
+        // A dropped transaction's `ROLLBACK` is queued, not yet run: the
+        // ping runs after it, so the depth read next is the settled one.
+        conn.ping().await?;
+        let clean = !conn.is_in_transaction();
+        if !clean {
+            tracing::warn!(
+                target: "ledger.connection_discarded",
+                "a SQLite connection still counted a transaction after a failure; closing it"
+            );
+        }
+        Ok(clean)
+    })
+}
+
 fn unsigned(row: &impl RowExt, col: &'static str) -> Result<u64, StoreError> {
     let v = row.i64_col(col)?;
     u64::try_from(v).map_err(|_| StoreError::Corrupt {
@@ -667,6 +710,68 @@ static SELECT_AFTER_SEQ: LazyLock<String> =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A table whose trigger fails an insert the two ways SQLite fails a
+    /// write on a full or read-only disk: the whole transaction rolled back
+    /// (as a failed `COMMIT` is), or only the statement undone.
+    const FAILING_TABLE: &str = "CREATE TABLE t (x TEXT NOT NULL); \
+         CREATE TRIGGER t_fails BEFORE INSERT ON t BEGIN \
+           SELECT RAISE(ROLLBACK, 'injected: the whole transaction') WHERE NEW.x = 'rollback'; \
+           SELECT RAISE(ABORT, 'injected: the statement') WHERE NEW.x = 'abort'; \
+         END;";
+
+    async fn insert(pool: &SqlitePool, x: &str) -> Result<(), sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        sqlx::query("INSERT INTO t (x) VALUES (?)")
+            .bind(x)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+
+    /// One connection (so each transaction reuses the last one's), a
+    /// whole-transaction failure, a statement failure, then a good insert:
+    /// what the file holds once the pool is closed.
+    async fn kept_after_two_failures(options: SqlitePoolOptions) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let pool = options
+            .max_connections(1)
+            .connect_with(sqlite_connect_options(&path))
+            .await
+            .unwrap();
+        sqlx::raw_sql(FAILING_TABLE).execute(&pool).await.unwrap();
+        assert!(insert(&pool, "rollback").await.is_err());
+        assert!(insert(&pool, "abort").await.is_err());
+        insert(&pool, "kept").await.unwrap();
+        pool.close().await;
+        let mut conn = sqlx::SqliteConnection::connect_with(&sqlite_connect_options(&path))
+            .await
+            .unwrap();
+        sqlx::query_scalar("SELECT x FROM t")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_commit_after_failed_transactions_is_stored() {
+        assert_eq!(
+            kept_after_two_failures(sqlite_pool_options(1)).await,
+            ["kept"]
+        );
+    }
+
+    /// Why [`reusable_after_release`] exists: with sqlx 0.8's own pool
+    /// settings the same sequence reports success and stores nothing. If a
+    /// sqlx upgrade makes this fail, sqlx keeps its depth right by itself.
+    #[tokio::test]
+    async fn without_the_release_check_the_commit_is_lost() {
+        assert_eq!(
+            kept_after_two_failures(SqlitePoolOptions::new()).await,
+            Vec::<String>::new()
+        );
+    }
 
     #[test]
     fn chunks_are_powers_of_two_that_cover_the_batch() {
