@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, Executor, Row};
+use sqlx::{Executor, Row};
 use tb_billing::record::CallRecord;
 use tb_billing::series::CallFilter;
 
@@ -59,6 +59,28 @@ macro_rules! with_pool {
             Pool::Postgres($pool) => $body,
         }
     };
+}
+
+/// Runs `$body` in a transaction on a pooled connection and commits it. A
+/// connection whose transaction failed is closed, not returned to the pool:
+/// after a failed write on SQLite, sqlx's idea of the connection can be
+/// wrong (decisions.md, "A connection whose transaction failed is closed").
+/// Inside `$body`, `?` ends the transaction with that error (rolled back).
+macro_rules! write_transaction {
+    ($pool:expr, |$tx:ident| $body:expr) => {{
+        let mut conn = $pool.acquire().await?;
+        let result: Result<_, StoreError> = async {
+            let mut $tx = sqlx::Connection::begin(&mut *conn).await?;
+            let value = $body;
+            $tx.commit().await?;
+            Ok(value)
+        }
+        .await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result
+    }};
 }
 
 mod members;
@@ -266,8 +288,7 @@ impl Ledger {
         // counts once); any other batch skips `RETURNING` and its rows.
         let settle = members::MemberSettle::of(records);
         let returning = settle.is_some();
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        with_pool!(self, pool => write_transaction!(pool, |tx| {
             let mut inserted = HashSet::new();
             let mut new_rows = 0;
             let mut rest = encoded.as_slice();
@@ -313,9 +334,8 @@ impl Ledger {
                         .await?;
                 }
             }
-            tx.commit().await?;
-            Ok(if returning { inserted.len() as u64 } else { new_rows })
-        })
+            if returning { inserted.len() as u64 } else { new_rows }
+        }))
     }
 
     /// The most recent calls, newest first (`started_at_ms` then `id`,
@@ -573,42 +593,6 @@ fn sqlite_pool_options(max_connections: u32) -> SqlitePoolOptions {
     SqlitePoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .after_release(reusable_after_release)
-}
-
-/// Whether a SQLite connection may go back to the pool after use: not while
-/// sqlx still counts a transaction on it.
-///
-/// sqlx 0.8 keeps its own transaction depth. When SQLite ends a transaction
-/// by itself (a `COMMIT` that fails on a full or read-only disk rolls
-/// everything back), the depth stays up, the `ROLLBACK` queued on drop fails
-/// with "no transaction is active", and the connection's next `begin` is a
-/// `SAVEPOINT`. After one statement-level failure on that connection a
-/// `SAVEPOINT` transaction stays open, every later "commit" only releases a
-/// nested savepoint, and records the writer counts as stored vanish when the
-/// connection closes (decisions.md, "A connection whose transaction failed
-/// is closed"). Closing such a connection rolls back whatever SQLite still
-/// holds open, and the next transaction starts on a clean one.
-fn reusable_after_release(
-    conn: &mut sqlx::SqliteConnection,
-    _: sqlx::pool::PoolConnectionMetadata,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
-    Box::pin(async move {
-        if !conn.is_in_transaction() {
-            return Ok(true);
-        }
-        // A dropped transaction's `ROLLBACK` is queued, not yet run: the
-        // ping runs after it, so the depth read next is the settled one.
-        conn.ping().await?;
-        let clean = !conn.is_in_transaction();
-        if !clean {
-            tracing::warn!(
-                target: "ledger.connection_discarded",
-                "a SQLite connection still counted a transaction after a failure; closing it"
-            );
-        }
-        Ok(clean)
-    })
 }
 
 fn unsigned(row: &impl RowExt, col: &'static str) -> Result<u64, StoreError> {
@@ -710,6 +694,7 @@ static SELECT_AFTER_SEQ: LazyLock<String> =
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlx::Connection;
 
     /// A table whose trigger fails an insert the two ways SQLite fails a
     /// write on a full or read-only disk: the whole transaction rolled back
@@ -720,30 +705,39 @@ mod tests {
            SELECT RAISE(ABORT, 'injected: the statement') WHERE NEW.x = 'abort'; \
          END;";
 
-    async fn insert(pool: &SqlitePool, x: &str) -> Result<(), sqlx::Error> {
-        let mut tx = pool.begin().await?;
-        sqlx::query("INSERT INTO t (x) VALUES (?)")
-            .bind(x)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await
+    /// Inserts `x` in a transaction: through [`write_transaction!`], or the
+    /// way sqlx's pool does it alone. Whether it reported success.
+    async fn insert(pool: &SqlitePool, x: &str, close_failed: bool) -> bool {
+        let query = sqlx::query("INSERT INTO t (x) VALUES (?)").bind(x);
+        if close_failed {
+            let stored: Result<(), StoreError> = async {
+                write_transaction!(pool, |tx| {
+                    query.execute(&mut *tx).await?;
+                })
+            }
+            .await;
+            return stored.is_ok();
+        }
+        let Ok(mut tx) = pool.begin().await else {
+            return false;
+        };
+        query.execute(&mut *tx).await.is_ok() && tx.commit().await.is_ok()
     }
 
-    /// One connection (so each transaction reuses the last one's), a
-    /// whole-transaction failure, a statement failure, then a good insert:
-    /// what the file holds once the pool is closed.
-    async fn kept_after_two_failures(options: SqlitePoolOptions) -> Vec<String> {
+    /// One connection (so each transaction gets the last one's, unless it
+    /// was closed), a whole-transaction failure, a statement failure, then a
+    /// good insert: what the file holds once the pool is closed.
+    async fn kept_after_two_failures(close_failed: bool) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let pool = options
-            .max_connections(1)
+        let pool = sqlite_pool_options(1)
             .connect_with(sqlite_connect_options(&path))
             .await
             .unwrap();
         sqlx::raw_sql(FAILING_TABLE).execute(&pool).await.unwrap();
-        assert!(insert(&pool, "rollback").await.is_err());
-        assert!(insert(&pool, "abort").await.is_err());
-        insert(&pool, "kept").await.unwrap();
+        assert!(!insert(&pool, "rollback", close_failed).await);
+        assert!(!insert(&pool, "abort", close_failed).await);
+        assert!(insert(&pool, "kept", close_failed).await);
         pool.close().await;
         let mut conn = sqlx::SqliteConnection::connect_with(&sqlite_connect_options(&path))
             .await
@@ -756,21 +750,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_commit_after_failed_transactions_is_stored() {
-        assert_eq!(
-            kept_after_two_failures(sqlite_pool_options(1)).await,
-            ["kept"]
-        );
+        assert_eq!(kept_after_two_failures(true).await, ["kept"]);
     }
 
-    /// Why [`reusable_after_release`] exists: with sqlx 0.8's own pool
-    /// settings the same sequence reports success and stores nothing. If a
+    /// Why [`write_transaction!`] closes a failed connection: reused, the
+    /// same sequence reports success and stores nothing (sqlx 0.8.6). If a
     /// sqlx upgrade makes this fail, sqlx keeps its depth right by itself.
     #[tokio::test]
-    async fn without_the_release_check_the_commit_is_lost() {
-        assert_eq!(
-            kept_after_two_failures(SqlitePoolOptions::new()).await,
-            Vec::<String>::new()
-        );
+    async fn reusing_a_failed_connection_loses_the_commit() {
+        assert_eq!(kept_after_two_failures(false).await, Vec::<String>::new());
     }
 
     #[test]

@@ -235,8 +235,7 @@ impl Ledger {
                     .map(|row| counters(&row))
                     .transpose()?
             }
-            Pool::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
+            Pool::Sqlite(pool) => write_transaction!(pool, |tx| {
                 let row = bind_admission!(sqlx::query(&ADMIT_SQLITE), ask)
                     .fetch_optional(&mut *tx)
                     .await?
@@ -247,9 +246,8 @@ impl Ledger {
                         .execute(&mut *tx)
                         .await?;
                 }
-                tx.commit().await?;
                 row
-            }
+            })?,
         };
         Ok(row)
     }
@@ -261,8 +259,7 @@ impl Ledger {
     pub async fn expire_member_reservations(&self, now_ms: i64) -> Result<u64, StoreError> {
         let delete = "DELETE FROM member_reservations WHERE expires_at_ms < $1 \
              RETURNING member, cost_usd_micros";
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        with_pool!(self, pool => write_transaction!(pool, |tx| {
             self.trip();
             let rows = sqlx::query(delete).bind(now_ms).fetch_all(&mut *tx).await?;
             let mut by_member: BTreeMap<String, i64> = BTreeMap::new();
@@ -278,9 +275,8 @@ impl Ledger {
                     .await?;
             }
             self.trip();
-            tx.commit().await?;
-            Ok(rows.len() as u64)
-        })
+            rows.len() as u64
+        }))
     }
 
     /// The member's counters as stored (`None`: no row yet).

@@ -45,8 +45,7 @@ impl Ledger {
              VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (upstream_id, model, probed_at_ms, check_name) DO UPDATE SET \
                verdict = excluded.verdict, measured = excluded.measured, detail = excluded.detail";
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        with_pool!(self, pool => write_transaction!(pool, |tx| {
             for c in &run.checks {
                 sqlx::query(sql)
                     .bind(run.upstream_id.as_str())
@@ -59,9 +58,7 @@ impl Ledger {
                     .execute(&mut *tx)
                     .await?;
             }
-            tx.commit().await?;
-            Ok(())
-        })
+        }))
     }
 
     /// The latest run of every upstream × model, by upstream then model

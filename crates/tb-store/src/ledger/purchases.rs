@@ -257,8 +257,7 @@ impl Ledger {
         let waste = "UPDATE purchases SET wasted_credit_micros = $1, waste_reason = $2, \
              wasted_at_ms = $3 \
              WHERE token_fingerprint = $4 AND seller_id = $5 AND status = 'completed'";
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        with_pool!(self, pool => write_transaction!(pool, |tx| {
             for event in events {
                 match event {
                     PurchaseEvent::Purchase(p) => {
@@ -292,9 +291,7 @@ impl Ledger {
                     }
                 }
             }
-            tx.commit().await?;
-            Ok(())
-        })
+        }))
     }
 
     /// The newest purchase attempts first (by `created_at_ms`, then `id`),
