@@ -83,6 +83,21 @@ macro_rules! write_transaction {
     }};
 }
 
+/// Runs one write statement on a pooled connection. Like
+/// [`write_transaction!`], a connection whose write failed is closed, not
+/// returned to the pool: a connection SQLite opened read-only while the file
+/// was not writable stays read-only after it is mended.
+macro_rules! write_statement {
+    ($pool:expr, $query:expr) => {{
+        let mut conn = $pool.acquire().await?;
+        let result = $query.execute(&mut *conn).await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result
+    }};
+}
+
 mod members;
 mod probes;
 mod purchases;
@@ -525,11 +540,11 @@ impl Ledger {
     /// Returns how many were deleted.
     pub async fn delete_calls_before(&self, before_ms: i64) -> Result<u64, StoreError> {
         with_pool!(self, pool => {
-            Ok(sqlx::query("DELETE FROM calls WHERE started_at_ms < $1")
-                .bind(before_ms)
-                .execute(pool)
-                .await?
-                .rows_affected())
+            Ok(write_statement!(
+                pool,
+                sqlx::query("DELETE FROM calls WHERE started_at_ms < $1").bind(before_ms)
+            )?
+            .rows_affected())
         })
     }
 
@@ -552,16 +567,15 @@ impl Ledger {
     pub async fn config_put(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let now = now_ms();
         with_pool!(self, pool => {
-            sqlx::query(
+            let upsert = sqlx::query(
                 "INSERT INTO config_kv (key, value, updated_at_ms) VALUES ($1, $2, $3) \
                  ON CONFLICT (key) DO UPDATE \
                  SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
             )
             .bind(key)
             .bind(value)
-            .bind(now)
-            .execute(pool)
-            .await?;
+            .bind(now);
+            write_statement!(pool, upsert)?;
             Ok(())
         })
     }
@@ -569,12 +583,8 @@ impl Ledger {
     /// Removes `key` from `config_kv`; returns whether it was there.
     pub async fn config_delete(&self, key: &str) -> Result<bool, StoreError> {
         with_pool!(self, pool => {
-            Ok(sqlx::query("DELETE FROM config_kv WHERE key = $1")
-                .bind(key)
-                .execute(pool)
-                .await?
-                .rows_affected()
-                > 0)
+            let delete = sqlx::query("DELETE FROM config_kv WHERE key = $1").bind(key);
+            Ok(write_statement!(pool, delete)?.rows_affected() > 0)
         })
     }
 }
@@ -746,6 +756,54 @@ mod tests {
             .fetch_all(&mut conn)
             .await
             .unwrap()
+    }
+
+    /// Whether the pool hands out the connection that made the `marker`
+    /// temp table (a temp table lives and dies with its connection).
+    async fn marked_connection(pool: &SqlitePool) -> bool {
+        let marked: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM temp.sqlite_master WHERE name = 'marker'")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        marked == 1
+    }
+
+    /// One write, as a statement or a transaction, on a one-connection pool
+    /// whose connection is marked: whether the write succeeded, and whether
+    /// the next caller gets the same connection.
+    async fn write_then_reuse(x: &str, transaction: bool) -> (bool, bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = sqlite_pool_options(1)
+            .connect_with(sqlite_connect_options(&dir.path().join("t.db")))
+            .await
+            .unwrap();
+        sqlx::raw_sql(FAILING_TABLE).execute(&pool).await.unwrap();
+        sqlx::query("CREATE TEMP TABLE marker (x)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let query = sqlx::query("INSERT INTO t (x) VALUES (?)").bind(x);
+        let written: Result<(), StoreError> = async {
+            if transaction {
+                write_transaction!(&pool, |tx| {
+                    query.execute(&mut *tx).await?;
+                })
+            } else {
+                write_statement!(&pool, query)?;
+                Ok(())
+            }
+        }
+        .await;
+        (written.is_ok(), marked_connection(&pool).await)
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_write_failed_is_never_reused() {
+        for transaction in [false, true] {
+            assert_eq!(write_then_reuse("abort", transaction).await, (false, false));
+            assert_eq!(write_then_reuse("fine", transaction).await, (true, true));
+        }
     }
 
     #[tokio::test]

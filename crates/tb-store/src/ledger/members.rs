@@ -118,7 +118,7 @@ impl Ledger {
         );
         let models = key.models.as_ref().map(|m| m.join(","));
         with_pool!(self, pool => {
-            sqlx::query(&sql)
+            let insert = sqlx::query(&sql)
                 .bind(key.id.as_str())
                 .bind(key.member.as_str())
                 .bind(key.key_hash.as_str())
@@ -127,10 +127,9 @@ impl Ledger {
                 .bind(key.revoked_at_ms)
                 .bind(key.budget_usd_micros)
                 .bind(key.rpm)
-                .bind(key.tpm)
-                .execute(pool)
-                .await?;
-            sqlx::query(CREATE_USAGE_ROW).bind(key.member.as_str()).execute(pool).await?;
+                .bind(key.tpm);
+            write_statement!(pool, insert)?;
+            write_statement!(pool, sqlx::query(CREATE_USAGE_ROW).bind(key.member.as_str()))?;
             Ok(())
         })
     }
@@ -184,7 +183,7 @@ impl Ledger {
             "UPDATE member_keys SET revoked_at_ms = $1 WHERE {column} = $2 AND revoked_at_ms IS NULL"
         );
         with_pool!(self, pool => {
-            let done = sqlx::query(&sql).bind(at_ms).bind(value).execute(pool).await?;
+            let done = write_statement!(pool, sqlx::query(&sql).bind(at_ms).bind(value))?;
             Ok(done.rows_affected())
         })
     }
@@ -211,7 +210,7 @@ impl Ledger {
             // then admit against it.
             with_pool!(self, pool => {
                 self.trip();
-                sqlx::query(CREATE_USAGE_ROW).bind(ask.member).execute(pool).await?;
+                write_statement!(pool, sqlx::query(CREATE_USAGE_ROW).bind(ask.member))?;
             });
         }
         Err(StoreError::Corrupt {

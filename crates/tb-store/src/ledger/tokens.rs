@@ -69,7 +69,7 @@ impl Ledger {
     pub async fn save_token(&self, token: &TokenRow) -> Result<(), StoreError> {
         let sql = upsert_sql("tokens");
         with_pool!(self, pool => {
-            sqlx::query(&sql)
+            let query = sqlx::query(&sql)
                 .bind(token.seller_id.as_str())
                 .bind(token.payment_method.as_str())
                 .bind(token.ciphertext.as_slice())
@@ -80,9 +80,8 @@ impl Ledger {
                 .bind(token.price_usd_micros.map(saturating_i64))
                 .bind(token.expires_at_ms)
                 .bind(token.purchased_at_ms)
-                .bind(token.updated_at_ms)
-                .execute(pool)
-                .await?;
+                .bind(token.updated_at_ms);
+            write_statement!(pool, query)?;
             Ok(())
         })
     }
@@ -139,13 +138,10 @@ impl Ledger {
         payment_method: PaymentMethod,
     ) -> Result<bool, StoreError> {
         with_pool!(self, pool => {
-            Ok(sqlx::query("DELETE FROM tokens WHERE seller_id = $1 AND payment_method = $2")
+            let delete = sqlx::query("DELETE FROM tokens WHERE seller_id = $1 AND payment_method = $2")
                 .bind(seller_id)
-                .bind(payment_method.as_str())
-                .execute(pool)
-                .await?
-                .rows_affected()
-                > 0)
+                .bind(payment_method.as_str());
+            Ok(write_statement!(pool, delete)?.rows_affected() > 0)
         })
     }
 }

@@ -55,7 +55,7 @@ impl Ledger {
                 detail: format!("submit_attempts: {e}"),
             })?;
         let done = with_pool!(self, pool => {
-            sqlx::query(sql)
+            let query = sqlx::query(sql)
                 .bind(job.job_id.as_str())
                 .bind(job.upstream_id.as_str())
                 .bind(job.request_id.as_str())
@@ -66,10 +66,8 @@ impl Ledger {
                 .bind(job.recorded_at_ms)
                 .bind(job.member.as_deref())
                 .bind(attempts.as_str())
-                .bind(job.record_id.as_deref())
-                .execute(pool)
-                .await?
-                .rows_affected()
+                .bind(job.record_id.as_deref());
+            write_statement!(pool, query)?.rows_affected()
         });
         Ok(done == 1)
     }
@@ -122,7 +120,7 @@ impl Ledger {
         let sql = "UPDATE video_jobs SET recorded_at_ms = $2 \
              WHERE job_id = $1 AND recorded_at_ms IS NULL";
         let done = with_pool!(self, pool => {
-            sqlx::query(sql).bind(job_id).bind(at_ms).execute(pool).await?.rows_affected()
+            write_statement!(pool, sqlx::query(sql).bind(job_id).bind(at_ms))?.rows_affected()
         });
         Ok(done == 1)
     }
