@@ -61,41 +61,47 @@ macro_rules! with_pool {
     };
 }
 
-/// Runs `$body` in a transaction on a pooled connection and commits it. A
-/// connection whose transaction failed is closed, not returned to the pool:
-/// after a failed write on SQLite, sqlx's idea of the connection can be
-/// wrong (decisions.md, "A connection whose transaction failed is closed").
-/// Inside `$body`, `?` ends the transaction with that error (rolled back).
-macro_rules! write_transaction {
-    ($pool:expr, |$tx:ident| $body:expr) => {{
-        let mut conn = $pool.acquire().await?;
-        let result: Result<_, StoreError> = async {
-            let mut $tx = sqlx::Connection::begin(&mut *conn).await?;
-            let value = $body;
-            $tx.commit().await?;
-            Ok(value)
-        }
-        .await;
+/// Runs `$write` (which uses `$conn`) on a connection taken from `$pool`
+/// for it. A connection whose write failed is closed, not returned to the
+/// pool: after a failed write on SQLite, sqlx's idea of the connection can
+/// be wrong, and a connection SQLite opened read-only while the file was not
+/// writable stays read-only after it is mended (decisions.md, "A connection
+/// whose write failed is closed").
+macro_rules! closing_on_failure {
+    ($pool:expr, |$conn:ident| $write:expr) => {{
+        let mut $conn = $pool.acquire().await?;
+        let result = $write;
         if result.is_err() {
-            conn.close_on_drop();
+            $conn.close_on_drop();
         }
         result
     }};
 }
 
-/// Runs one write statement on a pooled connection. Like
-/// [`write_transaction!`], a connection whose write failed is closed, not
-/// returned to the pool: a connection SQLite opened read-only while the file
-/// was not writable stays read-only after it is mended.
+/// Runs `$body` in a transaction and commits it, closing the connection if
+/// any of it fails ([`closing_on_failure!`]). Inside `$body`, `?` ends the
+/// transaction with that error (rolled back).
+macro_rules! write_transaction {
+    ($pool:expr, |$tx:ident| $body:expr) => {
+        closing_on_failure!($pool, |conn| {
+            let result: Result<_, StoreError> = async {
+                let mut $tx = sqlx::Connection::begin(&mut *conn).await?;
+                let value = $body;
+                $tx.commit().await?;
+                Ok(value)
+            }
+            .await;
+            result
+        })
+    };
+}
+
+/// Runs one write statement, closing the connection if it fails
+/// ([`closing_on_failure!`]).
 macro_rules! write_statement {
-    ($pool:expr, $query:expr) => {{
-        let mut conn = $pool.acquire().await?;
-        let result = $query.execute(&mut *conn).await;
-        if result.is_err() {
-            conn.close_on_drop();
-        }
-        result
-    }};
+    ($pool:expr, $query:expr) => {
+        closing_on_failure!($pool, |conn| $query.execute(&mut *conn).await)
+    };
 }
 
 mod members;
