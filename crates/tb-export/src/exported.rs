@@ -131,20 +131,9 @@ impl<'a> ExportedCall<'a> {
             image_count: r.image_count,
             usage_missing: r.usage_missing,
             unpriced: r.unpriced,
-            trace_id: r.trace_parent.map(|t| hex(&t.trace_id)),
+            trace_id: r.trace_parent.map(|t| hex::encode(t.trace_id)),
         }
     }
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing into a `String` cannot fail.
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 /// The HTTP sink's body: `{"calls": [...]}`.

@@ -191,7 +191,7 @@ impl Pointer {
 pub fn token_fingerprint(token: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(token.trim().as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..8])
 }
 
 /// Install options.
@@ -539,6 +539,9 @@ mod tests {
         assert_eq!(Pointer::new("http://h:1", None).base_url, "http://h:1");
         assert!(!Pointer::new("http://h:1", None).sends("x"));
         assert_eq!(token_fingerprint("abc").len(), 16);
+        // Pinned: the first 8 bytes of SHA-256("abc"), lower-case hex, as
+        // in files earlier releases wrote.
+        assert_eq!(token_fingerprint(" abc\n"), "ba7816bf8f01cfea");
     }
 
     #[test]

@@ -63,7 +63,7 @@ impl MemberKey {
 
 /// SHA-256 of a presented credential, lower-case hex.
 pub fn key_hash(presented: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(presented))
+    hex::encode(Sha256::digest(presented))
 }
 
 /// A member as the proxy needs it: the name recorded on every call, the
@@ -405,6 +405,12 @@ mod tests {
         assert_eq!(a.hash(), key_hash(a.expose().as_bytes()));
         assert_eq!(a.hash().len(), 64);
         assert!(!format!("{a:?}").contains(a.expose()));
+        // Pinned: stored hashes are SHA-256 in lower-case hex, so keys
+        // issued by any release keep working.
+        assert_eq!(
+            key_hash(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

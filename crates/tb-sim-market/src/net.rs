@@ -267,7 +267,6 @@ pub(super) fn rfc3339(time: SystemTime) -> String {
 /// mix if the OS has no randomness to give (never in practice): these are
 /// test tokens, unique is what matters.
 pub(super) fn random_hex(bytes: usize) -> String {
-    use std::fmt::Write as _;
     use std::sync::atomic::{AtomicU64, Ordering};
     static FALLBACK: AtomicU64 = AtomicU64::new(0);
 
@@ -281,9 +280,5 @@ pub(super) fn random_hex(bytes: usize) -> String {
             *b = (seed.rotate_left((i % 8) as u32 * 8) & 0xff) as u8 ^ i as u8;
         }
     }
-    buf.iter()
-        .fold(String::with_capacity(bytes * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    hex::encode(buf)
 }
