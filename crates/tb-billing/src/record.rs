@@ -374,7 +374,7 @@ pub fn prompt_hash(protocol: Protocol, request_body: &[u8]) -> Option<String> {
         }
     }
     let hasher = Sha256::new_with_prefix(&text);
-    Some(hex::encode(hasher.finalize()))
+    Some(const_hex::encode(hasher.finalize()))
 }
 
 /// USD micros as dollars with 6 decimals (`$0.000300`). Integer-only.

@@ -131,7 +131,7 @@ impl<'a> ExportedCall<'a> {
             image_count: r.image_count,
             usage_missing: r.usage_missing,
             unpriced: r.unpriced,
-            trace_id: r.trace_parent.map(|t| hex::encode(t.trace_id)),
+            trace_id: r.trace_parent.map(|t| const_hex::encode(t.trace_id)),
         }
     }
 }

@@ -191,7 +191,7 @@ impl Pointer {
 pub fn token_fingerprint(token: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(token.trim().as_bytes());
-    hex::encode(&digest[..8])
+    const_hex::encode(&digest[..8])
 }
 
 /// Install options.

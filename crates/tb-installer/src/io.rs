@@ -230,7 +230,7 @@ struct BackupLog {
 
 fn key_of(path: &Path) -> String {
     let digest = Sha256::digest(path.to_string_lossy().as_bytes());
-    hex::encode(&digest[..8])
+    const_hex::encode(&digest[..8])
 }
 
 fn read_opt(path: &Path) -> Result<Option<String>, InstallError> {

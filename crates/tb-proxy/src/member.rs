@@ -63,7 +63,7 @@ impl MemberKey {
 
 /// SHA-256 of a presented credential, lower-case hex.
 pub fn key_hash(presented: &[u8]) -> String {
-    hex::encode(Sha256::digest(presented))
+    const_hex::encode(Sha256::digest(presented))
 }
 
 /// A member as the proxy needs it: the name recorded on every call, the

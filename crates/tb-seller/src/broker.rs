@@ -1010,7 +1010,7 @@ fn purchase_id(now_ms: i64) -> String {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         bytes = (n ^ u64::from(std::process::id())).to_be_bytes();
     }
-    format!("p-{now_ms}-{}", hex::encode(bytes))
+    format!("p-{now_ms}-{}", const_hex::encode(bytes))
 }
 
 /// Holds a single-flight gate; removes it from the map when the last

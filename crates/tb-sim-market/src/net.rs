@@ -280,5 +280,5 @@ pub(super) fn random_hex(bytes: usize) -> String {
             *b = (seed.rotate_left((i % 8) as u32 * 8) & 0xff) as u8 ^ i as u8;
         }
     }
-    hex::encode(buf)
+    const_hex::encode(buf)
 }
