@@ -989,12 +989,7 @@ pub(crate) fn generate(input_name: &str, bytes: &[u8]) -> Result<Generated> {
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    const_hex::encode(Sha256::digest(bytes))
 }
 
 // ---------------------------------------------------------------------------
@@ -1293,6 +1288,15 @@ mod tests {
         assert_eq!(s.tiered_kept, 121);
         assert!(g.code.contains("Tiered prices"));
         assert!(g.code.contains(&sha256_hex(&bytes)));
+    }
+
+    #[test]
+    fn source_digest_is_lower_case_sha256_hex() {
+        // Pinned: the generated table names its source by this digest.
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

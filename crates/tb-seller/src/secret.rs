@@ -37,12 +37,7 @@ impl SellerSecret {
 
 /// The first 12 lowercase hex characters of SHA-256 of `bytes`.
 pub(crate) fn fingerprint_of(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(12);
-    for byte in digest.iter().take(6) {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    const_hex::encode(&Sha256::digest(bytes)[..6])
 }
 
 impl fmt::Debug for SellerSecret {
